@@ -1,0 +1,26 @@
+"""tenfold.core: errors, config, resource governor, plugins, crypto, bench harness, services."""
+
+from tenfold.core.errors import CgroupError as CgroupError
+from tenfold.core.errors import CheckFailed as CheckFailed
+from tenfold.core.errors import ConfigError as ConfigError
+from tenfold.core.errors import CryptoError as CryptoError
+from tenfold.core.errors import PluginError as PluginError
+from tenfold.core.errors import ResourceLimitExceeded as ResourceLimitExceeded
+from tenfold.core.errors import SandboxViolation as SandboxViolation
+from tenfold.core.errors import ServiceError as ServiceError
+from tenfold.core.errors import TenfoldError as TenfoldError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CgroupError",
+    "CheckFailed",
+    "ConfigError",
+    "CryptoError",
+    "PluginError",
+    "ResourceLimitExceeded",
+    "SandboxViolation",
+    "ServiceError",
+    "TenfoldError",
+    "__version__",
+]

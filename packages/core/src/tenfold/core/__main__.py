@@ -1,0 +1,3 @@
+from tenfold.core.cli import main
+
+main()
