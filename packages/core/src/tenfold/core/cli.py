@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-
 from tenfold.core import __version__
 from tenfold.core.config import set_config_path
 from tenfold.core.errors import TenfoldError
@@ -87,7 +86,9 @@ class _Group(click.Group):
 def cli(config: Path | None, verbose: int) -> None:
     """tenfold: ten systems and a shared core."""
     level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     set_config_path(config)
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-
 from tenfold.core.errors import ConfigError
 
 __all__ = ["ENV_CONFIG", "Section", "config_path", "load_section", "read_toml"]
@@ -46,7 +45,7 @@ def set_config_path(path: Path | None) -> None:
 
 
 def config_path() -> Path | None:
-    """The configuration file in force: ``--config``, ``$TENFOLD_CONFIG``, ./tenfold.toml, or none."""
+    """The configuration file in force: ``--config``, ``$TENFOLD_CONFIG``, tenfold.toml, or none."""
     if _explicit_path is not None:
         return _explicit_path
     env = os.environ.get(ENV_CONFIG)

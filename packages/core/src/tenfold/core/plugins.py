@@ -23,7 +23,6 @@ from __future__ import annotations
 import enum
 import importlib.metadata
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -32,7 +31,6 @@ from tenfold.core.errors import PluginError
 
 if TYPE_CHECKING:
     import click
-
     from tenfold.core.bench import Scenario
 
 __all__ = [
@@ -178,7 +176,9 @@ class PluginManager:
             record = PluginRecord(name=name, source=source or repr(loader), loader=loader)
             if name in self._records:
                 dup = PluginRecord(name=f"{name}#dup", source=record.source, loader=loader)
-                dup.fail(f"duplicate plugin name {name!r} (already from {self._records[name].source})")
+                dup.fail(
+                    f"duplicate plugin name {name!r} (already from {self._records[name].source})"
+                )
                 self._records[dup.name] = dup
                 return dup
             self._records[name] = record
