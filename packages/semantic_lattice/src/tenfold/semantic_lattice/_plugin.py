@@ -1,4 +1,4 @@
-"""Registration of the Dynamic Semantic Lattice Engine with the tenfold core (CLI and benchmarks)."""
+"""Registration of the Semantic Lattice Engine with the tenfold core (CLI and benchmarks)."""
 
 from __future__ import annotations
 
