@@ -1,0 +1,780 @@
+"""Semi-naive Datalog evaluation compiled to DuckDB SQL over integer-encoded terms.
+
+Storage, one DuckDB database (in memory or a file):
+
+* ``dict(id BIGINT, term VARCHAR)``: every RDF term / symbol once; ids are
+  dense and assigned in insertion order, so zone maps prune id lookups.
+* ``r_<rel>``: all facts of a relation (base and derived), columns ``c0..``;
+  symbol columns hold dictionary ids, number columns DOUBLE, a lattice column
+  its lattice's SQL type.
+* ``e_<rel>``: the base (explicit) facts, so retraction can re-derive.
+
+Evaluation runs stratum by stratum. Within a stratum each round evaluates, for
+every rule and every body atom over a relation of the stratum that changed in
+the previous round, the rule with that atom reading the round's delta (the
+semi-naive variants), all variants of a head relation in one ``UNION ALL``.
+Plain relations keep what is new (``EXCEPT``); lattice relations group the
+candidates by key, join them with the stored value, and keep the keys whose
+value grew. The invariant between rounds: ``r_X`` holds everything derived so
+far and ``d_X`` exactly what changed in the last round.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+from tenfold.semantic_lattice._datalog import (
+    Agg,
+    Atom,
+    BinOp,
+    Call,
+    Compare,
+    Const,
+    Expr,
+    LatticeType,
+    Program,
+    Query,
+    Relation,
+    Rule,
+    Var,
+    bound_order,
+    check_program,
+    parse_program,
+    stratify,
+)
+from tenfold.semantic_lattice.errors import (
+    BudgetExceededError,
+    SchemaError,
+    SemanticLatticeError,
+    StoreError,
+)
+
+__all__ = ["Budget", "Dictionary", "Engine", "ReasonStats"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on one materialisation; ``None`` means unlimited."""
+
+    time_s: float | None = None
+    rounds: int | None = None
+    rows: int | None = None
+
+
+@dataclass
+class ReasonStats:
+    """What a materialisation did."""
+
+    rounds: int = 0
+    derived: int = 0
+    seconds: float = 0.0
+    strata: int = 0
+    per_relation: dict[str, int] = field(default_factory=dict)
+
+
+class Dictionary:
+    """The term <-> id map, stored in DuckDB with a partial cache in Python."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        con.execute("CREATE TABLE IF NOT EXISTS dict(id BIGINT, term VARCHAR)")
+        self._ids: dict[str, int] = {}
+        self._terms: dict[int, str] = {}
+        row = con.execute("SELECT coalesce(max(id) + 1, 0) FROM dict").fetchone()
+        self.size = int(row[0]) if row else 0
+
+    def encode_many(self, terms: Iterable[str]) -> list[int]:
+        """Ids for ``terms``, adding the unknown ones."""
+        terms = list(terms)
+        missing = sorted({t for t in terms if t not in self._ids})
+        if missing:
+            arr = {"t": np.array(missing, dtype=object)}  # noqa: F841 - scanned by DuckDB
+            found = self.con.execute(
+                "SELECT term, id FROM dict WHERE term IN (SELECT t FROM arr)"
+            ).fetchall()
+            for term, ident in found:
+                self._ids[term] = int(ident)
+                self._terms[int(ident)] = term
+            new = [t for t in missing if t not in self._ids]
+            if new:
+                ids = np.arange(self.size, self.size + len(new), dtype=np.int64)
+                fresh = {"id": ids, "term": np.array(new, dtype=object)}  # noqa: F841
+                self.con.execute("INSERT INTO dict SELECT id, term FROM fresh")
+                for term, ident in zip(new, ids.tolist(), strict=True):
+                    self._ids[term] = ident
+                    self._terms[ident] = term
+                self.size += len(new)
+        return [self._ids[t] for t in terms]
+
+    def encode(self, term: str) -> int:
+        return self.encode_many([term])[0]
+
+    def lookup(self, term: str) -> int | None:
+        """The id of ``term`` if the store has seen it (never adds)."""
+        if term in self._ids:
+            return self._ids[term]
+        row = self.con.execute("SELECT id FROM dict WHERE term = ?", [term]).fetchone()
+        if row is None:
+            return None
+        self._ids[term] = int(row[0])
+        self._terms[int(row[0])] = term
+        return int(row[0])
+
+    def decode_many(self, ids: Iterable[int]) -> dict[int, str]:
+        wanted = {int(i) for i in ids}
+        missing = [i for i in wanted if i not in self._terms]
+        if missing:
+            rows = self.con.execute(
+                "SELECT id, term FROM dict WHERE id IN (SELECT unnest(?::BIGINT[]))", [missing]
+            ).fetchall()
+            for ident, term in rows:
+                self._terms[int(ident)] = term
+                if len(self._ids) < 2_000_000:
+                    self._ids[term] = int(ident)
+        return {i: self._terms[i] for i in wanted}
+
+    def bulk_encode_table(self, stage: str, columns: Sequence[str]) -> None:
+        """Add every term of ``stage``'s VARCHAR ``columns`` to the dictionary, in SQL."""
+        union = " UNION ".join(f"SELECT {c} AS t FROM {stage}" for c in columns)
+        self.con.execute(
+            f"""INSERT INTO dict
+                SELECT {self.size} + row_number() OVER (ORDER BY t) - 1, t
+                FROM ({union}) n WHERE NOT EXISTS (SELECT 1 FROM dict d WHERE d.term = n.t)"""
+        )
+        row = self.con.execute("SELECT coalesce(max(id) + 1, 0) FROM dict").fetchone()
+        self.size = int(row[0]) if row else 0
+
+
+_LATTICE_SQL = {
+    "min": "DOUBLE",
+    "max": "DOUBLE",
+    "set": "BIGINT[]",
+    "interval": "STRUCT(lo DOUBLE, hi DOUBLE)",
+}
+
+
+class Engine:
+    """A Datalog program over a DuckDB database; see the module docstring."""
+
+    def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
+        try:
+            self.con = duckdb.connect(str(path) if path else ":memory:")
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from None
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self.con.execute("SET preserve_insertion_order = false")
+        self.path = path
+        self.dictionary = Dictionary(self.con)
+        self.program = Program()
+        self._macros: set[str] = set()
+        # Relations with rows added since the last fixpoint: name -> table of those rows.
+        self._changed: dict[str, str] = {}
+        self._new_rules: set[int] = set()
+        self._retracted = False
+        self._reset: set[str] = set()
+        self._load_catalog()
+
+    # -- schema ------------------------------------------------------------------
+    def _load_catalog(self) -> None:
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS catalog(kind VARCHAR, name VARCHAR, body VARCHAR)"
+        )
+        rows = self.con.execute("SELECT kind, body FROM catalog ORDER BY rowid").fetchall()
+        for kind, body in rows:
+            if kind == "program":
+                self._add_program(parse_program(body, "<stored program>"), persist=False, text=body)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def add_program(self, text: str, source: str = "<program>") -> Program:
+        """Add rules and declarations (kept in the store); returns the parsed program."""
+        parsed = parse_program(text, source)
+        self._add_program(parsed, persist=True, text=text)
+        return parsed
+
+    def _add_program(self, parsed: Program, *, persist: bool, text: str) -> None:
+        trial = Program(
+            rules=list(self.program.rules),
+            queries=[],
+            relations={
+                k: Relation(v.name, list(v.columns), list(v.types), v.lattice, v.declared)
+                for k, v in self.program.relations.items()
+            },
+            lattice_types=dict(self.program.lattice_types),
+            prefixes=dict(self.program.prefixes),
+        )
+        facts = [r for r in parsed.rules if not r.body]
+        parsed_rules = Program(
+            rules=[r for r in parsed.rules if r.body],
+            relations=parsed.relations,
+            lattice_types=parsed.lattice_types,
+            prefixes=parsed.prefixes,
+        )
+        trial.merge(parsed_rules)
+        for fact in facts:
+            trial.rules.append(fact)
+        check_program(trial)
+        trial.rules = [r for r in trial.rules if r.body]
+        stratify(trial)
+        self.program = trial
+        for lt in trial.lattice_types.values():
+            self._define_lattice(lt)
+        for rel in trial.relations.values():
+            self._ensure_tables(rel)
+        grouped: dict[str, list[tuple[object, ...]]] = {}
+        for fact in facts:
+            values = tuple(a.value for a in fact.head.args if isinstance(a, Const))
+            grouped.setdefault(fact.head.relation, []).append(values)
+        for name, fact_rows in grouped.items():
+            rel = trial.relations[name]
+            if rel.lattice == "set":
+                self.add_facts(name, [(*r[:-1], [r[-1]]) for r in fact_rows])
+            else:
+                self.add_facts(name, fact_rows)
+        if persist:
+            self.con.execute("INSERT INTO catalog VALUES ('program', '', ?)", [text])
+        if persist:
+            self._new_rules |= {id(r) for r in trial.rules if r in parsed.rules}
+
+    def _define_lattice(self, lt: LatticeType) -> None:
+        if lt.name in self._macros:
+            return
+        self.con.execute(f"CREATE OR REPLACE TEMP MACRO lat_join_{lt.name}(a, b) AS ({lt.join})")
+        leq = lt.leq or f"lat_join_{lt.name}(a, b) = b"
+        self.con.execute(f"CREATE OR REPLACE TEMP MACRO lat_leq_{lt.name}(a, b) AS ({leq})")
+        self._macros.add(lt.name)
+
+    def _sql_type(self, rel: Relation, i: int) -> str:
+        if rel.lattice and i == rel.arity - 1:
+            if rel.lattice in _LATTICE_SQL:
+                return _LATTICE_SQL[rel.lattice]
+            return self.program.lattice_types[rel.lattice].sql_type
+        return "BIGINT" if rel.types[i] == "symbol" else "DOUBLE"
+
+    def _ensure_tables(self, rel: Relation) -> None:
+        cols = ", ".join(f"c{i} {self._sql_type(rel, i)}" for i in range(rel.arity))
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS r_{rel.name}({cols})")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS e_{rel.name}({cols})")
+
+    def relation(self, name: str) -> Relation:
+        rel = self.program.relations.get(name)
+        if rel is None:
+            raise SchemaError(f"unknown relation {name!r}")
+        return rel
+
+    def declare(self, name: str, arity: int) -> Relation:
+        """Make sure a plain symbol relation exists (for loading data before rules)."""
+        rel = self.program.relations.get(name)
+        if rel is None:
+            cols = ", ".join(f"c{i}" for i in range(arity))
+            self.add_program(f".decl {name}({cols}).")
+            rel = self.program.relations[name]
+        if rel.arity != arity:
+            raise SchemaError(f"relation {name!r} has {rel.arity} columns, not {arity}")
+        return rel
+
+    # -- data ----------------------------------------------------------------------
+    def add_facts(self, name: str, rows: Sequence[Sequence[object]]) -> int:
+        """Add base facts (terms as canonical strings, numbers as numbers); returns how many."""
+        rel = self.relation(name)
+        if not rows:
+            return 0
+        columns: dict[str, Any] = {}
+        for i in range(rel.arity):
+            values = [r[i] for r in rows]
+            if rel.lattice and i == rel.arity - 1:
+                if rel.lattice == "set":
+                    sets = [sorted(set(self.dictionary.encode_many(v))) for v in values]  # type: ignore[arg-type]
+                    columns[f"c{i}"] = np.array(sets, dtype=object)
+                else:
+                    columns[f"c{i}"] = np.array(values, dtype=object)
+            elif rel.types[i] == "symbol":
+                if not all(isinstance(v, str) for v in values):
+                    raise SchemaError(
+                        f"{name}: column {rel.columns[i]} takes symbols, got a number"
+                    )
+                columns[f"c{i}"] = np.array(self.dictionary.encode_many(values), dtype=np.int64)  # type: ignore[arg-type]
+            else:
+                try:
+                    columns[f"c{i}"] = np.array([float(v) for v in values], dtype=np.float64)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    raise SchemaError(f"{name}: column {rel.columns[i]} takes numbers") from None
+        staged = columns  # noqa: F841 - scanned by DuckDB below
+        sel = ", ".join(f"c{i}::{self._sql_type(rel, i)} AS c{i}" for i in range(rel.arity))
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE stage_facts AS SELECT DISTINCT {sel} FROM staged"
+        )
+        try:
+            return self._add_encoded(rel, "SELECT * FROM stage_facts")
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS stage_facts")
+
+    def _add_encoded(self, rel: Relation, select_sql: str) -> int:
+        """Insert encoded rows into e_ and r_, and record them as pending delta."""
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE add_{rel.name} AS ({select_sql}) EXCEPT SELECT * FROM e_{rel.name}"
+        )
+        row = self.con.execute(f"SELECT count(*) FROM add_{rel.name}").fetchone()
+        added = int(row[0]) if row else 0
+        self.con.execute(f"INSERT INTO e_{rel.name} SELECT * FROM add_{rel.name}")
+        if rel.lattice:
+            self._merge_lattice(rel, f"add_{rel.name}", f"pend_{rel.name}")
+            self.con.execute(f"DROP TABLE IF EXISTS pend_{rel.name}")
+        else:
+            self.con.execute(
+                f"INSERT INTO r_{rel.name} SELECT * FROM add_{rel.name} EXCEPT SELECT * FROM r_{rel.name}"
+            )
+        self._note_change(rel.name, f"add_{rel.name}")
+        self.con.execute(f"DROP TABLE add_{rel.name}")
+        return added
+
+    def _note_change(self, name: str, table: str) -> None:
+        """Remember rows of ``table`` as changed in ``name`` since the last fixpoint."""
+        chg = f"chg_{name}"
+        if name in self._changed:
+            self.con.execute(f"INSERT INTO {chg} SELECT * FROM {table}")
+        else:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {chg} AS SELECT * FROM {table}")
+            self._changed[name] = chg
+
+    def load_triples_sql(self, name: str, stage: str) -> int:
+        """Add the triples of a staging table with VARCHAR columns s, p, o to relation ``name``."""
+        rel = self.declare(name, 3)
+        self.dictionary.bulk_encode_table(stage, ["s", "p", "o"])
+        return self._add_encoded(
+            rel,
+            f"""SELECT ds.id, dp.id, dob.id FROM {stage} st
+                JOIN dict ds ON ds.term = st.s JOIN dict dp ON dp.term = st.p
+                JOIN dict dob ON dob.term = st.o""",
+        )
+
+    def retract_facts(self, name: str, rows: Sequence[Sequence[object]]) -> int:
+        """Remove base facts; the next :meth:`materialize` re-derives from what remains."""
+        rel = self.relation(name)
+        removed = 0
+        for row in rows:
+            conds, params = [], []
+            for i, value in enumerate(row):
+                if rel.types[i] == "symbol":
+                    ident = self.dictionary.lookup(str(value))
+                    if ident is None:
+                        break
+                    conds.append(f"c{i} = ?")
+                    params.append(ident)
+                else:
+                    conds.append(f"c{i} = ?")
+                    params.append(float(value))  # type: ignore[arg-type]
+            else:
+                where = " AND ".join(conds)
+                cur = self.con.execute(
+                    f"DELETE FROM e_{rel.name} WHERE {where} RETURNING 1", params
+                )
+                removed += len(cur.fetchall())
+        if removed:
+            self._retracted = True
+        return removed
+
+    def count(self, name: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM r_{self.relation(name).name}").fetchone()
+        return int(row[0]) if row else 0
+
+    def rows(self, name: str, *, decode: bool = True) -> list[tuple[Any, ...]]:
+        rel = self.relation(name)
+        raw = self.con.execute(f"SELECT * FROM r_{rel.name}").fetchall()
+        return (
+            self._decode_rows(raw, [self._kind(rel, i) for i in range(rel.arity)])
+            if decode
+            else raw
+        )
+
+    def _kind(self, rel: Relation, i: int) -> str:
+        if rel.lattice and i == rel.arity - 1:
+            return rel.lattice
+        return rel.types[i]
+
+    def _decode_rows(
+        self, raw: list[tuple[Any, ...]], kinds: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        ids: set[int] = set()
+        for row in raw:
+            for v, k in zip(row, kinds, strict=True):
+                if v is None:
+                    continue
+                if k == "symbol":
+                    ids.add(v)
+                elif k == "set":
+                    ids.update(v)
+        names = self.dictionary.decode_many(ids) if ids else {}
+        out = []
+        for row in raw:
+            dec: list[Any] = []
+            for v, k in zip(row, kinds, strict=True):
+                if v is None:
+                    dec.append(None)
+                elif k == "symbol":
+                    dec.append(names[v])
+                elif k == "set":
+                    dec.append(frozenset(names[x] for x in v))
+                elif k == "interval":
+                    dec.append((v["lo"], v["hi"]))
+                elif isinstance(v, float) and v.is_integer():
+                    dec.append(int(v))
+                else:
+                    dec.append(v)
+            out.append(tuple(dec))
+        return out
+
+    # -- compilation -----------------------------------------------------------------
+    def _const_sql(self, c: Const, kind: str) -> str:
+        if isinstance(c.value, str):
+            if kind == "symbol":
+                return str(self.dictionary.encode(c.value))
+            raise SchemaError(f"constant {c.value} used where a number is expected")
+        if kind == "symbol":
+            from tenfold.semantic_lattice._rdf import XSD, literal
+
+            dt = "integer" if isinstance(c.value, int) else "double"
+            return str(self.dictionary.encode(literal(str(c.value), XSD + dt)))
+        return f"{float(c.value)!r}::DOUBLE"
+
+    def _expr_sql(self, e: Expr, env: dict[str, tuple[str, str]]) -> str:
+        if isinstance(e, Var):
+            return env[e.name][0]
+        if isinstance(e, Const):
+            if isinstance(e.value, str):
+                return str(self.dictionary.encode(e.value))
+            return f"{float(e.value)!r}::DOUBLE"
+        if isinstance(e, BinOp):
+            return f"({self._expr_sql(e.left, env)} {e.op} {self._expr_sql(e.right, env)})"
+        args = [self._expr_sql(a, env) for a in e.args]
+        if e.func == "interval":
+            return f"{{'lo': ({args[0]})::DOUBLE, 'hi': ({args[1]})::DOUBLE}}"
+        if e.func in ("lo", "hi"):
+            return f"({args[0]}).{e.func}"
+        return {"min": "least", "max": "greatest", "abs": "abs"}[e.func] + f"({', '.join(args)})"
+
+    def _expr_kind(self, e: Expr, env: dict[str, tuple[str, str]]) -> str:
+        if isinstance(e, Var):
+            return env[e.name][1]
+        if isinstance(e, Const):
+            return "symbol" if isinstance(e.value, str) else "number"
+        if isinstance(e, Call) and e.func == "interval":
+            return "interval"
+        return "number"
+
+    def _compile_body(
+        self, body: Sequence[Any], rule: Rule | Query, sources: dict[int, str]
+    ) -> tuple[list[str], list[str], dict[str, tuple[str, str]]]:
+        """FROM items, WHERE conditions and variable bindings (sql, kind) of a body."""
+        froms: list[str] = []
+        where: list[str] = []
+        env: dict[str, tuple[str, str]] = {}
+        for i, b in enumerate(body):
+            if not isinstance(b, Atom) or b.negated:
+                continue
+            rel = self.relation(b.relation)
+            alias = f"a{i}"
+            froms.append(f"{sources.get(i, 'r_' + rel.name)} {alias}")
+            for j, arg in enumerate(b.args):
+                col = f"{alias}.c{j}"
+                kind = self._kind(rel, j)
+                if isinstance(arg, Var):
+                    if arg.name in env:
+                        where.append(f"{col} = {env[arg.name][0]}")
+                    else:
+                        env[arg.name] = (col, kind)
+                elif isinstance(arg, Const):
+                    where.append(f"{col} = {self._const_sql(arg, kind)}")
+        for assign in bound_order(rule):
+            env[assign.var.name] = (
+                f"({self._expr_sql(assign.expr, env)})",
+                self._expr_kind(assign.expr, env),
+            )
+        for b in body:
+            if isinstance(b, Compare):
+                op = "<>" if b.op == "!=" else b.op
+                where.append(f"{self._expr_sql(b.left, env)} {op} {self._expr_sql(b.right, env)}")
+            elif isinstance(b, Atom) and b.negated:
+                rel = self.relation(b.relation)
+                conds = []
+                for j, arg in enumerate(b.args):
+                    if isinstance(arg, Var) and arg.name in env:
+                        conds.append(f"n.c{j} = {env[arg.name][0]}")
+                    elif isinstance(arg, Const):
+                        conds.append(f"n.c{j} = {self._const_sql(arg, self._kind(rel, j))}")
+                cond = " AND ".join(conds) or "TRUE"
+                where.append(f"NOT EXISTS (SELECT 1 FROM r_{rel.name} n WHERE {cond})")
+        if not froms:
+            froms.append("(SELECT 1) unit")
+        return froms, where, env
+
+    def _compile_rule(self, rule: Rule, sources: dict[int, str]) -> str:
+        froms, where, env = self._compile_body(rule.body, rule, sources)
+        head = self.relation(rule.head.relation)
+        cols: list[str] = []
+        group: list[str] = []
+        has_agg = False
+        for j, arg in enumerate(rule.head.args):
+            kind = self._kind(head, j)
+            if isinstance(arg, Agg):
+                has_agg = True
+                ref = env[arg.var.name][0]
+                func = {"count": "count(DISTINCT {})", "mean": "avg({})"}.get(
+                    arg.func, arg.func + "({})"
+                )
+                cols.append(f"({func.format(ref)})::DOUBLE")
+                continue
+            if isinstance(arg, Const):
+                sql = self._const_sql(arg, "symbol" if kind == "symbol" else "number")
+                if head.lattice == "set" and j == head.arity - 1:
+                    sql = f"[{self._const_sql(arg, 'symbol')}]"
+            else:
+                sql, vkind = env[arg.name]
+                if head.lattice == "set" and j == head.arity - 1 and vkind == "symbol":
+                    sql = f"[{sql}]"
+                elif kind == "number" and vkind == "symbol":
+                    raise SchemaError(
+                        f"rule at line {rule.line}: {arg.name} is a symbol, {head.name} column {j} takes numbers"
+                    )
+            cols.append(
+                f"{sql} AS c{j}"
+                if head.lattice is None
+                else f"({sql})::{self._sql_type(head, j)} AS c{j}"
+            )
+            group.append(sql)
+        sql = f"SELECT {', '.join(cols)} FROM {', '.join(froms)}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if has_agg and group:
+            sql += " GROUP BY " + ", ".join(group)
+        return sql
+
+    # -- evaluation ----------------------------------------------------------------------
+    def _lattice_agg(self, rel: Relation, col: str) -> str:
+        lat = rel.lattice
+        if lat in ("min", "max"):
+            return f"{lat}({col})"
+        if lat == "set":
+            return f"list_sort(list_distinct(flatten(list({col}))))"
+        if lat == "interval":
+            return f"{{'lo': min({col}.lo), 'hi': max({col}.hi)}}"
+        return f"list_reduce(list({col}), lambda a, b: lat_join_{lat}(a, b))"
+
+    def _lattice_join(self, rel: Relation, a: str, b: str) -> str:
+        lat = rel.lattice
+        if lat == "min":
+            return f"least({a}, {b})"
+        if lat == "max":
+            return f"greatest({a}, {b})"
+        if lat == "set":
+            return f"list_sort(list_distinct(list_concat({a}, {b})))"
+        if lat == "interval":
+            return f"{{'lo': least({a}.lo, {b}.lo), 'hi': greatest({a}.hi, {b}.hi)}}"
+        return f"lat_join_{lat}({a}, {b})"
+
+    def _merge_lattice(self, rel: Relation, cand: str, delta: str) -> int:
+        """Join candidate rows into r_<rel> by key; ``delta`` gets the keys whose value grew."""
+        n = rel.arity
+        keys = [f"c{i}" for i in range(n - 1)]
+        last = f"c{n - 1}"
+        key_list = ", ".join(keys)
+        grouped = f"SELECT {key_list + ', ' if keys else ''}{self._lattice_agg(rel, last)} AS {last} FROM {cand}"
+        if keys:
+            grouped += f" GROUP BY {key_list}"
+        on = " AND ".join(f"o.{k} = g.{k}" for k in keys) or "TRUE"
+        joined = self._lattice_join(rel, "o." + last, "g." + last)
+        gsel = ", ".join(f"g.{k}" for k in keys)
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {delta} AS
+                SELECT {gsel + ", " if keys else ""}
+                       CASE WHEN o.{last} IS NULL THEN g.{last} ELSE {joined} END AS {last}
+                FROM ({grouped}) g LEFT JOIN r_{rel.name} o ON {on}
+                WHERE o.{last} IS NULL OR ({joined}) IS DISTINCT FROM o.{last}"""
+        )
+        row = self.con.execute(f"SELECT count(*) FROM {delta}").fetchone()
+        changed = int(row[0]) if row else 0
+        if changed:
+            if keys:
+                match = " AND ".join(f"r_{rel.name}.{k} = d.{k}" for k in keys)
+                self.con.execute(
+                    f"DELETE FROM r_{rel.name} WHERE EXISTS (SELECT 1 FROM {delta} d WHERE {match})"
+                )
+            else:
+                self.con.execute(f"DELETE FROM r_{rel.name}")
+            self.con.execute(f"INSERT INTO r_{rel.name} SELECT * FROM {delta}")
+        return changed
+
+    def materialize(self, budget: Budget | None = None) -> ReasonStats:
+        """Run the rules to their fixpoint (only what changed since the last run when possible)."""
+        budget = budget or Budget()
+        stats = ReasonStats()
+        start = time.perf_counter()
+        if self._retracted:
+            # Retraction: forget derived facts and re-derive from the remaining base facts.
+            self._reset_relations(set(self.program.relations))
+            self._new_rules |= {id(r) for r in self.program.rules}
+            self._retracted = False
+        before = {name: self.count(name) for name in self.program.relations}
+        strata = stratify(self.program)
+        stats.strata = len(strata)
+        timer: threading.Timer | None = None
+        if budget.time_s is not None:
+            timer = threading.Timer(budget.time_s, self.con.interrupt)
+            timer.daemon = True
+            timer.start()
+        try:
+            for stratum in strata:
+                self._run_stratum(stratum, budget, stats, start)
+        except duckdb.InterruptException:
+            raise BudgetExceededError(
+                f"time budget of {budget.time_s:g} s exceeded after {stats.rounds} round(s)"
+            ) from None
+        except duckdb.Error as exc:
+            raise SemanticLatticeError(f"evaluation failed in DuckDB: {exc}") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        for table in self._changed.values():
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        self._changed = {}
+        self._new_rules = set()
+        self._reset = set()
+        for name in self.program.relations:
+            after = self.count(name)
+            stats.per_relation[name] = after - before[name]
+            stats.derived += max(0, after - before[name])
+        stats.seconds = time.perf_counter() - start
+        return stats
+
+    def _reset_relations(self, names: set[str]) -> None:
+        for name in names:
+            self.con.execute(f"DELETE FROM r_{name}")
+            self.con.execute(f"INSERT INTO r_{name} SELECT * FROM e_{name}")
+            self._reset.add(name)
+            self._note_change(name, f"e_{name}")
+
+    def _needs_reset(self, rules: list[Rule]) -> bool:
+        """Whether a stratum must be recomputed from its base facts.
+
+        True when a relation it reads under negation or aggregation changed (its
+        facts may no longer hold), or a relation it reads was itself recomputed.
+        """
+        for rule in rules:
+            aggregating = any(isinstance(a, Agg) for a in rule.head.args)
+            for b in rule.body:
+                if isinstance(b, Atom) and (
+                    b.relation in self._reset
+                    or ((b.negated or aggregating) and b.relation in self._changed)
+                ):
+                    return True
+        return False
+
+    def _run_stratum(
+        self, stratum: list[str], budget: Budget, stats: ReasonStats, start: float
+    ) -> None:
+        members = set(stratum)
+        rules = [r for r in self.program.rules if r.head.relation in members]
+        if not rules:
+            return
+        naive = self._needs_reset(rules)
+        if naive:
+            self._reset_relations(members)
+        # First round: new rules (or a reset stratum) run in full; the others run once per
+        # body atom over a relation that changed since the last fixpoint, reading the change.
+        deltas: dict[str, str] = {}
+        first = True
+        rows_total = 0
+        while True:
+            per_head: dict[str, list[str]] = {}
+            for rule in rules:
+                aggregating = any(isinstance(a, Agg) for a in rule.head.args)
+                atoms = [
+                    (i, b) for i, b in enumerate(rule.body) if isinstance(b, Atom) and not b.negated
+                ]
+                if first and (naive or id(rule) in self._new_rules):
+                    per_head.setdefault(rule.head.relation, []).append(self._compile_rule(rule, {}))
+                    continue
+                if aggregating:
+                    continue
+                source = self._changed if first else deltas
+                for i, b in atoms:
+                    if b.relation in source:
+                        sql = self._compile_rule(rule, {i: source[b.relation]})
+                        per_head.setdefault(rule.head.relation, []).append(sql)
+            if not per_head:
+                break
+            stats.rounds += 1
+            if budget.rounds is not None and stats.rounds > budget.rounds:
+                raise BudgetExceededError(
+                    f"round budget of {budget.rounds} exceeded in stratum {', '.join(stratum)}"
+                )
+            new_deltas: dict[str, str] = {}
+            for head, selects in per_head.items():
+                rel = self.relation(head)
+                union = " UNION ALL ".join(f"({s})" for s in selects)
+                delta = f"d_{head}_{stats.rounds % 2}"
+                if rel.lattice:
+                    self.con.execute(f"CREATE OR REPLACE TEMP TABLE cand_{head} AS {union}")
+                    changed = self._merge_lattice(rel, f"cand_{head}", delta)
+                    self.con.execute(f"DROP TABLE cand_{head}")
+                else:
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE {delta} AS "
+                        f"({union}) EXCEPT SELECT * FROM r_{head}"
+                    )
+                    row = self.con.execute(f"SELECT count(*) FROM {delta}").fetchone()
+                    changed = int(row[0]) if row else 0
+                    if changed:
+                        self.con.execute(f"INSERT INTO r_{head} SELECT * FROM {delta}")
+                if changed:
+                    new_deltas[head] = delta
+                    rows_total += changed
+                    self._note_change(head, delta)
+            if budget.rows is not None and rows_total > budget.rows:
+                raise BudgetExceededError(
+                    f"row budget of {budget.rows} exceeded: {rows_total} rows derived "
+                    f"in stratum {', '.join(stratum)} after {stats.rounds} round(s)"
+                )
+            if budget.time_s is not None and time.perf_counter() - start > budget.time_s:
+                raise BudgetExceededError(
+                    f"time budget of {budget.time_s:g} s exceeded after {stats.rounds} round(s)"
+                )
+            deltas = new_deltas
+            first = False
+            if not deltas:
+                break
+
+    # -- queries -----------------------------------------------------------------------
+    def compile_query(self, query: Query) -> tuple[str, list[str], list[str]]:
+        """SQL, output variable names and their kinds for a Datalog query body."""
+        for b in query.body:
+            if isinstance(b, Atom) and b.relation not in self.program.relations:
+                raise SchemaError(f"query at line {query.line}: unknown relation {b.relation!r}")
+        froms, where, env = self._compile_body(query.body, query, {})
+        names = [n for n in env if "#" not in n]
+        cols = ", ".join(env[n][0] for n in names) or "1"
+        sql = f"SELECT DISTINCT {cols} FROM {', '.join(froms)}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return sql, names, [env[n][1] for n in names]
+
+    def run_sql(
+        self, sql: str, kinds: Sequence[str], params: Sequence[object] = ()
+    ) -> list[tuple[Any, ...]]:
+        try:
+            raw = self.con.execute(sql, list(params)).fetchall()
+        except duckdb.Error as exc:
+            raise SemanticLatticeError(f"query failed in DuckDB: {exc}") from None
+        return self._decode_rows(raw, kinds)
+
+    def rules_text(self) -> list[str]:
+        return [str(r) for r in self.program.rules]
