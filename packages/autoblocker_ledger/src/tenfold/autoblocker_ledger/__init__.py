@@ -1,5 +1,43 @@
 """Cross-Domain Autoblocker Ledger: A tamper-evident, etcd-replicated security-event log that turns detections into blocks."""
 
+from tenfold.autoblocker_ledger._events import Entry as Entry
+from tenfold.autoblocker_ledger._events import SecurityEvent as SecurityEvent
+from tenfold.autoblocker_ledger._linearizability import KV as KV
+from tenfold.autoblocker_ledger._linearizability import REGISTER as REGISTER
+from tenfold.autoblocker_ledger._linearizability import UNKNOWN as UNKNOWN
+from tenfold.autoblocker_ledger._linearizability import CheckResult as CheckResult
+from tenfold.autoblocker_ledger._linearizability import Model as Model
+from tenfold.autoblocker_ledger._linearizability import Operation as Operation
+from tenfold.autoblocker_ledger._linearizability import check_history as check_history
+from tenfold.autoblocker_ledger._linearizability import load_history as load_history
+from tenfold.autoblocker_ledger._merkle import MerkleTree as MerkleTree
+from tenfold.autoblocker_ledger._merkle import leaf_hash as leaf_hash
+from tenfold.autoblocker_ledger._merkle import verify_consistency as verify_consistency
+from tenfold.autoblocker_ledger._merkle import verify_inclusion as verify_inclusion
+from tenfold.autoblocker_ledger._signing import LogKey as LogKey
+from tenfold.autoblocker_ledger._signing import SignedTreeHead as SignedTreeHead
+from tenfold.autoblocker_ledger._store import EmbeddedLedger as EmbeddedLedger
+from tenfold.autoblocker_ledger._store import Receipt as Receipt
 from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError as AutoblockerLedgerError
 
-__all__ = ["AutoblockerLedgerError"]
+__all__ = [
+    "KV",
+    "REGISTER",
+    "UNKNOWN",
+    "AutoblockerLedgerError",
+    "CheckResult",
+    "EmbeddedLedger",
+    "Entry",
+    "LogKey",
+    "MerkleTree",
+    "Model",
+    "Operation",
+    "Receipt",
+    "SecurityEvent",
+    "SignedTreeHead",
+    "check_history",
+    "leaf_hash",
+    "load_history",
+    "verify_consistency",
+    "verify_inclusion",
+]

@@ -1,0 +1,639 @@
+"""The embedded store: segment files with group commit, a SQLite index, snapshots.
+
+On disk (one directory)::
+
+    segments/00000000.seg ...  records  <u32 length><u32 crc32><entry bytes>
+    index.sqlite               event id, time, subject, domain, kind per index
+    head.json                  the latest signed tree head
+    log.key / log.pub          the log's Ed25519 key (0600) and public key
+
+Invariants:
+
+* the segments are the truth; the SQLite index and the tree are rebuilt from
+  them and cross-checked on open;
+* an append is acknowledged only after its records are written *and* fsynced;
+  concurrent appenders share one fsync (group commit);
+* a failed write (disk full, quota, I/O error) truncates the segment back to
+  where the batch began, so nothing half-written survives and the in-memory
+  state is only advanced after the batch is durable;
+* on open, a torn record at the very end of the last segment (a crash between
+  write and fsync: never acknowledged) is cut off; a bad record anywhere else,
+  a broken hash chain, or a root that disagrees with the signed head is
+  :class:`CorruptStore`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tenfold.autoblocker_ledger._events import (
+    GENESIS,
+    Entry,
+    SecurityEvent,
+    decode_entry,
+)
+from tenfold.autoblocker_ledger._merkle import HASH_SIZE, MerkleTree, leaf_hash
+from tenfold.autoblocker_ledger._signing import LogKey, SignedTreeHead
+from tenfold.autoblocker_ledger.errors import (
+    ChainError,
+    CorruptStore,
+    MalformedEvent,
+    SignatureError,
+    StoreError,
+    StoreFull,
+)
+
+_HEADER = struct.Struct("<II")
+_SEGMENT_BYTES = 64 << 20
+_SNAPSHOT_MAGIC = b"TFLSNAP1"
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_SEG_SHIFT = 40  # a position packs segment number << 40 | byte offset
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What an append returns: the entry's index and leaf hash, and whether it was already there."""
+
+    index: int
+    event_id: str
+    leaf: bytes
+    duplicate: bool = False
+
+
+@dataclass
+class _Slot:
+    events: Sequence[SecurityEvent]
+    receipts: list[Receipt] = field(default_factory=list)
+    error: BaseException | None = None
+    done: bool = False
+
+
+def frame(data: bytes) -> bytes:
+    return _HEADER.pack(len(data), zlib.crc32(data)) + data
+
+
+def iter_frames(buf: bytes | memoryview, *, where: str) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(offset, data)`` for each framed record; stops at a torn tail.
+
+    Raises :class:`CorruptStore` for a bad record that is followed by more data
+    (corruption, not a crash mid-append); the caller decides what a torn tail means.
+    """
+    view = memoryview(buf)
+    pos = 0
+    end = len(view)
+    while pos < end:
+        if end - pos < _HEADER.size:
+            return
+        length, crc = _HEADER.unpack_from(view, pos)
+        start = pos + _HEADER.size
+        data = bytes(view[start : start + length])
+        if len(data) < length:
+            return
+        if zlib.crc32(data) != crc:
+            if start + length >= end:
+                return  # torn last record
+            raise CorruptStore(f"{where}: record at byte {pos} fails its checksum")
+        yield pos, data
+        pos = start + length
+
+
+class EmbeddedLedger:
+    """A single-node, durable, tamper-evident event log.
+
+    Thread-safe: any number of threads may :meth:`append` at once; their records
+    share one write and one fsync (group commit).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        key: LogKey | None = None,
+        segment_bytes: int = _SEGMENT_BYTES,
+        fsync: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.segment_bytes = segment_bytes
+        self.fsync = fsync
+        try:
+            (self.path / "segments").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store at {self.path}: {exc.strerror}") from None
+        self.key = key or self._load_or_make_key()
+        self.tree = MerkleTree()
+        self._positions = array("Q")
+        self._ids: dict[str, int] = {}
+        self._head = GENESIS
+        self._lock = threading.Lock()  # guards the files and in-memory state
+        self._cv = threading.Condition(threading.Lock())  # guards the group-commit queue
+        self._queue: list[_Slot] = []
+        self._committing = False
+        self._readers: dict[int, int] = {}
+        self._seg_no = 0
+        self._seg_fd = -1
+        self._seg_size = 0
+        self._open_segments()
+        self._db = self._open_index()
+        self._reconcile_index()
+        self._check_signed_head()
+
+    # -- opening ----------------------------------------------------------------
+    def _load_or_make_key(self) -> LogKey:
+        key_path = self.path / "log.key"
+        if key_path.exists():
+            return LogKey.load(key_path)
+        key = LogKey.generate()
+        key.save(key_path)
+        (self.path / "log.pub").write_text(key.public_bytes.hex() + "\n")
+        return key
+
+    def _segment_path(self, n: int) -> Path:
+        return self.path / "segments" / f"{n:08d}.seg"
+
+    def _open_segments(self) -> None:
+        """Read every segment, verify the chain, rebuild the tree and positions."""
+        seg_dir = self.path / "segments"
+        numbers = sorted(int(p.stem) for p in seg_dir.glob("*.seg") if p.stem.isdigit())
+        if numbers and numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+            raise CorruptStore(f"{seg_dir}: segment files are not contiguous: {numbers}")
+        prev = GENESIS
+        tree = self.tree
+        positions = self._positions
+        for i, n in enumerate(numbers):
+            p = self._segment_path(n)
+            buf = p.read_bytes()
+            last_end = 0
+            for off, data in iter_frames(buf, where=str(p)):
+                if data[:HASH_SIZE] != prev:
+                    raise CorruptStore(
+                        f"{p}: entry {tree.size} breaks the hash chain (tampered or reordered)"
+                    )
+                prev = leaf_hash(data)
+                tree.append_hash(prev)
+                positions.append((n << _SEG_SHIFT) | off)
+                last_end = off + _HEADER.size + len(data)
+            if last_end != len(buf):
+                if i != len(numbers) - 1:
+                    raise CorruptStore(f"{p}: truncated record in a sealed segment")
+                with open(p, "r+b") as fh:  # cut the unacknowledged torn tail
+                    fh.truncate(last_end)
+                    os.fsync(fh.fileno())
+        self._head = prev
+        self._seg_no = numbers[-1] if numbers else 0
+        self._open_active(self._seg_no)
+
+    def _open_active(self, n: int) -> None:
+        if self._seg_fd >= 0:
+            os.close(self._seg_fd)
+        p = self._segment_path(n)
+        self._seg_fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._seg_size = os.fstat(self._seg_fd).st_size
+        self._seg_no = n
+
+    def _open_index(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path / "index.sqlite", check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
+                " time_ms INTEGER NOT NULL, subject TEXT NOT NULL, domain TEXT NOT NULL,"
+                " kind TEXT NOT NULL)"
+            )
+            self._create_indexes(db)
+            db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStore(f"{self.path / 'index.sqlite'}: {exc}") from None
+        return db
+
+    @staticmethod
+    def _create_indexes(db: sqlite3.Connection) -> None:
+        db.execute("CREATE INDEX IF NOT EXISTS by_subject ON events(subject, idx)")
+        db.execute("CREATE INDEX IF NOT EXISTS by_domain ON events(domain, idx)")
+        db.execute("CREATE INDEX IF NOT EXISTS by_time ON events(time_ms)")
+
+    def _reconcile_index(self) -> None:
+        """Make the index agree with the segments: drop rows past the end, add missing ones."""
+        db = self._db
+        size = self.tree.size
+        db.execute("DELETE FROM events WHERE idx >= ?", (size,))
+        (count,) = db.execute("SELECT count(*) FROM events").fetchone()
+        if count != size:
+            have = {row[0] for row in db.execute("SELECT idx FROM events")}
+            missing = (i for i in range(size) if i not in have)
+            bulk = size - count > 10_000
+            if bulk:  # building secondary indexes once is much cheaper than row by row
+                for name in ("by_subject", "by_domain", "by_time"):
+                    db.execute(f"DROP INDEX IF EXISTS {name}")
+            db.executemany(
+                "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)", self._rows(missing)
+            )
+            if bulk:
+                self._create_indexes(db)
+        db.commit()
+        self._ids = dict(db.execute("SELECT event_id, idx FROM events"))
+        if len(self._ids) != size:
+            raise CorruptStore(f"{self.path}: the log holds a duplicated event id")
+
+    def _check_signed_head(self) -> None:
+        head_path = self.path / "head.json"
+        if not head_path.exists():
+            return
+        try:
+            sth = SignedTreeHead.from_dict(json.loads(head_path.read_text()))
+            sth.verify(self.key.public_bytes)
+        except (ValueError, SignatureError) as exc:
+            raise CorruptStore(f"{head_path}: {exc}") from None
+        if sth.size > self.tree.size:
+            raise CorruptStore(
+                f"{self.path}: the signed head covers {sth.size} entries but only "
+                f"{self.tree.size} are on disk (entries lost)"
+            )
+        if self.tree.root(sth.size) != sth.root:
+            raise CorruptStore(
+                f"{self.path}: the tree rebuilt from the segments disagrees with the signed "
+                f"head at size {sth.size} (history rewritten)"
+            )
+
+    def _rows(self, indices: Iterable[int]) -> Iterator[tuple[int, str, int, str, str, str]]:
+        """Index rows for entries already proven by the chain walk (no re-validation)."""
+        loads = json.loads
+        for i in indices:
+            try:
+                e = loads(self._read_data(i)[HASH_SIZE:])
+                yield (i, e["event_id"], e["time_ms"], e["subject"], e["domain"], e["kind"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CorruptStore(f"{self.path}: entry {i} is not a valid event: {exc}") from None
+
+    # -- appending ----------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+    def append(self, event: SecurityEvent) -> Receipt:
+        """Append one event durably (group-committed with concurrent callers)."""
+        return self.append_batch([event])[0]
+
+    def append_batch(self, events: Sequence[SecurityEvent]) -> list[Receipt]:
+        """Append events durably, in order; an event id already in the log is not added again."""
+        slot = _Slot(events)
+        cv = self._cv
+        with cv:
+            self._queue.append(slot)
+            while not slot.done:
+                if self._committing:
+                    cv.wait()
+                    continue
+                self._committing = True
+                batch, self._queue = self._queue, []
+                cv.release()
+                try:
+                    self._commit_slots(batch)
+                finally:
+                    cv.acquire()
+                    self._committing = False
+                    cv.notify_all()
+        if slot.error is not None:
+            raise slot.error
+        return slot.receipts
+
+    def _commit_slots(self, slots: list[_Slot]) -> None:
+        events = [e for s in slots for e in s.events]
+        try:
+            receipts = self._commit(events)
+        except BaseException as exc:
+            for s in slots:
+                s.error = exc
+                s.done = True
+            return
+        pos = 0
+        for s in slots:
+            s.receipts = receipts[pos : pos + len(s.events)]
+            pos += len(s.events)
+            s.done = True
+
+    def _commit(self, events: Sequence[SecurityEvent]) -> list[Receipt]:
+        with self._lock:
+            if self._seg_fd < 0:
+                raise StoreError(f"store {self.path} is closed")
+            receipts: list[Receipt] = []
+            fresh: dict[str, int] = {}
+            datas: list[bytes] = []
+            leaves: list[bytes] = []
+            rows: list[tuple[int, str, int, str, str, str]] = []
+            prev = self._head
+            base = self.tree.size
+            for ev in events:
+                eid = ev.event_id
+                known = self._ids.get(eid, fresh.get(eid))
+                if known is not None:
+                    receipts.append(
+                        Receipt(
+                            known,
+                            eid,
+                            self.tree.leaf_hash_at(known) if known < base else leaves[known - base],
+                            True,
+                        )
+                    )
+                    continue
+                data = prev + ev.canonical()
+                prev = leaf_hash(data)
+                index = base + len(datas)
+                fresh[eid] = index
+                datas.append(data)
+                leaves.append(prev)
+                rows.append((index, eid, ev.time_ms, ev.subject, ev.domain, ev.kind))
+                receipts.append(Receipt(index, eid, prev))
+            if not datas:
+                return receipts
+            frames = [frame(d) for d in datas]
+            total = sum(len(f) for f in frames)
+            if self._seg_size and self._seg_size + total > self.segment_bytes:
+                self._open_active(self._seg_no + 1)
+            start = self._seg_size
+            self._write_durably(b"".join(frames), start)
+            try:
+                self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows)
+                self._db.commit()
+            except sqlite3.Error as exc:
+                self._db.rollback()
+                self._truncate(start)
+                if "full" in str(exc).lower():
+                    raise StoreFull(f"{self.path}: index write refused, disk full: {exc}") from None
+                raise StoreError(f"{self.path}: index write failed: {exc}") from None
+            seg = self._seg_no << _SEG_SHIFT
+            off = start
+            for f, leaf in zip(frames, leaves, strict=True):
+                self._positions.append(seg | off)
+                off += len(f)
+                self.tree.append_hash(leaf)
+            self._seg_size = off
+            self._ids.update(fresh)
+            self._head = prev
+            return receipts
+
+    def _write_durably(self, buf: bytes, start: int) -> None:
+        try:
+            view = memoryview(buf)
+            while view:
+                n = os.write(self._seg_fd, view)
+                view = view[n:]
+            if self.fsync:
+                os.fdatasync(self._seg_fd)
+        except OSError as exc:
+            self._truncate(start)
+            if exc.errno in _FULL_ERRNOS:
+                raise StoreFull(
+                    f"{self.path}: disk full, append of {len(buf)} bytes refused "
+                    "(nothing was written)"
+                ) from None
+            raise StoreError(f"{self.path}: write failed: {exc.strerror}") from None
+
+    def _truncate(self, size: int) -> None:
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._seg_fd, size)
+            os.fsync(self._seg_fd)
+
+    # -- reading --------------------------------------------------------------------
+    def _read_data(self, index: int) -> bytes:
+        if not 0 <= index < self.tree.size:
+            raise IndexError(f"entry {index} outside a log of {self.tree.size}")
+        pos = self._positions[index]
+        seg, off = pos >> _SEG_SHIFT, pos & ((1 << _SEG_SHIFT) - 1)
+        fd = self._readers.get(seg)
+        if fd is None:
+            fd = os.open(self._segment_path(seg), os.O_RDONLY)
+            self._readers[seg] = fd
+        header = os.pread(fd, _HEADER.size, off)
+        length, crc = _HEADER.unpack(header)
+        data = os.pread(fd, length, off + _HEADER.size)
+        if zlib.crc32(data) != crc:
+            raise CorruptStore(f"{self._segment_path(seg)}: entry {index} fails its checksum")
+        return data
+
+    def get(self, index: int) -> Entry:
+        data = self._read_data(index)
+        entry = decode_entry(index, data)
+        if entry.leaf != self.tree.leaf_hash_at(index):
+            raise CorruptStore(f"entry {index} changed on disk since it was appended")
+        return entry
+
+    def get_by_id(self, event_id: str) -> Entry | None:
+        index = self._ids.get(event_id)
+        return None if index is None else self.get(index)
+
+    def range(
+        self,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        subject: str | None = None,
+        domain: str | None = None,
+        limit: int = 1000,
+    ) -> list[Entry]:
+        """Entries matching every given filter (time window is [since, until)), in log order."""
+        clauses: list[str] = []
+        args: list[object] = []
+        for column, op, value in (
+            ("time_ms", ">=", since_ms),
+            ("time_ms", "<", until_ms),
+            ("subject", "=", subject),
+            ("domain", "=", domain),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                args.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        args.append(limit)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT idx FROM events {where} ORDER BY idx LIMIT ?", args
+            ).fetchall()
+        return [self.get(r[0]) for r in rows]
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[Entry]:
+        stop = self.tree.size if end is None else end
+        for i in range(start, stop):
+            yield self.get(i)
+
+    def raw_entries(self, start: int = 0, end: int | None = None) -> list[bytes]:
+        stop = self.tree.size if end is None else end
+        return [self._read_data(i) for i in range(start, stop)]
+
+    # -- tree heads and proofs --------------------------------------------------------
+    def tree_head(self) -> SignedTreeHead:
+        """Sign the current tree head and persist it (a later open checks against it)."""
+        with self._lock:
+            sth = self.key.sign_tree_head(self.tree.size, self.tree.root(), int(time.time() * 1000))
+            tmp = self.path / "head.json.tmp"
+            tmp.write_text(sth.to_json())
+            os.replace(tmp, self.path / "head.json")
+            return sth
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        return self.tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        return self.tree.consistency_proof(size1, size2)
+
+    # -- snapshots ---------------------------------------------------------------------
+    def snapshot(self, dest: Path | str) -> SignedTreeHead:
+        """Write a self-contained snapshot: a signed head, the public key, every record.
+
+        Appends wait while the segments are copied, so the snapshot is one
+        consistent prefix of the log; the copy is fsynced before it is renamed
+        into place.
+        """
+        dest = Path(dest)
+        sth = self.tree_head()
+        with self._lock:
+            header = json.dumps(
+                {"sth": sth.to_dict(), "public_key": self.key.public_bytes.hex()}
+            ).encode()
+            tmp = dest.with_name(dest.name + ".tmp")
+            try:
+                with open(tmp, "wb") as out:
+                    out.write(_SNAPSHOT_MAGIC + struct.pack("<I", len(header)) + header)
+                    remaining_bytes = None
+                    for n in range(self._first_segment(), self._seg_no + 1):
+                        with open(self._segment_path(n), "rb") as src:
+                            if n == self._seg_no:
+                                remaining_bytes = self._seg_size
+                                out.write(src.read(remaining_bytes))
+                            else:
+                                while chunk := src.read(8 << 20):
+                                    out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, dest)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                if exc.errno in _FULL_ERRNOS:
+                    raise StoreFull(f"{dest}: disk full while writing the snapshot") from None
+                raise StoreError(f"{dest}: snapshot failed: {exc.strerror}") from None
+        return sth
+
+    def _first_segment(self) -> int:
+        numbers = sorted(
+            int(p.stem) for p in (self.path / "segments").glob("*.seg") if p.stem.isdigit()
+        )
+        return numbers[0] if numbers else 0
+
+    @classmethod
+    def recover(
+        cls,
+        snapshot: Path | str,
+        path: Path | str,
+        *,
+        trusted_key: bytes | None = None,
+        key: LogKey | None = None,
+    ) -> EmbeddedLedger:
+        """Rebuild a store in ``path`` from a snapshot, re-verifying everything.
+
+        The snapshot's head must be signed by ``trusted_key`` (default: the key it
+        names), every record must pass its checksum and the hash chain, and the
+        rebuilt tree's root must equal the signed root; otherwise nothing is
+        written and :class:`CorruptStore` or :class:`SignatureError` is raised.
+        """
+        snap = Path(snapshot)
+        try:
+            raw = snap.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read snapshot {snap}: {exc.strerror}") from None
+        if raw[:8] != _SNAPSHOT_MAGIC or len(raw) < 12:
+            raise CorruptStore(f"{snap}: not a ledger snapshot")
+        (hlen,) = struct.unpack_from("<I", raw, 8)
+        try:
+            header = json.loads(raw[12 : 12 + hlen])
+            sth = SignedTreeHead.from_dict(header["sth"])
+            public = bytes.fromhex(header["public_key"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptStore(f"{snap}: malformed snapshot header: {exc}") from None
+        sth.verify(trusted_key if trusted_key is not None else public)
+        body = memoryview(raw)[12 + hlen :]
+        dest = Path(path)
+        if (dest / "segments").exists() and any((dest / "segments").iterdir()):
+            raise StoreError(f"{dest}: recovery target is not empty")
+        (dest / "segments").mkdir(parents=True, exist_ok=True)
+        try:
+            with open(dest / "segments" / f"{0:08d}.seg", "wb") as out:
+                out.write(body)
+                os.fsync(out.fileno())
+        except OSError as exc:
+            raise StoreError(
+                f"{dest}: cannot write the recovered segment: {exc.strerror}"
+            ) from None
+        if key is None:
+            src_key = snap.with_name("log.key")
+            key = LogKey.load(src_key) if src_key.exists() else None
+        if key is not None:
+            key.save(dest / "log.key")
+            (dest / "log.pub").write_text(key.public_bytes.hex() + "\n")
+        # Opening re-walks the chain and rebuilds the tree from the records; the
+        # result must reproduce the signed head exactly, or the copy is discarded.
+        try:
+            ledger = cls(dest, key=key, segment_bytes=max(_SEGMENT_BYTES, len(body) + 1))
+        except (CorruptStore, ChainError):
+            _discard(dest)
+            raise
+        if ledger.size != sth.size or ledger.tree.root() != sth.root:
+            got = ledger.size
+            ledger.close()
+            _discard(dest)
+            raise CorruptStore(
+                f"{snap}: {got} records rebuild a tree that does not match the signed head "
+                f"(size {sth.size})"
+            )
+        return ledger
+
+    # -- closing -----------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._seg_fd >= 0:
+                os.close(self._seg_fd)
+                self._seg_fd = -1
+            for fd in self._readers.values():
+                os.close(fd)
+            self._readers.clear()
+            self._db.close()
+
+    def __enter__(self) -> EmbeddedLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def disk_bytes(self) -> int:
+        """Bytes the store occupies (segments, index, head)."""
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+
+def _discard(dest: Path) -> None:
+    """Remove a half-recovered store (only the files recovery itself creates)."""
+    for p in sorted(dest.rglob("*"), reverse=True):
+        with contextlib.suppress(OSError):
+            p.rmdir() if p.is_dir() else p.unlink()
+
+
+def events_from_lines(lines: Iterable[str]) -> Iterator[SecurityEvent]:
+    """Parse JSON-lines events; raises :class:`MalformedEvent` naming the line."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield SecurityEvent.from_json(line)
+        except MalformedEvent as exc:
+            raise MalformedEvent(f"line {n}: {exc}") from None
