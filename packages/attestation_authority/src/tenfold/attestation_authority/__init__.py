@@ -1,5 +1,59 @@
-"""Universal Attestation Authority: TPM remote attestation with signed attestation results."""
+"""Universal Attestation Authority: TPM remote attestation with signed attestation results.
 
-from tenfold.attestation_authority.errors import AttestationAuthorityError as AttestationAuthorityError
+The RATS roles (RFC 9334): an :class:`Agent` (attester) quotes its TPM; the
+:class:`Registrar` binds the agent's AK to an accepted EK; the :class:`Verifier`
+issues one-time nonces and checks quotes against reference values
+(:func:`parse_policy`); the :class:`Authority` turns verdicts into EAR tokens
+and short-lived X.509 certificates that relying parties check with
+:func:`verify_certificate`.
+"""
 
-__all__ = ["AttestationAuthorityError"]
+from tenfold.attestation_authority import errors as errors
+from tenfold.attestation_authority._agent import Agent as Agent
+from tenfold.attestation_authority._authority import Authority as Authority
+from tenfold.attestation_authority._authority import CertificateInfo as CertificateInfo
+from tenfold.attestation_authority._authority import verify_certificate as verify_certificate
+from tenfold.attestation_authority._authority import verify_ear as verify_ear
+from tenfold.attestation_authority._eventlog import Event as Event
+from tenfold.attestation_authority._eventlog import encode_event_log as encode_event_log
+from tenfold.attestation_authority._eventlog import parse_event_log as parse_event_log
+from tenfold.attestation_authority._eventlog import replay as replay_event_log
+from tenfold.attestation_authority._evidence import Evidence as Evidence
+from tenfold.attestation_authority._nonce import NonceStore as NonceStore
+from tenfold.attestation_authority._policy import Policy as Policy
+from tenfold.attestation_authority._policy import parse_policy as parse_policy
+from tenfold.attestation_authority._registrar import Binding as Binding
+from tenfold.attestation_authority._registrar import Challenge as Challenge
+from tenfold.attestation_authority._registrar import Registrar as Registrar
+from tenfold.attestation_authority._structs import PcrSelection as PcrSelection
+from tenfold.attestation_authority._verifier import Reason as Reason
+from tenfold.attestation_authority._verifier import Verdict as Verdict
+from tenfold.attestation_authority._verifier import Verifier as Verifier
+from tenfold.attestation_authority.errors import (
+    AttestationAuthorityError as AttestationAuthorityError,
+)
+
+__all__ = [
+    "Agent",
+    "AttestationAuthorityError",
+    "Authority",
+    "Binding",
+    "CertificateInfo",
+    "Challenge",
+    "Event",
+    "Evidence",
+    "NonceStore",
+    "PcrSelection",
+    "Policy",
+    "Reason",
+    "Registrar",
+    "Verdict",
+    "Verifier",
+    "encode_event_log",
+    "errors",
+    "parse_event_log",
+    "parse_policy",
+    "replay_event_log",
+    "verify_certificate",
+    "verify_ear",
+]
