@@ -1,0 +1,412 @@
+"""The engine: admission (queue, concurrency, governor), journal, actuators, TTL, revert.
+
+Invariants the engine keeps:
+
+* at most ``fault_queue_size`` injections are in flight at once; the next one is
+  refused at once (:class:`FaultQueueFull`), never queued without bound;
+* at most ``max_concurrent_faults`` faults are active or in flight;
+* an OS fault's journal record, with the steps that undo it, is on disk before
+  the fault touches the kernel; a fault that fails half-way is undone before the
+  error reaches the caller;
+* every fault has a TTL (``duration_s``): a timer reverts it here, and the
+  watchdog process reverts it if this process is gone;
+* :meth:`ChaosEngine.close` (and leaving ``async with``) reverts everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, cast
+
+from tenfold.chaos_engine._config import ChaosConfig, PerformanceConfig, load_config
+from tenfold.chaos_engine._faults import (
+    Fault,
+    MemoryHog,
+    PluginFault,
+    PointFault,
+    ProxyFault,
+    fault_to_dict,
+)
+from tenfold.chaos_engine._journal import Journal
+from tenfold.chaos_engine._monitor import MetricsSnapshot, Monitor
+from tenfold.chaos_engine._points import ActiveRule, FaultPoints, chaos
+from tenfold.chaos_engine.errors import (
+    ChaosEngineError,
+    ConcurrencyLimit,
+    EngineClosed,
+    FaultRefused,
+    InjectionFailed,
+    InvalidFault,
+)
+
+_EXPERIMENT = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
+DEFAULT_JOURNAL_DIR = Path(".tenfold/chaos")
+
+
+class Applied(Protocol):
+    """A fault in place; ``revert`` takes it out and is idempotent."""
+
+    async def revert(self) -> None: ...
+
+
+class Actuator(Protocol):
+    """Puts one kind of fault in place.
+
+    ``undo_steps`` names the kernel objects ``apply`` may create, as journal
+    steps that delete them (empty for data-plane faults, which die with the
+    process); ``apply`` must leave nothing behind if it raises.
+    """
+
+    def undo_steps(self, fault: Any, name: str) -> list[dict[str, Any]]: ...
+
+    async def apply(self, fault: Any, name: str) -> Applied: ...
+
+
+@dataclass
+class _PointApplied:
+    points: FaultPoints
+    rule: ActiveRule
+
+    async def revert(self) -> None:
+        self.points.deactivate(self.rule)
+
+
+@dataclass
+class _PointActuator:
+    points: FaultPoints
+
+    def undo_steps(self, fault: PointFault, name: str) -> list[dict[str, Any]]:
+        return []
+
+    async def apply(self, fault: PointFault, name: str) -> Applied:
+        return _PointApplied(self.points, self.points.activate(fault))
+
+
+@dataclass
+class _CallbackApplied:
+    undo: Callable[[], Awaitable[None]]
+    done: bool = False
+
+    async def revert(self) -> None:
+        if not self.done:
+            self.done = True
+            await self.undo()
+
+
+@dataclass
+class FaultHandle:
+    """A fault the engine injected: ``await handle.revert()`` takes it out (idempotent)."""
+
+    fault_id: str
+    fault: Fault
+    injected_at: float
+    deadline: float
+    _engine: ChaosEngine = field(repr=False)
+    _applied: Applied = field(repr=False)
+    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    reverted: bool = False
+
+    @property
+    def active(self) -> bool:
+        return not self.reverted
+
+    async def revert(self) -> None:
+        await self._engine._revert(self)
+
+
+class ChaosEngine:
+    """Injects typed faults under the safety limits and always takes them out again.
+
+    Build one with :meth:`create`; use it as an async context manager so that
+    every fault is reverted when the block ends, however it ends.
+    """
+
+    def __init__(
+        self,
+        perf: PerformanceConfig,
+        governor: object | None,
+        *,
+        experiment: str,
+        journal_path: Path,
+        points: FaultPoints,
+        watchdog: bool,
+    ) -> None:
+        self.perf = perf
+        self.governor = governor
+        self.experiment = experiment
+        self.journal = Journal(journal_path)
+        self.points = points
+        self.monitor = Monitor(perf.monitoring_buffer_size)
+        self.proxies: dict[str, Any] = {}
+        self.plugins: Any = None
+        self._use_watchdog = watchdog
+        self._watchdog: Any = None
+        self._actuators: dict[str, Actuator] = {"point": _PointActuator(points)}
+        self._os_plane: Any = None
+        self._handles: dict[str, FaultHandle] = {}
+        self._pending = 0
+        self._reserved = 0
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    async def create(
+        cls,
+        config: ChaosConfig | PerformanceConfig | None = None,
+        governor: object | None = None,
+        *,
+        experiment: str = "default",
+        journal_dir: Path | None = None,
+        points: FaultPoints | None = None,
+        watchdog: bool = True,
+    ) -> ChaosEngine:
+        """Open the journal (exclusively) and return a ready engine.
+
+        ``config`` defaults to ``[chaos_engine]`` of the configuration in force;
+        ``governor`` is a ``tenfold.core.governor.Governor`` (its
+        ``check_memory`` vets memory hogs); ``watchdog`` starts the dead-man
+        process the first time an OS fault is injected.
+        """
+        if not isinstance(experiment, str) or not _EXPERIMENT.match(experiment):
+            raise InvalidFault(
+                f"experiment name must be 1-24 letters, digits, '_' or '-', got {experiment!r}"
+            )
+        if config is None:
+            config = load_config()
+        perf = config.performance if isinstance(config, ChaosConfig) else config
+        directory = journal_dir if journal_dir is not None else DEFAULT_JOURNAL_DIR
+        engine = cls(
+            perf,
+            governor,
+            experiment=experiment,
+            journal_path=directory / f"{experiment}.journal",
+            points=points if points is not None else chaos,
+            watchdog=watchdog,
+        )
+        engine.journal.open()
+        engine.journal.append({"op": "open", "pid": os.getpid(), "experiment": experiment})
+        return engine
+
+    async def __aenter__(self) -> ChaosEngine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- extension points ---------------------------------------------------------------
+    def register_actuator(self, kind: str, actuator: Actuator) -> None:
+        """Handle faults of ``kind`` with ``actuator`` (the OS plane and proxies register here)."""
+        self._actuators[kind] = actuator
+
+    def add_proxy(self, proxy: Any) -> None:
+        """Make a running :class:`FaultProxy` a target for proxy faults (by its name)."""
+        self.proxies[proxy.name] = proxy
+
+    # -- injection ------------------------------------------------------------------------
+    @property
+    def active_faults(self) -> int:
+        return len(self._handles)
+
+    def object_name(self, fault_id: str) -> str:
+        """The name of the kernel objects (nft table, cgroup, qdisc handle) of one fault."""
+        return f"tfchaos_{self.experiment}_{fault_id}".replace("-", "_")
+
+    def _admit(self) -> None:
+        if self._closed:
+            raise EngineClosed(f"engine {self.experiment!r} is closed")
+        if self._pending >= self.perf.fault_queue_size:
+            self.monitor.count('faults_refused_total{reason="queue_full"}')
+            from tenfold.chaos_engine.errors import FaultQueueFull
+
+            raise FaultQueueFull(
+                f"fault queue full: {self._pending} injections pending "
+                f"(fault_queue_size = {self.perf.fault_queue_size})"
+            )
+        if len(self._handles) + self._reserved >= self.perf.max_concurrent_faults:
+            self.monitor.count('faults_refused_total{reason="concurrency"}')
+            raise ConcurrencyLimit(
+                f"{len(self._handles) + self._reserved} faults active "
+                f"(max_concurrent_faults = {self.perf.max_concurrent_faults})"
+            )
+
+    def _check_governor(self, fault: Fault) -> None:
+        if self.governor is None:
+            return
+        if isinstance(fault, MemoryHog):
+            check = getattr(self.governor, "check_memory", None)
+            if callable(check):
+                try:
+                    check(fault.size_bytes)
+                except ChaosEngineError:
+                    raise
+                except Exception as exc:
+                    self.monitor.count('faults_refused_total{reason="governor"}')
+                    raise FaultRefused(f"governor refused {fault.kind}: {exc}") from None
+
+    def _actuator_for(self, fault: Fault) -> Actuator:
+        actuator = self._actuators.get(fault.kind)
+        if actuator is not None:
+            return actuator
+        if isinstance(fault, ProxyFault):
+            from tenfold.chaos_engine._proxy import ProxyActuator
+
+            actuator = ProxyActuator(self.proxies)
+        elif isinstance(fault, PluginFault):
+            from tenfold.chaos_engine._pluginfaults import PluginActuator
+
+            if self.plugins is None:
+                self.plugins = PluginActuator.discover()
+            actuator = self.plugins
+        elif fault.plane == "os":
+            if self._os_plane is None:
+                from tenfold.chaos_engine._osplane import OsPlane
+
+                self._os_plane = OsPlane.create(self)
+            actuator = cast(Actuator, self._os_plane.actuator(fault.kind))
+        else:
+            raise InvalidFault(f"no actuator for fault type {fault.kind!r}")
+        self._actuators[fault.kind] = actuator
+        return actuator
+
+    async def inject_fault(self, fault: Fault) -> FaultHandle:
+        """Put ``fault`` in place and return its handle (refusals raise :class:`FaultRefused`)."""
+        if not isinstance(fault, Fault):
+            raise InvalidFault(f"inject_fault needs a Fault, got {type(fault).__name__}")
+        self._admit()
+        fault_id = fault.fault_id or f"f{next(self._ids)}"
+        if fault_id in self._handles:
+            raise InvalidFault(f"duplicate fault id {fault_id!r}: a fault with that id is active")
+        self._pending += 1
+        self._reserved += 1
+        try:
+            self._check_governor(fault)
+            actuator = self._actuator_for(fault)
+            name = self.object_name(fault_id)
+            now = time.time()
+            deadline = now + fault.duration_s
+            undo = actuator.undo_steps(fault, name)
+            journaled = fault.plane == "os"
+            if journaled:
+                self._ensure_watchdog()
+                await self.journal.append_durable(
+                    {
+                        "op": "inject",
+                        "id": fault_id,
+                        "kind": fault.kind,
+                        "params": fault_to_dict(fault),
+                        "undo": undo,
+                        "deadline": deadline,
+                    }
+                )
+            try:
+                applied = await actuator.apply(fault, name)
+            except BaseException as exc:
+                if journaled:
+                    await self._run_undo(undo)
+                    self.journal.append({"op": "reverted", "id": fault_id, "why": "failed"})
+                self.monitor.count(f'faults_failed_total{{kind="{fault.kind}"}}')
+                if isinstance(exc, ChaosEngineError | asyncio.CancelledError | KeyboardInterrupt):
+                    raise
+                raise InjectionFailed(f"{fault.kind} {fault_id}: {exc}") from None
+            handle = FaultHandle(fault_id, fault, now, deadline, self, applied)
+            self._handles[fault_id] = handle
+            handle._timer = asyncio.get_running_loop().call_at(
+                asyncio.get_running_loop().time() + fault.duration_s, self._expire, handle
+            )
+            self.monitor.count(f'faults_injected_total{{kind="{fault.kind}"}}')
+            self.monitor.record("inject", fault.kind, 1.0)
+            return handle
+        finally:
+            self._pending -= 1
+            self._reserved -= 1
+
+    def _expire(self, handle: FaultHandle) -> None:
+        handle._timer = None
+        task = asyncio.ensure_future(self._revert(handle, why="ttl"))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _run_undo(self, steps: list[dict[str, Any]]) -> None:
+        from tenfold.chaos_engine._undo import run_steps
+
+        await asyncio.get_running_loop().run_in_executor(None, run_steps, steps)
+
+    async def _revert(self, handle: FaultHandle, why: str = "revert") -> None:
+        if handle.reverted:
+            return
+        handle.reverted = True
+        if handle._timer is not None:
+            handle._timer.cancel()
+            handle._timer = None
+        try:
+            await handle._applied.revert()
+        finally:
+            self._handles.pop(handle.fault_id, None)
+            if handle.fault.plane == "os" and self.journal.is_open:
+                self.journal.append({"op": "reverted", "id": handle.fault_id, "why": why})
+            self.monitor.count(f'faults_reverted_total{{kind="{handle.fault.kind}"}}')
+            self.monitor.record("revert", handle.fault.kind, time.time() - handle.injected_at)
+
+    async def revert_all(self) -> int:
+        """Revert every active fault (concurrently); return how many."""
+        handles = list(self._handles.values())
+        results = await asyncio.gather(*(h.revert() for h in handles), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise InjectionFailed(f"{len(errors)} fault(s) failed to revert: {errors[0]}")
+        return len(handles)
+
+    def handles(self) -> list[FaultHandle]:
+        return list(self._handles.values())
+
+    # -- monitoring --------------------------------------------------------------------------
+    def collect_metrics(self, *, sample_kernel: bool = True) -> MetricsSnapshot:
+        """Sample PSI and the OS plane's cgroups into the ring, then return a snapshot."""
+        if sample_kernel:
+            stats = self._os_plane.cgroup_stats() if self._os_plane is not None else []
+            self.monitor.sample_kernel(stats)
+        self.monitor.gauges["faults_active"] = float(len(self._handles))
+        self.monitor.gauges["faults_pending"] = float(self._pending)
+        for name, stats in self.points.stats.items():
+            self.monitor.gauges[f'point_decisions{{point="{name}"}}'] = float(stats.decisions)
+        return self.monitor.snapshot()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _ensure_watchdog(self) -> None:
+        if self._use_watchdog and self._watchdog is None:
+            from tenfold.chaos_engine._watchdog import start_watchdog
+
+            self._watchdog = start_watchdog(self.journal.path, os.getpid())
+
+    async def close(self) -> None:
+        """Revert every fault, release the OS plane, write ``close`` and let the journal go."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.revert_all()
+        finally:
+            try:
+                if self._os_plane is not None:
+                    await self._os_plane.close()
+                for proxy in list(self.proxies.values()):
+                    proxy.clear_faults()
+            finally:
+                if self.journal.is_open:
+                    self.journal.append({"op": "close", "pid": os.getpid()})
+                    self.journal.close()
+                if self._watchdog is not None:
+                    self._watchdog.wait_exit()

@@ -1,0 +1,183 @@
+"""The fault journal: an append-only JSON-lines file, fsync'd before a fault is injected.
+
+Invariants:
+
+* an ``inject`` record (with the fault's *undo* steps) is durable before the
+  fault touches the kernel, so after a crash at any point ``recover`` knows every
+  kernel object that might exist;
+* undo steps are idempotent (deleting what is already gone is success), so
+  replaying them twice, or from the engine and its watchdog at once, is safe;
+* one live engine per journal, enforced with ``flock`` on a sidecar lock file;
+* a torn last line (killed mid-write) is ignored: its fault was never injected,
+  because injection waits for the fsync.
+
+Concurrent appends from one event loop share one ``write`` + ``fsync`` (group
+commit): the first waiter schedules the flush, the rest ride along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tenfold.chaos_engine.errors import JournalError, JournalLocked
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+
+
+def read_records(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Records from byte ``offset`` on, and the offset after the last complete line."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    except OSError as exc:
+        raise JournalError(f"cannot read journal {path}: {exc.strerror}") from None
+    records: list[dict[str, Any]] = []
+    consumed = 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break  # torn tail: its writer died before the fsync, so nothing was injected
+        consumed += len(line)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records, offset + consumed
+
+
+@dataclass
+class Outstanding:
+    """What a journal says is still in place: faults not reverted, resources not released."""
+
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    owner_pid: int = 0
+    closed: bool = False
+
+    def apply(self, record: dict[str, Any]) -> None:
+        op = record.get("op")
+        key = str(record.get("id", ""))
+        if op == "open":
+            self.owner_pid = int(record.get("pid", 0))
+            self.closed = False
+        elif op == "inject":
+            self.faults[key] = record
+        elif op in ("reverted", "done"):
+            self.faults.pop(key, None)
+        elif op == "resource":
+            self.resources[key] = record
+        elif op == "released":
+            self.resources.pop(key, None)
+        elif op == "close":
+            self.closed = True
+
+
+def replay(path: Path) -> Outstanding:
+    """Fold the whole journal into what is still outstanding."""
+    state = Outstanding()
+    records, _ = read_records(path)
+    for record in records:
+        state.apply(record)
+    return state
+
+
+class Journal:
+    """The writer side, owned by one engine (held by an exclusive ``flock``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self._lock_fd = -1
+        self._pending: list[bytes] = []
+        self._flushed: asyncio.Future[None] | None = None
+
+    def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise JournalLocked(
+                f"journal {self.path} is in use by another engine (lock {self.path}.lock)"
+            ) from None
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd >= 0
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write and fsync one record now."""
+        self._write(_encode({"t": time.time(), **record}))
+
+    async def append_durable(self, record: dict[str, Any]) -> None:
+        """Append ``record``; return once it is on disk (group commit with concurrent callers)."""
+        self._pending.append(_encode({"t": time.time(), **record}))
+        if self._flushed is None:
+            loop = asyncio.get_running_loop()
+            self._flushed = loop.create_future()
+            loop.call_soon(self._flush)
+        await asyncio.shield(self._flushed)
+
+    def _flush(self) -> None:
+        future, self._flushed = self._flushed, None
+        data, self._pending = b"".join(self._pending), []
+        assert future is not None
+        try:
+            self._write(data)
+        except JournalError as exc:
+            future.set_exception(exc)
+            return
+        future.set_result(None)
+
+    def _write(self, data: bytes) -> None:
+        if self._fd < 0:
+            raise JournalError(f"journal {self.path} is closed")
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[Journal]:
+    """Hold ``path``'s journal lock for a block (``recover`` uses this: no live engine owns it)."""
+    journal = Journal(path)
+    journal.open()
+    try:
+        yield journal
+    finally:
+        journal.close()

@@ -1,0 +1,578 @@
+"""The OS plane: faults that act on the kernel, each in a kernel object named for its fault.
+
+========================  =============================================  =====================
+fault                     kernel object                                  revert (one delete)
+========================  =============================================  =====================
+CpuHog, MemoryHog         pool cgroup ``tfchaos_<exp>_pool`` (cpu quota,  worker drops the slot;
+                          memory limit), pre-started workers             pool rmdir on close
+PacketLoss, Partition,    nft table ``inet tfchaos_<exp>_<id>`` in the   ``delete table``
+ConnectionReset           target namespace
+Bandwidth                 tbf root qdisc, handle derived from the id     ``tc qdisc del root``
+NetworkLatency            netem qdisc where the kernel has it            ``tc qdisc del root``
+ProcessPause              freezer cgroup ``tfchaos_<exp>_<id>``          thaw, move back, rmdir
+DiskThrottle              blkio cgroup ``tfchaos_<exp>_<id>``            move back, rmdir
+ProcessKill               none (a signal is not reversible)              journal marks it done
+========================  =============================================  =====================
+
+Every object is named in the journal before it is made (see ``_journal``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tenfold.chaos_engine._faults import (
+    Bandwidth,
+    ConnectionReset,
+    CpuHog,
+    DiskThrottle,
+    MemoryHog,
+    NetworkLatency,
+    PacketLoss,
+    Partition,
+    ProcessKill,
+    ProcessPause,
+)
+from tenfold.chaos_engine._kernel import (
+    CGROUP_ROOT,
+    NetnsWorker,
+    cgroup_dir,
+    cgroup_make,
+    cgroup_move,
+    netns_exists,
+    require_root,
+    run_tool,
+)
+from tenfold.chaos_engine._undo import run_steps
+from tenfold.chaos_engine.errors import (
+    FaultRefused,
+    InjectionFailed,
+    OsPlaneUnavailable,
+    TargetGone,
+)
+
+if TYPE_CHECKING:
+    from tenfold.chaos_engine._engine import ChaosEngine
+
+POOL_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
+
+
+@dataclass
+class _StepsApplied:
+    """Reverted by running the same undo steps the journal holds."""
+
+    steps: list[dict[str, Any]]
+    done: bool = False
+
+    async def revert(self) -> None:
+        if not self.done:
+            self.done = True
+            await asyncio.to_thread(run_steps, self.steps)
+
+
+@dataclass
+class _NoRevert:
+    async def revert(self) -> None:
+        return None
+
+
+# -- hog pool ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen[bytes]
+    cpu: int = 0
+
+    def call(self, line: str) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            os.write(self.proc.stdin.fileno(), line.encode())
+            reply = self.proc.stdout.readline()
+        except OSError as exc:
+            raise InjectionFailed(f"hog worker {self.proc.pid}: {exc.strerror}") from None
+        if not reply:
+            raise InjectionFailed(f"hog worker {self.proc.pid} died (OOM or killed)")
+        if reply != b"k\n":
+            raise InjectionFailed(f"hog worker {self.proc.pid}: {reply.decode().strip()[2:]}")
+
+
+class HogPool:
+    """Pre-started workers inside one cgroup with a CPU quota and a memory limit.
+
+    A CPU or memory hog is an *activation*: one command to a running worker, so
+    injecting costs a pipe round trip, not a process spawn. The quota bounds
+    every hog together: hogs never starve the machine.
+    """
+
+    def __init__(self, name: str, workers: int, cpu_quota_pct: float, memory_bytes: int) -> None:
+        self.name = name
+        self.cpu_quota_pct = cpu_quota_pct
+        self.memory_bytes = memory_bytes
+        self.memory_used = 0
+        self.paths = [cgroup_dir(c, name) for c in POOL_CONTROLLERS]
+        self.workers: list[_Worker] = []
+        self._size = workers
+        self._mem_owner: dict[str, tuple[_Worker, int]] = {}
+        self._cpu_owner: dict[str, list[_Worker]] = {}
+
+    def undo_steps(self) -> list[dict[str, Any]]:
+        return [{"op": "cgroup_remove", "path": str(p), "kill": True} for p in self.paths]
+
+    def start(self) -> None:
+        period = 100_000
+        cgroup_make(
+            "cpu",
+            self.name,
+            {
+                "cpu.cfs_period_us": str(period),
+                "cpu.cfs_quota_us": str(int(period * self.cpu_quota_pct / 100)),
+            },
+        )
+        cgroup_make("cpuacct", self.name)
+        cgroup_make("memory", self.name, {"memory.limit_in_bytes": str(self.memory_bytes)})
+        cgroup_make("pids", self.name, {"pids.max": str(self._size + 8)})
+        procs = [str(p / "cgroup.procs") for p in self.paths]
+
+        def enter_cgroups() -> None:  # runs in the child before exec: never outside the quota
+            for path in procs:
+                with open(path, "w") as fh:
+                    fh.write("0")
+
+        for _ in range(self._size):
+            proc = subprocess.Popen(
+                [sys.executable, "-S", "-m", "tenfold.chaos_engine._hogworker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                # Only file writes run between fork and exec: safe with our helper threads.
+                preexec_fn=enter_cgroups,  # noqa: PLW1509
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            )
+            self.workers.append(_Worker(proc))
+
+    def cpu_on(self, key: str, cores: int, ttl_s: float) -> None:
+        if cores > len(self.workers):
+            raise FaultRefused(f"cpu_hog: {cores} cores asked, the pool has {len(self.workers)}")
+        chosen = sorted(self.workers, key=lambda w: w.cpu)[:cores]
+        for worker in chosen:
+            worker.call(f"C {key} {ttl_s}\n")
+            worker.cpu += 1
+        self._cpu_owner[key] = chosen
+
+    def cpu_off(self, key: str) -> None:
+        for worker in self._cpu_owner.pop(key, []):
+            if worker.proc.poll() is None:
+                worker.call(f"c {key}\n")
+            worker.cpu -= 1
+
+    def mem_on(self, key: str, size: int, ttl_s: float) -> None:
+        headroom = self.memory_bytes - 64 * len(self.workers) * (1 << 20)
+        if self.memory_used + size > headroom:
+            raise FaultRefused(
+                f"memory_hog: {size} bytes would exceed the pool's memory limit "
+                f"({self.memory_used} of {headroom} bytes in use)"
+            )
+        worker = self.workers[len(self._mem_owner) % len(self.workers)]
+        worker.call(f"M {key} {size} {ttl_s}\n")
+        self.memory_used += size
+        self._mem_owner[key] = (worker, size)
+
+    def mem_off(self, key: str) -> None:
+        entry = self._mem_owner.pop(key, None)
+        if entry is not None:
+            worker, size = entry
+            self.memory_used -= size
+            if worker.proc.poll() is None:
+                worker.call(f"m {key}\n")
+
+    def stats(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        with contextlib.suppress(OSError, ValueError):
+            usage = (CGROUP_ROOT / "cpuacct" / "tenfold" / self.name / "cpuacct.usage").read_text()
+            out.append(("pool_cpu_usage_ns", float(usage)))
+            mem = (
+                CGROUP_ROOT / "memory" / "tenfold" / self.name / "memory.usage_in_bytes"
+            ).read_text()
+            out.append(("pool_memory_bytes", float(mem)))
+        return out
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(OSError):
+                if worker.proc.stdin is not None:
+                    worker.proc.stdin.close()
+            worker.proc.kill()
+            worker.proc.wait()
+            if worker.proc.stdout is not None:
+                worker.proc.stdout.close()
+        self.workers.clear()
+        run_steps(self.undo_steps())
+
+
+@dataclass
+class _HogApplied:
+    pool: HogPool
+    key: str
+    kind: str
+    done: bool = False
+
+    async def revert(self) -> None:
+        if not self.done:
+            self.done = True
+            if self.kind == "cpu":
+                self.pool.cpu_off(self.key)
+            else:
+                self.pool.mem_off(self.key)
+
+
+# -- the plane -------------------------------------------------------------------------
+
+
+def _cgroup_of(pid: int, controller: str) -> Path:
+    """The v1 cgroup of ``pid`` in ``controller`` (where to put it back)."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except FileNotFoundError:
+        raise TargetGone(f"process {pid} does not exist") from None
+    for line in text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return CGROUP_ROOT / controller / path.lstrip("/")
+    return CGROUP_ROOT / controller
+
+
+def _qdisc_handle(name: str) -> str:
+    return f"{int(hashlib.sha1(name.encode()).hexdigest()[:4], 16) % 0xFFFE + 1:x}:"
+
+
+@dataclass
+class OsPlane:
+    """Owns the OS-plane resources of one engine and hands out actuators by fault kind."""
+
+    engine: ChaosEngine
+    pool: HogPool | None = None
+    netns_workers: dict[str, NetnsWorker] = field(default_factory=dict)
+    pool_cpu_quota_pct: float = 0.0
+    pool_memory_bytes: int = 0
+
+    @classmethod
+    def create(cls, engine: ChaosEngine) -> OsPlane:
+        require_root("OS-plane faults")
+        cores = os.cpu_count() or 1
+        # Half the machine's CPU and at most 2 GiB for all hogs together.
+        return cls(engine, pool_cpu_quota_pct=50.0 * cores, pool_memory_bytes=2 << 30)
+
+    def actuator(self, kind: str) -> _Actuator:
+        if kind not in _HANDLERS:
+            raise OsPlaneUnavailable(f"{kind}: no OS-plane actuator for this fault type")
+        return _Actuator(self, kind)
+
+    # -- pool ---------------------------------------------------------------------
+    def ensure_pool(self) -> HogPool:
+        if self.pool is None:
+            pool = HogPool(
+                f"{self.engine.object_name('pool')}",
+                workers=os.cpu_count() or 1,
+                cpu_quota_pct=self.pool_cpu_quota_pct,
+                memory_bytes=self.pool_memory_bytes,
+            )
+            self.engine.journal.append({"op": "resource", "id": "pool", "undo": pool.undo_steps()})
+            try:
+                pool.start()
+            except BaseException:
+                pool.stop()
+                raise
+            self.pool = pool
+        return self.pool
+
+    def netns_worker(self, netns: str) -> NetnsWorker:
+        worker = self.netns_workers.get(netns)
+        if worker is None:
+            if not netns_exists(netns):
+                raise TargetGone(f"network namespace {netns!r} does not exist")
+            worker = NetnsWorker(netns)
+            self.netns_workers[netns] = worker
+        return worker
+
+    def cgroup_stats(self) -> list[tuple[str, float]]:
+        return self.pool.stats() if self.pool is not None else []
+
+    async def close(self) -> None:
+        for worker in self.netns_workers.values():
+            worker.stop()
+        self.netns_workers.clear()
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            await asyncio.to_thread(pool.stop)
+            self.engine.journal.append({"op": "released", "id": "pool"})
+
+
+def _nft_rules(fault: PacketLoss | Partition | ConnectionReset, table: str) -> str:
+    head = (
+        f"add table inet {table}\n"
+        f"add chain inet {table} out {{ type filter hook output priority 0; policy accept; }}\n"
+        f"add chain inet {table} in {{ type filter hook input priority 0; policy accept; }}\n"
+    )
+    if isinstance(fault, PacketLoss):
+        match = f'oifname "{fault.interface}" ' if fault.interface else ""
+        threshold = round(fault.percent * 100)
+        return (
+            head + f"add rule inet {table} out {match}numgen random mod 10000 < {threshold} drop\n"
+        )
+    if isinstance(fault, Partition):
+        family = "ip6" if ":" in fault.peer else "ip"
+        return (
+            head
+            + f"add rule inet {table} in {family} saddr {fault.peer} drop\n"
+            + f"add rule inet {table} out {family} daddr {fault.peer} drop\n"
+        )
+    return (
+        head
+        + f"add rule inet {table} in tcp dport {fault.port} reject with tcp reset\n"
+        + f"add rule inet {table} out tcp dport {fault.port} reject with tcp reset\n"
+    )
+
+
+@dataclass
+class _Actuator:
+    plane: OsPlane
+    kind: str
+
+    def undo_steps(self, fault: Any, name: str) -> list[dict[str, Any]]:
+        steps: list[dict[str, Any]] = _HANDLERS[self.kind][0](fault, name)
+        return steps
+
+    async def apply(self, fault: Any, name: str) -> Any:
+        return await _HANDLERS[self.kind][1](self.plane, fault, name)
+
+
+# undo-step builders and appliers, per kind ---------------------------------------------
+
+
+def _no_steps(fault: Any, name: str) -> list[dict[str, Any]]:
+    return []
+
+
+async def _apply_cpu(plane: OsPlane, fault: CpuHog, name: str) -> _HogApplied:
+    pool = await asyncio.to_thread(plane.ensure_pool)
+    pool.cpu_on(name, fault.cores, fault.duration_s)
+    return _HogApplied(pool, name, "cpu")
+
+
+async def _apply_mem(plane: OsPlane, fault: MemoryHog, name: str) -> _HogApplied:
+    pool = await asyncio.to_thread(plane.ensure_pool)
+    pool.mem_on(name, fault.size_bytes, fault.duration_s)
+    return _HogApplied(pool, name, "mem")
+
+
+def _nft_steps(fault: Any, name: str) -> list[dict[str, Any]]:
+    return [{"op": "nft_delete", "netns": fault.netns, "table": name}]
+
+
+@dataclass
+class _NftApplied:
+    worker: NetnsWorker
+    table: str
+    netns: str
+    done: bool = False
+
+    async def revert(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if not netns_exists(self.netns):
+            return  # the namespace (and its table) is gone
+
+        def delete(nft: Any) -> None:
+            try:
+                nft.run(f"delete table inet {self.table}")
+            except InjectionFailed:
+                nft.run(f"list table inet {self.table}")  # raises again only if it still exists
+
+        with contextlib.suppress(InjectionFailed):
+            await asyncio.wrap_future(self.worker.submit(delete))
+
+
+async def _apply_nft(plane: OsPlane, fault: Any, name: str) -> _NftApplied:
+    worker = plane.netns_worker(fault.netns)
+    rules = _nft_rules(fault, name)
+    await asyncio.wrap_future(worker.submit(lambda nft: nft.run(rules)))
+    return _NftApplied(worker, name, fault.netns)
+
+
+def _qdisc_steps(fault: Bandwidth | NetworkLatency, name: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "op": "tc_delete",
+            "netns": fault.netns,
+            "dev": fault.interface,
+            "handle": _qdisc_handle(name),
+        }
+    ]
+
+
+def _qdisc_add(dev: str, name: str) -> list[str]:
+    return ["tc", "qdisc", "add", "dev", dev, "root", "handle", _qdisc_handle(name)]
+
+
+def _check_link(netns: str, dev: str) -> None:
+    if not netns_exists(netns):
+        raise TargetGone(f"network namespace {netns!r} does not exist")
+    if run_tool(["ip", "link", "show", "dev", dev], netns=netns, check=False).returncode != 0:
+        raise TargetGone(f"interface {dev!r} does not exist in namespace {netns!r}")
+
+
+async def _apply_bandwidth(plane: OsPlane, fault: Bandwidth, name: str) -> _StepsApplied:
+    def put() -> None:
+        _check_link(fault.netns, fault.interface)
+        rate_bit = fault.rate_bytes_per_s * 8
+        burst = max(1600, fault.rate_bytes_per_s // 50)  # 20 ms worth, at least one MTU
+        run_tool(
+            [
+                *_qdisc_add(fault.interface, name),
+                "tbf",
+                "rate",
+                f"{rate_bit}bit",
+                "burst",
+                str(burst),
+                "latency",
+                "50ms",
+            ],
+            netns=fault.netns,
+        )
+
+    await asyncio.to_thread(put)
+    return _StepsApplied(_qdisc_steps(fault, name))
+
+
+async def _apply_latency(plane: OsPlane, fault: NetworkLatency, name: str) -> _StepsApplied:
+    def put() -> None:
+        _check_link(fault.netns, fault.interface)
+        proc = run_tool(
+            [*_qdisc_add(fault.interface, name), "netem", "delay", f"{fault.latency_ms}ms"],
+            netns=fault.netns,
+            check=False,
+        )
+        if proc.returncode != 0:
+            reason = (proc.stderr or "").strip().splitlines()
+            raise OsPlaneUnavailable(
+                "network_latency: this kernel has no netem "
+                f"(tc said: {reason[0] if reason else 'failed'}); "
+                "use ProxyLatency on the data plane instead"
+            )
+
+    await asyncio.to_thread(put)
+    return _StepsApplied(_qdisc_steps(fault, name))
+
+
+async def _apply_kill(plane: OsPlane, fault: ProcessKill, name: str) -> _NoRevert:
+    try:
+        os.kill(fault.pid, fault.signal)
+    except ProcessLookupError:
+        raise TargetGone(f"process_kill: process {fault.pid} does not exist") from None
+    return _NoRevert()
+
+
+def _pause_steps(fault: ProcessPause, name: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "op": "cgroup_remove",
+            "path": str(cgroup_dir("freezer", name)),
+            "kill": False,
+            "release_to": str(_cgroup_of(fault.pid, "freezer")),
+        }
+    ]
+
+
+async def _apply_pause(plane: OsPlane, fault: ProcessPause, name: str) -> _StepsApplied:
+    steps = _pause_steps(fault, name)
+
+    def put() -> None:
+        path = cgroup_make("freezer", name)
+        cgroup_move(fault.pid, path)
+        (path / "freezer.state").write_text("FROZEN")
+        for _ in range(1000):
+            if (path / "freezer.state").read_text().strip() == "FROZEN":
+                return
+            import time
+
+            time.sleep(0.001)
+        raise InjectionFailed(f"process_pause: {fault.pid} did not freeze")
+
+    await asyncio.to_thread(put)
+    return _StepsApplied(steps)
+
+
+def _throttle_steps(fault: DiskThrottle, name: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "op": "cgroup_remove",
+            "path": str(cgroup_dir("blkio", name)),
+            "kill": False,
+            "release_to": str(_cgroup_of(fault.pid, "blkio")),
+        }
+    ]
+
+
+def _block_device(path: str) -> str:
+    try:
+        dev = os.stat(path).st_dev
+    except FileNotFoundError:
+        raise TargetGone(f"disk_throttle: path {path!r} does not exist") from None
+    major, minor = os.major(dev), os.minor(dev)
+    if major == 0:
+        raise InjectionFailed(
+            f"disk_throttle: {path!r} is on a virtual filesystem (device 0:{minor}); "
+            "blkio throttles block devices only"
+        )
+    return f"{major}:{minor}"
+
+
+async def _apply_throttle(plane: OsPlane, fault: DiskThrottle, name: str) -> _StepsApplied:
+    steps = _throttle_steps(fault, name)
+
+    def put() -> None:
+        device = _block_device(fault.path)
+        path = cgroup_make(
+            "blkio",
+            name,
+            {
+                "blkio.throttle.read_bps_device": f"{device} {fault.read_bytes_per_s}",
+                "blkio.throttle.write_bps_device": f"{device} {fault.write_bytes_per_s}",
+            },
+        )
+        cgroup_move(fault.pid, path)
+
+    await asyncio.to_thread(put)
+    return _StepsApplied(steps)
+
+
+async def _apply_fuse(plane: OsPlane, fault: Any, name: str) -> Any:
+    raise OsPlaneUnavailable(
+        f"{fault.kind}: the FUSE pass-through filesystem needs pyfuse3, which is not installed "
+        "here; use DiskThrottle (blkio) or a fault point around the file call"
+    )
+
+
+_HANDLERS: dict[str, tuple[Any, Any]] = {
+    "cpu_hog": (_no_steps, _apply_cpu),
+    "memory_hog": (_no_steps, _apply_mem),
+    "packet_loss": (_nft_steps, _apply_nft),
+    "partition": (_nft_steps, _apply_nft),
+    "connection_reset": (_nft_steps, _apply_nft),
+    "bandwidth": (_qdisc_steps, _apply_bandwidth),
+    "network_latency": (_qdisc_steps, _apply_latency),
+    "process_kill": (_no_steps, _apply_kill),
+    "process_pause": (_pause_steps, _apply_pause),
+    "disk_throttle": (_throttle_steps, _apply_throttle),
+    "disk_error": (_no_steps, _apply_fuse),
+    "disk_latency": (_no_steps, _apply_fuse),
+}
