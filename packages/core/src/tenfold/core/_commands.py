@@ -1,11 +1,430 @@
-"""Core subcommands: bench, profile, plugins, services."""
+"""Core subcommands: bench, profile, plugins, services, config."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
 
 import click
 
+from tenfold.core.bench import Mode
+from tenfold.core.cli import emit, json_option
+from tenfold.core.errors import BenchError, CheckFailed, ServiceError
+
+
+def _system_names() -> list[str]:
+    from tenfold.core._report import SYSTEM_ORDER
+    from tenfold.core.plugins import system_plugins
+
+    plugins, _ = system_plugins()
+    names = [p.name for p in plugins]
+    return [n for n in SYSTEM_ORDER if n in names] + sorted(set(names) - set(SYSTEM_ORDER))
+
+
+def _print_tables(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tenfold.core._report import (
+        QUICK_HEADERS,
+        SCENARIO_HEADERS,
+        quick_reference_rows,
+        scenario_row,
+    )
+
+    console = Console(width=max(160, shutil.get_terminal_size().columns))
+    m = result["machine"]
+    console.print(
+        f"[bold]tenfold bench[/] — {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
+        f"mode {result['mode']}"
+    )
+    for key, data in result["systems"].items():
+        if key == "core" or not data.get("scenarios"):
+            if data.get("error"):
+                console.print(f"[red]{key}: {data['error']}[/]")
+            continue
+    for key, data in result["systems"].items():
+        if not data.get("scenarios"):
+            continue
+        table = Table(title=data.get("title", key), show_lines=False)
+        for header in SCENARIO_HEADERS:
+            table.add_column(header, overflow="fold")
+        for sc in data["scenarios"]:
+            table.add_row(*scenario_row(sc))
+        console.print(table)
+    quick = Table(title="Quick Reference (ours on this machine beside the document's figures)")
+    for header in QUICK_HEADERS:
+        quick.add_column(header, overflow="fold")
+    for row in quick_reference_rows(result["systems"]):
+        quick.add_row(*row)
+    console.print(quick)
+
+
+@click.command("bench")
+@click.option("-p", "--package", "packages", multiple=True, help="A system to run (repeatable).")
+@click.option("--workspace", is_flag=True, help="Every system (the default when no -p is given).")
+@click.option(
+    "--smoke", "mode", flag_value="smoke", help="Smallest sizes: proves each scenario runs."
+)
+@click.option(
+    "--quick", "mode", flag_value="quick", default=True, help="make bench's sizes (default)."
+)
+@click.option("--full", "mode", flag_value="full", help="The document's sizes.")
+@click.option("-s", "--scenario", "only", multiple=True, help="Only this scenario (repeatable).")
+@click.option(
+    "--report", type=click.Path(path_type=Path, dir_okay=False), help="Write Markdown tables here."
+)
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Compare; exit 1 on a >10% regression.",
+)
+@click.option(
+    "--save-baseline",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write results as the new baseline.",
+)
+@click.option(
+    "--callgrind/--no-callgrind",
+    default=None,
+    help="Count instructions of each system's kernel (default: with --baseline/--save-baseline).",
+)
+@click.option(
+    "--from-json",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Report on a saved --json result instead of running.",
+)
+@json_option
+def bench_command(
+    packages: tuple[str, ...],
+    workspace: bool,
+    mode: str,
+    only: tuple[str, ...],
+    report: Path | None,
+    baseline: Path | None,
+    save_baseline: Path | None,
+    callgrind: bool | None,
+    from_json: Path | None,
+    as_json: bool,
+) -> None:
+    """Run benchmark scenarios: ours beside the peer, interleaved, with the document's figures."""
+    from tenfold.core import _runner
+    from tenfold.core._report import markdown_report
+
+    if from_json is not None:
+        result = json.loads(from_json.read_text())
+    else:
+        known = _system_names()
+        systems = list(packages) if packages and not workspace else known
+        unknown = [s for s in systems if s not in known]
+        if unknown:
+            raise BenchError(f"unknown system(s): {', '.join(unknown)} (known: {', '.join(known)})")
+        result = _run_with_progress(systems, cast(Mode, mode), only, quiet=as_json)
+        do_callgrind = callgrind if callgrind is not None else bool(baseline or save_baseline)
+        if do_callgrind and shutil.which("valgrind"):
+            for system in systems:
+                with contextlib.suppress(BenchError):
+                    result["systems"][system]["kernel_instructions"] = _runner.run_callgrind(system)
+    problems: list[str] = []
+    if baseline is not None:
+        problems = _runner.compare_baseline(result, baseline)
+        if problems and from_json is None:
+            # Confirm each regression with a re-run of the affected systems before failing.
+            again = sorted({p.split("/")[0] for p in problems})
+            click.echo(
+                f"possible regression in {', '.join(again)}: re-running to confirm", err=True
+            )
+            rerun = _runner.run_systems(again, cast(Mode, mode), only)
+            for system, data in rerun["systems"].items():
+                old = {s["name"]: s for s in result["systems"][system].get("scenarios", [])}
+                for sc in data.get("scenarios", []):
+                    prev = old.get(sc["name"], {})
+                    if (prev.get("best_ops_per_s") or 0) > (sc.get("best_ops_per_s") or 0):
+                        sc["best_ops_per_s"] = prev["best_ops_per_s"]
+                if "kernel_instructions" in result["systems"][system]:
+                    data["kernel_instructions"] = result["systems"][system]["kernel_instructions"]
+                result["systems"][system] = data
+            problems = _runner.compare_baseline(result, baseline)
+        result["regressions"] = problems
+    if save_baseline is not None:
+        _runner.save_baseline(result, save_baseline)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(markdown_report(result))
+    if as_json:
+        emit(result, True)
+    else:
+        _print_tables(result)
+        if report is not None:
+            click.echo(f"wrote {report}")
+    errors = [
+        f"{system}/{sc['name']}: {sc['error']}"
+        for system, data in result["systems"].items()
+        for sc in data.get("scenarios", [])
+        if "error" in sc
+    ] + [
+        f"{system}: {data['error']}"
+        for system, data in result["systems"].items()
+        if data.get("error")
+    ]
+    for line in errors:
+        click.echo(f"tenfold: scenario failed: {line}", err=True)
+    if problems:
+        raise CheckFailed("regression over 10%: " + "; ".join(problems))
+    if errors and from_json is None:
+        sys.exit(1)
+
+
+def _run_with_progress(
+    systems: Sequence[str], mode: Mode, only: Sequence[str], *, quiet: bool
+) -> dict[str, Any]:
+    from tenfold.core import _runner
+
+    if quiet or not sys.stdout.isatty():
+
+        def note(system: str, i: int, n: int) -> None:
+            if system:
+                click.echo(f"[{i + 1}/{n}] {system} ...", err=True)
+
+        return _runner.run_systems(systems, mode, only, progress=note)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("bench", total=len(systems))
+
+        def update(system: str, i: int, n: int) -> None:
+            bar.update(task, completed=i, description=f"bench {system}" if system else "done")
+
+        return _runner.run_systems(systems, mode, only, progress=update)
+
+
+@click.command("profile")
+@click.argument("scenario")
+@click.option("-p", "--package", "system", help="The system (when the scenario name is ambiguous).")
+@click.option("--mode", type=click.Choice(["smoke", "quick", "full"]), default="quick")
+@click.option(
+    "-o", "--out", type=click.Path(path_type=Path, file_okay=False), default=Path("profile")
+)
+def profile_command(scenario: str, system: str | None, mode: str, out: Path) -> None:
+    """Profile one scenario (ours): a py-spy flame graph and a memray memory flame graph."""
+    from tenfold.core import _runner
+    from tenfold.core.plugins import system_plugins
+
+    if "/" in scenario and system is None:
+        system, scenario = scenario.split("/", 1)
+    plugins, _ = system_plugins()
+    owners = [
+        p.name
+        for p in plugins
+        if (system is None or p.name == system)
+        and p.scenarios is not None
+        and any(s.name == scenario for s in p.scenarios())
+    ]
+    if not owners:
+        raise BenchError(f"no scenario named {scenario!r}" + (f" in {system}" if system else ""))
+    if len(owners) > 1:
+        raise BenchError(f"scenario {scenario!r} is in {', '.join(owners)}: pass -p SYSTEM")
+    for path in _runner.run_profile(owners[0], scenario, cast(Mode, mode), out):
+        click.echo(f"wrote {path}")
+
+
+@click.group("plugins")
+def plugins_group() -> None:
+    """The plugin registry."""
+
+
+@plugins_group.command("list")
+@json_option
+def plugins_list(as_json: bool) -> None:
+    """Every registered plugin with its state, and why a failed one failed."""
+    from tenfold.core.plugins import PluginManager
+
+    manager = PluginManager(timeout_s=30)
+    manager.discover()
+    manager.load_all()
+    rows = [
+        {"name": r.name, "state": r.state.value, "source": r.source, "reason": r.reason}
+        for r in manager.records()
+    ]
+
+    def text() -> str:
+        return "\n".join(
+            f"{r['name']:<24} {r['state']:<12} {r['source']}"
+            + (f"  ({r['reason']})" if r["reason"] else "")
+            for r in rows
+        )
+
+    emit(rows, as_json, text)
+
+
+# -- services -------------------------------------------------------------------------------
+
+_SERVICE_KINDS = ("postgres", "redis", "etcd", "kafka", "swtpm")
+
+
+def _state_file() -> Path:
+    from tenfold.core.services import run_dir
+
+    return run_dir() / "services.json"
+
+
+def _read_state() -> dict[str, Any]:
+    path = _state_file()
+    if not path.is_file():
+        return {}
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ServiceError(
+            f"{path} is corrupt; remove it after stopping its servers by hand"
+        ) from None
+    return data
+
+
+def _write_state(state: dict[str, Any]) -> None:
+    path = _state_file()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _detach(service: Any) -> list[int]:
+    """Take the service's processes off the at-exit stop list; return their pids."""
+    from tenfold.core import services
+
+    pids = []
+    with services._LIVE_LOCK:
+        for proc in list(services._LIVE):
+            if proc.pid is not None:
+                pids.append(proc.pid)
+            services._LIVE.discard(proc)
+    return pids
+
+
+@click.group("services")
+def services_group() -> None:
+    """Start, check and stop the real servers on 127.0.0.1."""
+
+
+@services_group.command("up")
+@click.argument("kinds", nargs=-1, type=click.Choice(_SERVICE_KINDS))
+@click.option("--members", default=3, show_default=True, help="etcd cluster size (1-9).")
+@json_option
+def services_up(kinds: tuple[str, ...], members: int, as_json: bool) -> None:
+    """Start servers in the background (all kinds when none is named)."""
+    from tenfold.core import services
+
+    state = _read_state()
+    makers: dict[str, Callable[[], Any]] = {
+        "postgres": services.Postgres,
+        "redis": services.Redis,
+        "etcd": lambda: services.Etcd(members=members),
+        "kafka": services.KafkaBroker,
+        "swtpm": services.Swtpm,
+    }
+    started: dict[str, Any] = {}
+    for kind in kinds or _SERVICE_KINDS:
+        if kind in state and any(_pid_alive(p) for p in state[kind]["pids"]):
+            started[kind] = state[kind]
+            continue
+        service = makers[kind]()
+        service.keep_data = True
+        service.__enter__()
+        info: dict[str, Any] = {"workdir": str(service.workdir), "pids": _detach(service)}
+        for attr in ("dsn", "url", "bootstrap", "tcti", "endpoints", "port"):
+            if hasattr(service, attr):
+                info[attr] = getattr(service, attr)
+        state[kind] = started[kind] = info
+        _write_state(state)
+    emit(started, as_json, lambda: "\n".join(f"{k}: {_describe(v)}" for k, v in started.items()))
+
+
+def _describe(info: dict[str, Any]) -> str:
+    for key in ("dsn", "url", "bootstrap", "tcti", "endpoints"):
+        if key in info:
+            return f"{info[key]} (pids {', '.join(map(str, info['pids']))})"
+    return str(info)
+
+
+@services_group.command("status")
+@json_option
+def services_status(as_json: bool) -> None:
+    """The servers started with ``services up`` and whether each still runs."""
+    state = _read_state()
+    out = {
+        kind: {**info, "running": all(_pid_alive(p) for p in info["pids"])}
+        for kind, info in state.items()
+    }
+    emit(
+        out,
+        as_json,
+        lambda: (
+            "\n".join(
+                f"{k}: {'running' if v['running'] else 'DOWN'} {_describe(v)}"
+                for k, v in out.items()
+            )
+            or "no services"
+        ),
+    )
+
+
+@services_group.command("down")
+@click.argument("kinds", nargs=-1, type=click.Choice(_SERVICE_KINDS))
+def services_down(kinds: tuple[str, ...]) -> None:
+    """Stop servers by their own pids and remove their data."""
+    state = _read_state()
+    for kind in kinds or tuple(state):
+        info = state.pop(kind, None)
+        if info is None:
+            continue
+        for pid in info["pids"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT if kind == "postgres" else signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while any(_pid_alive(p) for p in info["pids"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in info["pids"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(info["workdir"], ignore_errors=True)
+        click.echo(f"stopped {kind}")
+    _write_state(state)
+
+
+@click.command("config")
+@click.argument("section", required=False)
+@json_option
+def config_command(section: str | None, as_json: bool) -> None:
+    """Validate the configuration (every system's section, or one) and print it."""
+    from tenfold.core.config import config_path, read_toml
+
+    path = config_path()
+    doc = read_toml(path) if path else {}
+    emit(
+        {"file": str(path) if path else None, "sections": sorted(doc)}
+        if section is None
+        else doc.get(section, {}),
+        as_json,
+    )
+
 
 def core_commands() -> Sequence[click.Command]:
-    return []
+    return [bench_command, profile_command, plugins_group, services_group, config_command]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -37,6 +37,10 @@ class Outcome:
 
     ops: int = 1
     metrics: Mapping[str, float | str] = field(default_factory=dict)
+    latencies_ms: Sequence[float] | None = None
+    """Per-unit latencies measured inside the op (end-to-end event latency, per
+    request...); when given, the percentiles come from these instead of
+    call time / ops."""
 
 
 Op = Callable[[], "int | Outcome | None"]

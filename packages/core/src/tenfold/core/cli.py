@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
 from tenfold.core import __version__
 from tenfold.core.config import set_config_path
 from tenfold.core.errors import TenfoldError

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
 from tenfold.core.errors import ConfigError
 
 __all__ = ["ENV_CONFIG", "Section", "config_path", "load_section", "read_toml"]

@@ -31,6 +31,7 @@ from tenfold.core.errors import PluginError
 
 if TYPE_CHECKING:
     import click
+
     from tenfold.core.bench import Scenario
 
 __all__ = [

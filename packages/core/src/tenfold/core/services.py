@@ -70,6 +70,24 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _can_bind(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _adjacent_free_ports() -> tuple[int, int]:
+    """Two free ports ``p, p + 1`` (the swtpm TCTI expects its control port next up)."""
+    for _ in range(200):
+        port = free_port()
+        if port + 1 < 65536 and _can_bind(port + 1):
+            return port, port + 1
+    raise ServiceError("found no two adjacent free ports on 127.0.0.1")
+
+
 def _require_port_free(port: int, what: str) -> None:
     if _port_open(port):
         raise ServiceError(f"{what}: port {port} on 127.0.0.1 is already in use")
@@ -723,14 +741,20 @@ class Swtpm(Service):
         binary = _which("swtpm")
         state = self.workdir / "state"
         state.mkdir(exist_ok=True)
-        # The swtpm TCTI expects the control channel on the next port up.
-        for _ in range(100):
-            self.port = free_port()
-            self.ctrl_port = self.port + 1
-            if self.ctrl_port < 65536 and not _port_open(self.ctrl_port):
-                break
-        else:
-            raise ServiceError("swtpm: found no two adjacent free ports on 127.0.0.1")
+        # Another process may take a probed port before swtpm binds it: try a few pairs.
+        last: ServiceError | None = None
+        for _ in range(5):
+            self.port, self.ctrl_port = _adjacent_free_ports()
+            try:
+                self._launch(binary, state)
+                return
+            except ServiceError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def _launch(self, binary: str, state: Path) -> None:
+        internal = self.workdir / "swtpm-internal.log"
         argv = [
             binary,
             "socket",
@@ -744,15 +768,18 @@ class Swtpm(Service):
             "--flags",
             "not-need-init,startup-clear",
             "--log",
-            f"file={self.workdir / 'swtpm-internal.log'},level=1",
+            f"file={internal},level=1",
         ]
         self._proc = _Process("swtpm", argv, self.workdir / "swtpm.log")
         self._proc.start()
-        self._proc.wait_ready(
-            lambda: _port_open(self.port) and _port_open(self.ctrl_port),
-            20,
-            f"swtpm on port {self.port}",
-        )
+        try:
+            self._proc.wait_ready(
+                lambda: _port_open(self.port) and _port_open(self.ctrl_port),
+                20,
+                f"swtpm on port {self.port}",
+            )
+        except ServiceError as exc:
+            raise ServiceError(f"{exc} {_tail(internal, 4)}") from None
 
     @property
     def pid(self) -> int | None:

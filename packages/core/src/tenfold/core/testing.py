@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from tenfold.core.services import Etcd, KafkaBroker, Postgres, Redis, Swtpm
 
 

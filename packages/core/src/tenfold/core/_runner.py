@@ -1,0 +1,208 @@
+"""The parent side of ``tenfold bench``: one child per system, baselines, callgrind, profiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tenfold.core._harness import machine_info
+from tenfold.core.bench import Mode
+from tenfold.core.errors import BenchError
+
+__all__ = [
+    "compare_baseline",
+    "run_callgrind",
+    "run_profile",
+    "run_systems",
+    "save_baseline",
+]
+
+REGRESSION = 0.10
+
+
+def _child_argv(system: str, mode: Mode, extra: Sequence[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "tenfold.core._harness", system, mode, *extra]
+
+
+def run_system(
+    system: str, mode: Mode, only: Sequence[str] = (), timeout_s: float = 3600
+) -> dict[str, Any]:
+    """Run one system's scenarios in a child process and return its JSON record."""
+    extra: list[str] = []
+    for name in only:
+        extra += ["--only", name]
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.run(
+                _child_argv(system, mode, extra),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout_s:g} s", "scenarios": [], "built": True}
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    lines = proc.stdout.decode(errors="replace").strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = " | ".join(stderr.strip().splitlines()[-5:])
+        return {"error": f"exit {proc.returncode}: {tail}", "scenarios": [], "built": True}
+    try:
+        data: dict[str, Any] = json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return {"error": "child printed no JSON result", "scenarios": [], "built": True}
+    return data
+
+
+def run_systems(
+    systems: Sequence[str],
+    mode: Mode,
+    only: Sequence[str] = (),
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"machine": machine_info(), "mode": mode, "systems": {}}
+    for i, system in enumerate(systems):
+        if progress:
+            progress(system, i, len(systems))
+        started = time.monotonic()
+        data = run_system(system, mode, only)
+        data["elapsed_s"] = round(time.monotonic() - started, 2)
+        result["systems"][system] = data
+    if progress:
+        progress("", len(systems), len(systems))
+    return result
+
+
+# -- baselines --------------------------------------------------------------------------
+
+
+def save_baseline(result: dict[str, Any], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for system, data in result["systems"].items():
+        path = folder / f"{system}.json"
+        slim = {
+            "machine": result["machine"],
+            "mode": result.get("mode"),
+            "scenarios": {
+                s["name"]: {
+                    "best_ops_per_s": s.get("best_ops_per_s"),
+                    "ops_per_s": s.get("ops_per_s"),
+                }
+                for s in data.get("scenarios", [])
+                if s.get("best_ops_per_s")
+            },
+        }
+        if "kernel_instructions" in data:
+            slim["kernel_instructions"] = data["kernel_instructions"]
+        path.write_text(json.dumps(slim, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
+def compare_baseline(result: dict[str, Any], folder: Path) -> list[str]:
+    """Regressions over 10% against the committed baseline (throughput and instructions)."""
+    problems = []
+    for system, data in result["systems"].items():
+        path = folder / f"{system}.json"
+        if not path.is_file():
+            continue
+        base = json.loads(path.read_text())
+        for sc in data.get("scenarios", []):
+            ref = base.get("scenarios", {}).get(sc["name"])
+            now = sc.get("best_ops_per_s")
+            if not ref or not ref.get("best_ops_per_s") or not now:
+                continue
+            if now < ref["best_ops_per_s"] * (1 - REGRESSION):
+                drop = 1 - now / ref["best_ops_per_s"]
+                problems.append(f"{system}/{sc['name']}: best throughput down {drop:.0%}")
+        ref_ins = base.get("kernel_instructions")
+        now_ins = data.get("kernel_instructions")
+        if ref_ins and now_ins and now_ins > ref_ins * (1 + REGRESSION):
+            problems.append(
+                f"{system}/kernel: {now_ins:,} instructions vs {ref_ins:,} (+{now_ins / ref_ins - 1:.0%})"
+            )
+    return problems
+
+
+# -- callgrind ------------------------------------------------------------------------------
+
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def _callgrind_count(argv: Sequence[str], env: dict[str, str]) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={tmp}/cg.out",
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=1800,
+        )
+    match = _COLLECTED.search(proc.stderr)
+    if proc.returncode != 0 or match is None:
+        raise BenchError(f"callgrind failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return int(match.group(1))
+
+
+def run_callgrind(system: str) -> int:
+    """Instructions executed by the system's kernel: a run with it minus one without it.
+
+    Instruction counts do not drift with machine load, so a 10% change is a real change.
+    """
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    argv = _child_argv(system, "smoke", ["--kernel"])
+    with_kernel = _callgrind_count(argv, env)
+    without = _callgrind_count(argv, {**env, "TENFOLD_KERNEL_SKIP": "1"})
+    return max(0, with_kernel - without)
+
+
+# -- profiles --------------------------------------------------------------------------------
+
+
+def run_profile(system: str, scenario: str, mode: Mode, out_dir: Path) -> list[Path]:
+    """A py-spy flame graph (SVG) and a memray flame graph (HTML) of one scenario's op."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    argv = _child_argv(system, mode, ["--profile", scenario])
+    svg = out_dir / f"{system}-{scenario}.svg"
+    bin_path = out_dir / f"{system}-{scenario}.memray.bin"
+    html = out_dir / f"{system}-{scenario}.memray.html"
+    bin_path.unlink(missing_ok=True)
+    bindir = Path(sys.executable).parent
+    spy = subprocess.run(
+        [str(bindir / "py-spy"), "record", "--subprocesses", "-o", str(svg), "--", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if spy.returncode != 0:
+        raise BenchError(f"py-spy failed: {spy.stderr.strip().splitlines()[-1:]}")
+    mem = subprocess.run(
+        [sys.executable, "-m", "memray", "run", "-q", "-o", str(bin_path), *argv[1:]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mem.returncode != 0:
+        raise BenchError(f"memray failed: {mem.stderr.strip().splitlines()[-1:]}")
+    subprocess.run(
+        [sys.executable, "-m", "memray", "flamegraph", "-f", "-o", str(html), str(bin_path)],
+        capture_output=True,
+        check=True,
+    )
+    return [svg, html]

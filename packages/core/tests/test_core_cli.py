@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import json
+
+
+def test_version_and_help(cli) -> None:
+    assert cli("--version").stdout.startswith("tenfold, version")
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("bench", "profile", "plugins", "services"):
+        assert command in result.stdout
+
+
+def test_unknown_command_is_usage_error(cli) -> None:
+    result = cli("no-such-command")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_bench_unknown_system_exits_2(cli) -> None:
+    result = cli("bench", "-p", "no_such_system", "--smoke")
+    assert result.returncode == 2
+    assert "unknown system(s): no_such_system" in result.stderr
+
+
+def test_plugins_list_shows_every_system(cli) -> None:
+    result = cli("plugins", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    for name in ("core", "chaos_engine", "contract_compiler", "autoblocker_ledger", "cloud_kernel"):
+        assert rows[name]["state"] == "loaded", rows[name]
