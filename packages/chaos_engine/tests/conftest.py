@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tenfold.chaos_engine import FaultPoints
 from tenfold.chaos_engine._kernel import tenfold_cgroups
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import uvloop
+
 from tenfold.chaos_engine import (
     ChaosEngine,
     PerformanceConfig,

@@ -324,9 +324,10 @@ def _nft_rules(fault: PacketLoss | Partition | ConnectionReset, table: str) -> s
     if isinstance(fault, PacketLoss):
         match = f'oifname "{fault.interface}" ' if fault.interface else ""
         threshold = round(fault.percent * 100)
-        return (
-            head + f"add rule inet {table} out {match}numgen random mod 10000 < {threshold} drop\n"
-        )
+        if threshold >= 10000:
+            return head + f"add rule inet {table} out {match}drop\n"
+        rule = f"{match}numgen random mod 10000 < {threshold} drop"
+        return head + f"add rule inet {table} out {rule}\n"
     if isinstance(fault, Partition):
         family = "ip6" if ":" in fault.peer else "ip"
         return (

@@ -1,0 +1,271 @@
+"""OS-plane faults against the real kernel (root): cgroups, nftables, tbf, freezer, blkio."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tenfold.chaos_engine import (
+    Bandwidth,
+    ChaosEngine,
+    ConnectionReset,
+    CpuHog,
+    DiskThrottle,
+    MemoryHog,
+    NetworkLatency,
+    PacketLoss,
+    Partition,
+    PerformanceConfig,
+    ProcessKill,
+    ProcessPause,
+    recover,
+)
+from tenfold.chaos_engine._kernel import cgroup_dir, tenfold_cgroups
+from tenfold.chaos_engine.errors import JournalLocked, OsPlaneUnavailable, TargetGone
+
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_only")]
+
+A, B = "tfchaos_tA", "tfchaos_tB"
+ADDR_A, ADDR_B = "10.213.0.1", "10.213.0.2"
+
+
+def sh(cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def netns_pair() -> Iterator[tuple[str, str]]:
+    for ns in (A, B):
+        sh(f"ip netns delete {ns}")
+    for cmd in (
+        f"ip netns add {A}",
+        f"ip netns add {B}",
+        f"ip link add tfcA netns {A} type veth peer name tfcB netns {B}",
+        f"ip -n {A} addr add {ADDR_A}/24 dev tfcA",
+        f"ip -n {B} addr add {ADDR_B}/24 dev tfcB",
+        f"ip -n {A} link set tfcA up",
+        f"ip -n {B} link set tfcB up",
+        f"ip -n {A} link set lo up",
+        f"ip -n {B} link set lo up",
+    ):
+        proc = sh(cmd)
+        assert proc.returncode == 0, f"{cmd}: {proc.stderr}"
+    yield A, B
+    for ns in (A, B):
+        sh(f"ip netns delete {ns}")
+
+
+def connect_outcome(port: int = 9, timeout_s: float = 0.5) -> str:
+    """From A, TCP-connect to B:port (nothing listens): refused, reset or timeout."""
+    code = textwrap.dedent(
+        f"""
+        import socket
+        s = socket.socket(); s.settimeout({timeout_s})
+        try:
+            s.connect(("{ADDR_B}", {port})); print("open")
+        except ConnectionRefusedError: print("refused")
+        except ConnectionResetError: print("reset")
+        except (TimeoutError, socket.timeout): print("timeout")
+        except OSError as e: print("error", e)
+        """
+    )
+    out = subprocess.run(
+        ["ip", "netns", "exec", A, sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip()
+
+
+def tables(ns: str) -> str:
+    return sh(f"ip netns exec {ns} nft list tables").stdout
+
+
+def perf() -> PerformanceConfig:
+    return PerformanceConfig.model_validate({})
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_network_faults_act_and_revert(netns_pair: tuple[str, str], tmp_path: Path) -> None:
+    async def main() -> None:
+        async with await ChaosEngine.create(
+            perf(), journal_dir=tmp_path, experiment="t1"
+        ) as engine:
+            assert connect_outcome() == "refused"
+            part = await engine.inject_fault(Partition(netns=A, peer=f"{ADDR_B}/32"))
+            assert "tfchaos_t1_" in tables(A)
+            assert connect_outcome() == "timeout"
+            await part.revert()
+            assert tables(A).strip() == ""
+            assert connect_outcome() == "refused"
+
+            loss = await engine.inject_fault(PacketLoss(netns=A, percent=100))
+            assert connect_outcome() == "timeout"
+            await loss.revert()
+
+            reset = await engine.inject_fault(ConnectionReset(netns=A, port=9))
+            assert connect_outcome() in ("refused", "reset")
+            await reset.revert()
+
+            bw = await engine.inject_fault(
+                Bandwidth(netns=A, interface="tfcA", rate_bytes_per_s=125_000)
+            )
+            assert "tbf" in sh(f"tc -n {A} qdisc show dev tfcA").stdout
+            await bw.revert()
+            assert "tbf" not in sh(f"tc -n {A} qdisc show dev tfcA").stdout
+
+            with pytest.raises(OsPlaneUnavailable, match="no netem"):
+                await engine.inject_fault(NetworkLatency(netns=A, interface="tfcA", latency_ms=5))
+            with pytest.raises(TargetGone, match="does not exist"):
+                await engine.inject_fault(Bandwidth(netns=A, interface="nope0"))
+            with pytest.raises(TargetGone, match="namespace 'tfchaos_missing'"):
+                await engine.inject_fault(Partition(netns="tfchaos_missing", peer="10.0.0.1"))
+
+            # namespace deleted under a fault: revert still succeeds
+            held = await engine.inject_fault(PacketLoss(netns=B, percent=50))
+            sh(f"ip netns delete {B}")
+            await held.revert()
+
+    run(main())
+
+
+def test_hogs_pause_kill_and_throttle(tmp_path: Path) -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+
+    async def main() -> None:
+        async with await ChaosEngine.create(
+            perf(), journal_dir=tmp_path, experiment="t2"
+        ) as engine:
+            hog = await engine.inject_fault(CpuHog(duration_s=5))
+            usage = cgroup_dir("cpuacct", engine.object_name("pool")) / "cpuacct.usage"
+            before = int(usage.read_text())
+            await asyncio.sleep(0.4)
+            burned_s = (int(usage.read_text()) - before) / 1e9
+            assert burned_s > 0.1  # the hog ran, inside the pool's cgroup
+            await hog.revert()
+            mem = await engine.inject_fault(MemoryHog(size_bytes=64 << 20))
+            used = int(
+                (
+                    cgroup_dir("memory", engine.object_name("pool")) / "memory.usage_in_bytes"
+                ).read_text()
+            )
+            assert used >= 64 << 20
+            await mem.revert()
+
+            pause = await engine.inject_fault(ProcessPause(pid=sleeper.pid))
+            assert (
+                cgroup_dir("freezer", engine.object_name(pause.fault_id)) / "freezer.state"
+            ).read_text().strip() == "FROZEN"
+            await pause.revert()
+            assert "tfchaos" not in Path(f"/proc/{sleeper.pid}/cgroup").read_text()
+
+            throttle = await engine.inject_fault(DiskThrottle(pid=sleeper.pid, path=str(tmp_path)))
+            assert (
+                str(sleeper.pid)
+                in (
+                    cgroup_dir("blkio", engine.object_name(throttle.fault_id)) / "cgroup.procs"
+                ).read_text()
+            )
+            await throttle.revert()
+
+            await engine.inject_fault(ProcessKill(pid=sleeper.pid, signal=15))
+            assert sleeper.wait(5) == -15
+            with pytest.raises(TargetGone):
+                await engine.inject_fault(ProcessPause(pid=sleeper.pid))
+
+    try:
+        run(main())
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not tenfold_cgroups("tfchaos_t2")
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    from tenfold.chaos_engine import *
+    journal, victim, watchdog = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+    async def main():
+        engine = await ChaosEngine.create(
+            PerformanceConfig.model_validate({}), journal_dir=journal, experiment="t3",
+            watchdog=watchdog)
+        for fault in (
+            CpuHog(duration_s=60), MemoryHog(size_bytes=8 << 20, duration_s=60),
+            PacketLoss(netns="%(A)s", percent=30, duration_s=60),
+            Partition(netns="%(A)s", peer="10.9.9.9", duration_s=60),
+            ConnectionReset(netns="%(A)s", port=80, duration_s=60),
+            Bandwidth(netns="%(A)s", interface="tfcA", duration_s=60),
+            ProcessPause(pid=victim, duration_s=60),
+            DiskThrottle(pid=victim, path=str(journal), duration_s=60),
+        ):
+            await engine.inject_fault(fault)
+        print("ready", flush=True)
+        time.sleep(60)
+    asyncio.run(main())
+    """
+) % {"A": A}
+
+
+def _leftovers(victim: int) -> list[str]:
+    found = [str(p) for p in tenfold_cgroups("tfchaos_t3")]
+    if "tfchaos" in tables(A):
+        found.append("nft table")
+    if "tbf" in sh(f"tc -n {A} qdisc show dev tfcA").stdout:
+        found.append("tbf qdisc")
+    if "tfchaos" in Path(f"/proc/{victim}/cgroup").read_text():
+        found.append("victim still in a chaos cgroup")
+    if "hogworker" in sh("ps -eo args").stdout:
+        found.append("hog worker")
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("watchdog", [False, True], ids=["recover", "watchdog"])
+def test_sigkill_then_recover_leaves_nothing(
+    netns_pair: tuple[str, str], tmp_path: Path, watchdog: bool
+) -> None:
+    victim = subprocess.Popen(["sleep", "60"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path), str(victim.pid), "1" if watchdog else "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        assert _leftovers(victim.pid)  # the faults are really in place
+        with pytest.raises(JournalLocked):
+            recover(tmp_path / "t3.journal")  # the engine is alive: recover refuses
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if watchdog:
+            deadline = time.monotonic() + 10
+            while _leftovers(victim.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _leftovers(victim.pid) == []
+        report = recover(tmp_path / "t3.journal")
+        assert report.errors == []
+        if not watchdog:
+            assert len(report.faults_reverted) == 8 and report.resources_released == ["pool"]
+        assert _leftovers(victim.pid) == []
+        state = Path(f"/proc/{victim.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state in ("S", "R")  # thawed
+    finally:
+        child.kill()
+        child.wait()
+        victim.kill()
+        victim.wait()
