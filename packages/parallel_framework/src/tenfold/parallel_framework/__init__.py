@@ -1,5 +1,31 @@
-"""Parallel Architecture Framework: A work-stealing DAG executor, local or on Ray and Dask."""
+"""Parallel Architecture Framework: a work-stealing DAG executor, local or on Ray and Dask."""
 
+from tenfold.parallel_framework._api import Executor as Executor
+from tenfold.parallel_framework._api import RunHandle as RunHandle
+from tenfold.parallel_framework._api import run as run
+from tenfold.parallel_framework._engine import Future as Future
+from tenfold.parallel_framework._engine import Metrics as Metrics
+from tenfold.parallel_framework._engine import RunResult as RunResult
+from tenfold.parallel_framework._engine import submit as submit
+from tenfold.parallel_framework._graph import Graph as Graph
+from tenfold.parallel_framework._graph import Node as Node
+from tenfold.parallel_framework._graph import TaskFunction as TaskFunction
+from tenfold.parallel_framework._graph import TaskOptions as TaskOptions
+from tenfold.parallel_framework._graph import task as task
 from tenfold.parallel_framework.errors import ParallelFrameworkError as ParallelFrameworkError
 
-__all__ = ["ParallelFrameworkError"]
+__all__ = [
+    "Executor",
+    "Future",
+    "Graph",
+    "Metrics",
+    "Node",
+    "ParallelFrameworkError",
+    "RunHandle",
+    "RunResult",
+    "TaskFunction",
+    "TaskOptions",
+    "run",
+    "submit",
+    "task",
+]

@@ -1,0 +1,380 @@
+"""Multi-node backends: the same plan on a Ray cluster or on Dask distributed.
+
+A per-task remote call costs a millisecond or more on either system, so the
+plan is first cut into *batches*: fused chains become one unit, units are
+grouped by level (the longest path from a root, so units of one level never
+depend on each other), and each level is split into at most
+``2 x cluster CPUs`` contiguous batches. One batch is one remote task: on Ray
+its inputs are the ObjectRefs of the batches it depends on (Ray resolves them
+and moves the data between nodes); on Dask it is one key of the graph handed
+to ``Client.get``. A batch returns ``{slot: result}`` for its tasks; a failed
+task's entry is a :class:`RemoteFailure`, which its dependents turn into
+upstream failures, so both backends report failures the way the local ones do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tenfold.parallel_framework._engine import (
+    Failure,
+    Metrics,
+    RunResult,
+    _local,
+    call_with_options,
+    make_error,
+)
+from tenfold.parallel_framework._graph import PLAIN, Plan, TaskOptions, substitute
+from tenfold.parallel_framework.errors import BackendError, BackendUnavailable, TaskError
+
+Key = Hashable
+_run_ids = itertools.count()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFailure:
+    """A failed task's entry in a batch result (travels between workers)."""
+
+    kind: str
+    error: str
+    traceback: str
+    root: int
+
+
+# item: (slot, fn, template, deps, options, links); link: (slot, fn, template, options)
+Item = tuple[int, Callable[..., Any], Any, tuple[int, ...], TaskOptions, tuple[Any, ...]]
+
+
+class Items:
+    """An opaque box for a batch's items, so Dask does not mistake them for tasks."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+
+    def __reduce__(self) -> tuple[type[Items], tuple[list[Item]]]:
+        return (Items, (self.items,))
+
+
+def run_batch(box: Items, *upstream: dict[int, Any]) -> dict[int, Any]:
+    """Run one batch in a remote worker; ``upstream`` are the results of the batches it needs."""
+    _local.inline_submit = True
+    lookup: dict[int, Any] = {}
+    for part in upstream:
+        lookup.update(part)
+    out: dict[int, Any] = {}
+    for slot, fn, template, deps, options, links in box.items:
+        failed = next((lookup[d] for d in deps if type(lookup.get(d)) is RemoteFailure), None)
+        if failed is not None:
+            marker = _upstream(failed, deps, lookup)
+            out[slot] = marker
+            for link in links:
+                out[link[0]] = marker
+            continue
+        value = _call(fn, template, deps, options, lookup, slot)
+        out[slot] = value
+        prev = slot
+        for lslot, lfn, ltemplate, loptions in links:
+            if type(value) is RemoteFailure:
+                out[lslot] = _upstream(value, (prev,), {prev: value})
+                continue
+            lookup[prev] = value
+            value = _call(lfn, ltemplate, (prev,), loptions, lookup, lslot)
+            out[lslot] = value
+            prev = lslot
+    return out
+
+
+def _upstream(failed: RemoteFailure, deps: Sequence[int], lookup: dict[int, Any]) -> RemoteFailure:
+    root = failed.root
+    if failed.kind != "upstream":
+        root = next(d for d in deps if lookup.get(d) is failed)
+    return RemoteFailure("upstream", failed.error, failed.traceback, root)
+
+
+def _call(
+    fn: Callable[..., Any],
+    template: Any,
+    deps: tuple[int, ...],
+    options: TaskOptions,
+    lookup: dict[int, Any],
+    slot: int,
+) -> Any:
+    try:
+        args = tuple(lookup[d] for d in deps) if template is None else substitute(template, lookup)
+        return call_with_options(fn, args, options)
+    except Exception as exc:
+        f = Failure.from_exception(exc, "timeout" if isinstance(exc, TimeoutError) else "failed")
+        return RemoteFailure(f.kind, f.error, f.traceback, slot)
+
+
+# -- partitioning --------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    items: list[Item]
+    deps: list[int]  # batch numbers, all earlier
+    slots: list[int]
+
+
+def topological_order(plan: Plan) -> list[int]:
+    pending = [len(d) for d in plan.deps]
+    order = [i for i, p in enumerate(pending) if p == 0]
+    for i in order:  # grows while iterating: Kahn's algorithm in FIFO order
+        for s in plan.succ[i]:
+            pending[s] -= 1
+            if pending[s] == 0:
+                order.append(s)
+    return order
+
+
+def partition(plan: Plan, parallelism: int) -> list[Batch]:
+    """Cut ``plan`` into batches: chains fused, levels split into <= 2 x parallelism batches."""
+    chain = plan.chain_next
+    fused = bytearray(len(plan))
+    for j in chain:
+        if j >= 0:
+            fused[j] = 1
+    unit_of = [0] * len(plan)
+    units: list[list[int]] = []
+    level: list[int] = []
+    for s in topological_order(plan):
+        if fused[s]:
+            continue
+        u = len(units)
+        members = [s]
+        j = chain[s]
+        while j >= 0:
+            members.append(j)
+            j = chain[j]
+        for m in members:
+            unit_of[m] = u
+        units.append(members)
+        level.append(1 + max((level[unit_of[d]] for d in plan.deps[s]), default=-1))
+    by_level: dict[int, list[int]] = {}
+    for u, lv in enumerate(level):
+        by_level.setdefault(lv, []).append(u)
+
+    batches: list[Batch] = []
+    batch_of_unit = [0] * len(units)
+    for lv in sorted(by_level):
+        group = sorted(by_level[lv], key=lambda u: units[u][0])
+        k = min(len(group), max(1, 2 * parallelism))
+        size = -(-len(group) // k)
+        for start in range(0, len(group), size):
+            b = len(batches)
+            items: list[Item] = []
+            slots: list[int] = []
+            deps: set[int] = set()
+            for u in group[start : start + size]:
+                batch_of_unit[u] = b
+                head, *rest = units[u]
+                links = tuple(
+                    (j, plan.fns[j], plan.args[j], plan.options.get(j, PLAIN)) for j in rest
+                )
+                options = plan.options.get(head, PLAIN)
+                items.append(
+                    (head, plan.fns[head], plan.args[head], plan.deps[head], options, links)
+                )
+                slots.extend(units[u])
+                deps.update(batch_of_unit[unit_of[d]] for d in plan.deps[head])
+            batches.append(Batch(items, sorted(deps), slots))
+    return batches
+
+
+def collect(
+    plan: Plan,
+    backend: str,
+    parallelism: int,
+    batches: Sequence[Batch],
+    values: Sequence[dict[int, Any]],
+    keys: Iterable[Key] | None,
+    wall_s: float,
+) -> RunResult:
+    """Turn batch results into a :class:`RunResult` (failures as the local backends report them)."""
+    wanted = None if keys is None else {plan.index[k] for k in keys}
+    out: dict[Key, Any] = {}
+    failures: dict[Key, TaskError] = {}
+    for part in values:
+        for slot, value in part.items():
+            if wanted is not None and slot not in wanted:
+                continue
+            key = plan.keys[slot]
+            if type(value) is RemoteFailure:
+                root_key = plan.keys[value.root] if value.kind == "upstream" else None
+                failure = Failure(value.kind, value.error, value.traceback, value.root)
+                failures[key] = make_error(key, failure, root_key)
+            else:
+                out[key] = value
+    n = len(plan)
+    metrics = Metrics(
+        backend=backend,
+        workers=parallelism,
+        tasks=n,
+        wall_s=wall_s,
+        tasks_per_s=n / max(wall_s, 1e-9),
+        batches=len(batches),
+        fused=plan.fused,
+        steals=0,
+        stolen_tasks=0,
+        steal_rate=0.0,
+        max_queue_depth=0,
+        mean_queue_depth=0.0,
+        utilisation=(),
+    )
+    return RunResult(out, failures, metrics)
+
+
+def _check_keys(plan: Plan, keys: Iterable[Key] | None) -> None:
+    for k in keys or ():
+        if k not in plan.index:
+            raise BackendError(f"requested key {k!r} is not in the graph")
+
+
+def _needed_batches(plan: Plan, batches: Sequence[Batch], keys: Iterable[Key] | None) -> list[int]:
+    if keys is None:
+        return list(range(len(batches)))
+    wanted = {plan.index[k] for k in keys}
+    return [b for b, batch in enumerate(batches) if wanted.intersection(batch.slots)]
+
+
+def probe(address: str, what: str) -> None:
+    """Fail fast with a clear error when nothing listens at ``host:port``."""
+    host, sep, port = address.removeprefix("tcp://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise BackendUnavailable(f"{what} address must be host:port, got {address!r}")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise BackendUnavailable(
+            f"cannot reach {what} at {address}: {exc.strerror or exc}"
+        ) from None
+
+
+# -- Ray ---------------------------------------------------------------------------------------------------
+class RayBackend:
+    """Runs plans on Ray: a local instance (``address=None``) or a running cluster."""
+
+    def __init__(self, address: str | None, workers: int) -> None:
+        try:
+            import ray as ray_module
+        except ImportError as exc:  # pragma: no cover - ray is a dependency
+            raise BackendUnavailable(f"Ray is not installed: {exc}") from None
+        ray: Any = ray_module  # partly typed: keep mypy out of its signatures
+        self._ray = ray
+        self._owned = False
+        if not ray.is_initialized():
+            if address:
+                probe(address, "Ray")
+                try:
+                    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+                except Exception as exc:
+                    raise BackendUnavailable(f"cannot connect to Ray at {address}: {exc}") from None
+            else:
+                ray.init(
+                    num_cpus=workers,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                )
+            self._owned = True
+        self._remote = ray.remote(num_cpus=1, max_retries=3)(run_batch)
+
+    def parallelism(self) -> int:
+        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+
+    def run(self, plan: Plan, keys: Iterable[Key] | None) -> RunResult:
+        _check_keys(plan, keys)
+        t0 = time.perf_counter()
+        par = self.parallelism()
+        batches = partition(plan, par)
+        refs: list[Any] = []
+        for batch in batches:
+            refs.append(self._remote.remote(Items(batch.items), *(refs[d] for d in batch.deps)))
+        needed = _needed_batches(plan, batches, keys)
+        try:
+            values = self._ray.get([refs[b] for b in needed])
+        except Exception as exc:
+            raise BackendError(
+                f"Ray could not run the graph: {type(exc).__name__}: {exc}"
+            ) from None
+        return collect(plan, "ray", par, batches, values, keys, time.perf_counter() - t0)
+
+    def close(self) -> None:
+        if self._owned and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+# -- Dask ----------------------------------------------------------------------------------------------------
+class DaskBackend:
+    """Runs plans with ``distributed.Client.get``: on a LocalCluster or a scheduler address."""
+
+    def __init__(self, address: str | None, workers: int) -> None:
+        try:
+            import distributed as distributed_module
+        except ImportError as exc:  # pragma: no cover - distributed is a dependency
+            raise BackendUnavailable(f"Dask distributed is not installed: {exc}") from None
+        distributed: Any = distributed_module
+        self._cluster: Any = None
+        self._client: Any = None
+        if address:
+            probe(address, "the Dask scheduler")
+            try:
+                self._client = distributed.Client(address, timeout="10s")
+            except (OSError, TimeoutError) as exc:
+                raise BackendUnavailable(
+                    f"cannot connect to the Dask scheduler at {address}: {exc}"
+                ) from None
+        else:
+            self._cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            self._client = distributed.Client(self._cluster)
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def parallelism(self) -> int:
+        return max(1, int(sum(self._client.nthreads().values())))
+
+    def run(self, plan: Plan, keys: Iterable[Key] | None) -> RunResult:
+        _check_keys(plan, keys)
+        t0 = time.perf_counter()
+        par = self.parallelism()
+        batches = partition(plan, par)
+        prefix = f"tenfold-{os.getpid()}-{next(_run_ids)}"
+        dsk: dict[str, Any] = {}
+        for b, batch in enumerate(batches):
+            deps = (f"{prefix}-{d}" for d in batch.deps)
+            dsk[f"{prefix}-{b}"] = (run_batch, Items(batch.items), *deps)
+        needed = _needed_batches(plan, batches, keys)
+        try:
+            values = self._client.get(dsk, [f"{prefix}-{b}" for b in needed], sync=True)
+        except Exception as exc:
+            raise BackendError(
+                f"Dask could not run the graph: {type(exc).__name__}: {exc}"
+            ) from None
+        return collect(plan, "dask", par, batches, values, keys, time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def connect(backend: str, address: str | None, workers: int) -> RayBackend | DaskBackend:
+    """Open the multi-node backend named ``backend`` (``ray`` or ``dask``)."""
+    if backend == "ray":
+        return RayBackend(address, workers)
+    if backend == "dask":
+        return DaskBackend(address, workers)
+    raise BackendError(f"not a multi-node backend: {backend!r}")
