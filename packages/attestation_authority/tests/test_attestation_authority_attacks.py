@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+
 from tenfold.attestation_authority import (
     Agent,
     Evidence,

@@ -2,6 +2,7 @@
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tenfold.attestation_authority import NonceStore
 from tenfold.attestation_authority._nonce import NonceStatus
 

@@ -1,7 +1,8 @@
 """The attester: an agent that drives one TPM through tpm2-pytss (ESAPI over a TCTI).
 
 The EK (TCG EK Credential Profile, RSA 2048 low-range template) and the AK
-(restricted ECDSA P-256/SHA-256 signer) are both primaries of the endorsement
+(a restricted signer: RSA-2048 RSASSA-SHA256 by default, as Keylime's
+default, or ECDSA P-256) are both primaries of the endorsement
 hierarchy, so they are re-derived identically from the TPM's seed after every
 reset and no key blob has to be kept. The AK template carries a label in its
 ``unique`` field, so one TPM can hold several distinct AKs.
@@ -65,6 +66,7 @@ class Agent:
         tcti: str,
         *,
         ak_label: bytes = b"tenfold-ak",
+        ak_type: str = "rsa",
         banks: Sequence[int] = (TPM_ALG_SHA1, TPM_ALG_SHA256),
         boot_log_path: Path = BOOT_LOG_PATH,
         ima_log_path: Path = IMA_LOG_PATH,
@@ -85,7 +87,7 @@ class Agent:
         self._ek = self._ak = None
         try:
             self._ek, self.ek_public = self._create_ek()
-            self._ak, self.ak_public = self._create_ak(ak_label)
+            self._ak, self.ak_public = self._create_ak(ak_label, ak_type)
         except BaseException:
             self.close()
             raise
@@ -128,7 +130,7 @@ class Agent:
             )
         return handle, bytes(out.marshal())
 
-    def _create_ak(self, label: bytes) -> tuple[Any, bytes]:
+    def _create_ak(self, label: bytes, ak_type: str) -> tuple[Any, bytes]:
         from tpm2_pytss import ESYS_TR, TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMA_OBJECT
 
         attrs = (
@@ -140,8 +142,15 @@ class Agent:
             | TPMA_OBJECT.USERWITHAUTH
             | TPMA_OBJECT.NODA  # an empty password: dictionary-attack counting would lock it out
         )
-        public = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=attrs)
-        public.publicArea.unique.ecc.x = hashlib.sha256(label).digest()
+        entropy = hashlib.sha256(label).digest()
+        if ak_type == "rsa":
+            public = TPM2B_PUBLIC.parse("rsa2048:rsassa-sha256:null", objectAttributes=attrs)
+            public.publicArea.unique.rsa = entropy
+        elif ak_type == "ecc":
+            public = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=attrs)
+            public.publicArea.unique.ecc.x = entropy
+        else:
+            raise TpmError(f"AK type must be 'rsa' or 'ecc', not {ak_type!r}")
         with _tss("AK creation"):
             handle, out, _, _, _ = self.esapi.create_primary(
                 TPM2B_SENSITIVE_CREATE(), public, ESYS_TR.ENDORSEMENT

@@ -59,6 +59,13 @@ class NonceStore:
             self._expire(expires - self.ttl_s)
         return nonce
 
+    def admit(self, nonce: bytes, agent_id: str = "") -> None:
+        """Accept a nonce issued elsewhere (a peer verifier replica, a recorded session) as live."""
+        expires = self._clock() + self.ttl_s
+        self._spent.pop(nonce, None)
+        self._live[nonce] = (expires, agent_id)
+        self._order.append((expires, nonce))
+
     def _expire(self, now: float) -> None:
         order, live = self._order, self._live
         while order and order[0][0] <= now:

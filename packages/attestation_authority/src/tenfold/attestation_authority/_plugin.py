@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from tenfold.core.plugins import SystemPlugin
+
+if TYPE_CHECKING:
+    import click
+
+    from tenfold.core.bench import Scenario
+
+
+def _commands() -> Sequence[click.Command]:
+    from tenfold.attestation_authority.cli import attest
+
+    return [attest]
+
+
+def _scenarios() -> Sequence[Scenario]:
+    from tenfold.attestation_authority.bench import scenarios
+
+    return scenarios()
+
+
+def _kernel() -> None:
+    """Deterministic work for instruction counting: parse a policy and a quote structure."""
+    from tenfold.attestation_authority._policy import parse_policy
+    from tenfold.attestation_authority._structs import decode_tools_pcrs, encode_tools_pcrs
+
+    policy = parse_policy("sha256:0-7 = " + "00" * 32 + "\nsha1:10 = replay\n")
+    values = {sel.bank: {i: bytes(32) for i in sel.indices} for sel in policy.selection}
+    for _ in range(200):
+        decode_tools_pcrs(encode_tools_pcrs(values))
+
 
 plugin = SystemPlugin(
     name="attestation_authority",
     title="Universal Attestation Authority",
     summary="TPM remote attestation with signed attestation results",
+    commands=_commands,
+    scenarios=_scenarios,
+    kernel=_kernel,
 )

@@ -22,6 +22,7 @@ match exactly. A PCR named twice is an error, so a policy reads one way only.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class Policy:
 
     rules: Mapping[tuple[int, int], Rule]
 
-    @property
+    @functools.cached_property
     def selection(self) -> tuple[PcrSelection, ...]:
         """The PCR selection a quote must cover, banks in algorithm-id order, indices ascending."""
         banks: dict[int, list[int]] = {}

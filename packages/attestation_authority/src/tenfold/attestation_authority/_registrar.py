@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+
 from tenfold.attestation_authority._structs import TPM_ALG_NULL, PublicKey, parse_public
 from tenfold.attestation_authority.errors import MalformedStructure, RegistrationError
 

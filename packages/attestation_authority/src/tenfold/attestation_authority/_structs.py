@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from tenfold.attestation_authority.errors import MalformedStructure
 
 TPM_GENERATED_VALUE = 0xFF544347
@@ -59,6 +60,8 @@ _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _CLOCK = struct.Struct(">QIIB")
 _HEAD = struct.Struct(">IH")
+_U16LE = struct.Struct("<H")
+_U32LE = struct.Struct("<I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,38 +311,56 @@ def encode_tools_pcrs(values: Mapping[int, Mapping[int, bytes]]) -> bytes:
     return bytes(out)
 
 
-def decode_tools_pcrs(blob: bytes) -> tuple[tuple[PcrSelection, ...], list[bytes]]:
-    """Read a tpm2-tools ``pcrs.out`` blob: the selections and the digests in quote order."""
-    head = 4 + 16 * _TOOLS_SELECTION.size + 4
-    if len(blob) < head:
-        raise MalformedStructure(f"truncated PCR blob: {len(blob)} bytes < {head}")
-    (count,) = struct.unpack_from("<I", blob, 0)
+_HEADER_CACHE: dict[bytes, tuple[tuple[PcrSelection, ...], int]] = {}
+
+
+def _tools_header(head: bytes) -> tuple[tuple[PcrSelection, ...], int]:
+    """Selections and digest-list count of a blob header; few distinct headers exist, so cached."""
+    hit = _HEADER_CACHE.get(head)
+    if hit is not None:
+        return hit
+    (count,) = struct.unpack_from("<I", head, 0)
     if count > 16:
         raise MalformedStructure(f"PCR blob selection count {count} exceeds 16")
     selections = []
     for i in range(count):
-        bank, size, select = _TOOLS_SELECTION.unpack_from(blob, 4 + i * _TOOLS_SELECTION.size)
+        bank, size, select = _TOOLS_SELECTION.unpack_from(head, 4 + i * _TOOLS_SELECTION.size)
         if size > 4:
             raise MalformedStructure(f"PCR blob sizeofSelect {size} exceeds 4")
         bits = int.from_bytes(select[:size], "little")
         selections.append(PcrSelection(bank, tuple(j for j in range(size * 8) if bits >> j & 1)))
-    offset = head - 4
-    (lists,) = struct.unpack_from("<I", blob, offset)
-    offset += 4
-    if len(blob) != offset + lists * _TOOLS_DIGEST_LIST:
+    (lists,) = struct.unpack_from("<I", head, len(head) - 4)
+    result = (tuple(selections), lists)
+    if len(_HEADER_CACHE) < 4096:
+        _HEADER_CACHE[head] = result
+    return result
+
+
+_TOOLS_HEAD = 4 + 16 * _TOOLS_SELECTION.size + 4
+
+
+def decode_tools_pcrs(blob: bytes) -> tuple[tuple[PcrSelection, ...], list[bytes]]:
+    """Read a tpm2-tools ``pcrs.out`` blob: the selections and the digests in quote order."""
+    if len(blob) < _TOOLS_HEAD:
+        raise MalformedStructure(f"truncated PCR blob: {len(blob)} bytes < {_TOOLS_HEAD}")
+    selections, lists = _tools_header(blob[:_TOOLS_HEAD])
+    if len(blob) != _TOOLS_HEAD + lists * _TOOLS_DIGEST_LIST:
         raise MalformedStructure(
-            f"PCR blob is {len(blob)} bytes, expected {offset + lists * _TOOLS_DIGEST_LIST}"
+            f"PCR blob is {len(blob)} bytes, expected {_TOOLS_HEAD + lists * _TOOLS_DIGEST_LIST}"
         )
     digests: list[bytes] = []
+    offset = _TOOLS_HEAD
+    unpack = _U16LE.unpack_from
     for _ in range(lists):
-        (n,) = struct.unpack_from("<I", blob, offset)
+        (n,) = _U32LE.unpack_from(blob, offset)
         if n > 8:
             raise MalformedStructure(f"PCR blob digest list count {n} exceeds 8")
-        for slot in range(n):
-            base = offset + 4 + slot * _TOOLS_DIGEST_SLOT
-            (size,) = struct.unpack_from("<H", blob, base)
+        base = offset + 4
+        for _ in range(n):
+            (size,) = unpack(blob, base)
             if size > 64:
                 raise MalformedStructure(f"PCR blob digest size {size} exceeds 64")
             digests.append(blob[base + 2 : base + 2 + size])
+            base += _TOOLS_DIGEST_SLOT
         offset += _TOOLS_DIGEST_LIST
-    return tuple(selections), digests
+    return selections, digests

@@ -31,6 +31,7 @@ from typing import Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
+
 from tenfold.attestation_authority._eventlog import parse_event_log, replay
 from tenfold.attestation_authority._evidence import Evidence
 from tenfold.attestation_authority._nonce import NonceStatus, NonceStore

@@ -1,0 +1,44 @@
+"""The benchmark declarations: one headline, the document's rows, and a smoke run of the pure ones."""
+
+import pathlib
+
+import pytest
+
+from tenfold.attestation_authority._plugin import plugin
+from tenfold.core.bench import BenchContext, Outcome
+
+
+def test_scenarios_cover_the_documents_rows() -> None:
+    scenarios = plugin.scenarios()
+    assert [s.name for s in scenarios if s.headline] == ["verify_quote"]
+    rows = {s.row for s in scenarios}
+    for row in (
+        "Generate Nonce",
+        "TPM Quote",
+        "Verify Quote",
+        "Sign Certificate",
+        "Verify Certificate",
+        "Ed25519 Sign",
+        "BLAKE3 Hash (1KB)",
+        "AES-GCM Decrypt (1KB)",
+    ):
+        assert row in rows
+    assert len({s.name for s in scenarios}) == len(scenarios)
+
+
+@pytest.mark.service
+def test_verify_quote_smoke_accepts_every_recorded_quote(tmp_path: pathlib.Path) -> None:
+    scenario = next(s for s in plugin.scenarios() if s.name == "verify_quote")
+    ctx = BenchContext(mode="smoke", workdir=tmp_path)
+    with ctx.stack:
+        ours = scenario.ours.prepare(ctx)()
+        assert scenario.peer is not None
+        peer = scenario.peer.prepare(ctx)()
+    assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
+    assert ours.ops == peer.ops == 10
+    assert ours.metrics["accepted"] == peer.metrics["accepted"] == 10
+
+
+def test_kernel_runs() -> None:
+    assert plugin.kernel is not None
+    plugin.kernel()
