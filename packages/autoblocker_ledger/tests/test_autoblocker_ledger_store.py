@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tenfold.autoblocker_ledger._events import SecurityEvent, verify_chain
 from tenfold.autoblocker_ledger._merkle import verify_consistency, verify_inclusion
 from tenfold.autoblocker_ledger._signing import LogKey

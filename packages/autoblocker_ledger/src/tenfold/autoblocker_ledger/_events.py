@@ -27,6 +27,7 @@ Evidence = Mapping[str, "str | int | float | bool"]
 _NAME = re.compile(r"^[A-Za-z0-9_.:/@\-\[\]]{1,128}$")
 _MAX_EVIDENCE = 64
 _MAX_TEXT = 4096
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 _FIELDS = ("event_id", "domain", "kind", "subject", "time_ms", "evidence")
 
 
@@ -89,9 +90,7 @@ class SecurityEvent:
 
     def canonical(self) -> bytes:
         """The canonical JSON bytes that the log hashes."""
-        return json.dumps(
-            self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        return _ENCODE(self.to_dict()).encode()
 
     @classmethod
     def from_dict(cls, raw: object) -> SecurityEvent:

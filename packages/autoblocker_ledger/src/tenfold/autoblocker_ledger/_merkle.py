@@ -90,8 +90,28 @@ class MerkleTree:
         return index
 
     def extend_hashes(self, hashes: Iterable[bytes]) -> None:
-        for h in hashes:
-            self.append_hash(h)
+        """Append many leaf hashes, completing parents level by level (same result as appending one by one)."""
+        batch = list(hashes)
+        if not batch:
+            return
+        if any(len(h) != HASH_SIZE for h in batch):
+            raise ValueError(f"a leaf hash is {HASH_SIZE} bytes")
+        levels = self._levels
+        old, new = self._size, self._size + len(batch)
+        levels[0] += b"".join(batch)
+        k = 0
+        # Invariant per level: levels[k] ends with floor(size / 2**k) hashes.
+        while (new >> (k + 1)) > (old >> (k + 1)):
+            if k + 1 == len(levels):
+                levels.append(bytearray())
+            child = levels[k]
+            first, last = old >> (k + 1), new >> (k + 1)
+            parents = [
+                _sha256(b"\x01" + child[64 * j : 64 * j + 64]).digest() for j in range(first, last)
+            ]
+            levels[k + 1] += b"".join(parents)
+            k += 1
+        self._size = new
 
     def leaf_hash_at(self, index: int) -> bytes:
         if not 0 <= index < self._size:

@@ -1,0 +1,390 @@
+"""Replication: an etcd cluster orders the log; every client keeps a verified replica.
+
+etcd (Raft) decides the order; we never run consensus ourselves. Keys under
+``/tenfold/ledger/<name>/``::
+
+    head                  "<size>:<leaf hash hex of the last entry>"
+    b/<start, 16 digits>  one block: framed entries start .. start+n-1
+
+An append is one etcd transaction: *if* ``head`` still holds the value this
+client last saw, put the new block and the new head. Raft applies transactions
+in one order, so two writers can never both extend the same head, and the head
+value (size and last leaf) never repeats, so a retried block can land at most
+once. When a transaction's outcome is unknown (a timeout, the leader killed
+mid-commit) the client re-reads the log with a linearizable read and drops the
+events that are already there before it retries: acknowledged events are never
+lost and never duplicated, and resubmitting an event id is harmless.
+
+Replicas apply blocks only after walking the hash chain, so a block edited in
+etcd behind the log's back is refused (:class:`ChainError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aetcd
+import aetcd.exceptions
+import grpc  # type: ignore[import-untyped]
+
+from tenfold.autoblocker_ledger._events import GENESIS, Entry, SecurityEvent, decode_entry
+from tenfold.autoblocker_ledger._merkle import HASH_SIZE, MerkleTree, leaf_hash
+from tenfold.autoblocker_ledger._signing import LogKey, SignedTreeHead
+from tenfold.autoblocker_ledger._store import Receipt, frame, iter_frames
+from tenfold.autoblocker_ledger.errors import ChainError, ReplicationError
+
+_RETRYABLE: tuple[type[BaseException], ...] = (
+    aetcd.exceptions.ClientError,
+    grpc.aio.AioRpcError,
+    asyncio.TimeoutError,
+    OSError,
+)
+MAX_BLOCK_BYTES = 1_000_000  # under etcd's default 1.5 MiB request limit
+_BLOCKS_PER_READ = 16  # a range read returns at most this many blocks (~16 MB)
+_GRPC_OPTIONS = {
+    "grpc.max_receive_message_length": 64 << 20,
+    "grpc.max_send_message_length": 8 << 20,
+}
+
+
+class ReplicatedLedger:
+    """A client of the etcd-ordered log with a local, verified replica.
+
+    Use as ``async with ReplicatedLedger(endpoints) as led``. Reads from
+    :meth:`get` and :meth:`range` are local (as fresh as the last
+    :meth:`sync`); :meth:`get_linearizable` first syncs through a quorum read.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        name: str = "default",
+        timeout_s: float = 5.0,
+        retry_for_s: float = 30.0,
+        max_block_bytes: int = MAX_BLOCK_BYTES,
+        key: LogKey | None = None,
+        prefer: int = 0,
+    ) -> None:
+        if not endpoints:
+            raise ReplicationError("no etcd endpoints given")
+        self.endpoints = list(endpoints)
+        self.prefix = f"/tenfold/ledger/{name}/".encode()
+        self.timeout_s = timeout_s
+        self.retry_for_s = retry_for_s
+        self.max_block_bytes = max_block_bytes
+        self.key = key
+        self._clients: list[aetcd.Client | None] = [None] * len(self.endpoints)
+        self._current = prefer % len(self.endpoints)
+        self.tree = MerkleTree()
+        self._datas: list[bytes] = []
+        self._events: list[SecurityEvent] = []
+        self._ids: dict[str, int] = {}
+        self._by_subject: dict[str, list[int]] = {}
+        self._by_domain: dict[str, list[int]] = {}
+        self._times: list[tuple[int, int]] = []  # (time_ms, index), sorted
+        self._head = GENESIS
+        self._lock = asyncio.Lock()
+        self.retries = 0
+
+    # -- connections ---------------------------------------------------------------
+    def _client(self) -> aetcd.Client:
+        i = self._current
+        client = self._clients[i]
+        if client is None:
+            host, _, port = self.endpoints[i].rpartition(":")
+            client = aetcd.Client(
+                host=host, port=int(port), timeout=self.timeout_s, options=_GRPC_OPTIONS
+            )
+            self._clients[i] = client
+        return client
+
+    def _rotate(self) -> None:
+        self._current = (self._current + 1) % len(self.endpoints)
+
+    async def _retrying(self, what: str, fn: Any) -> Any:
+        """Run ``fn(client)``; on a connection-level failure move to the next member and retry."""
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.01
+        while True:
+            try:
+                return await asyncio.wait_for(fn(self._client()), self.timeout_s)
+            except _RETRYABLE as exc:
+                self.retries += 1
+                if time.monotonic() > deadline:
+                    raise ReplicationError(
+                        f"etcd did not answer {what} within {self.retry_for_s:g} s: {exc}"
+                    ) from None
+                self._rotate()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.2)
+
+    async def __aenter__(self) -> ReplicatedLedger:
+        await self.sync()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for i, client in enumerate(self._clients):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.close()
+                self._clients[i] = None
+
+    # -- the replica ------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+    def _head_value(self) -> bytes:
+        return f"{self.tree.size}:{self._head.hex()}".encode()
+
+    def _block_key(self, start: int) -> bytes:
+        return self.prefix + b"b/" + b"%016d" % start
+
+    def _apply_own(
+        self, datas: list[bytes], events: list[SecurityEvent], leaves: list[bytes]
+    ) -> None:
+        """Apply a block this client built and etcd committed (already chained and validated)."""
+        base = self.tree.size
+        self.tree.extend_hashes(leaves)
+        self._datas.extend(datas)
+        self._events.extend(events)
+        times = self._times
+        in_order = not times or times[-1][0] <= events[0].time_ms
+        for offset, ev in enumerate(events):
+            index = base + offset
+            self._ids[ev.event_id] = index
+            self._by_subject.setdefault(ev.subject, []).append(index)
+            self._by_domain.setdefault(ev.domain, []).append(index)
+            if in_order and (not times or times[-1][0] <= ev.time_ms):
+                times.append((ev.time_ms, index))
+            else:
+                in_order = False
+                bisect.insort(times, (ev.time_ms, index))
+        self._head = leaves[-1]
+
+    def _apply_block(self, start: int, block: bytes) -> None:
+        if start != self.tree.size:
+            raise ChainError(
+                f"block at {start} does not follow the replica's {self.tree.size} entries"
+            )
+        prev = self._head
+        for _off, data in iter_frames(block, where=f"etcd block {start}"):
+            index = self.tree.size
+            if data[:HASH_SIZE] != prev:
+                raise ChainError(f"entry {index} from etcd breaks the hash chain")
+            entry = decode_entry(index, data)
+            prev = entry.leaf
+            ev = entry.event
+            self.tree.append_hash(prev)
+            self._datas.append(data)
+            self._events.append(ev)
+            self._ids[ev.event_id] = index
+            self._by_subject.setdefault(ev.subject, []).append(index)
+            self._by_domain.setdefault(ev.domain, []).append(index)
+            bisect.insort(self._times, (ev.time_ms, index))
+        self._head = prev
+
+    async def sync(self, *, linearizable: bool = True) -> int:
+        """Pull blocks past the local size; linearizable uses etcd's quorum read (ReadIndex)."""
+        start_key = self._block_key(self.tree.size)
+        end_key = self.prefix + b"b0"  # just past every "b/..." key
+
+        async def pull(client: aetcd.Client) -> list[tuple[bytes, bytes]]:
+            req = client._build_get_range_request(
+                key=start_key, range_end=end_key, serializable=not linearizable
+            )
+            req.limit = _BLOCKS_PER_READ
+            resp = await client.kvstub.Range(req, timeout=self.timeout_s, metadata=client.metadata)
+            return [(kv.key, kv.value) for kv in resp.kvs]
+
+        async def pull_connected(client: aetcd.Client) -> list[tuple[bytes, bytes]]:
+            await client.connect()
+            try:
+                return await pull(client)
+            except grpc.aio.AioRpcError as exc:
+                aetcd.exceptions._handle_exception(exc)
+                raise  # pragma: no cover - _handle_exception always raises
+
+        async with self._lock:
+            while True:
+                start_key = self._block_key(self.tree.size)
+                kvs = await self._retrying("a range read", pull_connected)
+                for key, value in kvs:
+                    start = int(key[len(self.prefix) + 2 :])
+                    if start < self.tree.size:
+                        continue
+                    self._apply_block(start, value)
+                if len(kvs) < _BLOCKS_PER_READ:
+                    return self.tree.size
+
+    # -- appending ----------------------------------------------------------------------
+    async def append(self, event: SecurityEvent) -> Receipt:
+        return (await self.append_batch([event]))[0]
+
+    async def append_batch(self, events: Sequence[SecurityEvent]) -> list[Receipt]:
+        """Append events in order, exactly once each (by event id), as few transactions as fit."""
+        receipts: dict[int, Receipt] = {}
+        todo = list(enumerate(events))
+        while todo:
+            todo = await self._append_some(todo, receipts)
+        return [receipts[i] for i in range(len(events))]
+
+    async def _append_some(
+        self, todo: list[tuple[int, SecurityEvent]], receipts: dict[int, Receipt]
+    ) -> list[tuple[int, SecurityEvent]]:
+        """Commit one block from the front of ``todo``; return what is left."""
+        async with self._lock:
+            maybe_ours: set[str] = set()  # sent in a transaction whose outcome we never learned
+            while True:
+                # Drop events that the log already holds (duplicates, or our own
+                # block from an attempt whose outcome we did not learn).
+                rest: list[tuple[int, SecurityEvent]] = []
+                for pos, ev in todo:
+                    known = self._ids.get(ev.event_id)
+                    if known is not None:
+                        receipts[pos] = Receipt(
+                            known,
+                            ev.event_id,
+                            self.tree.leaf_hash_at(known),
+                            ev.event_id not in maybe_ours,
+                        )
+                    else:
+                        rest.append((pos, ev))
+                if not rest:
+                    return []
+                start = self.tree.size
+                prev = self._head
+                frames: list[bytes] = []
+                datas: list[bytes] = []
+                taken: list[tuple[int, SecurityEvent, bytes]] = []
+                seen: dict[str, int] = {}
+                nbytes = 0
+                leftover: list[tuple[int, SecurityEvent]] = []
+                for item in rest:
+                    pos, ev = item
+                    if leftover or (frames and nbytes >= self.max_block_bytes):
+                        leftover.append(item)
+                        continue
+                    if ev.event_id in seen:  # repeated within this batch
+                        leftover.append(item)
+                        continue
+                    data = prev + ev.canonical()
+                    prev = leaf_hash(data)
+                    f = frame(data)
+                    frames.append(f)
+                    datas.append(data)
+                    nbytes += len(f)
+                    seen[ev.event_id] = pos
+                    taken.append((pos, ev, prev))
+                block = b"".join(frames)
+                new_head = f"{start + len(frames)}:{prev.hex()}".encode()
+                expected = self._head_value()
+                try:
+                    committed = await asyncio.wait_for(
+                        self._commit_block(start, expected, block, new_head), self.timeout_s
+                    )
+                except _RETRYABLE:
+                    # Outcome unknown: learn the truth from a quorum read, then retry.
+                    self.retries += 1
+                    maybe_ours.update(ev.event_id for _p, ev, _l in taken)
+                    self._rotate()
+                    await asyncio.sleep(0.02)
+                    await self._sync_unlocked()
+                    continue
+                if not committed:  # another writer extended the log first
+                    await self._sync_unlocked()
+                    continue
+                self._apply_own(datas, [ev for _p, ev, _l in taken], [lf for _p, _e, lf in taken])
+                for pos, ev, leaf in taken:
+                    receipts[pos] = Receipt(self._ids[ev.event_id], ev.event_id, leaf, False)
+                return leftover
+
+    async def _commit_block(
+        self, start: int, expected: bytes, block: bytes, new_head: bytes
+    ) -> bool:
+        """One transaction: if the head is still ``expected``, put the block and the new head."""
+        client = self._client()
+        tx = client.transactions
+        head_key = self.prefix + b"head"
+        compare = [tx.version(head_key) == 0] if start == 0 else [tx.value(head_key) == expected]
+        ok, _ = await client.transaction(
+            compare=compare,
+            success=[tx.put(self._block_key(start), block), tx.put(head_key, new_head)],
+            failure=[],
+        )
+        return bool(ok)
+
+    async def _sync_unlocked(self) -> None:
+        self._lock.release()
+        try:
+            await self.sync()
+        finally:
+            await self._lock.acquire()
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, index: int) -> Entry:
+        """A local read from this replica."""
+        if not 0 <= index < self.tree.size:
+            raise IndexError(f"entry {index} outside a replica of {self.tree.size}")
+        return Entry(
+            index,
+            self._datas[index][:HASH_SIZE],
+            self._events[index],
+            self.tree.leaf_hash_at(index),
+        )
+
+    def get_by_id(self, event_id: str) -> Entry | None:
+        index = self._ids.get(event_id)
+        return None if index is None else self.get(index)
+
+    async def get_linearizable(self, index: int) -> Entry:
+        """A read that reflects every append acknowledged before it began (etcd quorum read)."""
+        await self.sync(linearizable=True)
+        return self.get(index)
+
+    def range(
+        self,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        subject: str | None = None,
+        domain: str | None = None,
+        limit: int = 1000,
+    ) -> list[Entry]:
+        """Local range query by time window [since, until), subject and domain, in log order."""
+        candidates: list[int] | None = None
+        if subject is not None:
+            candidates = self._by_subject.get(subject, [])
+        if domain is not None:
+            dom = self._by_domain.get(domain, [])
+            candidates = dom if candidates is None else sorted(set(candidates) & set(dom))
+        if since_ms is not None or until_ms is not None:
+            lo = bisect.bisect_left(self._times, (since_ms if since_ms is not None else -1, -1))
+            hi = (
+                bisect.bisect_left(self._times, (until_ms, -1))
+                if until_ms is not None
+                else len(self._times)
+            )
+            window = sorted(i for _t, i in self._times[lo:hi])
+            candidates = window if candidates is None else sorted(set(candidates) & set(window))
+        if candidates is None:
+            candidates = list(range(min(limit, self.tree.size)))
+        return [self.get(i) for i in candidates[:limit]]
+
+    def raw_entries(self) -> list[bytes]:
+        return list(self._datas)
+
+    def tree_head(self, key: LogKey | None = None) -> SignedTreeHead:
+        signer = key or self.key
+        if signer is None:
+            raise ReplicationError("no log key to sign a tree head with")
+        return signer.sign_tree_head(self.tree.size, self.tree.root(), int(time.time() * 1000))
