@@ -1,0 +1,55 @@
+"""The unit that moves between stages: a batch of events with its source bookkeeping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+__all__ = ["Batch", "DeadLetter"]
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A message the pipeline could not process, with why and where it came from."""
+
+    stage: str
+    reason: str
+    source: str
+    payload: bytes
+
+
+def _nowhere(index: int) -> str:
+    return f"#{index}"
+
+
+@dataclass(slots=True)
+class Batch(Generic[T]):
+    """A batch of events.
+
+    Invariants: ``positions`` is the cumulative source position *after* this
+    batch (``"topic/partition" -> next offset``), so storing it with the
+    batch's output makes a restart resume right after it; ``born_ns`` is the
+    ``time.monotonic_ns()`` at which the oldest event of the batch entered the
+    engine (its scheduled time for the synthetic generator), so end-to-end
+    latency measured at the sink is the oldest event's; ``dead`` travels with
+    the batch so dead letters commit atomically with the rows and offsets.
+    """
+
+    items: list[T]
+    born_ns: int
+    positions: dict[str, int] = field(default_factory=dict)
+    ack: Any = None
+    dead: list[DeadLetter] = field(default_factory=list)
+    where: Callable[[int], str] = _nowhere
+    seq: int = 0
+
+    def replace(self, items: list[Any]) -> Batch[Any]:
+        """The same batch bookkeeping around new items (item provenance no longer lines up)."""
+        return Batch(items, self.born_ns, self.positions, self.ack, self.dead, _nowhere, self.seq)
+
+    def __len__(self) -> int:
+        return len(self.items)

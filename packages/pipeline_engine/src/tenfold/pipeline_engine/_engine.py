@@ -1,0 +1,460 @@
+"""The engine: one thread per stage, bounded buffers between them, the sink committing in order."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from tenfold.pipeline_engine._batch import Batch
+from tenfold.pipeline_engine._buffer import BoundedBuffer, Closed
+from tenfold.pipeline_engine._checkpoint import CheckpointStore
+from tenfold.pipeline_engine._metrics import StageMetrics, percentile, prometheus_text
+from tenfold.pipeline_engine._sinks import DeadLetterSink, MemoryDeadLetters, Sink
+from tenfold.pipeline_engine._sources import Source
+from tenfold.pipeline_engine._stages import (
+    DecodeJson,
+    Enrich,
+    Filter,
+    Lookup,
+    Map,
+    MapBatch,
+    Stage,
+    Window,
+    per_event,
+)
+from tenfold.pipeline_engine.errors import (
+    PipelineDefinitionError,
+    PipelineEngineError,
+    PipelineFailed,
+)
+
+T = TypeVar("T")
+U = TypeVar("U")
+S = TypeVar("S", bound=msgspec.Struct)
+
+__all__ = ["Flow", "Pipeline", "RunReport"]
+
+log = logging.getLogger("tenfold.pipeline_engine")
+
+DEFAULT_BATCH_SIZE = 10_000
+DEFAULT_LINGER_MS = 50.0
+DEFAULT_BUFFER_EVENTS = 100_000
+_E2E_RESERVOIR = 100_000
+
+
+@dataclass
+class RunReport:
+    """What one run did: counts, end-to-end latency, backpressure, and per-stage metrics."""
+
+    pipeline: str
+    events_read: int
+    events_written: int
+    dead_letters: int
+    elapsed_s: float
+    e2e_p50_ms: float
+    e2e_p95_ms: float
+    e2e_p99_ms: float
+    backpressure_episodes: int
+    peak_buffered_events: int
+    stages: list[dict[str, float | str]] = field(default_factory=list)
+    buffers: list[dict[str, float | str]] = field(default_factory=list)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events_read / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class Pipeline(Generic[T]):
+    """A source, stages and a sink, run as threads joined by bounded buffers.
+
+    Batches are cut by the source at ``batch_size`` events or ``linger_ms`` after
+    their first event. Every buffer holds at most ``buffer_events`` events; a
+    full buffer blocks its producer and, for the first one, pauses the source,
+    so memory stays flat when the sink is slower than the source. The sink
+    thread writes batches in source order and acknowledges each to the source
+    only once it is durable. With ``checkpoints`` (a SQLite path), stateful
+    stages are saved every ``checkpoint_interval_s`` at a batch boundary and
+    restored on the next run, which then resumes the source from the oldest
+    checkpointed position (outputs of stateful stages carry deterministic ids,
+    so an upserting sink absorbs the replay).
+    """
+
+    def __init__(
+        self,
+        source: Source[Any],
+        stages: Sequence[Stage[Any, Any]],
+        sink: Sink[T],
+        *,
+        name: str = "pipeline",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        linger_ms: float = DEFAULT_LINGER_MS,
+        buffer_events: int = DEFAULT_BUFFER_EVENTS,
+        dead_letters: DeadLetterSink | None = None,
+        checkpoints: str | Path | CheckpointStore | None = None,
+        checkpoint_interval_s: float = 5.0,
+    ) -> None:
+        if batch_size <= 0:
+            raise PipelineDefinitionError(f"batch_size must be positive, got {batch_size}")
+        if linger_ms < 0:
+            raise PipelineDefinitionError(f"linger_ms must be >= 0, got {linger_ms}")
+        if buffer_events <= 0:
+            raise PipelineDefinitionError(f"buffer_events must be positive, got {buffer_events}")
+        self.name = name
+        self.source = source
+        self.stages = list(stages)
+        self.sink = sink
+        self.batch_size = batch_size
+        self.linger_s = linger_ms / 1000.0
+        self.buffer_events = buffer_events
+        self.dead_letters = dead_letters if dead_letters is not None else MemoryDeadLetters()
+        if isinstance(checkpoints, str | Path):
+            checkpoints = CheckpointStore(checkpoints)
+        self.checkpoints = checkpoints
+        self.checkpoint_interval_s = checkpoint_interval_s
+        seen: dict[str, int] = {}
+        self._stage_names = []
+        for stage in self.stages:
+            n = seen.get(stage.name, 0) + 1
+            seen[stage.name] = n
+            self._stage_names.append(stage.name if n == 1 else f"{stage.name}#{n}")
+        self._stop = threading.Event()
+        self._error: tuple[str, BaseException] | None = None
+        self._buffers: list[BoundedBuffer[Batch[Any]]] = []
+        self._metrics: list[StageMetrics] = []
+        self._e2e_ms: deque[float] = deque(maxlen=_E2E_RESERVOIR)
+        self._written = 0
+        self._dead = 0
+        self._started = 0.0
+
+    # -- control -------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the pipeline to stop reading; what was read is still written (graceful drain)."""
+        self._stop.set()
+
+    def _fail(self, where: str, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = (where, exc)
+        self._stop.set()
+        for buf in self._buffers:
+            buf.close()
+
+    # -- threads ---------------------------------------------------------------
+    def _run_source(
+        self,
+        out: BoundedBuffer[Batch[Any]],
+        m: StageMetrics,
+        max_events: int | None,
+        deadline: float | None,
+    ) -> None:
+        src = self.source
+        read = 0
+        seq = 0
+        try:
+            while not self._stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                want = (
+                    self.batch_size
+                    if max_events is None
+                    else min(self.batch_size, max_events - read)
+                )
+                if want <= 0:
+                    break
+                t0 = time.perf_counter()
+                batch = src.read(want, self.linger_s)
+                if batch is None:
+                    break
+                n = len(batch.items)
+                if not n and not batch.dead:
+                    continue
+                m.record(n, n, time.perf_counter() - t0)
+                batch.seq = seq
+                seq += 1
+                read += n
+                out.put(batch, n, on_block=src.pause, on_unblock=src.resume)
+            out.put(None, 0)
+        except Closed:
+            return
+        except BaseException as exc:
+            self._fail(src.name, exc)
+
+    def _run_stage(
+        self,
+        index: int,
+        inbuf: BoundedBuffer[Batch[Any]],
+        out: BoundedBuffer[Batch[Any]],
+        m: StageMetrics,
+    ) -> None:
+        stage = self.stages[index]
+        name = self._stage_names[index]
+        store = self.checkpoints if stage.stateful else None
+        last_saved = time.monotonic()
+        positions: dict[str, int] = {}
+        try:
+            while True:
+                batch = inbuf.get()
+                if batch is None:
+                    tail = stage.flush()
+                    if tail:
+                        out.put(Batch(tail, time.monotonic_ns(), dict(positions)), len(tail))
+                    if store is not None:
+                        store.save(self.name, name, stage.snapshot(), positions)
+                    out.put(None, 0)
+                    return
+                t0 = time.perf_counter()
+                n_dead = len(batch.dead)
+                result = stage.process(batch)
+                m.record(len(batch.items), len(result.items), time.perf_counter() - t0)
+                m.dead_letters += len(result.dead) - n_dead
+                positions = result.positions
+                if (
+                    store is not None
+                    and time.monotonic() - last_saved >= self.checkpoint_interval_s
+                ):
+                    store.save(self.name, name, stage.snapshot(), positions)
+                    last_saved = time.monotonic()
+                out.put(result, len(result.items))
+        except Closed:
+            return
+        except BaseException as exc:
+            self._fail(f"stage {name!r}", exc)
+
+    def _run_sink(self, inbuf: BoundedBuffer[Batch[Any]], m: StageMetrics) -> None:
+        sink, src, dls = self.sink, self.source, self.dead_letters
+        try:
+            while True:
+                batch = inbuf.get()
+                if batch is None:
+                    return
+                t0 = time.perf_counter()
+                sink.write(batch)
+                if batch.dead and not sink.handles_dead_letters:
+                    dls.write(batch.dead)
+                if batch.ack is not None:
+                    src.acknowledge(batch.ack)
+                now_ns = time.monotonic_ns()
+                n = len(batch.items)
+                m.record(n, n, time.perf_counter() - t0)
+                self._written += n
+                self._dead += len(batch.dead)
+                self._e2e_ms.append((now_ns - batch.born_ns) / 1e6)
+        except Closed:
+            return
+        except BaseException as exc:
+            self._fail(f"sink {sink.name!r}", exc)
+
+    # -- run -------------------------------------------------------------------
+    def _start_positions(self) -> dict[str, int]:
+        positions = self.sink.open(self.name)
+        if self.checkpoints is None:
+            return positions
+        stateful = [(i, s) for i, s in enumerate(self.stages) if s.stateful]
+        if not stateful:
+            return positions
+        merged: dict[str, int] | None = None
+        for i, stage in stateful:
+            saved = self.checkpoints.load(self.name, self._stage_names[i])
+            if saved is None:
+                # No state saved yet: replay from the start so the state is complete.
+                return {}
+            state, at = saved
+            stage.restore(state)
+            if merged is None:
+                merged = dict(at)
+            else:
+                merged = {k: min(v, merged.get(k, v)) for k, v in at.items()} | {
+                    k: v for k, v in merged.items() if k not in at
+                }
+        return merged or {}
+
+    def run(
+        self,
+        *,
+        max_events: int | None = None,
+        duration_s: float | None = None,
+        on_progress: Callable[[Pipeline[T]], None] | None = None,
+        progress_interval_s: float = 1.0,
+    ) -> RunReport:
+        """Run until the source ends, ``max_events`` are read, ``duration_s`` passes or stop().
+
+        Raises :class:`PipelineFailed` (or the connector's own error) if a stage
+        or connector fails; everything is closed either way.
+        """
+        self._stop.clear()
+        self._error = None
+        names = [self.source.name, *self._stage_names, self.sink.name]
+        self._buffers = [
+            BoundedBuffer(f"{names[i]}->{names[i + 1]}", self.buffer_events)
+            for i in range(len(names) - 1)
+        ]
+        self._metrics = [StageMetrics(n) for n in names]
+        self._e2e_ms.clear()
+        self._written = 0
+        self._dead = 0
+        self._started = time.monotonic()
+        deadline = None if duration_s is None else self._started + duration_s
+        threads: list[threading.Thread] = []
+        try:
+            start = self._start_positions()
+            self.source.open(start)
+            bufs, ms = self._buffers, self._metrics
+            threads.append(
+                threading.Thread(
+                    target=self._run_source,
+                    args=(bufs[0], ms[0], max_events, deadline),
+                    name=f"{self.name}-source",
+                    daemon=True,
+                )
+            )
+            for i in range(len(self.stages)):
+                threads.append(
+                    threading.Thread(
+                        target=self._run_stage,
+                        args=(i, bufs[i], bufs[i + 1], ms[i + 1]),
+                        name=f"{self.name}-{self._stage_names[i]}",
+                        daemon=True,
+                    )
+                )
+            threads.append(
+                threading.Thread(
+                    target=self._run_sink,
+                    args=(bufs[-1], ms[-1]),
+                    name=f"{self.name}-sink",
+                    daemon=True,
+                )
+            )
+            for t in threads:
+                t.start()
+            next_progress = time.monotonic() + progress_interval_s
+            try:
+                for t in threads:
+                    while t.is_alive():
+                        t.join(0.05)
+                        if on_progress is not None and time.monotonic() >= next_progress:
+                            on_progress(self)
+                            next_progress = time.monotonic() + progress_interval_s
+            except KeyboardInterrupt:
+                self.stop()
+                for t in threads:
+                    t.join()
+        finally:
+            self._close_all()
+        if self._error is not None:
+            where, exc = self._error
+            if isinstance(exc, PipelineEngineError):
+                raise exc
+            raise PipelineFailed(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+        return self.report()
+
+    def _close_all(self) -> None:
+        closers: list[Callable[[], None]] = [self.source.close, self.sink.close]
+        closers += [s.close for s in self.stages]
+        closers.append(self.dead_letters.close)
+        for close in closers:
+            try:
+                close()
+            except Exception as exc:
+                log.warning("closing %s: %s", close, exc)
+
+    # -- observation -----------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        """Per-stage and per-buffer figures now (safe to call while running)."""
+        depths = [0] + [b.depth for b in self._buffers]
+        stages = [
+            m.snapshot(depths[i] if i < len(depths) else 0) for i, m in enumerate(self._metrics)
+        ]
+        buffers: list[dict[str, float | str]] = [
+            {
+                "buffer": b.name,
+                "depth": b.depth,
+                "capacity": b.capacity,
+                "peak_depth": b.peak_depth,
+                "episodes": b.episodes,
+                "blocked_s": b.blocked_s,
+            }
+            for b in self._buffers
+        ]
+        lat = list(self._e2e_ms)
+        e2e = {
+            "p50_ms": percentile(lat, 50),
+            "p95_ms": percentile(lat, 95),
+            "p99_ms": percentile(lat, 99),
+        }
+        return {"stages": stages, "buffers": buffers, "e2e": e2e}
+
+    def prometheus(self) -> str:
+        """The current metrics in Prometheus text exposition format."""
+        m = self.metrics()
+        return prometheus_text(self.name, m["stages"], m["buffers"], m["e2e"])
+
+    def report(self) -> RunReport:
+        m = self.metrics()
+        return RunReport(
+            pipeline=self.name,
+            events_read=self._metrics[0].events_in if self._metrics else 0,
+            events_written=self._written,
+            dead_letters=self._dead,
+            elapsed_s=time.monotonic() - self._started,
+            e2e_p50_ms=m["e2e"]["p50_ms"],
+            e2e_p95_ms=m["e2e"]["p95_ms"],
+            e2e_p99_ms=m["e2e"]["p99_ms"],
+            backpressure_episodes=sum(b.episodes for b in self._buffers),
+            peak_buffered_events=max((b.peak_depth for b in self._buffers), default=0),
+            stages=m["stages"],
+            buffers=m["buffers"],
+        )
+
+
+class Flow(Generic[T]):
+    """A typed builder: ``Flow(source).decode(Order).filter(...).enrich(...).into(sink)``.
+
+    Each step returns a new ``Flow`` whose type parameter is the event type
+    flowing at that point, so a type checker catches a stage fed the wrong type.
+    """
+
+    def __init__(self, source: Source[T], stages: Sequence[Stage[Any, Any]] = ()) -> None:
+        self.source = source
+        self.stages = list(stages)
+
+    def then(self, stage: Stage[T, U]) -> Flow[U]:
+        """Append any stage (a user :class:`Stage` subclass included)."""
+        return Flow(self.source, [*self.stages, stage])  # type: ignore[arg-type]
+
+    def decode(self: Flow[Any], schema: type[S], *, max_bytes: int = 1 << 20) -> Flow[S]:
+        return self.then(DecodeJson(schema, max_bytes=max_bytes))
+
+    def filter(self, predicate: Callable[[T], bool], *, name: str = "filter") -> Flow[T]:
+        return self.then(Filter(predicate, name=name))
+
+    def map(self, fn: Callable[[T], U], *, name: str = "map") -> Flow[U]:
+        return self.then(Map(fn, name=name))
+
+    def map_batch(self, fn: Callable[[list[T]], list[U]], *, name: str | None = None) -> Flow[U]:
+        return self.then(MapBatch(fn, name=name))
+
+    def per_event(self, fn: Callable[[T], U | None], *, name: str | None = None) -> Flow[U]:
+        return self.then(per_event(fn, name=name))
+
+    def enrich(
+        self,
+        lookup: Lookup[Any],
+        key: Callable[[T], Any],
+        merge: Callable[[T, tuple[Any, ...] | None], U],
+        **options: Any,
+    ) -> Flow[U]:
+        return self.then(Enrich(lookup, key, merge, **options))
+
+    def window(self, **options: Any) -> Flow[Any]:
+        return self.then(Window(**options))
+
+    def into(self, sink: Sink[T], **options: Any) -> Pipeline[T]:
+        """Finish the flow with ``sink``; ``options`` go to :class:`Pipeline`."""
+        return Pipeline(self.source, self.stages, sink, **options)

@@ -1,0 +1,122 @@
+"""``tenfold pipeline run|check PIPELINE``: run or check a pipeline file."""
+
+from __future__ import annotations
+
+import http.server
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tenfold.core.cli import emit, json_option
+
+__all__ = ["pipeline_group"]
+
+
+def _serve_metrics(pipeline: Any, port: int) -> http.server.HTTPServer:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pipeline.prometheus().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    return server
+
+
+def _progress(pipeline: Any) -> None:
+    m = pipeline.metrics()
+    src, sink = m["stages"][0], m["stages"][-1]
+    depth = sum(int(b["depth"]) for b in m["buffers"])
+    episodes = sum(int(b["episodes"]) for b in m["buffers"])
+    click.echo(
+        f"read {int(src['events_in']):,}  written {int(sink['events_in']):,}"
+        f"  {float(src['events_per_s']):,.0f} ev/s  buffered {depth:,}"
+        f"  backpressure {episodes}  e2e p95 {m['e2e']['p95_ms']:.1f} ms",
+        err=True,
+    )
+
+
+@click.group("pipeline")
+def pipeline_group() -> None:
+    """Synthetic Pipeline Engine: run and check pipelines (TOML files)."""
+
+
+@pipeline_group.command("check")
+@click.argument("pipeline_file", metavar="PIPELINE", type=click.Path(path_type=Path))
+@json_option
+def check_cmd(pipeline_file: Path, as_json: bool) -> None:
+    """Parse and type-check PIPELINE without running it."""
+    from tenfold.pipeline_engine._toml import load_pipeline
+
+    p = load_pipeline(pipeline_file)
+    names = [p.source.name, *(s.name for s in p.stages), p.sink.name]
+    emit(
+        {"pipeline": p.name, "ok": True, "stages": names},
+        as_json,
+        f"{pipeline_file}: ok ({' -> '.join(names)})",
+    )
+
+
+@pipeline_group.command("run")
+@click.argument("pipeline_file", metavar="PIPELINE", type=click.Path(path_type=Path))
+@click.option("--max-events", type=int, default=None, help="Stop after reading this many events.")
+@click.option(
+    "--duration-s", type=float, default=None, help="Stop reading after this many seconds."
+)
+@click.option(
+    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1."
+)
+@click.option(
+    "--progress/--no-progress", default=True, help="A progress line on stderr each second."
+)
+@json_option
+def run_cmd(
+    pipeline_file: Path,
+    max_events: int | None,
+    duration_s: float | None,
+    metrics_port: int | None,
+    progress: bool,
+    as_json: bool,
+) -> None:
+    """Run PIPELINE (a TOML file) until its source ends, a limit is hit, or SIGINT/SIGTERM."""
+    from tenfold.pipeline_engine._toml import load_pipeline
+
+    p = load_pipeline(pipeline_file)
+    server = _serve_metrics(p, metrics_port) if metrics_port is not None else None
+
+    def graceful(signum: int, frame: Any) -> None:
+        p.stop()
+
+    old = signal.signal(signal.SIGTERM, graceful)
+    try:
+        report = p.run(
+            max_events=max_events,
+            duration_s=duration_s,
+            on_progress=_progress if progress else None,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if server is not None:
+            server.shutdown()
+    doc = {
+        "pipeline": report.pipeline,
+        "events_read": report.events_read,
+        "events_written": report.events_written,
+        "dead_letters": report.dead_letters,
+        "elapsed_s": round(report.elapsed_s, 3),
+        "events_per_s": round(report.events_per_s, 1),
+        "e2e_p50_ms": round(report.e2e_p50_ms, 3),
+        "e2e_p95_ms": round(report.e2e_p95_ms, 3),
+        "backpressure_episodes": report.backpressure_episodes,
+    }
+    emit(doc, as_json, lambda: "\n".join(f"{k}: {v}" for k, v in doc.items()))
