@@ -1,0 +1,213 @@
+"""The processes backend: real worker processes, SIGKILL mid-batch, timeouts, pickling, cgroups."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tenfold.parallel_framework import Executor, Graph
+from tenfold.parallel_framework._workloads import last_layer, stencil_dask, stencil_expected
+from tenfold.parallel_framework.errors import (
+    TaskFailed,
+    TaskTimeout,
+    UnpicklableTaskError,
+    UpstreamFailed,
+    WorkerCrashed,
+)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[Executor]:
+    with Executor("processes", 2) as ex:
+        yield ex
+
+
+def record(log: str, key: str, sleep_s: float = 0.0) -> str:
+    with open(log, "a") as f:
+        f.write(key + "\n")
+    if sleep_s:
+        time.sleep(sleep_s)
+    return key
+
+
+def kill_self(log: str, key: str, marker: str) -> str:
+    record(log, key)
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return key
+
+
+def runs(log: Path) -> collections.Counter[str]:
+    return collections.Counter(log.read_text().split())
+
+
+def test_stencil_matches_in_worker_processes(pool: Executor) -> None:
+    n = 2000
+    dsk = stencil_dask(n)
+    result = pool.run(dsk, keys=last_layer(n))
+    assert sum(result.values()) == stencil_expected(n)
+    assert result.metrics.backend == "processes" and result.metrics.tasks == len(dsk)
+    parent = os.getpid()
+    pids = pool.run({"pid": (os.getpid,)})["pid"]
+    assert pids != parent and pids in pool.worker_pids()
+
+
+def test_task_failure_and_upstream_in_processes(pool: Executor) -> None:
+    def bad() -> int:
+        raise KeyError("missing thing")
+
+    result = pool.run([("bad", bad, []), ("down", lambda x: x, ["bad"]), ("ok", lambda: 1, [])])
+    assert result["ok"] == 1
+    with pytest.raises(TaskFailed, match="missing thing") as info:
+        result["bad"]
+    assert "in bad" in info.value.traceback
+    with pytest.raises(UpstreamFailed, match="'bad'"):
+        result["down"]
+
+
+def test_fused_chain_in_processes(pool: Executor) -> None:
+    tasks = [("c0", lambda: 1, [])] + [
+        (f"c{i}", lambda x: x * 2, [f"c{i - 1}"]) for i in range(1, 20)
+    ]
+    result = pool.run(tasks)
+    assert result["c19"] == 2**19 and result.metrics.fused == 19
+
+
+def test_unpicklable_function_is_named(pool: Executor) -> None:
+    lock = threading.Lock()
+    g = Graph()
+    g.add("fine", lambda: 1)
+    g.add("holds-a-lock", lambda: not lock.locked())
+    with pytest.raises(UnpicklableTaskError, match="task 'holds-a-lock'"):
+        pool.run(g)
+    g2 = Graph()
+    g2.add("lock-arg", lambda x: x, threading.Lock())
+    with pytest.raises(UnpicklableTaskError, match="task 'lock-arg': its arguments"):
+        pool.run(g2)
+
+
+def test_unpicklable_result_fails_that_task_only(pool: Executor) -> None:
+    result = pool.run({"lock": (threading.Lock,), "n": (int, "7")})
+    assert result["n"] == 7
+    with pytest.raises(TaskFailed, match="cannot be sent back"):
+        result["lock"]
+
+
+def test_sigkill_mid_batch_no_task_lost_or_run_twice(tmp_path: Path, pool: Executor) -> None:
+    log, marker = str(tmp_path / "log"), str(tmp_path / "marker")
+    g = Graph()
+    keys = [f"t{i}" for i in range(60)]
+    for key in keys[:30]:
+        g.add(key, record, log, key, 0.002)
+    killer = g.add("killer", kill_self, log, "killer", marker)
+    g.add("after-killer", record, log, "after-killer", after=["killer"])
+    for key in keys[30:]:
+        g.add(key, record, log, key, 0.002)
+    result = pool.run(g)
+    counts = runs(tmp_path / "log")
+    assert all(counts[k] == 1 for k in keys), counts  # none lost, none twice
+    assert counts["killer"] == 1 and counts["after-killer"] == 0
+    with pytest.raises(WorkerCrashed, match="died"):
+        result[killer.key]
+    with pytest.raises(UpstreamFailed):
+        result["after-killer"]
+    assert result.metrics.respawns == 1
+    assert len(pool.worker_pids()) == 2
+
+
+def test_sigkill_with_retries_reruns_only_the_running_task(tmp_path: Path, pool: Executor) -> None:
+    log, marker = str(tmp_path / "log"), str(tmp_path / "marker")
+    g = Graph()
+    keys = [f"t{i}" for i in range(40)]
+    for key in keys[:20]:
+        g.add(key, record, log, key)
+    g.add("killer", kill_self, log, "killer", marker, retries=1, backoff_s=0.01)
+    for key in keys[20:]:
+        g.add(key, record, log, key)
+    result = pool.run(g)
+    assert result.ok and result["killer"] == "killer"
+    counts = runs(tmp_path / "log")
+    assert counts["killer"] == 2 and all(counts[k] == 1 for k in keys)
+
+
+def test_worker_killed_from_outside_is_respawned(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    g = Graph()
+    keys = [f"t{i}" for i in range(40)]
+    for key in keys:
+        g.add(key, record, str(log), key, 0.02, retries=1, backoff_s=0.0)
+    with Executor("processes", 2) as ex:
+        handle = ex.start(g)
+        victim = ex.worker_pids()[0]
+        deadline = time.monotonic() + 20
+        while (
+            not log.exists() or len(log.read_text().split()) < 5
+        ) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(victim, signal.SIGKILL)
+        result = handle.wait(60)
+        assert victim not in ex.worker_pids()
+    assert result.ok, result.failures
+    counts = runs(log)
+    assert set(counts) == set(keys)
+    assert sum(1 for k in keys if counts[k] == 2) <= 1  # only the task running at the kill
+    assert result.metrics.respawns == 1
+
+
+def test_timeout_kills_the_worker_and_the_run_goes_on(pool: Executor) -> None:
+    g = Graph()
+    g.add("stuck", time.sleep, 30, timeout_s=0.3)
+    g.add("after", lambda _: 1, g["stuck"])
+    for i in range(20):
+        g.add(i, lambda i: i * i, i)
+    before = set(pool.worker_pids())
+    t = time.monotonic()
+    result = pool.run(g)
+    assert time.monotonic() - t < 10
+    with pytest.raises(TaskTimeout, match="timeout"):
+        result["stuck"]
+    with pytest.raises(UpstreamFailed):
+        result["after"]
+    assert [result[i] for i in range(20)] == [i * i for i in range(20)]
+    assert len(before - set(pool.worker_pids())) == 1
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+def test_process_workers_run_under_a_governor_cgroup() -> None:
+    from tenfold.core.governor import cgroups_available, leftover_cgroups
+
+    if not cgroups_available():
+        pytest.skip("cgroup v1 controllers are not mounted")
+
+    def hog() -> int:
+        block = bytearray(600 * 1024 * 1024)
+        return len(block)
+
+    with Executor("processes", 2, cpu_quota_pct=50, memory_limit_bytes=256 * 1024 * 1024) as ex:
+        result = ex.run({"x": (os.getpid,)})
+        cgroup = ex.cgroup
+        assert cgroup is not None
+        name = cgroup.name
+        assert set(ex.worker_pids()) <= set(cgroup.pids())
+        assert result["x"] in cgroup.pids()
+        quota = (cgroup.path("cpu") / "cpu.cfs_quota_us").read_text().strip()
+        assert quota == "50000"
+        g = Graph()
+        g.add("hog", hog)
+        g.add("small", lambda: 3)
+        out = ex.run(g)
+        with pytest.raises(WorkerCrashed):
+            out["hog"]
+        assert out["small"] == 3
+        assert cgroup.stats()["oom_kills"] >= 1 or cgroup.stats()["memory_failcnt"] >= 1
+        assert set(ex.worker_pids()) <= set(cgroup.pids())  # the respawned worker too
+    assert name not in leftover_cgroups()
