@@ -1,0 +1,98 @@
+"""``tenfold chaos run|validate|recover``."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import click
+
+from tenfold.chaos_engine.errors import SteadyStateViolated
+from tenfold.core.cli import emit, json_option
+
+_JOURNAL_DIR = click.option(
+    "--journal-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".tenfold/chaos"),
+    show_default=True,
+    help="Where the fault journals live.",
+)
+
+
+def _experiment_name(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)[:24] or "experiment"
+
+
+@click.group("chaos")
+def chaos() -> None:
+    """Chaos Engine: inject faults that are always reverted."""
+
+
+@chaos.command("validate")
+@click.argument("experiment", type=click.Path(path_type=Path, dir_okay=False))
+@json_option
+def validate(experiment: Path, as_json: bool) -> None:
+    """Check an experiment file (TOML, YAML, JSON or Chaos Toolkit JSON) without running it."""
+    from tenfold.chaos_engine._experiment import FaultStep, load_experiment
+
+    exp = load_experiment(experiment)
+    faults = sum(1 for s in exp.method if isinstance(s, FaultStep))
+    summary = {
+        "experiment": str(experiment),
+        "title": exp.title,
+        "probes": len(exp.steady_state.probes),
+        "steps": len(exp.method),
+        "fault_steps": faults,
+        "rollbacks": len(exp.rollbacks),
+        "valid": True,
+    }
+    emit(summary, as_json, f"{experiment}: valid ({len(exp.method)} steps, {faults} fault steps)")
+
+
+@chaos.command("run")
+@click.argument("experiment", type=click.Path(path_type=Path, dir_okay=False))
+@_JOURNAL_DIR
+@click.option("--seed", type=int, default=None, help="Seed for target selection and probabilities.")
+@json_option
+def run(experiment: Path, journal_dir: Path, seed: int | None, as_json: bool) -> None:
+    """Run an experiment; exit 1 when the steady state does not hold."""
+    from tenfold.chaos_engine._engine import ChaosEngine
+    from tenfold.chaos_engine._experiment import load_experiment, run_experiment
+
+    exp = load_experiment(experiment)
+
+    async def main() -> dict[str, object]:
+        engine = await ChaosEngine.create(
+            experiment=_experiment_name(experiment), journal_dir=journal_dir
+        )
+        async with engine:
+            report = await run_experiment(exp, engine, seed=seed)
+        return report.as_dict()
+
+    result = asyncio.run(main())
+    emit(result, as_json, f"{exp.title}: {result['status']} ({result['steps']} steps)")
+    if result["status"] != "completed":
+        raise SteadyStateViolated(f"{exp.title}: {result['status']}: {result['reason']}")
+
+
+@chaos.command("recover")
+@click.argument("journal", type=click.Path(path_type=Path, dir_okay=False), required=False)
+@_JOURNAL_DIR
+@json_option
+def recover_cmd(journal: Path | None, journal_dir: Path, as_json: bool) -> None:
+    """Undo every fault a crashed engine left (all journals in --journal-dir, or JOURNAL)."""
+    from tenfold.chaos_engine._watchdog import recover
+
+    paths = [journal] if journal is not None else sorted(journal_dir.glob("*.journal"))
+    reports = [recover(p).as_dict() for p in paths]
+    reverted = sum(len(r["faults_reverted"]) for r in reports)
+    emit(
+        {"journals": reports},
+        as_json,
+        f"recovered {len(reports)} journal(s): {reverted} fault(s) reverted",
+    )
+
+
+def commands() -> list[click.Command]:
+    return [chaos]

@@ -1,0 +1,288 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tenfold.chaos_engine import ChaosEngine, FaultPoints, PerformanceConfig
+from tenfold.chaos_engine._experiment import (
+    FaultStep,
+    experiment_from_dict,
+    load_experiment,
+    run_experiment,
+    select_targets,
+)
+from tenfold.chaos_engine.errors import ExperimentError, ProbeFailed
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "chaos_engine.md"
+
+
+def doc_experiment() -> str:
+    blocks = re.findall(r"```toml\n(.*?)```", DOC.read_text(), re.S)
+    return blocks[0]
+
+
+def tenfold(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI entry point in this process (the plugin scan is paid once)."""
+    import contextlib
+    import io
+    import os
+
+    from tenfold.core.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+    finally:
+        os.chdir(old)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def test_doc_example_validates_and_runs(tmp_path: Path) -> None:
+    path = tmp_path / "experiment.toml"
+    path.write_text(doc_experiment())
+    checked = tenfold("chaos", "validate", str(path), "--json", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["fault_steps"] == 1
+    ran = tenfold("chaos", "run", str(path), "--json", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["status"] == "completed" and report["faults_injected"] == 1
+    assert report["rollbacks_run"] == 1
+
+
+BASE = 'title = "t"\n[[method]]\nid = "a"\nfault = "point"\nparams = { point = "p" }\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("title = \n", "malformed TOML"),
+        (BASE + "colour = 1\n", "unknown key 'method.0.colour'"),
+        ('title = "t"\n', "missing key 'method'"),
+        (BASE.replace('point = "p"', 'point = "p", duration_s = -1'), "duration_s must be > 0"),
+        (BASE.replace('point = "p"', 'point = "p", probability = nan'), "must be finite"),
+        (BASE.replace('point = "p"', 'point = "p", probability = 2'), "probability must be within"),
+        (BASE + 'mode = "percent"\nvalue = 150\n', "percent must be <= 100"),
+        (BASE + '[[method]]\nid = "a"\npause_s = 1\n', "duplicate step id 'a'"),
+        (
+            BASE.replace('"point"\n', '"process_pause"\n').replace('{ point = "p" }', "{}"),
+            "missing target parameter 'pid'",
+        ),
+        (
+            BASE.replace('"point"\n', '"disk_error"\n').replace(
+                '{ point = "p" }', '{ mount = "/m", path_glob = "a/../../etc" }'
+            ),
+            "path traversal",
+        ),
+        (BASE + "[safety]\nmax_faults = 0\n", "max_faults"),
+        (BASE + 'duration_s = "soon"\n', "duration_s"),
+    ],
+)
+def test_bad_experiments_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ExperimentError, match=re.escape(message)) as info:
+        load_experiment(path)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_prints_one_line_and_exits_two(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BASE + "colour = 1\n")
+    proc = tenfold("chaos", "validate", str(path), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tenfold: error: ")
+    assert "unknown key 'method.0.colour'" in proc.stderr
+
+
+# -- runs in process, against probes in a registered module --------------------------------
+
+probes = types.ModuleType("chaos_test_probes")
+sys.modules["chaos_test_probes"] = probes
+state: dict[str, object] = {}
+
+
+def _healthy() -> int:
+    return int(state.get("errors", 0))  # type: ignore[call-overload]
+
+
+async def _hang() -> int:
+    await asyncio.sleep(10)
+    return 0
+
+
+def _boom() -> int:
+    raise RuntimeError("probe exploded")
+
+
+def _rollback() -> None:
+    state["rolled_back"] = int(state.get("rolled_back", 0)) + 1  # type: ignore[call-overload]
+
+
+def _break() -> None:
+    state["errors"] = 5
+
+
+def _noop(i: int = 0) -> int:
+    return i
+
+
+probes.healthy = _healthy  # type: ignore[attr-defined]
+probes.hang = _hang  # type: ignore[attr-defined]
+probes.boom = _boom  # type: ignore[attr-defined]
+probes.rollback = _rollback  # type: ignore[attr-defined]
+probes.breaks = _break  # type: ignore[attr-defined]
+probes.noop = _noop  # type: ignore[attr-defined]
+
+
+def py(func: str, **arguments: object) -> dict[str, object]:
+    return {"type": "python", "module": "chaos_test_probes", "func": func, "arguments": arguments}
+
+
+def experiment(probe_func: str = "healthy", pause_s: float = 0.5) -> dict[str, object]:
+    return {
+        "title": "violation",
+        "steady_state": {
+            "interval_s": 0.02,
+            "probes": [
+                {
+                    "name": "errors",
+                    "provider": py(probe_func),
+                    "tolerance": {"max": 0},
+                    "timeout_s": 0.2,
+                }
+            ],
+        },
+        "method": [
+            {"id": "flaky", "fault": "point", "params": {"point": "svc", "probability": 0.5}},
+            {"id": "break", "action": py("breaks")},
+            {"id": "wait", "pause_s": pause_s},
+        ],
+        "rollbacks": [{"id": "rb", "action": py("rollback")}],
+    }
+
+
+async def _run(exp: dict[str, object], tmp: Path) -> tuple[object, FaultPoints]:
+    points = FaultPoints(seed=1)
+    perf = PerformanceConfig.model_validate({})
+    async with await ChaosEngine.create(perf, journal_dir=tmp, points=points) as engine:
+        report = await run_experiment(experiment_from_dict(exp), engine)
+        assert points.active() == {}
+    return report, points
+
+
+def test_violation_aborts_reverts_and_rolls_back(tmp_path: Path) -> None:
+    state.clear()
+    report, _ = asyncio.run(_run(experiment(), tmp_path))
+    assert report.status == "deviated"  # type: ignore[attr-defined]
+    assert "returned 5" in report.reason  # type: ignore[attr-defined]
+    assert report.violation_to_reverted_s is not None  # type: ignore[attr-defined]
+    assert report.duration_s < 0.5  # type: ignore[attr-defined]  # the 0.5 s pause was cut short
+    assert state["rolled_back"] == 1
+
+
+@pytest.mark.parametrize(("func", "message"), [("hang", "timed out"), ("boom", "probe exploded")])
+def test_probe_that_hangs_or_raises(tmp_path: Path, func: str, message: str) -> None:
+    state.clear()
+    with pytest.raises(ProbeFailed, match=message):
+        asyncio.run(_run(experiment(func), tmp_path))
+    assert "errors" not in state  # the method never ran: the hypothesis failed first
+    assert state["rolled_back"] == 1  # rollbacks always run
+
+
+def test_chaostoolkit_experiment_imports_and_runs(tmp_path: Path) -> None:
+    state.clear()
+    ctk = {
+        "title": "ctk",
+        "steady-state-hypothesis": {
+            "title": "ok",
+            "probes": [{"type": "probe", "name": "n", "tolerance": 0, "provider": py("noop")}],
+        },
+        "method": [
+            {"type": "action", "name": f"s{i}", "provider": py("noop", i=i)} for i in range(50)
+        ],
+        "rollbacks": [{"type": "action", "name": "rb", "provider": py("rollback")}],
+    }
+    path = tmp_path / "ctk.json"
+    path.write_text(json.dumps(ctk))
+    exp = load_experiment(path)
+    assert len(exp.method) == 50
+    report, _ = asyncio.run(_run(exp.model_dump(), tmp_path))
+    assert report.status == "completed" and len(report.steps) == 50  # type: ignore[attr-defined]
+    assert state["rolled_back"] == 1
+    bad = dict(
+        ctk, method=[{"type": "action", "name": "h", "provider": {"type": "http", "url": "x"}}]
+    )
+    with pytest.raises(ExperimentError, match="provider type 'http' is not supported"):
+        experiment_from_dict(bad)
+
+
+@given(
+    n=st.integers(1, 30),
+    mode=st.sampled_from(["one", "all", "count", "percent"]),
+    value=st.integers(0, 100),
+    seed=st.integers(0, 1000),
+)
+@settings(max_examples=100, deadline=None)
+def test_target_selection_sizes(n: int, mode: str, value: int, seed: int) -> None:
+    import random
+
+    step = FaultStep.model_validate(
+        {
+            "id": "s",
+            "fault": "process_pause",
+            "targets": [{"pid": 100 + i} for i in range(n)],
+            "mode": mode,
+            "value": value,
+        }
+    )
+    chosen = select_targets(step, random.Random(seed))
+    expected = {
+        "one": 1,
+        "all": n,
+        "count": min(value, n),
+        "percent": min(n, -(-n * value // 100)),
+    }[mode]
+    assert len(chosen) == expected
+    assert len({c["pid"] for c in chosen}) == len(chosen)
+
+
+def test_sigterm_during_run_reverts_and_exits_one(tmp_path: Path) -> None:
+    path = tmp_path / "long.toml"
+    path.write_text(BASE + '[[method]]\nid = "wait"\npause_s = 30\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenfold.core", "chaos", "run", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    journal = tmp_path / ".tenfold" / "chaos" / "long.journal"
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and "open" not in (
+        journal.read_text() if journal.exists() else ""
+    ):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1, err
+    assert "interrupted" in err
