@@ -1,0 +1,549 @@
+"""HTTP API (Starlette on uvicorn) for agent, registrar and verifier, with mutual TLS.
+
+Endpoints (JSON; binary fields base64):
+
+* agent:     ``GET /keys`` -> ek_public, ak_public;
+             ``POST /quote`` {nonce (hex), selection ("sha256:0,1,7")} -> evidence;
+             ``POST /activate`` {credential_blob, encrypted_secret} -> {secret}
+* registrar: ``POST /agents/{id}`` {ek_public, ak_public[, ek_certificate]} -> challenge;
+             ``POST /agents/{id}/activate`` {secret} -> {ek_hash};
+             ``GET /agents/{id}`` -> {ak_public, ek_hash}
+* verifier:  ``POST /agents/{id}`` {url} enrols an agent for continuous attestation;
+             ``GET /agents/{id}`` -> the last verdict and its EAR;
+             ``POST /verify/{id}`` evidence with a nonce from ``POST /nonce/{id}``.
+
+Mutual TLS: every server asks for a client certificate issued by the
+deployment's CA (``ssl.CERT_REQUIRED``) and every client presents one; the
+bundle helper makes such a CA and leaf certificates for a test or a lab.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import heapq
+import ipaddress
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tenfold.attestation_authority._agent import Agent
+from tenfold.attestation_authority._authority import Authority
+from tenfold.attestation_authority._evidence import Evidence
+from tenfold.attestation_authority._registrar import Registrar
+from tenfold.attestation_authority._structs import BANK_IDS, PcrSelection, PublicKey, parse_public
+from tenfold.attestation_authority._verifier import Verdict, Verifier
+from tenfold.attestation_authority.errors import (
+    AttestationAuthorityError,
+    MalformedStructure,
+    RegistrationError,
+)
+
+logger = logging.getLogger("tenfold.attestation_authority.http")
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """One party's TLS material: its certificate and key, and the CA it trusts for peers."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        return ctx
+
+
+def make_tls_bundle(
+    directory: Path, names: Sequence[str], *, days: int = 30
+) -> dict[str, TlsFiles]:
+    """A CA and one leaf per name (server and client auth, SAN 127.0.0.1/localhost)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tenfold attestation mTLS CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path = directory / "ca.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out = {}
+    for name in names:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key_path.chmod(0o600)
+        out[name] = TlsFiles(cert_path, key_path, ca_path)
+    return out
+
+
+# -- wire helpers ------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(doc: dict[str, Any], name: str) -> bytes:
+    value = doc.get(name)
+    if not isinstance(value, str):
+        raise MalformedStructure(f"field {name!r} must be base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise MalformedStructure(f"field {name!r} is not valid base64") from None
+
+
+def parse_selection(text: str) -> tuple[PcrSelection, ...]:
+    """``sha256:0,1,7+sha1:10`` -> selections (the tpm2-tools spelling)."""
+    out = []
+    for part in text.split("+"):
+        bank, _, indices = part.partition(":")
+        if bank.lower() not in BANK_IDS or not indices:
+            raise MalformedStructure(f"PCR selection {part!r} is not bank:i,j,...")
+        try:
+            idx = tuple(sorted({int(i) for i in indices.split(",")}))
+        except ValueError:
+            raise MalformedStructure(f"PCR selection {part!r} has a non-numeric index") from None
+        if any(not 0 <= i < 24 for i in idx):
+            raise MalformedStructure(f"PCR selection {part!r} has an index outside 0-23")
+        out.append(PcrSelection(BANK_IDS[bank.lower()], idx))
+    return tuple(out)
+
+
+def format_selection(selection: Sequence[PcrSelection]) -> str:
+    return "+".join(f"{s.bank_name}:{','.join(str(i) for i in s.indices)}" for s in selection)
+
+
+def verdict_json(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "agent_id": verdict.agent_id,
+        "ok": verdict.ok,
+        "reason": verdict.reason.value if verdict.reason else None,
+        "detail": verdict.detail,
+        "reset_count": verdict.reset_count,
+        "clock": verdict.clock,
+        "pcrs": {
+            str(bank): {str(i): v.hex() for i, v in values.items()}
+            for bank, values in verdict.pcrs.items()
+        },
+    }
+
+
+# -- applications --------------------------------------------------------------------------
+
+
+def _json_app(routes: list[Any]) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    async def bad_input(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            AttestationAuthorityError: bad_input,
+            ValueError: bad_input,
+        },
+    )
+
+
+async def _body(request: Any) -> dict[str, Any]:
+    try:
+        doc = await request.json()
+    except ValueError:
+        raise MalformedStructure("request body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise MalformedStructure("request body must be a JSON object")
+    return doc
+
+
+def agent_app(agent: Agent) -> Any:
+    """The agent's API: its keys, quotes on request, credential activation."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    lock = threading.Lock()  # one ESAPI context: one TPM command at a time
+
+    async def keys(request: Any) -> JSONResponse:
+        return JSONResponse(
+            {"ek_public": _b64(agent.ek_public), "ak_public": _b64(agent.ak_public)}
+        )
+
+    async def quote(request: Any) -> JSONResponse:
+        doc = await _body(request)
+        try:
+            nonce = bytes.fromhex(str(doc.get("nonce", "")))
+        except ValueError:
+            raise MalformedStructure("nonce must be hex") from None
+        if not 8 <= len(nonce) <= 32:
+            raise MalformedStructure("nonce must be 8 to 32 bytes")
+        selection = parse_selection(str(doc.get("selection", "sha256:0,1,2,3,4,5,6,7")))
+
+        def run() -> Evidence:
+            with lock:
+                return agent.quote(nonce, selection)
+
+        evidence = await run_in_threadpool(run)
+        return JSONResponse(evidence.to_json())
+
+    async def activate(request: Any) -> JSONResponse:
+        doc = await _body(request)
+        blob, secret = _unb64(doc, "credential_blob"), _unb64(doc, "encrypted_secret")
+
+        def run() -> bytes:
+            with lock:
+                return agent.activate_credential(blob, secret)
+
+        return JSONResponse({"secret": _b64(await run_in_threadpool(run))})
+
+    return _json_app(
+        [
+            Route("/keys", keys, methods=["GET"]),
+            Route("/quote", quote, methods=["POST"]),
+            Route("/activate", activate, methods=["POST"]),
+        ]
+    )
+
+
+def registrar_app(registrar: Registrar) -> Any:
+    """The registrar's API: register (challenge), activate (bind), look up a binding."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def register(request: Any) -> JSONResponse:
+        agent_id = request.path_params["agent_id"]
+        doc = await _body(request)
+        cert = _unb64(doc, "ek_certificate") if doc.get("ek_certificate") else None
+        try:
+            challenge = registrar.register(
+                agent_id, _unb64(doc, "ek_public"), _unb64(doc, "ak_public"), cert
+            )
+        except RegistrationError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=403)
+        return JSONResponse(
+            {
+                "credential_blob": _b64(challenge.credential_blob),
+                "encrypted_secret": _b64(challenge.encrypted_secret),
+            }
+        )
+
+    async def activate(request: Any) -> JSONResponse:
+        agent_id = request.path_params["agent_id"]
+        try:
+            binding = registrar.activate(agent_id, _unb64(await _body(request), "secret"))
+        except RegistrationError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=403)
+        return JSONResponse({"ek_hash": binding.ek_hash})
+
+    async def lookup(request: Any) -> JSONResponse:
+        binding = registrar.binding(request.path_params["agent_id"])
+        if binding is None:
+            return JSONResponse({"error": "not bound"}, status_code=404)
+        return JSONResponse({"ak_public": _b64(binding.ak_public), "ek_hash": binding.ek_hash})
+
+    return _json_app(
+        [
+            Route("/agents/{agent_id}", register, methods=["POST"]),
+            Route("/agents/{agent_id}", lookup, methods=["GET"]),
+            Route("/agents/{agent_id}/activate", activate, methods=["POST"]),
+        ]
+    )
+
+
+class RemoteRegistrar:
+    """The verifier's view of a registrar over HTTP, with a binding cache (one fetch per agent)."""
+
+    def __init__(self, url: str, tls: TlsFiles | None = None, timeout_s: float = 5.0) -> None:
+        import httpx
+
+        self._client = httpx.Client(
+            base_url=url, verify=tls.client_context() if tls else True, timeout=timeout_s
+        )
+        self._cache: dict[str, PublicKey] = {}
+
+    def ak_for(self, agent_id: str) -> PublicKey | None:
+        hit = self._cache.get(agent_id)
+        if hit is not None:
+            return hit
+        import httpx
+
+        try:
+            response = self._client.get(f"/agents/{agent_id}")
+        except httpx.HTTPError as exc:
+            logger.warning("registrar unreachable for %s: %s", agent_id, exc)
+            return None
+        if response.status_code != 200:
+            return None
+        ak = parse_public(_unb64(response.json(), "ak_public"))
+        self._cache[agent_id] = ak
+        return ak
+
+    def invalidate(self, agent_id: str) -> None:
+        self._cache.pop(agent_id, None)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def enroll_over_http(
+    agent_url: str, registrar_url: str, agent_id: str, tls: TlsFiles | None = None
+) -> str:
+    """Drive registration: fetch the agent's keys, challenge, activate; returns the EK hash."""
+    import httpx
+
+    verify: ssl.SSLContext | bool = tls.client_context() if tls else True
+    with httpx.Client(verify=verify, timeout=10) as client:
+        keys = client.get(f"{agent_url}/keys").raise_for_status().json()
+        reply = client.post(f"{registrar_url}/agents/{agent_id}", json=keys)
+        if reply.status_code != 200:
+            raise RegistrationError(reply.json().get("error", reply.text))
+        secret = client.post(f"{agent_url}/activate", json=reply.json()).raise_for_status().json()
+        done = client.post(f"{registrar_url}/agents/{agent_id}/activate", json=secret)
+        if done.status_code != 200:
+            raise RegistrationError(done.json().get("error", done.text))
+        return str(done.json()["ek_hash"])
+
+
+# -- continuous attestation ---------------------------------------------------------------
+
+
+class Poller:
+    """Continuous attestation: each enrolled agent is quoted every ``period_s`` seconds.
+
+    Invariant: the heap holds exactly one (due time, agent) entry per enrolled agent;
+    ``poll_due`` pops the due ones, checks them and pushes them back one period later,
+    so a slow round delays agents but never drops or duplicates one.
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        authority: Authority | None = None,
+        *,
+        period_s: float = 10.0,
+        tls: TlsFiles | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        import httpx
+
+        self.verifier = verifier
+        self.authority = authority
+        self.period_s = period_s
+        self._urls: dict[str, str] = {}
+        self._heap: list[tuple[float, str]] = []
+        self.results: dict[str, tuple[Verdict, str | None]] = {}
+        self._client = httpx.Client(verify=tls.client_context() if tls else True, timeout=timeout_s)
+        self._lock = threading.Lock()
+
+    def enroll(self, agent_id: str, url: str, *, now: float | None = None) -> None:
+        with self._lock:
+            if agent_id not in self._urls:
+                heapq.heappush(self._heap, (time.monotonic() if now is None else now, agent_id))
+            self._urls[agent_id] = url.rstrip("/")
+
+    def check(self, agent_id: str) -> Verdict:
+        """Quote one agent now, verify, record the verdict and its EAR."""
+        import httpx
+
+        from tenfold.attestation_authority._verifier import Reason
+
+        url = self._urls[agent_id]
+        nonce = self.verifier.generate_nonce(agent_id)
+        selection = format_selection(self.verifier.policy_for(agent_id).selection)
+        try:
+            reply = self._client.post(
+                f"{url}/quote", json={"nonce": nonce.hex(), "selection": selection}
+            )
+            reply.raise_for_status()
+            evidence = Evidence.from_json(reply.json())
+        except (httpx.HTTPError, ValueError, MalformedStructure) as exc:
+            # An unreachable agent is not attested: the refusal is recorded, never silent.
+            verdict = Verdict(agent_id, False, Reason.ATTEST_MALFORMED, f"agent unreachable: {exc}")
+            logger.warning("agent %s: no quote: %s", agent_id, exc)
+        else:
+            verdict = self.verifier.verify_quote(agent_id, evidence)
+        ear = None
+        if self.authority is not None:
+            self.authority.observe(verdict)
+            ear = self.authority.issue_ear(verdict)
+        self.results[agent_id] = (verdict, ear)
+        return verdict
+
+    def poll_due(self, now: float | None = None) -> list[Verdict]:
+        """Check every agent whose turn has come; returns their verdicts."""
+        now = time.monotonic() if now is None else now
+        due = []
+        with self._lock:
+            while self._heap and self._heap[0][0] <= now:
+                at, agent_id = heapq.heappop(self._heap)
+                due.append(agent_id)
+                heapq.heappush(self._heap, (max(at + self.period_s, now), agent_id))
+        return [self.check(agent_id) for agent_id in due]
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set."""
+        while not stop.is_set():
+            self.poll_due()
+            with self._lock:
+                wait = self._heap[0][0] - time.monotonic() if self._heap else self.period_s
+            stop.wait(min(max(wait, 0.01), self.period_s))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def verifier_app(verifier: Verifier, poller: Poller) -> Any:
+    """The verifier's API: enrol agents for polling, read verdicts, verify pushed evidence."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def enroll(request: Any) -> JSONResponse:
+        agent_id = request.path_params["agent_id"]
+        url = (await _body(request)).get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise MalformedStructure("url must be an http(s) URL of the agent")
+        poller.enroll(agent_id, url)
+        return JSONResponse({"enrolled": agent_id, "period_s": poller.period_s})
+
+    async def status(request: Any) -> JSONResponse:
+        agent_id = request.path_params["agent_id"]
+        if agent_id not in poller.results:
+            return JSONResponse({"error": "no verdict yet"}, status_code=404)
+        verdict, ear = poller.results[agent_id]
+        return JSONResponse({**verdict_json(verdict), "ear": ear})
+
+    async def nonce(request: Any) -> JSONResponse:
+        return JSONResponse(
+            {"nonce": verifier.generate_nonce(request.path_params["agent_id"]).hex()}
+        )
+
+    async def verify(request: Any) -> JSONResponse:
+        agent_id = request.path_params["agent_id"]
+        verdict = verifier.verify_quote(agent_id, Evidence.from_json(await _body(request)))
+        return JSONResponse(verdict_json(verdict), status_code=200 if verdict.ok else 403)
+
+    return _json_app(
+        [
+            Route("/agents/{agent_id}", enroll, methods=["POST"]),
+            Route("/agents/{agent_id}", status, methods=["GET"]),
+            Route("/nonce/{agent_id}", nonce, methods=["POST"]),
+            Route("/verify/{agent_id}", verify, methods=["POST"]),
+        ]
+    )
+
+
+# -- serving -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | None = None
+) -> Iterator[str]:
+    """Run ``app`` on uvicorn in a background thread; yields its base URL, stops on exit."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    kwargs: dict[str, Any] = {}
+    if tls is not None:
+        kwargs = {
+            "ssl_certfile": str(tls.cert),
+            "ssl_keyfile": str(tls.key),
+            "ssl_ca_certs": str(tls.ca),
+            "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        }
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", **kwargs)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise AttestationAuthorityError(f"HTTP server on {host} did not start")
+        time.sleep(0.01)
+    scheme = "https" if tls else "http"
+    try:
+        yield f"{scheme}://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

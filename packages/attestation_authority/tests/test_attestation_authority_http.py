@@ -1,0 +1,126 @@
+"""The HTTP API end to end over mutual TLS: agent, registrar, verifier, continuous attestation."""
+
+import ssl
+
+import httpx
+import pytest
+
+from tenfold.attestation_authority import Agent, Authority, Registrar, Verifier, parse_policy
+from tenfold.attestation_authority._http import (
+    Poller,
+    RemoteRegistrar,
+    agent_app,
+    enroll_over_http,
+    make_tls_bundle,
+    registrar_app,
+    serve,
+    verifier_app,
+)
+
+pytestmark = pytest.mark.service
+
+POLICY = "sha256:0-7 = " + "0" * 64 + "\nsha256:23 = " + "0" * 64 + "\n"
+
+
+@pytest.fixture
+def tls(tmp_path):
+    return make_tls_bundle(tmp_path / "tls", ["agent", "registrar", "verifier", "admin"])
+
+
+@pytest.fixture
+def agent(swtpm):
+    from tpm2_pytss import ESYS_TR
+
+    with Agent(swtpm.tcti) as a:
+        a.esapi.pcr_reset(ESYS_TR.PCR23)
+        yield a
+
+
+def test_agent_to_signed_result_over_mtls(agent, tls) -> None:
+    registrar = Registrar()
+    registrar.allow_ek(agent.ek_public)
+    authority = Authority()
+    with (
+        serve(agent_app(agent), tls=tls["agent"]) as agent_url,
+        serve(registrar_app(registrar), tls=tls["registrar"]) as registrar_url,
+    ):
+        ek_hash = enroll_over_http(agent_url, registrar_url, "node-1", tls["admin"])
+        assert registrar.binding("node-1").ek_hash == ek_hash
+
+        remote = RemoteRegistrar(registrar_url, tls["verifier"])
+        verifier = Verifier(remote, parse_policy(POLICY))
+        poller = Poller(verifier, authority, period_s=60, tls=tls["verifier"])
+        try:
+            with serve(verifier_app(verifier, poller), tls=tls["verifier"]) as verifier_url:
+                admin = httpx.Client(verify=tls["admin"].client_context())
+                reply = admin.post(f"{verifier_url}/agents/node-1", json={"url": agent_url})
+                assert reply.status_code == 200
+                assert admin.get(f"{verifier_url}/agents/node-1").status_code == 404
+                verdicts = poller.poll_due()
+                assert [v.ok for v in verdicts] == [True]
+                assert poller.poll_due() == []  # not due again before its period
+                status = admin.get(f"{verifier_url}/agents/node-1").json()
+                assert status["ok"] is True
+                claims = authority.verify_ear(status["ear"])
+                assert claims["submods"]["node-1"]["ear.status"] == "affirming"
+
+                # A later failed check: the EAR turns contraindicated and certificates are revoked.
+                cert = authority.sign_certificate(verdicts[0], agent_public_key())
+                agent.extend(23, b"rootkit")
+                later = poller.check("node-1")
+                assert later.reason is not None and later.reason.value == "policy-violation"
+                status = admin.get(f"{verifier_url}/agents/node-1").json()
+                assert status["reason"] == "policy-violation"
+                assert cert.serial_number in authority.revoked
+                admin.close()
+        finally:
+            poller.close()
+            remote.close()
+
+
+def agent_public_key():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1()).public_key()
+
+
+def test_clients_without_a_trusted_certificate_are_refused(agent, tls, tmp_path) -> None:
+    other = make_tls_bundle(tmp_path / "other", ["intruder"])["intruder"]
+    with serve(agent_app(agent), tls=tls["agent"]) as url:
+        ok = httpx.get(f"{url}/keys", verify=tls["admin"].client_context())
+        assert ok.status_code == 200
+        # No client certificate at all.
+        bare = ssl.create_default_context(cafile=str(tls["admin"].ca))
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/keys", verify=bare)
+        # A client certificate from another CA.
+        foreign = ssl.create_default_context(cafile=str(tls["admin"].ca))
+        foreign.load_cert_chain(str(other.cert), str(other.key))
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/keys", verify=foreign)
+
+
+def test_bad_requests_get_400_not_a_crash(agent, tls) -> None:
+    with serve(agent_app(agent), tls=tls["agent"]) as url:
+        client = httpx.Client(verify=tls["admin"].client_context())
+        assert client.post(f"{url}/quote", content=b"not json").status_code == 400
+        bad = client.post(f"{url}/quote", json={"nonce": "zz"})
+        assert bad.status_code == 400 and "hex" in bad.json()["error"]
+        bad = client.post(f"{url}/quote", json={"nonce": "00" * 20, "selection": "md5:1"})
+        assert bad.status_code == 400
+        good = client.post(f"{url}/quote", json={"nonce": "00" * 20, "selection": "sha256:0,1"})
+        assert good.status_code == 200 and set(good.json()) >= {"attest", "signature", "pcrs"}
+        client.close()
+
+
+def test_unreachable_agent_is_recorded_as_not_attested(agent, tls) -> None:
+    registrar = Registrar()
+    verifier = Verifier(registrar, parse_policy(POLICY))
+    poller = Poller(verifier, Authority(), period_s=60, tls=tls["verifier"], timeout_s=1)
+    try:
+        poller.enroll("gone", "https://127.0.0.1:9")
+        (verdict,) = poller.poll_due()
+        assert not verdict.ok and "unreachable" in verdict.detail
+        assert poller.results["gone"][1] is not None
+    finally:
+        poller.close()
