@@ -1,5 +1,12 @@
 """Cross-Domain Autoblocker Ledger: A tamper-evident, etcd-replicated security-event log that turns detections into blocks."""
 
+from tenfold.autoblocker_ledger._autoblock import Autoblocker as Autoblocker
+from tenfold.autoblocker_ledger._autoblock import Decision as Decision
+from tenfold.autoblocker_ledger._autoblock import DecisionStream as DecisionStream
+from tenfold.autoblocker_ledger._autoblock import Rule as Rule
+from tenfold.autoblocker_ledger._autoblock import StreamBatch as StreamBatch
+from tenfold.autoblocker_ledger._autoblock import load_rules as load_rules
+from tenfold.autoblocker_ledger._bouncer import NftBouncer as NftBouncer
 from tenfold.autoblocker_ledger._events import Entry as Entry
 from tenfold.autoblocker_ledger._events import SecurityEvent as SecurityEvent
 from tenfold.autoblocker_ledger._linearizability import KV as KV
@@ -14,30 +21,41 @@ from tenfold.autoblocker_ledger._merkle import MerkleTree as MerkleTree
 from tenfold.autoblocker_ledger._merkle import leaf_hash as leaf_hash
 from tenfold.autoblocker_ledger._merkle import verify_consistency as verify_consistency
 from tenfold.autoblocker_ledger._merkle import verify_inclusion as verify_inclusion
+from tenfold.autoblocker_ledger._replicated import ReplicatedLedger as ReplicatedLedger
 from tenfold.autoblocker_ledger._signing import LogKey as LogKey
 from tenfold.autoblocker_ledger._signing import SignedTreeHead as SignedTreeHead
 from tenfold.autoblocker_ledger._store import EmbeddedLedger as EmbeddedLedger
 from tenfold.autoblocker_ledger._store import Receipt as Receipt
+from tenfold.autoblocker_ledger._verify import verify_bundle as verify_bundle
 from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError as AutoblockerLedgerError
 
 __all__ = [
     "KV",
     "REGISTER",
     "UNKNOWN",
+    "Autoblocker",
     "AutoblockerLedgerError",
     "CheckResult",
+    "Decision",
+    "DecisionStream",
     "EmbeddedLedger",
     "Entry",
     "LogKey",
     "MerkleTree",
     "Model",
+    "NftBouncer",
     "Operation",
     "Receipt",
+    "ReplicatedLedger",
+    "Rule",
     "SecurityEvent",
     "SignedTreeHead",
+    "StreamBatch",
     "check_history",
     "leaf_hash",
     "load_history",
+    "load_rules",
+    "verify_bundle",
     "verify_consistency",
     "verify_inclusion",
 ]

@@ -38,6 +38,10 @@ class CorruptStore(StoreError):
     """A segment, index or snapshot on disk does not match what was written (torn or edited)."""
 
 
+class BouncerError(AutoblockerLedgerError):
+    """nftables is missing, we are not root, or ``nft`` refused a bouncer command."""
+
+
 class ReplicationError(AutoblockerLedgerError):
     """The etcd cluster that orders the log could not be reached or did not commit in time."""
 

@@ -1,0 +1,135 @@
+"""An nftables bouncer: applies the decision stream to the kernel's packet filter.
+
+It owns one named table (``inet <table>``) holding two interval sets, one per
+address family, and an input-hook chain that drops packets from them. It never
+touches any other table, and :meth:`NftBouncer.close` deletes its table, so a
+run leaves nothing behind. Loopback is never blocked (it would cut the node off
+from its own etcd and services). Needs root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+
+from tenfold.autoblocker_ledger._autoblock import Decision, DecisionStream, StreamBatch
+from tenfold.autoblocker_ledger.errors import BouncerError
+
+_TABLE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
+
+
+class NftBouncer:
+    """Keeps an nftables table in step with a decision stream."""
+
+    def __init__(self, table: str | None = None) -> None:
+        self.table = table or f"tenfold_ledger_{os.getpid()}"
+        if not _TABLE.match(self.table):
+            raise BouncerError(f"bad nftables table name {self.table!r}")
+        self._nft = shutil.which("nft") or "/usr/sbin/nft"
+        self.position = 0
+        self._created = False
+
+    def _run(self, script: str) -> str:
+        try:
+            proc = subprocess.run(
+                [self._nft, "-f", "-"],
+                input=script,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise BouncerError("nft is not installed (Debian package nftables)") from None
+        if proc.returncode != 0:
+            raise BouncerError(f"nft refused: {proc.stderr.strip().splitlines()[-1:]}")
+        return proc.stdout
+
+    def open(self) -> NftBouncer:
+        if os.geteuid() != 0:
+            raise BouncerError("the nftables bouncer needs root")
+        t = self.table
+        self._run(
+            f"add table inet {t}\n"
+            f"add set inet {t} ban4 {{ type ipv4_addr; flags interval; }}\n"
+            f"add set inet {t} ban6 {{ type ipv6_addr; flags interval; }}\n"
+            f"add chain inet {t} input {{ type filter hook input priority -10; policy accept; }}\n"
+            f"add rule inet {t} input ip saddr @ban4 drop\n"
+            f"add rule inet {t} input ip6 saddr @ban6 drop\n"
+        )
+        self._created = True
+        return self
+
+    def close(self) -> None:
+        if self._created:
+            self._run(f"delete table inet {self.table}\n")
+            self._created = False
+
+    def __enter__(self) -> NftBouncer:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _element(d: Decision) -> tuple[str, str] | None:
+        if d.scope == "subject":
+            return None  # not an address: nothing for a packet filter to do
+        try:
+            net = ipaddress.ip_network(d.value, strict=False)
+        except ValueError:
+            return None
+        if net.is_loopback:
+            return None
+        family = "ban4" if net.version == 4 else "ban6"
+        text = str(net.network_address) if net.num_addresses == 1 else str(net)
+        return family, text
+
+    def apply(self, batch: StreamBatch) -> int:
+        """Add the batch's bans and remove its unbans; returns the number of set changes."""
+        lines = []
+        for d in batch.deleted:
+            el = self._element(d)
+            if el:
+                lines.append(f"delete element inet {self.table} {el[0]} {{ {el[1]} }}")
+        adds = [el for d in batch.new if (el := self._element(d))]
+        for el in adds:
+            lines.append(f"add element inet {self.table} {el[0]} {{ {el[1]} }}")
+        for line in lines:
+            try:
+                self._run(line + "\n")
+            except BouncerError:
+                if not line.startswith("delete"):
+                    raise  # deleting an element that is already gone is fine
+        self.position = batch.position
+        return len(lines)
+
+    def sync(self, stream: DecisionStream, now_ms: int) -> int:
+        """Startup snapshot the first time, then the changes since the last position."""
+        batch = stream.snapshot(now_ms) if self.position == 0 else stream.changes(self.position)
+        return self.apply(batch)
+
+    def blocked(self) -> list[str]:
+        """Addresses and ranges currently in the table's sets."""
+        out: list[str] = []
+        for family in ("ban4", "ban6"):
+            proc = subprocess.run(
+                [self._nft, "-j", "list", "set", "inet", self.table, family],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise BouncerError(f"nft list failed: {proc.stderr.strip()}")
+            for item in json.loads(proc.stdout)["nftables"]:
+                for el in item.get("set", {}).get("elem", []):
+                    if isinstance(el, str):
+                        out.append(el)
+                    elif "prefix" in el:
+                        out.append(f"{el['prefix']['addr']}/{el['prefix']['len']}")
+        return sorted(out)

@@ -1,0 +1,325 @@
+"""``tenfold ledger ...`` and ``tenfold autoblock ...``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from tenfold.core.cli import emit, json_option
+
+STORE = click.option(
+    "--store",
+    "store",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".tenfold/ledger"),
+    show_default=True,
+    help="Directory of the embedded store.",
+)
+
+
+def _open(store: Path) -> Any:
+    from tenfold.autoblocker_ledger._store import EmbeddedLedger
+
+    return EmbeddedLedger(store)
+
+
+def _entry_dict(entry: Any) -> dict[str, Any]:
+    return {
+        "index": entry.index,
+        "leaf": entry.leaf.hex(),
+        "prev": entry.prev.hex(),
+        **entry.event.to_dict(),
+    }
+
+
+def _read_public_key(value: str) -> bytes:
+    from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
+
+    text = Path(value).read_text().strip() if Path(value).is_file() else value.strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise AutoblockerLedgerError(
+            f"public key must be 64 hex digits or a file holding them: {value!r}"
+        ) from None
+    if len(key) != 32:
+        raise AutoblockerLedgerError(f"public key must be 32 bytes, got {len(key)}")
+    return key
+
+
+@click.group("ledger")
+def ledger() -> None:
+    """The tamper-evident security-event log (embedded store)."""
+
+
+@ledger.command("append")
+@STORE
+@click.argument("source", type=click.File("r"), default="-")
+@json_option
+def append_cmd(store: Path, source: IO[str], as_json: bool) -> None:
+    """Append JSON-lines events from SOURCE (default stdin); duplicates by event id are skipped."""
+    from tenfold.autoblocker_ledger._store import events_from_lines
+
+    events = list(events_from_lines(source))
+    with _open(store) as led:
+        receipts = led.append_batch(events)
+        sth = led.tree_head()
+    out = {
+        "appended": sum(not r.duplicate for r in receipts),
+        "duplicates": sum(r.duplicate for r in receipts),
+        "indices": [r.index for r in receipts],
+        "sth": sth.to_dict(),
+    }
+    emit(
+        out,
+        as_json,
+        lambda: f"appended {out['appended']}, duplicates {out['duplicates']}, size {sth.size}",
+    )
+
+
+@ledger.command("get")
+@STORE
+@click.argument("index", type=int)
+@json_option
+def get_cmd(store: Path, index: int, as_json: bool) -> None:
+    """Print entry INDEX."""
+    from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
+
+    with _open(store) as led:
+        if not 0 <= index < led.size:
+            raise AutoblockerLedgerError(f"entry {index} outside a log of {led.size} entries")
+        emit(_entry_dict(led.get(index)), as_json)
+
+
+@ledger.command("range")
+@STORE
+@click.option("--since-ms", type=int, default=None)
+@click.option("--until-ms", type=int, default=None)
+@click.option("--subject", default=None)
+@click.option("--domain", default=None)
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
+@json_option
+def range_cmd(
+    store: Path,
+    since_ms: int | None,
+    until_ms: int | None,
+    subject: str | None,
+    domain: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Entries by time window, subject and domain, in log order."""
+    with _open(store) as led:
+        rows = [
+            _entry_dict(e)
+            for e in led.range(
+                since_ms=since_ms, until_ms=until_ms, subject=subject, domain=domain, limit=limit
+            )
+        ]
+    emit(rows, as_json, lambda: "\n".join(json.dumps(r) for r in rows))
+
+
+@ledger.command("proof")
+@STORE
+@click.option("--index", type=int, default=None, help="Inclusion proof for this entry.")
+@click.option(
+    "--from-sth",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Consistency proof from this older signed tree head (JSON file).",
+)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+def proof_cmd(store: Path, index: int | None, from_sth: Path | None, out: Path | None) -> None:
+    """Write a proof bundle (inclusion of --index, or consistency from --from-sth) for third parties."""
+    from tenfold.autoblocker_ledger._signing import SignedTreeHead
+    from tenfold.autoblocker_ledger._verify import consistency_bundle, inclusion_bundle
+    from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
+
+    if (index is None) == (from_sth is None):
+        raise AutoblockerLedgerError("give exactly one of --index or --from-sth")
+    with _open(store) as led:
+        sth = led.tree_head()
+        if index is not None:
+            if not 0 <= index < sth.size:
+                raise AutoblockerLedgerError(f"entry {index} outside a log of {sth.size} entries")
+            bundle = inclusion_bundle(led, index, sth)
+        else:
+            assert from_sth is not None
+            try:
+                old = SignedTreeHead.from_dict(json.loads(from_sth.read_text()))
+            except (OSError, ValueError) as exc:
+                raise AutoblockerLedgerError(f"cannot read {from_sth}: {exc}") from None
+            if not 0 < old.size <= sth.size:
+                raise AutoblockerLedgerError(f"old tree head size {old.size} outside 1..{sth.size}")
+            bundle = consistency_bundle(led, old, sth)
+        bundle["public_key"] = led.key.public_bytes.hex()
+    text = json.dumps(bundle, indent=2)
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text + "\n")
+
+
+@ledger.command("verify")
+@click.argument("bundle", type=click.File("r"), default="-")
+@click.option(
+    "--public-key", required=True, help="The log's Ed25519 public key (hex, or a file holding it)."
+)
+@json_option
+def verify_cmd(bundle: IO[str], public_key: str, as_json: bool) -> None:
+    """Verify a proof bundle as a third party: signature, then the RFC 9162 proof. Exit 1 if it fails."""
+    from tenfold.autoblocker_ledger._verify import verify_bundle
+    from tenfold.autoblocker_ledger.errors import MalformedEvent
+
+    try:
+        doc = json.load(bundle)
+    except ValueError as exc:
+        raise MalformedEvent(f"proof bundle is not JSON: {exc}") from None
+    result = verify_bundle(doc, _read_public_key(public_key))
+    emit(
+        result, as_json, lambda: f"ok: {result['verified']} proof verifies at size {result['size']}"
+    )
+
+
+@ledger.command("snapshot")
+@STORE
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@json_option
+def snapshot_cmd(store: Path, out: Path, as_json: bool) -> None:
+    """Write a self-contained, signed snapshot of the log to OUT."""
+    with _open(store) as led:
+        t0 = time.perf_counter()
+        sth = led.snapshot(out)
+        emit(
+            {
+                "sth": sth.to_dict(),
+                "seconds": time.perf_counter() - t0,
+                "public_key": led.key.public_bytes.hex(),
+            },
+            as_json,
+        )
+
+
+@ledger.command("recover")
+@STORE
+@click.argument("snapshot", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--public-key",
+    default=None,
+    help="Trusted log key (hex or file); default: the key the snapshot names.",
+)
+@json_option
+def recover_cmd(store: Path, snapshot: Path, public_key: str | None, as_json: bool) -> None:
+    """Rebuild a store from SNAPSHOT, re-verifying signature, chain and tree."""
+    from tenfold.autoblocker_ledger._store import EmbeddedLedger
+
+    trusted = _read_public_key(public_key) if public_key else None
+    t0 = time.perf_counter()
+    with EmbeddedLedger.recover(snapshot, store, trusted_key=trusted) as led:
+        size, root = led.size, led.tree.root().hex()
+    out = {"size": size, "root": root, "seconds": time.perf_counter() - t0}
+    emit(out, as_json, f"recovered {size} entries, root {root[:16]}...")
+
+
+@ledger.command("serve")
+@STORE
+@click.option("--port", type=click.IntRange(0, 65535), default=8089, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def serve_cmd(store: Path, port: int, host: str) -> None:
+    """Serve the log over HTTP: POST /events, GET /entries/N, /sth, /proof?index=N, /decisions."""
+    from tenfold.autoblocker_ledger._server import serve
+
+    with _open(store) as led:
+        serve(led, host, port)
+
+
+@click.group("autoblock")
+def autoblock() -> None:
+    """Turn detections into block decisions recorded in the ledger."""
+
+
+def _lines(log: IO[str]) -> Iterator[str]:
+    for line in log:
+        yield line.rstrip("\n")
+
+
+@autoblock.command("run")
+@click.argument("rules", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@STORE
+@click.option(
+    "--log", "log", type=click.File("r"), default="-", help="Log lines to scan (default stdin)."
+)
+@click.option(
+    "--nft",
+    "nft_seconds",
+    type=float,
+    default=None,
+    help="Also run the nftables bouncer (root) for this many seconds, then remove its table.",
+)
+@json_option
+def run_cmd(
+    rules: Path, store: Path, log: IO[str], nft_seconds: float | None, as_json: bool
+) -> None:
+    """Scan log lines with RULES (fail2ban-style), record events and decisions, print the decisions."""
+    from tenfold.autoblocker_ledger._autoblock import Autoblocker, DecisionStream, load_rules
+
+    blocker = Autoblocker(load_rules(rules))
+    decisions = []
+    with _open(store) as led:
+        for line in _lines(log):
+            now = int(time.time() * 1000)
+            for ev in blocker.events_from_line(line, now):
+                led.append(ev)
+                new = blocker.observe(ev)
+                if new:
+                    led.append_batch(blocker.decision_events(new))
+                    decisions.extend(new)
+        out = [
+            {
+                "action": d.action,
+                "scope": d.scope,
+                "value": d.value,
+                "duration_s": d.duration_s,
+                "origin": d.origin,
+                "reason": d.reason,
+                "rule": d.rule,
+            }
+            for d in decisions
+        ]
+        emit(
+            out,
+            as_json,
+            lambda: (
+                "\n".join(
+                    f"{o['action']} {o['scope']} {o['value']} for {o['duration_s']:g} s ({o['rule']}: {o['reason']})"
+                    for o in out
+                )
+                or "no decisions"
+            ),
+        )
+        if nft_seconds is not None:
+            from tenfold.autoblocker_ledger._bouncer import NftBouncer
+
+            with NftBouncer() as bouncer:
+                stream = DecisionStream(led)
+                deadline = time.monotonic() + nft_seconds
+                while True:
+                    bouncer.sync(stream, int(time.time() * 1000))
+                    click.echo(
+                        f"nft table inet {bouncer.table}: {', '.join(bouncer.blocked()) or 'empty'}",
+                        err=True,
+                    )
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    sys.stdout.flush()
+
+
+def commands() -> list[click.Command]:
+    return [ledger, autoblock]

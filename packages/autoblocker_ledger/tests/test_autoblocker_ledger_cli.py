@@ -1,0 +1,168 @@
+"""The CLI end to end, as a user and a third-party verifier run it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tenfold.autoblocker_ledger.cli import autoblock, ledger
+from tenfold.core.errors import TenfoldError
+
+EVENTS = [
+    {
+        "event_id": "a1",
+        "domain": "auth",
+        "kind": "ssh_failed_login",
+        "subject": "203.0.113.7",
+        "time_ms": 1,
+        "evidence": {"user": "root"},
+    },
+    {
+        "event_id": "a2",
+        "domain": "network",
+        "kind": "port_scan",
+        "subject": "198.51.100.4",
+        "time_ms": 2,
+        "evidence": {"ports": 120},
+    },
+    {
+        "event_id": "a3",
+        "domain": "cloud",
+        "kind": "xdp_drop_spike",
+        "subject": "203.0.113.7",
+        "time_ms": 3,
+    },
+]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def tenfold(*args: str, stdin: str = "") -> Result:
+    """Run a command in process, mapping errors to exit codes and one stderr line like the core CLI."""
+    group = {"ledger": ledger, "autoblock": autoblock}[args[0]]
+    res = CliRunner().invoke(group, list(args[1:]), input=stdin)
+    exc = res.exception
+    if isinstance(exc, TenfoldError):
+        return Result(exc.exit_code, res.stdout, f"tenfold: error: {exc}\n")
+    if exc is not None and not isinstance(exc, SystemExit):
+        raise exc
+    return Result(res.exit_code, res.stdout, "")
+
+
+def test_the_real_entry_point_maps_bad_input_to_one_line_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tenfold.core", "ledger", "verify", "--public-key", "ab" * 32],
+        input="{}",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("tenfold: error: a proof bundle")
+    assert "Traceback" not in proc.stderr
+
+
+def test_append_proof_verify_as_a_third_party(tmp_path: Path) -> None:
+    store = str(tmp_path / "st")
+    lines = "\n".join(json.dumps(e) for e in EVENTS)
+    r = tenfold("ledger", "append", "--store", store, "--json", stdin=lines)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["appended"] == 3
+    again = json.loads(tenfold("ledger", "append", "--store", store, "--json", stdin=lines).stdout)
+    assert again["duplicates"] == 3
+    (tmp_path / "old.json").write_text((tmp_path / "st" / "head.json").read_text())
+    tenfold("ledger", "append", "--store", store, stdin=json.dumps({**EVENTS[0], "event_id": "a4"}))
+    got = json.loads(
+        tenfold("ledger", "range", "--store", store, "--subject", "203.0.113.7", "--json").stdout
+    )
+    assert [g["event_id"] for g in got] == ["a1", "a3", "a4"]
+
+    inc, con = tmp_path / "inc.json", tmp_path / "con.json"
+    assert (
+        tenfold("ledger", "proof", "--store", store, "--index", "1", "--out", str(inc)).returncode
+        == 0
+    )
+    assert (
+        tenfold(
+            "ledger",
+            "proof",
+            "--store",
+            store,
+            "--from-sth",
+            str(tmp_path / "old.json"),
+            "--out",
+            str(con),
+        ).returncode
+        == 0
+    )
+    pub = str(tmp_path / "st" / "log.pub")
+    ok = tenfold("ledger", "verify", str(inc), "--public-key", pub, "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["event"]["subject"] == "198.51.100.4"
+    assert tenfold("ledger", "verify", str(con), "--public-key", pub).returncode == 0
+
+    # A tampered entry: the proof no longer reaches the signed root.
+    bundle = json.loads(inc.read_text())
+    data = base64.b64decode(bundle["entry"]).replace(b"198.51.100.4", b"198.51.100.5")
+    bundle["entry"] = base64.b64encode(data).decode()
+    inc.write_text(json.dumps(bundle))
+    bad = tenfold("ledger", "verify", str(inc), "--public-key", pub)
+    assert bad.returncode == 1 and bad.stderr.startswith("tenfold: error: inclusion proof")
+    # A tree head signed by an unknown key.
+    other = tenfold("ledger", "verify", str(con), "--public-key", "ab" * 32)
+    assert other.returncode == 1 and "not signed" in other.stderr
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    store = str(tmp_path / "st")
+    r = tenfold("ledger", "append", "--store", store, stdin='{"event_id": "x"')
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not valid JSON" in r.stderr
+    r = tenfold(
+        "ledger", "append", "--store", store, stdin=json.dumps({**EVENTS[0], "time_ms": -1})
+    )
+    assert r.returncode == 2 and "time_ms" in r.stderr
+    r = tenfold("ledger", "get", "--store", store, "5")
+    assert r.returncode == 2 and "outside" in r.stderr
+    r = tenfold("ledger", "verify", "--public-key", "zz", stdin="{}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_snapshot_recover_and_autoblock_run(tmp_path: Path) -> None:
+    store = str(tmp_path / "st")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "sshd"\ndomain = "auth"\nkind = "ssh_failed_login"\n'
+        "pattern = 'Failed password for \\S+ from (?P<subject>[0-9.]+)'\nmax_retry = 3\n"
+    )
+    log = "\n".join(
+        f"sshd[1]: Failed password for root from 203.0.113.{7 + k // 3} port 22" for k in range(4)
+    )
+    r = tenfold("autoblock", "run", str(rules), "--store", store, "--json", stdin=log)
+    assert r.returncode == 0, r.stderr
+    decisions = json.loads(r.stdout)
+    assert [(d["action"], d["value"]) for d in decisions] == [("ban", "203.0.113.7")]
+    snap = tmp_path / "snap.bin"
+    assert tenfold("ledger", "snapshot", "--store", store, str(snap)).returncode == 0
+    rec = tenfold(
+        "ledger",
+        "recover",
+        "--store",
+        str(tmp_path / "r"),
+        str(snap),
+        "--public-key",
+        str(tmp_path / "st" / "log.pub"),
+        "--json",
+    )
+    assert rec.returncode == 0, rec.stderr
+    assert json.loads(rec.stdout)["size"] == 5  # four detections and one decision
