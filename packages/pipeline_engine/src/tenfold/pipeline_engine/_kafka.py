@@ -70,6 +70,7 @@ class KafkaSource(Source[bytes | None]):
         self._positions: dict[str, int] = {}
         self._last_message = 0.0
         self.pauses = 0
+        self._pending_commit: dict[str, int] | None = None
 
     def _conf(self) -> dict[str, Any]:
         return {
@@ -122,6 +123,8 @@ class KafkaSource(Source[bytes | None]):
 
     def read(self, max_events: int, linger_s: float) -> Batch[bytes | None] | None:
         consumer, topic = self._consumer, self.topic
+        if self._pending_commit is not None:
+            self._commit_pending()
         values: list[bytes | None] = []
         kept: list[Any] = []
         positions = self._positions
@@ -175,20 +178,29 @@ class KafkaSource(Source[bytes | None]):
             log.warning("kafka resume: %s", exc)
 
     def acknowledge(self, ack: Any) -> None:
-        if not self.commit or not ack:
+        # Called from the sink thread: only record the ack. The consumer handle is
+        # used from the source thread alone (commit happens in read()), because
+        # concurrent calls on one confluent-kafka Consumer are not safe.
+        if self.commit and ack:
+            self._pending_commit = ack
+
+    def _commit_pending(self, asynchronous: bool = True) -> None:
+        ack, self._pending_commit = self._pending_commit, None
+        if not ack:
             return
         offsets = [
             TopicPartition(key.rsplit("/", 1)[0], int(key.rsplit("/", 1)[1]), off)
             for key, off in ack.items()
         ]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=True)
+            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as exc:
             log.warning("kafka commit: %s", exc)
 
     def close(self) -> None:
         if self._consumer is not None:
             try:
+                self._commit_pending(asynchronous=False)
                 self._consumer.close()
             except (KafkaException, RuntimeError) as exc:
                 log.warning("kafka close: %s", exc)

@@ -216,7 +216,7 @@ def _build_source(
         t = ctx.keys(
             where,
             table,
-            {"type", "bootstrap", "topic", "partitions", "group", "config"},
+            {"type", "bootstrap", "topic", "partitions", "group", "config", "stop_when_idle_s"},
             {"bootstrap", "topic"},
         )
         return KafkaSource(
@@ -225,6 +225,7 @@ def _build_source(
             partitions=t.get("partitions"),
             group=t.get("group"),
             config=t.get("config"),
+            stop_when_idle_s=t.get("stop_when_idle_s"),
         ), None
     if kind == "redis":
         from tenfold.pipeline_engine._redis import RedisStreamSource
@@ -232,7 +233,7 @@ def _build_source(
         t = ctx.keys(
             where,
             table,
-            {"type", "url", "stream", "group", "consumer", "claim_idle_ms"},
+            {"type", "url", "stream", "group", "consumer", "claim_idle_ms", "stop_when_idle_s"},
             {"url", "stream"},
         )
         return RedisStreamSource(
@@ -241,6 +242,7 @@ def _build_source(
             group=t.get("group", "tenfold"),
             consumer=t.get("consumer", "engine-1"),
             claim_idle_ms=t.get("claim_idle_ms", 30_000),
+            stop_when_idle_s=t.get("stop_when_idle_s"),
         ), None
     raise ctx.err(
         where, f"unknown source type {kind!r} (expected generator, ndjson, csv, kafka, redis)"
