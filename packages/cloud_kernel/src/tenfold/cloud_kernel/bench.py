@@ -1,0 +1,360 @@
+"""Cloud Kernel benchmarks: the document's syscall and eBPF tables, beside nftables and bpftrace."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Seed, Subject
+from tenfold.core.errors import BenchError
+
+SYSCALL_TABLE = "Syscall Performance"
+EBPF_TABLE = "eBPF Program Performance"
+
+_SEEDS = {
+    "read": Seed(2_500_000, p50_ms=0.0004, p95_ms=0.0008),
+    "write": Seed(2_000_000, p50_ms=0.0005, p95_ms=0.0009),
+    "open": Seed(476_000, p50_ms=0.0021, p95_ms=0.0035),
+    "close": Seed(3_300_000, p50_ms=0.0003, p95_ms=0.0006),
+    "stat": Seed(833_000, p50_ms=0.0012, p95_ms=0.0021),
+}
+_KERNEL_NAMES = {
+    "read": "pread64",
+    "write": "write",
+    "open": "openat",
+    "close": "close",
+    "stat": "newfstatat",
+}
+
+
+def _root(ctx: BenchContext) -> None:
+    if os.geteuid() != 0:
+        raise BenchError("needs root (BPF)")
+
+
+def _syscall(name: str) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        from tenfold.cloud_kernel._syscall_bench import time_syscall
+
+        batches = ctx.size(20, 400, 4_000)
+        in_kernel: dict[str, float | str] = {}
+        if os.geteuid() == 0:
+            from tenfold.cloud_kernel._trace import SyscallTracer
+
+            with SyscallTracer(pid=os.getpid()) as tracer:
+                time_syscall(name, batches=20)
+                for s in tracer.snapshot():
+                    if s.name == _KERNEL_NAMES[name]:
+                        in_kernel = {
+                            "in_kernel_mean_ns": round(s.mean_ns, 1),
+                            "in_kernel_calls": s.count,
+                        }
+
+        def op() -> Outcome:
+            t = time_syscall(name, batches=batches)
+            per_call_ms = t.p50_ns / 1e6
+            return Outcome(
+                t.calls, dict(in_kernel), latencies_ms=[per_call_ms] * 1 + [t.p95_ns / 1e6]
+            )
+
+        return op
+
+    return prepare
+
+
+def _frame(src: str) -> bytes:
+    ip = (
+        bytes([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0])
+        + socket.inet_aton(src)
+        + socket.inet_aton("198.18.0.2")
+    )
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + b"\x00" * 8
+
+
+def _xdp_testrun(entries: int) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        _root(ctx)
+        from tenfold.cloud_kernel._e2e import block_prefixes
+        from tenfold.cloud_kernel._xdp import XDP_DROP, XDP_PASS, XdpBlockList
+
+        bl = ctx.enter(XdpBlockList())
+        bl.block_many(block_prefixes(entries))
+        allowed, blocked = _frame("198.18.0.1"), _frame("198.19.200.9")
+        if bl.test_run(allowed)[0] != XDP_PASS or bl.test_run(blocked)[0] != XDP_DROP:
+            raise BenchError("XDP verdicts wrong before timing")
+        repeat = ctx.size(10_000, 1_000_000, 10_000_000)
+
+        def op() -> Outcome:
+            _, ns = bl.test_run(allowed, repeat)
+            _, ns_blocked = bl.test_run(blocked, repeat)
+            return Outcome(
+                repeat,
+                {
+                    "ns_per_packet_allowed": ns,
+                    "ns_per_packet_blocked": ns_blocked,
+                    "entries": entries,
+                },
+                latencies_ms=[ns / 1e6, ns_blocked / 1e6],
+            )
+
+        return op
+
+    return prepare
+
+
+def _e2e(kind: str, rate_pps: int | None) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        _root(ctx)
+        from tenfold.cloud_kernel._e2e import E2EBench
+
+        entries = ctx.size(100, 1_000, 100_000)
+        bench = ctx.enter(E2EBench(kind, entries))
+        count = ctx.size(20_000, 200_000, 2_000_000)
+        rate = ctx.size(50_000, rate_pps, rate_pps) if rate_pps else 0
+
+        def op() -> Outcome:
+            r = bench.send(count, 2, rate)
+            if rate and (r.dropped != r.blocked_sent or r.delivered_blocked):
+                raise BenchError(
+                    f"{kind}: dropped {r.dropped} of {r.blocked_sent} blocked, {r.delivered_blocked} leaked"
+                )
+            return Outcome(
+                r.dropped,
+                {
+                    "sent": r.sent,
+                    "send_rate_pps": round(r.sent / r.send_seconds),
+                    "drop_rate_pps": round(r.drop_rate_pps),
+                    "blocked_dropped_pct": round(100 * r.dropped / max(1, r.blocked_sent), 3),
+                    "allowed_delivered_pct": round(
+                        100 * r.delivered_allowed / max(1, r.allowed_sent), 3
+                    ),
+                    "entries": entries,
+                },
+            )
+
+        return op
+
+    return prepare
+
+
+_N_TRACE = 200_000
+
+
+def _loop_ns(n: int) -> float:
+    getppid = os.getppid
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        getppid()
+    return (time.perf_counter_ns() - t0) / n
+
+
+def _traced(attach: Callable[[BenchContext], object]) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        _root(ctx)
+        n = ctx.size(20_000, _N_TRACE, 2_000_000)
+        base = min(_loop_ns(n) for _ in range(3))
+        attach(ctx)
+
+        def op() -> Outcome:
+            per = _loop_ns(n)
+            return Outcome(
+                n, {"untraced_ns": round(base, 1), "overhead_ns_per_syscall": round(per - base, 1)}
+            )
+
+        return op
+
+    return prepare
+
+
+def _attach_ours(ctx: BenchContext) -> object:
+    from tenfold.cloud_kernel._trace import SyscallTracer
+
+    return ctx.enter(SyscallTracer())
+
+
+_BPFTRACE = (
+    "tracepoint:raw_syscalls:sys_enter { @start[tid] = nsecs; }"
+    " tracepoint:raw_syscalls:sys_exit /@start[tid]/"
+    " { @count[args->id] = count(); @lat[args->id] = hist(nsecs - @start[tid]); delete(@start[tid]); }"
+)
+
+
+def _attach_bpftrace(ctx: BenchContext) -> object:
+    tool = shutil.which("bpftrace")
+    if tool is None:
+        raise BenchError("bpftrace not installed")
+    proc = subprocess.Popen(
+        [tool, "-e", _BPFTRACE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "BPFTRACE_MAX_MAP_KEYS": "65536"},
+    )
+
+    def stop() -> None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+    ctx.callback(stop)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "Attaching" in line:
+            time.sleep(0.5)
+            return proc
+        if not line and proc.poll() is not None:
+            raise BenchError(f"bpftrace exited with {proc.returncode}")
+    raise BenchError("bpftrace did not attach within 60 s")
+
+
+def _sockfilter(with_filter: bool) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        if with_filter:
+            _root(ctx)
+        n = ctx.size(2_000, 100_000, 1_000_000)
+        recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ctx.callback(recv.close)
+        recv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024 * 1024)
+        recv.bind(("127.0.0.1", 0))
+        recv.settimeout(1.0)
+        addr = recv.getsockname()
+        send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ctx.callback(send.close)
+        stats: Callable[[], object] = lambda: None  # noqa: E731
+        if with_filter:
+            from tenfold.cloud_kernel._sockfilter import SocketFilter
+
+            sf = ctx.enter(SocketFilter("udp", 0, drop=False))
+            sf.attach(recv)
+            stats = sf.stats
+        payload = b"p" * 64
+
+        def op() -> Outcome:
+            got = 0
+            for _ in range(n // 256):
+                for _ in range(256):
+                    send.sendto(payload, addr)
+                for _ in range(256):
+                    recv.recv(128)
+                    got += 1
+            seen = stats()
+            return Outcome(got, {"filter_seen": getattr(seen, "seen", 0)} if with_filter else {})
+
+        return op
+
+    return prepare
+
+
+def scenarios() -> list[Scenario]:
+    out: list[Scenario] = []
+    for name in ("read", "write", "open", "close", "stat"):
+        out.append(
+            Scenario(
+                f"syscall_{name}",
+                "calls",
+                Subject("tenfold (Python os.*)", _syscall(name)),
+                None,
+                _SEEDS[name],
+                SYSCALL_TABLE,
+                f"{name}()",
+                "one system call issued from Python, CPython's call overhead included; in_kernel_mean_ns is "
+                "sys_enter to sys_exit as our tracer measured it",
+                headline=name == "read",
+            )
+        )
+    for entries, label in ((1, "1"), (1_000, "1K"), (100_000, "100K")):
+        out.append(
+            Scenario(
+                f"xdp_testrun_{label.lower()}",
+                "packets",
+                Subject("tenfold XDP", _xdp_testrun(entries)),
+                None,
+                Seed(10_000_000, p50_ms=0.0001),
+                EBPF_TABLE,
+                f"XDP Packet Filter ({label} entries, test run)",
+                "one frame through the block-list program under BPF_PROG_TEST_RUN (in-kernel time per run, allowed and blocked frames alternately)",
+                needs_root=True,
+                rounds=3,
+            )
+        )
+    out.append(
+        Scenario(
+            "xdp_e2e_fixed_rate",
+            "drops",
+            Subject("tenfold XDP", _e2e("xdp", 100_000)),
+            Subject("nftables netdev ingress", _e2e("nftables", 100_000)),
+            Seed(10_000_000, p50_ms=0.0001),
+            EBPF_TABLE,
+            "XDP Packet Filter (veth, 100K pps offered)",
+            "a blocked frame dropped on a veth between two namespaces at a fixed send rate, half the frames "
+            "blocked; every blocked frame must be dropped and every allowed one delivered (checked)",
+            needs_root=True,
+            rounds=2,
+            warmup=0,
+        )
+    )
+    out.append(
+        Scenario(
+            "xdp_e2e_max_rate",
+            "drops",
+            Subject("tenfold XDP", _e2e("xdp", None)),
+            Subject("nftables netdev ingress", _e2e("nftables", None)),
+            Seed(10_000_000, p50_ms=0.0001),
+            EBPF_TABLE,
+            "XDP Packet Filter (veth, as fast as the sender goes)",
+            "blocked frames dropped per second of sending, one sender core on 2 cores",
+            needs_root=True,
+            rounds=2,
+            warmup=0,
+        )
+    )
+    out.append(
+        Scenario(
+            "trace_overhead",
+            "syscalls",
+            Subject("tenfold tracer", _traced(_attach_ours)),
+            Subject("bpftrace", _traced(_attach_bpftrace)),
+            Seed(3_000_000, p50_ms=0.0003),
+            EBPF_TABLE,
+            "kprobe Tracing (raw_syscalls tracepoints)",
+            "a getppid() call from Python while every syscall on the machine is counted with a latency "
+            "histogram (this kernel has no kprobes: tracepoints stand in); overhead_ns_per_syscall is the "
+            "difference from the untraced loop",
+            needs_root=True,
+            rounds=3,
+        )
+    )
+    out.append(
+        Scenario(
+            "socket_filter",
+            "packets",
+            Subject("tenfold socket filter", _sockfilter(True)),
+            Subject("no filter (baseline)", _sockfilter(False)),
+            Seed(5_000_000, p50_ms=0.0002),
+            EBPF_TABLE,
+            "Socket Filter",
+            "a 64-byte UDP datagram sent and received on loopback through the "
+            "filter (counted, not dropped); the peer is the same socket without a filter",
+            needs_root=True,
+        )
+    )
+    return out
+
+
+def kernel() -> None:
+    """Deterministic block-list bookkeeping (parsing and key encoding), for callgrind."""
+    from tenfold.cloud_kernel._xdp import _key, parse_prefix
+
+    for i in range(3_000):
+        _key(parse_prefix(f"198.19.{i // 256 % 256}.{i % 256}/32"))
+        _key(parse_prefix(f"2001:db8::{i:x}/128"))

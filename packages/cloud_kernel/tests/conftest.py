@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_behind():
+    """Every test must leave no tenfold pins, namespaces or programs behind."""
+    yield
+    from tenfold.cloud_kernel._netns import leftover_namespaces
+    from tenfold.cloud_kernel._xdp import PIN_ROOT
+
+    assert leftover_namespaces() == []
+    assert not PIN_ROOT.exists() or not any(PIN_ROOT.iterdir())
