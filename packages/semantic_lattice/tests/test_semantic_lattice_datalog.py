@@ -7,6 +7,7 @@ import itertools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tenfold.semantic_lattice._datalog import parse_program, stratify
 from tenfold.semantic_lattice._engine import Budget, Engine
 from tenfold.semantic_lattice.errors import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tenfold.semantic_lattice._rdf import RDF, graphs_isomorphic, parse_ntriples, parse_turtle
 from tenfold.semantic_lattice.errors import RDFSyntaxError
 

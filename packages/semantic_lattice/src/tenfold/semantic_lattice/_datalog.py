@@ -226,6 +226,8 @@ _TOKEN = re.compile(
     (?P<ws>[ \t\r\n]+|%[^\n]*|//[^\n]*)
   | (?P<iri><[^<>"{}|^`\\\x00-\x20]*>)
   | (?P<string>"(?:[^"\\\n]|\\.)*")
+  | (?P<dt>\^\^)
+  | (?P<lang>@[a-zA-Z]+(?:-[a-zA-Z0-9]+)*)
   | (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
   | (?P<directive>\.[a-z]+)
   | (?P<pname>[a-z][A-Za-z0-9_\-]*:[A-Za-z0-9_\-.]*[A-Za-z0-9_\-])
@@ -452,7 +454,16 @@ class _Parser:
             num = float(tok.text)
             return Const(int(num) if num.is_integer() and "." not in tok.text else num)
         if tok.kind == "string":
-            return Const(rdf_literal(_unquote(tok.text)))
+            lexical = _unquote(tok.text)
+            if self.tok.kind == "lang":
+                return Const(rdf_literal(lexical, lang=self.next().text[1:]))
+            if self.tok.kind == "dt":
+                self.i += 1
+                datatype = self.term()
+                if not (isinstance(datatype, Const) and str(datatype.value).startswith("<")):
+                    raise self.error("expected a datatype IRI after ^^")
+                return Const(rdf_literal(lexical, datatype=str(datatype.value)[1:-1]))
+            return Const(rdf_literal(lexical))
         if tok.kind == "iri":
             return Const(tok.text)
         if tok.kind == "pname":

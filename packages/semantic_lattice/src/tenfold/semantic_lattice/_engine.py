@@ -30,6 +30,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+
 from tenfold.semantic_lattice._datalog import (
     Agg,
     Atom,
@@ -175,6 +176,7 @@ class Engine:
         self.dictionary = Dictionary(self.con)
         self.program = Program()
         self._macros: set[str] = set()
+        self._texts: set[str] = set()
         # Relations with rows added since the last fixpoint: name -> table of those rows.
         self._changed: dict[str, str] = {}
         self._new_rules: set[int] = set()
@@ -190,6 +192,7 @@ class Engine:
         rows = self.con.execute("SELECT kind, body FROM catalog ORDER BY rowid").fetchall()
         for kind, body in rows:
             if kind == "program":
+                self._texts.add(body)
                 self._add_program(parse_program(body, "<stored program>"), persist=False, text=body)
 
     def close(self) -> None:
@@ -198,6 +201,8 @@ class Engine:
     def add_program(self, text: str, source: str = "<program>") -> Program:
         """Add rules and declarations (kept in the store); returns the parsed program."""
         parsed = parse_program(text, source)
+        if text in self._texts:
+            return parsed  # the same rules again: nothing new to derive
         self._add_program(parsed, persist=True, text=text)
         return parsed
 
@@ -242,8 +247,19 @@ class Engine:
                 self.add_facts(name, fact_rows)
         if persist:
             self.con.execute("INSERT INTO catalog VALUES ('program', '', ?)", [text])
+            self._texts.add(text)
         if persist:
             self._new_rules |= {id(r) for r in trial.rules if r in parsed.rules}
+        # One dictionary round trip for every constant the rules mention.
+        self.dictionary.encode_many(
+            {
+                a.value
+                for r in parsed.rules
+                for atom in (r.head, *(b for b in r.body if isinstance(b, Atom)))
+                for a in atom.args
+                if isinstance(a, Const) and isinstance(a.value, str)
+            }
+        )
 
     def _define_lattice(self, lt: LatticeType) -> None:
         if lt.name in self._macros:
@@ -318,6 +334,23 @@ class Engine:
         finally:
             self.con.execute("DROP TABLE IF EXISTS stage_facts")
 
+    def add_columns(self, name: str, columns: dict[str, np.ndarray]) -> int:
+        """Add base facts of a relation whose columns are all numbers, from NumPy arrays."""
+        rel = self.relation(name)
+        if any(t != "number" for t in rel.types) or rel.lattice:
+            raise SchemaError(f"{name}: add_columns takes relations of number columns only")
+        if sorted(columns) != [f"c{i}" for i in range(rel.arity)]:
+            raise SchemaError(f"{name}: expected arrays c0..c{rel.arity - 1}")
+        staged = columns  # noqa: F841 - scanned by DuckDB below
+        sel = ", ".join(f"c{i}::DOUBLE AS c{i}" for i in range(rel.arity))
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE stage_facts AS SELECT DISTINCT {sel} FROM staged"
+        )
+        try:
+            return self._add_encoded(rel, "SELECT * FROM stage_facts")
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS stage_facts")
+
     def _add_encoded(self, rel: Relation, select_sql: str) -> int:
         """Insert encoded rows into e_ and r_, and record them as pending delta."""
         self.con.execute(
@@ -352,7 +385,7 @@ class Engine:
         self.dictionary.bulk_encode_table(stage, ["s", "p", "o"])
         return self._add_encoded(
             rel,
-            f"""SELECT ds.id, dp.id, dob.id FROM {stage} st
+            f"""SELECT ds.id AS c0, dp.id AS c1, dob.id AS c2 FROM {stage} st
                 JOIN dict ds ON ds.term = st.s JOIN dict dp ON dp.term = st.p
                 JOIN dict dob ON dob.term = st.o""",
         )
@@ -655,6 +688,37 @@ class Engine:
         stats.seconds = time.perf_counter() - start
         return stats
 
+    def _probe_key(self, table: str, atom: Atom) -> tuple[str, tuple[tuple[int, str], ...]]:
+        rel = self.relation(atom.relation)
+        consts = tuple(
+            (j, self._const_sql(a, self._kind(rel, j)))
+            for j, a in enumerate(atom.args)
+            if isinstance(a, Const)
+        )
+        return (table, consts)
+
+    def _probe(
+        self,
+        wanted: list[tuple[str, Atom]],
+        seen: dict[tuple[str, tuple[tuple[int, str], ...]], bool],
+    ) -> None:
+        """Find, in one query, which (table, constant pattern) pairs have a matching row.
+
+        Variants whose atoms cannot match are pruned before SQL is generated: most
+        OWL 2 RL rules name vocabulary (owl:SymmetricProperty, ...) a data set never uses.
+        """
+        keys = list(dict.fromkeys(self._probe_key(t, a) for t, a in wanted))
+        unknown = [k for k in keys if k not in seen]
+        for start in range(0, len(unknown), 200):
+            chunk = unknown[start : start + 200]
+            parts = []
+            for n, (table, consts) in enumerate(chunk):
+                where = " AND ".join(f"c{j} = {v}" for j, v in consts) or "TRUE"
+                parts.append(f"SELECT {n} AS k WHERE EXISTS (SELECT 1 FROM {table} WHERE {where})")
+            found = {int(r[0]) for r in self.con.execute(" UNION ALL ".join(parts)).fetchall()}
+            for n, key in enumerate(chunk):
+                seen[key] = n in found
+
     def _reset_relations(self, names: set[str]) -> None:
         for name in names:
             self.con.execute(f"DELETE FROM r_{name}")
@@ -693,8 +757,12 @@ class Engine:
         deltas: dict[str, str] = {}
         first = True
         rows_total = 0
+        seen: dict[tuple[str, tuple[tuple[int, str], ...]], bool] = {}
         while True:
+            # Full tables only grow during a stratum, so a pattern found there stays found.
+            seen = {k: v for k, v in seen.items() if v and k[0].startswith("r_")}
             per_head: dict[str, list[str]] = {}
+            candidates: list[tuple[Rule, int, str, dict[int, str], list[tuple[int, Atom]]]] = []
             for rule in rules:
                 aggregating = any(isinstance(a, Agg) for a in rule.head.args)
                 atoms = [
@@ -707,9 +775,19 @@ class Engine:
                     continue
                 source = self._changed if first else deltas
                 for i, b in atoms:
-                    if b.relation in source:
-                        sql = self._compile_rule(rule, {i: source[b.relation]})
-                        per_head.setdefault(rule.head.relation, []).append(sql)
+                    if b.relation not in source:
+                        continue
+                    tables = {
+                        j: source[b.relation] if j == i else f"r_{a.relation}" for j, a in atoms
+                    }
+                    candidates.append((rule, i, source[b.relation], tables, atoms))
+            self._probe(
+                [(tables[j], a) for _, _, _, tables, atoms in candidates for j, a in atoms], seen
+            )
+            for rule, i, table, tables, atoms in candidates:
+                if all(seen[self._probe_key(tables[j], a)] for j, a in atoms):
+                    sql = self._compile_rule(rule, {i: table})
+                    per_head.setdefault(rule.head.relation, []).append(sql)
             if not per_head:
                 break
             stats.rounds += 1

@@ -1,0 +1,298 @@
+"""The lattice store: RDF triples and Datalog relations in one DuckDB database.
+
+``LatticeStore`` is the public face: load N-Triples / Turtle / CSV in bulk,
+add rule packs or user rules, reason to a fixpoint under a budget, check
+consistency, query with Datalog or SPARQL (through one plan cache), export
+the closure, and persist everything in a DuckDB file that reopens fast.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tenfold.semantic_lattice._datalog import parse_program
+from tenfold.semantic_lattice._engine import Budget, Engine, ReasonStats
+from tenfold.semantic_lattice._packs import rule_pack
+from tenfold.semantic_lattice._rdf import Triple, parse_ntriples, parse_turtle
+from tenfold.semantic_lattice.errors import (
+    InconsistencyError,
+    QueryError,
+    RDFSyntaxError,
+    SchemaError,
+    StoreError,
+)
+
+__all__ = ["Inconsistency", "LatticeStore", "QueryResult"]
+
+TRIPLE = "triple"
+
+
+@dataclass(frozen=True)
+class Inconsistency:
+    """A contradiction found by an inconsistency rule, with the triples that cause it."""
+
+    rule: str
+    triples: tuple[Triple, ...]
+
+    def __str__(self) -> str:
+        causes = "; ".join(" ".join(t) for t in self.triples)
+        return f"{self.rule}: {causes}"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of a query with their column names."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class _Plan:
+    sql: str
+    columns: list[str]
+    kinds: list[str]
+
+
+class LatticeStore:
+    """RDF and Datalog over DuckDB; ``path=None`` keeps everything in memory."""
+
+    def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
+        self.engine = Engine(path, threads=threads)
+        self.engine.declare(TRIPLE, 3)
+        self._plans: dict[str, _Plan] = {}
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self._bnode_loads = 0
+        row = self.engine.con.execute("SELECT count(*) FROM catalog WHERE kind = 'load'").fetchone()
+        self._bnode_loads = int(row[0]) if row else 0
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> LatticeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- loading ---------------------------------------------------------------------
+    def add_triples(self, triples: Sequence[Triple]) -> int:
+        """Add triples (terms in canonical N-Triples form); returns how many were new."""
+        if not triples:
+            return 0
+        for s, _p, _o in triples:
+            if s.startswith('"'):
+                raise SchemaError(f"a literal cannot be a subject: {s} (triple {s} {_p} {_o})")
+        arrays = {  # noqa: F841 - scanned by DuckDB
+            "s": np.array([t[0] for t in triples], dtype=object),
+            "p": np.array([t[1] for t in triples], dtype=object),
+            "o": np.array([t[2] for t in triples], dtype=object),
+        }
+        con = self.engine.con
+        con.execute("CREATE OR REPLACE TEMP TABLE stage_triples AS SELECT * FROM arrays")
+        try:
+            added = self.engine.load_triples_sql(TRIPLE, "stage_triples")
+        finally:
+            con.execute("DROP TABLE IF EXISTS stage_triples")
+        self._plans.clear()
+        return added
+
+    def retract_triples(self, triples: Sequence[Triple]) -> int:
+        """Remove base triples; the next :meth:`reason` re-derives what still follows."""
+        return self.engine.retract_facts(TRIPLE, list(triples))
+
+    def load(self, path: str | Path, *, fmt: str | None = None, base: str | None = None) -> int:
+        """Load an N-Triples (.nt), Turtle (.ttl) or CSV (s,p,o per row) file."""
+        path = Path(path)
+        kind = fmt or {".nt": "nt", ".ttl": "ttl", ".csv": "csv"}.get(path.suffix.lower())
+        if kind is None:
+            raise RDFSyntaxError(f"{path}: unknown format (use .nt, .ttl or .csv, or --format)")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+        self._bnode_loads += 1
+        prefix = f"l{self._bnode_loads}_"
+        if kind == "csv":
+            rows = list(csv.reader(data.decode("utf-8").splitlines()))
+            triples = [_csv_triple(path, i + 1, row) for i, row in enumerate(rows) if row]
+        else:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise RDFSyntaxError(f"{path}: not UTF-8 (byte {exc.start})") from None
+            if kind == "nt":
+                triples = parse_ntriples(text, source=str(path), bnode_prefix=prefix)
+            else:
+                iri = base or path.resolve().as_uri()
+                triples = parse_turtle(text, base=iri, source=str(path), bnode_prefix=prefix)
+        self.engine.con.execute("INSERT INTO catalog VALUES ('load', ?, '')", [str(path)])
+        return self.add_triples(triples)
+
+    def load_text(self, text: str, *, fmt: str = "ttl", base: str = "") -> int:
+        self._bnode_loads += 1
+        prefix = f"l{self._bnode_loads}_"
+        if fmt == "nt":
+            return self.add_triples(parse_ntriples(text, bnode_prefix=prefix))
+        return self.add_triples(parse_turtle(text, base=base, bnode_prefix=prefix))
+
+    # -- rules and reasoning ------------------------------------------------------------
+    def add_rules(self, text_or_pack: str, source: str = "<rules>") -> None:
+        """Add a named rule pack (``rdfs``, ``rdfs-full``, ``owl-rl``) or Datalog text."""
+        text = rule_pack(text_or_pack) if _is_pack_name(text_or_pack) else text_or_pack
+        self.engine.add_program(text, source)
+        self._plans.clear()
+
+    def reason(self, budget: Budget | None = None) -> ReasonStats:
+        """Materialise every rule to its fixpoint (incrementally after additions)."""
+        stats = self.engine.materialize(budget)
+        self._plans.clear()
+        return stats
+
+    def optimize(self) -> None:
+        """Cluster the triple table by predicate and object, so zone maps prune scans.
+
+        DuckDB keeps min/max per row group; sorted by (p, o, s), a pattern with a
+        constant predicate (and object) reads only the row groups that hold it.
+        """
+        con = self.engine.con
+        for table in (f"r_{TRIPLE}", f"e_{TRIPLE}"):
+            con.execute(
+                f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {table} ORDER BY c1, c2, c0"
+            )
+        self._plans.clear()
+
+    def inconsistencies(self) -> list[Inconsistency]:
+        """Contradictions the inconsistency rules found, each with its causing triples."""
+        if "inconsistent" not in self.engine.program.relations:
+            return []
+        out = []
+        for rule, *terms in self.engine.rows("inconsistent"):
+            first, second = tuple(terms[:3]), tuple(terms[3:])
+            triples = (first,) if first == second else (first, second)
+            out.append(Inconsistency(rule.strip('"'), triples))
+        return sorted(out, key=str)
+
+    def check_consistency(self) -> None:
+        """Raise :class:`InconsistencyError` naming each contradiction and its triples."""
+        found = self.inconsistencies()
+        if found:
+            listing = " | ".join(str(i) for i in found[:5])
+            more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+            raise InconsistencyError(f"{len(found)} inconsistenc(ies): {listing}{more}")
+
+    # -- reading ---------------------------------------------------------------------------
+    def count(self, relation: str = TRIPLE) -> int:
+        return self.engine.count(relation)
+
+    def triples(self, *, base_only: bool = False) -> list[Triple]:
+        table = f"e_{TRIPLE}" if base_only else f"r_{TRIPLE}"
+        raw = self.engine.con.execute(f"SELECT * FROM {table}").fetchall()
+        names = self.engine.dictionary.decode_many(i for row in raw for i in row)
+        return [(names[s], names[p], names[o]) for s, p, o in raw]
+
+    def export(self, path: str | Path) -> int:
+        """Write the closure as N-Triples (in SQL, no Python round trip); returns triples."""
+        con = self.engine.con
+        con.execute(
+            f"""COPY (SELECT ds.term || ' ' || dp.term || ' ' || dob.term || ' .' AS line
+                      FROM r_{TRIPLE} t JOIN dict ds ON ds.id = t.c0 JOIN dict dp ON dp.id = t.c1
+                      JOIN dict dob ON dob.id = t.c2)
+                TO '{str(path).replace("'", "''")}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '')"""
+        )
+        return self.count()
+
+    # -- queries ------------------------------------------------------------------------------
+    @property
+    def cache_hit_rate(self) -> float:
+        total = self.cache_hits + self.cache_misses
+        return self.cache_hits / total if total else 0.0
+
+    def _plan(self, text: str, compile_: Callable[[str], _Plan]) -> _Plan:
+        plan = self._plans.get(text)
+        if plan is not None:
+            self.cache_hits += 1
+            return plan
+        self.cache_misses += 1
+        plan = compile_(text)
+        if len(self._plans) > 1024:
+            self._plans.pop(next(iter(self._plans)))
+        self._plans[text] = plan
+        return plan
+
+    def datalog(self, text: str) -> QueryResult:
+        """Answer a Datalog query such as ``?- triple(X, rdf:type, ub:Student).``"""
+
+        def compile_(q: str) -> _Plan:
+            stripped = q.strip()
+            if not stripped.startswith("?-"):
+                stripped = "?- " + stripped
+            if not stripped.endswith("."):
+                stripped += "."
+            prefixes = "".join(
+                f".prefix {name} <{iri}>\n"
+                for name, iri in self.engine.program.prefixes.items()
+                if name not in ("rdf", "rdfs", "owl", "xsd")
+            )
+            program = parse_program(prefixes + stripped, "<query>")
+            if len(program.queries) != 1:
+                raise QueryError("expected exactly one query")
+            sql, columns, kinds = self.engine.compile_query(program.queries[0])
+            return _Plan(sql, columns, kinds)
+
+        plan = self._plan(text, compile_)
+        return QueryResult(plan.columns, self.engine.run_sql(plan.sql, plan.kinds))
+
+    def sparql(self, text: str) -> QueryResult:
+        """Answer a SPARQL SELECT in the supported subset (see :mod:`._sparql`)."""
+        from tenfold.semantic_lattice._sparql import compile_sparql
+
+        def compile_(q: str) -> _Plan:
+            sql, columns, kinds = compile_sparql(q, self.engine)
+            return _Plan(sql, columns, kinds)
+
+        plan = self._plan(text, compile_)
+        return QueryResult(plan.columns, self.engine.run_sql(plan.sql, plan.kinds))
+
+    def explain(self, text: str) -> str:
+        """The SQL a query compiles to and DuckDB's plan for it."""
+        is_sparql = "SELECT" in text.upper() and "{" in text
+        if text not in self._plans:
+            (self.sparql if is_sparql else self.datalog)(text)
+        plan = self._plans[text]
+        rows = self.engine.con.execute("EXPLAIN " + plan.sql).fetchall()
+        return plan.sql + "\n\n" + "\n".join(str(r[-1]) for r in rows)
+
+
+def _is_pack_name(text: str) -> bool:
+    return text.strip() in ("rdfs", "rdfs-full", "owl-rl", "owl-rl-core")
+
+
+def _csv_triple(path: Path, line: int, row: list[str]) -> Triple:
+    if len(row) != 3:
+        raise RDFSyntaxError(f"{path}:{line}:1: expected 3 columns (s,p,o), found {len(row)}")
+    terms = []
+    for raw in row:
+        value = raw.strip()
+        if value.startswith(("<", "_:", '"')):
+            terms.append(value)
+        elif ":" in value:
+            terms.append(f"<{value}>")
+        else:
+            from tenfold.semantic_lattice._rdf import literal
+
+            terms.append(literal(value))
+    if terms[0].startswith('"'):
+        raise RDFSyntaxError(f"{path}:{line}:1: a literal cannot be a subject")
+    return (terms[0], terms[1], terms[2])

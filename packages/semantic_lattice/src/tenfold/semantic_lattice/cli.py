@@ -1,0 +1,224 @@
+"""``tenfold lattice load|reason|query|explain|export|serve``: the store from the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tenfold.core.cli import emit, json_option
+from tenfold.semantic_lattice.errors import SemanticLatticeError
+
+__all__ = ["commands"]
+
+_store_option = click.option(
+    "--store",
+    "store_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("lattice.duckdb"),
+    show_default=True,
+    help="The DuckDB file holding the triples, rules and closure.",
+)
+
+
+def _open(path: Path, *, must_exist: bool = True) -> Any:
+    from tenfold.semantic_lattice._store import LatticeStore
+
+    if must_exist and not path.exists():
+        raise SemanticLatticeError(
+            f"store {path} does not exist (create it with `tenfold lattice load`)"
+        )
+    return LatticeStore(path)
+
+
+@click.group(name="lattice")
+def lattice() -> None:
+    """Dynamic Semantic Lattice Engine: RDF + Datalog with lattices over DuckDB."""
+
+
+@lattice.command()
+@_store_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["nt", "ttl", "csv"]), default=None)
+@json_option
+def load(store_path: Path, files: tuple[Path, ...], fmt: str | None, as_json: bool) -> None:
+    """Load N-Triples, Turtle or CSV files into the store (created if missing)."""
+    start = time.perf_counter()
+    with _open(store_path, must_exist=False) as store:
+        added = {str(f): store.load(f, fmt=fmt) for f in files}
+        total = store.count()
+    result = {
+        "store": str(store_path),
+        "added": added,
+        "triples": total,
+        "seconds": time.perf_counter() - start,
+    }
+    emit(result, as_json, lambda: f"loaded {sum(added.values())} triples ({total} in {store_path})")
+
+
+@lattice.command()
+@_store_option
+@click.option(
+    "--rules",
+    "rules",
+    multiple=True,
+    default=("owl-rl",),
+    show_default=True,
+    help="A pack (rdfs, rdfs-full, owl-rl, owl-rl-core) or a Datalog file; repeatable.",
+)
+@click.option("--timeout-s", type=float, default=None, help="Time budget.")
+@click.option("--max-rounds", type=int, default=None, help="Round budget.")
+@click.option("--max-rows", type=int, default=None, help="Budget of derived rows.")
+@click.option("--check", is_flag=True, help="Exit 1 when the data is inconsistent.")
+@json_option
+def reason(
+    store_path: Path,
+    rules: tuple[str, ...],
+    timeout_s: float | None,
+    max_rounds: int | None,
+    max_rows: int | None,
+    check: bool,
+    as_json: bool,
+) -> None:
+    """Materialise the rules (incrementally after new loads) and report contradictions."""
+    from tenfold.semantic_lattice._engine import Budget
+    from tenfold.semantic_lattice._packs import PACKS
+
+    with _open(store_path) as store:
+        for rule in rules:
+            if rule in PACKS:
+                store.add_rules(rule)
+            else:
+                path = Path(rule)
+                if not path.is_file():
+                    raise SemanticLatticeError(
+                        f"--rules {rule}: neither a pack ({', '.join(PACKS)}) nor a file"
+                    )
+                store.add_rules(path.read_text("utf-8"), source=str(path))
+        stats = store.reason(Budget(time_s=timeout_s, rounds=max_rounds, rows=max_rows))
+        store.optimize()
+        found = store.inconsistencies()
+        result = {
+            "rounds": stats.rounds,
+            "derived": stats.derived,
+            "seconds": stats.seconds,
+            "triples": store.count(),
+            "inconsistencies": [
+                {"rule": i.rule, "triples": [list(t) for t in i.triples]} for i in found
+            ],
+        }
+        emit(
+            result,
+            as_json,
+            lambda: "\n".join(
+                [f"derived {stats.derived} facts in {stats.rounds} rounds, {stats.seconds:.3f} s"]
+                + [f"inconsistent: {i}" for i in found]
+            ),
+        )
+        if check and found:
+            store.check_consistency()
+
+
+def _run_query(store: Any, text: str) -> Any:
+    if "select" in text.lower() and "{" in text:
+        return store.sparql(text)
+    return store.datalog(text)
+
+
+@lattice.command()
+@_store_option
+@click.argument("text")
+@json_option
+def query(store_path: Path, text: str, as_json: bool) -> None:
+    """Run a SPARQL SELECT or a Datalog query (``triple(X, rdf:type, C)``)."""
+    with _open(store_path) as store:
+        result = _run_query(store, text)
+    doc = {"columns": result.columns, "rows": [list(r) for r in result.rows]}
+    emit(
+        doc,
+        as_json,
+        lambda: "\n".join(
+            ["\t".join(result.columns)] + ["\t".join(map(str, r)) for r in result.rows]
+        ),
+    )
+
+
+@lattice.command()
+@_store_option
+@click.argument("text")
+@json_option
+def explain(store_path: Path, text: str, as_json: bool) -> None:
+    """Show the SQL a query compiles to and DuckDB's plan for it."""
+    with _open(store_path) as store:
+        plan = store.explain(text)
+    emit({"plan": plan}, as_json, plan)
+
+
+@lattice.command()
+@_store_option
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@json_option
+def export(store_path: Path, out: Path, as_json: bool) -> None:
+    """Write the closure as N-Triples."""
+    with _open(store_path) as store:
+        n = store.export(out)
+    emit({"triples": n, "path": str(out)}, as_json, f"wrote {n} triples to {out}")
+
+
+@lattice.command()
+@_store_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=7878, show_default=True)
+def serve(store_path: Path, host: str, port: int) -> None:
+    """Serve queries over HTTP: GET /query?q=... (SPARQL or Datalog) returns JSON."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Lock
+    from urllib.parse import parse_qs, urlparse
+
+    store = _open(store_path)
+    lock = Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            if url.path == "/health":
+                self._send(200, {"ok": True, "triples": store.count()})
+                return
+            if url.path not in ("/query", "/sparql"):
+                self._send(404, {"error": f"no such path {url.path}"})
+                return
+            text = (parse_qs(url.query).get("q") or parse_qs(url.query).get("query") or [""])[0]
+            try:
+                with lock:
+                    result = _run_query(store, text)
+                self._send(200, {"columns": result.columns, "rows": [list(r) for r in result.rows]})
+            except SemanticLatticeError as exc:
+                self._send(400, {"error": str(exc)})
+
+        def _send(self, code: int, doc: dict[str, Any]) -> None:
+            body = json.dumps(doc, default=str).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            click.echo(f"{self.address_string()} {format % args}", err=True)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    click.echo(f"serving {store_path} on http://{host}:{server.server_address[1]}/query", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        store.close()
+
+
+def commands() -> list[click.Command]:
+    return [lattice]
