@@ -120,7 +120,25 @@ def test_unreachable_agent_is_recorded_as_not_attested(agent, tls) -> None:
     try:
         poller.enroll("gone", "https://127.0.0.1:9")
         (verdict,) = poller.poll_due()
-        assert not verdict.ok and "unreachable" in verdict.detail
+        assert not verdict.ok and verdict.reason.value == "agent-unreachable"
         assert poller.results["gone"][1] is not None
+    finally:
+        poller.close()
+
+
+def test_poll_schedule_checks_each_agent_once_per_period(tls) -> None:
+    verifier = Verifier(Registrar(), parse_policy(POLICY))
+    poller = Poller(verifier, period_s=10, tls=tls["verifier"], timeout_s=1)
+    try:
+        for name in ("a", "b", "c"):
+            poller.enroll(name, "https://127.0.0.1:9", now=0.0)
+        poller.enroll("a", "https://127.0.0.1:9", now=0.0)  # re-enrolling does not duplicate
+        assert sorted(v.agent_id for v in poller.poll_due(now=10)) == ["a", "b", "c"]
+        assert poller.poll_due(now=15) == []
+        assert len(poller.poll_due(now=20)) == 3
+        # Far behind schedule: one check each, then the next period, not a burst.
+        assert len(poller.poll_due(now=100)) == 3
+        assert poller.poll_due(now=105) == []
+        assert len(poller.poll_due(now=110)) == 3
     finally:
         poller.close()

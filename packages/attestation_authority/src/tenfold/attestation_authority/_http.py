@@ -388,6 +388,11 @@ class Poller:
     Invariant: the heap holds exactly one (due time, agent) entry per enrolled agent;
     ``poll_due`` pops the due ones, checks them and pushes them back one period later,
     so a slow round delays agents but never drops or duplicates one.
+
+    Checks run on ``workers`` threads: a round is bound by the agents' TPMs (a
+    hardware quote takes about 85 ms), not by the verifier, so requests overlap
+    while verification itself is serialised under one lock (the verifier's nonce
+    store and clock state are not shared-writer safe).
     """
 
     def __init__(
@@ -398,7 +403,10 @@ class Poller:
         period_s: float = 10.0,
         tls: TlsFiles | None = None,
         timeout_s: float = 5.0,
+        workers: int = 16,
     ) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         import httpx
 
         self.verifier = verifier
@@ -407,8 +415,14 @@ class Poller:
         self._urls: dict[str, str] = {}
         self._heap: list[tuple[float, str]] = []
         self.results: dict[str, tuple[Verdict, str | None]] = {}
-        self._client = httpx.Client(verify=tls.client_context() if tls else True, timeout=timeout_s)
+        self._client = httpx.Client(
+            verify=tls.client_context() if tls else True,
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+        )
         self._lock = threading.Lock()
+        self._verify_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenfold-poll")
 
     def enroll(self, agent_id: str, url: str, *, now: float | None = None) -> None:
         with self._lock:
@@ -423,8 +437,9 @@ class Poller:
         from tenfold.attestation_authority._verifier import Reason
 
         url = self._urls[agent_id]
-        nonce = self.verifier.generate_nonce(agent_id)
-        selection = format_selection(self.verifier.policy_for(agent_id).selection)
+        with self._verify_lock:
+            nonce = self.verifier.generate_nonce(agent_id)
+            selection = format_selection(self.verifier.policy_for(agent_id).selection)
         try:
             reply = self._client.post(
                 f"{url}/quote", json={"nonce": nonce.hex(), "selection": selection}
@@ -433,27 +448,32 @@ class Poller:
             evidence = Evidence.from_json(reply.json())
         except (httpx.HTTPError, ValueError, MalformedStructure) as exc:
             # An unreachable agent is not attested: the refusal is recorded, never silent.
-            verdict = Verdict(agent_id, False, Reason.ATTEST_MALFORMED, f"agent unreachable: {exc}")
+            verdict = Verdict(agent_id, False, Reason.AGENT_UNREACHABLE, f"no quote: {exc}")
             logger.warning("agent %s: no quote: %s", agent_id, exc)
         else:
-            verdict = self.verifier.verify_quote(agent_id, evidence)
+            with self._verify_lock:
+                verdict = self.verifier.verify_quote(agent_id, evidence)
         ear = None
         if self.authority is not None:
-            self.authority.observe(verdict)
-            ear = self.authority.issue_ear(verdict)
+            with self._verify_lock:
+                self.authority.observe(verdict)
+                ear = self.authority.issue_ear(verdict)
         self.results[agent_id] = (verdict, ear)
         return verdict
 
     def poll_due(self, now: float | None = None) -> list[Verdict]:
         """Check every agent whose turn has come; returns their verdicts."""
         now = time.monotonic() if now is None else now
-        due = []
+        due: list[tuple[float, str]] = []
         with self._lock:
             while self._heap and self._heap[0][0] <= now:
                 at, agent_id = heapq.heappop(self._heap)
-                due.append(agent_id)
-                heapq.heappush(self._heap, (max(at + self.period_s, now), agent_id))
-        return [self.check(agent_id) for agent_id in due]
+                # A poller that fell behind skips the missed periods instead of bursting.
+                following = at + self.period_s
+                due.append((following if following > now else now + self.period_s, agent_id))
+            for entry in due:
+                heapq.heappush(self._heap, entry)
+        return list(self._pool.map(self.check, [agent_id for _, agent_id in due]))
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set."""
@@ -464,6 +484,7 @@ class Poller:
             stop.wait(min(max(wait, 0.01), self.period_s))
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self._client.close()
 
 

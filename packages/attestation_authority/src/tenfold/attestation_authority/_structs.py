@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -118,7 +119,19 @@ def _tpm2b(buf: bytes, offset: int, field: str) -> tuple[bytes, int]:
     return buf[offset : offset + size], offset + size
 
 
+# Parsed selections by their exact bytes: a fleet quotes a handful of distinct selections.
+_SELECTION_CACHE: dict[bytes, tuple[PcrSelection, ...]] = {}
+
+
 def _selection(buf: bytes, offset: int) -> tuple[tuple[PcrSelection, ...], int]:
+    # Fast path: a quote whose digest is SHA-256 ends in 00 20 + 32 bytes; if the bytes in
+    # between are a selection already parsed, they are that selection exactly.
+    end = len(buf) - 34
+    if end > offset and buf[end : end + 2] == b"\x00\x20":
+        hit = _SELECTION_CACHE.get(buf[offset:end])
+        if hit is not None:
+            return hit, end
+    start = offset
     _need(buf, offset, 4, "pcrSelect.count")
     (count,) = _U32.unpack_from(buf, offset)
     offset += 4
@@ -135,6 +148,8 @@ def _selection(buf: bytes, offset: int) -> tuple[tuple[PcrSelection, ...], int]:
         bits = int.from_bytes(buf[offset : offset + size], "little")
         offset += size
         out.append(PcrSelection(bank, tuple(i for i in range(size * 8) if bits >> i & 1)))
+    if len(_SELECTION_CACHE) < 1024:
+        _SELECTION_CACHE[buf[start:offset]] = tuple(out)
     return tuple(out), offset
 
 
@@ -216,6 +231,12 @@ class PublicKey:
 _CURVES: Mapping[int, ec.EllipticCurve] = {
     TPM_ECC_NIST_P256: ec.SECP256R1(),
     TPM_ECC_NIST_P384: ec.SECP384R1(),
+}
+HASH_CONSTRUCTORS: Mapping[int, Callable[..., Any]] = {
+    TPM_ALG_SHA1: hashlib.sha1,
+    TPM_ALG_SHA256: hashlib.sha256,
+    TPM_ALG_SHA384: hashlib.sha384,
+    TPM_ALG_SHA512: hashlib.sha512,
 }
 _HASHLIB: Mapping[int, str] = {
     TPM_ALG_SHA1: "sha1",

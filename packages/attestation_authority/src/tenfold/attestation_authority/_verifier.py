@@ -22,7 +22,6 @@ by genuine, fresh TPM output.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from tenfold.attestation_authority._nonce import NonceStatus, NonceStore
 from tenfold.attestation_authority._policy import Expect, Policy
 from tenfold.attestation_authority._structs import (
     BANK_NAMES,
+    HASH_CONSTRUCTORS,
     TPM_ALG_ECDSA,
     TPM_ALG_NULL,
     TPM_ALG_RSAPSS,
@@ -79,6 +79,7 @@ class Reason(enum.Enum):
     EVENT_LOG_MISSING = "event-log-missing"
     EVENT_LOG_MALFORMED = "event-log-malformed"
     EVENT_LOG_MISMATCH = "event-log-mismatch"
+    AGENT_UNREACHABLE = "agent-unreachable"
 
 
 _NONCE_REASONS: Mapping[NonceStatus, Reason] = {
@@ -254,10 +255,11 @@ class Verifier:
             return refuse(
                 Reason.PCR_VALUES_MALFORMED, "PCR values do not follow the signed selection"
             )
-        digest = hashlib.new(hash_name(ak.sign_hash if ak.sign_hash != TPM_ALG_NULL else 0x0B))
-        for value in values:
-            digest.update(value)
-        if digest.digest() != attest.pcr_digest:
+        # The registrar only binds AKs with a fixed scheme, so sign_hash names the quote's hash.
+        construct = HASH_CONSTRUCTORS.get(ak.sign_hash)
+        if construct is None:
+            return refuse(Reason.SIGNATURE_INVALID, f"AK hash 0x{ak.sign_hash:04x} unsupported")
+        if construct(b"".join(values)).digest() != attest.pcr_digest:
             return refuse(Reason.PCR_DIGEST_MISMATCH, "PCR values do not hash to the signed digest")
         pcrs: dict[int, dict[int, bytes]] = {}
         it = iter(values)
