@@ -356,7 +356,9 @@ class ChaosEngine:
         finally:
             self._handles.pop(handle.fault_id, None)
             if handle.fault.plane == "os" and self.journal.is_open:
-                self.journal.append({"op": "reverted", "id": handle.fault_id, "why": why})
+                self.journal.append(
+                    {"op": "reverted", "id": handle.fault_id, "why": why}, sync=False
+                )
             self.monitor.count(f'faults_reverted_total{{kind="{handle.fault.kind}"}}')
             self.monitor.record("revert", handle.fault.kind, time.time() - handle.injected_at)
 

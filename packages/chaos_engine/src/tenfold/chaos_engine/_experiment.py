@@ -392,7 +392,7 @@ async def call_provider(provider: Provider) -> Any:
     fn = _resolve(provider)
     args = provider.arguments if isinstance(provider.arguments, dict) else {}
     result = fn(**args)
-    if asyncio.iscoroutine(result):
+    if hasattr(result, "__await__"):  # cheaper than asyncio.iscoroutine's ABC check
         result = await asyncio.wait_for(result, provider.timeout_s)
     return result
 

@@ -1,16 +1,17 @@
-"""The hog worker: a small process in the pool's cgroup that burns CPU or holds memory on command.
+"""Hog processes of the worker pool: CPU spinners and memory holders.
 
-Protocol, one ASCII line per command on stdin, one ``k`` (or ``e <why>``) line
-back per command on stdout:
+``spin SLOT DEADLINES_FILE``: a CPU slot. It stops itself (SIGSTOP) at once;
+the engine activates it with SIGCONT and parks it again with SIGSTOP, so an
+activation is one signal, whatever the cgroup's CPU quota is doing to the
+spinner at that moment. The spinner reads its slot's deadline (a float in a
+shared file) every millisecond and idles once it passes: a hog never
+outlives its TTL, and ``PR_SET_PDEATHSIG`` means it never outlives the engine.
 
-* ``C <id> <ttl_s>``: burn CPU for fault ``id`` until told to stop or its TTL ends;
-* ``c <id>``: stop burning for ``id``;
+``mem``: a memory holder, one ASCII command per line on stdin, one ``k`` (or
+``e <why>``) line back:
+
 * ``M <id> <bytes> <ttl_s>``: map and touch ``bytes`` for ``id`` (every page written);
 * ``m <id>``: unmap it.
-
-The worker enforces each TTL itself, so a hog outlives neither its fault nor
-(through ``PR_SET_PDEATHSIG``) the engine. It spins in 1 ms slices and checks
-stdin between slices, so a stop takes effect within about a millisecond.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import mmap
 import os
 import select
 import signal
+import struct
 import sys
 import time
 
@@ -27,23 +29,40 @@ PAGE = mmap.PAGESIZE
 PR_SET_PDEATHSIG = 1
 
 
-def main() -> int:
+def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:
-        return 0
-    cpu: dict[str, float] = {}
+        sys.exit(0)
+
+
+def spin(slot: int, path: str) -> int:
+    _die_with_parent()
+    fd = os.open(path, os.O_RDONLY)
+    deadlines = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    offset = slot * 8
+    me = os.getpid()
+    os.kill(me, signal.SIGSTOP)
+    while True:
+        (deadline,) = struct.unpack_from("d", deadlines, offset)
+        if time.time() >= deadline:
+            # Past its TTL: idle (the engine parks it with SIGSTOP on revert). Parking
+            # itself here could swallow a SIGCONT sent for a new fault in between.
+            time.sleep(0.005)
+            continue
+        stop = time.perf_counter() + 0.001
+        while time.perf_counter() < stop:
+            pass
+
+
+def hold() -> int:
+    _die_with_parent()
     mem: dict[str, tuple[mmap.mmap, float]] = {}
     buf = b""
     out = sys.stdout.buffer
     while True:
         now = time.monotonic()
-        deadlines = [d for d in cpu.values()] + [d for _, d in mem.values()]
-        if cpu:
-            timeout: float | None = 0.0
-        elif deadlines:
-            timeout = max(0.0, min(deadlines) - now)
-        else:
-            timeout = None
+        deadlines = [d for _, d in mem.values()]
+        timeout = max(0.0, min(deadlines) - now) if deadlines else None
         ready, _, _ = select.select([0], [], [], timeout)
         if ready:
             chunk = os.read(0, 65536)
@@ -53,30 +72,18 @@ def main() -> int:
             replies = []
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                replies.append(_command(line.decode().split(), cpu, mem))
+                replies.append(_command(line.decode().split(), mem))
             out.write("".join(replies).encode())
             out.flush()
         now = time.monotonic()
-        for key in [k for k, d in cpu.items() if d <= now]:
-            del cpu[key]
         for key in [k for k, (_, d) in mem.items() if d <= now]:
             mem.pop(key)[0].close()
-        if cpu:
-            stop = time.perf_counter() + 0.001
-            while time.perf_counter() < stop:
-                pass
 
 
-def _command(
-    words: list[str], cpu: dict[str, float], mem: dict[str, tuple[mmap.mmap, float]]
-) -> str:
+def _command(words: list[str], mem: dict[str, tuple[mmap.mmap, float]]) -> str:
     try:
         op, key = words[0], words[1]
-        if op == "C":
-            cpu[key] = time.monotonic() + float(words[2])
-        elif op == "c":
-            cpu.pop(key, None)
-        elif op == "M":
+        if op == "M":
             size = int(words[2])
             area = mmap.mmap(-1, size)
             for offset in range(0, size, PAGE):
@@ -89,9 +96,11 @@ def _command(
         else:
             return f"e unknown command {op}\n"
     except (IndexError, ValueError, OSError, MemoryError) as exc:
-        return f"e {type(exc).__name__}: {exc}\n".replace("\n", " ").rstrip() + "\n"
+        return "e " + f"{type(exc).__name__}: {exc}".replace("\n", " ") + "\n"
     return "k\n"
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1] == "spin":
+        sys.exit(spin(int(sys.argv[2]), sys.argv[3]))
+    sys.exit(hold())

@@ -135,9 +135,14 @@ class Journal:
     def is_open(self) -> bool:
         return self._fd >= 0
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Write and fsync one record now."""
-        self._write(_encode({"t": time.time(), **record}))
+    def append(self, record: dict[str, Any], *, sync: bool = True) -> None:
+        """Write one record now; fsync it unless ``sync`` is false.
+
+        Records that only *shrink* what recovery must do ("reverted",
+        "released") may skip the fsync: if one is lost, recovery re-runs an
+        undo step that is idempotent, which is harmless.
+        """
+        self._write(_encode({"t": time.time(), **record}), sync=sync)
 
     async def append_durable(self, record: dict[str, Any]) -> None:
         """Append ``record``; return once it is on disk (group commit with concurrent callers)."""
@@ -159,7 +164,7 @@ class Journal:
             return
         future.set_result(None)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, *, sync: bool = True) -> None:
         if self._fd < 0:
             raise JournalError(f"journal {self.path} is closed")
         try:
@@ -167,7 +172,8 @@ class Journal:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
         except OSError as exc:
             raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
 

@@ -227,10 +227,12 @@ def cgroup_remove(path: Path, *, kill: bool, release_to: Path | None = None) -> 
     if freezer_state.exists():
         with contextlib.suppress(OSError):
             freezer_state.write_text("THAWED")
-    for _ in range(200):
+    for attempt in range(400):
         pids = cgroup_pids(path)
         if not pids:
             break
+        if attempt:
+            time.sleep(0.0025)  # killed members take a moment to leave
         for pid in pids:
             try:
                 if kill:
@@ -239,8 +241,7 @@ def cgroup_remove(path: Path, *, kill: bool, release_to: Path | None = None) -> 
                     (release_to / "cgroup.procs").write_text(str(pid))
             except (ProcessLookupError, OSError):
                 pass
-        time.sleep(0.005)
-    for _ in range(200):
+    for attempt in range(400):
         try:
             path.rmdir()
             return
@@ -249,7 +250,7 @@ def cgroup_remove(path: Path, *, kill: bool, release_to: Path | None = None) -> 
         except OSError as exc:
             if exc.errno != errno.EBUSY:
                 raise InjectionFailed(f"rmdir {path}: {exc.strerror}") from None
-            time.sleep(0.005)
+            time.sleep(0.0025 if attempt else 0.0005)
     raise InjectionFailed(f"cgroup {path} still busy after its members were removed")
 
 

@@ -3,8 +3,8 @@
 ========================  =============================================  =====================
 fault                     kernel object                                  revert (one delete)
 ========================  =============================================  =====================
-CpuHog, MemoryHog         pool cgroup ``tfchaos_<exp>_pool`` (cpu quota,  worker drops the slot;
-                          memory limit), pre-started workers             pool rmdir on close
+CpuHog, MemoryHog         pool cgroup ``tfchaos_<exp>_pool`` (cpu quota,  SIGSTOP the slot / unmap;
+                          memory limit), pre-started hog processes       pool rmdir on close
 PacketLoss, Partition,    nft table ``inet tfchaos_<exp>_<id>`` in the   ``delete table``
 ConnectionReset           target namespace
 Bandwidth                 tbf root qdisc, handle derived from the id     ``tc qdisc del root``
@@ -22,9 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import mmap
 import os
+import signal
+import struct
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,9 +92,10 @@ class _NoRevert:
 
 
 @dataclass
-class _Worker:
+class _Holder:
+    """A memory holder process, driven over its stdin/stdout."""
+
     proc: subprocess.Popen[bytes]
-    cpu: int = 0
 
     def call(self, line: str) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -98,19 +103,44 @@ class _Worker:
             os.write(self.proc.stdin.fileno(), line.encode())
             reply = self.proc.stdout.readline()
         except OSError as exc:
-            raise InjectionFailed(f"hog worker {self.proc.pid}: {exc.strerror}") from None
+            raise InjectionFailed(f"memory holder {self.proc.pid}: {exc.strerror}") from None
         if not reply:
-            raise InjectionFailed(f"hog worker {self.proc.pid} died (OOM or killed)")
+            raise InjectionFailed(f"memory holder {self.proc.pid} died (OOM or killed)")
         if reply != b"k\n":
-            raise InjectionFailed(f"hog worker {self.proc.pid}: {reply.decode().strip()[2:]}")
+            raise InjectionFailed(f"memory holder {self.proc.pid}: {reply.decode().strip()[2:]}")
+
+
+@dataclass
+class _Spinner:
+    """A CPU slot: a stopped process that burns CPU while continued."""
+
+    proc: subprocess.Popen[bytes]
+    slot: int
+    users: int = 0
+
+
+def _wait_stopped(pid: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                return
+        time.sleep(0.002)
+    raise InjectionFailed(f"cpu slot {pid} did not park itself")
 
 
 class HogPool:
-    """Pre-started workers inside one cgroup with a CPU quota and a memory limit.
+    """Pre-started hog processes in cgroups: CPU slots under a quota, memory holders under a limit.
 
-    A CPU or memory hog is an *activation*: one command to a running worker, so
-    injecting costs a pipe round trip, not a process spawn. The quota bounds
-    every hog together: hogs never starve the machine.
+    CPU slots live in the cpu/cpuacct/pids hierarchies of cgroup
+    ``tfchaos_<exp>_pool``, whose CFS quota bounds every CPU hog together;
+    memory holders live in the memory/pids hierarchies of the same name, whose
+    limit bounds every memory hog. Hogs never starve the machine.
+
+    Activating a CPU hog is SIGCONT to a parked slot (deactivating, SIGSTOP);
+    a memory hog is one command to a holder, acknowledged once every page is
+    touched. No process is spawned per fault.
     """
 
     def __init__(self, name: str, workers: int, cpu_quota_pct: float, memory_bytes: int) -> None:
@@ -119,15 +149,34 @@ class HogPool:
         self.memory_bytes = memory_bytes
         self.memory_used = 0
         self.paths = [cgroup_dir(c, name) for c in POOL_CONTROLLERS]
-        self.workers: list[_Worker] = []
+        self.spinners: list[_Spinner] = []
+        self.holders: list[_Holder] = []
         self._size = workers
-        self._mem_owner: dict[str, tuple[_Worker, int]] = {}
-        self._cpu_owner: dict[str, list[_Worker]] = {}
+        self._deadlines: mmap.mmap | None = None
+        self._deadline_file: Path | None = None
+        self._mem_owner: dict[str, tuple[_Holder, int]] = {}
+        self._cpu_owner: dict[str, tuple[list[_Spinner], float]] = {}
 
     def undo_steps(self) -> list[dict[str, Any]]:
         return [{"op": "cgroup_remove", "path": str(p), "kill": True} for p in self.paths]
 
-    def start(self) -> None:
+    def _spawn(self, argv: list[str], controllers: tuple[str, ...], **kw: Any) -> Any:
+        procs = [str(cgroup_dir(c, self.name) / "cgroup.procs") for c in controllers]
+
+        def enter_cgroups() -> None:  # runs in the child before exec: never outside the pool
+            for path in procs:
+                with open(path, "w") as fh:
+                    fh.write("0")
+
+        return subprocess.Popen(
+            [sys.executable, "-S", "-m", "tenfold.chaos_engine._hogworker", *argv],
+            # Only file writes run between fork and exec: safe with our helper threads.
+            preexec_fn=enter_cgroups,  # noqa: PLW1509
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            **kw,
+        )
+
+    def start(self, run_dir: Path) -> None:
         period = 100_000
         cgroup_make(
             "cpu",
@@ -139,81 +188,104 @@ class HogPool:
         )
         cgroup_make("cpuacct", self.name)
         cgroup_make("memory", self.name, {"memory.limit_in_bytes": str(self.memory_bytes)})
-        cgroup_make("pids", self.name, {"pids.max": str(self._size + 8)})
-        procs = [str(p / "cgroup.procs") for p in self.paths]
-
-        def enter_cgroups() -> None:  # runs in the child before exec: never outside the quota
-            for path in procs:
-                with open(path, "w") as fh:
-                    fh.write("0")
-
-        for _ in range(self._size):
-            proc = subprocess.Popen(
-                [sys.executable, "-S", "-m", "tenfold.chaos_engine._hogworker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                # Only file writes run between fork and exec: safe with our helper threads.
-                preexec_fn=enter_cgroups,  # noqa: PLW1509
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        cgroup_make("pids", self.name, {"pids.max": str(2 * self._size + 8)})
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._deadline_file = run_dir / f"{self.name}.deadlines"
+        self._deadline_file.write_bytes(b"\0" * 8 * self._size)
+        fd = os.open(self._deadline_file, os.O_RDWR)
+        try:
+            self._deadlines = mmap.mmap(fd, 8 * self._size)
+        finally:
+            os.close(fd)
+        for slot in range(self._size):
+            proc = self._spawn(
+                ["spin", str(slot), str(self._deadline_file)], ("cpu", "cpuacct", "pids")
             )
-            self.workers.append(_Worker(proc))
+            self.spinners.append(_Spinner(proc, slot))
+            holder = self._spawn(
+                ["mem"], ("memory", "pids"), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            self.holders.append(_Holder(holder))
+        for spinner in self.spinners:
+            _wait_stopped(spinner.proc.pid)
+
+    def _set_deadline(self, spinner: _Spinner, deadline: float) -> None:
+        assert self._deadlines is not None
+        struct.pack_into("d", self._deadlines, spinner.slot * 8, deadline)
 
     def cpu_on(self, key: str, cores: int, ttl_s: float) -> None:
-        if cores > len(self.workers):
-            raise FaultRefused(f"cpu_hog: {cores} cores asked, the pool has {len(self.workers)}")
-        chosen = sorted(self.workers, key=lambda w: w.cpu)[:cores]
-        for worker in chosen:
-            worker.call(f"C {key} {ttl_s}\n")
-            worker.cpu += 1
-        self._cpu_owner[key] = chosen
+        if cores > len(self.spinners):
+            raise FaultRefused(f"cpu_hog: {cores} cores asked, the pool has {len(self.spinners)}")
+        chosen = sorted(self.spinners, key=lambda s: s.users)[:cores]
+        deadline = time.time() + ttl_s
+        for spinner in chosen:
+            assert self._deadlines is not None
+            (current,) = struct.unpack_from("d", self._deadlines, spinner.slot * 8)
+            self._set_deadline(spinner, max(deadline, current) if spinner.users else deadline)
+            spinner.users += 1
+            try:
+                os.kill(spinner.proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                raise InjectionFailed(f"cpu slot {spinner.proc.pid} is gone") from None
+        self._cpu_owner[key] = (chosen, deadline)
 
     def cpu_off(self, key: str) -> None:
-        for worker in self._cpu_owner.pop(key, []):
-            if worker.proc.poll() is None:
-                worker.call(f"c {key}\n")
-            worker.cpu -= 1
+        chosen, _ = self._cpu_owner.pop(key, ([], 0.0))
+        for spinner in chosen:
+            spinner.users -= 1
+            if spinner.users == 0:
+                self._set_deadline(spinner, 0.0)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(spinner.proc.pid, signal.SIGSTOP)
 
     def mem_on(self, key: str, size: int, ttl_s: float) -> None:
-        headroom = self.memory_bytes - 64 * len(self.workers) * (1 << 20)
+        headroom = self.memory_bytes - 64 * len(self.holders) * (1 << 20)
         if self.memory_used + size > headroom:
             raise FaultRefused(
                 f"memory_hog: {size} bytes would exceed the pool's memory limit "
                 f"({self.memory_used} of {headroom} bytes in use)"
             )
-        worker = self.workers[len(self._mem_owner) % len(self.workers)]
-        worker.call(f"M {key} {size} {ttl_s}\n")
+        holder = min(
+            self.holders, key=lambda h: sum(s for o, s in self._mem_owner.values() if o is h)
+        )
+        holder.call(f"M {key} {size} {ttl_s}\n")
         self.memory_used += size
-        self._mem_owner[key] = (worker, size)
+        self._mem_owner[key] = (holder, size)
 
     def mem_off(self, key: str) -> None:
         entry = self._mem_owner.pop(key, None)
         if entry is not None:
-            worker, size = entry
+            holder, size = entry
             self.memory_used -= size
-            if worker.proc.poll() is None:
-                worker.call(f"m {key}\n")
+            if holder.proc.poll() is None:
+                holder.call(f"m {key}\n")
 
     def stats(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
         with contextlib.suppress(OSError, ValueError):
-            usage = (CGROUP_ROOT / "cpuacct" / "tenfold" / self.name / "cpuacct.usage").read_text()
+            usage = (cgroup_dir("cpuacct", self.name) / "cpuacct.usage").read_text()
             out.append(("pool_cpu_usage_ns", float(usage)))
-            mem = (
-                CGROUP_ROOT / "memory" / "tenfold" / self.name / "memory.usage_in_bytes"
-            ).read_text()
+            mem = (cgroup_dir("memory", self.name) / "memory.usage_in_bytes").read_text()
             out.append(("pool_memory_bytes", float(mem)))
         return out
 
     def stop(self) -> None:
-        for worker in self.workers:
+        procs = [s.proc for s in self.spinners] + [h.proc for h in self.holders]
+        for proc in procs:
             with contextlib.suppress(OSError):
-                if worker.proc.stdin is not None:
-                    worker.proc.stdin.close()
-            worker.proc.kill()
-            worker.proc.wait()
-            if worker.proc.stdout is not None:
-                worker.proc.stdout.close()
-        self.workers.clear()
+                if proc.stdin is not None:
+                    proc.stdin.close()
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        self.spinners.clear()
+        self.holders.clear()
+        if self._deadlines is not None:
+            self._deadlines.close()
+            self._deadlines = None
+        if self._deadline_file is not None:
+            self._deadline_file.unlink(missing_ok=True)
         run_steps(self.undo_steps())
 
 
@@ -286,7 +358,7 @@ class OsPlane:
             )
             self.engine.journal.append({"op": "resource", "id": "pool", "undo": pool.undo_steps()})
             try:
-                pool.start()
+                pool.start(self.engine.journal.path.parent)
             except BaseException:
                 pool.stop()
                 raise
@@ -503,8 +575,6 @@ async def _apply_pause(plane: OsPlane, fault: ProcessPause, name: str) -> _Steps
         for _ in range(1000):
             if (path / "freezer.state").read_text().strip() == "FROZEN":
                 return
-            import time
-
             time.sleep(0.001)
         raise InjectionFailed(f"process_pause: {fault.pid} did not freeze")
 
