@@ -1,0 +1,164 @@
+"""The command line: outputs, exit codes, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ESCROW = """contract Escrow {
+  party buyer;
+  state held: Money[USD] = 0;
+  invariant held >= 0;
+  fn open() { check buyer == 0, "open"; buyer = caller; }
+  fn deposit(amount: Money[USD]) -> Money[USD]
+    requires amount > 0 && amount <= 1000000
+    requires held <= 1000000000
+    ensures held == old(held) + amount
+  { held = held + amount; return held; }
+  fn half(x: dec) -> dec { return x / 2.0; }
+  fn ok(x: bool) -> bool { return !x; }
+}
+"""
+
+
+def _subprocess(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("TENFOLD_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "tenfold.core", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in this process (imports are paid once); same exit codes and streams."""
+    import contextlib
+    import io
+
+    from tenfold.core.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    old = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(old)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def escrow(tmp_path: Path) -> Path:
+    path = tmp_path / "escrow.ct"
+    path.write_text(ESCROW)
+    return path
+
+
+def test_compile_writes_an_object_file_and_reports_timings(tmp_path: Path, escrow: Path) -> None:
+    out = _run(
+        tmp_path, "compile", str(escrow), "--emit", "obj", "-o", "e.o", "--timings", "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert (tmp_path / "e.o").read_bytes()[:4] == b"\x7fELF"
+    assert set(doc["timings_ms"]) == {
+        "lexing",
+        "parsing",
+        "type_checking",
+        "constraint_solving",
+        "code_generation",
+        "optimization",
+    }
+    assert doc["verdicts"]["failed"] == 0 and doc["verdicts"]["proved"] > 0
+    assert {f["name"]: f["step_bound"] for f in doc["functions"]}["deposit"] > 0
+
+
+def test_emit_llvm_and_ast(tmp_path: Path, escrow: Path) -> None:
+    ir = _run(tmp_path, "compile", str(escrow), "--emit", "llvm", "-O", "2")
+    assert ir.returncode == 0, ir.stderr
+    assert re.search(r'define .*@"?Escrow\.deposit"?\(', ir.stdout)
+    ast = _run(tmp_path, "compile", str(escrow), "--emit", "ast", "--json")
+    assert json.loads(ast.stdout)["name"] == "Escrow"
+
+
+def test_verify_only_and_the_cache_across_processes(tmp_path: Path, escrow: Path) -> None:
+    first = _run(tmp_path, "compile", str(escrow), "--verify-only", "--json")
+    second = _run(tmp_path, "compile", str(escrow), "--verify-only", "--json")
+    assert first.returncode == second.returncode == 0
+    assert json.loads(first.stdout)["cache"] == "miss"
+    assert json.loads(second.stdout)["cache"] == "hit"
+
+
+def test_contract_run(tmp_path: Path, escrow: Path) -> None:
+    out = _run(tmp_path, "contract", "run", str(escrow), "half", "3.5", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["result"] == "1.75"
+    out = _run(tmp_path, "contract", "run", str(escrow), "ok", "false", "--interpret")
+    assert out.stdout.strip() == "True"
+    out = _run(tmp_path, "contract", "run", str(escrow), "deposit", "0")
+    assert out.returncode == 1
+    assert "requires check" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "expected"),
+    [
+        ("contract C { fn f() { let x = 1 +; } }", 2, "bad.ct:1:34: error: expected an expression"),
+        ("contract C { fn f() -> u8 { return 300; } }", 2, "literal 300 does not fit in u8"),
+        (
+            "contract C { fn f(x: u8) -> u8 ensures result > x { return x; } }",
+            1,
+            "ensures may fail",
+        ),
+        ("contract C { fn f() { while true { } } }", 2, "'while' loops are not allowed"),
+    ],
+)
+def test_bad_input_is_one_error_without_traceback(
+    tmp_path: Path, source: str, code: int, expected: str
+) -> None:
+    (tmp_path / "bad.ct").write_text(source)
+    out = _run(tmp_path, "compile", "bad.ct")
+    assert out.returncode == code
+    assert out.stderr.startswith("tenfold: error: ")
+    assert expected in out.stderr
+
+
+def test_a_real_process_prints_one_error_and_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bad.ct").write_text(
+        "contract C {\n  fn f() { let x = 1 +; }\n  fn g() -> u8 { return @; }\n"
+    )
+    out = _subprocess(tmp_path, "compile", "bad.ct")
+    code, expected = 2, "bad.ct:2:23: error: expected an expression, found ';'"
+    assert "bad.ct:3:25: error: stray character '@'" in out.stderr
+    assert out.returncode == code
+    assert out.stderr.startswith("tenfold: error: ")
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_file_and_bad_arguments(tmp_path: Path, escrow: Path) -> None:
+    out = _run(tmp_path, "compile", "nope.ct")
+    assert out.returncode == 2 and "cannot read nope.ct" in out.stderr
+    out = _run(tmp_path, "contract", "run", str(escrow), "deposit", "lots")
+    assert out.returncode == 2 and "expected an integer" in out.stderr
+    out = _run(tmp_path, "contract", "run", str(escrow), "depost", "1")
+    assert out.returncode == 2 and "no function 'depost'" in out.stderr
+    (tmp_path / "bin.ct").write_bytes(b"contract \xff")
+    out = _run(tmp_path, "compile", "bin.ct")
+    assert out.returncode == 2 and "not valid UTF-8" in out.stderr
