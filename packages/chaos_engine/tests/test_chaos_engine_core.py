@@ -264,17 +264,35 @@ def test_duplicate_fault_id_and_closed_engine(points: FaultPoints, journal_dir: 
     run(main())
 
 
-def test_governor_refuses_memory_hog(journal_dir: Path) -> None:
-    class Governor:
-        def check_memory(self, nbytes: int) -> None:
-            raise MemoryError(f"{nbytes} bytes over the limit")
+def test_governor_budgets_memory_hogs(journal_dir: Path) -> None:
+    from tenfold.core.governor import Governor, GovernorConfig
+
+    governor = Governor(
+        GovernorConfig.model_validate({"memory_limit_bytes": 1 << 30}), start_sampler=False
+    )
 
     async def main() -> None:
-        async with await ChaosEngine.create(perf(), Governor(), journal_dir=journal_dir) as engine:
+        async with await ChaosEngine.create(perf(), governor, journal_dir=journal_dir) as engine:
             with pytest.raises(FaultRefused, match="governor refused memory_hog"):
                 await engine.inject_fault(MemoryHog(size_bytes=1 << 40))
+            snap = engine.collect_metrics(sample_kernel=False)
+            assert snap.counters['faults_refused_total{reason="governor"}'] == 1
 
-    run(main())
+    asyncio.run(main())
+
+
+def test_per_target_rate_refuses_a_burst(points: FaultPoints, journal_dir: Path) -> None:
+    async def main() -> None:
+        async with await ChaosEngine.create(
+            perf(), points=points, journal_dir=journal_dir, per_target_rate_per_s=5
+        ) as engine:
+            for _ in range(5):
+                await (await engine.inject_fault(PointFault(point="hot"))).revert()
+            with pytest.raises(FaultRefused, match="point=hot: more than 5 faults a second"):
+                await engine.inject_fault(PointFault(point="hot"))
+            await engine.inject_fault(PointFault(point="cold"))  # other targets are unaffected
+
+    asyncio.run(main())
 
 
 def test_os_plane_refuses_without_root_or_bad_experiment(journal_dir: Path) -> None:

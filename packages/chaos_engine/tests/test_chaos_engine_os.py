@@ -160,7 +160,8 @@ def test_hogs_pause_kill_and_throttle(tmp_path: Path) -> None:
             mem = await engine.inject_fault(MemoryHog(size_bytes=64 << 20))
             used = int(
                 (
-                    cgroup_dir("memory", engine.object_name("pool")) / "memory.usage_in_bytes"
+                    cgroup_dir("memory", engine.object_name("pool") + "mem")
+                    / "memory.usage_in_bytes"
                 ).read_text()
             )
             assert used >= 64 << 20

@@ -28,6 +28,7 @@ from typing import Any, Protocol, cast
 
 from tenfold.chaos_engine._config import ChaosConfig, PerformanceConfig, load_config
 from tenfold.chaos_engine._faults import (
+    CpuHog,
     Fault,
     MemoryHog,
     PluginFault,
@@ -111,6 +112,7 @@ class FaultHandle:
     deadline: float
     _engine: ChaosEngine = field(repr=False)
     _applied: Applied = field(repr=False)
+    _release: Callable[[], None] | None = field(default=None, repr=False)
     _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
     reverted: bool = False
 
@@ -120,6 +122,35 @@ class FaultHandle:
 
     async def revert(self) -> None:
         await self._engine._revert(self)
+
+
+def target_key(fault: Fault) -> str:
+    """What a fault hits, for the per-target rate: its pid, namespace, proxy, point or pool."""
+    for attr in ("pid", "netns", "proxy", "point", "mount", "plugin"):
+        value = getattr(fault, attr, None)
+        if value is not None:
+            return f"{attr}={value}"
+    return "pool"
+
+
+class _TargetRate:
+    """A token bucket per target: ``rate`` faults a second, a burst of one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        if not rate > 0:
+            raise InvalidFault(f"per_target_rate_per_s must be > 0, got {rate!r}")
+        self.rate = rate
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, engine: ChaosEngine) -> None:
+        now = time.monotonic()
+        tokens, stamp = self.buckets.get(key, (self.rate, now))
+        tokens = min(self.rate, tokens + (now - stamp) * self.rate)
+        if tokens < 1:
+            raise engine._refuse(
+                "rate", f"{key}: more than {self.rate:g} faults a second on one target"
+            )
+        self.buckets[key] = (tokens - 1, now)
 
 
 class ChaosEngine:
@@ -138,6 +169,7 @@ class ChaosEngine:
         journal_path: Path,
         points: FaultPoints,
         watchdog: bool,
+        per_target_rate_per_s: float,
     ) -> None:
         self.perf = perf
         self.governor = governor
@@ -156,6 +188,7 @@ class ChaosEngine:
         self._reserved = 0
         self._ids = itertools.count(1)
         self._closed = False
+        self._limiter = _TargetRate(per_target_rate_per_s)
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -168,13 +201,17 @@ class ChaosEngine:
         journal_dir: Path | None = None,
         points: FaultPoints | None = None,
         watchdog: bool = True,
+        per_target_rate_per_s: float = 10_000.0,
     ) -> ChaosEngine:
         """Open the journal (exclusively) and return a ready engine.
 
         ``config`` defaults to ``[chaos_engine]`` of the configuration in force;
         ``governor`` is a ``tenfold.core.governor.Governor`` (its
-        ``check_memory`` vets memory hogs); ``watchdog`` starts the dead-man
-        process the first time an OS fault is injected.
+        ``reserve_memory`` budgets memory hogs, ``throttle_cpu`` gates CPU hogs;
+        ``None`` skips those checks); ``per_target_rate_per_s`` bounds how fast
+        faults hit one target (a pid, namespace, proxy, fault point), with a
+        burst of one second's worth; ``watchdog`` starts the dead-man process
+        the first time an OS fault is injected.
         """
         if not isinstance(experiment, str) or not _EXPERIMENT.match(experiment):
             raise InvalidFault(
@@ -191,6 +228,7 @@ class ChaosEngine:
             journal_path=directory / f"{experiment}.journal",
             points=points if points is not None else chaos,
             watchdog=watchdog,
+            per_target_rate_per_s=per_target_rate_per_s,
         )
         engine.journal.open()
         engine.journal.append({"op": "open", "pid": os.getpid(), "experiment": experiment})
@@ -243,19 +281,40 @@ class ChaosEngine:
                 f"(max_concurrent_faults = {self.perf.max_concurrent_faults})"
             )
 
-    def _check_governor(self, fault: Fault) -> None:
-        if self.governor is None:
-            return
+    def _refuse(self, reason: str, message: str) -> FaultRefused:
+        self.monitor.count(f'faults_refused_total{{reason="{reason}"}}')
+        return FaultRefused(message)
+
+    def _govern(self, fault: Fault) -> Callable[[], None] | None:
+        """Pass ``fault`` through the governor and the per-target rate; return its release.
+
+        Memory hogs reserve their bytes from the governor's memory budget (given
+        back on revert); CPU hogs are refused while this process is over its
+        CPU quota; every fault spends a token of its target's rate bucket.
+        """
+        self._limiter.take(target_key(fault), self)
+        gov = self.governor
+        if gov is None:
+            return None
+        if isinstance(fault, CpuHog):
+            throttle = getattr(gov, "throttle_cpu", None)
+            if callable(throttle) and throttle():
+                raise self._refuse("governor", "governor: the engine is over its CPU quota")
         if isinstance(fault, MemoryHog):
-            check = getattr(self.governor, "check_memory", None)
-            if callable(check):
+            reserve = getattr(gov, "reserve_memory", None)
+            if callable(reserve):
                 try:
-                    check(fault.size_bytes)
-                except ChaosEngineError:
-                    raise
+                    reserve(fault.size_bytes)
                 except Exception as exc:
-                    self.monitor.count('faults_refused_total{reason="governor"}')
-                    raise FaultRefused(f"governor refused {fault.kind}: {exc}") from None
+                    raise self._refuse("governor", f"governor refused memory_hog: {exc}") from None
+                release = gov.release_memory  # type: ignore[attr-defined]
+                return lambda: release(fault.size_bytes)
+            check = getattr(gov, "check_memory", None)
+            if callable(check) and check(fault.size_bytes) is False:
+                raise self._refuse(
+                    "governor", f"governor refused memory_hog of {fault.size_bytes} bytes"
+                )
+        return None
 
     def _actuator_for(self, fault: Fault) -> Actuator:
         actuator = self._actuators.get(fault.kind)
@@ -292,8 +351,9 @@ class ChaosEngine:
             raise InvalidFault(f"duplicate fault id {fault_id!r}: a fault with that id is active")
         self._pending += 1
         self._reserved += 1
+        release: Callable[[], None] | None = None
         try:
-            self._check_governor(fault)
+            release = self._govern(fault)
             actuator = self._actuator_for(fault)
             name = self.object_name(fault_id)
             now = time.time()
@@ -315,6 +375,8 @@ class ChaosEngine:
             try:
                 applied = await actuator.apply(fault, name)
             except BaseException as exc:
+                if release is not None:
+                    release()
                 if journaled:
                     await self._run_undo(undo)
                     self.journal.append({"op": "reverted", "id": fault_id, "why": "failed"})
@@ -322,7 +384,7 @@ class ChaosEngine:
                 if isinstance(exc, ChaosEngineError | asyncio.CancelledError | KeyboardInterrupt):
                     raise
                 raise InjectionFailed(f"{fault.kind} {fault_id}: {exc}") from None
-            handle = FaultHandle(fault_id, fault, now, deadline, self, applied)
+            handle = FaultHandle(fault_id, fault, now, deadline, self, applied, release)
             self._handles[fault_id] = handle
             handle._timer = asyncio.get_running_loop().call_at(
                 asyncio.get_running_loop().time() + fault.duration_s, self._expire, handle
@@ -354,6 +416,8 @@ class ChaosEngine:
         try:
             await handle._applied.revert()
         finally:
+            if handle._release is not None:
+                handle._release()
             self._handles.pop(handle.fault_id, None)
             if handle.fault.plane == "os" and self.journal.is_open:
                 self.journal.append(

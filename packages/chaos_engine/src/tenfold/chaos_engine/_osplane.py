@@ -66,8 +66,6 @@ from tenfold.chaos_engine.errors import (
 if TYPE_CHECKING:
     from tenfold.chaos_engine._engine import ChaosEngine
 
-POOL_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
-
 
 @dataclass
 class _StepsApplied:
@@ -144,11 +142,23 @@ class HogPool:
     """
 
     def __init__(self, name: str, workers: int, cpu_quota_pct: float, memory_bytes: int) -> None:
+        from tenfold.core.governor import Cgroup
+
         self.name = name
-        self.cpu_quota_pct = cpu_quota_pct
         self.memory_bytes = memory_bytes
         self.memory_used = 0
-        self.paths = [cgroup_dir(c, name) for c in POOL_CONTROLLERS]
+        self.cpu_group = Cgroup(
+            name,
+            cpu_quota_pct=cpu_quota_pct,
+            pids_max=workers + 4,
+            controllers=("cpu", "cpuacct", "pids"),
+        )
+        self.mem_group = Cgroup(
+            f"{name}mem",
+            memory_bytes=memory_bytes,
+            pids_max=workers + 4,
+            controllers=("memory", "pids"),
+        )
         self.spinners: list[_Spinner] = []
         self.holders: list[_Holder] = []
         self._size = workers
@@ -158,54 +168,38 @@ class HogPool:
         self._cpu_owner: dict[str, tuple[list[_Spinner], float]] = {}
 
     def undo_steps(self) -> list[dict[str, Any]]:
-        return [{"op": "cgroup_remove", "path": str(p), "kill": True} for p in self.paths]
+        paths = [self.cpu_group.path(c) for c in ("cpu", "cpuacct", "pids")]
+        paths += [self.mem_group.path(c) for c in ("memory", "pids")]
+        return [{"op": "cgroup_remove", "path": str(p), "kill": True} for p in paths]
 
-    def _spawn(self, argv: list[str], controllers: tuple[str, ...], **kw: Any) -> Any:
-        procs = [str(cgroup_dir(c, self.name) / "cgroup.procs") for c in controllers]
-
-        def enter_cgroups() -> None:  # runs in the child before exec: never outside the pool
-            for path in procs:
-                with open(path, "w") as fh:
-                    fh.write("0")
-
-        return subprocess.Popen(
-            [sys.executable, "-S", "-m", "tenfold.chaos_engine._hogworker", *argv],
-            # Only file writes run between fork and exec: safe with our helper threads.
-            preexec_fn=enter_cgroups,  # noqa: PLW1509
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-            **kw,
-        )
+    @staticmethod
+    def _argv(*args: str) -> list[str]:
+        return [sys.executable, "-S", "-m", "tenfold.chaos_engine._hogworker", *args]
 
     def start(self, run_dir: Path) -> None:
-        period = 100_000
-        cgroup_make(
-            "cpu",
-            self.name,
-            {
-                "cpu.cfs_period_us": str(period),
-                "cpu.cfs_quota_us": str(int(period * self.cpu_quota_pct / 100)),
-            },
-        )
-        cgroup_make("cpuacct", self.name)
-        cgroup_make("memory", self.name, {"memory.limit_in_bytes": str(self.memory_bytes)})
-        cgroup_make("pids", self.name, {"pids.max": str(2 * self._size + 8)})
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._deadline_file = run_dir / f"{self.name}.deadlines"
-        self._deadline_file.write_bytes(b"\0" * 8 * self._size)
-        fd = os.open(self._deadline_file, os.O_RDWR)
+        from tenfold.core.errors import CgroupError
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         try:
-            self._deadlines = mmap.mmap(fd, 8 * self._size)
-        finally:
-            os.close(fd)
-        for slot in range(self._size):
-            proc = self._spawn(
-                ["spin", str(slot), str(self._deadline_file)], ("cpu", "cpuacct", "pids")
-            )
-            self.spinners.append(_Spinner(proc, slot))
-            holder = self._spawn(
-                ["mem"], ("memory", "pids"), stdin=subprocess.PIPE, stdout=subprocess.PIPE
-            )
-            self.holders.append(_Holder(holder))
+            self.cpu_group.create()
+            self.mem_group.create()
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._deadline_file = run_dir / f"{self.name}.deadlines"
+            self._deadline_file.write_bytes(b"\0" * 8 * self._size)
+            fd = os.open(self._deadline_file, os.O_RDWR)
+            try:
+                self._deadlines = mmap.mmap(fd, 8 * self._size)
+            finally:
+                os.close(fd)
+            for slot in range(self._size):
+                argv = self._argv("spin", str(slot), str(self._deadline_file))
+                self.spinners.append(_Spinner(self.cpu_group.spawn(argv, env=env), slot))
+                holder = self.mem_group.spawn(
+                    self._argv("mem"), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                )
+                self.holders.append(_Holder(holder))
+        except CgroupError as exc:
+            raise InjectionFailed(f"hog pool: {exc}") from None
         for spinner in self.spinners:
             _wait_stopped(spinner.proc.pid)
 
@@ -261,13 +255,10 @@ class HogPool:
                 holder.call(f"m {key}\n")
 
     def stats(self) -> list[tuple[str, float]]:
-        out: list[tuple[str, float]] = []
-        with contextlib.suppress(OSError, ValueError):
-            usage = (cgroup_dir("cpuacct", self.name) / "cpuacct.usage").read_text()
-            out.append(("pool_cpu_usage_ns", float(usage)))
-            mem = (cgroup_dir("memory", self.name) / "memory.usage_in_bytes").read_text()
-            out.append(("pool_memory_bytes", float(mem)))
-        return out
+        return [
+            ("pool_cpu_usage_ns", float(self.cpu_group.stats()["cpu_usage_ns"])),
+            ("pool_memory_bytes", float(self.mem_group.stats()["memory_bytes"])),
+        ]
 
     def stop(self) -> None:
         procs = [s.proc for s in self.spinners] + [h.proc for h in self.holders]
@@ -286,7 +277,12 @@ class HogPool:
             self._deadlines = None
         if self._deadline_file is not None:
             self._deadline_file.unlink(missing_ok=True)
-        run_steps(self.undo_steps())
+        from tenfold.core.errors import CgroupError
+
+        for group in (self.cpu_group, self.mem_group):
+            with contextlib.suppress(CgroupError):
+                group.remove()
+        run_steps(self.undo_steps())  # idempotent: whatever remove() could not take
 
 
 @dataclass

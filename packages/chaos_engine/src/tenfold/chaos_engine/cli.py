@@ -62,12 +62,18 @@ def run(experiment: Path, journal_dir: Path, seed: int | None, as_json: bool) ->
 
     exp = load_experiment(experiment)
 
+    from tenfold.core.governor import Governor
+
     async def main() -> dict[str, object]:
-        engine = await ChaosEngine.create(
-            experiment=_experiment_name(experiment), journal_dir=journal_dir
-        )
-        async with engine:
-            report = await run_experiment(exp, engine, seed=seed)
+        governor = Governor.from_config()
+        try:
+            engine = await ChaosEngine.create(
+                None, governor, experiment=_experiment_name(experiment), journal_dir=journal_dir
+            )
+            async with engine:
+                report = await run_experiment(exp, engine, seed=seed)
+        finally:
+            governor.close()
         return report.as_dict()
 
     result = asyncio.run(main())
