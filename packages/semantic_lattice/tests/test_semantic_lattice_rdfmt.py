@@ -15,8 +15,6 @@ BASE = "https://w3c.github.io/rdf-tests/rdf/rdf11/rdf-mt/"
 
 # Each test the rdfs-full pack does not pass, with the reason (also in docs/semantic_lattice.md).
 _CLASH = "needs D-entailment datatype checks (ill-typed literal or datatype clash -> false)"
-_CMP = "rdf:_n container membership axioms are infinite; the pack adds none"
-_LIT = "literal typing (rdfs1/rdf:type rdfs:Literal for literals) is not in the pack"
 KNOWN_FAILURES = {
     "datatypes-intensional-xsd-integer-string-incompatible": _CLASH,
     "datatypes-non-well-formed-literal-2": _CLASH,
@@ -26,11 +24,6 @@ KNOWN_FAILURES = {
     "rdfs-entailment-test002": _CLASH,
     "xmlsch-02-whitespace-facet-2": _CLASH,
     "xmlsch-02-whitespace-facet-4": _CLASH,
-    "pfps-10-non-well-formed-literal-1": _LIT,
-    "xmlsch-02-whitespace-facet-3": _LIT,
-    "rdfms-seq-representation-test002": _CMP,
-    "rdfms-seq-representation-test003": _CMP,
-    "rdfms-seq-representation-test004": _CMP,
 }
 
 

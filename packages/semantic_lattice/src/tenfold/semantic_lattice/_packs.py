@@ -17,6 +17,8 @@ from tenfold.semantic_lattice.errors import SchemaError
 
 _DECL = """
 .decl triple(s, p, o)
+.decl literal_of(l, d)
+.decl membership_property(p)
 .decl inconsistent(rule, s1, p1, o1, s2, p2, o2)
 """
 
@@ -76,6 +78,16 @@ triple(rdf:XMLLiteral, rdf:type, rdfs:Datatype).
 triple(rdf:langString, rdf:type, rdfs:Datatype).
 triple(rdf:HTML, rdf:type, rdfs:Datatype).
 triple(rdfs:Datatype, rdfs:subClassOf, rdfs:Class).
+% Literal typing over generalised triples (literal subjects stay inside the closure),
+% and the container membership properties that occur, plus rdf:_1 .. rdf:_3 as a finite
+% prefix of the infinite rdf:_n axioms.
+triple(L, rdf:type, rdfs:Literal) :- literal_of(L, _).
+triple(L, rdf:type, xsd:string) :- literal_of(L, xsd:string).
+triple(L, rdf:type, rdf:langString) :- literal_of(L, rdf:langString).
+membership_property(rdf:_1). membership_property(rdf:_2). membership_property(rdf:_3).
+triple(P, rdf:type, rdfs:ContainerMembershipProperty) :- membership_property(P).
+triple(P, rdfs:domain, rdfs:Resource) :- membership_property(P).
+triple(P, rdfs:range, rdfs:Resource) :- membership_property(P).
 """
 )
 

@@ -19,7 +19,7 @@ import numpy as np
 from tenfold.semantic_lattice._datalog import parse_program
 from tenfold.semantic_lattice._engine import Budget, Engine, ReasonStats
 from tenfold.semantic_lattice._packs import rule_pack
-from tenfold.semantic_lattice._rdf import Triple, parse_ntriples, parse_turtle
+from tenfold.semantic_lattice._rdf import RDF, XSD, Triple, parse_ntriples, parse_turtle
 from tenfold.semantic_lattice.errors import (
     InconsistencyError,
     QueryError,
@@ -69,6 +69,8 @@ class LatticeStore:
     def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
         self.engine = Engine(path, threads=threads)
         self.engine.declare(TRIPLE, 3)
+        self.engine.declare("literal_of", 2)
+        self.engine.declare("membership_property", 1)
         self._plans: dict[str, _Plan] = {}
         self.cache_hits = 0
         self.cache_misses = 0
@@ -103,10 +105,42 @@ class LatticeStore:
         con.execute("CREATE OR REPLACE TEMP TABLE stage_triples AS SELECT * FROM arrays")
         try:
             added = self.engine.load_triples_sql(TRIPLE, "stage_triples")
+            self._add_term_facts("stage_triples")
         finally:
             con.execute("DROP TABLE IF EXISTS stage_triples")
+            con.execute("DROP TABLE IF EXISTS stage_terms")
         self._plans.clear()
         return added
+
+    def _add_term_facts(self, stage: str) -> None:
+        """Facts about the terms themselves, for rules that need them (``rdfs-full``).
+
+        ``literal_of(L, D)``: literal L has datatype D (``rdf:langString`` for
+        language-tagged, ``xsd:string`` for simple literals);
+        ``membership_property(P)``: P is one of ``rdf:_1``, ``rdf:_2``, ...
+        """
+        con = self.engine.con
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE stage_terms AS
+                SELECT DISTINCT o AS l, CASE
+                    WHEN regexp_matches(o, '\\^\\^<[^>]*>$')
+                        THEN regexp_extract(o, '\\^\\^(<[^>]*>)$', 1)
+                    WHEN regexp_matches(o, '"@[A-Za-z0-9-]+$') THEN '<{RDF}langString>'
+                    ELSE '<{XSD}string>' END AS d
+                FROM {stage} WHERE starts_with(o, '"')"""
+        )
+        self.engine.dictionary.bulk_encode_table("stage_terms", ["d"])
+        self.engine._add_encoded(
+            self.engine.relation("literal_of"),
+            """SELECT dl.id AS c0, dd.id AS c1 FROM stage_terms st
+               JOIN dict dl ON dl.term = st.l JOIN dict dd ON dd.term = st.d""",
+        )
+        self.engine._add_encoded(
+            self.engine.relation("membership_property"),
+            f"""SELECT DISTINCT d.id AS c0 FROM (SELECT s AS x FROM {stage} UNION
+                SELECT p FROM {stage} UNION SELECT o FROM {stage}) t JOIN dict d ON d.term = t.x
+                WHERE regexp_matches(t.x, '^<{RDF}_[1-9][0-9]*>$')""",
+        )
 
     def retract_triples(self, triples: Sequence[Triple]) -> int:
         """Remove base triples; the next :meth:`reason` re-derives what still follows."""
