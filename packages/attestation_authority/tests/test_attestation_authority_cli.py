@@ -121,3 +121,76 @@ def test_agent_command_serves_quotes_over_mtls(swtpm, tmp_path, capsys) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+def start(argv, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "tenfold.core", "attest", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def wait_up(url, ctx, proc):
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return httpx.get(url, verify=ctx, timeout=2)
+        except httpx.HTTPError:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, f"{url} did not come up"
+            time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_cli_from_agent_to_ear(swtpm, tmp_path, capsys) -> None:
+    import base64
+    import hashlib
+    import ssl
+
+    from tpm2_pytss import ESYS_TR
+
+    tls = tmp_path / "tls"
+    assert run(["attest", "tls-bundle", str(tls)], capsys)[0] == 0
+    ctx = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+    ctx.load_cert_chain(str(tls / "admin.pem"), str(tls / "admin.key"))
+    (tmp_path / "policy").write_text(
+        "sha256:0-7 = " + "0" * 64 + "\nsha256:16 = " + "0" * 64 + "\n"
+    )
+    with Agent(swtpm.tcti) as reset:
+        reset.esapi.pcr_reset(ESYS_TR.PCR16)
+    ports = [free_port() for _ in range(3)]
+    agent_url, registrar_url, verifier_url = (f"https://127.0.0.1:{p}" for p in ports)
+    procs = []
+    try:
+        procs.append(start(["agent", "--tcti", swtpm.tcti, "--listen", f"127.0.0.1:{ports[0]}",
+                            "--tls-dir", str(tls)]))  # fmt: skip
+        keys = wait_up(f"{agent_url}/keys", ctx, procs[0]).json()
+        ek_hash = hashlib.sha256(base64.b64decode(keys["ek_public"])).hexdigest()
+        procs.append(start(["registrar", "--listen", f"127.0.0.1:{ports[1]}", "--allow-ek",
+                            ek_hash, "--tls-dir", str(tls)]))  # fmt: skip
+        wait_up(f"{registrar_url}/agents/none", ctx, procs[1])
+        procs.append(start(["verifier", "--listen", f"127.0.0.1:{ports[2]}", "--registrar",
+                            registrar_url, "--policy", str(tmp_path / "policy"), "--tls-dir",
+                            str(tls)], env={"TENFOLD_ATTESTATION_AUTHORITY__POLL_PERIOD_S": "0.5"}))  # fmt: skip
+        wait_up(f"{verifier_url}/agents/none", ctx, procs[2])
+        code, out, err = run(
+            ["attest", "enroll", "--agent", agent_url, "--registrar", registrar_url, "--id",
+             "node-1", "--verifier", verifier_url, "--tls-dir", str(tls), "--json"],
+            capsys,
+        )  # fmt: skip
+        assert code == 0, err
+        assert json.loads(out)["ek_hash"] == ek_hash
+        deadline = time.monotonic() + 30
+        while (status := httpx.get(f"{verifier_url}/agents/node-1", verify=ctx)).status_code != 200:
+            assert time.monotonic() < deadline, "no verdict"
+            time.sleep(0.2)
+        doc = status.json()
+        assert doc["ok"] is True, doc
+        assert doc["ear"].count(".") == 2
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            assert proc.wait(timeout=20) == 0

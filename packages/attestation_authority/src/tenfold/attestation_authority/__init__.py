@@ -19,6 +19,9 @@ from tenfold.attestation_authority._eventlog import encode_event_log as encode_e
 from tenfold.attestation_authority._eventlog import parse_event_log as parse_event_log
 from tenfold.attestation_authority._eventlog import replay as replay_event_log
 from tenfold.attestation_authority._evidence import Evidence as Evidence
+from tenfold.attestation_authority._ima import ImaAllowlist as ImaAllowlist
+from tenfold.attestation_authority._ima import ImaEntry as ImaEntry
+from tenfold.attestation_authority._ima import parse_ima_list as parse_ima_list
 from tenfold.attestation_authority._nonce import NonceStore as NonceStore
 from tenfold.attestation_authority._policy import Policy as Policy
 from tenfold.attestation_authority._policy import parse_policy as parse_policy
@@ -42,6 +45,8 @@ __all__ = [
     "Challenge",
     "Event",
     "Evidence",
+    "ImaAllowlist",
+    "ImaEntry",
     "NonceStore",
     "PcrSelection",
     "Policy",
@@ -52,6 +57,7 @@ __all__ = [
     "encode_event_log",
     "errors",
     "parse_event_log",
+    "parse_ima_list",
     "parse_policy",
     "replay_event_log",
     "verify_certificate",

@@ -25,6 +25,7 @@ from typing import Any
 
 from tenfold.attestation_authority._eventlog import Event, encode_event_log, measure
 from tenfold.attestation_authority._evidence import Evidence
+from tenfold.attestation_authority._ima import IMA_PCR, ImaEntry, ima_extend_value, measure_file
 from tenfold.attestation_authority._structs import (
     BANK_NAMES,
     TPM_ALG_SHA1,
@@ -78,6 +79,7 @@ class Agent:
         self.boot_log_path = boot_log_path
         self.ima_log_path = ima_log_path
         self._events: list[Event] = []
+        self._ima: list[ImaEntry] = []
         with _tss(f"connection to {tcti!r}"):
             self._tcti = TCTILdr.parse(tcti)
             self._esapi = ESAPI(self._tcti)
@@ -253,6 +255,25 @@ class Agent:
         self._events.append(event)
         return event
 
+    def measure_file(self, path: str, data: bytes) -> ImaEntry:
+        """Record a file as IMA would: an ``ima-ng`` entry extended into PCR 10 of every bank."""
+        from tpm2_pytss import TPM2_ALG, TPML_DIGEST_VALUES, TPMT_HA, TPMU_HA
+
+        entry = measure_file(path, data)
+        values = TPML_DIGEST_VALUES(
+            [
+                TPMT_HA(
+                    hashAlg=TPM2_ALG(bank),
+                    digest=TPMU_HA(**{BANK_NAMES[bank]: ima_extend_value(entry, bank)}),
+                )
+                for bank in self.banks
+            ]
+        )
+        with _tss("PCR_Extend"):
+            self.esapi.pcr_extend(_pcr_handle(IMA_PCR), values)
+        self._ima.append(entry)
+        return entry
+
     def event_log(self) -> bytes | None:
         """The platform's measured-boot log if readable, else the log of :meth:`extend` calls."""
         try:
@@ -262,11 +283,12 @@ class Agent:
         return encode_event_log(self.banks, self._events) if self._events else None
 
     def ima_log(self) -> bytes | None:
-        """The IMA measurement list (ASCII) if the kernel exposes one."""
+        """The kernel's IMA measurement list (ASCII) if readable, else :meth:`measure_file`'s."""
         try:
             return self.ima_log_path.read_bytes()
         except OSError:
-            return None
+            pass
+        return "".join(e.line() + "\n" for e in self._ima).encode() if self._ima else None
 
 
 def _pcr_handle(pcr: int) -> Any:

@@ -6,14 +6,15 @@ One rule a line; ``#`` starts a comment::
     sha256:0 = 3d4581...          # exactly this value
     sha256:7 = aa01... | bb02...  # one of these values
     sha256:1-6 = *                # must be quoted, any value
-    sha256:10,14 = replay         # must equal the replay of the event log
+    sha256:14 = replay            # must equal the replay of the event log
+    sha256:10 = ima               # must equal the replay of the IMA list, every file allowed
 
 Grammar (whitespace between tokens is free)::
 
     rule    := bank ":" indices "=" values
     bank    := "sha1" | "sha256" | "sha384" | "sha512"
     indices := span ("," span)*      span := N | N "-" N     (0 <= N < 24)
-    values  := "*" | "replay" | hex ("|" hex)*   (hex: exactly the bank's digest size)
+    values  := "*" | "replay" | "ima" | hex ("|" hex)*   (hex: the bank's digest size)
 
 The set of PCRs named is the selection the verifier asks for and the quote must
 match exactly. A PCR named twice is an error, so a policy reads one way only.
@@ -43,6 +44,7 @@ class Expect(enum.Enum):
 
     ANY = "*"
     REPLAY = "replay"
+    IMA = "ima"
 
 
 Rule = frozenset[bytes] | Expect
@@ -167,10 +169,12 @@ def _parse_rule(cur: _Cursor) -> tuple[int, str, list[tuple[int, int]], Rule]:
         rule = Expect.ANY
     elif cur.skip("replay"):
         rule = Expect.REPLAY
+    elif cur.skip("ima"):
+        rule = Expect.IMA
     else:
         values = set()
         while True:
-            digest, col = cur.take("hex", "a hex digest, '*' or 'replay'")
+            digest, col = cur.take("hex", "a hex digest, '*', 'replay' or 'ima'")
             if len(digest) != 2 * DIGEST_SIZES[bank]:
                 raise _fail(
                     cur.line_no,

@@ -33,6 +33,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from tenfold.attestation_authority._eventlog import parse_event_log, replay
 from tenfold.attestation_authority._evidence import Evidence
+from tenfold.attestation_authority._ima import (
+    ImaAllowlist,
+    check_template_hashes,
+    parse_ima_list,
+    replay_ima,
+)
 from tenfold.attestation_authority._nonce import NonceStatus, NonceStore
 from tenfold.attestation_authority._policy import Expect, Policy
 from tenfold.attestation_authority._structs import (
@@ -79,6 +85,10 @@ class Reason(enum.Enum):
     EVENT_LOG_MISSING = "event-log-missing"
     EVENT_LOG_MALFORMED = "event-log-malformed"
     EVENT_LOG_MISMATCH = "event-log-mismatch"
+    IMA_LOG_MISSING = "ima-log-missing"
+    IMA_LOG_MALFORMED = "ima-log-malformed"
+    IMA_LOG_MISMATCH = "ima-log-mismatch"
+    IMA_NOT_ALLOWED = "ima-not-allowed"
     AGENT_UNREACHABLE = "agent-unreachable"
 
 
@@ -117,6 +127,15 @@ class AkDirectory(Protocol):
     """Where the verifier finds an agent's bound AK (the registrar's binding cache)."""
 
     def ak_for(self, agent_id: str) -> PublicKey | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _ImaProgress:
+    """How far an agent's IMA list is verified: entries checked and PCR values after them."""
+
+    reset_count: int
+    entries: int
+    values: Mapping[tuple[int, int], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +197,11 @@ class Verifier:
         *,
         nonce_ttl_s: float = 30.0,
         nonces: NonceStore | None = None,
+        ima_allowlist: ImaAllowlist | None = None,
     ) -> None:
         self.directory = directory
+        self.ima_allowlist = ima_allowlist
+        self._ima: dict[str, _ImaProgress] = {}
         self.default_policy = policy or Policy({})
         self.nonces = nonces or NonceStore(nonce_ttl_s)
         self._policies: dict[str, Policy] = {}
@@ -197,8 +219,9 @@ class Verifier:
         return self.nonces.generate_nonce(agent_id)
 
     def forget(self, agent_id: str) -> None:
-        """Drop the agent's clock state (after re-registration, for instance)."""
+        """Drop the agent's clock and IMA state (after re-registration, for instance)."""
         self._clocks.pop(agent_id, None)
+        self._ima.pop(agent_id, None)
 
     def verify_quote(
         self, agent_id: str, evidence: Evidence, *, expected_nonce: bytes | None = None
@@ -305,9 +328,18 @@ class Verifier:
         )
 
         replayed: dict[int, dict[int, bytes]] | None = None
+        ima: _ImaProgress | None = None
         for (bank, index), rule in policy.rules.items():
             value = pcrs[bank][index]
             if rule is Expect.ANY:
+                continue
+            if rule is Expect.IMA:
+                outcome = self._check_ima(
+                    agent_id, evidence, attest.reset_count, bank, index, value, ima
+                )
+                if isinstance(outcome, Verdict):
+                    return outcome
+                ima = outcome
                 continue
             if rule is Expect.REPLAY:
                 if replayed is None:
@@ -331,6 +363,8 @@ class Verifier:
                     f"{BANK_NAMES[bank]}:{index} = {value.hex()} is not a reference value",
                 )
 
+        if ima is not None:
+            self._ima[agent_id] = ima
         return Verdict(
             agent_id,
             True,
@@ -341,6 +375,61 @@ class Verifier:
             clock=attest.clock,
             nonce=nonce,
         )
+
+    def _check_ima(
+        self,
+        agent_id: str,
+        evidence: Evidence,
+        reset_count: int,
+        bank: int,
+        index: int,
+        quoted: bytes,
+        progress: _ImaProgress | None,
+    ) -> Verdict | _ImaProgress:
+        """Replay the IMA list into ``bank:index`` and check new entries against the allowlist.
+
+        Only entries after the last verified position are replayed and checked (from the
+        PCR value recorded there), unless the TPM was reset or the list got shorter: the
+        quoted PCR proves the new entries extend exactly what was verified before.
+        """
+
+        def refuse(reason: Reason, detail: str) -> Verdict:
+            return Verdict(agent_id, False, reason, detail)
+
+        if evidence.ima_log is None:
+            return refuse(Reason.IMA_LOG_MISSING, "policy asks IMA, no IMA measurement list")
+        try:
+            entries = parse_ima_list(evidence.ima_log)
+        except MalformedStructure as exc:
+            return refuse(Reason.IMA_LOG_MALFORMED, str(exc))
+        entries = [e for e in entries if e.pcr == index]
+        before = progress or self._ima.get(agent_id)
+        skip, start = 0, None
+        if (
+            before is not None
+            and before.reset_count == reset_count
+            and before.entries <= len(entries)
+            and (bank, index) in before.values
+        ):
+            skip, start = before.entries, before.values[(bank, index)]
+        new = entries[skip:]
+        problem = check_template_hashes(new)
+        if problem is not None:
+            return refuse(Reason.IMA_LOG_MALFORMED, problem)
+        expected = replay_ima(new, bank, start, pcr=index)
+        if expected != quoted:
+            return refuse(
+                Reason.IMA_LOG_MISMATCH,
+                f"IMA list replays {BANK_NAMES[bank]}:{index} to {expected.hex()},"
+                f" quoted {quoted.hex()}",
+            )
+        if self.ima_allowlist is not None:
+            outlier = self.ima_allowlist.check(new)
+            if outlier is not None:
+                return refuse(Reason.IMA_NOT_ALLOWED, f"not in the allowlist: {outlier}")
+        values = dict(progress.values) if progress is not None else {}
+        values[(bank, index)] = quoted
+        return _ImaProgress(reset_count, len(entries), values)
 
 
 def _describe(selections: tuple[object, ...]) -> str:

@@ -118,19 +118,35 @@ def registrar_cmd(
     required=True,
     help="Reference-value policy file.",
 )
+@click.option(
+    "--ima-allowlist",
+    "ima_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Allowed file digests for IMA rules (sha256sum format).",
+)
 @_tls_dir
-def verifier_cmd(listen: str, registrar_url: str, policy_path: Path, tls_dir: Path | None) -> None:
+def verifier_cmd(
+    listen: str, registrar_url: str, policy_path: Path, ima_path: Path | None, tls_dir: Path | None
+) -> None:
     """Attest enrolled agents every poll period; serve verdicts and EAR results."""
     from tenfold.attestation_authority._authority import Authority
     from tenfold.attestation_authority._config import load_config
     from tenfold.attestation_authority._http import Poller, RemoteRegistrar, verifier_app
+    from tenfold.attestation_authority._ima import ImaAllowlist
     from tenfold.attestation_authority._policy import parse_policy
     from tenfold.attestation_authority._verifier import Verifier
 
     config = load_config()
     tls = _tls(tls_dir, "verifier")
     policy = parse_policy(policy_path.read_text())
-    verifier = Verifier(RemoteRegistrar(registrar_url, tls), policy, nonce_ttl_s=config.nonce_ttl_s)
+    allowlist = ImaAllowlist.from_text(ima_path.read_text()) if ima_path else None
+    verifier = Verifier(
+        RemoteRegistrar(registrar_url, tls),
+        policy,
+        nonce_ttl_s=config.nonce_ttl_s,
+        ima_allowlist=allowlist,
+    )
     authority = Authority(cert_ttl_s=config.cert_ttl_s, ear_ttl_s=config.ear_ttl_s)
     poller = Poller(verifier, authority, period_s=config.poll_period_s, tls=tls)
     _serve_forever([(verifier_app(verifier, poller), listen, tls)], "verifier", poller.run)
