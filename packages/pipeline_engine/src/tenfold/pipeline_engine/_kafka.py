@@ -137,16 +137,28 @@ class KafkaSource(Source[bytes | None]):
                 msgs = consumer.consume(max_events - len(values), remaining)
             except KafkaException as exc:
                 raise ConnectorError(f"kafka {self.bootstrap}: {exc}") from None
-            for m in msgs:
-                err = m.error()
-                if err is None:
-                    values.append(m.value())
-                    kept.append(m)
-                    positions[f"{topic}/{m.partition()}"] = m.offset() + 1
-                elif err.code() != KafkaError._PARTITION_EOF:
+            if not msgs:
+                continue
+            bad = [m for m in msgs if m.error() is not None]
+            if bad:
+                for m in bad:
+                    err = m.error()
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
                     if err.fatal():
                         raise ConnectorError(f"kafka {self.bootstrap}: {err.str()}")
                     log.warning("kafka %s: %s (retrying)", self.bootstrap, err.str())
+                msgs = [m for m in msgs if m.error() is None]
+            values += [m.value() for m in msgs]
+            kept += msgs
+            # Messages of one partition arrive in offset order: the last one seen
+            # per partition is its new position.
+            seen: set[int] = set()
+            for m in reversed(msgs):
+                part = m.partition()
+                if part not in seen:
+                    seen.add(part)
+                    positions[f"{topic}/{part}"] = m.offset() + 1
         now = time.monotonic()
         if not values:
             if (

@@ -74,6 +74,8 @@ class PostgresSink(Sink[Any]):
     ``mode="upsert"``: COPY into a temporary table, then ``INSERT ... ON
     CONFLICT (key) DO UPDATE`` (idempotent on replay; needed behind stateful
     stages, whose outputs carry deterministic ids).
+    ``create=False`` leaves the data table to the user (the offsets and
+    dead-letter tables are always created if missing).
     A lost connection (server stopped, restarted, network) is retried with
     backoff for up to ``retry_timeout_s``; before retrying, the stored
     positions tell whether the batch whose commit was in flight landed.
@@ -143,11 +145,12 @@ class PostgresSink(Sink[Any]):
             for c, t, n in self.columns
         )
         with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-                    sql.Identifier(self.table), cols
+            if self.create:
+                cur.execute(
+                    sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+                        sql.Identifier(self.table), cols
+                    )
                 )
-            )
             cur.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (pipeline text NOT NULL, stream text NOT NULL,"
@@ -179,8 +182,7 @@ class PostgresSink(Sink[Any]):
         self._pipeline = pipeline
         self._conn = self._connect()
         try:
-            if self.create:
-                self._ddl(self._conn)
+            self._ddl(self._conn)
             return self._stored_positions(self._conn)
         except psycopg.Error as exc:
             raise ConnectorError(f"postgres: {exc}".strip()) from None

@@ -101,7 +101,7 @@ def expected_count(messages: Sequence[bytes]) -> int:
 
 
 def _messages(ctx: BenchContext) -> list[bytes]:
-    n = ctx.size(5_000, 300_000, 1_000_000)
+    n = ctx.size(5_000, 100_000, 300_000)
     return ctx.once("messages", lambda: make_messages(n, ctx.seed))
 
 
@@ -191,7 +191,7 @@ def _rate_op(rate: float | None) -> Callable[[BenchContext], Op]:
         from tenfold.pipeline_engine import Flow, GeneratorSource, NullSink, TableLookup
 
         table = TableLookup(user_table())
-        duration_s = ctx.size(0.3, 1.5, 5.0)
+        duration_s = ctx.size(0.3, 1.0, 5.0)
 
         def op() -> Outcome:
             source = GeneratorSource(Order, rate=rate, seed=ctx.seed, cardinality=USERS)
@@ -221,6 +221,326 @@ def _rate_op(rate: float | None) -> Callable[[BenchContext], Op]:
     return prepare
 
 
+# -- Kafka -> Postgres: ours vs Quix Streams, same topic, same database ---------------
+
+
+class _Services:
+    """A Tansu broker, a PostgreSQL server and a topic filled with the benchmark events."""
+
+    def __init__(self, ctx: BenchContext, n: int, *, postgres: bool = True) -> None:
+        from confluent_kafka import Producer
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        from tenfold.core.services import KafkaBroker, Postgres
+
+        self.broker = ctx.enter(KafkaBroker())
+        self.pg = ctx.enter(Postgres()) if postgres else None
+        self.topic = "orders"
+        self.partitions = 2
+        admin = AdminClient({"bootstrap.servers": self.broker.bootstrap, "log_level": 3})
+        admin.create_topics([NewTopic(self.topic, self.partitions, 1)])[self.topic].result(30)
+        self.messages = make_messages(n, ctx.seed)
+        producer = Producer(
+            {"bootstrap.servers": self.broker.bootstrap, "linger.ms": 20, "log_level": 3}
+        )
+        for i, m in enumerate(self.messages):
+            while True:
+                try:
+                    producer.produce(self.topic, m, partition=i % self.partitions)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        if producer.flush(60):
+            raise BenchError("could not fill the benchmark topic")
+        self.want = expected_count(self.messages)
+        self.runs = 0
+
+    def fresh_table(self, prefix: str) -> str:
+        import psycopg
+
+        assert self.pg is not None
+        self.runs += 1
+        table = f"{prefix}_{self.runs}"
+        with psycopg.connect(self.pg.dsn, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE TABLE {table} (id int8 NOT NULL, user_id int8 NOT NULL, kind text NOT NULL,"
+                " amount float8 NOT NULL, ts float8 NOT NULL, country text, tier int8)"
+            )
+        return table
+
+    def rows(self, table: str) -> tuple[int, int]:
+        import psycopg
+
+        assert self.pg is not None
+        with psycopg.connect(self.pg.dsn) as conn:
+            row = conn.execute(f"SELECT count(*), count(DISTINCT id) FROM {table}").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+
+def _kafka_pg_services(ctx: BenchContext) -> _Services:
+    n = ctx.size(2_000, 50_000, 300_000)
+    return ctx.once("kafka_pg", lambda: _Services(ctx, n))
+
+
+def _ours_kafka_pg(ctx: BenchContext) -> Op:
+    from tenfold.pipeline_engine import Flow, KafkaSource, PostgresSink, TableLookup
+
+    svc = _kafka_pg_services(ctx)
+    assert svc.pg is not None
+    table_rows = TableLookup(user_table())
+
+    def op() -> Outcome:
+        table = svc.fresh_table("ours")
+        sink = PostgresSink(svc.pg.dsn, table, Enriched, create=False)  # type: ignore[union-attr]
+        source = KafkaSource(svc.broker.bootstrap, svc.topic, commit=False)
+        pipeline = (
+            Flow(source)
+            .decode(Order)
+            .filter(keep)
+            .enrich(table_rows, key=lambda o: o.user_id, merge=merge)
+            .into(sink, name=table, batch_size=10_000, linger_ms=50)
+        )
+        report = pipeline.run(max_events=len(svc.messages))
+        rows, distinct = svc.rows(table)
+        if rows != svc.want or distinct != rows:
+            raise BenchError(f"ours: {rows} rows ({distinct} distinct), expected {svc.want}")
+        sink_stage = report.stages[-1]
+        return Outcome(
+            len(svc.messages),
+            metrics={
+                "rows": rows,
+                "duplicates": rows - distinct,
+                "sink_batch_p50_ms": round(float(sink_stage["p50_ms"]), 2),
+                "delivery": "effectively once (offsets in the COPY transaction)",
+            },
+        )
+
+    return op
+
+
+def _quix_kafka_pg(ctx: BenchContext) -> Op:
+    import uuid
+
+    import psycopg
+    from quixstreams import Application
+    from quixstreams.sinks import BatchingSink, SinkBatch
+
+    svc = _kafka_pg_services(ctx)
+    assert svc.pg is not None
+    dsn = svc.pg.dsn
+    users = user_table()
+    columns = "id, user_id, kind, amount, ts, country, tier"
+    types = ["int8", "int8", "text", "float8", "float8", "text", "int8"]
+
+    class CopySink(BatchingSink):
+        """The same COPY BINARY path as ours, so the comparison is the framework around it."""
+
+        def __init__(self, table: str) -> None:
+            super().__init__()
+            self.table = table
+            self.first_write = 0.0
+            self.conn: Any = None
+
+        def setup(self) -> None:
+            self.conn = psycopg.connect(dsn)
+
+        def write(self, batch: SinkBatch) -> None:
+            import time
+
+            if not self.first_write:
+                self.first_write = time.perf_counter()
+            with (
+                self.conn.cursor() as cur,
+                cur.copy(f"COPY {self.table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
+            ):
+                copy.set_types(types)
+                for item in batch:
+                    v = item.value
+                    copy.write_row(
+                        (
+                            v["id"],
+                            v["user_id"],
+                            v["kind"],
+                            v["amount"],
+                            v["ts"],
+                            v["country"],
+                            v["tier"],
+                        )
+                    )
+            self.conn.commit()
+
+    def enrich(v: dict[str, Any]) -> dict[str, Any]:
+        row = users.get(v["user_id"])
+        v["country"], v["tier"] = row if row else (None, None)
+        return v
+
+    def op() -> Outcome:
+        import time
+
+        table = svc.fresh_table("quix")
+        started = time.perf_counter()
+        app = Application(
+            broker_address=svc.broker.bootstrap,
+            consumer_group=f"quix-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            commit_every=10_000,
+            loglevel="WARNING",
+            use_changelog_topics=False,
+            state_dir=str(ctx.workdir / "quix-state"),
+            # Short group timeouts: Tansu finishes a join only after the rebalance
+            # timeout (max.poll.interval.ms), 5 minutes by default.
+            consumer_extra_config={
+                "session.timeout.ms": 1000,
+                "max.poll.interval.ms": 1000,
+                "heartbeat.interval.ms": 100,
+                "log_level": 3,
+            },
+        )
+        topic = app.topic(svc.topic, value_deserializer="json")
+        sdf = app.dataframe(topic)
+        sdf = sdf.filter(lambda v: v["kind"] != "view")
+        sdf = sdf.apply(enrich)
+        sink = CopySink(table)
+        sdf.sink(sink)
+        app.run(count=svc.want, timeout=60, collect=False)
+        ended = time.perf_counter()
+        rows, distinct = svc.rows(table)
+        if rows != svc.want:
+            raise BenchError(f"quix: {rows} rows, expected {svc.want}")
+        steady = len(svc.messages) / (ended - sink.first_write) if sink.first_write else 0.0
+        return Outcome(
+            len(svc.messages),
+            metrics={
+                "rows": rows,
+                "duplicates": rows - distinct,
+                "group_join_s": round(sink.first_write - started, 2),
+                "ev_per_s_after_join": round(steady),
+                "delivery": "at least once (Quix default)",
+            },
+        )
+
+    return op
+
+
+# -- the stage table: each stage alone ---------------------------------------------
+
+
+def _batches(items: Sequence[Any], size: int = 10_000) -> list[list[Any]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _stage_alone(
+    make_stage: Callable[[BenchContext], tuple[Any, list[list[Any]]]],
+) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        import time
+
+        from tenfold.pipeline_engine import Batch
+
+        stage, inputs = make_stage(ctx)
+
+        def op() -> Outcome:
+            lat: list[float] = []
+            n = 0
+            for items in inputs:
+                t0 = time.perf_counter()
+                stage.process(Batch(items, 0))
+                lat.append((time.perf_counter() - t0) * 1000)
+                n += len(items)
+            return Outcome(n, latencies_ms=lat, metrics={"latency": "per 10K-event batch"})
+
+        return op
+
+    return prepare
+
+
+def _decoded(ctx: BenchContext) -> list[Order]:
+    dec = msgspec.json.Decoder(Order).decode
+    return ctx.once("decoded", lambda: [dec(m) for m in _messages(ctx)])
+
+
+def _json_stage(ctx: BenchContext) -> tuple[Any, list[list[Any]]]:
+    from tenfold.pipeline_engine import DecodeJson
+
+    return DecodeJson(Order), _batches(_messages(ctx))
+
+
+def _filter_stage(ctx: BenchContext) -> tuple[Any, list[list[Any]]]:
+    from tenfold.pipeline_engine import Filter
+
+    return Filter(keep), _batches(_decoded(ctx))
+
+
+def _db_enrich_stage(ctx: BenchContext) -> tuple[Any, list[list[Any]]]:
+    import psycopg
+
+    from tenfold.core.services import Postgres
+    from tenfold.pipeline_engine import Enrich, PostgresLookup
+
+    pg = ctx.enter(Postgres())
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE users (user_id int8 PRIMARY KEY, country text, tier int8)")
+        with conn.cursor() as cur, cur.copy("COPY users FROM STDIN") as copy:
+            for u, (country, tier) in user_table().items():
+                copy.write_row((u, country, tier))
+    lookup = PostgresLookup(pg.dsn, "users", "user_id", ["country", "tier"])
+    # A cache smaller than the key space: every batch goes to the database for its misses.
+    stage = Enrich(lookup, key=lambda o: o.user_id, merge=merge, cache_size=2_000)
+    return stage, _batches(_decoded(ctx))
+
+
+class _SinkStage:
+    """Adapts a sink to the stage-alone loop: each call writes one batch into a fresh table."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+
+    def process(self, batch: Any) -> Any:
+        self.sink.write(batch)
+        return batch
+
+
+def _pg_sink_stage(ctx: BenchContext) -> tuple[Any, list[list[Any]]]:
+    from tenfold.core.services import Postgres
+    from tenfold.pipeline_engine import PostgresSink
+
+    pg = ctx.enter(Postgres())
+    sink = PostgresSink(pg.dsn, "enriched", Enriched)
+    sink.open("bench-sink")
+    ctx.callback(sink.close)
+    users = user_table()
+    rows = [merge(o, users.get(o.user_id)) for o in _decoded(ctx)]
+    return _SinkStage(sink), _batches(rows)
+
+
+def _kafka_source_alone(ctx: BenchContext) -> Op:
+    import time
+
+    from tenfold.pipeline_engine import KafkaSource
+
+    n = ctx.size(2_000, 100_000, 300_000)
+    svc = ctx.once("kafka_only", lambda: _Services(ctx, n, postgres=False))
+
+    def op() -> Outcome:
+        source = KafkaSource(svc.broker.bootstrap, svc.topic, commit=False)
+        source.open({})
+        got = 0
+        lat: list[float] = []
+        try:
+            while got < len(svc.messages):
+                t0 = time.perf_counter()
+                batch = source.read(min(10_000, len(svc.messages) - got), 0.5)
+                if batch is not None and batch.items:
+                    lat.append((time.perf_counter() - t0) * 1000)
+                    got += len(batch.items)
+        finally:
+            source.close()
+        return Outcome(got, latencies_ms=lat, metrics={"latency": "per batch of up to 10K"})
+
+    return op
+
+
 def scenarios() -> list[Scenario]:
     bytewax = f"bytewax {_version('bytewax')}"
     rows: list[Scenario] = [
@@ -248,7 +568,68 @@ def scenarios() -> list[Scenario]:
             rounds=3,
         ),
     ]
-    for label, rate, seed in (
+    quix = f"quixstreams {_version('quixstreams')}"
+    rows.append(
+        Scenario(
+            name="kafka_to_postgres",
+            unit="events",
+            table="Pipeline Comparison",
+            row="Kafka (Tansu) -> decode -> filter -> enrich -> Postgres COPY (vs Quix Streams)",
+            counts="events consumed from one Tansu topic (2 partitions) into PostgreSQL;"
+            " ours stores offsets in the COPY transaction, Quix is at least once",
+            ours=Subject("tenfold", _ours_kafka_pg),
+            peer=Subject(quix, _quix_kafka_pg),
+            seed=Seed(ops_per_s=1_000_000),
+            rounds=2,
+            warmup=0,
+        )
+    )
+    for name, label, prepare, seed in (
+        (
+            "stage_kafka_source",
+            "Source (Kafka)",
+            _kafka_source_alone,
+            Seed(ops_per_s=1_500_000, p50_ms=1.2),
+        ),
+        (
+            "stage_json",
+            "Transform (JSON)",
+            _stage_alone(_json_stage),
+            Seed(ops_per_s=800_000, p50_ms=2.5),
+        ),
+        (
+            "stage_filter",
+            "Filter",
+            _stage_alone(_filter_stage),
+            Seed(ops_per_s=3_000_000, p50_ms=0.5),
+        ),
+        (
+            "stage_db_enrich",
+            "Enrichment (DB)",
+            _stage_alone(_db_enrich_stage),
+            Seed(ops_per_s=250_000, p50_ms=8.5),
+        ),
+        (
+            "stage_pg_sink",
+            "Sink (Postgres)",
+            _stage_alone(_pg_sink_stage),
+            Seed(ops_per_s=400_000, p50_ms=5.2),
+        ),
+    ):
+        rows.append(
+            Scenario(
+                name=name,
+                unit="events",
+                table="Pipeline Stages",
+                row=label,
+                counts="the stage alone on 10K-event batches (no threads, no other stage)",
+                ours=Subject("tenfold", prepare),
+                seed=seed,
+                rounds=2,
+                warmup=0 if name in ("stage_pg_sink", "stage_kafka_source") else 1,
+            )
+        )
+    rate_rows: list[tuple[str, float | None, Seed | None]] = [
         ("10K/sec", 10_000, Seed(p50_ms=2.5, p95_ms=5.2, extra={"backpressure": "None"})),
         ("50K/sec", 50_000, None),
         ("100K/sec", 100_000, Seed(p50_ms=5.8, p95_ms=9.5, extra={"backpressure": "None"})),
@@ -258,7 +639,8 @@ def scenarios() -> list[Scenario]:
             None,
             Seed(ops_per_s=2_000_000, p50_ms=15, p95_ms=35, extra={"backpressure": "Frequent"}),
         ),
-    ):
+    ]
+    for label, rate, rate_seed in rate_rows:
         rows.append(
             Scenario(
                 name=f"rate_{label.split('/')[0].lower()}",
@@ -267,7 +649,7 @@ def scenarios() -> list[Scenario]:
                 row=label,
                 counts="synthetic open-loop events through decode -> filter -> enrich -> sink",
                 ours=Subject("tenfold", _rate_op(rate)),
-                seed=seed,
+                seed=rate_seed,
                 rounds=1,
                 warmup=0,
             )
