@@ -2,31 +2,36 @@
 
 Each function is executed symbolically once, over mathematical integers:
 
-* values are z3 ``Int`` terms (booleans are ``Bool``), every parameter, entry
-  state value and map read is assumed inside its type's range, and the
-  contract invariants are assumed at entry;
+* values are SMT ``Int`` terms (booleans are ``Bool``, maps are
+  ``(Array Int Int)``); every parameter, entry state value and map read is
+  assumed inside its type's range, and the contract invariants are assumed at
+  entry;
 * every guard (overflow, division by zero, index, assert, ensures, invariant
   at exit, invariant before a call) adds an obligation ``path /\\ bad``; after
   the guard the path assumes ``not bad``, which is exactly what the running
   code does, since it reverts otherwise;
-* branches merge with ``If``; loops of up to ``UNROLL`` iterations are unrolled,
-  longer ones are abstracted (the variables they write are havocked), and an
-  obligation that fails only under that abstraction is "unknown", not "failed";
+* branches merge with ``ite``; loops of up to ``UNROLL`` iterations are
+  unrolled, longer ones are abstracted (the variables they write are
+  havocked), and an obligation that fails only under that abstraction is
+  "unknown", not "failed";
 * a call is modular (Dafny-style): the caller checks the invariant, then
   assumes the callee's requires, ensures and the invariant over a state whose
   written variables are havocked.
 
-An obligation is "proved" when ``assumptions /\\ path /\\ bad`` is unsatisfiable,
-"failed" (with the model as counterexample) when satisfiable, "unknown" when
-z3 hits the per-query timeout. One query over the disjunction of all
-obligations proves a clean function at once; only when it is satisfiable are
-obligations checked one by one.
+The run writes SMT-LIB 2 text, one ``define-fun`` per intermediate term (so
+shared subterms stay shared and the text grows linearly), and z3 parses it in
+one call: building terms through z3's Python API costs several times more.
+
+An obligation is "proved" when ``assumptions /\\ path /\\ bad`` is
+unsatisfiable, "failed" (with the model as counterexample) when satisfiable,
+"unknown" when z3 hits the per-query timeout. One query over the disjunction
+of all obligations proves a clean function at once; only when it is
+satisfiable are obligations checked one by one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import z3
 
@@ -63,21 +68,20 @@ from tenfold.contract_compiler._ast import (
 
 __all__ = ["UNROLL", "Obligation", "Verdict", "solve", "solve_function"]
 
-# The API's argument checks cost more than the solving on small queries; our terms are
-# built by this module alone and are well sorted by construction.
-z3.z3.Z3_DEBUG = False
-
 UNROLL = 16
 """Loops with at most this many iterations are unrolled exactly."""
 
 HARD_KINDS = frozenset({"assert", "ensures", "invariant", "call-invariant"})
 """Kinds whose failure is a verification error (the others keep their runtime guard)."""
 
+_ARRAY = "(Array Int Int)"
+_I64 = Ty("int")
+
 
 @dataclass
 class Obligation:
     gid: int
-    bad: Any
+    bad: str
     abstract: bool
 
 
@@ -106,26 +110,16 @@ class Verdict:
         }
 
 
-def _range(v: Any, ty: Ty) -> Any:
-    if ty == BOOL:
-        return z3.BoolVal(True)
-    lo, hi = ty.range
-    return z3.And(v >= lo, v <= hi)
+def _num(v: int) -> str:
+    return str(v) if v >= 0 else f"(- {-v})"
 
 
-def _tdiv(a: Any, b: Any) -> Any:
-    """Truncating division built from z3's division on non-negative operands."""
-    if z3.is_int_value(b):
-        bv = b.as_long()
-        if bv > 0:
-            return z3.If(a >= 0, a / bv, -((-a) / bv))
-        if bv < 0:
-            return z3.If(a >= 0, -(a / -bv), (-a) / -bv)
-    return z3.If(
-        a >= 0,
-        z3.If(b > 0, a / b, -(a / -b)),
-        z3.If(b > 0, -((-a) / b), (-a) / -b),
-    )
+def _literal_int(term: str) -> int | None:
+    if term.isdigit():
+        return int(term)
+    if term.startswith("(- ") and term[3:-1].isdigit():
+        return -int(term[3:-1])
+    return None
 
 
 class _Frame:
@@ -134,7 +128,7 @@ class _Frame:
     __slots__ = ("env", "maps", "pc", "state")
 
     def __init__(
-        self, env: dict[str, Any], state: dict[str, Any], maps: dict[str, Any], pc: Any
+        self, env: dict[str, str], state: dict[str, str], maps: dict[str, str], pc: str
     ) -> None:
         self.env = env
         self.state = state
@@ -149,63 +143,135 @@ class SymbolicRun:
     def __init__(self, contract: Contract, fn: FnDecl) -> None:
         self.c = contract
         self.fn = fn
-        self.assumptions: list[Any] = []
+        self.lines: list[str] = []
+        self.sorts: dict[str, str] = {}
+        self.n = 0
+        self.assumptions: list[str] = []
         self.obligations: list[Obligation] = []
         self.abstract = 0
-        self.fresh_count = 0
-        self.inputs: dict[str, tuple[Any, Ty]] = {}
+        self.inputs: dict[str, tuple[str, Ty]] = {}
         self.suppress = 0
-        self.exits: list[tuple[Any, Any, dict[str, Any], dict[str, Any]]] = []
+        self.exits: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
+
+    # -- terms ----------------------------------------------------------------------
+    def define(self, sort: str, text: str) -> str:
+        self.n += 1
+        name = f"t{self.n}"
+        self.lines.append(f"(define-fun {name} () {sort} {text})")
+        self.sorts[name] = sort
+        return name
+
+    def declare(self, name: str, sort: str) -> str:
+        self.lines.append(f"(declare-const {name} {sort})")
+        self.sorts[name] = sort
+        return name
+
+    def sort_of(self, term: str) -> str:
+        if term in ("true", "false"):
+            return "Bool"
+        if _literal_int(term) is not None:
+            return "Int"
+        return self.sorts[term]
+
+    def i(self, text: str) -> str:
+        return self.define("Int", text)
+
+    def b(self, text: str) -> str:
+        return self.define("Bool", text)
+
+    def and_(self, *terms: str) -> str:
+        parts = [t for t in terms if t != "true"]
+        if "false" in parts:
+            return "false"
+        if not parts:
+            return "true"
+        if len(parts) == 1:
+            return parts[0]
+        return self.b(f"(and {' '.join(parts)})")
+
+    def or_(self, *terms: str) -> str:
+        parts = [t for t in terms if t != "false"]
+        if "true" in parts:
+            return "true"
+        if not parts:
+            return "false"
+        if len(parts) == 1:
+            return parts[0]
+        return self.b(f"(or {' '.join(parts)})")
+
+    def not_(self, t: str) -> str:
+        if t == "true":
+            return "false"
+        if t == "false":
+            return "true"
+        return self.b(f"(not {t})")
+
+    def ite(self, c: str, a: str, b: str) -> str:
+        if a == b or c == "true":
+            return a
+        if c == "false":
+            return b
+        return self.define(self.sort_of(a), f"(ite {c} {a} {b})")
+
+    def range_of(self, v: str, ty: Ty) -> str:
+        if ty == BOOL:
+            return "true"
+        lo, hi = ty.range
+        return self.b(f"(and (>= {v} {_num(lo)}) (<= {v} {_num(hi)}))")
+
+    def tdiv(self, a: str, b: str) -> str:
+        """Truncating division from SMT-LIB's division on non-negative operands."""
+        bv = _literal_int(b)
+        if bv is not None and bv > 0:
+            return self.i(f"(ite (>= {a} 0) (div {a} {b}) (- (div (- {a}) {b})))")
+        if bv is not None and bv < 0:
+            return self.i(f"(ite (>= {a} 0) (- (div {a} {-bv})) (div (- {a}) {-bv}))")
+        return self.i(
+            f"(ite (>= {a} 0) (ite (> {b} 0) (div {a} {b}) (- (div {a} (- {b})))) "
+            f"(ite (> {b} 0) (- (div (- {a}) {b})) (div (- {a}) (- {b}))))"
+        )
 
     # -- variables ------------------------------------------------------------------
-    def fresh(self, name: str, ty: Ty) -> Any:
-        self.fresh_count += 1
-        label = f"{name}!{self.fresh_count}"
-        if ty == BOOL:
-            return z3.Bool(label)
-        v = z3.Int(label)
-        self.assumptions.append(_range(v, ty))
+    def fresh(self, name: str, ty: Ty) -> str:
+        self.n += 1
+        v = self.declare(f"{name}!{self.n}", "Bool" if ty == BOOL else "Int")
+        if ty != BOOL:
+            self.assumptions.append(self.range_of(v, ty))
         return v
 
-    def fresh_map(self, name: str) -> Any:
-        self.fresh_count += 1
-        return z3.Array(f"{name}!{self.fresh_count}", z3.IntSort(), z3.IntSort())
+    def fresh_map(self, name: str) -> str:
+        self.n += 1
+        return self.declare(f"{name}!{self.n}", _ARRAY)
 
     def start(self) -> _Frame:
-        env: dict[str, Any] = {}
+        env: dict[str, str] = {}
         for p in self.fn.params:
-            v = z3.Bool(p.name) if p.ty == BOOL else z3.Int(p.name)
-            self.assumptions.append(_range(v, p.ty))
+            v = self.declare(f"p.{p.name}", "Bool" if p.ty == BOOL else "Int")
+            self.assumptions.append(self.range_of(v, p.ty))
             env[p.name] = v
             self.inputs[p.name] = (v, p.ty)
-        caller = z3.Int("caller")
-        self.assumptions.append(_range(caller, Ty("int")))
+        caller = self.declare("caller", "Int")
+        self.assumptions.append(self.range_of(caller, _I64))
         env["$caller"] = caller
-        self.inputs["caller"] = (caller, Ty("int"))
-        state: dict[str, Any] = {}
-        maps: dict[str, Any] = {}
+        self.inputs["caller"] = (caller, _I64)
+        state: dict[str, str] = {}
+        maps: dict[str, str] = {}
         for decl in self.c.states:
             if decl.ty.kind == "map":
-                maps[decl.name] = z3.Array(f"state.{decl.name}", z3.IntSort(), z3.IntSort())
+                maps[decl.name] = self.declare(f"s.{decl.name}", _ARRAY)
             else:
-                v = (
-                    z3.Bool(f"state.{decl.name}")
-                    if decl.ty == BOOL
-                    else z3.Int(f"state.{decl.name}")
-                )
-                self.assumptions.append(_range(v, decl.ty))
+                v = self.declare(f"s.{decl.name}", "Bool" if decl.ty == BOOL else "Int")
+                self.assumptions.append(self.range_of(v, decl.ty))
                 state[decl.name] = v
                 self.inputs[decl.name] = (v, decl.ty)
         self.param_env = dict(env)
-        frame = _Frame(env, state, maps, z3.BoolVal(True))
+        frame = _Frame(env, state, maps, "true")
         self.entry_state = dict(state)
         for inv in self.c.invariants:
             self.assumptions.append(self.spec(inv, frame))
         return frame
 
-    def spec(
-        self, e: Expr, f: _Frame, old: dict[str, Any] | None = None, result: Any = None
-    ) -> Any:
+    def spec(self, e: Expr, f: _Frame, old: dict[str, str] | None = None, result: str = "0") -> str:
         """Evaluate an expression only as a fact (no obligations, no path change)."""
         self.suppress += 1
         saved = f.pc
@@ -216,16 +282,15 @@ class SymbolicRun:
             self.suppress -= 1
 
     # -- obligations ------------------------------------------------------------------
-    def check(self, f: _Frame, gid: int, bad: Any) -> None:
-        if self.suppress:
+    def check(self, f: _Frame, gid: int, bad: str) -> None:
+        if self.suppress or bad == "false":
             return
-        if not z3.is_false(bad):
-            self.obligations.append(Obligation(gid, z3.And(f.pc, bad), self.abstract > 0))
-        f.pc = z3.And(f.pc, z3.Not(bad))
+        self.obligations.append(Obligation(gid, self.and_(f.pc, bad), self.abstract > 0))
+        f.pc = self.and_(f.pc, self.not_(bad))
 
-    def in_range(self, f: _Frame, v: Any, ty: Ty, gid: int) -> Any:
+    def in_range(self, f: _Frame, v: str, ty: Ty, gid: int) -> str:
         lo, hi = ty.range
-        self.check(f, gid, z3.Or(v < lo, v > hi))
+        self.check(f, gid, self.b(f"(or (< {v} {_num(lo)}) (> {v} {_num(hi)}))"))
         return v
 
     # -- statements -------------------------------------------------------------------
@@ -233,35 +298,34 @@ class SymbolicRun:
         fn = self.fn
         f = self.start()
         for (_pos, party), _gid in zip(fn.only, fn.only_guards, strict=True):
-            f.pc = z3.And(f.pc, f.env["$caller"] == f.state[party])
+            f.pc = self.and_(f.pc, self.b(f"(= {f.env['$caller']} {f.state[party]})"))
         for req in fn.requires:
-            cond = self.expr(req, f)
-            f.pc = z3.And(f.pc, cond)
+            f.pc = self.and_(f.pc, self.expr(req, f))
         self.block(fn.body, f)
-        self.exits.append((f.pc, z3.IntVal(0), f.state, f.maps))
+        self.exits.append((f.pc, "0", f.state, f.maps))
         self.finish()
 
     def finish(self) -> None:
         """Merge every exit into one state, then check ensures and invariants there."""
         pc, result, state, maps = self.exits[0]
         for epc, eres, estate, emaps in self.exits[1:]:
-            result = z3.If(epc, eres, result)
-            state = {k: z3.If(epc, estate[k], v) for k, v in state.items()}
-            maps = {k: z3.If(epc, emaps[k], v) for k, v in maps.items()}
-            pc = z3.Or(pc, epc)
+            result = self.ite(epc, eres, result)
+            state = {k: self.ite(epc, estate[k], v) for k, v in state.items()}
+            maps = {k: self.ite(epc, emaps[k], v) for k, v in maps.items()}
+            pc = self.or_(pc, epc)
         f = _Frame(dict(self.param_env), state, maps, pc)
         if self.fn.ret == BOOL:
-            result = result != 0 if not z3.is_bool(result) else result
+            result = self.b(f"(not (= {result} 0))")
         for ens, gid in zip(self.fn.ensures, self.fn.ensures_guards, strict=True):
             cond = self.expr(ens, f, self.entry_state, result)
-            self.check(f, gid, z3.Not(cond))
+            self.check(f, gid, self.not_(cond))
         for inv, gid in zip(self.c.invariants, self.fn.invariant_guards, strict=True):
             cond = self.expr(inv, f)
-            self.check(f, gid, z3.Not(cond))
+            self.check(f, gid, self.not_(cond))
 
     def block(self, stmts: list[Stmt], f: _Frame) -> None:
         for s in stmts:
-            if z3.is_false(f.pc):
+            if f.pc == "false":
                 return
             self.stmt(s, f)
 
@@ -283,42 +347,43 @@ class SymbolicRun:
                 idx = self.index(target, f)
                 value = self.expr(s.value, f)
                 if target.ty == BOOL:
-                    value = z3.If(value, 1, 0)
-                f.maps[target.name] = z3.Store(f.maps[target.name], idx, value)
+                    value = self.i(f"(ite {value} 1 0)")
+                m = f.maps[target.name]
+                f.maps[target.name] = self.define(_ARRAY, f"(store {m} {idx} {value})")
         elif isinstance(s, If):
             assert s.cond is not None
             cond = self.expr(s.cond, f)
             then_f = f.copy()
-            then_f.pc = z3.And(f.pc, cond)
+            then_f.pc = self.and_(f.pc, cond)
             self.block(s.then, then_f)
             else_f = f.copy()
-            else_f.pc = z3.And(f.pc, z3.Not(cond))
+            else_f.pc = self.and_(f.pc, self.not_(cond))
             self.block(s.orelse, else_f)
             self.merge(f, then_f, else_f)
         elif isinstance(s, For):
             self.loop(s, f)
         elif isinstance(s, Return):
-            value = z3.IntVal(0) if s.value is None else self.expr(s.value, f)
-            if z3.is_bool(value):
-                value = z3.If(value, 1, 0)
+            value = "0" if s.value is None else self.expr(s.value, f)
+            if self.sort_of(value) == "Bool":
+                value = self.i(f"(ite {value} 1 0)")
             self.exits.append((f.pc, value, dict(f.state), dict(f.maps)))
-            f.pc = z3.BoolVal(False)
+            f.pc = "false"
         elif isinstance(s, Assert):
             assert s.cond is not None
             cond = self.expr(s.cond, f)
             if s.kind == "check":
-                f.pc = z3.And(f.pc, cond)
+                f.pc = self.and_(f.pc, cond)
             else:
-                self.check(f, s.guard, z3.Not(cond))
+                self.check(f, s.guard, self.not_(cond))
         elif isinstance(s, ExprStmt):
             assert s.expr is not None
             self.expr(s.expr, f)
 
     def merge(self, f: _Frame, a: _Frame, b: _Frame) -> None:
-        if z3.is_false(a.pc):
+        if a.pc == "false":
             f.env, f.state, f.maps, f.pc = b.env, b.state, b.maps, b.pc
             return
-        if z3.is_false(b.pc):
+        if b.pc == "false":
             f.env, f.state, f.maps, f.pc = a.env, a.state, a.maps, a.pc
             return
         for attr in ("env", "state", "maps"):
@@ -328,26 +393,25 @@ class SymbolicRun:
                 vb = db.get(k)
                 if vb is None:
                     continue  # a let inside one branch is out of scope after it
-                merged[k] = va if va is vb or va.eq(vb) else z3.If(a.pc, va, vb)
+                merged[k] = self.ite(a.pc, va, vb)
             setattr(f, attr, merged)
-        f.pc = z3.Or(a.pc, b.pc)
+        f.pc = self.or_(a.pc, b.pc)
 
     def loop(self, s: For, f: _Frame) -> None:
         count = s.hi - s.lo
         if count <= UNROLL:
             for i in range(s.lo, s.hi):
-                f.env[s.var] = z3.IntVal(i)
+                f.env[s.var] = _num(i)
                 self.block(s.body, f)
             f.env.pop(s.var, None)
             return
         # Abstraction: havoc what the body writes, run the body once for an arbitrary iteration.
         written_locals, written_state, written_maps = _writes(s.body, self.c)
         self.havoc(f, written_locals, written_state, written_maps)
-        i = z3.Int(f"{s.var}!{self.fresh_count}")
-        self.fresh_count += 1
-        f.env[s.var] = i
+        var = self.fresh(s.var, _I64)
+        f.env[s.var] = var
         body = f.copy()
-        body.pc = z3.And(f.pc, i >= s.lo, i < s.hi)
+        body.pc = self.and_(f.pc, self.b(f"(and (>= {var} {_num(s.lo)}) (< {var} {_num(s.hi)}))"))
         self.abstract += 1
         self.block(s.body, body)
         self.abstract -= 1
@@ -355,45 +419,43 @@ class SymbolicRun:
         self.havoc(f, written_locals, written_state, written_maps)
 
     def havoc(self, f: _Frame, locs: set[str], states: set[str], maps: set[str]) -> None:
-        for name in locs:
+        for name in sorted(locs):
             if name in f.env:
                 f.env[name] = self.fresh(name, self.fn.locals[name])
-        for name in states:
+        for name in sorted(states):
             decl = self.c.state(name)
             assert decl is not None
             f.state[name] = self.fresh(name, decl.ty)
-        for name in maps:
+        for name in sorted(maps):
             f.maps[name] = self.fresh_map(name)
 
     # -- expressions --------------------------------------------------------------------
-    def index(self, node: Index, f: _Frame) -> Any:
+    def index(self, node: Index, f: _Frame) -> str:
         decl = self.c.state(node.name)
         assert decl is not None and node.index is not None
         idx = self.expr(node.index, f)
-        self.check(f, node.guard, z3.Or(idx < 0, idx >= decl.ty.size))
+        self.check(f, node.guard, self.b(f"(or (< {idx} 0) (>= {idx} {decl.ty.size}))"))
         return idx
 
-    def expr(
-        self, e: Expr, f: _Frame, old: dict[str, Any] | None = None, result: Any = None
-    ) -> Any:
+    def expr(self, e: Expr, f: _Frame, old: dict[str, str] | None = None, result: str = "0") -> str:
         ty = e.ty
         assert ty is not None
         if isinstance(e, IntLit):
-            return z3.IntVal(e.value)
+            return _num(e.value)
         if isinstance(e, DecLit):
-            return z3.IntVal(e.scaled)
+            return _num(e.scaled)
         if isinstance(e, BoolLit):
-            return z3.BoolVal(e.value)
+            return "true" if e.value else "false"
         if isinstance(e, Name):
             if e.kind == "state":
                 return f.state[e.id]
             return f.env[e.id]
         if isinstance(e, Index):
             idx = self.index(e, f)
-            raw = z3.Select(f.maps[e.name], idx)
+            raw = self.i(f"(select {f.maps[e.name]} {idx})")
             if ty == BOOL:
-                return raw != 0
-            self.assumptions.append(_range(raw, ty))
+                return self.b(f"(not (= {raw} 0))")
+            self.assumptions.append(self.range_of(raw, ty))
             return raw
         if isinstance(e, Old):
             assert old is not None
@@ -406,16 +468,16 @@ class SymbolicRun:
             assert e.operand is not None
             v = self.expr(e.operand, f, old, result)
             if e.op == "!":
-                return z3.Not(v)
-            return self.in_range(f, -v, ty, e.guard)
+                return self.not_(v)
+            return self.in_range(f, self.i(f"(- {v})"), ty, e.guard)
         if isinstance(e, Cast):
             assert e.expr is not None and e.expr.ty is not None
             v = self.expr(e.expr, f, old, result)
             src = e.expr.ty
             if src.kind == "int" and ty == DEC:
-                v = v * DEC_SCALE
+                v = self.i(f"(* {v} {DEC_SCALE})")
             elif src == DEC and ty.kind == "int":
-                v = _tdiv(v, z3.IntVal(DEC_SCALE))
+                v = self.tdiv(v, str(DEC_SCALE))
             return self.in_range(f, v, ty, e.guard)
         if isinstance(e, Call):
             return self.call(e, f, old, result)
@@ -423,12 +485,12 @@ class SymbolicRun:
             return self.binary(e, f, old, result)
         raise AssertionError(type(e).__name__)
 
-    def call(self, e: Call, f: _Frame, old: dict[str, Any] | None, result: Any) -> Any:
+    def call(self, e: Call, f: _Frame, old: dict[str, str] | None, result: str) -> str:
         callee = self.c.fn(e.fn)
         assert callee is not None
         args = [self.expr(a, f, old, result) for a in e.args]
         for inv in self.c.invariants:
-            self.check(f, e.guard2, z3.Not(self.spec(inv, f)))
+            self.check(f, e.guard2, self.not_(self.spec(inv, f)))
         cf = _Frame(
             {p.name: a for p, a in zip(callee.params, args, strict=True)},
             f.state,
@@ -438,69 +500,63 @@ class SymbolicRun:
         cf.env["$caller"] = f.env["$caller"]
         facts = [self.spec(req, cf) for req in callee.requires]
         for _pos, party in callee.only:
-            facts.append(cf.env["$caller"] == f.state[party])
+            facts.append(self.b(f"(= {cf.env['$caller']} {f.state[party]})"))
         pre_state = dict(f.state)
         written_state = {n for n in callee.writes if n in f.state}
         written_maps = {n for n in callee.writes if n in f.maps}
         self.havoc(f, set(), written_state, written_maps)
-        value = self.fresh(f"{e.fn}.result", callee.ret) if callee.ret != VOID else z3.IntVal(0)
+        value = self.fresh(f"{e.fn}.result", callee.ret) if callee.ret != VOID else "0"
         post = _Frame(cf.env, f.state, f.maps, f.pc)
         for ens in callee.ensures:
             facts.append(self.spec(ens, post, pre_state, value))
         for inv in self.c.invariants:
             facts.append(self.spec(inv, post))
-        f.pc = z3.And(f.pc, *facts) if facts else f.pc
+        f.pc = self.and_(f.pc, *facts)
         return value
 
-    def binary(self, e: Binary, f: _Frame, old: dict[str, Any] | None, result: Any) -> Any:
+    def binary(self, e: Binary, f: _Frame, old: dict[str, str] | None, result: str) -> str:
         op = e.op
         assert e.left is not None and e.right is not None and e.ty is not None
         if op in ("&&", "||", "==>"):
             a = self.expr(e.left, f, old, result)
             # The right side runs only when the left does not decide: its guards live on that path.
             saved = f.pc
-            f.pc = z3.And(saved, a if op != "||" else z3.Not(a))
+            f.pc = self.and_(saved, a if op != "||" else self.not_(a))
             b = self.expr(e.right, f, old, result)
-            f.pc = z3.Or(z3.And(saved, a if op == "||" else z3.Not(a)), f.pc)
+            decided = self.and_(saved, a if op == "||" else self.not_(a))
+            f.pc = self.or_(decided, f.pc)
             if op == "&&":
-                return z3.And(a, b)
+                return self.and_(a, b)
             if op == "||":
-                return z3.Or(a, b)
-            return z3.Implies(a, b)
+                return self.or_(a, b)
+            return self.or_(self.not_(a), b)
         a = self.expr(e.left, f, old, result)
         b = self.expr(e.right, f, old, result)
-        if op == "==":
-            return a == b
-        if op == "!=":
-            return a != b
-        if op == "<":
-            return a < b
-        if op == "<=":
-            return a <= b
-        if op == ">":
-            return a > b
-        if op == ">=":
-            return a >= b
+        if op in ("==", "!="):
+            eq = self.b(f"(= {a} {b})")
+            return eq if op == "==" else self.not_(eq)
+        if op in ("<", "<=", ">", ">="):
+            return self.b(f"({op} {a} {b})")
         lt = e.left.ty
         ty = e.ty
         if op == "+":
-            return self.in_range(f, a + b, ty, e.guard)
+            return self.in_range(f, self.i(f"(+ {a} {b})"), ty, e.guard)
         if op == "-":
-            return self.in_range(f, a - b, ty, e.guard)
+            return self.in_range(f, self.i(f"(- {a} {b})"), ty, e.guard)
         if op == "*":
-            product = a * b
+            product = self.i(f"(* {a} {b})")
             if lt == DEC:
-                product = _tdiv(product, z3.IntVal(DEC_SCALE))
+                product = self.tdiv(product, str(DEC_SCALE))
             return self.in_range(f, product, ty, e.guard)
-        self.check(f, e.guard, b == 0)
+        self.check(f, e.guard, self.b(f"(= {b} 0)"))
         if lt == DEC:
-            return self.in_range(f, _tdiv(a * DEC_SCALE, b), ty, e.guard2)
+            return self.in_range(f, self.tdiv(self.i(f"(* {a} {DEC_SCALE})"), b), ty, e.guard2)
         assert lt is not None
         lo = lt.range[0]
         if lo < 0:
-            self.check(f, e.guard2, z3.And(a == lo, b == -1))
-        q = _tdiv(a, b)
-        return q if op == "/" else a - b * q
+            self.check(f, e.guard2, self.b(f"(and (= {a} {_num(lo)}) (= {b} (- 1)))"))
+        q = self.tdiv(a, b)
+        return q if op == "/" else self.i(f"(- {a} (* {b} {q}))")
 
 
 def _writes(stmts: list[Stmt], c: Contract) -> tuple[set[str], set[str], set[str]]:
@@ -562,7 +618,7 @@ def _calls(e: Expr) -> list[str]:
     return out
 
 
-def _format_value(value: Any, ty: Ty) -> str:
+def _format_value(value: z3.ExprRef, ty: Ty) -> str:
     if z3.is_true(value):
         return "true"
     if z3.is_false(value):
@@ -581,51 +637,54 @@ def solve_function(contract: Contract, fn: FnDecl, timeout_ms: int) -> list[Verd
     """Prove or refute every guard of ``fn``; never blocks past ``timeout_ms`` per query."""
     run = SymbolicRun(contract, fn)
     run.run()
-    verdicts: list[Verdict] = []
     if not run.obligations:
-        return verdicts
+        return []
+    # One guard may yield several obligations (unrolled loops, several invariants): merge them.
+    grouped: dict[int, list[Obligation]] = {}
+    for ob in run.obligations:
+        grouped.setdefault(ob.gid, []).append(ob)
+    lines = run.lines
+    lines.extend(f"(assert {a})" for a in run.assumptions if a != "true")
+    flags: dict[int, tuple[z3.BoolRef, bool]] = {}
+    for gid, obs in grouped.items():
+        bad = obs[0].bad if len(obs) == 1 else f"(or {' '.join(o.bad for o in obs)})"
+        lines.append(f"(declare-const ob{gid} Bool)")
+        lines.append(f"(assert (= ob{gid} {bad}))")
+        flags[gid] = (z3.Bool(f"ob{gid}"), any(o.abstract for o in obs))
+    lines.append(
+        f"(declare-const any Bool)\n(assert (= any (or {' '.join(f'ob{g}' for g in flags)})))"
+    )
     solver = z3.Solver()
     solver.set("timeout", max(1, timeout_ms))
-    solver.add(*run.assumptions)
+    solver.from_string("\n".join(lines))
 
     def verdict(
-        ob: Obligation, status: str, cex: dict[str, str] | None = None, reason: str = ""
+        gid: int, status: str, cex: dict[str, str] | None = None, reason: str = ""
     ) -> Verdict:
-        kind, message, pos = contract.guards[ob.gid]
-        return Verdict(fn.name, ob.gid, kind, message, pos, status, cex or {}, reason)
+        kind, message, pos = contract.guards[gid]
+        return Verdict(fn.name, gid, kind, message, pos, status, cex or {}, reason)
 
-    # One guard may yield several obligations (unrolled loops, several invariants): merge them.
-    grouped: dict[int, Obligation] = {}
-    for ob in run.obligations:
-        prev = grouped.get(ob.gid)
-        if prev is None:
-            grouped[ob.gid] = ob
-        else:
-            grouped[ob.gid] = Obligation(
-                ob.gid, z3.Or(prev.bad, ob.bad), prev.abstract or ob.abstract
-            )
-    obligations = list(grouped.values())
-    combined = solver.check(z3.Or(*[ob.bad for ob in obligations]))
-    if combined == z3.unsat:
-        return [verdict(ob, "proved") for ob in obligations]
-    for ob in obligations:
-        answer = solver.check(ob.bad)
+    if solver.check(z3.Bool("any")) == z3.unsat:
+        return [verdict(gid, "proved") for gid in flags]
+    verdicts: list[Verdict] = []
+    for gid, (flag, abstract) in flags.items():
+        answer = solver.check(flag)
         if answer == z3.unsat:
-            verdicts.append(verdict(ob, "proved"))
+            verdicts.append(verdict(gid, "proved"))
         elif answer == z3.sat:
-            if ob.abstract:
+            if abstract:
                 verdicts.append(
-                    verdict(ob, "unknown", reason="loop abstraction (loop longer than 16)")
+                    verdict(gid, "unknown", reason=f"loop abstraction (loop longer than {UNROLL})")
                 )
                 continue
             model = solver.model()
-            cex = {
-                name: _format_value(model.eval(var, model_completion=True), ty)
-                for name, (var, ty) in run.inputs.items()
-            }
-            verdicts.append(verdict(ob, "failed", cex))
+            cex = {}
+            for name, (smt_name, ty) in run.inputs.items():
+                var = z3.Bool(smt_name) if ty == BOOL else z3.Int(smt_name)
+                cex[name] = _format_value(model.eval(var, model_completion=True), ty)
+            verdicts.append(verdict(gid, "failed", cex))
         else:
-            verdicts.append(verdict(ob, "unknown", reason=f"solver: {solver.reason_unknown()}"))
+            verdicts.append(verdict(gid, "unknown", reason=f"solver: {solver.reason_unknown()}"))
     return verdicts
 
 
