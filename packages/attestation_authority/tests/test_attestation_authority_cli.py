@@ -90,7 +90,7 @@ def test_agent_command_serves_quotes_over_mtls(swtpm, tmp_path, capsys) -> None:
     assert code == 0
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tenfold.core", "attest", "agent", "--tcti", swtpm.tcti,
+        [sys.executable, "-m", "tenfold.attestation_authority", "agent", "--tcti", swtpm.tcti,
          "--listen", f"127.0.0.1:{port}", "--tls-dir", str(tmp_path / "tls")],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -125,7 +125,7 @@ def test_agent_command_serves_quotes_over_mtls(swtpm, tmp_path, capsys) -> None:
 
 def start(argv, env=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "tenfold.core", "attest", *argv],
+        [sys.executable, "-m", "tenfold.attestation_authority", *argv],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
