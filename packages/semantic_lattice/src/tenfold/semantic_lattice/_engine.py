@@ -353,10 +353,10 @@ class Engine:
 
     def _add_encoded(self, rel: Relation, select_sql: str) -> int:
         """Insert encoded rows into e_ and r_, and record them as pending delta."""
-        self.con.execute(
+        # CREATE TABLE AS returns the number of rows it wrote: one statement, not two.
+        row = self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE add_{rel.name} AS ({select_sql}) EXCEPT SELECT * FROM e_{rel.name}"
-        )
-        row = self.con.execute(f"SELECT count(*) FROM add_{rel.name}").fetchone()
+        ).fetchone()
         added = int(row[0]) if row else 0
         self.con.execute(f"INSERT INTO e_{rel.name} SELECT * FROM add_{rel.name}")
         if rel.lattice:
@@ -626,14 +626,13 @@ class Engine:
         on = " AND ".join(f"o.{k} = g.{k}" for k in keys) or "TRUE"
         joined = self._lattice_join(rel, "o." + last, "g." + last)
         gsel = ", ".join(f"g.{k}" for k in keys)
-        self.con.execute(
+        row = self.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {delta} AS
                 SELECT {gsel + ", " if keys else ""}
                        CASE WHEN o.{last} IS NULL THEN g.{last} ELSE {joined} END AS {last}
                 FROM ({grouped}) g LEFT JOIN r_{rel.name} o ON {on}
                 WHERE o.{last} IS NULL OR ({joined}) IS DISTINCT FROM o.{last}"""
-        )
-        row = self.con.execute(f"SELECT count(*) FROM {delta}").fetchone()
+        ).fetchone()
         changed = int(row[0]) if row else 0
         if changed:
             if keys:
@@ -742,6 +741,67 @@ class Engine:
                     return True
         return False
 
+    def _run_recursive_cte(self, stratum: list[str], rules: list[Rule], stats: ReasonStats) -> bool:
+        """Evaluate a linear single-relation stratum as one DuckDB recursive query.
+
+        Fits when the stratum is one relation R, plain or a min/max lattice with at
+        least one key column, and every rule reads R at most once, without negation
+        or aggregation. Plain R becomes ``WITH RECURSIVE ... UNION`` (DuckDB keeps
+        only new rows in the working table: semi-naive); a min/max lattice becomes
+        ``USING KEY`` recursion whose step keeps the keys whose value improved.
+        Returns False (and does nothing) when the stratum does not fit.
+        """
+        if len(stratum) != 1:
+            return False
+        name = stratum[0]
+        rel = self.relation(name)
+        if rel.lattice not in (None, "min", "max") or (rel.lattice and rel.arity < 2):
+            return False
+        base: list[str] = []
+        step: list[str] = []
+        for rule in rules:
+            if any(isinstance(a, Agg) for a in rule.head.args):
+                return False
+            own = [i for i, b in enumerate(rule.body) if isinstance(b, Atom) and b.relation == name]
+            if any(rule.body[i].negated for i in own) or len(own) > 1:  # type: ignore[union-attr]
+                return False
+            if own:
+                step.append(self._compile_rule(rule, {own[0]: "rec"}))
+            else:
+                base.append(self._compile_rule(rule, {}))
+        if not step:
+            return False
+        cols = ", ".join(f"c{i}" for i in range(rel.arity))
+        seed = " UNION ALL ".join([f"SELECT * FROM e_{name}", *(f"({b})" for b in base)])
+        steps = " UNION ALL ".join(f"({s})" for s in step)
+        if rel.lattice is None:
+            body = f"SELECT * FROM ({seed}) s UNION SELECT * FROM ({steps}) t"
+            head = f"rec({cols})"
+        else:
+            keys = [f"c{i}" for i in range(rel.arity - 1)]
+            last = f"c{rel.arity - 1}"
+            key_list = ", ".join(keys)
+            better = "<" if rel.lattice == "min" else ">"
+            on = " AND ".join(f"o.{k} = g.{k}" for k in keys)
+            body = (
+                f"SELECT {key_list}, {rel.lattice}({last}) FROM ({seed}) s GROUP BY {key_list} "
+                f"UNION SELECT {', '.join('g.' + k for k in keys)}, g.{last} FROM "
+                f"(SELECT {key_list}, {rel.lattice}({last}) AS {last} FROM ({steps}) t "
+                f"GROUP BY {key_list}) g LEFT JOIN recurring.rec o ON {on} "
+                f"WHERE o.{last} IS NULL OR g.{last} {better} o.{last}"
+            )
+            head = f"rec({cols}) USING KEY ({key_list})"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE cte_{name} AS "
+            f"WITH RECURSIVE {head} AS ({body}) SELECT * FROM rec"
+        )
+        self.con.execute(f"DELETE FROM r_{name}")
+        self.con.execute(f"INSERT INTO r_{name} SELECT * FROM cte_{name}")
+        self.con.execute(f"DROP TABLE cte_{name}")
+        self._note_change(name, f"r_{name}")
+        stats.rounds += 1
+        return True
+
     def _run_stratum(
         self, stratum: list[str], budget: Budget, stats: ReasonStats, start: float
     ) -> None:
@@ -752,6 +812,12 @@ class Engine:
         naive = self._needs_reset(rules)
         if naive:
             self._reset_relations(members)
+        full = naive or all(id(r) in self._new_rules for r in rules)
+        # One recursive query cannot stop at a round or row count: with those budgets
+        # set, rounds run one by one below.
+        unbounded = budget.rounds is None and budget.rows is None
+        if full and unbounded and self._run_recursive_cte(stratum, rules, stats):
+            return
         # First round: new rules (or a reset stratum) run in full; the others run once per
         # body atom over a relation that changed since the last fixpoint, reading the change.
         deltas: dict[str, str] = {}
@@ -805,11 +871,10 @@ class Engine:
                     changed = self._merge_lattice(rel, f"cand_{head}", delta)
                     self.con.execute(f"DROP TABLE cand_{head}")
                 else:
-                    self.con.execute(
+                    row = self.con.execute(
                         f"CREATE OR REPLACE TEMP TABLE {delta} AS "
                         f"({union}) EXCEPT SELECT * FROM r_{head}"
-                    )
-                    row = self.con.execute(f"SELECT count(*) FROM {delta}").fetchone()
+                    ).fetchone()
                     changed = int(row[0]) if row else 0
                     if changed:
                         self.con.execute(f"INSERT INTO r_{head} SELECT * FROM {delta}")
