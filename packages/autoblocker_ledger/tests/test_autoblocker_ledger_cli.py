@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from tenfold.autoblocker_ledger.cli import autoblock, ledger
@@ -60,6 +61,7 @@ def tenfold(*args: str, stdin: str = "") -> Result:
     return Result(res.exit_code, res.stdout, "")
 
 
+@pytest.mark.slow
 def test_the_real_entry_point_maps_bad_input_to_one_line_exit_2(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tenfold.core", "ledger", "verify", "--public-key", "ab" * 32],

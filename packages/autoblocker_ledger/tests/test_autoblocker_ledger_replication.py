@@ -13,7 +13,7 @@ import pytest
 from tenfold.autoblocker_ledger._events import SecurityEvent, verify_chain
 from tenfold.autoblocker_ledger._linearizability import KV, UNKNOWN, Operation, check_history
 from tenfold.autoblocker_ledger._merkle import verify_consistency, verify_inclusion
-from tenfold.autoblocker_ledger._replicated import ReplicatedLedger
+from tenfold.autoblocker_ledger._replicated import ReplicatedLedger, _pack, _unpack
 from tenfold.autoblocker_ledger._store import frame, iter_frames
 from tenfold.autoblocker_ledger.errors import ChainError, ReplicationError
 from tenfold.core.services import Etcd
@@ -80,9 +80,9 @@ def test_a_block_edited_in_etcd_is_refused(etcd3: Etcd) -> None:
                 got = await raw.get(key)
                 assert got is not None
                 # Re-frame so the record checksums still pass: only the chain can tell.
-                datas = [d for _o, d in iter_frames(got.value, where="test")]
+                datas = [d for _o, d in iter_frames(_unpack(got.value, 0), where="test")]
                 datas[3] = datas[3].replace(b"192.0.2.3", b"192.0.2.9")
-                await raw.put(key, b"".join(frame(d) for d in datas))
+                await raw.put(key, _pack(b"".join(frame(d) for d in datas)))
         with pytest.raises(ChainError):
             async with ReplicatedLedger(etcd3.endpoints, name="tamper"):
                 pass

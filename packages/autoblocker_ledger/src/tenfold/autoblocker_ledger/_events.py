@@ -10,12 +10,13 @@ same event always hashes the same.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from tenfold.autoblocker_ledger._merkle import HASH_SIZE, leaf_hash
 from tenfold.autoblocker_ledger.errors import ChainError, MalformedEvent
@@ -27,7 +28,9 @@ Evidence = Mapping[str, "str | int | float | bool"]
 _NAME = re.compile(r"^[A-Za-z0-9_.:/@\-\[\]]{1,128}$")
 _MAX_EVIDENCE = 64
 _MAX_TEXT = 4096
-_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+# Canonical form: UTF-8 JSON, keys sorted, no whitespace (msgspec: ~10x faster than json).
+_ENCODE = msgspec.json.Encoder(order="sorted").encode
+_DECODE = msgspec.json.decode
 _FIELDS = ("event_id", "domain", "kind", "subject", "time_ms", "evidence")
 
 
@@ -90,7 +93,7 @@ class SecurityEvent:
 
     def canonical(self) -> bytes:
         """The canonical JSON bytes that the log hashes."""
-        return _ENCODE(self.to_dict()).encode()
+        return _ENCODE(self.to_dict())
 
     @classmethod
     def from_dict(cls, raw: object) -> SecurityEvent:
@@ -118,8 +121,8 @@ class SecurityEvent:
     @classmethod
     def from_json(cls, text: str | bytes) -> SecurityEvent:
         try:
-            raw = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+            raw = _DECODE(text)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise MalformedEvent(f"event is not valid JSON: {exc}") from None
         return cls.from_dict(raw)
 

@@ -36,7 +36,10 @@ import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
+
+import msgspec
 
 from tenfold.autoblocker_ledger._events import (
     GENESIS,
@@ -60,6 +63,19 @@ _SEGMENT_BYTES = 64 << 20
 _SNAPSHOT_MAGIC = b"TFLSNAP1"
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _SEG_SHIFT = 40  # a position packs segment number << 40 | byte offset
+
+
+class _IndexRow(msgspec.Struct):
+    """The fields of an event the SQLite index keeps (evidence is skipped while decoding)."""
+
+    event_id: str
+    time_ms: int
+    subject: str
+    domain: str
+    kind: str
+
+
+_ROW_DECODER = msgspec.json.Decoder(_IndexRow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,23 +106,24 @@ def iter_frames(buf: bytes | memoryview, *, where: str) -> Iterator[tuple[int, b
     Raises :class:`CorruptStore` for a bad record that is followed by more data
     (corruption, not a crash mid-append); the caller decides what a torn tail means.
     """
-    view = memoryview(buf)
+    data_of = bytes(buf) if isinstance(buf, memoryview) else buf
+    unpack = _HEADER.unpack_from
+    crc32 = zlib.crc32
     pos = 0
-    end = len(view)
-    while pos < end:
-        if end - pos < _HEADER.size:
-            return
-        length, crc = _HEADER.unpack_from(view, pos)
+    end = len(data_of)
+    while end - pos >= _HEADER.size:
+        length, crc = unpack(data_of, pos)
         start = pos + _HEADER.size
-        data = bytes(view[start : start + length])
-        if len(data) < length:
+        stop = start + length
+        if stop > end:
             return
-        if zlib.crc32(data) != crc:
-            if start + length >= end:
+        data = data_of[start:stop]
+        if crc32(data) != crc:
+            if stop >= end:
                 return  # torn last record
             raise CorruptStore(f"{where}: record at byte {pos} fails its checksum")
         yield pos, data
-        pos = start + length
+        pos = stop
 
 
 class EmbeddedLedger:
@@ -144,8 +161,10 @@ class EmbeddedLedger:
         self._seg_no = 0
         self._seg_fd = -1
         self._seg_size = 0
-        self._open_segments()
         self._db = self._open_index()
+        self._rows_from = self._contiguous_rows()
+        self._new_rows: list[tuple[int, str, int, str, str, str]] = []
+        self._open_segments()
         self._reconcile_index()
         self._check_signed_head()
 
@@ -175,15 +194,25 @@ class EmbeddedLedger:
             p = self._segment_path(n)
             buf = p.read_bytes()
             last_end = 0
+            leaves: list[bytes] = []
+            seg_base = n << _SEG_SHIFT
+            rows_from = self._rows_from
+            # The hot loop of every open and recovery: one checksum, one chain
+            # comparison and one SHA-256 per record; the tree is extended per segment.
             for off, data in iter_frames(buf, where=str(p)):
                 if data[:HASH_SIZE] != prev:
                     raise CorruptStore(
-                        f"{p}: entry {tree.size} breaks the hash chain (tampered or reordered)"
+                        f"{p}: entry {tree.size + len(leaves)} breaks the hash chain "
+                        "(tampered or reordered)"
                     )
-                prev = leaf_hash(data)
-                tree.append_hash(prev)
-                positions.append((n << _SEG_SHIFT) | off)
+                prev = sha256(b"\x00" + data).digest()
+                index = tree.size + len(leaves)
+                if index >= rows_from:
+                    self._new_rows.append(self._row(index, data))
+                leaves.append(prev)
+                positions.append(seg_base | off)
                 last_end = off + _HEADER.size + len(data)
+            tree.extend_hashes(leaves)
             if last_end != len(buf):
                 if i != len(numbers) - 1:
                     raise CorruptStore(f"{p}: truncated record in a sealed segment")
@@ -224,24 +253,28 @@ class EmbeddedLedger:
         db.execute("CREATE INDEX IF NOT EXISTS by_domain ON events(domain, idx)")
         db.execute("CREATE INDEX IF NOT EXISTS by_time ON events(time_ms)")
 
+    def _contiguous_rows(self) -> int:
+        """How many index rows (0..n-1) are present; a gappy index is rebuilt from scratch."""
+        count, top = self._db.execute("SELECT count(*), max(idx) FROM events").fetchone()
+        if count and top != count - 1:
+            self._db.execute("DELETE FROM events")
+            return 0
+        return int(count)
+
     def _reconcile_index(self) -> None:
-        """Make the index agree with the segments: drop rows past the end, add missing ones."""
+        """Make the index agree with the segments: drop rows past the end, add the missing ones."""
         db = self._db
         size = self.tree.size
         db.execute("DELETE FROM events WHERE idx >= ?", (size,))
-        (count,) = db.execute("SELECT count(*) FROM events").fetchone()
-        if count != size:
-            have = {row[0] for row in db.execute("SELECT idx FROM events")}
-            missing = (i for i in range(size) if i not in have)
-            bulk = size - count > 10_000
-            if bulk:  # building secondary indexes once is much cheaper than row by row
-                for name in ("by_subject", "by_domain", "by_time"):
-                    db.execute(f"DROP INDEX IF EXISTS {name}")
-            db.executemany(
-                "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)", self._rows(missing)
-            )
-            if bulk:
-                self._create_indexes(db)
+        rows = [r for r in self._new_rows if r[0] < size]
+        self._new_rows = []
+        bulk = len(rows) > 10_000
+        if bulk:  # building secondary indexes once is much cheaper than row by row
+            for name in ("by_subject", "by_domain", "by_time"):
+                db.execute(f"DROP INDEX IF EXISTS {name}")
+        db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)", rows)
+        if bulk:
+            self._create_indexes(db)
         db.commit()
         self._ids = dict(db.execute("SELECT event_id, idx FROM events"))
         if len(self._ids) != size:
@@ -267,15 +300,13 @@ class EmbeddedLedger:
                 f"head at size {sth.size} (history rewritten)"
             )
 
-    def _rows(self, indices: Iterable[int]) -> Iterator[tuple[int, str, int, str, str, str]]:
-        """Index rows for entries already proven by the chain walk (no re-validation)."""
-        loads = json.loads
-        for i in indices:
-            try:
-                e = loads(self._read_data(i)[HASH_SIZE:])
-                yield (i, e["event_id"], e["time_ms"], e["subject"], e["domain"], e["kind"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CorruptStore(f"{self.path}: entry {i} is not a valid event: {exc}") from None
+    def _row(self, index: int, data: bytes) -> tuple[int, str, int, str, str, str]:
+        """The index row of an entry already proven by the chain walk."""
+        try:
+            e = _ROW_DECODER.decode(data[HASH_SIZE:])
+        except msgspec.DecodeError as exc:
+            raise CorruptStore(f"{self.path}: entry {index} is not a valid event: {exc}") from None
+        return (index, e.event_id, e.time_ms, e.subject, e.domain, e.kind)
 
     # -- appending ----------------------------------------------------------------
     @property

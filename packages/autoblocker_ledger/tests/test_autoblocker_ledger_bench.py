@@ -1,0 +1,39 @@
+"""The benchmark scenarios are well formed and the in-process ones run at smoke size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenfold.autoblocker_ledger.bench import scenarios
+from tenfold.core.bench import BenchContext, Outcome
+
+
+def test_one_headline_and_unique_names() -> None:
+    all_scenarios = scenarios()
+    assert sum(s.headline for s in all_scenarios) == 1
+    names = [s.name for s in all_scenarios]
+    assert len(names) == len(set(names))
+    assert {s.row for s in all_scenarios if s.table == "Write Performance"} == {
+        "3 nodes",
+        "5 nodes",
+        "7 nodes",
+        "9 nodes",
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["merkle_inclusion_proofs", "embedded_group_commit", "snapshot", "recovery"]
+)
+def test_in_process_scenarios_run_at_smoke_size(name: str, tmp_path: Path) -> None:
+    (scenario,) = [s for s in scenarios() if s.name == name]
+    subjects = [scenario.ours] + ([scenario.peer] if scenario.peer else [])
+    for subject in subjects:
+        ctx = BenchContext(mode="smoke", workdir=tmp_path / subject.name.replace(" ", "_"))
+        ctx.workdir.mkdir(parents=True)
+        with ctx.stack:
+            result = subject.prepare(ctx)()
+        assert isinstance(result, Outcome) and result.ops > 0
+        if result.latencies_ms is not None:
+            assert len(result.latencies_ms) in (1, result.ops)
