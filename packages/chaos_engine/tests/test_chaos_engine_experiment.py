@@ -32,13 +32,15 @@ def doc_experiment() -> str:
     return blocks[0]
 
 
-def tenfold(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI entry point in this process (the plugin scan is paid once)."""
+def tenfold(*args: str, cwd: Path, core: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in this process: ``tenfold chaos`` through the core (``core``), else
+    ``python -m tenfold.chaos_engine``, the same commands without the scan of every system."""
     import contextlib
     import io
     import os
 
-    from tenfold.core.cli import main
+    from tenfold.chaos_engine.__main__ import main as chaos_main
+    from tenfold.core.cli import main as core_main
 
     out, err = io.StringIO(), io.StringIO()
     code = 0
@@ -47,7 +49,9 @@ def tenfold(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                main(list(args))
+                code = chaos_main(list(args[1:])) if not core else 0
+                if core:
+                    core_main(list(args))
             except SystemExit as exc:
                 code = int(exc.code or 0)
     finally:
@@ -107,7 +111,7 @@ def test_bad_experiments_are_one_line_errors(tmp_path: Path, text: str, message:
 def test_cli_prints_one_line_and_exits_two(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(BASE + "colour = 1\n")
-    proc = tenfold("chaos", "validate", str(path), cwd=tmp_path)
+    proc = tenfold("chaos", "validate", str(path), cwd=tmp_path, core=True)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tenfold: error: ")
     assert "unknown key 'method.0.colour'" in proc.stderr
@@ -269,7 +273,7 @@ def test_sigterm_during_run_reverts_and_exits_one(tmp_path: Path) -> None:
     path = tmp_path / "long.toml"
     path.write_text(BASE + '[[method]]\nid = "wait"\npause_s = 30\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tenfold.core", "chaos", "run", str(path)],
+        [sys.executable, "-m", "tenfold.chaos_engine", "run", str(path)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -272,3 +272,83 @@ def test_sigkill_then_recover_leaves_nothing(
         child.wait()
         victim.kill()
         victim.wait()
+
+
+def test_target_exiting_mid_fault_still_reverts(tmp_path: Path) -> None:
+    throttled = subprocess.Popen(["sleep", "30"])
+    paused = subprocess.Popen(["sleep", "30"])
+
+    async def main() -> None:
+        async with await ChaosEngine.create(
+            perf(), journal_dir=tmp_path, experiment="t4"
+        ) as engine:
+            throttle = await engine.inject_fault(
+                DiskThrottle(pid=throttled.pid, path=str(tmp_path))
+            )
+            throttled.kill()
+            throttled.wait()
+            await throttle.revert()  # the process is gone: its cgroup still goes
+            pause = await engine.inject_fault(ProcessPause(pid=paused.pid))
+            paused.kill()  # pending until thawed: the revert lets it die
+            await pause.revert()
+            assert paused.wait(5) == -9
+
+    try:
+        run(main())
+    finally:
+        for proc in (throttled, paused):
+            proc.kill()
+            proc.wait()
+    assert not tenfold_cgroups("tfchaos_t4")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["method", "rollback"])
+def test_ctrl_c_during_run_or_rollback_reverts(
+    netns_pair: tuple[str, str], tmp_path: Path, when: str
+) -> None:
+    """SIGINT while a fault is in place (during the method, or while rollbacks run)."""
+    experiment = tmp_path / "ctrlc.toml"
+    experiment.write_text(
+        textwrap.dedent(
+            f"""
+            title = "ctrl-c"
+            [[method]]
+            id = "loss"
+            fault = "packet_loss"
+            params = {{ netns = "{A}", percent = 20, duration_s = 60 }}
+            [[method]]
+            id = "wait"
+            pause_s = {30 if when == "method" else 0}
+            [[rollbacks]]
+            id = "slow-rollback"
+            action = {{ type = "process", path = "sleep", arguments = ["{3 if when == "rollback" else 0}"] }}
+            """
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenfold.chaos_engine", "run", str(experiment)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        if when == "method":
+            while "tfchaos_ctrlc_" not in tables(A) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:  # faults are reverted before rollbacks start; interrupt the rollback itself
+            while "sleep 3" not in sh("ps -eo args").stdout and time.monotonic() < deadline:
+                time.sleep(0.02)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err  # interrupted, after the cleanup finished
+        assert "tenfold: interrupted" in err
+        assert tables(A).strip() == ""
+        assert "Traceback" not in err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "sleep 3" not in sh("ps -eo args").stdout  # the rollback's process is not orphaned

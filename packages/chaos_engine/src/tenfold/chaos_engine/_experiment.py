@@ -26,7 +26,7 @@ import signal
 import subprocess
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -385,9 +385,10 @@ async def call_provider(provider: Provider) -> Any:
         )
         try:
             return await asyncio.wait_for(proc.wait(), provider.timeout_s)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        except BaseException:  # timed out or cancelled: never leave the process behind
+            if proc.returncode is None:
+                proc.kill()
+                await asyncio.shield(proc.wait())
             raise
     fn = _resolve(provider)
     args = provider.arguments if isinstance(provider.arguments, dict) else {}
@@ -548,15 +549,49 @@ async def run_experiment(
             watcher.cancel()
         if sigterm_installed:
             loop.remove_signal_handler(signal.SIGTERM)
-        await asyncio.shield(engine.revert_all())
+        interrupted = False
+        try:
+            await _to_completion(engine.revert_all())
+        except asyncio.CancelledError:
+            interrupted = True
         if "t" in violation:
             report.violation_to_reverted_s = time.perf_counter() - float(violation["t"])
         for step in experiment.rollbacks:
             try:
                 if step.action is not None:
-                    await asyncio.shield(call_provider(step.action))
+                    await _to_completion(call_provider(step.action))
+                report.rollbacks_run += 1
+            except asyncio.CancelledError:
+                interrupted = True
                 report.rollbacks_run += 1
             except Exception as exc:  # a failing rollback must not stop the others
                 report.steps.append(StepRecord(step.id, "rollback", 0.0, False, str(exc)))
         report.duration_s = time.perf_counter() - start
+        if interrupted:
+            raise asyncio.CancelledError
     return report
+
+
+async def _to_completion(step: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``step`` to its end even if the caller is cancelled (Ctrl-C) meanwhile.
+
+    Cleanup must not be cut short by the interrupt that asked for it; the
+    cancellation is re-raised once the step is done. A second Ctrl-C makes
+    asyncio raise KeyboardInterrupt outright, and then the watchdog cleans up.
+    """
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done() and task.cancelled():
+                raise
+            cancelled = True
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
