@@ -53,8 +53,14 @@ def test_parallel_compile_equals_serial() -> None:
     try:
         serial = compile_source(text, "p.ct", CompileOptions(parallel_jobs=1, emit="llvm"))
         parallel = compile_source(text, "p.ct", CompileOptions(parallel_jobs=2, emit="llvm"))
+        objects = compile_source(text, "p.ct", CompileOptions(parallel_jobs=2, emit="obj"))
     finally:
         shutdown_pool()
+    assert len(objects.objects) == 2  # one object per worker's chunk of functions
+    joined = objects.object_code
+    assert joined[:4] == b"\x7fELF"
+    for fn in objects.contract.fns:
+        assert f"{objects.contract.name}.{fn.name}".encode() in joined
     assert len(serial.contract.fns) >= 24  # large enough to use the pool
     assert parallel.ir == serial.ir
     assert [(v.gid, v.status) for v in parallel.verdicts] == [

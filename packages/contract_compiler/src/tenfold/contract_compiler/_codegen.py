@@ -51,7 +51,7 @@ from tenfold.contract_compiler._ast import (
     Unary,
 )
 
-__all__ = ["emit_function", "emit_llvm", "function_symbol", "module_header"]
+__all__ = ["emit_function", "emit_llvm", "function_symbol", "link_module", "module_header"]
 
 _CMP_SIGNED = {"<": "slt", "<=": "sle", ">": "sgt", ">=": "sge", "==": "eq", "!=": "ne"}
 _CMP_UNSIGNED = {"<": "ult", "<=": "ule", ">": "ugt", ">=": "uge", "==": "eq", "!=": "ne"}
@@ -559,6 +559,30 @@ def emit_function(
 
 def module_header(contract: Contract) -> str:
     return f'; ModuleID = "{contract.name}"\n'
+
+
+def link_module(
+    contract: Contract,
+    names: list[str],
+    irs: dict[str, tuple[str, set[str]]],
+    callees: dict[str, set[str]],
+) -> str:
+    """A module holding the functions ``names`` (IR already emitted), declaring the others it calls."""
+    parts = [module_header(contract)]
+    decls: set[str] = set()
+    inside = set(names)
+    for name in names:
+        text, needs = irs[name]
+        parts.append(text)
+        decls |= needs
+        for callee in callees.get(name, ()):
+            if callee not in inside:
+                fn = contract.fn(callee)
+                assert fn is not None
+                params = "".join(", i64" for _ in fn.params)
+                decls.add(f'declare i32 @"{function_symbol(contract, fn)}"(ptr, i64{params}, ptr)')
+    parts.extend(sorted(decls))
+    return "\n".join(parts) + "\n"
 
 
 def emit_llvm(contract: Contract, removed: dict[str, frozenset[int]] | None = None) -> str:

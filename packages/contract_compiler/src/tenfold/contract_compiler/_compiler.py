@@ -15,10 +15,11 @@ import multiprocessing
 import pickle
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tenfold.contract_compiler._ast import (
     VOID,
@@ -31,11 +32,19 @@ from tenfold.contract_compiler._ast import (
 )
 from tenfold.contract_compiler._cache import ArtifactCache, digest
 from tenfold.contract_compiler._checker import infer_types
-from tenfold.contract_compiler._codegen import emit_function, function_symbol, module_header
+from tenfold.contract_compiler._codegen import emit_function, function_symbol, link_module
 from tenfold.contract_compiler._interp import Interpreter, check_argument, initial_state
 from tenfold.contract_compiler._native import NativeModule, emit_object, optimize_ir
 from tenfold.contract_compiler._parser import make_diagnostic, parse_contract
-from tenfold.contract_compiler._solver import HARD_KINDS, Verdict, solve_function
+from tenfold.contract_compiler._solver import (
+    HARD_KINDS,
+    Outcome,
+    Query,
+    Verdict,
+    build_query,
+    run_query,
+    to_verdicts,
+)
 from tenfold.contract_compiler.config import CompilerPerformance
 from tenfold.contract_compiler.errors import (
     CompileError,
@@ -54,7 +63,9 @@ __all__ = [
     "shutdown_pool",
 ]
 
-COMPILER_VERSION = "1"
+T = TypeVar("T")
+
+COMPILER_VERSION = "2"
 PHASES = (
     "lexing",
     "parsing",
@@ -106,12 +117,19 @@ class CompiledContract:
     filename: str
     opt_level: int
     ir: str
-    object_code: bytes | None
+    objects: list[bytes]
     verdicts: list[Verdict]
     warnings: list[Diagnostic]
     timings_ms: dict[str, float]
     cache: str = "miss"
     optimized_ir: str = ""
+
+    @property
+    def object_code(self) -> bytes:
+        """One relocatable object: the chunks compiled in parallel are joined with ``ld -r``."""
+        if len(self.objects) <= 1:
+            return self.objects[0] if self.objects else b""
+        return _link_objects(self.objects)
 
     @property
     def steps(self) -> dict[str, int]:
@@ -148,7 +166,7 @@ class CompiledContract:
             "timings_ms": self.timings_ms,
             "cache": self.cache,
             "ir_bytes": len(self.ir),
-            "object_bytes": len(self.object_code or b""),
+            "object_bytes": sum(len(o) for o in self.objects),
         }
 
 
@@ -197,6 +215,32 @@ class Executable:
         if fn.ret == VOID:
             return None
         return _from_i64(self._out.value, fn.ret)
+
+
+def _link_objects(objects: list[bytes]) -> bytes:
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    ld = shutil.which("ld")
+    if ld is None:
+        raise ContractCompilerError(
+            "joining object files needs 'ld' (binutils); it is not installed"
+        )
+    with tempfile.TemporaryDirectory(prefix="tenfold-ld-") as tmp:
+        paths = []
+        for i, data in enumerate(objects):
+            path = Path(tmp) / f"part{i}.o"
+            path.write_bytes(data)
+            paths.append(str(path))
+        out = Path(tmp) / "contract.o"
+        proc = subprocess.run(
+            [ld, "-r", "-o", str(out), *paths], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise ContractCompilerError(f"ld -r failed: {proc.stderr.strip()[:300]}")
+        return out.read_bytes()
 
 
 def _to_i64(v: int) -> int:
@@ -282,34 +326,23 @@ def _callees(fn: FnDecl) -> set[str]:
     return found
 
 
-# -- per-function work (also run in worker processes) -------------------------------
+# -- work sent to worker processes: plain text in, plain data out ------------------
 
 
-def _solve_and_emit(
-    contract: Contract, names: Sequence[str], verify: bool, remove_proved: bool, timeout_ms: int
-) -> list[tuple[str, list[Verdict], str, set[str], float, float]]:
-    out = []
-    for name in names:
-        fn = contract.fn(name)
-        assert fn is not None
-        t0 = time.perf_counter()
-        verdicts = solve_function(contract, fn, timeout_ms) if verify else []
-        t1 = time.perf_counter()
-        removed = (
-            frozenset(v.gid for v in verdicts if v.status == "proved")
-            if remove_proved
-            else frozenset()
-        )
-        ir, intrinsics = emit_function(contract, fn, removed)
-        out.append((name, verdicts, ir, intrinsics, t1 - t0, time.perf_counter() - t1))
-    return out
+def _z3_task(
+    queries: list[Query], timeout_ms: int
+) -> tuple[list[tuple[str, list[Outcome]]], float]:
+    t0 = time.perf_counter()
+    out = [(q.fn, run_query(q, timeout_ms)) for q in queries]
+    return out, time.perf_counter() - t0
 
 
-def _worker(
-    blob: bytes, names: list[str], verify: bool, remove_proved: bool, timeout_ms: int
-) -> bytes:
-    contract = pickle.loads(blob)
-    return pickle.dumps(_solve_and_emit(contract, names, verify, remove_proved, timeout_ms))
+def _llvm_task(ir_text: str, opt_level: int) -> tuple[bytes, float, float]:
+    t0 = time.perf_counter()
+    mod = optimize_ir(ir_text, opt_level)
+    t1 = time.perf_counter()
+    obj = emit_object(mod, opt_level)
+    return obj, t1 - t0, time.perf_counter() - t1
 
 
 _POOL: ProcessPoolExecutor | None = None
@@ -323,7 +356,8 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
         if _POOL is None or jobs != _POOL_JOBS:
             if _POOL is not None:
                 _POOL.shutdown(cancel_futures=True)
-            # forkserver: workers never inherit LLVM or z3 state from a parent with threads.
+            # forkserver: workers never inherit LLVM or z3 state from a parent with threads;
+            # the server preloads this module so each worker starts with z3 and llvmlite loaded.
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["tenfold.contract_compiler._compiler"])
             _POOL = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
@@ -338,6 +372,19 @@ def shutdown_pool() -> None:
         if _POOL is not None:
             _POOL.shutdown(cancel_futures=True)
             _POOL = None
+
+
+def _balanced(items: list[T], weight: Callable[[T], int], parts: int) -> list[list[T]]:
+    """Split into ``parts`` contiguous runs of similar total weight (order kept)."""
+    total = sum(weight(x) for x in items) or 1
+    out: list[list[T]] = [[]]
+    acc = 0
+    for x in items:
+        if acc >= total * len(out) / parts and len(out) < parts and out[-1]:
+            out.append([])
+        out[-1].append(x)
+        acc += weight(x)
+    return [chunk for chunk in out if chunk]
 
 
 # -- the driver ----------------------------------------------------------------------
@@ -369,7 +416,7 @@ def compile_source(
             compiled: CompiledContract = pickle.loads(blob)
             compiled.cache = "hit"
             compiled.timings_ms = {p: 0.0 for p in PHASES}
-            compiled.timings_ms["cache_lookup"] = (time.perf_counter() - t0) * 1000
+            compiled.timings_ms["cache_lookup"] = round((time.perf_counter() - t0) * 1000, 3)
             return compiled
 
     timings: dict[str, float] = {}
@@ -381,125 +428,204 @@ def compile_source(
     infer_types(contract, smap, max_errors=opts.max_errors)
     timings["type_checking"] = time.perf_counter() - t0
     if opts.emit == "ast":
-        timings.update({p: 0.0 for p in PHASES if p not in timings})
-        return CompiledContract(contract, filename, opts.opt_level, "", None, [], [], _ms(timings))
-
-    verdicts, warnings, ir, solve_s, emit_s, hits = _prove_and_emit(text, smap, contract, opts)
-    timings["constraint_solving"] = solve_s
-    t0 = time.perf_counter()
-    if len(ir) > opts.max_output_bytes:
-        raise LimitExceeded(
-            f"{filename}: generated IR is {len(ir)} bytes, over max_output_bytes={opts.max_output_bytes}"
-        )
-    optimized = ""
-    obj: bytes | None = None
-    codegen_s = emit_s
-    if opts.emit in ("obj", "llvm"):
-        mod = optimize_ir(ir, opts.opt_level)
-        t1 = time.perf_counter()
-        timings["optimization"] = t1 - t0
-        if opts.emit == "llvm":
-            optimized = str(mod)
-        else:
-            obj = emit_object(mod, opts.opt_level)
-            if len(obj) > opts.max_output_bytes:
-                raise LimitExceeded(
-                    f"{filename}: object code is {len(obj)} bytes, "
-                    f"over max_output_bytes={opts.max_output_bytes}"
-                )
-        codegen_s += time.perf_counter() - t1
-    else:
-        timings["optimization"] = 0.0
-    timings["code_generation"] = codegen_s
-    compiled = CompiledContract(
-        contract,
-        filename,
-        opts.opt_level,
-        ir,
-        obj,
-        verdicts,
-        warnings,
-        _ms(timings),
-        "partial" if hits else "miss",
-        optimized,
-    )
+        return CompiledContract(contract, filename, opts.opt_level, "", [], [], [], _ms(timings))
+    compiled = _Build(text, smap, contract, opts, timings).run()
     if cache is not None:
         cache.put(file_key, pickle.dumps(compiled, protocol=pickle.HIGHEST_PROTOCOL))
     return compiled
 
 
-def _ms(timings: dict[str, float]) -> dict[str, float]:
-    return {p: round(timings.get(p, 0.0) * 1000, 3) for p in PHASES}
+class _Build:
+    """Proofs, IR and machine code for a checked contract, in a process pool when it pays.
 
+    Order of work: SMT text for every function (main process, fast); z3 on
+    that text (pool or inline); IR text (main; at -O2+ after the proofs, since
+    proved guards are left out); LLVM optimization and object code per chunk
+    of functions (pool or inline). At -O0/-O1 the IR does not depend on the
+    proofs, so z3 and LLVM chunks run side by side in the pool.
+    """
 
-def _prove_and_emit(
-    text: str, smap: SourceMap, contract: Contract, opts: CompileOptions
-) -> tuple[list[Verdict], list[Diagnostic], str, float, float, int]:
-    remove = opts.opt_level >= 2
-    cache = opts.cache
-    header = _header_text(text, contract) if cache is not None else ""
-    results: dict[str, tuple[list[Verdict], str, set[str]]] = {}
-    keys: dict[str, str] = {}
-    hits = 0
-    if cache is not None:
-        for fn in contract.fns:
-            key = _fn_key(text, header, contract, fn, opts)
+    def __init__(
+        self,
+        text: str,
+        smap: SourceMap,
+        contract: Contract,
+        opts: CompileOptions,
+        timings: dict[str, float],
+    ) -> None:
+        self.text = text
+        self.smap = smap
+        self.c = contract
+        self.opts = opts
+        self.timings = timings
+        self.jobs = min(opts.parallel_jobs, max(1, len(contract.fns) // 8))
+        self.parallel = self.jobs > 1 and len(contract.fns) >= _PARALLEL_MIN_FUNCTIONS
+        self.irs: dict[str, tuple[str, set[str]]] = {}
+        self.outcomes: dict[str, list[Verdict]] = {}
+        self.callees = {fn.name: _callees(fn) for fn in contract.fns}
+
+    def run(self) -> CompiledContract:
+        c, opts = self.c, self.opts
+        t_start = time.perf_counter()
+        keys, cached = self.cache_lookup()
+        todo = [fn for fn in c.fns if fn.name not in cached]
+        t0 = time.perf_counter()
+        queries = []
+        if opts.verify:
+            for fn in todo:
+                q = build_query(c, fn)
+                if q is None:
+                    self.outcomes[fn.name] = []
+                else:
+                    queries.append(q)
+        else:
+            for fn in todo:
+                self.outcomes[fn.name] = []
+        solve_s = time.perf_counter() - t0
+        remove = opts.opt_level >= 2
+        emit_s = 0.0
+        llvm_futures: list[Future[tuple[bytes, float, float]]] = []
+        if not remove:
+            emit_s += self.emit(todo, remove=False)
+            if self.parallel and opts.emit == "obj":
+                llvm_futures = self.submit_llvm()
+        t0 = time.perf_counter()
+        self.solve(queries)
+        solve_s += time.perf_counter() - t0
+        if remove:
+            emit_s += self.emit(todo, remove=True)
+            if self.parallel and opts.emit == "obj":
+                llvm_futures = self.submit_llvm()
+        for fn in todo:
+            if opts.cache is not None:
+                opts.cache.put(
+                    keys[fn.name], pickle.dumps((self.outcomes[fn.name], *self.irs[fn.name]))
+                )
+        verdicts = [v for fn in c.fns for v in self.outcomes[fn.name]]
+        t0 = time.perf_counter()
+        warnings = _judge(c, self.smap, verdicts, opts)
+        solve_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ir = link_module(c, [fn.name for fn in c.fns], self.irs, {})
+        emit_s += time.perf_counter() - t0
+        if len(ir) > opts.max_output_bytes:
+            raise LimitExceeded(
+                f"{c_name(self)}: generated IR is {len(ir)} bytes, "
+                f"over max_output_bytes={opts.max_output_bytes}"
+            )
+        objects: list[bytes] = []
+        optimized = ""
+        opt_s = machine_s = 0.0
+        t0 = time.perf_counter()
+        if llvm_futures:
+            try:
+                parts = [f.result() for f in llvm_futures]
+            except BrokenProcessPool:
+                shutdown_pool()
+                obj = emit_object(optimize_ir(ir, opts.opt_level), opts.opt_level)
+                parts = [(obj, 0.0, time.perf_counter() - t0)]
+            wall = time.perf_counter() - t0
+            objects = [p[0] for p in parts]
+            cpu_opt = sum(p[1] for p in parts)
+            cpu_obj = sum(p[2] for p in parts)
+            share = cpu_opt / (cpu_opt + cpu_obj) if cpu_opt + cpu_obj > 0 else 0.5
+            opt_s, machine_s = wall * share, wall * (1 - share)
+        elif opts.emit in ("obj", "llvm"):
+            mod = optimize_ir(ir, opts.opt_level)
+            t1 = time.perf_counter()
+            opt_s = t1 - t0
+            if opts.emit == "llvm":
+                optimized = str(mod)
+            else:
+                objects = [emit_object(mod, opts.opt_level)]
+            machine_s = time.perf_counter() - t1
+        size = sum(len(o) for o in objects) + len(optimized)
+        if size > opts.max_output_bytes:
+            raise LimitExceeded(
+                f"{c_name(self)}: output is {size} bytes, over max_output_bytes={opts.max_output_bytes}"
+            )
+        self.timings["constraint_solving"] = solve_s
+        self.timings["code_generation"] = emit_s + machine_s
+        self.timings["optimization"] = opt_s
+        self.timings["total"] = time.perf_counter() - t_start
+        return CompiledContract(
+            c,
+            self.smap.filename,
+            opts.opt_level,
+            ir,
+            objects,
+            verdicts,
+            warnings,
+            _ms(self.timings),
+            "partial" if cached else "miss",
+            optimized,
+        )
+
+    def cache_lookup(self) -> tuple[dict[str, str], set[str]]:
+        cache = self.opts.cache
+        keys: dict[str, str] = {}
+        hits: set[str] = set()
+        if cache is None:
+            return keys, hits
+        header = _header_text(self.text, self.c)
+        for fn in self.c.fns:
+            key = _fn_key(self.text, header, self.c, fn, self.opts)
             keys[fn.name] = key
             blob = cache.get(key)
             if blob is not None:
-                results[fn.name] = pickle.loads(blob)
-                hits += 1
-    todo = [fn.name for fn in contract.fns if fn.name not in results]
-    solve_s = emit_s = 0.0
-    if todo:
+                verdicts, ir, intr = pickle.loads(blob)
+                self.outcomes[fn.name] = verdicts
+                self.irs[fn.name] = (ir, intr)
+                hits.add(fn.name)
+        return keys, hits
+
+    def emit(self, fns: list[FnDecl], remove: bool) -> float:
         t0 = time.perf_counter()
-        jobs = min(opts.parallel_jobs, len(todo))
-        if jobs > 1 and len(todo) >= _PARALLEL_MIN_FUNCTIONS:
-            done = _run_parallel(contract, todo, jobs, opts, remove)
-            wall = time.perf_counter() - t0
+        for fn in fns:
+            removed = (
+                frozenset(v.gid for v in self.outcomes[fn.name] if v.status == "proved")
+                if remove
+                else frozenset()
+            )
+            self.irs[fn.name] = emit_function(self.c, fn, removed)
+        return time.perf_counter() - t0
+
+    def solve(self, queries: list[Query]) -> None:
+        timeout = self.opts.smt_timeout_ms
+        if self.parallel and queries:
+            pool = _pool(self.jobs)
+            chunks = _balanced(queries, lambda q: len(q.script), self.jobs * 2)
+            try:
+                futures = [pool.submit(_z3_task, chunk, timeout) for chunk in chunks]
+                results = [item for fut in futures for item in fut.result()[0]]
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory): finish here rather than fail the compile.
+                shutdown_pool()
+                self.parallel = False
+                results = [(q.fn, run_query(q, timeout)) for q in queries]
         else:
-            done = _solve_and_emit(contract, todo, opts.verify, remove, opts.smt_timeout_ms)
-            wall = time.perf_counter() - t0
-        cpu_solve = sum(r[4] for r in done)
-        cpu_emit = sum(r[5] for r in done)
-        share = cpu_solve / (cpu_solve + cpu_emit) if cpu_solve + cpu_emit > 0 else 0.5
-        solve_s, emit_s = wall * share, wall * (1 - share)
-        for name, fn_verdicts, ir, intr, _s, _e in done:
-            results[name] = (fn_verdicts, ir, intr)
-            if cache is not None:
-                cache.put(keys[name], pickle.dumps((fn_verdicts, ir, intr)))
-    verdicts: list[Verdict] = []
-    parts = [module_header(contract)]
-    decls: set[str] = set()
-    for fn in contract.fns:
-        fv, ir, intr = results[fn.name]
-        verdicts.extend(fv)
-        parts.append(ir)
-        decls |= intr
-    parts.extend(sorted(decls))
-    t0 = time.perf_counter()
-    warnings = _judge(contract, smap, verdicts, opts)
-    solve_s += time.perf_counter() - t0
-    return verdicts, warnings, "\n".join(parts) + "\n", solve_s, emit_s, hits
+            results = [(q.fn, run_query(q, timeout)) for q in queries]
+        for name, outcomes in results:
+            self.outcomes[name] = to_verdicts(self.c, name, outcomes)
+
+    def submit_llvm(self) -> list[Future[tuple[bytes, float, float]]]:
+        pool = _pool(self.jobs)
+        names = [fn.name for fn in self.c.fns]
+        chunks = _balanced(names, lambda n: len(self.irs[n][0]), self.jobs)
+        return [
+            pool.submit(
+                _llvm_task, link_module(self.c, chunk, self.irs, self.callees), self.opts.opt_level
+            )
+            for chunk in chunks
+        ]
 
 
-def _run_parallel(
-    contract: Contract, names: list[str], jobs: int, opts: CompileOptions, remove: bool
-) -> list[tuple[str, list[Verdict], str, set[str], float, float]]:
-    blob = pickle.dumps(contract, protocol=pickle.HIGHEST_PROTOCOL)
-    # Interleave functions so each worker gets a similar mix of sizes.
-    chunks = [names[i::jobs] for i in range(jobs)]
-    pool = _pool(jobs)
-    futures = [
-        pool.submit(_worker, blob, chunk, opts.verify, remove, opts.smt_timeout_ms)
-        for chunk in chunks
-    ]
-    out: list[tuple[str, list[Verdict], str, set[str], float, float]] = []
-    for fut in futures:
-        out.extend(pickle.loads(fut.result()))
-    order = {n: i for i, n in enumerate(names)}
-    out.sort(key=lambda r: order[r[0]])
-    return out
+def c_name(build: _Build) -> str:
+    return build.smap.filename
+
+
+def _ms(timings: dict[str, float]) -> dict[str, float]:
+    return {p: round(timings.get(p, 0.0) * 1000, 3) for p in PHASES}
 
 
 def _judge(

@@ -66,7 +66,17 @@ from tenfold.contract_compiler._ast import (
     Unary,
 )
 
-__all__ = ["UNROLL", "Obligation", "Verdict", "solve", "solve_function"]
+__all__ = [
+    "UNROLL",
+    "Obligation",
+    "Query",
+    "Verdict",
+    "build_query",
+    "run_query",
+    "solve",
+    "solve_function",
+    "to_verdicts",
+]
 
 UNROLL = 16
 """Loops with at most this many iterations are unrolled exactly."""
@@ -633,59 +643,91 @@ def _format_value(value: z3.ExprRef, ty: Ty) -> str:
     return str(n)
 
 
-def solve_function(contract: Contract, fn: FnDecl, timeout_ms: int) -> list[Verdict]:
-    """Prove or refute every guard of ``fn``; never blocks past ``timeout_ms`` per query."""
+@dataclass(frozen=True)
+class Query:
+    """One function's proof obligations as SMT-LIB text: plain data, cheap to send to a worker."""
+
+    fn: str
+    script: str
+    flags: tuple[tuple[int, bool], ...]  # guard id, obligation came from a loop abstraction
+    inputs: tuple[tuple[str, str, str], ...]  # display name, SMT name, type ("bool", "dec", "int")
+
+
+def build_query(contract: Contract, fn: FnDecl) -> Query | None:
+    """Run ``fn`` symbolically; ``None`` when it has no obligations."""
     run = SymbolicRun(contract, fn)
     run.run()
     if not run.obligations:
-        return []
+        return None
     # One guard may yield several obligations (unrolled loops, several invariants): merge them.
     grouped: dict[int, list[Obligation]] = {}
     for ob in run.obligations:
         grouped.setdefault(ob.gid, []).append(ob)
     lines = run.lines
     lines.extend(f"(assert {a})" for a in run.assumptions if a != "true")
-    flags: dict[int, tuple[z3.BoolRef, bool]] = {}
+    flags = []
     for gid, obs in grouped.items():
         bad = obs[0].bad if len(obs) == 1 else f"(or {' '.join(o.bad for o in obs)})"
         lines.append(f"(declare-const ob{gid} Bool)")
         lines.append(f"(assert (= ob{gid} {bad}))")
-        flags[gid] = (z3.Bool(f"ob{gid}"), any(o.abstract for o in obs))
+        flags.append((gid, any(o.abstract for o in obs)))
     lines.append(
-        f"(declare-const any Bool)\n(assert (= any (or {' '.join(f'ob{g}' for g in flags)})))"
+        f"(declare-const any Bool)\n(assert (= any (or {' '.join(f'ob{g}' for g, _ in flags)})))"
     )
+    inputs = tuple(
+        (name, smt, "bool" if ty == BOOL else "dec" if ty == DEC else "int")
+        for name, (smt, ty) in run.inputs.items()
+    )
+    return Query(fn.name, "\n".join(lines), tuple(flags), inputs)
+
+
+Outcome = tuple[int, str, dict[str, str], str]
+"""guard id, status, counterexample, reason"""
+
+
+def run_query(query: Query, timeout_ms: int) -> list[Outcome]:
+    """Ask z3 about every obligation of one function; each check stops at ``timeout_ms``."""
     solver = z3.Solver()
     solver.set("timeout", max(1, timeout_ms))
-    solver.from_string("\n".join(lines))
-
-    def verdict(
-        gid: int, status: str, cex: dict[str, str] | None = None, reason: str = ""
-    ) -> Verdict:
-        kind, message, pos = contract.guards[gid]
-        return Verdict(fn.name, gid, kind, message, pos, status, cex or {}, reason)
-
+    solver.from_string(query.script)
     if solver.check(z3.Bool("any")) == z3.unsat:
-        return [verdict(gid, "proved") for gid in flags]
-    verdicts: list[Verdict] = []
-    for gid, (flag, abstract) in flags.items():
-        answer = solver.check(flag)
+        return [(gid, "proved", {}, "") for gid, _ in query.flags]
+    out: list[Outcome] = []
+    for gid, abstract in query.flags:
+        answer = solver.check(z3.Bool(f"ob{gid}"))
         if answer == z3.unsat:
-            verdicts.append(verdict(gid, "proved"))
+            out.append((gid, "proved", {}, ""))
         elif answer == z3.sat:
             if abstract:
-                verdicts.append(
-                    verdict(gid, "unknown", reason=f"loop abstraction (loop longer than {UNROLL})")
-                )
+                out.append((gid, "unknown", {}, f"loop abstraction (loop longer than {UNROLL})"))
                 continue
             model = solver.model()
             cex = {}
-            for name, (smt_name, ty) in run.inputs.items():
-                var = z3.Bool(smt_name) if ty == BOOL else z3.Int(smt_name)
-                cex[name] = _format_value(model.eval(var, model_completion=True), ty)
-            verdicts.append(verdict(gid, "failed", cex))
+            for name, smt_name, kind in query.inputs:
+                var = z3.Bool(smt_name) if kind == "bool" else z3.Int(smt_name)
+                cex[name] = _format_value(
+                    model.eval(var, model_completion=True), DEC if kind == "dec" else _I64
+                )
+            out.append((gid, "failed", cex, ""))
         else:
-            verdicts.append(verdict(gid, "unknown", reason=f"solver: {solver.reason_unknown()}"))
+            out.append((gid, "unknown", {}, f"solver: {solver.reason_unknown()}"))
+    return out
+
+
+def to_verdicts(contract: Contract, fn_name: str, outcomes: list[Outcome]) -> list[Verdict]:
+    verdicts = []
+    for gid, status, cex, reason in outcomes:
+        kind, message, pos = contract.guards[gid]
+        verdicts.append(Verdict(fn_name, gid, kind, message, pos, status, cex, reason))
     return verdicts
+
+
+def solve_function(contract: Contract, fn: FnDecl, timeout_ms: int) -> list[Verdict]:
+    """Prove or refute every guard of ``fn``; never blocks past ``timeout_ms`` per query."""
+    query = build_query(contract, fn)
+    if query is None:
+        return []
+    return to_verdicts(contract, fn.name, run_query(query, timeout_ms))
 
 
 def solve(contract: Contract, *, timeout_ms: int = 2000) -> list[Verdict]:
