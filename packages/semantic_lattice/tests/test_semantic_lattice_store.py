@@ -89,6 +89,9 @@ def test_incremental_reasoning_matches_a_fresh_closure() -> None:
         fresh.add_rules("owl-rl")
         fresh.reason()
         assert set(inc.triples()) == set(fresh.triples())
+        # The dictionary holds each term once, however many loads added it.
+        con = inc.engine.con
+        assert con.execute("SELECT count(*) = count(DISTINCT term) FROM dict").fetchone() == (True,)
         inc.retract_triples(abox[1000:])
         inc.reason()
         with LatticeStore() as small:

@@ -147,7 +147,8 @@ class Dictionary:
         self.con.execute(
             f"""INSERT INTO dict
                 SELECT {self.size} + row_number() OVER (ORDER BY t) - 1, t
-                FROM ({union}) n WHERE NOT EXISTS (SELECT 1 FROM dict d WHERE d.term = n.t)"""
+                FROM (SELECT DISTINCT t FROM ({union}) u WHERE t IS NOT NULL) n
+                WHERE NOT EXISTS (SELECT 1 FROM dict d WHERE d.term = n.t)"""
         )
         row = self.con.execute("SELECT coalesce(max(id) + 1, 0) FROM dict").fetchone()
         self.size = int(row[0]) if row else 0
