@@ -1,4 +1,8 @@
-"""``tenfold attest``: verify-quote exit codes, and the agent command serving a real swtpm."""
+"""``tenfold attest``: verify-quote exit codes, and the daemons serving a real swtpm.
+
+The commands run through ``python -m tenfold.attestation_authority`` (the same group and
+the same error mapping as ``tenfold attest``, without loading every other system).
+"""
 
 import json
 import os
@@ -12,7 +16,8 @@ import httpx
 import pytest
 
 from tenfold.attestation_authority import Agent, parse_policy
-from tenfold.core.cli import main
+from tenfold.attestation_authority.__main__ import main
+from tenfold.attestation_authority._plugin import plugin
 
 pytestmark = pytest.mark.service
 
@@ -38,10 +43,17 @@ def recorded(swtpm, tmp_path):
     return tmp_path, nonce
 
 
+def test_plugin_registers_the_attest_group() -> None:
+    assert plugin.commands is not None
+    (group,) = plugin.commands()
+    assert group.name == "attest"
+    assert {"agent", "registrar", "verifier", "verify-quote", "enroll"} <= set(group.commands)
+
+
 def test_verify_quote_accepts(recorded, capsys) -> None:
     folder, nonce = recorded
     code, out, _ = run(
-        ["attest", "verify-quote", str(folder / "q"), "--ak", str(folder / "ak.pub"),
+        ["verify-quote", str(folder / "q"), "--ak", str(folder / "ak.pub"),
          "--nonce", nonce.hex(), "--policy", str(folder / "policy"), "--json"],
         capsys,
     )  # fmt: skip
@@ -53,7 +65,7 @@ def test_verify_quote_accepts(recorded, capsys) -> None:
 def test_verify_quote_refusal_exits_1_naming_the_reason(recorded, capsys) -> None:
     folder, _ = recorded
     code, _, err = run(
-        ["attest", "verify-quote", str(folder / "q"), "--ak", str(folder / "ak.pub"),
+        ["verify-quote", str(folder / "q"), "--ak", str(folder / "ak.pub"),
          "--nonce", "00" * 20],
         capsys,
     )  # fmt: skip
@@ -65,14 +77,14 @@ def test_verify_quote_refusal_exits_1_naming_the_reason(recorded, capsys) -> Non
 def test_verify_quote_bad_input_exits_2(recorded, capsys) -> None:
     folder, _ = recorded
     code, _, err = run(
-        ["attest", "verify-quote", str(folder / "q"), "--ak", str(folder / "ak.pub"),
+        ["verify-quote", str(folder / "q"), "--ak", str(folder / "ak.pub"),
          "--nonce", "xyz"],
         capsys,
     )  # fmt: skip
     assert code == 2 and "not hex" in err
     (folder / "policy").write_text("sha256:0 = nothex\n")
     code, _, err = run(
-        ["attest", "verify-quote", str(folder / "q"), "--ak", str(folder / "ak.pub"),
+        ["verify-quote", str(folder / "q"), "--ak", str(folder / "ak.pub"),
          "--nonce", "00", "--policy", str(folder / "policy")],
         capsys,
     )  # fmt: skip
@@ -86,7 +98,7 @@ def free_port() -> int:
 
 
 def test_agent_command_serves_quotes_over_mtls(swtpm, tmp_path, capsys) -> None:
-    code, _, _ = run(["attest", "tls-bundle", str(tmp_path / "tls")], capsys)
+    code, _, _ = run(["tls-bundle", str(tmp_path / "tls")], capsys)
     assert code == 0
     port = free_port()
     proc = subprocess.Popen(
@@ -152,7 +164,7 @@ def test_cli_from_agent_to_ear(swtpm, tmp_path, capsys) -> None:
     from tpm2_pytss import ESYS_TR
 
     tls = tmp_path / "tls"
-    assert run(["attest", "tls-bundle", str(tls)], capsys)[0] == 0
+    assert run(["tls-bundle", str(tls)], capsys)[0] == 0
     ctx = ssl.create_default_context(cafile=str(tls / "ca.pem"))
     ctx.load_cert_chain(str(tls / "admin.pem"), str(tls / "admin.key"))
     (tmp_path / "policy").write_text(
@@ -176,7 +188,7 @@ def test_cli_from_agent_to_ear(swtpm, tmp_path, capsys) -> None:
                             str(tls)], env={"TENFOLD_ATTESTATION_AUTHORITY__POLL_PERIOD_S": "0.5"}))  # fmt: skip
         wait_up(f"{verifier_url}/agents/none", ctx, procs[2])
         code, out, err = run(
-            ["attest", "enroll", "--agent", agent_url, "--registrar", registrar_url, "--id",
+            ["enroll", "--agent", agent_url, "--registrar", registrar_url, "--id",
              "node-1", "--verifier", verifier_url, "--tls-dir", str(tls), "--json"],
             capsys,
         )  # fmt: skip

@@ -142,3 +142,29 @@ def test_poll_schedule_checks_each_agent_once_per_period(tls) -> None:
         assert len(poller.poll_due(now=110)) == 3
     finally:
         poller.close()
+
+
+def test_push_mode_nonce_then_evidence(agent, tls) -> None:
+    registrar = Registrar()
+    registrar.allow_ek(agent.ek_public)
+    challenge = registrar.register("node-1", agent.ek_public, agent.ak_public)
+    registrar.activate(
+        "node-1", agent.activate_credential(challenge.credential_blob, challenge.encrypted_secret)
+    )
+    verifier = Verifier(registrar, parse_policy(POLICY))
+    poller = Poller(verifier, tls=tls["verifier"])
+    try:
+        with serve(verifier_app(verifier, poller), tls=tls["verifier"]) as url:
+            client = httpx.Client(verify=tls["agent"].client_context())
+            nonce = bytes.fromhex(client.post(f"{url}/nonce/node-1").json()["nonce"])
+            evidence = agent.quote(nonce, verifier.policy_for("node-1").selection)
+            accepted = client.post(f"{url}/verify/node-1", json=evidence.to_json())
+            assert accepted.status_code == 200 and accepted.json()["ok"] is True
+            replayed = client.post(f"{url}/verify/node-1", json=evidence.to_json())
+            assert replayed.status_code == 403
+            assert replayed.json()["reason"] == "nonce-replayed"
+            garbled = client.post(f"{url}/verify/node-1", json={"attest": "!!"})
+            assert garbled.status_code == 400
+            client.close()
+    finally:
+        poller.close()

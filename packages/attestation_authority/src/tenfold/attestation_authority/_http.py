@@ -391,8 +391,7 @@ class Poller:
 
     Checks run on ``workers`` threads: a round is bound by the agents' TPMs (a
     hardware quote takes about 85 ms), not by the verifier, so requests overlap
-    while verification itself is serialised under one lock (the verifier's nonce
-    store and clock state are not shared-writer safe).
+    while verification itself is serialised by the verifier's lock.
     """
 
     def __init__(
@@ -421,7 +420,7 @@ class Poller:
             limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
         )
         self._lock = threading.Lock()
-        self._verify_lock = threading.Lock()
+        self._authority_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenfold-poll")
 
     def enroll(self, agent_id: str, url: str, *, now: float | None = None) -> None:
@@ -437,9 +436,8 @@ class Poller:
         from tenfold.attestation_authority._verifier import Reason
 
         url = self._urls[agent_id]
-        with self._verify_lock:
-            nonce = self.verifier.generate_nonce(agent_id)
-            selection = format_selection(self.verifier.policy_for(agent_id).selection)
+        nonce = self.verifier.generate_nonce(agent_id)
+        selection = format_selection(self.verifier.policy_for(agent_id).selection)
         try:
             reply = self._client.post(
                 f"{url}/quote", json={"nonce": nonce.hex(), "selection": selection}
@@ -451,11 +449,10 @@ class Poller:
             verdict = Verdict(agent_id, False, Reason.AGENT_UNREACHABLE, f"no quote: {exc}")
             logger.warning("agent %s: no quote: %s", agent_id, exc)
         else:
-            with self._verify_lock:
-                verdict = self.verifier.verify_quote(agent_id, evidence)
+            verdict = self.verifier.verify_quote(agent_id, evidence)
         ear = None
         if self.authority is not None:
-            with self._verify_lock:
+            with self._authority_lock:
                 self.authority.observe(verdict)
                 ear = self.authority.issue_ear(verdict)
         self.results[agent_id] = (verdict, ear)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -188,7 +189,12 @@ def verify_signature(ak: PublicKey, signature: bytes, message: bytes) -> str | N
 
 
 class Verifier:
-    """Verifies quotes from many agents; issues their nonces and keeps their clock state."""
+    """Verifies quotes from many agents; issues their nonces and keeps their clock state.
+
+    Thread-safe: nonce issue and verification take one lock (the nonce store and the
+    per-agent clock and IMA state change together), so HTTP handlers and poller threads
+    may share a verifier.
+    """
 
     def __init__(
         self,
@@ -202,6 +208,7 @@ class Verifier:
         self.directory = directory
         self.ima_allowlist = ima_allowlist
         self._ima: dict[str, _ImaProgress] = {}
+        self._lock = threading.Lock()
         self.default_policy = policy or Policy({})
         self.nonces = nonces or NonceStore(nonce_ttl_s)
         self._policies: dict[str, Policy] = {}
@@ -216,12 +223,14 @@ class Verifier:
 
     def generate_nonce(self, agent_id: str = "") -> bytes:
         """A fresh one-time nonce for ``agent_id`` (valid ``nonce_ttl_s`` seconds)."""
-        return self.nonces.generate_nonce(agent_id)
+        with self._lock:
+            return self.nonces.generate_nonce(agent_id)
 
     def forget(self, agent_id: str) -> None:
         """Drop the agent's clock and IMA state (after re-registration, for instance)."""
-        self._clocks.pop(agent_id, None)
-        self._ima.pop(agent_id, None)
+        with self._lock:
+            self._clocks.pop(agent_id, None)
+            self._ima.pop(agent_id, None)
 
     def verify_quote(
         self, agent_id: str, evidence: Evidence, *, expected_nonce: bytes | None = None
@@ -232,7 +241,8 @@ class Verifier:
         freshness (checking a recorded quote); by default the nonce must be one this
         verifier issued, and it is spent.
         """
-        verdict = self._verify(agent_id, evidence, expected_nonce)
+        with self._lock:
+            verdict = self._verify(agent_id, evidence, expected_nonce)
         if not verdict.ok:
             assert verdict.reason is not None
             logger.warning(
