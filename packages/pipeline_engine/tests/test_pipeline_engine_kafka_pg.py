@@ -311,7 +311,7 @@ def test_engine_sigkilled_and_restarted_resumes_from_committed_offsets(
     tmp_path, kafka_broker, postgres
 ) -> None:
     topic = _topic(kafka_broker)
-    n = 40_000
+    n = 30_000
     trickle = Trickle(kafka_broker, topic, 0, n, rate=10_000)
     trickle.start()
     first = _engine(tmp_path, kafka_broker, topic, postgres.dsn, idle=30)

@@ -443,6 +443,15 @@ def build_pipeline(
     doc: dict[str, Any], *, origin: str = "<pipeline>", base_dir: Path | None = None
 ) -> Pipeline[Any]:
     """Build (and fully check) a pipeline from a parsed TOML document."""
+    try:
+        return _build(doc, origin, base_dir)
+    except PipelineDefinitionError as exc:
+        if str(exc).startswith(f"{origin}: "):
+            raise
+        raise type(exc)(f"{origin}: {exc}") from None
+
+
+def _build(doc: dict[str, Any], origin: str, base_dir: Path | None) -> Pipeline[Any]:
     ctx = _Ctx(origin, base_dir or Path.cwd())
     ctx.keys(
         "top level",

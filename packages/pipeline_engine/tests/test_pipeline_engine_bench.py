@@ -1,0 +1,67 @@
+"""The in-memory benchmark scenarios run at smoke size and check what they claim."""
+
+from pathlib import Path
+
+import pytest
+
+from tenfold.core.bench import BenchContext, Outcome
+from tenfold.core.errors import BenchError
+from tenfold.pipeline_engine import bench
+
+
+def _ctx(tmp_path: Path) -> BenchContext:
+    return BenchContext(mode="smoke", workdir=tmp_path)
+
+
+def test_scenarios_name_the_document_rows_and_one_headline() -> None:
+    scenarios = bench.scenarios()
+    assert sum(s.headline for s in scenarios) == 1
+    assert len({s.name for s in scenarios}) == len(scenarios)
+    rows = {(s.table, s.row) for s in scenarios}
+    for row in ("10K/sec", "100K/sec", "saturation"):
+        assert ("Event Processing Performance", row) in rows
+    for row in (
+        "Source (Kafka)",
+        "Transform (JSON)",
+        "Filter",
+        "Enrichment (DB)",
+        "Sink (Postgres)",
+    ):
+        assert ("Pipeline Stages", row) in rows
+
+
+@pytest.mark.parametrize("name", ["in_memory_json_filter_enrich", "in_memory_vs_bytewax_batched"])
+def test_in_memory_ours_and_bytewax_write_the_same_events(tmp_path: Path, name: str) -> None:
+    scenario = next(s for s in bench.scenarios() if s.name == name)
+    ctx = _ctx(tmp_path)
+    ours = scenario.ours.prepare(ctx)()
+    assert scenario.peer is not None
+    peer = scenario.peer.prepare(ctx)()
+    assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
+    assert ours.ops == peer.ops == 5_000
+    assert (
+        ours.metrics["written"]
+        == peer.metrics["written"]
+        == bench.expected_count(bench.make_messages(5_000, ctx.seed))
+    )
+
+
+def test_rate_scenario_reports_latencies_and_holds_the_rate(tmp_path: Path) -> None:
+    scenario = next(s for s in bench.scenarios() if s.name == "rate_10k")
+    result = scenario.ours.prepare(_ctx(tmp_path))()
+    assert isinstance(result, Outcome)
+    assert result.latencies_ms
+    assert 1_500 <= result.ops <= 3_100  # 0.3 s at 10K ev/s
+    assert result.metrics["backpressure_episodes"] == 0
+
+
+def test_kernel_runs_and_checks_its_count() -> None:
+    bench.kernel()
+
+
+def test_ours_refuses_to_report_a_wrong_count(tmp_path: Path, monkeypatch) -> None:
+    ctx = _ctx(tmp_path)
+    op = bench._ours_in_memory(ctx)
+    monkeypatch.setattr(bench, "keep", lambda o: False)
+    with pytest.raises(BenchError, match="expected"):
+        op()
