@@ -108,7 +108,7 @@ def _outcome(runner: Any, fn: str, args: list[Any], caller: int) -> tuple[str, o
 
 @pytest.mark.parametrize("opt_level", [0, 2])
 @pytest.mark.parametrize("name", ["arith", "money", "generated"])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_jit_matches_the_interpreter(name: str, opt_level: int, data: st.DataObject) -> None:
     compiled = _compiled(name, opt_level)

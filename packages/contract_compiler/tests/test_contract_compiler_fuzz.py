@@ -61,13 +61,13 @@ def _compile(text: str) -> None:
         compile_source(text, "fuzz.ct", CompileOptions(emit="none", smt_timeout_ms=200))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(_PIECES), max_size=80))
 def test_random_token_soup_never_crashes(pieces: list[str]) -> None:
     _compile(" ".join(pieces))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(st.integers(0, len(SEED)), st.integers(0, 6), st.sampled_from(_PIECES)),
@@ -83,7 +83,7 @@ def test_mutated_sources_never_crash(edits: list[tuple[int, int, str]]) -> None:
     _compile(text)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_never_crash(data: bytes) -> None:
     with contextlib.suppress(ContractCompilerError):

@@ -301,6 +301,7 @@ class FnDecl:
     invariant_guards: list[int] = field(default_factory=list)
     locals: dict[str, Ty] = field(default_factory=dict)
     writes: set[str] = field(default_factory=set)
+    callees: set[str] = field(default_factory=set)
     steps: int = 0
     guard_base: int = 0
     body_pos: int = 0
@@ -319,14 +320,24 @@ class Contract:
     guards: dict[int, tuple[str, str, int]] = field(default_factory=dict)  # id -> kind, msg, pos
     slots: int = 0
 
+    _state_index: dict[str, StateDecl] = field(default_factory=dict, repr=False)
+    _fn_index: dict[str, FnDecl] = field(default_factory=dict, repr=False)
+
     def state(self, name: str) -> StateDecl | None:
-        for decl in self.states:
-            if decl.name == name:
-                return decl
-        return None
+        # The indexes are rebuilt when the lists grew (the parser appends while it reads).
+        if len(self._state_index) != len(self.states):
+            self._state_index = {}
+            for decl in reversed(self.states):
+                self._state_index[decl.name] = decl
+            if len(self._state_index) != len(self.states):  # duplicates: the first one wins
+                return next((d for d in self.states if d.name == name), None)
+        return self._state_index.get(name)
 
     def fn(self, name: str) -> FnDecl | None:
-        for decl in self.fns:
-            if decl.name == name:
-                return decl
-        return None
+        if len(self._fn_index) != len(self.fns):
+            self._fn_index = {}
+            for decl in reversed(self.fns):
+                self._fn_index[decl.name] = decl
+            if len(self._fn_index) != len(self.fns):
+                return next((f for f in self.fns if f.name == name), None)
+        return self._fn_index.get(name)

@@ -567,6 +567,7 @@ class Checker:
         for name in self.topo:
             fn = self.c.fn(name)
             assert fn is not None
+            fn.callees = set(self.calls[name])
             for callee in self.calls[name]:
                 cfn = self.c.fn(callee)
                 assert cfn is not None

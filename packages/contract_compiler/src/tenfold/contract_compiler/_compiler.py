@@ -24,10 +24,8 @@ from typing import Any, TypeVar
 from tenfold.contract_compiler._ast import (
     VOID,
     Contract,
-    Expr,
     FnDecl,
     SourceMap,
-    Stmt,
     Ty,
 )
 from tenfold.contract_compiler._cache import ArtifactCache, digest
@@ -308,22 +306,7 @@ def _fn_key(text: str, header: str, contract: Contract, fn: FnDecl, opts: Compil
 
 
 def _callees(fn: FnDecl) -> set[str]:
-    from tenfold.contract_compiler._ast import Call
-
-    found: set[str] = set()
-    todo: list[Any] = list(fn.body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, Call):
-            found.add(node.fn)
-        if isinstance(node, Expr | Stmt):
-            for f in dataclasses.fields(node):
-                value = getattr(node, f.name)
-                if isinstance(value, Expr | Stmt):
-                    todo.append(value)
-                elif isinstance(value, list):
-                    todo.extend(v for v in value if isinstance(v, Expr | Stmt))
-    return found
+    return fn.callees
 
 
 # -- work sent to worker processes: plain text in, plain data out ------------------

@@ -114,7 +114,8 @@ def _phases(ctx: BenchContext) -> Op:
     from tenfold.contract_compiler._compiler import compile_source
 
     pair = _pair(ctx, 500)
-    opts = _options()
+    # One process, so each phase's time is its own (in the pool, z3 and LLVM overlap).
+    opts = _options(parallel_jobs=1)
 
     def op() -> Outcome:
         result = compile_source(pair.ours, "generated_500.ct", opts)
