@@ -237,10 +237,11 @@ def _leftovers(victim: int) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("watchdog", [False, True], ids=["recover", "watchdog"])
+@pytest.mark.parametrize("how", ["recover", "watchdog", "reopen"])
 def test_sigkill_then_recover_leaves_nothing(
-    netns_pair: tuple[str, str], tmp_path: Path, watchdog: bool
+    netns_pair: tuple[str, str], tmp_path: Path, how: str
 ) -> None:
+    watchdog = how == "watchdog"
     victim = subprocess.Popen(["sleep", "60"])
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path), str(victim.pid), "1" if watchdog else "0"],
@@ -260,9 +261,18 @@ def test_sigkill_then_recover_leaves_nothing(
             while _leftovers(victim.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert _leftovers(victim.pid) == []
+        if how == "reopen":  # a new engine on the same journal undoes its predecessor's faults
+
+            async def reopen() -> list[str]:
+                engine = await ChaosEngine.create(perf(), journal_dir=tmp_path, experiment="t3")
+                await engine.close()
+                return engine.recovered
+
+            assert len(run(reopen())) == 9  # 8 faults and the hog pool
+            assert _leftovers(victim.pid) == []
         report = recover(tmp_path / "t3.journal")
         assert report.errors == []
-        if not watchdog:
+        if how == "recover":
             assert len(report.faults_reverted) == 8 and report.resources_released == ["pool"]
         assert _leftovers(victim.pid) == []
         state = Path(f"/proc/{victim.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

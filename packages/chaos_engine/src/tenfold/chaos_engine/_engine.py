@@ -46,6 +46,7 @@ from tenfold.chaos_engine.errors import (
     FaultRefused,
     InjectionFailed,
     InvalidFault,
+    JournalError,
 )
 
 _EXPERIMENT = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
@@ -188,6 +189,7 @@ class ChaosEngine:
         self._reserved = 0
         self._ids = itertools.count(1)
         self._closed = False
+        self.recovered: list[str] = []
         self._limiter = _TargetRate(per_target_rate_per_s)
 
     # -- construction -----------------------------------------------------------------
@@ -231,8 +233,34 @@ class ChaosEngine:
             per_target_rate_per_s=per_target_rate_per_s,
         )
         engine.journal.open()
-        engine.journal.append({"op": "open", "pid": os.getpid(), "experiment": experiment})
+        try:
+            engine.recovered = await asyncio.to_thread(engine._recover_or_compact)
+            engine.journal.append({"op": "open", "pid": os.getpid(), "experiment": experiment})
+        except BaseException:
+            engine.journal.close()
+            raise
         return engine
+
+    def _recover_or_compact(self) -> list[str]:
+        """Undo what a dead predecessor left in this journal, or start it afresh.
+
+        We hold the journal's lock, so no live engine owns those records. With
+        nothing outstanding the history is dropped (the journal stays small
+        across runs); otherwise it is replayed exactly as ``recover`` would.
+        """
+        from tenfold.chaos_engine._journal import replay
+        from tenfold.chaos_engine._watchdog import undo_outstanding
+
+        state = replay(self.journal.path)
+        if not state.faults and not state.resources:
+            self.journal.truncate()
+            return []
+        undone = sorted(state.faults) + sorted(state.resources)
+        errors = undo_outstanding(self.journal.path, state, "recovered at open", faults_only=False)
+        if errors:
+            raise JournalError(f"journal {self.journal.path}: could not undo {errors[0]}")
+        self.monitor.count("faults_recovered_total", len(undone))
+        return undone
 
     async def __aenter__(self) -> ChaosEngine:
         return self
@@ -442,7 +470,8 @@ class ChaosEngine:
     def collect_metrics(self, *, sample_kernel: bool = True) -> MetricsSnapshot:
         """Sample PSI and the OS plane's cgroups into the ring, then return a snapshot."""
         if sample_kernel:
-            stats = self._os_plane.cgroup_stats() if self._os_plane is not None else []
+            plane = self._os_plane
+            stats = plane.cgroup_stats(self.monitor.files) if plane is not None else []
             self.monitor.sample_kernel(stats)
         self.monitor.gauges["faults_active"] = float(len(self._handles))
         self.monitor.gauges["faults_pending"] = float(self._pending)
@@ -471,6 +500,7 @@ class ChaosEngine:
                 for proxy in list(self.proxies.values()):
                     proxy.clear_faults()
             finally:
+                self.monitor.files.close()
                 if self.journal.is_open:
                     self.journal.append({"op": "close", "pid": os.getpid()})
                     self.journal.close()

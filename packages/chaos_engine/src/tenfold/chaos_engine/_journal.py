@@ -131,6 +131,11 @@ class Journal:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
+    def truncate(self) -> None:
+        """Drop the history (only with nothing outstanding, under the lock)."""
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+
     @property
     def is_open(self) -> bool:
         return self._fd >= 0

@@ -9,6 +9,7 @@ off.
 from __future__ import annotations
 
 import collections
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,18 +63,58 @@ def render_prometheus(counters: dict[str, float], gauges: dict[str, float]) -> s
     return "\n".join(lines) + "\n"
 
 
-def read_psi(root: Path = PSI_ROOT) -> dict[str, float]:
-    """``some avg10`` per resource from /proc/pressure (empty where the kernel lacks PSI)."""
-    out: dict[str, float] = {}
-    for resource in ("cpu", "memory", "io"):
+class KernelFiles:
+    """Small kernel files (PSI, cgroup stats) kept open and re-read with ``pread`` at 0.
+
+    procfs and cgroupfs regenerate a seq_file's text on a read from offset 0,
+    so one open per file serves every sample: a sample costs a few syscalls,
+    not a few opens.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def read(self, path: str) -> bytes | None:
+        fd = self._fds.get(path)
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+            self._fds[path] = fd
         try:
-            text = (root / resource).read_text()
+            return os.pread(fd, 4096, 0)
         except OSError:
-            continue
-        first = text.split("\n", 1)[0]
-        for part in first.split():
-            if part.startswith("avg10="):
-                out[resource] = float(part[6:])
+            os.close(self._fds.pop(path))
+            return None
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _psi_avg10(text: bytes) -> float | None:
+    first = text.split(b"\n", 1)[0]
+    for part in first.split():
+        if part.startswith(b"avg10="):
+            return float(part[6:])
+    return None
+
+
+def read_psi(root: Path = PSI_ROOT, files: KernelFiles | None = None) -> dict[str, float]:
+    """``some avg10`` per resource from /proc/pressure (empty where the kernel lacks PSI)."""
+    reader = files or KernelFiles()
+    out: dict[str, float] = {}
+    try:
+        for resource in ("cpu", "memory", "io"):
+            text = reader.read(f"{root}/{resource}")
+            value = _psi_avg10(text) if text else None
+            if value is not None:
+                out[resource] = value
+    finally:
+        if files is None:
+            reader.close()
     return out
 
 
@@ -84,6 +125,7 @@ class Monitor:
         self.ring: collections.deque[Sample] = collections.deque(maxlen=buffer_size)
         self.counters: dict[str, float] = collections.defaultdict(float)
         self.gauges: dict[str, float] = {}
+        self.files = KernelFiles()
 
     def count(self, key: str, amount: float = 1.0) -> None:
         self.counters[key] += amount
@@ -95,7 +137,7 @@ class Monitor:
         """Read PSI and the given cgroup figures into the ring; return how many samples."""
         now = time.time()
         n = 0
-        for resource, value in read_psi().items():
+        for resource, value in read_psi(files=self.files).items():
             self.ring.append(Sample(now, "psi", resource, value))
             self.gauges[f'psi_some_avg10{{resource="{resource}"}}'] = value
             n += 1

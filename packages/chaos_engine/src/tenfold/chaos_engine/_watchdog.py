@@ -53,7 +53,7 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _undo_outstanding(path: Path, state: Outstanding, why: str, *, faults_only: bool) -> list[str]:
+def undo_outstanding(path: Path, state: Outstanding, why: str, *, faults_only: bool) -> list[str]:
     errors: list[str] = []
     for key, record in list(state.faults.items()):
         try:
@@ -83,7 +83,7 @@ def watch(path: Path, engine_pid: int) -> None:
             state.apply(record)
         alive = pid_alive(engine_pid)
         if not alive:
-            _undo_outstanding(path, state, "watchdog: engine gone", faults_only=False)
+            undo_outstanding(path, state, "watchdog: engine gone", faults_only=False)
             return
         now = time.time()
         expired = Outstanding(
@@ -94,7 +94,7 @@ def watch(path: Path, engine_pid: int) -> None:
             }
         )
         if expired.faults:
-            _undo_outstanding(path, expired, "watchdog: ttl", faults_only=True)
+            undo_outstanding(path, expired, "watchdog: ttl", faults_only=True)
             for key in expired.faults:
                 state.faults.pop(key, None)
         if state.closed and not state.faults:
@@ -161,7 +161,7 @@ def recover(path: Path) -> RecoveryReport:
             state.apply(record)
         report.faults_reverted = sorted(state.faults)
         report.resources_released = sorted(state.resources)
-        report.errors = _undo_outstanding(path, state, "recover", faults_only=False)
+        report.errors = undo_outstanding(path, state, "recover", faults_only=False)
         _append(path, {"op": "close", "pid": os.getpid(), "why": "recover"})
     return report
 

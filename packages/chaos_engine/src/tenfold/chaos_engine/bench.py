@@ -17,7 +17,6 @@ What each row counts, honestly:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -152,7 +151,7 @@ def _cpu_accuracy(ctx: BenchContext) -> float:
 def _ours_cpu(ctx: BenchContext) -> Op:
     from tenfold.chaos_engine._faults import CpuHog
 
-    op = _inject_revert_op(ctx, lambda i: CpuHog(duration_s=1), ctx.size(20, 500, 5000))
+    op = _inject_revert_op(ctx, lambda i: CpuHog(duration_s=1), ctx.size(20, 100, 5000))
     accuracy = _cpu_accuracy(ctx)
 
     def timed() -> Outcome:
@@ -164,7 +163,7 @@ def _ours_cpu(ctx: BenchContext) -> Op:
 
 def _peer_cpu(ctx: BenchContext) -> Op:
     _need_tool("stress-ng")
-    n = ctx.size(2, 15, 100)
+    n = ctx.size(2, 8, 100)
     return _spawn_op(lambda i: [["@spawn", "stress-ng", "--cpu", "1", "--quiet"]], n, 0.01)
 
 
@@ -175,14 +174,14 @@ def _ours_memory(ctx: BenchContext) -> Op:
     from tenfold.chaos_engine._faults import MemoryHog
 
     return _inject_revert_op(
-        ctx, lambda i: MemoryHog(size_bytes=1 << 20, duration_s=1), ctx.size(20, 500, 5000)
+        ctx, lambda i: MemoryHog(size_bytes=1 << 20, duration_s=1), ctx.size(20, 100, 5000)
     )
 
 
 def _peer_memory(ctx: BenchContext) -> Op:
     _need_tool("stress-ng")
     argv = ["@spawn", "stress-ng", "--vm", "1", "--vm-bytes", "1M", "--vm-keep", "--quiet"]
-    return _spawn_op(lambda i: [argv], ctx.size(2, 15, 100), 0.01)
+    return _spawn_op(lambda i: [argv], ctx.size(2, 8, 100), 0.01)
 
 
 # -- network ---------------------------------------------------------------------------------
@@ -207,7 +206,7 @@ def _ours_network(ctx: BenchContext) -> Op:
 
     netns = _netns(ctx)
     return _inject_revert_op(
-        ctx, lambda i: PacketLoss(netns=netns, percent=10, duration_s=5), ctx.size(20, 500, 5000)
+        ctx, lambda i: PacketLoss(netns=netns, percent=10, duration_s=5), ctx.size(20, 100, 5000)
     )
 
 
@@ -229,7 +228,7 @@ def _peer_network(ctx: BenchContext) -> Op:
             [*exec_, "nft", "delete", "table", "inet", f"peer_{i % 1000}"],
         ]
 
-    return _spawn_op(argv, ctx.size(2, 40, 400))
+    return _spawn_op(argv, ctx.size(2, 10, 400))
 
 
 # -- disk ------------------------------------------------------------------------------------------
@@ -254,7 +253,7 @@ def _ours_disk(ctx: BenchContext) -> Op:
 
     pid, path = _sleeper(ctx), str(ctx.workdir)
     return _inject_revert_op(
-        ctx, lambda i: DiskThrottle(pid=pid, path=path, duration_s=5), ctx.size(20, 300, 3000)
+        ctx, lambda i: DiskThrottle(pid=pid, path=path, duration_s=5), ctx.size(20, 100, 3000)
     )
 
 
@@ -268,7 +267,7 @@ def _peer_disk(ctx: BenchContext) -> Op:
         f" && echo {pid} > {base}/cgroup.procs"
     )
     revert = f"echo {pid} > /sys/fs/cgroup/blkio/cgroup.procs && rmdir {base}"
-    return _spawn_op(lambda i: [["sh", "-c", inject], ["sh", "-c", revert]], ctx.size(2, 40, 400))
+    return _spawn_op(lambda i: [["sh", "-c", inject], ["sh", "-c", revert]], ctx.size(2, 10, 400))
 
 
 # -- monitoring ------------------------------------------------------------------------------------
@@ -279,7 +278,7 @@ def _ours_monitoring(ctx: BenchContext) -> Op:
 
     engine = _engine(ctx)
     _run(ctx, _one(engine, CpuHog(duration_s=1)))  # a pool, so there are cgroup stats to read
-    n = ctx.size(100, 5000, 50000)
+    n = ctx.size(100, 1000, 50000)
 
     def op() -> int:
         for _ in range(n):
@@ -292,22 +291,25 @@ def _ours_monitoring(ctx: BenchContext) -> Op:
 def _peer_monitoring(ctx: BenchContext) -> Op:
     from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-    from tenfold.chaos_engine._monitor import read_psi
+    from tenfold.chaos_engine._monitor import KernelFiles, read_psi
 
+    files = KernelFiles()  # the same kept-open reads as ours: the difference is the recording
+    ctx.callback(files.close)
     registry = CollectorRegistry()
     psi = Gauge("psi_some_avg10", "PSI", ["resource"], registry=registry)
     active = Gauge("faults_active", "active faults", registry=registry)
-    pool = Path("/sys/fs/cgroup/cpuacct/tenfold/tfchaos_bench_pool/cpuacct.usage")
+    pool = "/sys/fs/cgroup/cpuacct/tenfold/tfchaos_bench_pool/cpuacct.usage"
     usage = Gauge("pool_cpu_usage_ns", "pool CPU", registry=registry)
-    n = ctx.size(100, 5000, 50000)
+    n = ctx.size(100, 1000, 50000)
 
     def op() -> int:
         for _ in range(n):
-            for resource, value in read_psi().items():
+            for resource, value in read_psi(files=files).items():
                 psi.labels(resource).set(value)
             active.set(0)
-            with contextlib.suppress(OSError):
-                usage.set(float(pool.read_text()))
+            text = files.read(pool)
+            if text:
+                usage.set(float(text))
             generate_latest(registry)
         return n
 
@@ -331,7 +333,7 @@ def _ours_decisions(ctx: BenchContext) -> Op:
     def call(x: int) -> int:
         return x
 
-    n = ctx.size(10_000, 300_000, 1_000_000)
+    n = ctx.size(10_000, 200_000, 1_000_000)
 
     def op() -> Outcome:
         failed = 0
@@ -549,8 +551,9 @@ def _proxy_op(ctx: BenchContext, role: str, fault: dict[str, Any] | None = None)
     else:
         argv = [role, str(echo.port)] + ([json.dumps(fault)] if fault else [])
         port = _server(ctx, f"{role}{fault}", argv).port
-    connections = 16
-    per_conn = ctx.size(20, 1000, 5000)
+    slow = fault is not None and fault["kind"] == "proxy_latency"  # a round trip is >= 20 ms
+    connections = 32 if slow else 16
+    per_conn = ctx.size(5, 25, 200) if slow else ctx.size(20, 300, 5000)
     payload = b"x" * 64
 
     def op() -> Outcome:
@@ -690,7 +693,7 @@ def _ours_concurrent(level: int) -> Callable[[BenchContext], Op]:
         from tenfold.chaos_engine._faults import PointFault
 
         engine = _engine(ctx, max_concurrent_faults=level + 100, fault_queue_size=level + 100)
-        n = ctx.size(100, 2000, 10000)
+        n = ctx.size(100, 500, 10000)
 
         async def batch() -> Outcome:
             held = await asyncio.gather(
@@ -725,6 +728,7 @@ def scenarios() -> list[Scenario]:
             seed=Seed(ops_per_s=12_500, p50_ms=5.2, p95_ms=8.5, p99_ms=12.1),
             table=THROUGHPUT,
             row="CPU Fault Injection",
+            rounds=3,
             counts="OS-plane CpuHog inject+revert into a pre-started worker pool in a quota'd cgroup (journal fsync'd); peer: stress-ng spawns",
             headline=True,
             needs_root=True,
@@ -737,6 +741,7 @@ def scenarios() -> list[Scenario]:
             seed=Seed(ops_per_s=11_800, p50_ms=5.8, p95_ms=9.2, p99_ms=13.5),
             table=THROUGHPUT,
             row="Memory Fault Injection",
+            rounds=3,
             counts="OS-plane 1 MiB MemoryHog (pages touched) inject+revert in the pool's memory cgroup; peer: stress-ng --vm spawns",
             needs_root=True,
         ),
@@ -748,6 +753,7 @@ def scenarios() -> list[Scenario]:
             seed=Seed(ops_per_s=10_200, p50_ms=6.5, p95_ms=10.8, p99_ms=15.2),
             table=THROUGHPUT,
             row="Network Fault Injection",
+            rounds=3,
             counts="OS-plane PacketLoss: an nft table created and deleted in a network namespace (libnftables); peer: ip netns exec nft, twice",
             needs_root=True,
         ),
@@ -759,6 +765,7 @@ def scenarios() -> list[Scenario]:
             seed=Seed(ops_per_s=9_500, p50_ms=7.1, p95_ms=11.5, p99_ms=16.8),
             table=THROUGHPUT,
             row="Disk I/O Fault Injection",
+            rounds=3,
             counts="OS-plane DiskThrottle: a blkio cgroup with read/write bps made, target moved in and back, removed; FUSE errno/latency faults not built (no pyfuse3)",
             needs_root=True,
         ),
@@ -770,6 +777,7 @@ def scenarios() -> list[Scenario]:
             seed=Seed(ops_per_s=50_000, p50_ms=0.5, p95_ms=1.2, p99_ms=2.1),
             table=THROUGHPUT,
             row="Fault Monitoring",
+            rounds=3,
             counts="one sample: PSI + pool cgroup stats read, recorded in the ring, Prometheus text rendered",
             needs_root=True,
         ),
@@ -789,8 +797,9 @@ def scenarios() -> list[Scenario]:
             table="Orchestration",
             row="Chaos Toolkit experiment, python-provider steps",
             counts="steps of one generated Chaos Toolkit experiment run end to end as a process (start-up included); ours through the import",
-            rounds=3,
+            rounds=2,
             full_rounds=5,
+            warmup=0,
         ),
         Scenario(
             name="proxy_no_fault",
