@@ -226,6 +226,7 @@ class PublicKey:
     attributes: int
     sign_scheme: int
     sign_hash: int
+    key_type: int = TPM_ALG_RSA
 
 
 _CURVES: Mapping[int, ec.EllipticCurve] = {
@@ -299,7 +300,7 @@ def parse_public(buf: bytes) -> PublicKey:
     if offset != len(area):
         raise MalformedStructure(f"oversized TPMT_PUBLIC: {len(area) - offset} trailing bytes")
     name = _U16.pack(name_alg) + hashlib.new(hash_name(name_alg), area).digest()
-    return PublicKey(key, name, name_alg, attributes, scheme, scheme_hash)
+    return PublicKey(key, name, name_alg, attributes, scheme, scheme_hash, typ)
 
 
 # -- the tpm2-tools PCR blob ------------------------------------------------------

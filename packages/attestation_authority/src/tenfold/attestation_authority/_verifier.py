@@ -26,11 +26,11 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from tenfold.attestation_authority._eventlog import parse_event_log, replay
 from tenfold.attestation_authority._evidence import Evidence
@@ -45,6 +45,7 @@ from tenfold.attestation_authority._policy import Expect, Policy
 from tenfold.attestation_authority._structs import (
     BANK_NAMES,
     HASH_CONSTRUCTORS,
+    TPM_ALG_ECC,
     TPM_ALG_ECDSA,
     TPM_ALG_NULL,
     TPM_ALG_RSAPSS,
@@ -154,6 +155,14 @@ _HASHES: Mapping[str, Callable[[], hashes.HashAlgorithm]] = {
 }
 
 
+_PKCS1 = padding.PKCS1v15()
+# Hash and ECDSA parameter objects are immutable: built once, not per quote.
+_ALGORITHMS: Mapping[int, hashes.HashAlgorithm] = {
+    alg: _HASHES[hash_name(alg)]() for alg in (0x0004, 0x000B, 0x000C, 0x000D)
+}
+_ECDSA: Mapping[int, ec.ECDSA] = {alg: ec.ECDSA(h) for alg, h in _ALGORITHMS.items()}
+
+
 def verify_signature(ak: PublicKey, signature: bytes, message: bytes) -> str | None:
     """Check a TPMT_SIGNATURE over ``message`` with ``ak``; ``None`` if valid, else why not."""
     try:
@@ -164,21 +173,20 @@ def verify_signature(ak: PublicKey, signature: bytes, message: bytes) -> str | N
         return f"scheme 0x{sig.scheme:04x} is not the AK's 0x{ak.sign_scheme:04x}"
     if ak.sign_hash not in (TPM_ALG_NULL, sig.hash_alg):
         return f"hash 0x{sig.hash_alg:04x} is not the AK's 0x{ak.sign_hash:04x}"
-    try:
-        algorithm = _HASHES[hash_name(sig.hash_alg)]()
-    except MalformedStructure as exc:
-        return str(exc)
+    algorithm = _ALGORITHMS.get(sig.hash_alg)
+    if algorithm is None:
+        return f"unsupported hash algorithm 0x{sig.hash_alg:04x}"
     key = ak.key
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
+        if ak.key_type == TPM_ALG_ECC:
             if sig.scheme != TPM_ALG_ECDSA:
                 return f"scheme 0x{sig.scheme:04x} does not fit an ECC key"
-            key.verify(sig.value, message, ec.ECDSA(algorithm))
+            cast(ec.EllipticCurvePublicKey, key).verify(sig.value, message, _ECDSA[sig.hash_alg])
         elif sig.scheme == TPM_ALG_RSASSA:
-            key.verify(sig.value, message, padding.PKCS1v15(), algorithm)
+            cast(rsa.RSAPublicKey, key).verify(sig.value, message, _PKCS1, algorithm)
         elif sig.scheme == TPM_ALG_RSAPSS:
             pss = padding.PSS(padding.MGF1(algorithm), padding.PSS.AUTO)
-            key.verify(sig.value, message, pss, algorithm)
+            cast(rsa.RSAPublicKey, key).verify(sig.value, message, pss, algorithm)
         else:
             return f"scheme 0x{sig.scheme:04x} does not fit an RSA key"
     except InvalidSignature:
