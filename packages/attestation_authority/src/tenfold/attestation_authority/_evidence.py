@@ -45,11 +45,9 @@ class Evidence:
         if not isinstance(doc, dict):
             raise MalformedStructure("evidence must be a JSON object")
 
-        def field(name: str, required: bool = True) -> bytes | None:
+        def field(name: str) -> bytes | None:
             value = doc.get(name)
             if value is None:
-                if required:
-                    raise MalformedStructure(f"evidence is missing {name!r}")
                 return None
             if not isinstance(value, str):
                 raise MalformedStructure(f"evidence field {name!r} must be base64 text")
@@ -58,9 +56,19 @@ class Evidence:
             except ValueError:
                 raise MalformedStructure(f"evidence field {name!r} is not valid base64") from None
 
-        attest, signature, pcrs = field("attest"), field("signature"), field("pcrs")
-        assert attest is not None and signature is not None and pcrs is not None
-        return cls(attest, signature, pcrs, field("event_log", False), field("ima_log", False))
+        def required(name: str) -> bytes:
+            value = field(name)
+            if value is None:
+                raise MalformedStructure(f"evidence is missing {name!r}")
+            return value
+
+        return cls(
+            required("attest"),
+            required("signature"),
+            required("pcrs"),
+            field("event_log"),
+            field("ima_log"),
+        )
 
     def dumps(self) -> str:
         return json.dumps(self.to_json())

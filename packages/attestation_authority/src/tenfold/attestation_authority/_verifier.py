@@ -52,6 +52,7 @@ from tenfold.attestation_authority._structs import (
     TPM_ALG_RSASSA,
     TPM_GENERATED_VALUE,
     TPM_ST_ATTEST_QUOTE,
+    PcrSelection,
     PublicKey,
     decode_tools_pcrs,
     hash_name,
@@ -120,8 +121,7 @@ class Verdict:
     def raise_for_refusal(self) -> Verdict:
         """Return self if ok; raise :class:`QuoteRefused` naming the reason otherwise."""
         if not self.ok:
-            assert self.reason is not None
-            raise QuoteRefused(self.reason.value, self.detail)
+            raise QuoteRefused(self.reason.value if self.reason else "refused", self.detail)
         return self
 
 
@@ -251,8 +251,7 @@ class Verifier:
         """
         with self._lock:
             verdict = self._verify(agent_id, evidence, expected_nonce)
-        if not verdict.ok:
-            assert verdict.reason is not None
+        if not verdict.ok and verdict.reason is not None:
             logger.warning(
                 "agent %s: quote refused (%s): %s", agent_id, verdict.reason.value, verdict.detail
             )
@@ -450,10 +449,9 @@ class Verifier:
         return _ImaProgress(reset_count, len(entries), values)
 
 
-def _describe(selections: tuple[object, ...]) -> str:
-    parts = []
-    for sel in selections:
-        bank = getattr(sel, "bank_name", "?")
-        indices = ",".join(str(i) for i in getattr(sel, "indices", ()))
-        parts.append(f"{bank}:{indices}")
-    return "+".join(parts) or "nothing"
+def _describe(selections: tuple[PcrSelection, ...]) -> str:
+    """``sha256:0,1,7+sha1:10``, the tpm2-tools spelling of a selection."""
+    return (
+        "+".join(f"{s.bank_name}:{','.join(str(i) for i in s.indices)}" for s in selections)
+        or "nothing"
+    )
