@@ -144,8 +144,9 @@ def resolve_iri(base: str, ref: str) -> str:
     rm = _URI.match(ref)
     assert rm is not None
     if rm.group(1) is not None:
-        scheme, auth, path, query, frag = rm.groups()
-        return _recompose(scheme, auth, _remove_dot_segments(path), query, frag)
+        # An absolute IRI is kept as written: RFC 3986 would drop its dot segments, but
+        # an IRI is an identifier here, and rewriting it would change which node it names.
+        return ref
     if not base:
         return ref
     bm = _URI.match(base)
