@@ -65,11 +65,15 @@ def test_doc_example_validates_and_runs(tmp_path: Path) -> None:
     checked = tenfold("chaos", "validate", str(path), "--json", cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert json.loads(checked.stdout)["fault_steps"] == 1
-    ran = tenfold("chaos", "run", str(path), "--json", cwd=tmp_path)
+    ran = tenfold("chaos", "run", str(path), "--json", "--events", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     report = json.loads(ran.stdout)
     assert report["status"] == "completed" and report["faults_injected"] == 1
     assert report["rollbacks_run"] == 1
+    events = [json.loads(line) for line in ran.stderr.splitlines()]
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("inject") == 1 and kinds.count("revert") == 1
+    assert "probe" in kinds and all(e["value"] == 1.0 for e in events if e["kind"] == "probe")
 
 
 BASE = 'title = "t"\n[[method]]\nid = "a"\nfault = "point"\nparams = { point = "p" }\n'
@@ -290,3 +294,13 @@ def test_sigterm_during_run_reverts_and_exits_one(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1, err
     assert "interrupted" in err
+
+
+def test_violation_cuts_a_method_of_synchronous_steps(tmp_path: Path) -> None:
+    state.clear()
+    exp = experiment()
+    steps = [{"id": f"n{i}", "action": py("noop", i=i)} for i in range(50_000)]
+    exp["method"] = [exp["method"][1], *steps]  # type: ignore[index]
+    report, _ = asyncio.run(_run(exp, tmp_path))
+    assert report.status == "deviated"  # type: ignore[attr-defined]
+    assert len(report.steps) < 50_001  # type: ignore[attr-defined]  # cut short mid-method

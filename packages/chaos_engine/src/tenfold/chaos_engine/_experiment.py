@@ -359,6 +359,9 @@ def from_chaostoolkit(data: dict[str, Any], source: str = "<ctk>") -> dict[str, 
 
 
 _FUNCS: dict[tuple[str, str], Callable[..., Any]] = {}
+YIELD_EVERY_S = 0.005
+"""A method of synchronous steps yields to the event loop this often, so the
+steady-state watcher (and Ctrl-C) can act between steps."""
 
 
 def _resolve(provider: Provider) -> Callable[..., Any]:
@@ -390,12 +393,17 @@ async def call_provider(provider: Provider) -> Any:
                 proc.kill()
                 await asyncio.shield(proc.wait())
             raise
-    fn = _resolve(provider)
-    args = provider.arguments if isinstance(provider.arguments, dict) else {}
-    result = fn(**args)
+    result = call_python(provider)
     if hasattr(result, "__await__"):  # cheaper than asyncio.iscoroutine's ABC check
         result = await asyncio.wait_for(result, provider.timeout_s)
     return result
+
+
+def call_python(provider: Provider) -> Any:
+    """Call a python provider's function (its awaitable, if it returns one, is not awaited)."""
+    fn = _FUNCS.get((provider.module, provider.func)) or _resolve(provider)
+    args = provider.arguments
+    return fn(**args) if isinstance(args, dict) else fn()
 
 
 @dataclass
@@ -433,7 +441,7 @@ class RunReport:
         }
 
 
-async def check_steady_state(steady: SteadyState) -> str | None:
+async def check_steady_state(steady: SteadyState, monitor: Any = None) -> str | None:
     """Run every probe once: ``None`` when all hold, else why not (raises on probe failure)."""
     for probe in steady.probes:
         try:
@@ -446,7 +454,12 @@ async def check_steady_state(steady: SteadyState) -> str | None:
             raise
         except Exception as exc:
             raise ProbeFailed(f"probe {probe.name!r} raised {type(exc).__name__}: {exc}") from None
-        if not probe.tolerance.accepts(value):
+        ok = probe.tolerance.accepts(value)
+        if monitor is not None:
+            number = float(value) if isinstance(value, int | float) else float(ok)
+            monitor.record("probe", probe.name, number)
+            monitor.count(f'probe_checks_total{{ok="{str(ok).lower()}"}}')
+        if not ok:
             return f"probe {probe.name!r} returned {value!r}, expected {probe.tolerance.describe()}"
     return None
 
@@ -468,8 +481,12 @@ async def run_experiment(
     method_task: asyncio.Task[None] | None = None
 
     async def method() -> None:
+        yielded = time.perf_counter()
         for step in experiment.method:
             t0 = time.perf_counter()
+            if t0 - yielded > YIELD_EVERY_S:  # let the steady-state watcher run
+                await asyncio.sleep(0)
+                yielded = t0
             if isinstance(step, FaultStep):
                 if step.probability < 1 and rng.random() >= step.probability:
                     report.steps.append(StepRecord(step.id, "fault", 0.0, True, "skipped"))
@@ -482,8 +499,14 @@ async def run_experiment(
                     await asyncio.sleep(max(h.fault.duration_s for h in handles))
                 report.steps.append(StepRecord(step.id, "fault", time.perf_counter() - t0, True))
             else:
-                if step.action is not None:
-                    await call_provider(step.action)
+                action = step.action
+                if action is not None:
+                    if action.type == "python":  # the common case, without a coroutine
+                        result = call_python(action)
+                        if hasattr(result, "__await__"):
+                            await asyncio.wait_for(result, action.timeout_s)
+                    else:
+                        await call_provider(action)
                 if step.pause_s:
                     await asyncio.sleep(step.pause_s)
                 report.steps.append(StepRecord(step.id, "action", time.perf_counter() - t0, True))
@@ -491,7 +514,7 @@ async def run_experiment(
     async def watch() -> None:
         while True:
             await asyncio.sleep(experiment.steady_state.interval_s)
-            why = await check_steady_state(experiment.steady_state)
+            why = await check_steady_state(experiment.steady_state, engine.monitor)
             if why is not None:
                 violation["why"] = why
                 violation["t"] = time.perf_counter()
@@ -507,7 +530,7 @@ async def run_experiment(
     watcher: asyncio.Task[None] | None = None
     sigterm_installed = False
     try:
-        why = await check_steady_state(experiment.steady_state)
+        why = await check_steady_state(experiment.steady_state, engine.monitor)
         if why is not None:
             report.status = "aborted"
             report.reason = f"steady state did not hold before the method: {why}"
@@ -533,7 +556,7 @@ async def run_experiment(
             report.status = "interrupted" if "SIGTERM" in str(violation["why"]) else "deviated"
             report.reason = str(violation["why"])
         else:
-            why = await check_steady_state(experiment.steady_state)
+            why = await check_steady_state(experiment.steady_state, engine.monitor)
             if why is not None:
                 report.status = "deviated"
                 report.reason = f"steady state did not hold after the method: {why}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,12 +126,17 @@ class Monitor:
         self.counters: dict[str, float] = collections.defaultdict(float)
         self.gauges: dict[str, float] = {}
         self.files = KernelFiles()
+        self.listener: Callable[[Sample], None] | None = None
+        """Called with every fault and probe event as it is recorded (the ``--events`` stream)."""
 
     def count(self, key: str, amount: float = 1.0) -> None:
         self.counters[key] += amount
 
     def record(self, kind: str, name: str, value: float) -> None:
-        self.ring.append(Sample(time.time(), kind, name, value))
+        sample = Sample(time.time(), kind, name, value)
+        self.ring.append(sample)
+        if self.listener is not None:
+            self.listener(sample)
 
     def sample_kernel(self, cgroup_stats: Iterable[tuple[str, float]] = ()) -> int:
         """Read PSI and the given cgroup figures into the ring; return how many samples."""

@@ -859,7 +859,7 @@ def scenarios() -> list[Scenario]:
                 table="Scalability",
                 row=f"{level:,} concurrent faults",
                 counts=f"inject+revert+decision latency with {level:,} faults held active",
-                rounds=3,
+                rounds=2,
             )
         )
     return rows

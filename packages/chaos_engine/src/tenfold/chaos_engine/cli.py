@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -54,8 +56,13 @@ def validate(experiment: Path, as_json: bool) -> None:
 @click.argument("experiment", type=click.Path(path_type=Path, dir_okay=False))
 @_JOURNAL_DIR
 @click.option("--seed", type=int, default=None, help="Seed for target selection and probabilities.")
+@click.option(
+    "--events",
+    is_flag=True,
+    help="Stream fault and probe events to stderr as JSON lines while the run goes on.",
+)
 @json_option
-def run(experiment: Path, journal_dir: Path, seed: int | None, as_json: bool) -> None:
+def run(experiment: Path, journal_dir: Path, seed: int | None, events: bool, as_json: bool) -> None:
     """Run an experiment; exit 1 when the steady state does not hold."""
     from tenfold.chaos_engine._engine import ChaosEngine
     from tenfold.chaos_engine._experiment import load_experiment, run_experiment
@@ -70,6 +77,8 @@ def run(experiment: Path, journal_dir: Path, seed: int | None, as_json: bool) ->
             engine = await ChaosEngine.create(
                 None, governor, experiment=_experiment_name(experiment), journal_dir=journal_dir
             )
+            if events:
+                engine.monitor.listener = _stream_event
             async with engine:
                 report = await run_experiment(exp, engine, seed=seed)
         finally:
@@ -80,6 +89,10 @@ def run(experiment: Path, journal_dir: Path, seed: int | None, as_json: bool) ->
     emit(result, as_json, f"{exp.title}: {result['status']} ({result['steps']} steps)")
     if result["status"] != "completed":
         raise SteadyStateViolated(f"{exp.title}: {result['status']}: {result['reason']}")
+
+
+def _stream_event(sample: Any) -> None:
+    click.echo(json.dumps(sample.as_dict()), err=True)
 
 
 @chaos.command("recover")
