@@ -179,7 +179,10 @@ def test_cli_from_agent_to_ear(swtpm, tmp_path, capsys) -> None:
         procs.append(start(["agent", "--tcti", swtpm.tcti, "--listen", f"127.0.0.1:{ports[0]}",
                             "--tls-dir", str(tls)]))  # fmt: skip
         keys = wait_up(f"{agent_url}/keys", ctx, procs[0]).json()
-        ek_hash = hashlib.sha256(base64.b64decode(keys["ek_public"])).hexdigest()
+        code, out, err = run(["ek-hash", "--agent", agent_url, "--tls-dir", str(tls)], capsys)
+        ek_hash = out.strip()
+        assert code == 0, err
+        assert ek_hash == hashlib.sha256(base64.b64decode(keys["ek_public"])).hexdigest()
         procs.append(start(["registrar", "--listen", f"127.0.0.1:{ports[1]}", "--allow-ek",
                             ek_hash, "--tls-dir", str(tls)]))  # fmt: skip
         wait_up(f"{registrar_url}/agents/none", ctx, procs[1])

@@ -64,14 +64,29 @@ def test_agent_to_signed_result_over_mtls(agent, tls) -> None:
                 claims = authority.verify_ear(status["ear"])
                 assert claims["submods"]["node-1"]["ear.status"] == "affirming"
 
+                # The node asks for a certificate for its TLS key while it is affirmed.
+                from cryptography import x509
+                from cryptography.hazmat.primitives import serialization
+
+                pem = agent_public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+                issued = admin.post(f"{verifier_url}/agents/node-1/certificate", content=pem)
+                assert issued.status_code == 200, issued.text
+                cert = x509.load_pem_x509_certificate(issued.content)
+                assert authority.verify_certificate(cert).agent_id == "node-1"
+
                 # A later failed check: the EAR turns contraindicated and certificates are revoked.
-                cert = authority.sign_certificate(verdicts[0], agent_public_key())
                 agent.extend(23, b"rootkit")
                 later = poller.check("node-1")
                 assert later.reason is not None and later.reason.value == "policy-violation"
                 status = admin.get(f"{verifier_url}/agents/node-1").json()
                 assert status["reason"] == "policy-violation"
                 assert cert.serial_number in authority.revoked
+                refused = admin.post(f"{verifier_url}/agents/node-1/certificate", content=pem)
+                assert refused.status_code == 403
+                garbage = admin.post(f"{verifier_url}/agents/node-2/certificate", content=b"x")
+                assert garbage.status_code == 403  # no verdict for node-2
                 admin.close()
         finally:
             poller.close()

@@ -10,7 +10,9 @@ Endpoints (JSON; binary fields base64):
              ``GET /agents/{id}`` -> {ak_public, ek_hash}
 * verifier:  ``POST /agents/{id}`` {url} enrols an agent for continuous attestation;
              ``GET /agents/{id}`` -> the last verdict and its EAR;
-             ``POST /verify/{id}`` evidence with a nonce from ``POST /nonce/{id}``.
+             ``POST /verify/{id}`` evidence with a nonce from ``POST /nonce/{id}``;
+             ``POST /agents/{id}/certificate`` a node public key (PEM) -> a short-lived
+             certificate, while the agent's latest verdict affirms it.
 
 Mutual TLS: every server asks for a client certificate issued by the
 deployment's CA (``ssl.CERT_REQUIRED``) and every client presents one; the
@@ -36,7 +38,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tenfold.attestation_authority._agent import Agent
@@ -450,12 +452,16 @@ class Poller:
             logger.warning("agent %s: no quote: %s", agent_id, exc)
         else:
             verdict = self.verifier.verify_quote(agent_id, evidence)
+        return self.record(verdict)
+
+    def record(self, verdict: Verdict) -> Verdict:
+        """Keep ``verdict`` as the agent's latest, with its EAR; a refusal revokes certificates."""
         ear = None
         if self.authority is not None:
             with self._authority_lock:
                 self.authority.observe(verdict)
                 ear = self.authority.issue_ear(verdict)
-        self.results[agent_id] = (verdict, ear)
+        self.results[verdict.agent_id] = (verdict, ear)
         return verdict
 
     def poll_due(self, now: float | None = None) -> list[Verdict]:
@@ -487,7 +493,7 @@ class Poller:
 
 def verifier_app(verifier: Verifier, poller: Poller) -> Any:
     """The verifier's API: enrol agents for polling, read verdicts, verify pushed evidence."""
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
     async def enroll(request: Any) -> JSONResponse:
@@ -513,12 +519,36 @@ def verifier_app(verifier: Verifier, poller: Poller) -> Any:
     async def verify(request: Any) -> JSONResponse:
         agent_id = request.path_params["agent_id"]
         verdict = verifier.verify_quote(agent_id, Evidence.from_json(await _body(request)))
+        poller.record(verdict)
         return JSONResponse(verdict_json(verdict), status_code=200 if verdict.ok else 403)
+
+    async def certificate(request: Any) -> Response:
+        """A short-lived certificate for the node's key, if its latest verdict affirms it."""
+        agent_id = request.path_params["agent_id"]
+        if poller.authority is None:
+            return JSONResponse({"error": "this verifier issues no certificates"}, status_code=404)
+        latest = poller.results.get(agent_id)
+        if latest is None or not latest[0].ok:
+            reason = "no verdict yet" if latest is None else f"refused: {latest[0].detail}"
+            return JSONResponse({"error": reason}, status_code=403)
+        try:
+            key = serialization.load_pem_public_key(await request.body())
+        except ValueError:
+            raise MalformedStructure("body must be the node's public key in PEM") from None
+        if not isinstance(
+            key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey)
+        ):
+            raise MalformedStructure("node key must be ECDSA, RSA or Ed25519")
+        cert = poller.authority.sign_certificate(latest[0], key)
+        return Response(
+            cert.public_bytes(serialization.Encoding.PEM), media_type="application/x-pem-file"
+        )
 
     return _json_app(
         [
             Route("/agents/{agent_id}", enroll, methods=["POST"]),
             Route("/agents/{agent_id}", status, methods=["GET"]),
+            Route("/agents/{agent_id}/certificate", certificate, methods=["POST"]),
             Route("/nonce/{agent_id}", nonce, methods=["POST"]),
             Route("/verify/{agent_id}", verify, methods=["POST"]),
         ]

@@ -180,6 +180,29 @@ def enroll_cmd(
     emit({"agent_id": agent_id, "ek_hash": ek_hash}, as_json, f"{agent_id}: bound to EK {ek_hash}")
 
 
+@attest.command("ek-hash")
+@click.option("--agent", "agent_url", required=True, help="The agent's base URL.")
+@_tls_dir
+@json_option
+def ek_hash_cmd(agent_url: str, tls_dir: Path | None, as_json: bool) -> None:
+    """Print the SHA-256 of an agent's EK, the value for `attest registrar --allow-ek`."""
+    import base64
+
+    import httpx
+
+    from tenfold.attestation_authority._registrar import ek_hash
+    from tenfold.attestation_authority.errors import AttestationAuthorityError
+
+    tls = _tls(tls_dir, "admin")
+    try:
+        with httpx.Client(verify=tls.client_context() if tls else True, timeout=10) as client:
+            keys = client.get(f"{agent_url.rstrip('/')}/keys").raise_for_status().json()
+        digest = ek_hash(base64.b64decode(keys["ek_public"]))
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        raise AttestationAuthorityError(f"cannot read the EK from {agent_url}: {exc}") from None
+    emit({"ek_hash": digest}, as_json, digest)
+
+
 @attest.command("tls-bundle")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--name", "names", multiple=True, default=("agent", "registrar", "verifier", "admin"))
