@@ -107,3 +107,21 @@ def test_cli_bench_json(cli) -> None:
         "peer",
         "speedup_vs_peer",
     } <= set(sc)
+
+
+def _systems() -> list[str]:
+    from tenfold.core.plugins import system_names
+
+    return [name for name in system_names() if name != "core"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("system", _systems())
+def test_every_system_smoke_bench_runs(cli, system: str) -> None:
+    """CI's smoke run: every scenario executes at its smallest size (no speed asserted)."""
+    result = cli("bench", "-p", system, "--smoke", "--json", timeout=900)
+    data = json.loads(result.stdout)["systems"][system]
+    assert not data.get("error"), data.get("error")
+    failed = {s["name"]: s.get("traceback", s["error"]) for s in data["scenarios"] if "error" in s}
+    assert not failed, failed
+    assert result.returncode == 0, result.stderr[-2000:]

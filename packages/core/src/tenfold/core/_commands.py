@@ -22,10 +22,9 @@ from tenfold.core.errors import BenchError, CheckFailed, ServiceError
 
 def _system_names() -> list[str]:
     from tenfold.core._report import SYSTEM_ORDER
-    from tenfold.core.plugins import system_plugins
+    from tenfold.core.plugins import system_names
 
-    plugins, _ = system_plugins()
-    names = [p.name for p in plugins]
+    names = system_names()
     return [n for n in SYSTEM_ORDER if n in names] + sorted(set(names) - set(SYSTEM_ORDER))
 
 
@@ -216,11 +215,11 @@ def _run_with_progress(
 def profile_command(scenario: str, system: str | None, mode: str, out: Path) -> None:
     """Profile one scenario (ours): a py-spy flame graph and a memray memory flame graph."""
     from tenfold.core import _runner
-    from tenfold.core.plugins import system_plugins
+    from tenfold.core.plugins import load_system, system_plugins
 
     if "/" in scenario and system is None:
         system, scenario = scenario.split("/", 1)
-    plugins, _ = system_plugins()
+    plugins = [load_system(system)] if system else system_plugins()[0]
     owners = [
         p.name
         for p in plugins

@@ -281,17 +281,13 @@ def run_scenario(
 
 
 def _load_plugin(system: str) -> Any:
-    from tenfold.core.plugins import system_plugins
+    from tenfold.core.errors import PluginError
+    from tenfold.core.plugins import load_system
 
-    plugins, failed = system_plugins()
-    for plugin in plugins:
-        if plugin.name == system:
-            return plugin
-    for rec in failed:
-        if rec.name == system:
-            raise BenchError(f"system {system!r} failed to load: {rec.reason}")
-    known = ", ".join(p.name for p in plugins)
-    raise BenchError(f"unknown system {system!r} (known: {known})")
+    try:
+        return load_system(system)
+    except PluginError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def run_system_in_process(

@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import sys
@@ -46,15 +47,49 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+COMMANDS_GROUP = "tenfold.commands"
+
+
+class _LazyCommand(click.Command):
+    """A system's command known by name from its entry point; imported only when used."""
+
+    def __init__(self, name: str, target: importlib.metadata.EntryPoint, summary: str) -> None:
+        super().__init__(name, help=summary, short_help=summary)
+        self._target = target
+        self._real: click.Command | None = None
+
+    def real(self) -> click.Command:
+        if self._real is None:
+            loaded = self._target.load()
+            if not isinstance(loaded, click.Command):
+                raise TenfoldError(f"entry point {self._target.value} is not a click command")
+            self._real = loaded
+        return self._real
+
+
 class _Group(click.Group):
-    """Adds the systems' commands from their plugins the first time they are needed."""
+    """Adds the systems' commands. Commands a system declares in the ``tenfold.commands``
+    entry-point group are listed by name and imported only when invoked (so ``tenfold``
+    never pays for another system's imports); any other command is found by loading the
+    system plugins."""
 
-    _loaded = False
+    _plugins_loaded = False
+    _lazy: dict[str, _LazyCommand] | None = None
 
-    def _load(self) -> None:
-        if self._loaded:
+    def _lazy_commands(self) -> dict[str, _LazyCommand]:
+        if self._lazy is None:
+            self._lazy = {}
+            for ep in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+                summary = ""
+                if ep.dist is not None:
+                    summary = (ep.dist.metadata.get("Summary") or "").split(":", 1)[-1].strip()
+                self._lazy.setdefault(ep.name, _LazyCommand(ep.name, ep, summary))
+        return self._lazy
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
             return
-        self._loaded = True
+        self._plugins_loaded = True
         from tenfold.core.plugins import system_plugins
 
         plugins, _failed = system_plugins()
@@ -66,13 +101,24 @@ class _Group(click.Group):
                     self.add_command(command)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load()
-        return super().list_commands(ctx)
+        return sorted(set(super().list_commands(ctx)) | set(self._lazy_commands()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands:
-            self._load()
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        lazy = self._lazy_commands().get(cmd_name)
+        if lazy is not None:
+            return lazy
+        self._load_plugins()
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, _LazyCommand):
+            command = command.real()
+        return name, command, rest
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

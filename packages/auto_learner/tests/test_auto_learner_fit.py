@@ -1,0 +1,287 @@
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tenfold.auto_learner import (
+    Adwin,
+    AutoLearner,
+    BudgetError,
+    DataError,
+    Model,
+    ModelFileError,
+    ModelServer,
+    OnlineLearner,
+    SchemaMismatch,
+    flights,
+    synthetic,
+)
+
+
+@pytest.fixture(scope="module")
+def small() -> pd.DataFrame:
+    return synthetic(3_000, features=6, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(small: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):
+    store = tmp_path_factory.mktemp("store") / "runs.sqlite"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoLearner(store=store).fit(small, "target", time="t", budget_s=2, seed=0), store
+
+
+def test_fit_beats_chance_and_reports_the_gap(fitted) -> None:
+    result, _ = fitted
+    assert result.best.family in {"lgbm", "hist_gb", "linear"}
+    assert result.trials[0].source == "default"  # the plain default is always a candidate
+    assert result.validation_score > 0.7
+    assert result.holdout_score is not None and result.holdout_score > 0.7
+    assert result.gap == pytest.approx(result.validation_score - result.holdout_score, abs=1e-3)
+    assert any("split by time (t)" in w for w in result.warnings)
+
+
+def test_time_split_is_never_shuffled(small: pd.DataFrame) -> None:
+    tr, va, ho, _ = AutoLearner._split(small, "t", None, 0.2, 0.1, 0)
+    assert small["t"].to_numpy()[tr].max() < small["t"].to_numpy()[va].min()
+    assert small["t"].to_numpy()[va].max() < small["t"].to_numpy()[ho].min()
+
+
+def test_warm_start_uses_the_store(fitted, small: pd.DataFrame) -> None:
+    _, store = fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = AutoLearner(store=store).fit(small.iloc[:2_000], "target", time="t", budget_s=1.5)
+    sources = [t.source for t in again.trials]
+    assert sources[0] == "default"
+    assert "warm start" in sources or again.trials[0].config == fitted[0].best.config
+
+
+def test_predictions_are_the_same_through_every_path(
+    fitted, small: pd.DataFrame, tmp_path: Path
+) -> None:
+    model = fitted[0].model
+    frame_p = model.predict_proba(small.head(50))
+    rows = small.head(50).drop(columns=["target", "t"]).to_dict("records")
+    rows_p = model.compiled().predict_proba(model.schema.encode_rows(rows))
+    assert np.allclose(frame_p, rows_p, atol=1e-6)
+    path = tmp_path / "m.tfm"
+    model.save(path)
+    assert np.allclose(Model.load(path).predict_proba(small.head(50)), frame_p, atol=1e-6)
+    one = model.compiled().predict_one(model.encode(small.head(1))[0])
+    assert one == pytest.approx(frame_p[0, 1], abs=1e-6)
+
+
+def test_unseen_categories_and_schema_changes(fitted, small: pd.DataFrame) -> None:
+    model = fitted[0].model
+    probe = small.head(5).copy()
+    probe["cat"] = pd.Categorical(["never-seen"] * 5)
+    assert model.schema.unseen_categories(probe) == {"cat": 5}
+    assert model.predict_proba(probe).shape == (5, 2)  # unseen -> missing, still predicted
+    with pytest.raises(SchemaMismatch, match="lacks column"):
+        model.predict_proba(small.head(5).drop(columns=["f0"]))
+    retyped = small.head(5).copy()
+    retyped["f1"] = "text"
+    with pytest.raises(SchemaMismatch, match="'f1' was numeric in training"):
+        model.predict_proba(retyped)
+    with pytest.raises(SchemaMismatch, match="must be a number"):
+        model.schema.encode_rows([{**small.head(1).to_dict("records")[0], "f2": "x"}])
+
+
+def test_guards_refuse_bad_labels(small: pd.DataFrame) -> None:
+    learner = AutoLearner()
+    nan_labels = small.astype({"target": "float"}).copy()
+    nan_labels.loc[3, "target"] = np.nan
+    with pytest.raises(DataError, match="has 1 missing value"):
+        learner.fit(nan_labels, "target", budget_s=1)
+    one_class = small.assign(target=1)
+    with pytest.raises(DataError, match="single class"):
+        learner.fit(one_class, "target", budget_s=1)
+    with pytest.raises(DataError, match="target column 'nope' is not in the data"):
+        learner.fit(small, "nope", budget_s=1)
+    with pytest.raises(DataError, match="at least 50 rows"):
+        learner.fit(small.head(10), "target", budget_s=1)
+    for budget in (0, -1, math.nan, math.inf):
+        with pytest.raises(BudgetError, match="positive number of seconds"):
+            learner.fit(small, "target", budget_s=budget)
+
+
+def test_inf_features_by_policy(small: pd.DataFrame) -> None:
+    bad = small.copy()
+    bad.loc[5, "f3"] = np.inf
+    with pytest.raises(DataError, match="infinite values in column"):
+        AutoLearner().fit(bad, "target", budget_s=1, inf_policy="refuse")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        result = AutoLearner().fit(bad, "target", budget_s=1)
+    assert result.validation_score > 0.6
+
+
+def test_a_column_identical_to_the_label_is_dropped(small: pd.DataFrame) -> None:
+    leaky = small.assign(copy_of_label=small["target"] * 3 + 1)
+    with pytest.warns(UserWarning, match="'copy_of_label' predicts 'target' alone"):
+        result = AutoLearner().fit(leaky, "target", time="t", budget_s=1)
+    assert result.dropped_columns == ["copy_of_label"]
+    assert "copy_of_label" not in result.model.schema.names
+    with pytest.warns(UserWarning):
+        kept = AutoLearner().fit(leaky, "target", time="t", budget_s=1, leakage="warn")
+    assert "copy_of_label" in kept.model.schema.names
+
+
+def test_multiclass() -> None:
+    df = synthetic(2_000, features=5, classes=3, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = AutoLearner().fit(df, "target", time="t", budget_s=1.5)
+    assert result.metric == "roc_auc_ovr"
+    assert result.model.predict_proba(df.head(7)).shape == (7, 3)
+    assert result.validation_score > 0.6
+
+
+def test_flights_drop_label_leaks_and_join_weather() -> None:
+    df = flights()
+    assert len(df) > 300_000
+    assert {"temp", "wind_speed", "visib"} <= set(df.columns)  # the weather join
+    assert not {"air_time", "arr_time", "arr_delay"} & set(df.columns)
+    leaky = flights(keep_leaky=True).iloc[:20_000]
+    with pytest.warns(UserWarning, match="'arr_delay' predicts 'late' alone"):
+        result = AutoLearner().fit(leaky, "late", time="time_hour", budget_s=1)
+    assert "arr_delay" in result.dropped_columns
+
+
+def test_model_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="model file not found"):
+        Model.load(tmp_path / "missing.tfm")
+    (tmp_path / "junk.tfm").write_text("{not json")
+    with pytest.raises(ModelFileError, match="is not a tenfold model file"):
+        Model.load(tmp_path / "junk.tfm")
+
+
+def test_adwin_finds_a_change_and_stays_quiet_without_one() -> None:
+    rng = np.random.default_rng(0)
+    quiet = Adwin()
+    assert not any(quiet.update(float(v)) for v in rng.random(5_000) < 0.2)
+    noisy = Adwin()
+    stream = np.concatenate([rng.random(2_000) < 0.1, rng.random(2_000) < 0.6]).astype(float)
+    hits = [i for i, v in enumerate(stream) if noisy.update(float(v))]
+    assert hits and 2_000 <= hits[0] < 2_600
+    with pytest.raises(BudgetError):
+        Adwin(delta=2)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=300))
+def test_adwin_window_mean_is_the_mean_of_what_it_keeps(values: list[float]) -> None:
+    a = Adwin(check_every=8, min_side=5)
+    for v in values:
+        a.update(v)
+    assert a.mean == pytest.approx(float(np.mean(list(a.window))))
+    assert len(a.window) <= len(values)
+
+
+def test_online_learner_respects_the_label_delay(fitted, small: pd.DataFrame) -> None:
+    model = fitted[0].model
+    x = model.encode(small)
+    t = small["t"].to_numpy(dtype=float)
+    y = small["target"].to_numpy()
+    learner = OnlineLearner(
+        model.booster, model.config["params"], label_delay=100.0, background=False, update_every=500
+    )
+    learner.process(t[:50], x[:50], y[:50])
+    assert learner.stats.labelled == 0  # no label is due yet
+    learner.process(t[50:200], x[50:200], y[50:200])
+    assert learner.stats.labelled == int((t[:200] + 100 <= t[199]).sum())
+    learner.process(t[200:], x[200:], y[200:])
+    learner.finish()
+    assert learner.stats.labelled == len(small)
+    assert learner.stats.updates >= 1
+    with pytest.raises(BudgetError):
+        OnlineLearner(model.booster, {}, label_delay=-1)
+
+
+def test_http_server(fitted, small: pd.DataFrame) -> None:
+    model = fitted[0].model
+    server = ModelServer(model).start()
+    try:
+        rows = small.head(3).drop(columns=["target", "t"]).to_dict("records")
+        rows = [
+            {k: (str(v) if k in ("cat", "domain") else float(v)) for k, v in r.items()}
+            for r in rows
+        ]
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/predict",
+            data=json.dumps({"rows": rows}).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            body = json.loads(resp.read())
+        assert len(body["probabilities"]) == 3
+        bad = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/predict", data=b'{"rows": [{"f0": 1}]}', method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(bad, timeout=5)
+        assert info.value.code == 400 and "lacks column" in info.value.read().decode()
+    finally:
+        server.stop()
+
+
+def test_cli_fit_predict_report(tmp_path: Path, small: pd.DataFrame) -> None:
+    data = tmp_path / "d.csv"
+    small.to_csv(data, index=False)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tenfold.core", "learn", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+            check=False,
+        )
+
+    r = cli(
+        "fit",
+        str(data),
+        "--target",
+        "target",
+        "--time",
+        "t",
+        "--budget",
+        "1.5",
+        "--out",
+        "m.tfm",
+        "--json",
+        "--report",
+        "r.html",
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["validation_holdout_gap"] is not None
+    assert (tmp_path / "r.html").read_text().count("<svg") == 1
+    p = cli("predict", "m.tfm", str(data), "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["rows"] == len(small)
+    assert cli("report", "m.tfm", "--out", "again.html").returncode == 0
+    bad = cli("fit", str(tmp_path / "nope.csv"), "--target", "x")
+    assert (
+        bad.returncode == 2
+        and bad.stderr.strip() == f"tenfold: error: data file not found: {tmp_path / 'nope.csv'}"
+    )
+    bad = cli("fit", str(data), "--target", "target", "--budget", "0")
+    assert (
+        bad.returncode == 2
+        and "positive number of seconds" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
