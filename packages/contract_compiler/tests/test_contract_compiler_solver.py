@@ -163,3 +163,23 @@ def test_solve_is_usable_on_its_own() -> None:
     verdicts = solve(c.contract, timeout_ms=1000)
     assert [v.status for v in verdicts] == ["failed"]
     assert verdicts[0].counterexample["x"] == "255"
+
+
+def test_gas_bound_counts_only_feasible_paths() -> None:
+    source = (
+        "contract C { state s: u64 = 0;\n"
+        " fn f(n: u32) -> u64 requires n < 3 {\n"
+        "   if n > 10 { for i in 0..10 { s = s % 100 + 1; } }\n"
+        "   for j in 0..4 { if (j as u32) < n { s = s % 100 + 2; } }\n"
+        "   return s; } }"
+    )
+    c = compile_source(source, "g.ct", CompileOptions(emit="none", gas=True, smt_timeout_ms=60_000))
+    tight = c.gas_bounds["f"]
+    assert tight is not None
+    assert tight < c.steps["f"]  # the n > 10 branch is infeasible under requires n < 3
+    worst = 0
+    for n in range(3):
+        interp = c.interpreter()
+        interp.call("f", [n])
+        worst = max(worst, interp.steps)
+    assert worst <= tight

@@ -50,7 +50,7 @@ from tenfold.contract_compiler._ast import (
 from tenfold.contract_compiler._parser import make_diagnostic
 from tenfold.contract_compiler.errors import CompileError, Diagnostic
 
-__all__ = ["I64", "MAX_STEPS", "infer_types"]
+__all__ = ["I64", "MAX_STEPS", "infer_types", "static_steps"]
 
 I64 = Ty("int", 64, True)
 MAX_STEPS = 10**9
@@ -577,6 +577,11 @@ class Checker:
                 self.soft(
                     fn.pos, f"function '{fn.name}' has a step bound of {fn.steps}, over {MAX_STEPS}"
                 )
+
+
+def static_steps(stmts: list[Stmt], c: Contract) -> int:
+    """Syntactic step bound of a statement list: the longest path, loops times their count."""
+    return _steps(stmts, c)
 
 
 def _steps(stmts: list[Stmt], c: Contract) -> int:

@@ -40,6 +40,7 @@ from tenfold.contract_compiler._solver import (
     Query,
     Verdict,
     build_query,
+    gas_bound,
     run_query,
     to_verdicts,
 )
@@ -90,6 +91,7 @@ class CompileOptions:
     max_output_bytes: int = 256 * 1024 * 1024
     parallel_jobs: int = 1
     cache: ArtifactCache | None = None
+    gas: bool = False  # also compute tight gas bounds with z3 Optimize (slower)
 
     @classmethod
     def from_config(cls, cfg: CompilerPerformance, **overrides: Any) -> CompileOptions:
@@ -121,6 +123,7 @@ class CompiledContract:
     timings_ms: dict[str, float]
     cache: str = "miss"
     optimized_ir: str = ""
+    gas_bounds: dict[str, int | None] = dataclasses.field(default_factory=dict)
 
     @property
     def object_code(self) -> bytes:
@@ -154,6 +157,7 @@ class CompiledContract:
                     "params": [[p.name, str(p.ty)] for p in fn.params],
                     "returns": str(fn.ret),
                     "step_bound": fn.steps,
+                    "gas_bound": self.gas_bounds.get(fn.name),
                 }
                 for fn in self.contract.fns
             ],
@@ -391,6 +395,7 @@ def compile_source(
         opts.emit,
         opts.verify,
         opts.smt_timeout_ms,
+        opts.gas,
     )
     if cache is not None:
         t0 = time.perf_counter()
@@ -413,6 +418,10 @@ def compile_source(
     if opts.emit == "ast":
         return CompiledContract(contract, filename, opts.opt_level, "", [], [], [], _ms(timings))
     compiled = _Build(text, smap, contract, opts, timings).run()
+    if opts.gas:
+        compiled.gas_bounds = {
+            fn.name: gas_bound(contract, fn, opts.smt_timeout_ms) for fn in contract.fns
+        }
     if cache is not None:
         cache.put(file_key, pickle.dumps(compiled, protocol=pickle.HIGHEST_PROTOCOL))
     return compiled

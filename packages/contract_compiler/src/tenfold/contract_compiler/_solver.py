@@ -72,6 +72,7 @@ __all__ = [
     "Query",
     "Verdict",
     "build_query",
+    "gas_bound",
     "run_query",
     "solve",
     "solve_function",
@@ -150,9 +151,13 @@ class _Frame:
 
 
 class SymbolicRun:
-    def __init__(self, contract: Contract, fn: FnDecl) -> None:
+    def __init__(self, contract: Contract, fn: FnDecl, count_steps: bool = False) -> None:
         self.c = contract
         self.fn = fn
+        # With count_steps, env["$steps"] counts executed statements along the path (the
+        # interpreter's count), so the largest feasible value at exit is a tight gas bound.
+        self.count_steps = count_steps
+        self.exit_steps: list[str] = []
         self.lines: list[str] = []
         self.sorts: dict[str, str] = {}
         self.n = 0
@@ -313,16 +318,22 @@ class SymbolicRun:
             f.pc = self.and_(f.pc, self.expr(req, f))
         self.block(fn.body, f)
         self.exits.append((f.pc, "0", f.state, f.maps))
+        self.exit_steps.append(f.env.get("$steps", "0"))
         self.finish()
 
     def finish(self) -> None:
         """Merge every exit into one state, then check ensures and invariants there."""
         pc, result, state, maps = self.exits[0]
+        steps = self.exit_steps[0]
+        for (epc, _r, _s, _m), esteps in zip(self.exits[1:], self.exit_steps[1:], strict=True):
+            steps = self.ite(epc, esteps, steps)
+        self.steps_at_exit = steps
         for epc, eres, estate, emaps in self.exits[1:]:
             result = self.ite(epc, eres, result)
             state = {k: self.ite(epc, estate[k], v) for k, v in state.items()}
             maps = {k: self.ite(epc, emaps[k], v) for k, v in maps.items()}
             pc = self.or_(pc, epc)
+        self.exit_pc = pc
         f = _Frame(dict(self.param_env), state, maps, pc)
         if self.fn.ret == BOOL:
             result = self.b(f"(not (= {result} 0))")
@@ -337,7 +348,12 @@ class SymbolicRun:
         for s in stmts:
             if f.pc == "false":
                 return
+            if self.count_steps:
+                self.add_steps(f, 1)
             self.stmt(s, f)
+
+    def add_steps(self, f: _Frame, n: int) -> None:
+        f.env["$steps"] = self.i(f"(+ {f.env.get('$steps', '0')} {n})")
 
     def stmt(self, s: Stmt, f: _Frame) -> None:
         if isinstance(s, Let):
@@ -377,6 +393,7 @@ class SymbolicRun:
             if self.sort_of(value) == "Bool":
                 value = self.i(f"(ite {value} 1 0)")
             self.exits.append((f.pc, value, dict(f.state), dict(f.maps)))
+            self.exit_steps.append(f.env.get("$steps", "0"))
             f.pc = "false"
         elif isinstance(s, Assert):
             assert s.cond is not None
@@ -427,6 +444,10 @@ class SymbolicRun:
         self.abstract -= 1
         f.env.pop(s.var, None)
         self.havoc(f, written_locals, written_state, written_maps)
+        if self.count_steps:
+            from tenfold.contract_compiler._checker import static_steps
+
+            self.add_steps(f, count * (1 + static_steps(s.body, self.c)))
 
     def havoc(self, f: _Frame, locs: set[str], states: set[str], maps: set[str]) -> None:
         for name in sorted(locs):
@@ -516,6 +537,8 @@ class SymbolicRun:
         written_maps = {n for n in callee.writes if n in f.maps}
         self.havoc(f, set(), written_state, written_maps)
         value = self.fresh(f"{e.fn}.result", callee.ret) if callee.ret != VOID else "0"
+        if self.count_steps:
+            self.add_steps(f, callee.steps)
         post = _Frame(cf.env, f.state, f.maps, f.pc)
         for ens in callee.ensures:
             facts.append(self.spec(ens, post, pre_state, value))
@@ -728,6 +751,42 @@ def solve_function(contract: Contract, fn: FnDecl, timeout_ms: int) -> list[Verd
     if query is None:
         return []
     return to_verdicts(contract, fn.name, run_query(query, timeout_ms))
+
+
+def gas_bound(contract: Contract, fn: FnDecl, timeout_ms: int = 2000) -> int | None:
+    """The largest number of statements any feasible run of ``fn`` executes, found with z3.
+
+    Paths the ``requires`` (or checks) rule out do not count, so this can be well
+    below the syntactic bound ``fn.steps``; ``None`` when z3 gives no answer in time.
+    """
+    run = SymbolicRun(contract, fn, count_steps=True)
+    run.run()
+    lines = run.lines
+    lines.extend(f"(assert {a})" for a in run.assumptions if a != "true")
+    lines.append(f"(assert {run.exit_pc})")
+    lines.append(f"(declare-const gas Int)\n(assert (= gas {run.steps_at_exit}))")
+    # Binary search with plain satisfiability checks: on these ite-heavy terms it is
+    # much faster than z3's Optimize, and each check keeps the per-query timeout.
+    solver = z3.Solver()
+    solver.set("timeout", max(1, timeout_ms))
+    solver.from_string("\n".join(lines))
+    gas = z3.Int("gas")
+    if solver.check() != z3.sat:
+        return None
+    lo = solver.model().eval(gas, model_completion=True).as_long()
+    hi = fn.steps
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        answer = solver.check(gas >= mid)
+        if answer == z3.sat:
+            lo = solver.model().eval(gas, model_completion=True).as_long()
+        elif answer == z3.unsat:
+            hi = mid - 1
+        else:
+            return None
+    value = lo
+    # Requires, ensures and the call itself, as in the static bound.
+    return int(value) + 1 + len(fn.requires) + len(fn.ensures)
 
 
 def solve(contract: Contract, *, timeout_ms: int = 2000) -> list[Verdict]:

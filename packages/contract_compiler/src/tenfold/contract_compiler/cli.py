@@ -65,6 +65,7 @@ def _timings_text(timings: dict[str, float]) -> str:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option("--verify-only", is_flag=True, help="Check and prove; generate no code.")
 @click.option("--timings", is_flag=True, help="Show the time spent in each phase.")
+@click.option("--gas", is_flag=True, help="Also compute tight gas bounds with z3 Optimize.")
 @json_option
 def compile_command(
     file: Path,
@@ -73,6 +74,7 @@ def compile_command(
     output: Path | None,
     verify_only: bool,
     timings: bool,
+    gas: bool,
     as_json: bool,
 ) -> None:
     """Compile a contract: check types, prove its guards and specs, generate native code."""
@@ -80,7 +82,7 @@ def compile_command(
 
     data = _read(file)
     kind = "none" if verify_only else (emit_kind or "obj")
-    opts = _options(opt_level, emit=kind)
+    opts = _options(opt_level, emit=kind, gas=gas)
     result: CompiledContract = compile_source(data, str(file), opts)
     for warning in result.warnings:
         click.echo(str(warning), err=True)
@@ -112,7 +114,9 @@ def compile_command(
             f"{counts['unknown']} unknown, -O{result.opt_level}, cache {result.cache}"  # type: ignore[index]
         ]
         for fn in result.contract.fns:
-            lines.append(f"  fn {fn.name}: step bound {fn.steps}")
+            tight = result.gas_bounds.get(fn.name)
+            extra = f" (feasible paths: {tight})" if tight is not None else ""
+            lines.append(f"  fn {fn.name}: step bound {fn.steps}{extra}")
         if "output" in summary:
             lines.append(f"wrote {summary['output']}")
         if timings:
