@@ -168,3 +168,20 @@ def test_snapshot_recover_and_autoblock_run(tmp_path: Path) -> None:
     )
     assert rec.returncode == 0, rec.stderr
     assert json.loads(rec.stdout)["size"] == 5  # four detections and one decision
+
+
+def test_config_section_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tenfold.autoblocker_ledger._config import load_config
+    from tenfold.core.errors import ConfigError
+
+    cfg = tmp_path / "tenfold.toml"
+    cfg.write_text(
+        f'[autoblocker_ledger]\nstore = "{tmp_path / "from-config"}"\npipeline_depth = 3\n'
+    )
+    monkeypatch.setenv("TENFOLD_CONFIG", str(cfg))
+    assert load_config().pipeline_depth == 3
+    r = tenfold("ledger", "append", stdin=json.dumps(EVENTS[0]))
+    assert r.returncode == 0 and (tmp_path / "from-config" / "segments").is_dir()
+    cfg.write_text("[autoblocker_ledger]\nstrore = 1\n")
+    with pytest.raises(ConfigError, match="strore"):
+        load_config()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import sqlite3
@@ -164,8 +165,16 @@ class EmbeddedLedger:
         self._db = self._open_index()
         self._rows_from = self._contiguous_rows()
         self._new_rows: list[tuple[int, str, int, str, str, str]] = []
-        self._open_segments()
-        self._reconcile_index()
+        # Opening allocates millions of small objects that all stay alive; the
+        # cyclic GC would rescan them again and again (superlinear), so pause it.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._open_segments()
+            self._reconcile_index()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         self._check_signed_head()
 
     # -- opening ----------------------------------------------------------------
@@ -648,7 +657,9 @@ class EmbeddedLedger:
         self.close()
 
     def disk_bytes(self) -> int:
-        """Bytes the store occupies (segments, index, head)."""
+        """Bytes the store occupies (segments, index, head), after folding the SQLite WAL in."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
 
 

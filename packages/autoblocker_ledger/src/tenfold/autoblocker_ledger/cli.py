@@ -17,16 +17,19 @@ STORE = click.option(
     "--store",
     "store",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path(".tenfold/ledger"),
-    show_default=True,
-    help="Directory of the embedded store.",
+    default=None,
+    help="Directory of the embedded store (default: [autoblocker_ledger] store, .tenfold/ledger).",
 )
 
 
-def _open(store: Path) -> Any:
+def _open(store: Path | None) -> Any:
+    from tenfold.autoblocker_ledger._config import load_config
     from tenfold.autoblocker_ledger._store import EmbeddedLedger
 
-    return EmbeddedLedger(store)
+    cfg = load_config()
+    return EmbeddedLedger(
+        store or Path(cfg.store), segment_bytes=cfg.segment_bytes, fsync=cfg.fsync
+    )
 
 
 def _entry_dict(entry: Any) -> dict[str, Any]:
@@ -62,7 +65,7 @@ def ledger() -> None:
 @STORE
 @click.argument("source", type=click.File("r"), default="-")
 @json_option
-def append_cmd(store: Path, source: IO[str], as_json: bool) -> None:
+def append_cmd(store: Path | None, source: IO[str], as_json: bool) -> None:
     """Append JSON-lines events from SOURCE (default stdin); duplicates by event id are skipped."""
     from tenfold.autoblocker_ledger._store import events_from_lines
 
@@ -87,7 +90,7 @@ def append_cmd(store: Path, source: IO[str], as_json: bool) -> None:
 @STORE
 @click.argument("index", type=int)
 @json_option
-def get_cmd(store: Path, index: int, as_json: bool) -> None:
+def get_cmd(store: Path | None, index: int, as_json: bool) -> None:
     """Print entry INDEX."""
     from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
 
@@ -106,7 +109,7 @@ def get_cmd(store: Path, index: int, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
 @json_option
 def range_cmd(
-    store: Path,
+    store: Path | None,
     since_ms: int | None,
     until_ms: int | None,
     subject: str | None,
@@ -135,7 +138,9 @@ def range_cmd(
     help="Consistency proof from this older signed tree head (JSON file).",
 )
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
-def proof_cmd(store: Path, index: int | None, from_sth: Path | None, out: Path | None) -> None:
+def proof_cmd(
+    store: Path | None, index: int | None, from_sth: Path | None, out: Path | None
+) -> None:
     """Write a proof bundle (inclusion of --index, or consistency from --from-sth) for third parties."""
     from tenfold.autoblocker_ledger._signing import SignedTreeHead
     from tenfold.autoblocker_ledger._verify import consistency_bundle, inclusion_bundle
@@ -191,7 +196,7 @@ def verify_cmd(bundle: IO[str], public_key: str, as_json: bool) -> None:
 @STORE
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
 @json_option
-def snapshot_cmd(store: Path, out: Path, as_json: bool) -> None:
+def snapshot_cmd(store: Path | None, out: Path, as_json: bool) -> None:
     """Write a self-contained, signed snapshot of the log to OUT."""
     with _open(store) as led:
         t0 = time.perf_counter()
@@ -215,13 +220,16 @@ def snapshot_cmd(store: Path, out: Path, as_json: bool) -> None:
     help="Trusted log key (hex or file); default: the key the snapshot names.",
 )
 @json_option
-def recover_cmd(store: Path, snapshot: Path, public_key: str | None, as_json: bool) -> None:
+def recover_cmd(store: Path | None, snapshot: Path, public_key: str | None, as_json: bool) -> None:
     """Rebuild a store from SNAPSHOT, re-verifying signature, chain and tree."""
     from tenfold.autoblocker_ledger._store import EmbeddedLedger
 
     trusted = _read_public_key(public_key) if public_key else None
     t0 = time.perf_counter()
-    with EmbeddedLedger.recover(snapshot, store, trusted_key=trusted) as led:
+    from tenfold.autoblocker_ledger._config import load_config
+
+    target = store or Path(load_config().store)
+    with EmbeddedLedger.recover(snapshot, target, trusted_key=trusted) as led:
         size, root = led.size, led.tree.root().hex()
     out = {"size": size, "root": root, "seconds": time.perf_counter() - t0}
     emit(out, as_json, f"recovered {size} entries, root {root[:16]}...")
@@ -231,7 +239,7 @@ def recover_cmd(store: Path, snapshot: Path, public_key: str | None, as_json: bo
 @STORE
 @click.option("--port", type=click.IntRange(0, 65535), default=8089, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-def serve_cmd(store: Path, port: int, host: str) -> None:
+def serve_cmd(store: Path | None, port: int, host: str) -> None:
     """Serve the log over HTTP: POST /events, GET /entries/N, /sth, /proof?index=N, /decisions."""
     from tenfold.autoblocker_ledger._server import serve
 
@@ -264,7 +272,7 @@ def _lines(log: IO[str]) -> Iterator[str]:
 )
 @json_option
 def run_cmd(
-    rules: Path, store: Path, log: IO[str], nft_seconds: float | None, as_json: bool
+    rules: Path, store: Path | None, log: IO[str], nft_seconds: float | None, as_json: bool
 ) -> None:
     """Scan log lines with RULES (fail2ban-style), record events and decisions, print the decisions."""
     from tenfold.autoblocker_ledger._autoblock import Autoblocker, DecisionStream, load_rules
