@@ -26,8 +26,8 @@ test: sync-peers
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 lint: sync-peers
-	$(UV) run --frozen ruff check .
-	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check packages
+	$(UV) run --frozen ruff format --check packages
 	$(UV) run --frozen mypy $$(for d in packages/*/src/tenfold/*/; do printf -- '-p tenfold.%s ' "$$(basename $$d)"; done)
 
 check: test lint
