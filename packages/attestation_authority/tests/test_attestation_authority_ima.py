@@ -4,7 +4,7 @@ import dataclasses
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tenfold.attestation_authority import Agent, Reason, Registrar, Verifier, parse_policy
@@ -27,6 +27,7 @@ entries_st = st.lists(st.tuples(paths, st.binary(max_size=30)), max_size=12).map
 )
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(entries_st)
 def test_list_round_trips_and_replays_incrementally(entries) -> None:
     text = "".join(e.line() + "\n" for e in entries).encode()

@@ -1,6 +1,6 @@
 """The nonce store: one use, a TTL, bound to the agent it was issued to."""
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tenfold.attestation_authority import NonceStore
@@ -42,6 +42,7 @@ def test_never_issued_and_other_agent_are_refused() -> None:
     assert store.consume(nonce, "a") is NonceStatus.REPLAYED  # spent by the failed attempt
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.tuples(st.sampled_from(["issue", "use", "tick"]), st.integers(0, 9)), max_size=80)
 )

@@ -5,7 +5,7 @@ import hashlib
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tenfold.attestation_authority import (
@@ -63,6 +63,7 @@ selections_st = st.lists(
 ).map(lambda xs: tuple(PcrSelection(b, tuple(sorted(i))) for b, i in xs))
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(selections_st, st.binary(max_size=64), st.integers(0, 2**63), st.integers(0, 2**32 - 1))
 def test_attest_round_trips_fields(selections, nonce, clock, reset) -> None:
     blob = build_attest(nonce=nonce, clock=clock, reset=reset, selections=selections)
@@ -74,6 +75,7 @@ def test_attest_round_trips_fields(selections, nonce, clock, reset) -> None:
     assert attest.pcr_digest == b"d" * 32
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_any_truncation_or_extension_is_refused(data) -> None:
     blob = build_attest()
@@ -87,7 +89,7 @@ def test_any_truncation_or_extension_is_refused(data) -> None:
     assert info.value.oversized
 
 
-@settings(max_examples=300)
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=400))
 def test_random_bytes_never_raise_anything_but_malformed(blob) -> None:
     for parser in (parse_attest, parse_signature, decode_tools_pcrs, parse_event_log):
@@ -95,6 +97,7 @@ def test_random_bytes_never_raise_anything_but_malformed(blob) -> None:
             parser(blob)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(
         st.sampled_from(BANKS),
@@ -137,6 +140,7 @@ digest_rule = st.sampled_from(BANKS).flatmap(
 )
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.tuples(st.sampled_from(BANKS), st.integers(0, 23)), digest_rule))
 def test_policy_render_then_parse_is_identity(raw) -> None:
     rules = {}
@@ -185,6 +189,7 @@ events_st = st.lists(
 )
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events_st)
 def test_event_log_round_trips_and_replays_like_a_tpm(raw) -> None:
     banks = [TPM_ALG_SHA1, TPM_ALG_SHA256]
