@@ -862,4 +862,112 @@ def scenarios() -> list[Scenario]:
                 rounds=2,
             )
         )
+    rows.append(_crash_scenario())
     return rows
+
+
+# -- crash recovery -----------------------------------------------------------------------------------------
+
+
+def _veth_netns(ctx: BenchContext) -> tuple[str, str]:
+    def make() -> tuple[str, str]:
+        netns = "tfchaos_crash"
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True, check=False)
+        for argv in (
+            ["ip", "netns", "add", netns],
+            ["ip", "-n", netns, "link", "add", "tfcrash0", "type", "veth", "peer", "tfcrash1"],
+            ["ip", "-n", netns, "link", "set", "tfcrash0", "up"],
+        ):
+            subprocess.run(argv, check=True, capture_output=True)
+        ctx.callback(
+            lambda: subprocess.run(
+                ["ip", "netns", "delete", netns], capture_output=True, check=False
+            )
+        )
+        return netns, "tfcrash0"
+
+    return ctx.once("veth", make)
+
+
+def _leftovers(netns: str, dev: str, victim: int) -> int:
+    from tenfold.chaos_engine._kernel import tenfold_cgroups
+
+    found = len(tenfold_cgroups("tfchaos_crash"))
+    run = subprocess.run
+    tables = run(
+        ["ip", "netns", "exec", netns, "nft", "list", "tables"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found += tables.stdout.count("tfchaos_crash")
+    qdisc = run(
+        ["tc", "-n", netns, "qdisc", "show", "dev", dev],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found += qdisc.stdout.count("tbf")
+    found += Path(f"/proc/{victim}/cgroup").read_text().count("tfchaos_crash")
+    workers = run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
+    return found + workers.count("_hogworker")
+
+
+def _ours_crash_recover(ctx: BenchContext) -> Op:
+    from tenfold.chaos_engine._watchdog import recover
+
+    netns, dev = _veth_netns(ctx)
+    victim = _sleeper(ctx)
+    journals = ctx.workdir / "journal"
+
+    def op() -> Outcome:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tenfold.chaos_engine._crashchild",
+                str(journals),
+                netns,
+                dev,
+                str(victim),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise BenchError("the crash child did not put its faults in place")
+            before = _leftovers(netns, dev, victim)
+            child.kill()
+            child.wait()
+            t0 = time.perf_counter()
+            report = recover(journals / "crash.journal")
+            ms = (time.perf_counter() - t0) * 1000
+        finally:
+            child.kill()
+            child.wait()
+        after = _leftovers(netns, dev, victim)
+        if after or report.errors:
+            raise BenchError(f"recover left {after} kernel objects behind: {report.errors}")
+        metrics: dict[str, float | str] = {
+            "objects_before_kill": before,
+            "objects_after_recover": after,
+            "faults_reverted": len(report.faults_reverted),
+        }
+        return Outcome(1, metrics, [ms])
+
+    return op
+
+
+def _crash_scenario() -> Scenario:
+    return Scenario(
+        name="sigkill_recover",
+        unit="recoveries",
+        ours=Subject("tenfold", _ours_crash_recover),
+        table="Safety",
+        row="SIGKILL mid-run, then recover (8 OS fault types)",
+        counts="time of `recover` after SIGKILL of an engine holding one fault of every OS type; objects left after must be 0",
+        rounds=2,
+        needs_root=True,
+    )

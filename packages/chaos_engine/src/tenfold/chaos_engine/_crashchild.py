@@ -1,0 +1,57 @@
+"""An engine that puts one fault of every OS type in place, says ``ready``, then waits to be killed.
+
+``python -m tenfold.chaos_engine._crashchild JOURNAL_DIR NETNS INTERFACE VICTIM_PID``
+
+The crash-recovery benchmark SIGKILLs it and times ``recover``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from tenfold.chaos_engine._config import PerformanceConfig
+from tenfold.chaos_engine._engine import ChaosEngine
+from tenfold.chaos_engine._faults import (
+    Bandwidth,
+    ConnectionReset,
+    CpuHog,
+    DiskThrottle,
+    Fault,
+    MemoryHog,
+    PacketLoss,
+    Partition,
+    ProcessPause,
+)
+
+
+def every_os_fault(netns: str, interface: str, victim: int, path: str) -> list[Fault]:
+    return [
+        CpuHog(duration_s=600),
+        MemoryHog(size_bytes=8 << 20, duration_s=600),
+        PacketLoss(netns=netns, percent=30, duration_s=600),
+        Partition(netns=netns, peer="10.9.9.9", duration_s=600),
+        ConnectionReset(netns=netns, port=80, duration_s=600),
+        Bandwidth(netns=netns, interface=interface, duration_s=600),
+        ProcessPause(pid=victim, duration_s=600),
+        DiskThrottle(pid=victim, path=path, duration_s=600),
+    ]
+
+
+async def main(journal_dir: Path, netns: str, interface: str, victim: int) -> None:
+    engine = await ChaosEngine.create(
+        PerformanceConfig.model_validate({}),
+        journal_dir=journal_dir,
+        experiment="crash",
+        watchdog=False,  # recovery alone must clean up
+    )
+    for fault in every_os_fault(netns, interface, victim, str(journal_dir)):
+        await engine.inject_fault(fault)
+    print("ready", flush=True)
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])))
