@@ -149,7 +149,7 @@ edges_strategy = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(edges_strategy)
 def test_closure_and_shortest_paths_match_python(edges: list[tuple[int, int, int]]) -> None:
     engine = Engine()

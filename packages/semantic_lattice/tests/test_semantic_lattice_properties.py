@@ -34,7 +34,7 @@ _triples = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(_triples)
 def test_ntriples_round_trip_through_both_readers(triples: list[tuple[str, str, str]]) -> None:
     text = serialize_ntriples(triples)
@@ -89,7 +89,7 @@ def _rules(draw: st.DrawFn) -> Rule:
     return Rule(Atom(draw(st.sampled_from(["out", "res"])), tuple(head_args)), tuple(body))
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(_rules(), min_size=1, max_size=5))
 def test_datalog_rules_print_and_parse_back(rules: list[Rule]) -> None:
     text = "\n".join(str(r) for r in rules)

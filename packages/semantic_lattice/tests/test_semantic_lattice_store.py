@@ -249,3 +249,51 @@ def test_cli_errors_are_one_line_with_exit_codes(
     with pytest.raises(SystemExit) as check:
         main(["lattice", "reason", "--check"])
     assert check.value.code == 1
+
+
+def test_serve_answers_http_queries(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    store_path = tmp_path / "kb.duckdb"
+    with LatticeStore(store_path) as store:
+        store.load_text(ONTOLOGY)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [sys.executable, "-m", "tenfold.core", "lattice", "serve"]
+    proc = subprocess.Popen(
+        [*argv, "--store", str(store_path), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120  # the CLI imports every system's commands first
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=5) as resp:
+                    assert json.load(resp)["triples"] == 14
+                break
+            except OSError:
+                assert proc.poll() is None, "serve exited early"
+                assert time.monotonic() < deadline, "serve did not start listening"
+                time.sleep(0.1)
+        query = urllib.parse.quote(f"SELECT ?x WHERE {{ ?x a <{EX}Cat> }}")
+        with urllib.request.urlopen(f"{base}/query?q={query}", timeout=5) as resp:
+            assert json.load(resp)["rows"] == [[_iri("tom")]]
+        bad = urllib.parse.quote("SELECT ?x WHERE { ?x <http://nope/p> ?y }")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{base}/query?q={bad}", timeout=5)
+        assert err.value.code == 400
+        assert "unknown predicate" in json.load(err.value)["error"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
