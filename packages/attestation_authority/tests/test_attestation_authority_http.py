@@ -16,6 +16,7 @@ from tenfold.attestation_authority._http import (
     serve,
     verifier_app,
 )
+from tenfold.core.services import Swtpm
 
 pytestmark = pytest.mark.service
 
@@ -183,3 +184,72 @@ def test_push_mode_nonce_then_evidence(agent, tls) -> None:
             client.close()
     finally:
         poller.close()
+
+
+def provision_ek_certificate(agent: Agent, der: bytes) -> None:
+    """What a TPM manufacturer does: store the EK certificate at its NV index."""
+    from tpm2_pytss import (
+        ESYS_TR,
+        TPM2_ALG,
+        TPM2B_NV_PUBLIC,
+        TPMA_NV,
+        TPMS_NV_PUBLIC,
+    )
+
+    from tenfold.attestation_authority._agent import EK_CERT_NV_INDEX
+
+    public = TPM2B_NV_PUBLIC(
+        nvPublic=TPMS_NV_PUBLIC(
+            nvIndex=EK_CERT_NV_INDEX,
+            nameAlg=TPM2_ALG.SHA256,
+            attributes=TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA,
+            dataSize=len(der),
+        )
+    )
+    handle = agent.esapi.nv_define_space(b"", public, ESYS_TR.OWNER)
+    for offset in range(0, len(der), 512):
+        agent.esapi.nv_write(handle, der[offset : offset + 512], offset, ESYS_TR.OWNER)
+
+
+def test_ek_certificate_from_nv_is_accepted_by_the_manufacturer_ca(tls) -> None:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    from tenfold.attestation_authority._structs import parse_public
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example TPM Manufacturer CA")])
+    now = dt.datetime.now(dt.UTC)
+
+    def issue(subject_key, name, signer):
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(ca_name)
+            .public_key(subject_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .sign(signer, hashes.SHA256())
+        )
+
+    ca_cert = issue(ca_key.public_key(), ca_name, ca_key)
+    with Swtpm() as tpm, Agent(tpm.tcti) as agent:  # NV changes stay on this TPM
+        assert agent.ek_certificate() is None
+        ek_key = parse_public(agent.ek_public).key
+        der = issue(ek_key, x509.Name([]), ca_key).public_bytes(Encoding.DER)
+        provision_ek_certificate(agent, der)
+        assert agent.ek_certificate() == der
+
+        registrar = Registrar(ek_ca_certificates=[ca_cert])  # no allowlist at all
+        with (
+            serve(agent_app(agent), tls=tls["agent"]) as agent_url,
+            serve(registrar_app(registrar), tls=tls["registrar"]) as registrar_url,
+        ):
+            enroll_over_http(agent_url, registrar_url, "node-1", tls["admin"])
+        assert registrar.ak_for("node-1") is not None

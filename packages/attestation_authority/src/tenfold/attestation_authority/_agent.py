@@ -41,6 +41,9 @@ logger = logging.getLogger("tenfold.attestation_authority.agent")
 BOOT_LOG_PATH = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
 IMA_LOG_PATH = Path("/sys/kernel/security/ima/ascii_runtime_measurements")
 _QUOTE_ATTEMPTS = 4
+# TCG EK Credential Profile 2.0, 2.2.1.4: the RSA 2048 EK certificate's NV index.
+EK_CERT_NV_INDEX = 0x01C00002
+_NV_CHUNK = 512  # below any TPM's MAX_NV_BUFFER_SIZE
 
 
 @contextmanager
@@ -158,6 +161,28 @@ class Agent:
                 TPM2B_SENSITIVE_CREATE(), public, ESYS_TR.ENDORSEMENT
             )
         return handle, bytes(out.marshal())
+
+    def ek_certificate(self) -> bytes | None:
+        """The EK certificate the manufacturer stored in NV (DER), or ``None`` if there is none."""
+        from tpm2_pytss import ESYS_TR, TSS2_Exception
+
+        esapi = self.esapi
+        try:
+            handle = esapi.tr_from_tpmpublic(EK_CERT_NV_INDEX)
+        except TSS2_Exception:
+            return None  # the index is not defined: no certificate provisioned
+        try:
+            public, _ = esapi.nv_read_public(handle)
+            size = public.nvPublic.dataSize
+            data = b""
+            with _tss("NV_Read of the EK certificate"):
+                while len(data) < size:
+                    chunk = min(_NV_CHUNK, size - len(data))
+                    data += bytes(esapi.nv_read(handle, chunk, len(data), ESYS_TR.OWNER))
+        finally:
+            with contextlib.suppress(TSS2_Exception):
+                esapi.tr_close(handle)
+        return data
 
     def activate_credential(self, credential_blob: bytes, encrypted_secret: bytes) -> bytes:
         """ActivateCredential: recover the registrar's secret, proving AK and EK share this TPM."""

@@ -2,7 +2,7 @@
 
 Endpoints (JSON; binary fields base64):
 
-* agent:     ``GET /keys`` -> ek_public, ak_public;
+* agent:     ``GET /keys`` -> ek_public, ak_public[, ek_certificate];
              ``POST /quote`` {nonce (hex), selection ("sha256:0,1,7")} -> evidence;
              ``POST /activate`` {credential_blob, encrypted_secret} -> {secret}
 * registrar: ``POST /agents/{id}`` {ek_public, ak_public[, ek_certificate]} -> challenge;
@@ -241,10 +241,14 @@ def agent_app(agent: Agent) -> Any:
 
     lock = threading.Lock()  # one ESAPI context: one TPM command at a time
 
+    with lock:
+        ek_certificate = agent.ek_certificate()
+
     async def keys(request: Any) -> JSONResponse:
-        return JSONResponse(
-            {"ek_public": _b64(agent.ek_public), "ak_public": _b64(agent.ak_public)}
-        )
+        doc = {"ek_public": _b64(agent.ek_public), "ak_public": _b64(agent.ak_public)}
+        if ek_certificate is not None:
+            doc["ek_certificate"] = _b64(ek_certificate)
+        return JSONResponse(doc)
 
     async def quote(request: Any) -> JSONResponse:
         doc = await _body(request)
