@@ -304,3 +304,28 @@ def test_violation_cuts_a_method_of_synchronous_steps(tmp_path: Path) -> None:
     report, _ = asyncio.run(_run(exp, tmp_path))
     assert report.status == "deviated"  # type: ignore[attr-defined]
     assert len(report.steps) < 50_001  # type: ignore[attr-defined]  # cut short mid-method
+
+
+def _flap() -> int:
+    calls = int(state.get("calls", 0)) + 1  # type: ignore[call-overload]
+    state["calls"] = calls
+    return 5 if calls % 2 == 0 else 0  # every other answer is out of tolerance
+
+
+probes.flap = _flap  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("tolerated", "status"), [(0, "deviated"), (1, "completed")])
+def test_flapping_probe_and_tolerated_failures(tmp_path: Path, tolerated: int, status: str) -> None:
+    state.clear()
+    exp = {
+        "title": "flap",
+        "steady_state": {
+            "interval_s": 0.01,
+            "tolerated_failures": tolerated,
+            "probes": [{"name": "flap", "provider": py("flap"), "tolerance": {"max": 0}}],
+        },
+        "method": [{"id": "wait", "pause_s": 0.1}],
+    }
+    report, _ = asyncio.run(_run(exp, tmp_path))
+    assert report.status == status  # type: ignore[attr-defined]

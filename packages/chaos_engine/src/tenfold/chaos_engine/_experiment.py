@@ -104,9 +104,17 @@ class Probe(_Model):
 
 
 class SteadyState(_Model):
+    """The hypothesis: probes, how often they are re-checked, how many misses in a row count.
+
+    ``tolerated_failures``: a probe out of tolerance is asked again at once, up
+    to this many times, before it counts as a violation (a flapping probe does
+    not abort an experiment on one bad sample).
+    """
+
     probes: list[Probe] = Field(default_factory=list)
     interval_s: PositiveSeconds = 0.1
     continuous: bool = True
+    tolerated_failures: int = Field(0, ge=0, le=100)
 
 
 class FaultStep(_Model):
@@ -154,7 +162,7 @@ class Experiment(_Model):
 
     title: str
     description: str = ""
-    steady_state: SteadyState = Field(default_factory=SteadyState)
+    steady_state: SteadyState = Field(default_factory=lambda: SteadyState.model_validate({}))
     method: list[
         Annotated[
             Annotated[FaultStep, Tag("FaultStep")] | Annotated[ActionStep, Tag("ActionStep")],
@@ -442,26 +450,35 @@ class RunReport:
 
 
 async def check_steady_state(steady: SteadyState, monitor: Any = None) -> str | None:
-    """Run every probe once: ``None`` when all hold, else why not (raises on probe failure)."""
+    """Run every probe: ``None`` when all hold, else why not (raises when a probe fails to answer).
+
+    A probe out of tolerance is asked again, up to ``tolerated_failures`` times.
+    """
     for probe in steady.probes:
-        try:
-            value = await asyncio.wait_for(call_provider(probe.provider), probe.timeout_s)
-        except TimeoutError:
-            raise ProbeFailed(
-                f"probe {probe.name!r} timed out after {probe.timeout_s:g} s"
-            ) from None
-        except ChaosEngineError:
-            raise
-        except Exception as exc:
-            raise ProbeFailed(f"probe {probe.name!r} raised {type(exc).__name__}: {exc}") from None
-        ok = probe.tolerance.accepts(value)
-        if monitor is not None:
-            number = float(value) if isinstance(value, int | float) else float(ok)
-            monitor.record("probe", probe.name, number)
-            monitor.count(f'probe_checks_total{{ok="{str(ok).lower()}"}}')
-        if not ok:
-            return f"probe {probe.name!r} returned {value!r}, expected {probe.tolerance.describe()}"
+        for attempt in range(steady.tolerated_failures + 1):
+            value = await _ask(probe)
+            ok = probe.tolerance.accepts(value)
+            if monitor is not None:
+                number = float(value) if isinstance(value, int | float) else float(ok)
+                monitor.record("probe", probe.name, number)
+                monitor.count(f'probe_checks_total{{ok="{str(ok).lower()}"}}')
+            if ok:
+                break
+            if attempt == steady.tolerated_failures:
+                expected = probe.tolerance.describe()
+                return f"probe {probe.name!r} returned {value!r}, expected {expected}"
     return None
+
+
+async def _ask(probe: Probe) -> Any:
+    try:
+        return await asyncio.wait_for(call_provider(probe.provider), probe.timeout_s)
+    except TimeoutError:
+        raise ProbeFailed(f"probe {probe.name!r} timed out after {probe.timeout_s:g} s") from None
+    except ChaosEngineError:
+        raise
+    except Exception as exc:
+        raise ProbeFailed(f"probe {probe.name!r} raised {type(exc).__name__}: {exc}") from None
 
 
 async def run_experiment(
