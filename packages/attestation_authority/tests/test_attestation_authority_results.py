@@ -196,3 +196,46 @@ def test_registrar_refuses_a_signing_key_that_is_not_restricted(swtpm) -> None:
         # The EK itself is a decryption key, not a restricted signer: it may not act as an AK.
         with pytest.raises(RegistrationError, match="restricted"):
             registrar.register("node-1", agent.ek_public, agent.ek_public)
+
+
+@pytest.mark.service
+def test_ek_certificate_through_an_intermediate_ca(swtpm) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    root_key, root = make_ca()
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    inter_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "TPM EK Intermediate")])
+    now = dt.datetime.now(dt.UTC)
+    inter = (
+        x509.CertificateBuilder()
+        .subject_name(inter_name)
+        .issuer_name(root.subject)
+        .public_key(inter_key.public_key())
+        .serial_number(3)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(root_key, hashes.SHA256())
+    )
+    with Agent(swtpm.tcti) as agent:
+        ek_key = parse_public(agent.ek_public).key
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([]))
+            .issuer_name(inter_name)
+            .public_key(ek_key)
+            .serial_number(4)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .sign(inter_key, hashes.SHA256())
+            .public_bytes(Encoding.DER)
+        )
+        Registrar(ek_ca_certificates=[inter, root]).register(
+            "node-1", agent.ek_public, agent.ak_public, leaf
+        )
+        # Without the root, or without the intermediate, the chain does not close.
+        for cas in ([inter], [root]):
+            with pytest.raises(RegistrationError, match="manufacturer CA"):
+                Registrar(ek_ca_certificates=cas).register(
+                    "node-1", agent.ek_public, agent.ak_public, leaf
+                )

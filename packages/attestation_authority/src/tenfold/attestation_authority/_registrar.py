@@ -1,8 +1,8 @@
 """The registrar: binds an agent's AK to an accepted EK with MakeCredential / ActivateCredential.
 
 An EK is accepted when the SHA-256 of its ``TPM2B_PUBLIC`` is in the allowlist,
-or when its EK certificate chains to a trusted manufacturer CA and carries the
-same public key. The registrar then encrypts a random secret to the EK, bound
+or when its EK certificate chains (through intermediates) to a trusted,
+self-signed manufacturer root and carries the same public key. The registrar then encrypts a random secret to the EK, bound
 to the AK's name (TPM 2.0 Part 1, 24: credential protection); only the TPM that
 holds both keys can recover it with ActivateCredential. A returned secret that
 matches moves the binding into the cache that the verifier reads on every quote
@@ -36,6 +36,7 @@ DECRYPT = 1 << 17
 SIGN_ENCRYPT = 1 << 18
 _AK_REQUIRED = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | RESTRICTED | SIGN_ENCRYPT
 SECRET_BYTES = 32
+_MAX_CHAIN = 4  # EK certificate -> intermediates -> root
 
 
 def ek_hash(ek_public: bytes) -> str:
@@ -84,7 +85,11 @@ def check_ak_attributes(ak: PublicKey) -> None:
 
 
 class Registrar:
-    """Accepts EKs, challenges AKs, and caches the resulting bindings."""
+    """Accepts EKs, challenges AKs, and caches the resulting bindings.
+
+    ``ek_ca_certificates`` holds the manufacturers' roots (self-signed) and any
+    intermediates between them and the EK certificates.
+    """
 
     def __init__(
         self,
@@ -103,6 +108,28 @@ class Registrar:
         self._allow.add(digest)
         return digest
 
+    def _chains_to_root(self, cert: x509.Certificate) -> bool:
+        """Walk issuers up to a self-signed trusted root (intermediates from the same CA set).
+
+        A manufacturer's EK certificates are usually issued by an intermediate under its
+        root; the walk is bounded so a loop of cross-signed certificates cannot hang it.
+        """
+        for _ in range(_MAX_CHAIN):
+            for ca in self._cas:
+                if ca.subject != cert.issuer:
+                    continue
+                try:
+                    cert.verify_directly_issued_by(ca)
+                except (InvalidSignature, ValueError, TypeError):
+                    continue
+                if ca.subject == ca.issuer:
+                    return True
+                cert = ca
+                break
+            else:
+                return False
+        return False
+
     def _accept_ek(self, ek_public: bytes, ek_certificate: bytes | None) -> None:
         if ek_hash(ek_public) in self._allow:
             return
@@ -115,13 +142,7 @@ class Registrar:
                 cert = x509.load_pem_x509_certificate(ek_certificate)
             except ValueError:
                 raise RegistrationError("EK certificate is neither DER nor PEM") from None
-        for ca in self._cas:
-            try:
-                cert.verify_directly_issued_by(ca)
-                break
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-        else:
+        if not self._chains_to_root(cert):
             raise RegistrationError("EK certificate is not issued by a trusted manufacturer CA")
         spki = serialization.PublicFormat.SubjectPublicKeyInfo
         der = serialization.Encoding.DER

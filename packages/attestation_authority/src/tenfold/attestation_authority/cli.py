@@ -91,7 +91,7 @@ def agent_cmd(tcti: str | None, listen: str, ak_type: str, tls_dir: Path | None)
     "cas",
     multiple=True,
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="A trusted TPM manufacturer CA certificate (PEM).",
+    help="TPM manufacturer root and intermediate CA certificates (PEM, bundles allowed).",
 )
 @_tls_dir
 def registrar_cmd(
@@ -103,7 +103,7 @@ def registrar_cmd(
     from tenfold.attestation_authority._http import registrar_app
     from tenfold.attestation_authority._registrar import Registrar
 
-    certs = [x509.load_pem_x509_certificate(p.read_bytes()) for p in cas]
+    certs = [cert for p in cas for cert in x509.load_pem_x509_certificates(p.read_bytes())]
     registrar = Registrar(ek_allowlist=allow, ek_ca_certificates=certs)
     _serve_forever([(registrar_app(registrar), listen, _tls(tls_dir, "registrar"))], "registrar")
 
