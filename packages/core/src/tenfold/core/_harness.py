@@ -327,13 +327,16 @@ def _child_main(argv: Sequence[str]) -> int:
     parser.add_argument("system")
     parser.add_argument("mode", choices=["smoke", "quick", "full"])
     parser.add_argument("--only", action="append", default=[])
-    parser.add_argument("--kernel", action="store_true", help="run the system's callgrind kernel")
+    parser.add_argument(
+        "--kernel", type=int, default=0, help="run the system's callgrind kernel N times"
+    )
     parser.add_argument("--profile", default="", help="run one scenario's op (ours) for profiling")
     args = parser.parse_args(argv)
     if args.kernel:
         plugin = _load_plugin(args.system)
-        if plugin.kernel is not None and os.environ.get("TENFOLD_KERNEL_SKIP") != "1":
-            plugin.kernel()
+        if plugin.kernel is not None:
+            for _ in range(args.kernel):
+                plugin.kernel()
         return 0
     if args.profile:
         plugin = _load_plugin(args.system)

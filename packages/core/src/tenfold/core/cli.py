@@ -82,7 +82,7 @@ class _Group(click.Group):
             for ep in importlib.metadata.entry_points(group=COMMANDS_GROUP):
                 summary = ""
                 if ep.dist is not None:
-                    summary = (ep.dist.metadata.get("Summary") or "").split(":", 1)[-1].strip()
+                    summary = str(ep.dist.metadata["Summary"] or "").split(":", 1)[-1].strip()
                 self._lazy.setdefault(ep.name, _LazyCommand(ep.name, ep, summary))
         return self._lazy
 

@@ -318,5 +318,7 @@ def load_system(name: str, group: str = ENTRY_POINT_GROUP) -> SystemPlugin:
     if record.state is not PluginState.LOADED:
         raise PluginError(f"system {name!r} failed to load: {record.reason}")
     if not isinstance(record.obj, SystemPlugin):
-        raise PluginError(f"system {name!r}: entry point is a {type(record.obj).__name__}, not a SystemPlugin")
+        raise PluginError(
+            f"system {name!r}: entry point is a {type(record.obj).__name__}, not a SystemPlugin"
+        )
     return record.obj
