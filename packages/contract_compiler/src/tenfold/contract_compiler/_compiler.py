@@ -208,8 +208,9 @@ class Executable:
             _to_i64(check_argument(p.ty, a, f"argument '{p.name}'"))
             for p, a in zip(fn.params, args, strict=True)
         ]
+        who = check_argument(Ty("int"), caller, "caller")
         ctypes.memmove(self._backup, self._buf, self._nbytes)
-        status = native(self._buf, _to_i64(caller), *values, self._out_ref)
+        status = native(self._buf, who, *values, self._out_ref)
         if status:
             ctypes.memmove(self._buf, self._backup, self._nbytes)
             kind, message, _pos = self.contract.guards[status]

@@ -106,6 +106,7 @@ class Interpreter:
             check_argument(p.ty, a, f"argument '{p.name}'")
             for p, a in zip(fn.params, args, strict=True)
         ]
+        caller = check_argument(Ty("int"), caller, "caller")
         saved = list(self.state)
         try:
             result = self.invoke(fn, values, caller)
