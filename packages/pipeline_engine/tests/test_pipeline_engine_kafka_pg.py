@@ -414,3 +414,50 @@ def test_kafka_sink_round_trip(kafka_broker) -> None:
     source = KafkaSource(kafka_broker.bootstrap, topic, stop_when_idle_s=1.0)
     Flow(source).decode(Order).into(sink).run()
     assert sorted(sink.by_key) == list(range(5_000))
+
+
+def _scale_out_pipeline(broker, topic: str, dsn: str, table: str, **source_options):
+    sink = PostgresSink(dsn, table, Order)
+    source = KafkaSource(broker.bootstrap, topic, stop_when_idle_s=2.0, **source_options)
+    return Flow(source).decode(Order).into(sink, name=table, batch_size=500)
+
+
+def test_two_engines_share_the_partitions_and_their_offsets(kafka_broker, postgres) -> None:
+    topic = _topic(kafka_broker)
+    _produce(kafka_broker, topic, [_order(i) for i in range(4_000)])
+    engines = [
+        _scale_out_pipeline(kafka_broker, topic, postgres.dsn, topic, partitions=[p])
+        for p in (0, 1)
+    ]
+    threads = [threading.Thread(target=e.run, daemon=True) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert _ids(postgres.dsn, topic) == list(range(4_000))
+    with psycopg.connect(postgres.dsn) as conn:
+        offsets = dict(
+            conn.execute(
+                "SELECT stream, next_offset FROM tenfold_pipeline_offsets WHERE pipeline = %s",
+                (topic,),
+            ).fetchall()
+        )
+    assert offsets == {f"{topic}/0": 2_000, f"{topic}/1": 2_000}
+
+
+def test_consumer_group_subscription_reads_every_partition(kafka_broker, postgres) -> None:
+    topic = _topic(kafka_broker)
+    _produce(kafka_broker, topic, [_order(i) for i in range(2_000)])
+    # Short group timeouts: Tansu completes a join only after the rebalance timeout.
+    fast_group = {
+        "session.timeout.ms": 1000,
+        "max.poll.interval.ms": 1000,
+        "heartbeat.interval.ms": 100,
+    }
+    engine = _scale_out_pipeline(
+        kafka_broker, topic, postgres.dsn, topic, group=f"g-{topic}", config=fast_group
+    )
+    source = engine.source
+    assert isinstance(source, KafkaSource) and source.subscribe
+    engine.run()
+    assert _ids(postgres.dsn, topic) == list(range(2_000))

@@ -145,6 +145,9 @@ class PostgresSink(Sink[Any]):
             for c, t, n in self.columns
         )
         with conn.cursor() as cur:
+            # CREATE TABLE IF NOT EXISTS races between sessions (unique violation on
+            # pg_type); engines sharing a database serialize their DDL on this lock.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('tenfold_pipeline_ddl'))")
             if self.create:
                 cur.execute(
                     sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(

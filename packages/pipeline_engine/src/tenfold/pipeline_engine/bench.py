@@ -279,7 +279,7 @@ class _Services:
 
 
 def _kafka_pg_services(ctx: BenchContext) -> _Services:
-    n = ctx.size(2_000, 50_000, 300_000)
+    n = ctx.size(2_000, 100_000, 300_000)
     return ctx.once("kafka_pg", lambda: _Services(ctx, n))
 
 
