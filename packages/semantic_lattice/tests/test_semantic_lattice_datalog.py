@@ -144,6 +144,31 @@ PATHS = (
     "dist(X, Z, D) :- dist(X, Y, A), edge(Y, Z, W), D = A + W."
 )
 
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=15),
+    st.data(),
+)
+def test_retraction_by_delete_rederive_matches_a_fresh_run(
+    edges: list[tuple[int, int]], data: st.DataObject
+) -> None:
+    gone = data.draw(st.lists(st.sampled_from(edges), max_size=4))
+    program = "path(X, Y) :- e(X, Y).\npath(X, Z) :- path(X, Y), e(Y, Z)."
+    engine = Engine()
+    engine.add_program(program)
+    engine.add_facts("e", [(f'"{s}"', f'"{d}"') for s, d in edges])
+    engine.materialize()
+    engine.retract_facts("e", [(f'"{s}"', f'"{d}"') for s, d in gone])
+    engine.materialize()
+    fresh = Engine()
+    fresh.add_program(program)
+    kept = [e for e in edges if e not in gone]
+    fresh.add_facts("e", [(f'"{s}"', f'"{d}"') for s, d in kept])
+    fresh.materialize()
+    assert set(engine.rows("path")) == set(fresh.rows("path"))
+
+
 edges_strategy = st.lists(
     st.tuples(st.integers(0, 7), st.integers(0, 7), st.integers(1, 9)), min_size=1, max_size=25
 )

@@ -182,6 +182,7 @@ class Engine:
         self._changed: dict[str, str] = {}
         self._new_rules: set[int] = set()
         self._retracted = False
+        self._deleted: set[str] = set()
         self._reset: set[str] = set()
         self._load_catalog()
 
@@ -305,6 +306,15 @@ class Engine:
         rel = self.relation(name)
         if not rows:
             return 0
+        self._stage_rows(rel, rows)
+        try:
+            return self._add_encoded(rel, "SELECT * FROM stage_facts")
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS stage_facts")
+
+    def _stage_rows(self, rel: Relation, rows: Sequence[Sequence[object]]) -> None:
+        """Encode rows into the temporary table ``stage_facts`` (columns c0..)."""
+        name = rel.name
         columns: dict[str, Any] = {}
         for i in range(rel.arity):
             values = [r[i] for r in rows]
@@ -330,10 +340,6 @@ class Engine:
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE stage_facts AS SELECT DISTINCT {sel} FROM staged"
         )
-        try:
-            return self._add_encoded(rel, "SELECT * FROM stage_facts")
-        finally:
-            self.con.execute("DROP TABLE IF EXISTS stage_facts")
 
     def add_columns(self, name: str, columns: dict[str, np.ndarray]) -> int:
         """Add base facts of a relation whose columns are all numbers, from NumPy arrays."""
@@ -392,29 +398,33 @@ class Engine:
         )
 
     def retract_facts(self, name: str, rows: Sequence[Sequence[object]]) -> int:
-        """Remove base facts; the next :meth:`materialize` re-derives from what remains."""
+        """Remove base facts; the next :meth:`materialize` removes what no longer follows."""
         rel = self.relation(name)
-        removed = 0
-        for row in rows:
-            conds, params = [], []
-            for i, value in enumerate(row):
-                if rel.types[i] == "symbol":
-                    ident = self.dictionary.lookup(str(value))
-                    if ident is None:
-                        break
-                    conds.append(f"c{i} = ?")
-                    params.append(ident)
-                else:
-                    conds.append(f"c{i} = ?")
-                    params.append(float(value))  # type: ignore[arg-type]
-            else:
-                where = " AND ".join(conds)
-                cur = self.con.execute(
-                    f"DELETE FROM e_{rel.name} WHERE {where} RETURNING 1", params
+        if not rows:
+            return 0
+        self._stage_rows(rel, rows)
+        match = " AND ".join(f"g.c{i} = e_{name}.c{i}" for i in range(rel.arity))
+        try:
+            row = self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE gone AS "
+                f"SELECT * FROM e_{name} INTERSECT SELECT * FROM stage_facts"
+            ).fetchone()
+            removed = int(row[0]) if row else 0
+            if removed:
+                self.con.execute(
+                    f"DELETE FROM e_{name} WHERE EXISTS (SELECT 1 FROM gone g WHERE {match})"
                 )
-                removed += len(cur.fetchall())
-        if removed:
-            self._retracted = True
+                if name in self._deleted:
+                    self.con.execute(f"INSERT INTO del_{name} SELECT * FROM gone")
+                else:
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE del_{name} AS SELECT * FROM gone"
+                    )
+                    self._deleted.add(name)
+                self._retracted = True
+        finally:
+            self.con.execute("DROP TABLE IF EXISTS stage_facts")
+            self.con.execute("DROP TABLE IF EXISTS gone")
         return removed
 
     def count(self, name: str) -> int:
@@ -652,9 +662,16 @@ class Engine:
         stats = ReasonStats()
         start = time.perf_counter()
         if self._retracted:
-            # Retraction: forget derived facts and re-derive from the remaining base facts.
-            self._reset_relations(set(self.program.relations))
-            self._new_rules |= {id(r) for r in self.program.rules}
+            if self._is_positive():
+                self._delete_rederive(stats)
+            else:
+                # Negation, aggregation or lattices: forget what was derived and
+                # re-derive from the remaining base facts.
+                self._reset_relations(set(self.program.relations))
+                self._new_rules |= {id(r) for r in self.program.rules}
+            for name in self._deleted:
+                self.con.execute(f"DROP TABLE IF EXISTS del_{name}")
+            self._deleted = set()
             self._retracted = False
         before = {name: self.count(name) for name in self.program.relations}
         strata = stratify(self.program)
@@ -718,6 +735,90 @@ class Engine:
             found = {int(r[0]) for r in self.con.execute(" UNION ALL ".join(parts)).fetchall()}
             for n, key in enumerate(chunk):
                 seen[key] = n in found
+
+    def _is_positive(self) -> bool:
+        return not any(rel.lattice for rel in self.program.relations.values()) and not any(
+            any(isinstance(a, Agg) for a in r.head.args)
+            or any(isinstance(b, Atom) and b.negated for b in r.body)
+            for r in self.program.rules
+        )
+
+    def _delete_rederive(self, stats: ReasonStats) -> None:
+        """DRed (Gupta, Mumick, Subrahmanian 1993) for positive programs.
+
+        1. Overdelete: semi-naively, every fact with a derivation that uses a
+           deleted fact (rules read the deletion delta and the old relations).
+        2. Remove the overdeleted facts that are not base facts.
+        3. Rederive: overdeleted facts that one rule application still derives
+           from what remains go back in, marked changed, so the ordinary
+           semi-naive pass that follows restores everything else they support.
+        """
+        deltas = {name: f"del_{name}" for name in self._deleted}
+        over: set[str] = set()
+        for name, table in deltas.items():
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE od_{name} AS SELECT * FROM {table}")
+            over.add(name)
+        step = 0
+        while deltas:
+            step += 1
+            per_head: dict[str, list[str]] = {}
+            for rule in self.program.rules:
+                for i, b in enumerate(rule.body):
+                    if isinstance(b, Atom) and b.relation in deltas:
+                        sql = self._compile_rule(rule, {i: deltas[b.relation]})
+                        per_head.setdefault(rule.head.relation, []).append(sql)
+            new: dict[str, str] = {}
+            for head, selects in per_head.items():
+                union = " UNION ALL ".join(f"({q})" for q in selects)
+                table = f"dd_{head}_{step % 2}"
+                known = f" EXCEPT SELECT * FROM od_{head}" if head in over else ""
+                row = self.con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {table} AS ({union}) INTERSECT "
+                    f"SELECT * FROM r_{head}{known}"
+                ).fetchone()
+                if row and row[0]:
+                    if head in over:
+                        self.con.execute(f"INSERT INTO od_{head} SELECT * FROM {table}")
+                    else:
+                        self.con.execute(
+                            f"CREATE OR REPLACE TEMP TABLE od_{head} AS SELECT * FROM {table}"
+                        )
+                        over.add(head)
+                    new[head] = table
+            deltas = new
+            stats.rounds += 1
+        for name in over:
+            # Base facts stay; the rest of the overdeleted facts go.
+            cols = ", ".join(f"c{i}" for i in range(self.relation(name).arity))
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE od_{name} AS "
+                f"SELECT * FROM od_{name} EXCEPT SELECT * FROM e_{name}"
+            )
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE r_{name} AS "
+                f"SELECT {cols} FROM r_{name} EXCEPT SELECT {cols} FROM od_{name}"
+            )
+        for name in over:
+            selects = [
+                self._compile_rule(rule, {})
+                for rule in self.program.rules
+                if rule.head.relation == name
+            ]
+            if not selects:
+                continue
+            union = " UNION ALL ".join(f"({q})" for q in selects)
+            row = self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE back_{name} AS "
+                f"({union}) INTERSECT SELECT * FROM od_{name}"
+            ).fetchone()
+            if row and row[0]:
+                self.con.execute(f"INSERT INTO r_{name} SELECT * FROM back_{name}")
+                self._note_change(name, f"back_{name}")
+            self.con.execute(f"DROP TABLE back_{name}")
+        for name in over:
+            self.con.execute(f"DROP TABLE IF EXISTS od_{name}")
+            for k in (0, 1):
+                self.con.execute(f"DROP TABLE IF EXISTS dd_{name}_{k}")
 
     def _reset_relations(self, names: set[str]) -> None:
         for name in names:
