@@ -86,7 +86,8 @@ class FunctionEmitter:
         self.label = 0
         self.block = "entry"
         self.terminated = False
-        self.traps: set[int] = set()
+        # (guard id, block that branches to the trap): one shared trap block returns the id.
+        self.traps: list[tuple[int, str]] = []
         self.intrinsics: set[str] = set()
         self.params: dict[str, tuple[str, Ty]] = {}
         self.old: dict[str, str] = {}
@@ -119,10 +120,7 @@ class FunctionEmitter:
         """Branch to the trap of ``gid`` when ``bad`` is true (unless the guard was proved)."""
         if gid in self.removed:
             return
-        self.traps.add(gid)
-        ok = self.new_label("ok")
-        self.terminate(f"br i1 {bad}, label %trap{gid}, label %{ok}")
-        self.start(ok)
+        self.always_guard(bad, gid)
 
     def state_ptr(self, slot: str | int) -> str:
         ptr = self.t()
@@ -217,17 +215,21 @@ class FunctionEmitter:
         if fn.ret != VOID:
             self.emit(f"store i64 {self.to_slot(result, fn.ret)}, ptr %out")
         self.terminate("ret i32 0")
-        for gid in sorted(self.traps):
-            self.lines.append(f"trap{gid}:")
-            self.lines.append(f"  ret i32 {gid}")
+        if self.traps:
+            incoming = ", ".join(f"[ {gid}, %{block} ]" for gid, block in self.traps)
+            self.lines.append("trap:")
+            self.lines.append(f"  %code = phi i32 {incoming}")
+            self.lines.append("  ret i32 %code")
         body = "\n".join(self.lines)
         return f'define i32 @"{sym}"({sig}) {{\nentry:\n{body}\n}}\n'
 
     def always_guard(self, bad: str, gid: int) -> None:
         """Input checks (requires, only, check) stay at every optimization level."""
-        self.traps.add(gid)
+        if self.terminated:
+            self.start(self.new_label("dead"))
+        self.traps.append((gid, self.block))
         ok = self.new_label("ok")
-        self.terminate(f"br i1 {bad}, label %trap{gid}, label %{ok}")
+        self.terminate(f"br i1 {bad}, label %trap, label %{ok}")
         self.start(ok)
 
     def assertion(self, cond: Expr, gid: int) -> None:
@@ -488,16 +490,18 @@ class FunctionEmitter:
         # '/' and '%'
         rt = e.right.ty
         assert rt is not None
-        zero = self.t()
-        self.emit(f"{zero} = icmp eq {llvm_type(rt)} {b}, 0")
-        self.guard(zero, e.guard)
+        divisor = _literal_value(e.right)
+        if divisor is None or divisor == 0:
+            zero = self.t()
+            self.emit(f"{zero} = icmp eq {llvm_type(rt)} {b}, 0")
+            self.guard(zero, e.guard)
         if lt == DEC:
             wa, wb, num, q = self.widen(a, DEC), self.widen(b, DEC), self.t(), self.t()
             self.emit(f"{num} = mul i128 {wa}, {DEC_SCALE}")
             self.emit(f"{q} = sdiv i128 {num}, {wb}")
             return self.range_check_i128(q, DEC, e.guard2)
         llt = llvm_type(lt)
-        if _signed(lt):
+        if _signed(lt) and (divisor is None or divisor == -1):
             lo = lt.range[0]
             is_min, is_neg1, bad = self.t(), self.t(), self.t()
             self.emit(f"{is_min} = icmp eq {llt} {a}, {lo}")
@@ -528,6 +532,15 @@ class FunctionEmitter:
         out = self.t()
         self.emit(f"{out} = phi i1 [ {short_value}, %{start_block} ], [ {b}, %{rhs_end} ]")
         return out
+
+
+def _literal_value(e: Expr) -> int | None:
+    """The stored value of a literal operand (decimals scaled), else ``None``."""
+    if isinstance(e, IntLit):
+        return e.value
+    if isinstance(e, DecLit):
+        return e.scaled
+    return None
 
 
 def _old_names(exprs: list[Expr]) -> set[str]:
