@@ -79,6 +79,13 @@ def make_messages(n: int, seed: int = 1234) -> list[bytes]:
     ]
 
 
+def _cpu_us_per_event(cpu0: float, events: int) -> float:
+    """Process CPU time (all threads) per event, in microseconds: comparable on a busy machine."""
+    import time
+
+    return round((time.process_time() - cpu0) / max(events, 1) * 1e6, 3)
+
+
 def user_table() -> dict[int, tuple[str, int]]:
     return {u: (f"C{u % 60:02d}", u % 4) for u in range(USERS)}
 
@@ -113,6 +120,9 @@ def _ours_in_memory(ctx: BenchContext) -> Op:
     want = expected_count(msgs)
 
     def op() -> Outcome:
+        import time
+
+        cpu0 = time.process_time()
         sink = NullSink()
         pipeline = (
             Flow(MemorySource(msgs))
@@ -125,7 +135,12 @@ def _ours_in_memory(ctx: BenchContext) -> Op:
         if sink.count != want:
             raise BenchError(f"ours wrote {sink.count} events, expected {want}")
         return Outcome(
-            len(msgs), metrics={"written": sink.count, "backpressure": report.backpressure_episodes}
+            len(msgs),
+            metrics={
+                "written": sink.count,
+                "backpressure": report.backpressure_episodes,
+                "cpu_us_per_event": _cpu_us_per_event(cpu0, len(msgs)),
+            },
         )
 
     return op
@@ -172,11 +187,20 @@ def _bytewax(batched: bool) -> Callable[[BenchContext], Op]:
         want = expected_count(msgs)
 
         def op() -> Outcome:
+            import time
+
+            cpu0 = time.process_time()
             out: list[Any] = []
             run_main(_bytewax_flow(msgs, out, batched))  # type: ignore[no-untyped-call]
             if len(out) != want:
                 raise BenchError(f"bytewax wrote {len(out)} events, expected {want}")
-            return Outcome(len(msgs), metrics={"written": len(out)})
+            return Outcome(
+                len(msgs),
+                metrics={
+                    "written": len(out),
+                    "cpu_us_per_event": _cpu_us_per_event(cpu0, len(msgs)),
+                },
+            )
 
         return op
 
@@ -279,7 +303,7 @@ class _Services:
 
 
 def _kafka_pg_services(ctx: BenchContext) -> _Services:
-    n = ctx.size(2_000, 100_000, 300_000)
+    n = ctx.size(2_000, 50_000, 300_000)
     return ctx.once("kafka_pg", lambda: _Services(ctx, n))
 
 
@@ -291,6 +315,9 @@ def _ours_kafka_pg(ctx: BenchContext) -> Op:
     table_rows = TableLookup(user_table())
 
     def op() -> Outcome:
+        import time
+
+        cpu0 = time.process_time()
         table = svc.fresh_table("ours")
         sink = PostgresSink(svc.pg.dsn, table, Enriched, create=False)  # type: ignore[union-attr]
         source = KafkaSource(svc.broker.bootstrap, svc.topic, commit=False)
@@ -312,6 +339,7 @@ def _ours_kafka_pg(ctx: BenchContext) -> Op:
                 "rows": rows,
                 "duplicates": rows - distinct,
                 "sink_batch_p50_ms": round(float(sink_stage["p50_ms"]), 2),
+                "cpu_us_per_event": _cpu_us_per_event(cpu0, len(svc.messages)),
                 "delivery": "effectively once (offsets in the COPY transaction)",
             },
         )
@@ -379,6 +407,7 @@ def _quix_kafka_pg(ctx: BenchContext) -> Op:
         import time
 
         table = svc.fresh_table("quix")
+        cpu0 = time.process_time()
         started = time.perf_counter()
         app = Application(
             broker_address=svc.broker.bootstrap,
@@ -416,6 +445,7 @@ def _quix_kafka_pg(ctx: BenchContext) -> Op:
                 "duplicates": rows - distinct,
                 "group_join_s": round(sink.first_write - started, 2),
                 "ev_per_s_after_join": round(steady),
+                "cpu_us_per_event": _cpu_us_per_event(cpu0, len(svc.messages)),
                 "delivery": "at least once (Quix default)",
             },
         )
@@ -554,7 +584,7 @@ def scenarios() -> list[Scenario]:
             peer=Subject(f"{bytewax} per-event", _bytewax(batched=False)),
             seed=Seed(ops_per_s=1_000_000, p95_ms=9.5),
             headline=True,
-            rounds=3,
+            rounds=2,
         ),
         Scenario(
             name="in_memory_vs_bytewax_batched",
@@ -565,7 +595,7 @@ def scenarios() -> list[Scenario]:
             ours=Subject("tenfold", _ours_in_memory),
             peer=Subject(f"{bytewax} batched", _bytewax(batched=True)),
             seed=Seed(ops_per_s=1_000_000),
-            rounds=3,
+            rounds=2,
         ),
     ]
     quix = f"quixstreams {_version('quixstreams')}"
