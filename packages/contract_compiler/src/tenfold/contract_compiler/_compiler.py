@@ -41,7 +41,7 @@ from tenfold.contract_compiler._solver import (
     Verdict,
     build_query,
     gas_bound,
-    run_query,
+    run_queries,
     to_verdicts,
 )
 from tenfold.contract_compiler.config import CompilerPerformance
@@ -321,7 +321,7 @@ def _z3_task(
     queries: list[Query], timeout_ms: int
 ) -> tuple[list[tuple[str, list[Outcome]]], float]:
     t0 = time.perf_counter()
-    out = [(q.fn, run_query(q, timeout_ms)) for q in queries]
+    out = run_queries(queries, timeout_ms)
     return out, time.perf_counter() - t0
 
 
@@ -595,9 +595,9 @@ class _Build:
                 # A worker died (killed, out of memory): finish here rather than fail the compile.
                 shutdown_pool()
                 self.parallel = False
-                results = [(q.fn, run_query(q, timeout)) for q in queries]
+                results = run_queries(queries, timeout)
         else:
-            results = [(q.fn, run_query(q, timeout)) for q in queries]
+            results = run_queries(queries, timeout)
         for name, outcomes in results:
             self.outcomes[name] = to_verdicts(self.c, name, outcomes)
 

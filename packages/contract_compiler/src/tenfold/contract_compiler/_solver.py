@@ -73,6 +73,7 @@ __all__ = [
     "Verdict",
     "build_query",
     "gas_bound",
+    "run_queries",
     "run_query",
     "solve",
     "solve_function",
@@ -706,6 +707,11 @@ def build_query(contract: Contract, fn: FnDecl) -> Query | None:
 
 Outcome = tuple[int, str, dict[str, str], str]
 """guard id, status, counterexample, reason"""
+
+
+def run_queries(queries: list[Query], timeout_ms: int) -> list[tuple[str, list[Outcome]]]:
+    """Run several functions' queries (one solver each: a solver's parser keeps its names)."""
+    return [(q.fn, run_query(q, timeout_ms)) for q in queries]
 
 
 def run_query(query: Query, timeout_ms: int) -> list[Outcome]:
