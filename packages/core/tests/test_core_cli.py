@@ -29,3 +29,16 @@ def test_plugins_list_shows_every_system(cli) -> None:
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     for name in ("core", "chaos_engine", "contract_compiler", "autoblocker_ledger", "cloud_kernel"):
         assert rows[name]["state"] == "loaded", rows[name]
+
+
+def test_profile_writes_flame_graphs(cli, tmp_path) -> None:
+    result = cli(
+        "profile", "core/crypto_blake3_4k", "--mode", "smoke", "-o", str(tmp_path), timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    svg = tmp_path / "core-crypto_blake3_4k.svg"
+    html = tmp_path / "core-crypto_blake3_4k.memray.html"
+    assert svg.read_text().lstrip().startswith("<?xml") and "blake3" in svg.read_text()
+    assert html.stat().st_size > 1000
+    missing = cli("profile", "core/no_such_scenario")
+    assert missing.returncode == 2 and "no scenario named 'no_such_scenario'" in missing.stderr

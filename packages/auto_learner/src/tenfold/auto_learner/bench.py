@@ -159,7 +159,7 @@ def _new_domain(warm: bool | None) -> Callable[[BenchContext], Op]:
         from tenfold.auto_learner._search import AutoLearner
 
         rows = ctx.size(20_000, 60_000, 200_000)
-        budget_s = ctx.size(2.0, 6.0, 20.0)
+        budget_s = ctx.size(2.0, 4.0, 20.0)
         train_all, test_all = _dataset(ctx, rows)
         df = pd.concat([train_all, test_all], ignore_index=True)
         store = ctx.workdir / "runs.sqlite"
@@ -447,8 +447,8 @@ def scenarios() -> list[Scenario]:
     flaml, river = _flaml_name(), _river_name()
     out = []
     sizes: tuple[tuple[int, str, tuple[float, float, float], tuple[Mode, ...]], ...] = (
-        (10_000, "10K", (2.0, 8.0, 30.0), ("smoke", "quick", "full")),
-        (100_000, "100K", (2.0, 15.0, 60.0), ("quick", "full")),
+        (10_000, "10K", (2.0, 5.0, 30.0), ("smoke", "quick", "full")),
+        (100_000, "100K", (2.0, 10.0, 60.0), ("quick", "full")),
         (1_000_000, "1M", (5.0, 60.0, 165.0), ("full",)),
         (10_000_000, "10M", (5.0, 60.0, 600.0), ("full",)),
     )
