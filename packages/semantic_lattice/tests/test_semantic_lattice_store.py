@@ -297,3 +297,16 @@ def test_serve_answers_http_queries(tmp_path: Path) -> None:
         proc.wait(timeout=10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_long_same_as_chain_reaches_its_fixpoint() -> None:
+    same_as = "<http://www.w3.org/2002/07/owl#sameAs>"
+    chain = [(_iri(f"x{i}"), same_as, _iri(f"x{i + 1}")) for i in range(40)]
+    with LatticeStore() as store:
+        store.add_triples([*chain, (_iri("x0"), _iri("p"), _iri("v"))])
+        store.add_rules("owl-rl")
+        store.reason()
+        # Every member is sameAs every member, itself included (eq-sym then eq-trans),
+        # and carries x0's fact.
+        assert len(store.datalog(f"triple(X, {same_as}, Y)")) == 41 * 41
+        assert len(store.datalog(f"triple(X, {_iri('p')}, {_iri('v')})")) == 41

@@ -173,6 +173,7 @@ class Engine:
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         self.con.execute("SET preserve_insertion_order = false")
+        self.con.execute("SET enable_progress_bar = false")  # no bars on the CLI's stderr
         self.path = path
         self.dictionary = Dictionary(self.con)
         self.program = Program()
