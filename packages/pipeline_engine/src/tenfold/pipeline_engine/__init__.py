@@ -8,6 +8,8 @@ from tenfold.pipeline_engine._engine import Pipeline as Pipeline
 from tenfold.pipeline_engine._engine import RunReport as RunReport
 from tenfold.pipeline_engine._kafka import KafkaSink as KafkaSink
 from tenfold.pipeline_engine._kafka import KafkaSource as KafkaSource
+from tenfold.pipeline_engine._parquet import ParquetSink as ParquetSink
+from tenfold.pipeline_engine._parquet import ParquetSource as ParquetSource
 from tenfold.pipeline_engine._postgres import PostgresLookup as PostgresLookup
 from tenfold.pipeline_engine._postgres import PostgresSink as PostgresSink
 from tenfold.pipeline_engine._redis import RedisStreamSource as RedisStreamSource
@@ -68,6 +70,8 @@ __all__ = [
     "NdjsonSink",
     "NdjsonSource",
     "NullSink",
+    "ParquetSink",
+    "ParquetSource",
     "Pipeline",
     "PipelineDefinitionError",
     "PipelineEngineError",

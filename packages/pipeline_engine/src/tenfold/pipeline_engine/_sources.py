@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import random
 import time
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -75,6 +77,18 @@ class MemorySource(Source[T]):
 _VOCAB = 64
 
 
+def _unwrap_optional(t: Any) -> tuple[Any, bool]:
+    """``(T, True)`` for ``T | None``, else ``(t, False)``."""
+    args = typing.get_args(t)
+    if (isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union) and type(
+        None
+    ) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0], True
+    return t, False
+
+
 class GeneratorSource(Source[Any]):
     """The synthetic source: events of ``schema`` with seeded values, open-loop at ``rate``.
 
@@ -117,18 +131,21 @@ class GeneratorSource(Source[Any]):
         for _ in range(pool_size):
             row: list[Any] = []
             for f in fields:
-                if f.type is int:
+                ftype, optional = _unwrap_optional(f.type)
+                if optional and rng.random() < 0.1:
+                    row.append(None)
+                elif ftype is int:
                     row.append(rng.randrange(cardinality))
-                elif f.type is float:
+                elif ftype is float:
                     row.append(round(rng.random() * 1000, 3))
-                elif f.type is str:
+                elif ftype is str:
                     row.append(f"{f.name}-{rng.randrange(min(cardinality, _VOCAB))}")
-                elif f.type is bool:
+                elif ftype is bool:
                     row.append(rng.random() < 0.5)
                 else:
                     raise SchemaError(
                         f"generator: field {f.name!r} has type {f.type!r};"
-                        " supported: int, float, str, bool"
+                        " supported: int, float, str, bool (optional allowed)"
                     )
             pool.append(row)
         self._pool = pool

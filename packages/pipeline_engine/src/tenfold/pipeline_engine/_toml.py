@@ -210,6 +210,12 @@ def _build_source(
         t = ctx.keys(where, table, {"type", "path", "schema"}, {"path", "schema"})
         schema = _schema_ref(ctx, where, schemas, t["schema"])
         return CsvSource(ctx.path(t["path"], where), schema), schema
+    if kind == "parquet":
+        from tenfold.pipeline_engine._parquet import ParquetSource
+
+        t = ctx.keys(where, table, {"type", "path", "schema"}, {"path", "schema"})
+        schema = _schema_ref(ctx, where, schemas, t["schema"])
+        return ParquetSource(ctx.path(t["path"], where), schema), schema
     if kind == "kafka":
         from tenfold.pipeline_engine._kafka import KafkaSource
 
@@ -245,7 +251,8 @@ def _build_source(
             stop_when_idle_s=t.get("stop_when_idle_s"),
         ), None
     raise ctx.err(
-        where, f"unknown source type {kind!r} (expected generator, ndjson, csv, kafka, redis)"
+        where,
+        f"unknown source type {kind!r} (expected generator, ndjson, csv, parquet, kafka, redis)",
     )
 
 
@@ -415,6 +422,13 @@ def _build_sink(ctx: _Ctx, table: Any, schema: Schema | None) -> Sink[Any]:
             create=t.get("create", True),
             retry_timeout_s=t.get("retry_timeout_s", 120.0),
         )
+    if kind == "parquet":
+        from tenfold.pipeline_engine._parquet import ParquetSink
+
+        t = ctx.keys(where, table, {"type", "path"}, {"path"})
+        if schema is None:
+            raise ctx.err(where, "parquet sink needs a known schema (decode before it)")
+        return ParquetSink(ctx.path(t["path"], where), schema)
     if kind == "kafka":
         from tenfold.pipeline_engine._kafka import KafkaSink
 
@@ -423,7 +437,9 @@ def _build_sink(ctx: _Ctx, table: Any, schema: Schema | None) -> Sink[Any]:
         )
         key = field_getter(schema, t["key"], where) if "key" in t else None
         return KafkaSink(t["bootstrap"], t["topic"], key=key, config=t.get("config"))
-    raise ctx.err(where, f"unknown sink type {kind!r} (expected null, ndjson, postgres, kafka)")
+    raise ctx.err(
+        where, f"unknown sink type {kind!r} (expected null, ndjson, parquet, postgres, kafka)"
+    )
 
 
 def _build_dead_letters(ctx: _Ctx, table: Any) -> DeadLetterSink:
