@@ -335,7 +335,10 @@ class ReplicatedLedger:
         block j proves blocks 0..j are in the log.
         """
         async with self._lock:
-            maybe_ours: set[str] = set()  # sent in a transaction whose outcome we never learned
+            # Leaves we computed for blocks whose transaction outcome we never
+            # learned: an entry found later is ours exactly when its leaf matches
+            # (the leaf commits to the whole chain before it).
+            maybe_ours: dict[str, bytes] = {}
             while True:
                 # Drop events that the log already holds (duplicates, or our own
                 # blocks from attempts whose outcome we did not learn).
@@ -343,12 +346,9 @@ class ReplicatedLedger:
                 for pos, ev in todo:
                     known = self._ids.get(ev.event_id)
                     if known is not None:
-                        receipts[pos] = Receipt(
-                            known,
-                            ev.event_id,
-                            self.tree.leaf_hash_at(known),
-                            ev.event_id not in maybe_ours,
-                        )
+                        leaf = self.tree.leaf_hash_at(known)
+                        ours = maybe_ours.get(ev.event_id) == leaf
+                        receipts[pos] = Receipt(known, ev.event_id, leaf, not ours)
                     else:
                         rest.append((pos, ev))
                 if not rest:
@@ -381,7 +381,7 @@ class ReplicatedLedger:
                     # Outcome unknown: learn the truth from a quorum read, then retry.
                     self.retries += 1
                     for b in blocks[last_ok + 1 :]:
-                        maybe_ours.update(ev.event_id for _p, ev, _l in b.taken)
+                        maybe_ours.update((ev.event_id, leaf) for _p, ev, leaf in b.taken)
                     self._rotate()
                     await asyncio.sleep(0.02)
                 # Lost a race (another writer, or our own pipeline reordered): catch up.
