@@ -47,6 +47,7 @@ __all__ = [
     "Stmt",
     "Ty",
     "Unary",
+    "children",
     "int_type",
 ]
 
@@ -206,6 +207,21 @@ class ResultRef(Expr):
 @dataclass(slots=True, eq=False)
 class CallerRef(Expr):
     pass
+
+
+def children(e: Expr) -> list[Expr]:
+    """The direct sub-expressions of ``e`` (for the iterative walkers of later passes)."""
+    if isinstance(e, Binary):
+        return [x for x in (e.left, e.right) if x is not None]
+    if isinstance(e, Unary):
+        return [e.operand] if e.operand is not None else []
+    if isinstance(e, Cast):
+        return [e.expr] if e.expr is not None else []
+    if isinstance(e, Index):
+        return [e.index] if e.index is not None else []
+    if isinstance(e, Call):
+        return list(e.args)
+    return []
 
 
 # --- statements ------------------------------------------------------------

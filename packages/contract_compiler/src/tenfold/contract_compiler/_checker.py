@@ -46,6 +46,7 @@ from tenfold.contract_compiler._ast import (
     Stmt,
     Ty,
     Unary,
+    children,
 )
 from tenfold.contract_compiler._parser import make_diagnostic
 from tenfold.contract_compiler.errors import CompileError, Diagnostic
@@ -611,15 +612,7 @@ def _expr_calls(s: Stmt, c: Contract) -> int:
         if isinstance(e, Call):
             fn = c.fn(e.fn)
             total += fn.steps if fn else 0
-            exprs.extend(e.args)
-        elif isinstance(e, Binary):
-            exprs.extend(x for x in (e.left, e.right) if x is not None)
-        elif isinstance(e, Unary | Cast):
-            inner = e.operand if isinstance(e, Unary) else e.expr
-            if inner is not None:
-                exprs.append(inner)
-        elif isinstance(e, Index) and e.index is not None:
-            exprs.append(e.index)
+        exprs.extend(children(e))
     return total
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tenfold.contract_compiler._ast import (
-    BOOL,
     DEC,
     DEC_SCALE,
     VOID,
@@ -49,6 +48,7 @@ from tenfold.contract_compiler._ast import (
     Stmt,
     Ty,
     Unary,
+    children,
 )
 
 __all__ = ["emit_function", "emit_llvm", "function_symbol", "link_module", "module_header"]
@@ -550,14 +550,7 @@ def _old_names(exprs: list[Expr]) -> set[str]:
         e = todo.pop()
         if isinstance(e, Old):
             names.add(e.name)
-        elif isinstance(e, Binary):
-            todo.extend(x for x in (e.left, e.right) if x is not None)
-        elif isinstance(e, Unary) and e.operand is not None:
-            todo.append(e.operand)
-        elif isinstance(e, Cast) and e.expr is not None:
-            todo.append(e.expr)
-        elif isinstance(e, Index) and e.index is not None:
-            todo.append(e.index)
+        todo.extend(children(e))
     return names
 
 
@@ -609,7 +602,3 @@ def emit_llvm(contract: Contract, removed: dict[str, frozenset[int]] | None = No
         decls |= needs
     parts.extend(sorted(decls))
     return "\n".join(parts) + "\n"
-
-
-# Keep BOOL referenced for readers: booleans are i1 in registers, 0/1 in slots.
-_ = BOOL

@@ -503,7 +503,7 @@ class _Build:
         emit_s += time.perf_counter() - t0
         if len(ir) > opts.max_output_bytes:
             raise LimitExceeded(
-                f"{c_name(self)}: generated IR is {len(ir)} bytes, "
+                f"{self.smap.filename}: generated IR is {len(ir)} bytes, "
                 f"over max_output_bytes={opts.max_output_bytes}"
             )
         objects: list[bytes] = []
@@ -535,7 +535,7 @@ class _Build:
         size = sum(len(o) for o in objects) + len(optimized)
         if size > opts.max_output_bytes:
             raise LimitExceeded(
-                f"{c_name(self)}: output is {size} bytes, over max_output_bytes={opts.max_output_bytes}"
+                f"{self.smap.filename}: output is {size} bytes, over max_output_bytes={opts.max_output_bytes}"
             )
         self.timings["constraint_solving"] = solve_s
         self.timings["code_generation"] = emit_s + machine_s
@@ -611,10 +611,6 @@ class _Build:
             )
             for chunk in chunks
         ]
-
-
-def c_name(build: _Build) -> str:
-    return build.smap.filename
 
 
 def _ms(timings: dict[str, float]) -> dict[str, float]:

@@ -64,6 +64,7 @@ from tenfold.contract_compiler._ast import (
     Stmt,
     Ty,
     Unary,
+    children,
 )
 
 __all__ = [
@@ -640,15 +641,7 @@ def _calls(e: Expr) -> list[str]:
         x = todo.pop()
         if isinstance(x, Call):
             out.append(x.fn)
-            todo.extend(x.args)
-        elif isinstance(x, Binary):
-            todo.extend(y for y in (x.left, x.right) if y is not None)
-        elif isinstance(x, Unary) and x.operand is not None:
-            todo.append(x.operand)
-        elif isinstance(x, Cast) and x.expr is not None:
-            todo.append(x.expr)
-        elif isinstance(x, Index) and x.index is not None:
-            todo.append(x.index)
+        todo.extend(children(x))
     return out
 
 
