@@ -69,12 +69,17 @@ def test_the_documented_kafka_to_postgres_pipeline_runs(tmp_path, kafka_broker, 
     assert dead == (1,)
 
 
-def test_the_documented_error_line_is_what_the_cli_prints(tmp_path) -> None:
+def test_the_documented_error_line_is_what_the_cli_prints(tmp_path, capsys, monkeypatch) -> None:
+    from tenfold.pipeline_engine.__main__ import main
+
     text = DOC.read_text()
     shown = re.search(r"tenfold: error: orders.toml: (.*)", text)
     assert shown is not None
     toml = _doc_toml().replace("amount > 0", "price > 0")
     (tmp_path / "orders.toml").write_text(toml)
-    result = _tenfold("check", "orders.toml", cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"tenfold: error: orders.toml: {shown.group(1)}"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "orders.toml"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"tenfold: error: orders.toml: {shown.group(1)}"

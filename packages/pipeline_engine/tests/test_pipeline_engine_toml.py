@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
@@ -131,21 +129,27 @@ def test_parse_schema_types_and_optionals() -> None:
         parse_schema("S", {})
 
 
-def _tenfold(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    # ``python -m tenfold.pipeline_engine``: the ``tenfold pipeline`` commands without
-    # loading every other system's plugin first.
+def _tenfold(*args: str, cwd: Path, capsys) -> tuple[int, str, str]:
+    """``python -m tenfold.pipeline_engine ARGS`` run in process: (exit code, stdout, stderr)."""
+    import os
+
+    from tenfold.pipeline_engine.__main__ import main
+
     assert args[0] == "pipeline"
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.pipeline_engine", *args[1:]],
-        cwd=cwd,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        main(list(args[1:]))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        os.chdir(old)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_cli_runs_and_checks_a_pipeline_file(tmp_path: Path) -> None:
+def test_cli_runs_and_checks_a_pipeline_file(tmp_path: Path, capsys) -> None:
     gen = """
 [pipeline]
 name = "synthetic"
@@ -172,12 +176,16 @@ type = "ndjson"
 path = "windows.ndjson"
 """
     (tmp_path / "gen.toml").write_text(gen)
-    checked = _tenfold("pipeline", "check", "gen.toml", "--json", cwd=tmp_path)
-    assert checked.returncode == 0, checked.stderr
-    assert json.loads(checked.stdout)["stages"] == ["generator", "decode", "window", "ndjson"]
-    ran = _tenfold("pipeline", "run", "gen.toml", "--json", "--no-progress", cwd=tmp_path)
-    assert ran.returncode == 0, ran.stderr
-    doc = json.loads(ran.stdout)
+    code, out, err = _tenfold(
+        "pipeline", "check", "gen.toml", "--json", cwd=tmp_path, capsys=capsys
+    )
+    assert code == 0, err
+    assert json.loads(out)["stages"] == ["generator", "decode", "window", "ndjson"]
+    code, out, err = _tenfold(
+        "pipeline", "run", "gen.toml", "--json", "--no-progress", cwd=tmp_path, capsys=capsys
+    )
+    assert code == 0, err
+    doc = json.loads(out)
     assert doc["events_read"] == 5000
     rows = [json.loads(x) for x in (tmp_path / "windows.ndjson").read_text().splitlines()]
     assert sum(r["clicks"] for r in rows) == 5000
@@ -200,6 +208,6 @@ def test_cli_reports_a_bad_file_in_one_line_with_exit_2(tmp_path: Path, capsys) 
     assert err.startswith("tenfold: error: ")
     assert "unknown source type 'carrier-pigeon'" in err
     assert "Traceback" not in err
-    missing = _tenfold("pipeline", "check", "nope.toml", cwd=tmp_path)
-    assert missing.returncode == 2 and "cannot read pipeline file" in missing.stderr
-    assert missing.stderr.startswith("tenfold: error: ")
+    code, _, err = _tenfold("pipeline", "check", "nope.toml", cwd=tmp_path, capsys=capsys)
+    assert code == 2 and "cannot read pipeline file" in err
+    assert err.startswith("tenfold: error: ") and err.count("\n") == 1
