@@ -66,3 +66,27 @@ def test_store_never_accepts_a_nonce_twice_or_late(script) -> None:
             else:
                 assert nonce in accepted or clock.now >= at + 3
     assert len(store) <= len(issued) - len(accepted)
+
+
+def test_store_stays_bounded_under_a_steady_stream() -> None:
+    clock = FakeClock()
+    store = NonceStore(1.0, clock=clock, remember_used=100)
+    first = store.generate_nonce("a")
+    for _ in range(5000):
+        clock.now += 0.01
+        store.generate_nonce("a")
+    assert len(store) <= 1200  # about one TTL's worth (100) plus the expiry batch size
+    assert len(store._spent) <= 100
+    assert len(store._order) <= 1200
+    assert store.consume(first, "a") in (NonceStatus.EXPIRED, NonceStatus.UNKNOWN)
+
+
+def test_readmitted_nonce_keeps_its_new_lifetime() -> None:
+    clock = FakeClock()
+    store = NonceStore(5, clock=clock)
+    nonce = store.generate_nonce("a")
+    clock.now += 4
+    store.admit(nonce, "a")  # e.g. re-issued by a peer replica
+    clock.now += 2  # past the first lifetime, within the second
+    store._expire(clock.now)
+    assert store.consume(nonce, "a") is NonceStatus.FRESH

@@ -3,7 +3,8 @@
 Invariant: a nonce is in ``_live`` from ``issue`` until the first ``consume`` or
 until its TTL passes, never longer. Because every nonce gets the same TTL, issue
 order is expiry order, so expired nonces are dropped from the front of a deque in
-amortised O(1) without a heap.
+amortised O(1) without a heap; memory stays bounded by the nonces issued in one
+TTL plus ``remember_used``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 NONCE_BYTES = 20  # fits any TPM2B_DATA qualifying-data field (SHA-1 digest size or more)
@@ -43,7 +44,9 @@ class NonceStore:
         self._order: deque[tuple[float, bytes]] = deque()
         # Consumed and expired nonces are remembered (bounded) only to name the refusal
         # precisely; forgetting one turns "replayed"/"expired" into "unknown", still refused.
-        self._spent: dict[bytes, NonceStatus] = {}
+        # An OrderedDict: dropping the oldest of a plain dict (next(iter(d))) walks the
+        # holes left by earlier deletions, which turns a busy store quadratic.
+        self._spent: OrderedDict[bytes, NonceStatus] = OrderedDict()
         self._remember = remember_used
 
     def __len__(self) -> int:
@@ -65,18 +68,23 @@ class NonceStore:
         self._spent.pop(nonce, None)
         self._live[nonce] = (expires, agent_id)
         self._order.append((expires, nonce))
+        if len(self._order) > 1024 and self._order[0][0] <= expires - self.ttl_s:
+            self._expire(expires - self.ttl_s)
 
     def _expire(self, now: float) -> None:
         order, live = self._order, self._live
         while order and order[0][0] <= now:
             _, nonce = order.popleft()
-            if live.pop(nonce, None) is not None:
+            entry = live.get(nonce)
+            # A nonce admitted again has a later expiry than this stale queue entry.
+            if entry is not None and entry[0] <= now:
+                del live[nonce]
                 self._mark(nonce, NonceStatus.EXPIRED)
 
     def _mark(self, nonce: bytes, status: NonceStatus) -> None:
         spent = self._spent
         if len(spent) >= self._remember:
-            del spent[next(iter(spent))]
+            spent.popitem(last=False)
         spent[nonce] = status
 
     def consume(self, nonce: bytes, agent_id: str = "") -> NonceStatus:
