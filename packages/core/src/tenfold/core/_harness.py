@@ -62,16 +62,34 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _rss_bytes() -> int:
+def _rss_bytes(with_children: bool = False) -> int:
+    """This process's RSS, plus its live descendants' (worker pools, peers' servers) if asked."""
+    total = 0
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE
+            total = int(f.read().split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         return 0
+    if with_children:
+        import psutil
+
+        try:
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+        except psutil.Error:
+            pass
+    return total
 
 
 class _RssSampler:
-    """Tracks the peak RSS of this process while a subject is active."""
+    """Tracks the peak RSS of this process and its descendants while a subject is active.
+
+    Every tick reads our own RSS; every tenth also walks the process tree, so a
+    subject's worker processes count towards its memory.
+    """
 
     def __init__(self, interval_s: float = 0.005) -> None:
         self.interval_s = interval_s
@@ -89,13 +107,15 @@ class _RssSampler:
         self._thread.join(1)
 
     def _loop(self) -> None:
+        tick = 0
         while not self._stop.wait(self.interval_s):
-            self.sample()
+            tick += 1
+            self.sample(with_children=tick % 10 == 0)
 
-    def sample(self) -> None:
+    def sample(self, with_children: bool = False) -> None:
         who = self.active
         if who is not None:
-            rss = _rss_bytes()
+            rss = _rss_bytes(with_children)
             if rss > self.peak.get(who, 0):
                 self.peak[who] = rss
 

@@ -192,7 +192,7 @@ def markdown_report(result: dict[str, Any]) -> str:
         "",
         "Ours and the peer run on the same input in the same process, interleaved (A B, B A, ...),"
         " after a warm-up. Rates are units per second over all timed calls; p50/p95/p99 are per"
-        " unit (HDR histogram); RSS is the peak while that subject ran; CPU is process CPU time"
+        " unit (HDR histogram); RSS is the peak while that subject ran, its child processes included; CPU is process CPU time"
         " over wall time over all cores. The document's figures come from Rust on 8 cores and are"
         " shown for reference only; speedup is ours over the peer measured here.",
         "",
