@@ -78,12 +78,12 @@ def test_owl_nothing_is_reported_with_its_triple() -> None:
 
 
 def test_incremental_reasoning_matches_a_fresh_closure() -> None:
-    tbox, abox = lubm_tbox(), generate_lubm(1500, seed=3)
+    tbox, abox = lubm_tbox(), generate_lubm(700, seed=3)
     with LatticeStore() as inc, LatticeStore() as fresh:
-        inc.add_triples(tbox + abox[:1000])
+        inc.add_triples(tbox + abox[:500])
         inc.add_rules("owl-rl")
         inc.reason()
-        inc.add_triples(abox[1000:])
+        inc.add_triples(abox[500:])
         inc.reason()
         fresh.add_triples(tbox + abox)
         fresh.add_rules("owl-rl")
@@ -92,10 +92,10 @@ def test_incremental_reasoning_matches_a_fresh_closure() -> None:
         # The dictionary holds each term once, however many loads added it.
         con = inc.engine.con
         assert con.execute("SELECT count(*) = count(DISTINCT term) FROM dict").fetchone() == (True,)
-        inc.retract_triples(abox[1000:])
+        inc.retract_triples(abox[500:])
         inc.reason()
         with LatticeStore() as small:
-            small.add_triples(tbox + abox[:1000])
+            small.add_triples(tbox + abox[:500])
             small.add_rules("owl-rl")
             small.reason()
             assert set(inc.triples()) == set(small.triples())
