@@ -96,7 +96,7 @@ BASE = 'title = "t"\n[[method]]\nid = "a"\nfault = "point"\nparams = { point = "
         ),
         (
             BASE.replace('"point"\n', '"disk_error"\n').replace(
-                '{ point = "p" }', '{ mount = "/m", path_glob = "a/../../etc" }'
+                '{ point = "p" }', '{ mount = "/m", source = "/s", path_glob = "a/../../etc" }'
             ),
             "path traversal",
         ),

@@ -102,16 +102,19 @@ def test_slicer_and_limit_keep_bytes_in_order(
 @pytest.mark.root
 @pytest.mark.usefixtures("root_only")
 def test_watchdog_reverts_past_ttl_when_the_engine_hangs(tmp_path: Path) -> None:
+    import os
+
     from tenfold.chaos_engine import PacketLoss
 
-    ns = "tfchaos_tW"
+    run_id = os.getpid() % 100000
+    ns, name = f"tfchaos_tW{run_id}", f"twx{run_id}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
 
         async def main() -> None:
             perf = PerformanceConfig.model_validate({})
             async with await ChaosEngine.create(
-                perf, journal_dir=tmp_path, experiment="tw"
+                perf, journal_dir=tmp_path, experiment=name
             ) as engine:
                 await engine.inject_fault(PacketLoss(netns=ns, percent=10, duration_s=0.2))
                 listed = subprocess.run(
@@ -120,7 +123,7 @@ def test_watchdog_reverts_past_ttl_when_the_engine_hangs(tmp_path: Path) -> None
                     text=True,
                     check=True,
                 )
-                assert "tfchaos_tw_" in listed.stdout
+                assert f"tfchaos_{name}_" in listed.stdout
                 time.sleep(2.0)  # the event loop is blocked: only the watchdog can act
                 listed = subprocess.run(
                     ["ip", "netns", "exec", ns, "nft", "list", "tables"],
@@ -129,7 +132,7 @@ def test_watchdog_reverts_past_ttl_when_the_engine_hangs(tmp_path: Path) -> None
                     check=True,
                 )
                 assert listed.stdout.strip() == ""
-                journal = (tmp_path / "tw.journal").read_text()
+                journal = (tmp_path / f"{name}.journal").read_text()
                 assert '"why":"watchdog: ttl"' in journal
 
         asyncio.run(main())

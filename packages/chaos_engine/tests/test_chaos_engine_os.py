@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from tenfold.chaos_engine import (
     ChaosEngine,
     ConnectionReset,
     CpuHog,
+    DiskError,
+    DiskLatency,
     DiskThrottle,
     MemoryHog,
     NetworkLatency,
@@ -33,7 +36,15 @@ from tenfold.chaos_engine.errors import JournalLocked, OsPlaneUnavailable, Targe
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_only")]
 
-A, B = "tfchaos_tA", "tfchaos_tB"
+RUN = str(os.getpid() % 100000)  # names unique per test process: runs may overlap
+A, B = f"tfchaos_tA{RUN}", f"tfchaos_tB{RUN}"
+
+
+def exp(n: int) -> str:
+    """The experiment name of test ``n`` (its kernel objects are ``tfchaos_<name>_...``)."""
+    return f"t{n}x{RUN}"
+
+
 ADDR_A, ADDR_B = "10.213.0.1", "10.213.0.2"
 
 
@@ -86,6 +97,12 @@ def connect_outcome(port: int = 9, timeout_s: float = 0.5) -> str:
     return out.stdout.strip()
 
 
+def chaos_mounts() -> list[str]:
+    """Mount points of our FUSE filesystems (fsname ``tfchaos``)."""
+    lines = Path("/proc/self/mounts").read_text().splitlines()
+    return [line.split()[1] for line in lines if line.split()[0] == "tfchaos"]
+
+
 def tables(ns: str) -> str:
     return sh(f"ip netns exec {ns} nft list tables").stdout
 
@@ -101,11 +118,11 @@ def run(coro):  # type: ignore[no-untyped-def]
 def test_network_faults_act_and_revert(netns_pair: tuple[str, str], tmp_path: Path) -> None:
     async def main() -> None:
         async with await ChaosEngine.create(
-            perf(), journal_dir=tmp_path, experiment="t1"
+            perf(), journal_dir=tmp_path, experiment=exp(1)
         ) as engine:
             assert connect_outcome() == "refused"
             part = await engine.inject_fault(Partition(netns=A, peer=f"{ADDR_B}/32"))
-            assert "tfchaos_t1_" in tables(A)
+            assert f"tfchaos_{exp(1)}_" in tables(A)
             assert connect_outcome() == "timeout"
             await part.revert()
             assert tables(A).strip() == ""
@@ -146,7 +163,7 @@ def test_hogs_pause_kill_and_throttle(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with await ChaosEngine.create(
-            perf(), journal_dir=tmp_path, experiment="t2"
+            perf(), journal_dir=tmp_path, experiment=exp(2)
         ) as engine:
             hog = await engine.inject_fault(CpuHog(duration_s=5))
             usage = cgroup_dir("cpuacct", engine.object_name("pool")) / "cpuacct.usage"
@@ -193,7 +210,7 @@ def test_hogs_pause_kill_and_throttle(tmp_path: Path) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert not tenfold_cgroups("tfchaos_t2")
+    assert not tenfold_cgroups(f"tfchaos_{exp(2)}")
 
 
 CHILD = textwrap.dedent(
@@ -202,9 +219,13 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     from tenfold.chaos_engine import *
     journal, victim, watchdog = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+    name = sys.argv[4]
+    (journal / "src").mkdir(parents=True, exist_ok=True)
+    (journal / "mnt").mkdir(parents=True, exist_ok=True)
+    disk = dict(mount=str(journal / "mnt"), source=str(journal / "src"), duration_s=60)
     async def main():
         engine = await ChaosEngine.create(
-            PerformanceConfig.model_validate({}), journal_dir=journal, experiment="t3",
+            PerformanceConfig.model_validate({}), journal_dir=journal, experiment=name,
             watchdog=watchdog)
         for fault in (
             CpuHog(duration_s=60), MemoryHog(size_bytes=8 << 20, duration_s=60),
@@ -214,6 +235,7 @@ CHILD = textwrap.dedent(
             Bandwidth(netns="%(A)s", interface="tfcA", duration_s=60),
             ProcessPause(pid=victim, duration_s=60),
             DiskThrottle(pid=victim, path=str(journal), duration_s=60),
+            DiskError(path_glob="*.db", **disk), DiskLatency(latency_ms=5, **disk),
         ):
             await engine.inject_fault(fault)
         print("ready", flush=True)
@@ -223,16 +245,28 @@ CHILD = textwrap.dedent(
 ) % {"A": A}
 
 
-def _leftovers(victim: int) -> list[str]:
-    found = [str(p) for p in tenfold_cgroups("tfchaos_t3")]
+def _leftovers(victim: int, tmp: Path) -> list[str]:
+    found = [str(p) for p in tenfold_cgroups(f"tfchaos_{exp(3)}")]
     if "tfchaos" in tables(A):
         found.append("nft table")
     if "tbf" in sh(f"tc -n {A} qdisc show dev tfcA").stdout:
         found.append("tbf qdisc")
     if "tfchaos" in Path(f"/proc/{victim}/cgroup").read_text():
         found.append("victim still in a chaos cgroup")
-    if "hogworker" in sh("ps -eo args").stdout:
-        found.append("hog worker")
+    helpers = [a for a in sh("ps -eo args").stdout.splitlines() if str(tmp) in a]
+    found += [f"process {a}" for a in helpers]  # hog workers and the FUSE server name tmp
+    if any(m.startswith(str(tmp)) for m in chaos_mounts()):
+        found.append("FUSE mount")
+    return found
+
+
+def _settled_leftovers(victim: int, tmp: Path, timeout_s: float = 3.0) -> list[str]:
+    """Leftovers once a SIGKILLed helper has finished dying (the kernel tears down async)."""
+    deadline = time.monotonic() + timeout_s
+    found = _leftovers(victim, tmp)
+    while found and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = _leftovers(victim, tmp)
     return found
 
 
@@ -244,37 +278,46 @@ def test_sigkill_then_recover_leaves_nothing(
     watchdog = how == "watchdog"
     victim = subprocess.Popen(["sleep", "60"])
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path), str(victim.pid), "1" if watchdog else "0"],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(tmp_path),
+            str(victim.pid),
+            "1" if watchdog else "0",
+            exp(3),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
-        assert _leftovers(victim.pid)  # the faults are really in place
+        assert _leftovers(victim.pid, tmp_path)  # the faults are really in place
         with pytest.raises(JournalLocked):
-            recover(tmp_path / "t3.journal")  # the engine is alive: recover refuses
+            recover(tmp_path / f"{exp(3)}.journal")  # the engine is alive: recover refuses
         child.send_signal(signal.SIGKILL)
         child.wait()
         if watchdog:
             deadline = time.monotonic() + 10
-            while _leftovers(victim.pid) and time.monotonic() < deadline:
+            while _leftovers(victim.pid, tmp_path) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert _leftovers(victim.pid) == []
+            assert _leftovers(victim.pid, tmp_path) == []
         if how == "reopen":  # a new engine on the same journal undoes its predecessor's faults
 
             async def reopen() -> list[str]:
-                engine = await ChaosEngine.create(perf(), journal_dir=tmp_path, experiment="t3")
+                engine = await ChaosEngine.create(perf(), journal_dir=tmp_path, experiment=exp(3))
                 await engine.close()
                 return engine.recovered
 
-            assert len(run(reopen())) == 9  # 8 faults and the hog pool
-            assert _leftovers(victim.pid) == []
-        report = recover(tmp_path / "t3.journal")
+            assert len(run(reopen())) == 12  # 10 faults, the hog pool, the FUSE mount
+            assert _settled_leftovers(victim.pid, tmp_path) == []
+        report = recover(tmp_path / f"{exp(3)}.journal")
         assert report.errors == []
         if how == "recover":
-            assert len(report.faults_reverted) == 8 and report.resources_released == ["pool"]
-        assert _leftovers(victim.pid) == []
+            assert len(report.faults_reverted) == 10
+            assert [r.split(":")[0] for r in report.resources_released] == ["mount", "pool"]
+        assert _settled_leftovers(victim.pid, tmp_path) == []
         state = Path(f"/proc/{victim.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         assert state in ("S", "R")  # thawed
     finally:
@@ -284,13 +327,52 @@ def test_sigkill_then_recover_leaves_nothing(
         victim.wait()
 
 
+def test_disk_faults_through_fuse(tmp_path: Path) -> None:
+    import errno
+
+    src, mnt = tmp_path / "src", tmp_path / "mnt"
+    src.mkdir()
+    mnt.mkdir()
+    (src / "a.db").write_text("rows")
+    (src / "b.log").write_text("lines")
+
+    async def main() -> None:
+        async with await ChaosEngine.create(
+            perf(), journal_dir=tmp_path / "j", experiment=exp(5)
+        ) as engine:
+            fail = await engine.inject_fault(
+                DiskError(mount=str(mnt), source=str(src), path_glob="*.db", errno_name="EIO")
+            )
+            assert chaos_mounts() == [str(mnt)]
+            with pytest.raises(OSError) as info:
+                (mnt / "a.db").read_text()
+            assert info.value.errno == errno.EIO
+            assert (mnt / "b.log").read_text() == "lines"  # the glob spares other paths
+            await fail.revert()
+            assert (mnt / "a.db").read_text() == "rows"
+            slow = await engine.inject_fault(
+                DiskLatency(mount=str(mnt), source=str(src), latency_ms=30, operations=("read",))
+            )
+            start = time.perf_counter()
+            assert (mnt / "b.log").read_text() == "lines"
+            assert time.perf_counter() - start >= 0.03
+            (mnt / "new.txt").write_text("written through")
+            assert (src / "new.txt").read_text() == "written through"
+            await slow.revert()
+            with pytest.raises(TargetGone, match="must be an empty directory"):
+                await engine.inject_fault(DiskError(mount=str(src), source=str(mnt)))
+
+    run(main())
+    assert chaos_mounts() == []  # closed: unmounted
+
+
 def test_target_exiting_mid_fault_still_reverts(tmp_path: Path) -> None:
     throttled = subprocess.Popen(["sleep", "30"])
     paused = subprocess.Popen(["sleep", "30"])
 
     async def main() -> None:
         async with await ChaosEngine.create(
-            perf(), journal_dir=tmp_path, experiment="t4"
+            perf(), journal_dir=tmp_path, experiment=exp(4)
         ) as engine:
             throttle = await engine.inject_fault(
                 DiskThrottle(pid=throttled.pid, path=str(tmp_path))
@@ -309,7 +391,7 @@ def test_target_exiting_mid_fault_still_reverts(tmp_path: Path) -> None:
         for proc in (throttled, paused):
             proc.kill()
             proc.wait()
-    assert not tenfold_cgroups("tfchaos_t4")
+    assert not tenfold_cgroups(f"tfchaos_{exp(4)}")
 
 
 @pytest.mark.slow
@@ -318,6 +400,7 @@ def test_ctrl_c_during_run_or_rollback_reverts(
     netns_pair: tuple[str, str], tmp_path: Path, when: str
 ) -> None:
     """SIGINT while a fault is in place (during the method, or while rollbacks run)."""
+    nap = f"3.{RUN}"  # a duration no other process in the machine sleeps for
     experiment = tmp_path / "ctrlc.toml"
     experiment.write_text(
         textwrap.dedent(
@@ -332,7 +415,7 @@ def test_ctrl_c_during_run_or_rollback_reverts(
             pause_s = {30 if when == "method" else 0}
             [[rollbacks]]
             id = "slow-rollback"
-            action = {{ type = "process", path = "sleep", arguments = ["{3 if when == "rollback" else 0}"] }}
+            action = {{ type = "process", path = "sleep", arguments = ["{nap if when == "rollback" else 0}"] }}
             """
         )
     )
@@ -349,7 +432,7 @@ def test_ctrl_c_during_run_or_rollback_reverts(
             while "tfchaos_ctrlc_" not in tables(A) and time.monotonic() < deadline:
                 time.sleep(0.05)
         else:  # faults are reverted before rollbacks start; interrupt the rollback itself
-            while "sleep 3" not in sh("ps -eo args").stdout and time.monotonic() < deadline:
+            while f"sleep {nap}" not in sh("ps -eo args").stdout and time.monotonic() < deadline:
                 time.sleep(0.02)
         time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
@@ -361,4 +444,4 @@ def test_ctrl_c_during_run_or_rollback_reverts(
     finally:
         proc.kill()
         proc.wait()
-    assert "sleep 3" not in sh("ps -eo args").stdout  # the rollback's process is not orphaned
+    assert f"sleep {nap}" not in sh("ps -eo args").stdout  # the rollback's process is not orphaned

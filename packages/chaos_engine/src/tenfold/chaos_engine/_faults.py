@@ -376,19 +376,44 @@ class Partition(NetworkFault):
             raise InvalidFault(f"{self.kind}: peer must be an address or CIDR, got {self.peer!r}")
 
 
+DISK_OPERATIONS = frozenset(
+    {"lookup", "getattr", "setattr", "open", "create", "read", "write", "readdir", "unlink",
+     "mkdir", "rmdir", "rename", "fsync"}
+)  # fmt: skip
+
+
 @dataclass(frozen=True, kw_only=True)
 class DiskFault(OsFault):
-    """Base of the FUSE disk faults: a path glob under the fault's mount."""
+    """Base of the FUSE disk faults: ``source`` served at ``mount``, a glob, some operations.
+
+    The engine mounts a pass-through of ``source`` at ``mount`` (an empty
+    directory) the first time a fault names it; the application under test
+    uses ``mount``. ``path_glob`` is relative to the mount; ``operations``
+    limits the fault to some FUSE operations (empty: all).
+    """
 
     kind: ClassVar[str] = "disk"
     mount: str
+    source: str
     path_glob: str = "*"
+    operations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.mount, str) or not self.mount.startswith("/"):
-            raise InvalidFault(f"{self.kind}: mount must be an absolute path, got {self.mount!r}")
+        for name in ("mount", "source"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.startswith("/") or "\x00" in value:
+                raise InvalidFault(f"{self.kind}: {name} must be an absolute path, got {value!r}")
         check_glob(self.kind, self.path_glob)
+        if isinstance(self.operations, list):
+            object.__setattr__(self, "operations", tuple(self.operations))
+        if isinstance(self.operations, str) or not all(
+            op in DISK_OPERATIONS for op in self.operations
+        ):
+            known = ", ".join(sorted(DISK_OPERATIONS))
+            raise InvalidFault(
+                f"{self.kind}: operations must be among {known}, got {self.operations!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

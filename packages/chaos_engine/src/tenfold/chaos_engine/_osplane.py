@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
+import json
 import mmap
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -37,6 +40,8 @@ from tenfold.chaos_engine._faults import (
     Bandwidth,
     ConnectionReset,
     CpuHog,
+    DiskError,
+    DiskLatency,
     DiskThrottle,
     MemoryHog,
     NetworkLatency,
@@ -199,8 +204,11 @@ class HogPool:
             for slot in range(self._size):
                 argv = self._argv("spin", str(slot), str(self._deadline_file))
                 self.spinners.append(_Spinner(self.cpu_group.spawn(argv, env=env), slot))
-                holder = self.mem_group.spawn(
-                    self._argv("mem"), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                holder = self.mem_group.spawn(  # the path only names whose holder it is
+                    self._argv("mem", str(self._deadline_file)),
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
                 )
                 self.holders.append(_Holder(holder))
         except CgroupError as exc:
@@ -340,6 +348,7 @@ class OsPlane:
     engine: ChaosEngine
     pool: HogPool | None = None
     netns_workers: dict[str, NetnsWorker] = field(default_factory=dict)
+    mounts: dict[str, FuseMount] = field(default_factory=dict)
     pool_cpu_quota_pct: float = 0.0
     pool_memory_bytes: int = 0
 
@@ -373,6 +382,36 @@ class OsPlane:
             self.pool = pool
         return self.pool
 
+    def ensure_mount(self, source: str, mount: str) -> FuseMount:
+        key = os.path.realpath(mount)
+        existing = self.mounts.get(key)
+        if existing is not None:
+            if existing.source != os.path.realpath(source):
+                raise InjectionFailed(
+                    f"disk fault: {mount!r} already serves {existing.source!r}, not {source!r}"
+                )
+            return existing
+        index = len(self.mounts)
+        fuse = FuseMount(
+            os.path.realpath(source),
+            key,
+            self.engine.journal.path.parent / f"{self.engine.object_name(f'fuse{index}')}.rules",
+        )
+        self.engine.journal.append(
+            {"op": "resource", "id": f"mount:{key}", "undo": FuseMount.undo_steps(key)}
+        )
+        try:
+            fuse.start()
+        except BaseException:
+            self.engine.journal.append({"op": "released", "id": f"mount:{key}"})
+            raise
+        assert fuse.proc is not None
+        # Now that the server has a pid, recovery also stops it (after the unmount).
+        steps = [*FuseMount.undo_steps(key), {"op": "kill_pid", "pid": fuse.proc.pid}]
+        self.engine.journal.append({"op": "resource", "id": f"mount:{key}", "undo": steps})
+        self.mounts[key] = fuse
+        return fuse
+
     def netns_worker(self, netns: str) -> NetnsWorker:
         worker = self.netns_workers.get(netns)
         if worker is None:
@@ -386,6 +425,10 @@ class OsPlane:
         return self.pool.stats(files) if self.pool is not None else []
 
     async def close(self) -> None:
+        for key, fuse in list(self.mounts.items()):
+            await asyncio.to_thread(fuse.stop)
+            self.engine.journal.append({"op": "released", "id": f"mount:{key}"})
+        self.mounts.clear()
         for worker in self.netns_workers.values():
             worker.stop()
         self.netns_workers.clear()
@@ -634,11 +677,110 @@ async def _apply_throttle(plane: OsPlane, fault: DiskThrottle, name: str) -> _St
     return _StepsApplied(steps)
 
 
-async def _apply_fuse(plane: OsPlane, fault: Any, name: str) -> Any:
-    raise OsPlaneUnavailable(
-        f"{fault.kind}: the FUSE pass-through filesystem needs pyfuse3, which is not installed "
-        "here; use DiskThrottle (blkio) or a fault point around the file call"
-    )
+class FuseMount:
+    """A pass-through FUSE mount of ``source`` at ``mount`` and the fault rules it serves.
+
+    The mount is the kernel object of every disk fault on it: rules come and
+    go with their faults (an atomic rewrite of the rules file), and unmounting
+    ends them all.
+    """
+
+    def __init__(self, source: str, mount: str, rules_file: Path) -> None:
+        self.source = source
+        self.mount = mount
+        self.rules_file = rules_file
+        self.rules: dict[str, dict[str, Any]] = {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def undo_steps(mount: str) -> list[dict[str, Any]]:
+        return [{"op": "unmount", "path": mount}]
+
+    def start(self) -> None:
+        if shutil.which("fusermount3") is None or not Path("/dev/fuse").exists():
+            raise OsPlaneUnavailable("disk faults need FUSE (/dev/fuse and fusermount3)")
+        if not Path(self.source).is_dir():
+            raise TargetGone(f"disk fault: source {self.source!r} is not a directory")
+        mount = Path(self.mount)
+        if not mount.is_dir() or any(mount.iterdir()):
+            raise TargetGone(f"disk fault: mount {self.mount!r} must be an empty directory")
+        if is_mounted(self.mount):
+            raise InjectionFailed(f"disk fault: something is already mounted at {self.mount!r}")
+        self._write_rules()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tenfold.chaos_engine._fusefs",
+                self.source,
+                self.mount,
+                str(self.rules_file),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 15
+        while not is_mounted(self.mount):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                self.stop()
+                tail = err.strip().splitlines()[-1:] or ["did not mount"]
+                raise InjectionFailed(f"FUSE mount at {self.mount}: {tail[0]}")
+            time.sleep(0.01)
+
+    def _write_rules(self) -> None:
+        tmp = self.rules_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(list(self.rules.values())))
+        os.replace(tmp, self.rules_file)
+
+    def add(self, key: str, rule: dict[str, Any]) -> None:
+        self.rules[key] = rule
+        self._write_rules()
+
+    def remove(self, key: str) -> None:
+        if self.rules.pop(key, None) is not None:
+            self._write_rules()
+
+    def stop(self) -> None:
+        run_steps(self.undo_steps(self.mount))
+        if self.proc is not None:
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+        self.rules_file.unlink(missing_ok=True)
+
+
+def is_mounted(path: str) -> bool:
+    """From the mount table (``os.path.ismount`` says no for a FUSE mount whose server died)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mounts") as fh:
+        return any(line.split()[1] == target for line in fh if len(line.split()) > 1)
+
+
+@dataclass
+class _RuleApplied:
+    mount: FuseMount
+    key: str
+
+    async def revert(self) -> None:
+        await asyncio.to_thread(self.mount.remove, self.key)
+
+
+async def _apply_disk(plane: OsPlane, fault: DiskError | DiskLatency, name: str) -> _RuleApplied:
+    mount = await asyncio.to_thread(plane.ensure_mount, fault.source, fault.mount)
+    rule: dict[str, Any] = {"glob": fault.path_glob, "operations": list(fault.operations)}
+    if isinstance(fault, DiskError):
+        rule.update(errno=getattr(errno, fault.errno_name), probability=fault.probability)
+    else:
+        rule.update(latency_ms=fault.latency_ms)
+    await asyncio.to_thread(mount.add, name, rule)
+    return _RuleApplied(mount, name)
 
 
 _HANDLERS: dict[str, tuple[Any, Any]] = {
@@ -652,6 +794,6 @@ _HANDLERS: dict[str, tuple[Any, Any]] = {
     "process_kill": (_no_steps, _apply_kill),
     "process_pause": (_pause_steps, _apply_pause),
     "disk_throttle": (_throttle_steps, _apply_throttle),
-    "disk_error": (_no_steps, _apply_fuse),
-    "disk_latency": (_no_steps, _apply_fuse),
+    "disk_error": (_no_steps, _apply_disk),
+    "disk_latency": (_no_steps, _apply_disk),
 }

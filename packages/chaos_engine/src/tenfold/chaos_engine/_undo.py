@@ -67,8 +67,10 @@ def run_step(step: dict[str, Any]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     elif op == "unmount":
+        from tenfold.chaos_engine._osplane import is_mounted
+
         target = str(step["path"])
-        if os.path.ismount(target):
+        if is_mounted(target):
             _tolerant(["fusermount3", "-u", "-z", target])
     else:
         raise InjectionFailed(f"unknown undo step {op!r}")
