@@ -22,20 +22,19 @@ import heapq
 import os
 import pickle
 import signal
-import sys
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
 from tenfold.parallel_framework._engine import WAITING, Failure, Metrics, Run, _local
 from tenfold.parallel_framework._graph import Plan, substitute
+from tenfold.parallel_framework._pickling import ship_module_by_value
 from tenfold.parallel_framework.errors import BackendError, UnpicklableTaskError
 
 MAX_OUTSTANDING = 2
@@ -201,31 +200,6 @@ class ProcessPool:
                     os.kill(p.pid, signal.SIGKILL)
                 p.process.join(2)
             p.conn.close()
-
-
-def ship_module_by_value(fn: Callable[..., Any]) -> None:
-    """Send ``fn``'s module by value when a worker could not import it by name.
-
-    cloudpickle sends functions of imported modules by reference; a module loaded
-    from a file outside ``sys.path`` (a graph script, a test module) would then
-    fail to import in the worker, so its functions travel by value instead.
-    """
-    module = sys.modules.get(getattr(fn, "__module__", None) or "")
-    if module is None or module.__name__ == "__main__" or module in _by_value:
-        return
-    origin = getattr(getattr(module, "__spec__", None), "origin", None)
-    if not origin or origin in ("built-in", "frozen"):
-        return
-    top = module.__name__.partition(".")[0]
-    for entry in sys.path:
-        base = Path(entry or ".")
-        if (base / top).is_dir() or (base / f"{top}.py").is_file():
-            return
-    cloudpickle.register_pickle_by_value(module)
-    _by_value.add(module)
-
-
-_by_value: set[Any] = set()
 
 
 def check_picklable(plan: Plan, pool: ProcessPool) -> list[int]:

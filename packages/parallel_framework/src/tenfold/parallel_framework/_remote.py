@@ -32,6 +32,7 @@ from tenfold.parallel_framework._engine import (
     make_error,
 )
 from tenfold.parallel_framework._graph import PLAIN, Plan, TaskOptions, substitute
+from tenfold.parallel_framework._pickling import ship_module_by_value
 from tenfold.parallel_framework.errors import BackendError, BackendUnavailable, TaskError
 
 Key = Hashable
@@ -162,6 +163,8 @@ def partition(plan: Plan, parallelism: int) -> list[Batch]:
     for u, lv in enumerate(level):
         by_level.setdefault(lv, []).append(u)
 
+    for fn in {id(f): f for f in plan.fns}.values():
+        ship_module_by_value(fn)
     batches: list[Batch] = []
     batch_of_unit = [0] * len(units)
     for lv in sorted(by_level):
@@ -260,22 +263,55 @@ def probe(address: str, what: str) -> None:
 
 
 # -- Ray ---------------------------------------------------------------------------------------------------
+def disable_uv_runtime_env() -> None:
+    """Stop Ray from re-running workers through ``uv run`` in a copy of the working dir.
+
+    Ray >= 2.43 notices a driver started by ``uv run`` and gives every worker that
+    command as its interpreter, with the current directory uploaded as working_dir:
+    each worker then re-resolves the environment before it starts, which on a busy
+    machine exceeds Ray's 60 s registration timeout, and tasks never run. The
+    workers here already share our virtualenv, so plain ``python`` is right.
+    """
+    os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
+
+
 class RayBackend:
     """Runs plans on Ray: a local instance (``address=None``) or a running cluster."""
 
     def __init__(self, address: str | None, workers: int) -> None:
+        disable_uv_runtime_env()
         try:
             import ray as ray_module
         except ImportError as exc:  # pragma: no cover - ray is a dependency
             raise BackendUnavailable(f"Ray is not installed: {exc}") from None
         ray: Any = ray_module  # partly typed: keep mypy out of its signatures
+        ray._private.ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
         self._ray = ray
         self._owned = False
+        if address:
+            probe(address, "Ray")
+        if ray.is_initialized() and address:
+            current = ray.get_runtime_context().gcs_address
+            if current.rpartition(":")[2] != address.rpartition(":")[2]:
+                raise BackendError(
+                    f"this process is already connected to the Ray cluster at {current}; "
+                    f"cannot also use {address}"
+                )
         if not ray.is_initialized():
             if address:
-                probe(address, "Ray")
+                host = address.removeprefix("ray://").rpartition(":")[0]
+                # A cluster bound to loopback only: the driver must say so, or Ray looks
+                # for a local node on the machine's public address and waits for ever.
+                local_ip = (
+                    {"_node_ip_address": "127.0.0.1"} if host in ("127.0.0.1", "localhost") else {}
+                )
                 try:
-                    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+                    ray.init(
+                        address=address,
+                        log_to_driver=False,
+                        logging_level=logging.ERROR,
+                        **local_ip,
+                    )
                 except Exception as exc:
                     raise BackendUnavailable(f"cannot connect to Ray at {address}: {exc}") from None
             else:
@@ -286,7 +322,11 @@ class RayBackend:
                     logging_level=logging.ERROR,
                 )
             self._owned = True
-        self._remote = ray.remote(num_cpus=1, max_retries=3)(run_batch)
+        # SPREAD: batches are few and coarse, so place them across nodes rather than
+        # filling the driver's node first (Ray's default hybrid policy).
+        self._remote = ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")(
+            run_batch
+        )
 
     def parallelism(self) -> int:
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
@@ -335,7 +375,7 @@ class DaskBackend:
                 ) from None
         else:
             self._cluster = distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
             )
             self._client = distributed.Client(self._cluster)
 

@@ -1,0 +1,228 @@
+"""A throwaway Ray cluster of N nodes on 127.0.0.1, for tests, benchmarks and trying things out.
+
+Each node is a ``ray start --block`` process in its own session with its own
+ports and a private ``--temp-dir``, so stopping the cluster touches only our
+processes: the ``ray start`` process groups get SIGTERM, then SIGKILL, and any
+straggler whose command line names our temp dir is killed by pid. (``ray stop``
+would stop every Ray on the machine, other users' included.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from tenfold.parallel_framework.errors import BackendUnavailable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _ray_bin() -> str:
+    candidate = Path(sys.executable).with_name("ray")
+    return str(candidate) if candidate.exists() else (shutil.which("ray") or "ray")
+
+
+class LocalRayCluster:
+    """``nodes`` Ray nodes on 127.0.0.1 with ``cpus_per_node`` CPUs each; ``address`` is the head's."""
+
+    def __init__(
+        self, nodes: int = 2, cpus_per_node: int = 1, *, start_timeout_s: float = 90.0
+    ) -> None:
+        if nodes < 1:
+            raise ValueError("a cluster needs at least one node")
+        self.nodes = nodes
+        self.cpus_per_node = cpus_per_node
+        self.start_timeout_s = start_timeout_s
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.temp_dir = tempfile.mkdtemp(prefix="tfray-", dir="/tmp")  # short: Ray's socket paths
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[Path] = []
+
+    def __enter__(self) -> LocalRayCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _node_args(self) -> list[str]:
+        return [
+            "--node-ip-address",
+            "127.0.0.1",
+            "--num-cpus",
+            str(self.cpus_per_node),
+            "--node-manager-port",
+            str(free_port()),
+            "--object-manager-port",
+            str(free_port()),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
+            "--object-store-memory",
+            str(200 * 1024 * 1024),
+            "--disable-usage-stats",
+            "--include-log-monitor",
+            "false",
+            "--block",
+        ]
+
+    def _spawn(self, argv: list[str], name: str) -> None:
+        log = Path(self.temp_dir) / f"{name}.log"
+        self._logs.append(log)
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
+        with open(log, "wb") as out:
+            self.procs.append(
+                subprocess.Popen(
+                    argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+                )
+            )
+
+    def start(self) -> None:
+        ray = _ray_bin()
+        # Ray gives a raylet 30 s to register with the GCS; on a loaded machine that
+        # can pass and the node exits. Such a node is started again (3 tries each).
+        for attempt in range(3):
+            head = [ray, "start", "--head", "--port", str(self.port), "--temp-dir", self.temp_dir]
+            head += ["--include-dashboard", "false", "--ray-client-server-port", str(free_port())]
+            self._spawn(head + self._node_args(), "head")
+            try:
+                self._wait_port()
+                self.wait_nodes(1)
+                break
+            except BackendUnavailable:
+                if self.procs[0].poll() is None or attempt == 2:
+                    raise
+                self._kill_group(self.procs.pop())
+                for pid in self.stragglers():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                self.port = free_port()
+                self.address = f"127.0.0.1:{self.port}"
+        for k in range(1, self.nodes):
+            for attempt in range(3):
+                self._spawn(
+                    [ray, "start", "--address", self.address, *self._node_args()], f"node{k}"
+                )
+                try:
+                    self.wait_nodes(k + 1)
+                    break
+                except BackendUnavailable:
+                    if self.procs[-1].poll() is None or attempt == 2:
+                        raise
+                    self._kill_group(self.procs.pop())
+
+    @staticmethod
+    def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+
+    def _wait_port(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            self._check_alive()
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.5),
+            ):
+                return
+            time.sleep(0.1)
+        raise BackendUnavailable(f"Ray head did not listen on {self.address}: {self.log_tail()}")
+
+    def wait_nodes(self, count: int) -> None:
+        """Block until ``count`` nodes are alive, asking the GCS directly (no dashboard here)."""
+        import importlib
+
+        raylet: Any = importlib.import_module("ray._raylet")
+        gcs_pb2: Any = importlib.import_module("ray.core.generated.gcs_pb2")
+        GcsNodeInfo = gcs_pb2.GcsNodeInfo  # noqa: N806 - protobuf class
+
+        client: Any = raylet.GcsClient(address=self.address)
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            self._check_alive()
+            with contextlib.suppress(Exception):
+                alive = client.get_all_node_info(
+                    timeout=2, state_filter=GcsNodeInfo.GcsNodeState.ALIVE
+                )
+                if len(alive) >= count:
+                    return
+            time.sleep(0.25)
+        raise BackendUnavailable(f"Ray cluster did not reach {count} nodes: {self.log_tail()}")
+
+    def _check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise BackendUnavailable(
+                    f"a Ray node exited with {proc.returncode}: {self.log_tail()}"
+                )
+
+    def log_tail(self, lines: int = 15) -> str:
+        out = []
+        for log in self._logs:
+            with contextlib.suppress(OSError):
+                out.extend(log.read_text(errors="replace").splitlines()[-lines:])
+        return " | ".join(out)
+
+    def stop(self) -> None:
+        """Stop our nodes (by process group and by pid), then remove the temp dir."""
+        for proc in reversed(self.procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        for pid in self.stragglers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.procs.clear()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def stragglers(self) -> list[int]:
+        """Pids of live processes whose command line or environment names our temp dir."""
+        found = []
+        needle = self.temp_dir.encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if needle in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+        return found
