@@ -18,6 +18,8 @@ from tenfold.chaos_engine._faults import (
     Bandwidth,
     ConnectionReset,
     CpuHog,
+    DiskError,
+    DiskLatency,
     DiskThrottle,
     Fault,
     MemoryHog,
@@ -28,6 +30,10 @@ from tenfold.chaos_engine._faults import (
 
 
 def every_os_fault(netns: str, interface: str, victim: int, path: str) -> list[Fault]:
+    src, mnt = Path(path, "src"), Path(path, "mnt")
+    src.mkdir(parents=True, exist_ok=True)
+    mnt.mkdir(parents=True, exist_ok=True)
+    disk = {"source": str(src), "mount": str(mnt), "duration_s": 600.0}
     return [
         CpuHog(duration_s=600),
         MemoryHog(size_bytes=8 << 20, duration_s=600),
@@ -37,6 +43,8 @@ def every_os_fault(netns: str, interface: str, victim: int, path: str) -> list[F
         Bandwidth(netns=netns, interface=interface, duration_s=600),
         ProcessPause(pid=victim, duration_s=600),
         DiskThrottle(pid=victim, path=path, duration_s=600),
+        DiskError(path_glob="*.db", **disk),  # type: ignore[arg-type]
+        DiskLatency(latency_ms=5, **disk),  # type: ignore[arg-type]
     ]
 
 

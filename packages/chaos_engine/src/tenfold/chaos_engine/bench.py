@@ -766,7 +766,7 @@ def scenarios() -> list[Scenario]:
             table=THROUGHPUT,
             row="Disk I/O Fault Injection",
             rounds=3,
-            counts="OS-plane DiskThrottle: a blkio cgroup with read/write bps made, target moved in and back, removed; FUSE errno/latency faults not built (no pyfuse3)",
+            counts="OS-plane DiskThrottle: a blkio cgroup with read/write bps made, target moved in and back, removed (FUSE DiskError/DiskLatency rules are in the crash-recovery row)",
             needs_root=True,
         ),
         Scenario(
@@ -910,7 +910,9 @@ def _leftovers(netns: str, dev: str, victim: int) -> int:
     found += qdisc.stdout.count("tbf")
     found += Path(f"/proc/{victim}/cgroup").read_text().count("tfchaos_crash")
     workers = run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
-    return found + workers.count("_hogworker")
+    mounts = Path("/proc/self/mounts").read_text().splitlines()
+    found += sum(1 for line in mounts if line.split()[0] == "tfchaos")
+    return found + workers.count("_hogworker") + workers.count("_fusefs")
 
 
 def _ours_crash_recover(ctx: BenchContext) -> Op:
@@ -966,7 +968,7 @@ def _crash_scenario() -> Scenario:
         unit="recoveries",
         ours=Subject("tenfold", _ours_crash_recover),
         table="Safety",
-        row="SIGKILL mid-run, then recover (8 OS fault types)",
+        row="SIGKILL mid-run, then recover (10 OS fault types)",
         counts="time of `recover` after SIGKILL of an engine holding one fault of every OS type; objects left after must be 0",
         rounds=2,
         needs_root=True,
