@@ -312,17 +312,22 @@ def test_engine_sigkilled_and_restarted_resumes_from_committed_offsets(
 ) -> None:
     topic = _topic(kafka_broker)
     n = 30_000
-    trickle = Trickle(kafka_broker, topic, 0, n, rate=10_000)
-    trickle.start()
-    first = _engine(tmp_path, kafka_broker, topic, postgres.dsn, idle=30)
+    # The stream only starts once the engine has written its first rows, and then
+    # trickles at 5K/s: the kill lands mid-stream however slow the engine's start.
+    _produce(kafka_broker, topic, [_order(i) for i in range(1_000)])
+    trickle = Trickle(kafka_broker, topic, 1_000, n, rate=5_000)
+    first = _engine(tmp_path, kafka_broker, topic, postgres.dsn, idle=60)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if _count(postgres.dsn, topic)[0] > 5_000:
-                    break
+                rows = _count(postgres.dsn, topic)[0]
             except psycopg.Error:
-                pass
+                rows = 0
+            if rows > 0 and trickle.ident is None:
+                trickle.start()
+            if rows > 5_000:
+                break
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -332,7 +337,7 @@ def test_engine_sigkilled_and_restarted_resumes_from_committed_offsets(
             first.wait()
     at_kill = _count(postgres.dsn, topic)[0]
     assert 0 < at_kill < len(_kept(range(n)))
-    second = _engine(tmp_path, kafka_broker, topic, postgres.dsn, idle=3)
+    second = _engine(tmp_path, kafka_broker, topic, postgres.dsn, idle=5)
     try:
         _out, err = second.communicate(timeout=120)
     finally:
