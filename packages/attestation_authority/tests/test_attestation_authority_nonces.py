@@ -70,15 +70,28 @@ def test_store_never_accepts_a_nonce_twice_or_late(script) -> None:
 
 def test_store_stays_bounded_under_a_steady_stream() -> None:
     clock = FakeClock()
-    store = NonceStore(1.0, clock=clock, remember_used=100)
+    store = NonceStore(1.0, clock=clock)
     first = store.generate_nonce("a")
+    used = store.generate_nonce("a")
+    assert store.consume(used, "a") is NonceStatus.FRESH
     for _ in range(5000):
         clock.now += 0.01
         store.generate_nonce("a")
-    assert len(store) <= 1200  # about one TTL's worth (100) plus the expiry batch size
-    assert len(store._spent) <= 100
-    assert len(store._order) <= 1200
-    assert store.consume(first, "a") in (NonceStatus.EXPIRED, NonceStatus.UNKNOWN)
+    # Two generations of 100 nonces at most are live; older ones are forgotten.
+    assert len(store) <= 201
+    assert store.consume(first, "a") is NonceStatus.UNKNOWN
+    assert store.consume(used, "a") is NonceStatus.UNKNOWN
+
+
+def test_late_nonce_is_named_expired_for_one_more_generation() -> None:
+    clock = FakeClock()
+    store = NonceStore(10, clock=clock)
+    nonce = store.generate_nonce("a")
+    clock.now += 15  # past its expiry, one generation later
+    assert store.consume(nonce, "a") is NonceStatus.EXPIRED
+    other = store.generate_nonce("a")
+    clock.now += 100  # long idle
+    assert store.consume(other, "a") is NonceStatus.EXPIRED
 
 
 def test_readmitted_nonce_keeps_its_new_lifetime() -> None:
@@ -88,5 +101,5 @@ def test_readmitted_nonce_keeps_its_new_lifetime() -> None:
     clock.now += 4
     store.admit(nonce, "a")  # e.g. re-issued by a peer replica
     clock.now += 2  # past the first lifetime, within the second
-    store._expire(clock.now)
     assert store.consume(nonce, "a") is NonceStatus.FRESH
+    assert store.consume(nonce, "a") is NonceStatus.REPLAYED
