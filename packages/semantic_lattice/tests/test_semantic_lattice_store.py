@@ -310,3 +310,39 @@ def test_long_same_as_chain_reaches_its_fixpoint() -> None:
         # and carries x0's fact.
         assert len(store.datalog(f"triple(X, {same_as}, Y)")) == 41 * 41
         assert len(store.datalog(f"triple(X, {_iri('p')}, {_iri('v')})")) == 41
+
+
+def test_file_store_keeps_pending_work_across_processes(tmp_path: Path) -> None:
+    """Each step in its own session: pending rules, added rows (semi-naive from the
+    stored change), retracted rows (DRed from the stored deletions) and a budget
+    abort (recomputed next time) all end in the closure a fresh store computes."""
+    path = tmp_path / "kb.duckdb"
+    tbox, abox = lubm_tbox(), generate_lubm(600, seed=5)
+
+    def fresh(triples: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+        with LatticeStore() as store:
+            store.add_triples(triples)
+            store.add_rules("owl-rl")
+            store.reason()
+            return set(store.triples())
+
+    def session_closure() -> set[tuple[str, str, str]]:
+        with LatticeStore(path) as store:
+            store.reason()
+            return set(store.triples())
+
+    with LatticeStore(path) as store:
+        store.add_triples(tbox + abox[:300])
+        store.add_rules("owl-rl")
+    assert session_closure() == fresh(tbox + abox[:300])
+    with LatticeStore(path) as store:
+        store.add_triples(abox[300:])
+    assert session_closure() == fresh(tbox + abox)
+    with LatticeStore(path) as store:
+        store.retract_triples(abox[:100])
+    assert session_closure() == fresh(tbox + abox[100:])
+    with LatticeStore(path) as store:
+        store.retract_triples(abox[100:200])
+        with pytest.raises(BudgetExceededError):
+            store.reason(Budget(rows=1))
+    assert session_closure() == fresh(tbox + abox[200:])

@@ -183,6 +183,7 @@ class Engine:
         self._changed: dict[str, str] = {}
         self._new_rules: set[int] = set()
         self._retracted = False
+        self._recompute = False
         self._deleted: set[str] = set()
         self._reset: set[str] = set()
         self._load_catalog()
@@ -193,10 +194,26 @@ class Engine:
             "CREATE TABLE IF NOT EXISTS catalog(kind VARCHAR, name VARCHAR, body VARCHAR)"
         )
         rows = self.con.execute("SELECT kind, body FROM catalog ORDER BY rowid").fetchall()
+        # Work a previous process left for the next fixpoint: programs added since the
+        # last one, a run that aborted (budget, error), rows added or retracted.
+        pending = {body for kind, body in rows if kind == "pending"}
+        self._recompute = any(kind == "recompute" for kind, _ in rows)
         for kind, body in rows:
             if kind == "program":
                 self._texts.add(body)
                 self._add_program(parse_program(body, "<stored program>"), persist=False, text=body)
+                n_rules = sum(1 for r in parse_program(body).rules if r.body)
+                if body in pending and n_rules:
+                    self._new_rules |= {id(r) for r in self.program.rules[-n_rules:]}
+        tables = self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary"
+        ).fetchall()
+        for (table,) in tables:
+            if table.startswith("chg_") and table[4:] in self.program.relations:
+                self._changed[table[4:]] = table
+            elif table.startswith("del_") and table[4:] in self.program.relations:
+                self._deleted.add(table[4:])
+                self._retracted = True
 
     def close(self) -> None:
         self.con.close()
@@ -250,6 +267,7 @@ class Engine:
                 self.add_facts(name, fact_rows)
         if persist:
             self.con.execute("INSERT INTO catalog VALUES ('program', '', ?)", [text])
+            self.con.execute("INSERT INTO catalog VALUES ('pending', '', ?)", [text])
             self._texts.add(text)
         if persist:
             self._new_rules |= {id(r) for r in trial.rules if r in parsed.rules}
@@ -384,7 +402,8 @@ class Engine:
         if name in self._changed:
             self.con.execute(f"INSERT INTO {chg} SELECT * FROM {table}")
         else:
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {chg} AS SELECT * FROM {table}")
+            # Not TEMP: a file store remembers pending changes across processes.
+            self.con.execute(f"CREATE OR REPLACE TABLE {chg} AS SELECT * FROM {table}")
             self._changed[name] = chg
 
     def load_triples_sql(self, name: str, stage: str) -> int:
@@ -418,9 +437,7 @@ class Engine:
                 if name in self._deleted:
                     self.con.execute(f"INSERT INTO del_{name} SELECT * FROM gone")
                 else:
-                    self.con.execute(
-                        f"CREATE OR REPLACE TEMP TABLE del_{name} AS SELECT * FROM gone"
-                    )
+                    self.con.execute(f"CREATE OR REPLACE TABLE del_{name} AS SELECT * FROM gone")
                     self._deleted.add(name)
                 self._retracted = True
         finally:
@@ -660,8 +677,28 @@ class Engine:
     def materialize(self, budget: Budget | None = None) -> ReasonStats:
         """Run the rules to their fixpoint (only what changed since the last run when possible)."""
         budget = budget or Budget()
+        try:
+            return self._materialize(budget)
+        except BaseException:
+            # An aborted run leaves partial results and lost deltas: the next run
+            # starts over from the base facts (remembered in a file store too).
+            self._recompute = True
+            self.con.execute("INSERT INTO catalog VALUES ('recompute', '', '')")
+            raise
+
+    def _materialize(self, budget: Budget) -> ReasonStats:
         stats = ReasonStats()
         start = time.perf_counter()
+        if self._recompute:
+            for table in self._changed.values():
+                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+            self._changed = {}
+            self._reset_relations(set(self.program.relations))
+            self._new_rules |= {id(r) for r in self.program.rules}
+            for name in self._deleted:
+                self.con.execute(f"DROP TABLE IF EXISTS del_{name}")
+            self._deleted = set()
+            self._retracted = False
         if self._retracted:
             if self._is_positive():
                 self._delete_rederive(stats)
@@ -699,6 +736,8 @@ class Engine:
         self._changed = {}
         self._new_rules = set()
         self._reset = set()
+        self._recompute = False
+        self.con.execute("DELETE FROM catalog WHERE kind IN ('pending', 'recompute')")
         for name in self.program.relations:
             after = self.count(name)
             stats.per_relation[name] = after - before[name]
