@@ -1,4 +1,10 @@
+from pathlib import Path
+
+import pytest
+
 import tenfold.parallel_framework as api
+from tenfold.core.errors import ConfigError, TenfoldError
+from tenfold.parallel_framework import errors
 
 
 def test_public_names_are_exported_once() -> None:
@@ -9,3 +15,43 @@ def test_public_names_are_exported_once() -> None:
     assert all(
         n in {"errors", "annotations"} or isinstance(getattr(api, n), type(api)) for n in private
     )
+    assert set(api.__all__) == {
+        "Executor",
+        "Future",
+        "Graph",
+        "Metrics",
+        "Node",
+        "ParallelFrameworkError",
+        "RunHandle",
+        "RunResult",
+        "TaskFunction",
+        "TaskOptions",
+        "run",
+        "submit",
+        "task",
+    }
+
+
+def test_every_error_has_a_docstring_and_the_one_root() -> None:
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)]
+    ours = [c for c in classes if c.__module__ == errors.__name__]
+    assert len(ours) >= 10
+    for cls in ours:
+        assert issubclass(cls, errors.ParallelFrameworkError) and issubclass(cls, TenfoldError)
+        assert cls.__doc__ and "\n" not in cls.__doc__.strip()
+    assert errors.TaskFailed.exit_code == 1 and errors.CycleError.exit_code == 2
+
+
+def test_configuration_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "tenfold.toml"
+    path.write_text("[parallel_framework]\nbackend = 'inline'\nbatch_cap = 8\n")
+    monkeypatch.setenv("TENFOLD_CONFIG", str(path))
+    ex = api.Executor()
+    assert ex.backend == "inline" and ex.workers == 1 and ex.batch_cap == 8
+    monkeypatch.setenv("TENFOLD_PARALLEL_FRAMEWORK__BACKEND", "threads")
+    monkeypatch.setenv("TENFOLD_PARALLEL_FRAMEWORK__WORKERS", "3")
+    ex = api.Executor()
+    assert ex.backend == "threads" and ex.workers == 3
+    path.write_text("[parallel_framework]\nbackedn = 'inline'\n")
+    with pytest.raises(ConfigError, match="unknown key 'backedn'"):
+        api.Executor()

@@ -91,7 +91,13 @@ def make_error(key: Key, failure: Failure, root_key: Key | None) -> TaskError:
 # -- metrics ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Metrics:
-    """What one run did: throughput, work stealing, queue depths and per-worker utilisation."""
+    """What one run did: throughput, work stealing, queue depths and per-worker utilisation.
+
+    ``steal_rate`` is the share of a worker's acquisitions of work that were steals
+    (steals / (steals + batches taken from its own deque)); ``stolen_tasks`` counts
+    task moves, so a task stolen twice counts twice. ``utilisation`` is each worker's
+    time running tasks over the run's wall time.
+    """
 
     backend: str
     workers: int
@@ -710,6 +716,7 @@ class Run:
         tasks = sum(s.tasks for s in self.stats)
         batches = sum(s.batches for s in self.stats)
         stolen = sum(s.stolen for s in self.stats)
+        steals = sum(s.steals for s in self.stats)
         depth_sum = sum(s.depth_sum for s in self.stats)
         return Metrics(
             backend=self.backend,
@@ -719,9 +726,9 @@ class Run:
             tasks_per_s=tasks / wall,
             batches=batches,
             fused=self.plan.fused,
-            steals=sum(s.steals for s in self.stats),
+            steals=steals,
             stolen_tasks=stolen,
-            steal_rate=stolen / tasks if tasks else 0.0,
+            steal_rate=steals / (steals + batches) if batches else 0.0,
             max_queue_depth=max((s.depth_max for s in self.stats), default=0),
             mean_queue_depth=depth_sum / batches if batches else 0.0,
             utilisation=tuple(min(1.0, s.busy_s / wall) for s in self.stats),

@@ -331,6 +331,13 @@ class RayBackend:
     def parallelism(self) -> int:
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
+    def pin_to_node(self, node_id: str) -> None:
+        """Run every batch on one node (hard affinity): the one-node baseline of a scaling test."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+        self._remote = self._remote.options(scheduling_strategy=strategy)
+
     def run(self, plan: Plan, keys: Iterable[Key] | None) -> RunResult:
         _check_keys(plan, keys)
         t0 = time.perf_counter()

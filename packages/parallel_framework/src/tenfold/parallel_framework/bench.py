@@ -209,6 +209,49 @@ def _ours_on_ray(size: Callable[[BenchContext], int]) -> Callable[[BenchContext]
     return prepare
 
 
+# -- horizontal scaling on Ray --------------------------------------------------------------------------------
+def _ray_nodes(pinned: bool) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        from tenfold.parallel_framework._graph import as_plan
+        from tenfold.parallel_framework._raycluster import LocalRayCluster
+        from tenfold.parallel_framework._remote import RayBackend, disable_uv_runtime_env
+        from tenfold.parallel_framework._workloads import sleep_ms, stencil_dask
+
+        disable_uv_runtime_env()
+
+        def start() -> Any:
+            import ray
+
+            try:
+                cluster = ctx.enter(LocalRayCluster(nodes=2, cpus_per_node=2))
+            except Exception as exc:
+                raise BenchError(f"the local Ray cluster did not start: {exc}") from None
+            ray.init(address=cluster.address, _node_ip_address="127.0.0.1", log_to_driver=False)
+            ctx.callback(ray.shutdown)
+            return cluster
+
+        cluster = ctx.once("ray-cluster", start)
+        n = ctx.size(40, 1_000, 10_000)
+        plan = ctx.once(f"sleep-stencil-{n}", lambda: as_plan(stencil_dask(n, sleep_ms(10))))
+        backend = RayBackend(cluster.address, 4)
+        if pinned:
+            import ray
+
+            head = ray.get_runtime_context().get_node_id()
+            backend.pin_to_node(head)
+        backend.run(as_plan({"warm": (int,)}), None)
+
+        def op() -> Outcome:
+            result = backend.run(plan, None)
+            if not result.ok:
+                raise BenchError(f"ray run failed: {next(iter(result.failures.values()))}")
+            return Outcome(len(plan), {"batches": result.metrics.batches})
+
+        return op
+
+    return prepare
+
+
 # -- work stealing ----------------------------------------------------------------------------------------
 def _fan_out(n: int, fn: Callable[..., Any]) -> dict[Any, Any]:
     """One root and ``n`` tasks depending on it: every ready task lands on one deque first."""
@@ -412,6 +455,23 @@ def scenarios() -> list[Scenario]:
                 rounds=5,
             )
         )
+    out.append(
+        Scenario(
+            name="ray_two_nodes_10ms_tasks",
+            unit="tasks",
+            ours=Subject("tenfold on ray, 2 nodes x 2 CPUs", _ray_nodes(pinned=False)),
+            peer=Subject("tenfold on ray, pinned to 1 node x 2 CPUs", _ray_nodes(pinned=True)),
+            seed=Seed(extra={"scaling_2_nodes": "1.95x (100K/s -> 195K/s)"}),
+            table="Horizontal Scaling",
+            row="Parallel Framework, 1 -> 2 nodes",
+            counts="stencil graph of 10 ms sleep tasks on a local two-node Ray cluster "
+            "(127.0.0.1); the peer is the same run pinned to one node, so speedup = scaling",
+            modes=("quick", "full"),
+            rounds=2,
+            full_rounds=2,
+            warmup=0,
+        )
+    )
     cpu_n = lambda ctx: ctx.size(20, 400, 2_000)  # noqa: E731
     out.append(
         Scenario(
