@@ -211,3 +211,56 @@ def test_cli_reports_a_bad_file_in_one_line_with_exit_2(tmp_path: Path, capsys) 
     code, _, err = _tenfold("pipeline", "check", "nope.toml", cwd=tmp_path, capsys=capsys)
     assert code == 2 and "cannot read pipeline file" in err
     assert err.startswith("tenfold: error: ") and err.count("\n") == 1
+
+
+def test_cli_serves_prometheus_metrics_while_running(tmp_path: Path, capsys) -> None:
+    import socket
+    import threading
+    import time
+    import urllib.request
+
+    (tmp_path / "live.toml").write_text(
+        '[pipeline]\nname = "live"\nlinger_ms = 5\n'
+        '[schemas.Tick]\nid = "int"\nts = "float"\n'
+        '[source]\ntype = "generator"\nschema = "Tick"\nrate = 5000\n'
+        '[[stages]]\ntype = "decode"\nschema = "Tick"\n'
+        '[sink]\ntype = "null"\n'
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result: dict = {}
+    runner = threading.Thread(
+        target=lambda: result.update(
+            out=_tenfold(
+                "pipeline",
+                "run",
+                "live.toml",
+                "--duration-s",
+                "2.5",
+                "--json",
+                "--no-progress",
+                "--metrics-port",
+                str(port),
+                cwd=tmp_path,
+                capsys=capsys,
+            )
+        ),
+        daemon=True,
+    )
+    runner.start()
+    body = ""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "decode" not in body:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                assert resp.headers["Content-Type"].startswith("text/plain")
+                body = resp.read().decode()
+        except OSError:
+            time.sleep(0.1)
+    runner.join(30)
+    assert 'tenfold_pipeline_stage_events_total{pipeline="live",stage="decode"}' in body
+    assert "tenfold_pipeline_backpressure_episodes_total" in body
+    code, out, err = result["out"]
+    assert code == 0, err
+    assert json.loads(out)["events_read"] > 0

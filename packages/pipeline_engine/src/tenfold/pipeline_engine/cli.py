@@ -97,7 +97,10 @@ def run_cmd(
     def graceful(signum: int, frame: Any) -> None:
         p.stop()
 
-    old = signal.signal(signal.SIGTERM, graceful)
+    # Signal handlers can only be installed from the main thread (an embedding
+    # program may call us from another one; then SIGTERM keeps its own meaning).
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, graceful) if in_main else None
     try:
         report = p.run(
             max_events=max_events,
@@ -105,7 +108,8 @@ def run_cmd(
             on_progress=_progress if progress else None,
         )
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if in_main:
+            signal.signal(signal.SIGTERM, old)
         if server is not None:
             server.shutdown()
     doc = {
