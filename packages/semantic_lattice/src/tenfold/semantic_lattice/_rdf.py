@@ -476,6 +476,8 @@ class _Reader:
         if char and char in "+-.0123456789":
             number = self.number()
             if number is None:
+                if char == ".":
+                    raise self.error("expected an object, found '.'")
                 raise self.error(f"malformed number near {self.near()}")
             return number
         for word in ("true", "false"):
