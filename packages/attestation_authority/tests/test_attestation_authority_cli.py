@@ -43,6 +43,16 @@ def recorded(swtpm, tmp_path):
     return tmp_path, nonce
 
 
+def test_attest_is_a_lazy_tenfold_command() -> None:
+    import importlib.metadata
+
+    (ep,) = [
+        e for e in importlib.metadata.entry_points(group="tenfold.commands") if e.name == "attest"
+    ]
+    assert plugin.commands is not None
+    assert ep.load() is plugin.commands()[0]
+
+
 def test_plugin_registers_the_attest_group() -> None:
     assert plugin.commands is not None
     (group,) = plugin.commands()
