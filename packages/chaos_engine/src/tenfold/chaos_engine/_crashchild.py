@@ -1,6 +1,6 @@
 """An engine that puts one fault of every OS type in place, says ``ready``, then waits to be killed.
 
-``python -m tenfold.chaos_engine._crashchild JOURNAL_DIR NETNS INTERFACE VICTIM_PID``
+``python -m tenfold.chaos_engine._crashchild JOURNAL_DIR NETNS INTERFACE VICTIM_PID EXPERIMENT``
 
 The crash-recovery benchmark SIGKILLs it and times ``recover``.
 """
@@ -48,11 +48,11 @@ def every_os_fault(netns: str, interface: str, victim: int, path: str) -> list[F
     ]
 
 
-async def main(journal_dir: Path, netns: str, interface: str, victim: int) -> None:
+async def main(journal_dir: Path, netns: str, interface: str, victim: int, name: str) -> None:
     engine = await ChaosEngine.create(
         PerformanceConfig.model_validate({}),
         journal_dir=journal_dir,
-        experiment="crash",
+        experiment=name,
         watchdog=False,  # recovery alone must clean up
     )
     for fault in every_os_fault(netns, interface, victim, str(journal_dir)):
@@ -62,4 +62,4 @@ async def main(journal_dir: Path, netns: str, interface: str, victim: int) -> No
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))

@@ -33,7 +33,11 @@ from tenfold.core.errors import BenchError
 
 T = TypeVar("T")
 THROUGHPUT = "Throughput Benchmarks"
-NETNS = "tfchaos_bench"
+RUN = f"{os.getpid() % 100000}"
+"""Kernel object names carry the bench process's id: another run (a CI check in another
+checkout) on the same machine must not meet our cgroups or namespaces."""
+NETNS = f"tfchaos_bench{RUN}"
+EXPERIMENT = f"bench{RUN}"
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -67,7 +71,7 @@ def _engine(ctx: BenchContext, **perf: int) -> Any:
             ChaosEngine.create(
                 PerformanceConfig.model_validate(perf),
                 journal_dir=ctx.workdir / "journal",
-                experiment="bench",
+                experiment=EXPERIMENT,
                 points=FaultPoints(seed=ctx.seed),
             ),
         )
@@ -298,7 +302,7 @@ def _peer_monitoring(ctx: BenchContext) -> Op:
     registry = CollectorRegistry()
     psi = Gauge("psi_some_avg10", "PSI", ["resource"], registry=registry)
     active = Gauge("faults_active", "active faults", registry=registry)
-    pool = "/sys/fs/cgroup/cpuacct/tenfold/tfchaos_bench_pool/cpuacct.usage"
+    pool = f"/sys/fs/cgroup/cpuacct/tenfold/tfchaos_{EXPERIMENT}_pool/cpuacct.usage"
     usage = Gauge("pool_cpu_usage_ns", "pool CPU", registry=registry)
     n = ctx.size(100, 1000, 50000)
 
@@ -871,7 +875,7 @@ def scenarios() -> list[Scenario]:
 
 def _veth_netns(ctx: BenchContext) -> tuple[str, str]:
     def make() -> tuple[str, str]:
-        netns = "tfchaos_crash"
+        netns = f"tfchaos_crash{RUN}"
         subprocess.run(["ip", "netns", "delete", netns], capture_output=True, check=False)
         for argv in (
             ["ip", "netns", "add", netns],
@@ -892,7 +896,7 @@ def _veth_netns(ctx: BenchContext) -> tuple[str, str]:
 def _leftovers(netns: str, dev: str, victim: int) -> int:
     from tenfold.chaos_engine._kernel import tenfold_cgroups
 
-    found = len(tenfold_cgroups("tfchaos_crash"))
+    found = len(tenfold_cgroups(f"tfchaos_crash{RUN}"))
     run = subprocess.run
     tables = run(
         ["ip", "netns", "exec", netns, "nft", "list", "tables"],
@@ -900,7 +904,7 @@ def _leftovers(netns: str, dev: str, victim: int) -> int:
         text=True,
         check=False,
     )
-    found += tables.stdout.count("tfchaos_crash")
+    found += tables.stdout.count(f"tfchaos_crash{RUN}")
     qdisc = run(
         ["tc", "-n", netns, "qdisc", "show", "dev", dev],
         capture_output=True,
@@ -908,7 +912,7 @@ def _leftovers(netns: str, dev: str, victim: int) -> int:
         check=False,
     )
     found += qdisc.stdout.count("tbf")
-    found += Path(f"/proc/{victim}/cgroup").read_text().count("tfchaos_crash")
+    found += Path(f"/proc/{victim}/cgroup").read_text().count(f"tfchaos_crash{RUN}")
     workers = run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
     mounts = Path("/proc/self/mounts").read_text().splitlines()
     found += sum(1 for line in mounts if line.split()[0] == "tfchaos")
@@ -932,19 +936,23 @@ def _ours_crash_recover(ctx: BenchContext) -> Op:
                 netns,
                 dev,
                 str(victim),
+                f"crash{RUN}",
             ],
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         try:
-            assert child.stdout is not None
+            assert child.stdout is not None and child.stderr is not None
             if child.stdout.readline().strip() != "ready":
-                raise BenchError("the crash child did not put its faults in place")
+                child.kill()
+                tail = child.stderr.read().strip().splitlines()[-1:]
+                raise BenchError(f"the crash child did not put its faults in place: {tail}")
             before = _leftovers(netns, dev, victim)
             child.kill()
             child.wait()
             t0 = time.perf_counter()
-            report = recover(journals / "crash.journal")
+            report = recover(journals / f"crash{RUN}.journal")
             ms = (time.perf_counter() - t0) * 1000
         finally:
             child.kill()
@@ -969,6 +977,7 @@ def _crash_scenario() -> Scenario:
         ours=Subject("tenfold", _ours_crash_recover),
         table="Safety",
         row="SIGKILL mid-run, then recover (10 OS fault types)",
+        warmup=0,
         counts="time of `recover` after SIGKILL of an engine holding one fault of every OS type; objects left after must be 0",
         rounds=2,
         needs_root=True,
