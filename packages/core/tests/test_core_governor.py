@@ -105,16 +105,23 @@ def test_not_root_gets_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
 @needs_cgroups
 @pytest.mark.root
 def test_cpu_quota_holds_a_busy_child() -> None:
-    with Cgroup(f"t-cpu-{os.getpid()}", cpu_quota_pct=40) as cg:
+    name = f"t-cpu-{os.getpid()}"
+    with Cgroup(name, cpu_quota_pct=40) as cg:
         child = cg.spawn([sys.executable, "-c", "while True: pass"])
         time.sleep(0.3)
-        s0, t0 = cg.stats()["cpu_usage_ns"], time.monotonic()
+        s0, t0 = cg.stats(), time.monotonic()
         time.sleep(2.0)
-        s1, t1 = cg.stats()["cpu_usage_ns"], time.monotonic()
-        share = 100 * (s1 - s0) / 1e9 / (t1 - t0)
-        assert abs(share - 40) <= 5, share
+        s1, t1 = cg.stats(), time.monotonic()
+        share = 100 * (s1["cpu_usage_ns"] - s0["cpu_usage_ns"]) / 1e9 / (t1 - t0)
+        # Never more than the quota (plus one period's slack)...
+        assert share <= 45, share
+        # ...and the quota, not the machine, is what held it back: the kernel throttled it.
+        # (How close it gets to 40% depends on how busy the other core is; that accuracy
+        # is measured by the benchmarks, not asserted here.)
+        assert s1["cpu_nr_throttled"] > s0["cpu_nr_throttled"]
+        assert share > 5, share
     assert child.wait(5) == -9
-    assert f"t-cpu-{os.getpid()}" not in leftover_cgroups()
+    assert name not in leftover_cgroups()
 
 
 @needs_cgroups
