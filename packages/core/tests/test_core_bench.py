@@ -71,6 +71,9 @@ def test_core_smoke_has_a_peer_and_speedup_everywhere(tmp_path: Path) -> None:
     assert {"governor_cpu_throttle_check", "plugin_load", "crypto_ed25519_sign"} <= names
     for sc in result["scenarios"]:
         assert "error" not in sc, (sc["name"], sc.get("traceback"))
+        if sc["name"] == "governor_cgroup_cpu_quota":
+            assert "skipped" in sc or 0 < sc["metrics"]["share_pct"] <= 55
+            continue
         assert sc["peer"]["ops_per_s"] > 0 and sc["speedup_vs_peer"] > 0
         assert sc["seed"]["ops_per_s"] > 0
     full = {

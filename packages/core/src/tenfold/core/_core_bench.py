@@ -15,7 +15,7 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
-from tenfold.core.bench import BenchContext, Op, Scenario, Seed, Subject
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Seed, Subject
 from tenfold.core.crypto import AesGcm, Ed25519Key, blake3, verify_ed25519
 from tenfold.core.errors import SandboxViolation
 from tenfold.core.governor import Governor, GovernorConfig, SandboxPolicy
@@ -167,6 +167,32 @@ def _peer_sandbox(ctx: BenchContext) -> Op:
             resolved = Path(os.path.normpath(path))
             _ = any(resolved.is_relative_to(root) for root in roots)
         return n
+
+    return op
+
+
+def _ours_cgroup_quota(ctx: BenchContext) -> Op:
+    import subprocess
+    import time
+
+    from tenfold.core.governor import Cgroup
+
+    quota = 50.0
+    window_s = ctx.size(0.5, 2.0, 5.0)
+
+    def op() -> Outcome:
+        with Cgroup(f"bench-quota-{os.getpid()}", cpu_quota_pct=quota) as cg:
+            child = cg.spawn([sys.executable, "-c", "while True: pass"], stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+            s0, t0 = cg.stats()["cpu_usage_ns"], time.monotonic()
+            time.sleep(window_s)
+            s1, t1 = cg.stats()["cpu_usage_ns"], time.monotonic()
+        child.wait(5)
+        share = 100 * (s1 - s0) / 1e9 / (t1 - t0)
+        return Outcome(
+            1,
+            {"quota_pct": quota, "share_pct": round(share, 2), "error_pp": round(share - quota, 2)},
+        )
 
     return op
 
@@ -459,6 +485,10 @@ def scenarios() -> list[Scenario]:
                  Subject("pathlib normpath + is_relative_to", _peer_sandbox), Seed(1_250_000, p50_ms=0.0008),
                  GOV, "Sandbox Check", "one path/action policy decision (half allowed, half refused)",
                  rounds=7),
+        Scenario("governor_cgroup_cpu_quota", "runs", Subject("tenfold (cgroup v1 cpu quota)", _ours_cgroup_quota),
+                 None, None, GOV, "CPU quota on a busy child (50%)",
+                 "one busy child held to a 50% quota; share_pct is what it got (error_pp: percentage points off)",
+                 needs_root=True, rounds=3),
         Scenario("plugin_load", "plugins", Subject("tenfold", _ours_load),
                  Subject(f"{pluggy} register", _peer_load), Seed(20, p50_ms=50),
                  PLUG, "Plugin Load", "a fresh import of a real plugin module plus registration"),
