@@ -1,0 +1,374 @@
+"""Benchmark scenarios: the document's reduction and pattern-matching tables, against SymPy and MatchPy.
+
+Reduction: seeded random expressions of 5 / 20 / 100 / 500 operators, one
+distinct expression per timed call (parse + reduce from text), against SymPy's
+automatic evaluation (``sympify`` of the same text; its cache is cleared when the
+scenario is prepared, and no expression repeats). The equivalence of our result
+with SymPy's is checked at random rational points in ``prepare`` and reported as
+``equivalence_pass_rate``; a disagreement fails the scenario.
+
+Pattern matching: N random patterns over f/g/h (plain) or with ``+`` (AC)
+against 50 subjects, ours (compiled many-to-one) against MatchPy's
+``ManyToOneMatcher``; the (pattern, substitution-count) sets must be equal. In
+the AC rows MatchPy's ``+`` is declared commutative (multiset matching over the
+flattened arguments), because an *associative* MatchPy operation lets a plain
+wildcard absorb several operands, which is not our ``x_`` semantics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from typing import Any
+
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Seed, Subject
+from tenfold.core.errors import BenchError
+
+__all__ = ["scenarios"]
+
+SIZES = {5: ("Simple (5 ops)", 2.5, 4.8, 20_000), 20: ("Medium (20 ops)", 12, 22, 4_166)}
+SIZES |= {100: ("Complex (100 ops)", 48, 85, 1_041), 500: ("Very Complex (500 ops)", 220, 380, 227)}
+PATTERNS = {10: (1.5, 666), 100: (8.5, 117), 1000: (65, 15)}
+
+
+def _sympy_version() -> str:
+    import sympy
+
+    return f"SymPy {sympy.__version__} automatic evaluation"
+
+
+def _corpus(ctx: BenchContext, n_ops: int) -> list[str]:
+    from tenfold.symbolic_modeler._corpus import random_expressions
+
+    count = ctx.size(3, 21, 21)
+    return ctx.once(f"exprs-{n_ops}", lambda: random_expressions(ctx.seed, n_ops, count))
+
+
+def _equivalence(ctx: BenchContext, n_ops: int, texts: list[str]) -> tuple[float, int]:
+    """Share of checked expressions where our normal form equals SymPy's at random points."""
+
+    def check() -> tuple[float, int]:
+        import sympy
+
+        from tenfold.symbolic_modeler._evaluate import compare
+        from tenfold.symbolic_modeler._parser import parse_expression
+        from tenfold.symbolic_modeler._reduce import reduce
+        from tenfold.symbolic_modeler._sympy_bridge import from_sympy
+
+        sample = texts[: ctx.size(2, 10 if n_ops < 500 else 4, len(texts))]
+        passed = 0
+        for text in sample:
+            ours = reduce(parse_expression(text))
+            theirs = from_sympy(sympy.sympify(text))
+            verdict = compare(ours, theirs, points=3)
+            if verdict == "different":
+                raise BenchError(f"reduction differs from SymPy on {text[:120]}...")
+            passed += verdict == "equal"
+        return passed / len(sample), len(sample)
+
+    return ctx.once(f"equiv-{n_ops}", check)
+
+
+def _reduce_ours(n_ops: int) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        from tenfold.symbolic_modeler._parser import parse_expression
+        from tenfold.symbolic_modeler._reduce import reduce
+
+        texts = _corpus(ctx, n_ops)
+        rate, checked = _equivalence(ctx, n_ops, texts)
+        cycle = itertools.cycle(texts)
+
+        def op() -> Outcome:
+            result = reduce(parse_expression(next(cycle)))
+            return Outcome(
+                1,
+                {
+                    "equivalence_pass_rate": rate,
+                    "equivalence_checked": checked,
+                    "size": result.size,
+                },
+            )
+
+        return op
+
+    return prepare
+
+
+def _reduce_sympy(n_ops: int) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        import sympy
+        from sympy.core.cache import clear_cache
+
+        texts = _corpus(ctx, n_ops)
+        clear_cache()
+        cycle = itertools.cycle(texts)
+
+        def op() -> int:
+            sympy.sympify(next(cycle))
+            return 1
+
+        return op
+
+    return prepare
+
+
+_SIMPLIFY_WORKER = r"""
+import sys, sympy
+for line in sys.stdin:
+    sympy.simplify(sympy.sympify(line))
+    sys.stdout.write("done\n"); sys.stdout.flush()
+"""
+
+
+def _simplify_peer(n_ops: int) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        import select
+        import subprocess
+        import sys
+
+        texts = _corpus(ctx, n_ops)
+        cycle = itertools.cycle(texts)
+        state: dict[str, Any] = {"proc": None, "timeouts": 0, "calls": 0}
+
+        def start() -> subprocess.Popen[str]:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _SIMPLIFY_WORKER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            state["proc"] = proc
+            return proc
+
+        def stop() -> None:
+            proc = state["proc"]
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+        start()
+        ctx.callback(stop)
+
+        def op() -> Outcome:
+            proc = state["proc"]
+            assert proc is not None and proc.stdin is not None and proc.stdout is not None
+            state["calls"] += 1
+            proc.stdin.write(next(cycle) + "\n")
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], 10.0)
+            if ready:
+                proc.stdout.readline()
+            else:  # the 10 s cap: count it, restart the worker
+                state["timeouts"] += 1
+                stop()
+                start()
+            return Outcome(1, {"simplify_timeouts_10s": state["timeouts"], "calls": state["calls"]})
+
+        return op
+
+    return prepare
+
+
+# --- pattern matching -------------------------------------------------------
+
+_HEADS = (("f", 2), ("g", 1), ("h", 3))
+_CONSTS = ("a", "b", "c")
+
+
+def _random_pattern(rng: random.Random, depth: int, ac: bool, var_names: list[str]) -> str:
+    if depth == 0 or rng.random() < 0.3:
+        if rng.random() < 0.5:
+            name = rng.choice(["x", "y", "z"])
+            if name not in var_names:
+                var_names.append(name)
+            return name + "_"
+        return rng.choice(_CONSTS)
+    if ac and rng.random() < 0.4:
+        k = rng.randint(2, 3)
+        return (
+            "(" + " + ".join(_random_pattern(rng, depth - 1, ac, var_names) for _ in range(k)) + ")"
+        )
+    head, arity = rng.choice(_HEADS)
+    args = ", ".join(_random_pattern(rng, depth - 1, ac, var_names) for _ in range(arity))
+    return f"{head}({args})"
+
+
+def _random_subject(rng: random.Random, depth: int, ac: bool) -> str:
+    if depth == 0 or rng.random() < 0.25:
+        return rng.choice(_CONSTS)
+    if ac and rng.random() < 0.4:
+        k = rng.randint(2, 3)
+        return "(" + " + ".join(_random_subject(rng, depth - 1, ac) for _ in range(k)) + ")"
+    head, arity = rng.choice(_HEADS)
+    return f"{head}({', '.join(_random_subject(rng, depth - 1, ac) for _ in range(arity))})"
+
+
+def _match_inputs(ctx: BenchContext, count: int, ac: bool) -> tuple[list[str], list[str]]:
+    def make() -> tuple[list[str], list[str]]:
+        rng = random.Random(ctx.seed + count + (7 if ac else 0))
+        patterns: list[str] = []
+        seen: set[str] = set()
+        while len(patterns) < count:
+            p = _random_pattern(rng, 3, ac, [])
+            if p not in seen and "_" in p:
+                seen.add(p)
+                patterns.append(p)
+        subjects = [_random_subject(rng, 4, ac) for _ in range(50)]
+        # make sure a share of subjects are instances of patterns
+        for i in range(0, 50, 3):
+            p = patterns[rng.randrange(len(patterns))]
+            subjects[i] = p.replace("x_", "a").replace("y_", "g(b)").replace("z_", "c")
+        return patterns, subjects
+
+    return ctx.once(f"match-{count}-{ac}", make)
+
+
+def _match_ours(count: int, ac: bool) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        from tenfold.symbolic_modeler._match import ManyToOneMatcher
+        from tenfold.symbolic_modeler._parser import parse_expression, parse_pattern
+
+        patterns, subjects = _match_inputs(ctx, count, ac)
+        matcher = ManyToOneMatcher([parse_pattern(p) for p in patterns])
+        terms = [parse_expression(s) for s in subjects]
+        expected = ctx.once(
+            f"match-peer-result-{count}-{ac}", lambda: _matchpy_result(ctx, count, ac)
+        )
+
+        def op() -> Outcome:
+            found = [sorted(i for i, _ in matcher.match(t)) for t in terms]
+            ours = _summary(found)
+            if ours != expected:
+                raise BenchError(f"match results differ from MatchPy ({count} patterns, ac={ac})")
+            return Outcome(len(terms), {"matches": sum(len(f) for f in found), "equal_to_peer": 1})
+
+        return op
+
+    return prepare
+
+
+def _summary(found: list[list[int]]) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(sorted(f)) for f in found)
+
+
+def _matchpy_objects(ctx: BenchContext, count: int, ac: bool) -> tuple[Any, list[Any]]:
+    def make() -> tuple[Any, list[Any]]:
+        import matchpy
+        from matchpy import Arity, Operation, Pattern, Symbol, Wildcard
+
+        ops = {
+            "f": Operation.new("f", Arity.binary),
+            "g": Operation.new("g", Arity.unary),
+            "h": Operation.new("h", Arity.ternary),
+            "+": Operation.new("Plus", Arity.variadic, associative=False, commutative=True),
+        }
+        consts = {c: Symbol(c) for c in _CONSTS}
+        from tenfold.symbolic_modeler._parser import parse_expression, parse_pattern
+        from tenfold.symbolic_modeler._terms import OP_ADD, OP_WILD, Term
+
+        def convert(t: Term) -> Any:
+            done: dict[Term, Any] = {}
+            for u in t.walk():
+                if u.op == OP_WILD:
+                    done[u] = Wildcard.dot(u.value)
+                elif not u.args:
+                    done[u] = consts[u.value]
+                else:
+                    head = ops["+"] if u.op == OP_ADD else ops[u.op]
+                    done[u] = head(*[done[a] for a in u.args])
+            return done[t]
+
+        patterns, subjects = _match_inputs(ctx, count, ac)
+        matcher = matchpy.ManyToOneMatcher()
+        for i, p in enumerate(patterns):
+            matcher.add(Pattern(convert(parse_pattern(p))), label=i)
+        return matcher, [convert(parse_expression(s)) for s in subjects]
+
+    return ctx.once(f"matchpy-{count}-{ac}", make)
+
+
+def _matchpy_result(ctx: BenchContext, count: int, ac: bool) -> tuple[tuple[int, ...], ...]:
+    matcher, subjects = _matchpy_objects(ctx, count, ac)
+    found = [sorted(label for label, _ in matcher.match(s)) for s in subjects]
+    return _summary(found)
+
+
+def _match_peer(count: int, ac: bool) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        matcher, subjects = _matchpy_objects(ctx, count, ac)
+
+        def op() -> int:
+            for s in subjects:
+                for _ in matcher.match(s):
+                    pass
+            return len(subjects)
+
+        return op
+
+    return prepare
+
+
+def scenarios() -> list[Scenario]:
+    out: list[Scenario] = []
+    for n_ops, (row, p50, p95, rate) in SIZES.items():
+        out.append(
+            Scenario(
+                name=f"reduce_{n_ops}_ops",
+                unit="reductions",
+                ours=Subject("tenfold", _reduce_ours(n_ops)),
+                peer=Subject(_sympy_version(), _reduce_sympy(n_ops)),
+                seed=Seed(ops_per_s=rate, p50_ms=p50, p95_ms=p95),
+                table="Reduction Performance",
+                row=row,
+                counts="parse + reduce of one distinct seeded expression from text",
+                headline=n_ops == 100,
+                rounds=20,
+                full_rounds=20,
+                warmup=1,
+            )
+        )
+    for n_ops in (5, 20, 100, 500):
+        out.append(
+            Scenario(
+                name=f"reduce_{n_ops}_ops_vs_simplify",
+                unit="reductions",
+                ours=Subject("tenfold", _reduce_ours(n_ops)),
+                peer=Subject("sympy.simplify (subprocess, 10 s cap)", _simplify_peer(n_ops)),
+                table="Reduction Performance",
+                row=f"{SIZES[n_ops][0]} vs simplify",
+                counts="one expression per call; simplify capped at 10 s in a worker process",
+                rounds=3 if n_ops <= 20 else 20,
+                full_rounds=20,
+                warmup=0,
+                modes=("quick", "full") if n_ops == 20 else ("full",),
+            )
+        )
+    for count, (p50, rate) in PATTERNS.items():
+        for ac in (False, True):
+            out.append(
+                Scenario(
+                    name=f"match_{count}_patterns{'_ac' if ac else ''}",
+                    unit="subjects",
+                    ours=Subject("tenfold (compiled many-to-one)", _match_ours(count, ac)),
+                    peer=Subject(_matchpy_name(), _match_peer(count, ac)),
+                    seed=Seed(ops_per_s=rate, p50_ms=p50),
+                    table="Pattern Matching",
+                    row=f"{count:,} patterns{' (AC)' if ac else ''}",
+                    counts="all matches of one subject against the whole pattern set",
+                    rounds=5,
+                    full_rounds=3 if ac and count == 1000 else 10,
+                    # MatchPy's AC matching takes seconds per call from 100 patterns up
+                    modes=("smoke", "quick", "full") if not ac or count == 10 else ("full",),
+                )
+            )
+    return out
+
+
+def _matchpy_name() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"MatchPy {version('matchpy')} ManyToOneMatcher"
+    except Exception:  # pragma: no cover - matchpy missing: the peer is optional
+        return "MatchPy ManyToOneMatcher"
