@@ -143,7 +143,7 @@ def test_worker_killed_from_outside_is_respawned(tmp_path: Path) -> None:
     g = Graph()
     keys = [f"t{i}" for i in range(40)]
     for key in keys:
-        g.add(key, record, str(log), key, 0.02, retries=1, backoff_s=0.0)
+        g.add(key, record, str(log), key, 0.05, retries=1, backoff_s=0.0)
     with Executor("processes", 2) as ex:
         handle = ex.start(g)
         victim = ex.worker_pids()[0]

@@ -55,6 +55,11 @@ class LocalRayCluster:
         self._logs: list[Path] = []
 
     def __enter__(self) -> LocalRayCluster:
+        # Ray turns token authentication on by itself when ~/.ray/auth_token exists and
+        # RAY_AUTH_MODE is unset, in each process separately: the nodes and this
+        # process's clients could then disagree. A throwaway loopback cluster runs
+        # without tokens, said explicitly for every process involved.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         try:
             self.start()
         except BaseException:
@@ -100,6 +105,7 @@ class LocalRayCluster:
         log = Path(self.temp_dir) / f"{name}.log"
         self._logs.append(log)
         env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
+        env.setdefault("RAY_AUTH_MODE", "disabled")
         with open(log, "wb") as out:
             self.procs.append(
                 subprocess.Popen(
@@ -168,11 +174,15 @@ class LocalRayCluster:
         gcs_pb2: Any = importlib.import_module("ray.core.generated.gcs_pb2")
         GcsNodeInfo = gcs_pb2.GcsNodeInfo  # noqa: N806 - protobuf class
 
-        client: Any = raylet.GcsClient(address=self.address)
+        client: Any = None
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             self._check_alive()
+            # A GCS that has just opened its port can refuse the first clients (seen as
+            # AuthenticationError): connecting is retried like the query itself.
             with contextlib.suppress(Exception):
+                if client is None:
+                    client = raylet.GcsClient(address=self.address)
                 alive = client.get_all_node_info(
                     timeout=2, state_filter=GcsNodeInfo.GcsNodeState.ALIVE
                 )
