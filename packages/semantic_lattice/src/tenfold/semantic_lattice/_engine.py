@@ -445,6 +445,15 @@ class Engine:
             self.con.execute("DROP TABLE IF EXISTS gone")
         return removed
 
+    def _counts(self) -> dict[str, int]:
+        """Row counts of every relation, in one statement."""
+        names = list(self.program.relations)
+        if not names:
+            return {}
+        parts = ", ".join(f"(SELECT count(*) FROM r_{n})" for n in names)
+        row = self.con.execute(f"SELECT {parts}").fetchone()
+        return {n: int(v) for n, v in zip(names, row or (), strict=True)}
+
     def count(self, name: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM r_{self.relation(name).name}").fetchone()
         return int(row[0]) if row else 0
@@ -711,7 +720,7 @@ class Engine:
                 self.con.execute(f"DROP TABLE IF EXISTS del_{name}")
             self._deleted = set()
             self._retracted = False
-        before = {name: self.count(name) for name in self.program.relations}
+        before = self._counts()
         strata = stratify(self.program)
         stats.strata = len(strata)
         timer: threading.Timer | None = None
@@ -738,8 +747,7 @@ class Engine:
         self._reset = set()
         self._recompute = False
         self.con.execute("DELETE FROM catalog WHERE kind IN ('pending', 'recompute')")
-        for name in self.program.relations:
-            after = self.count(name)
+        for name, after in self._counts().items():
             stats.per_relation[name] = after - before[name]
             stats.derived += max(0, after - before[name])
         stats.seconds = time.perf_counter() - start
