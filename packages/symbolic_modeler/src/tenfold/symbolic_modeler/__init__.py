@@ -1,11 +1,20 @@
 """Symbolic Reduction Modeler: A hash-consed term rewriter checked against SymPy."""
 
+from tenfold.symbolic_modeler._batch import reduce_many as reduce_many
+from tenfold.symbolic_modeler._match import ManyToOneMatcher as ManyToOneMatcher
+from tenfold.symbolic_modeler._match import MatchBudget as MatchBudget
+from tenfold.symbolic_modeler._match import match as match
+from tenfold.symbolic_modeler._numeric import compile_native as compile_native
+from tenfold.symbolic_modeler._numeric import emit_llvm as emit_llvm
+from tenfold.symbolic_modeler._numeric import lambdify as lambdify
 from tenfold.symbolic_modeler._parser import parse_expression as parse_expression
 from tenfold.symbolic_modeler._parser import parse_pattern as parse_pattern
 from tenfold.symbolic_modeler._printing import to_latex as to_latex
 from tenfold.symbolic_modeler._printing import to_text as to_text
 from tenfold.symbolic_modeler._reduce import expand as expand
 from tenfold.symbolic_modeler._reduce import reduce as reduce
+from tenfold.symbolic_modeler._rules import Rule as Rule
+from tenfold.symbolic_modeler._rules import RuleSet as RuleSet
 from tenfold.symbolic_modeler._sympy_bridge import from_sympy as from_sympy
 from tenfold.symbolic_modeler._sympy_bridge import to_sympy as to_sympy
 from tenfold.symbolic_modeler._terms import Term as Term
@@ -15,15 +24,24 @@ from tenfold.symbolic_modeler._terms import sym as sym
 from tenfold.symbolic_modeler.errors import SymbolicModelerError as SymbolicModelerError
 
 __all__ = [
+    "ManyToOneMatcher",
+    "MatchBudget",
+    "Rule",
+    "RuleSet",
     "SymbolicModelerError",
     "Term",
+    "compile_native",
+    "emit_llvm",
     "expand",
     "fn",
     "from_sympy",
+    "lambdify",
+    "match",
     "num",
     "parse_expression",
     "parse_pattern",
     "reduce",
+    "reduce_many",
     "sym",
     "to_latex",
     "to_sympy",

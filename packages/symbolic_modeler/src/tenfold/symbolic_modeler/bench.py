@@ -309,8 +309,94 @@ def _match_peer(count: int, ac: bool) -> Callable[[BenchContext], Op]:
     return prepare
 
 
+# --- numeric evaluation -------------------------------------------------------
+
+
+def _numeric_inputs(ctx: BenchContext) -> tuple[str, list[str], list[Any]]:
+    def make() -> tuple[str, list[str], list[Any]]:
+        import numpy as np
+
+        from tenfold.symbolic_modeler._corpus import random_expressions
+        from tenfold.symbolic_modeler._numeric import lambdify
+        from tenfold.symbolic_modeler._parser import parse_expression
+
+        symbols = ["w", "x", "y", "z"]
+        rng = np.random.default_rng(ctx.seed)
+        points = ctx.size(10_000, 200_000, 1_000_000)
+        cols = [rng.uniform(0.5, 1.5, points) for _ in symbols]
+        # the first seeded expression that is real-valued at most points (a log of
+        # a negative value would make the whole benchmark NaN)
+        for text in random_expressions(ctx.seed, 500, 20):
+            values = lambdify(parse_expression(text), symbols)(*(c[:1000] for c in cols))
+            if np.mean(np.isfinite(values)) > 0.9:
+                return text, symbols, cols
+        raise BenchError("no real-valued 500-op expression among 20 seeded candidates")
+
+    return ctx.once("numeric", make)
+
+
+def _numeric_ours(ctx: BenchContext) -> Op:
+    import numpy as np
+    import sympy
+
+    from tenfold.symbolic_modeler._numeric import compile_native
+    from tenfold.symbolic_modeler._parser import parse_expression
+    from tenfold.symbolic_modeler._reduce import reduce
+
+    text, symbols, cols = _numeric_inputs(ctx)
+    fn = compile_native(reduce(parse_expression(text)), symbols)
+    peer = sympy.lambdify([sympy.Symbol(s) for s in symbols], sympy.sympify(text), "numpy")
+    with np.errstate(all="ignore"):
+        ours, theirs = fn(*cols), np.broadcast_to(peer(*cols), cols[0].shape)
+    finite = np.isfinite(ours) & np.isfinite(theirs)
+    agree = (
+        float(np.mean(np.isclose(ours[finite], theirs[finite], rtol=1e-6))) if finite.any() else 1.0
+    )
+    same_nonfinite = float(np.mean(np.isfinite(ours) == np.isfinite(theirs)))
+    # Overflow can differ between equal forms (x**-2 against 1/x**2 near the
+    # float range), so the finite/non-finite match is reported, not enforced.
+    if agree < 0.99:
+        raise BenchError(f"compiled values differ from sympy.lambdify ({agree:.4f} agree)")
+
+    def op() -> Outcome:
+        fn(*cols)
+        return Outcome(
+            len(cols[0]),
+            {"agreement_with_lambdify": agree, "same_finiteness": same_nonfinite},
+        )
+
+    return op
+
+
+def _numeric_peer(ctx: BenchContext) -> Op:
+    import numpy as np
+    import sympy
+
+    text, symbols, cols = _numeric_inputs(ctx)
+    fn = sympy.lambdify([sympy.Symbol(s) for s in symbols], sympy.sympify(text), "numpy")
+
+    def op() -> int:
+        with np.errstate(all="ignore"):
+            fn(*cols)
+        return len(cols[0])
+
+    return op
+
+
 def scenarios() -> list[Scenario]:
-    out: list[Scenario] = []
+    out: list[Scenario] = [
+        Scenario(
+            name="numeric_eval_500_ops",
+            unit="points",
+            ours=Subject("tenfold (llvmlite native, vectorized)", _numeric_ours),
+            peer=Subject("sympy.lambdify (numpy)", _numeric_peer),
+            table="Numeric Evaluation",
+            row="500-op expression over float64 arrays",
+            counts="evaluations of one compiled 500-operator expression, per point",
+            rounds=5,
+            full_rounds=10,
+        )
+    ]
     for n_ops, (row, p50, p95, rate) in SIZES.items():
         out.append(
             Scenario(
