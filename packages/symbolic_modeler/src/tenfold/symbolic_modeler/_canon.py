@@ -82,9 +82,14 @@ def _collect_sum(items: list[tuple[Number, Term]], flags: Flags) -> Term:
         else:
             coeffs[base] = coeffs.get(base, 0) + c
     terms: list[Term] = []
+    nested = False
     for base, c in coeffs.items():
         if c == 1:
-            terms.append(base)
+            if base.op == OP_ADD:  # 2*(y + z) - (y + z): the sum itself comes back
+                nested = True
+                terms.extend(base.args)
+            else:
+                terms.append(base)
         elif c == 0:
             if base.partial and not flags.nonzero:
                 z = _zero_times(base)
@@ -94,6 +99,8 @@ def _collect_sum(items: list[tuple[Number, Term]], flags: Flags) -> Term:
             terms.append(_mul_of(c, base))
     if const != 0:
         terms.append(num(const))
+    if nested:
+        return canon_add(terms, flags)
     if not terms:
         return ZERO
     if len(terms) == 1:
@@ -128,11 +135,13 @@ def canon_add(args: list[Term] | tuple[Term, ...], flags: Flags) -> Term:
         return plain
     # c*(u + v) inside a sum: distributing may let terms cancel; keep it only if smaller.
     spread: list[tuple[Number, Term]] = []
-    for c, base in items:
+    work = list(items)
+    while work:  # nested c*(u + d*(v + w)) distribute all the way down
+        c, base = work.pop()
         if base.op == OP_ADD and c != 0:
             for b in base.args:
                 bc, bb = _split(b)
-                spread.append((c * bc, bb))
+                work.append((c * bc, bb))
         else:
             spread.append((c, base))
     other = _collect_sum(spread, flags)

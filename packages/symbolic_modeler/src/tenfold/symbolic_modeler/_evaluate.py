@@ -172,15 +172,21 @@ def compare(
 
     Points are drawn from small fractions p/q with |p| <= 9 and 1 <= q <= 7, so
     exact evaluation stays cheap; up to ``20 * points`` draws are tried, skipping
-    poles and ill-conditioned points. No usable point at all is inconclusive.
+    poles and ill-conditioned points, then as many in [0.8, 1.2] if none was
+    usable. No usable point at all is inconclusive.
     """
     if left is right:
         return "equal"
     rng = random.Random(seed)
     names = sorted(set(symbols or ()) | left.free_symbols() | right.free_symbols())
     checked = 0
-    for _ in range(20 * points):
-        point = {n: Fraction(rng.randint(-9, 9), rng.randint(1, 7)) for n in names}
+    for attempt in range(40 * points):
+        if attempt < 20 * points:
+            point = {n: Fraction(rng.randint(-9, 9), rng.randint(1, 7)) for n in names}
+        elif checked:
+            break
+        else:  # nothing usable yet (exp towers overflow): points near 1 keep values small
+            point = {n: Fraction(rng.randint(80, 120), 100) for n in names}
         try:
             exact_l, vl = _value(left, point)
             exact_r, vr = _value(right, point)
