@@ -55,3 +55,28 @@ def test_configuration_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     path.write_text("[parallel_framework]\nbackedn = 'inline'\n")
     with pytest.raises(ConfigError, match="unknown key 'backedn'"):
         api.Executor()
+
+
+def test_benchmark_scenarios_are_declared_once_with_one_headline() -> None:
+    from tenfold.core.bench import BenchContext
+    from tenfold.parallel_framework._plugin import plugin
+
+    assert plugin.scenarios is not None and plugin.commands is not None
+    scenarios = list(plugin.scenarios())
+    names = [s.name for s in scenarios]
+    assert len(names) == len(set(names))
+    assert sum(s.headline for s in scenarios) == 1
+    tables = {s.table for s in scenarios}
+    assert {"Task Execution Performance", "Work-Stealing Performance", "Resource Usage"} <= tables
+    # the in-process scenarios run end to end at smoke size (the Ray/Dask ones are in the remote tests)
+    by_name = {s.name: s for s in scenarios}
+    for name in ("stencil_100_threads", "memory_per_task_in_flight", "steal_4_workers_sleep"):
+        scenario = by_name[name]
+        ctx = BenchContext(mode="smoke", workdir=Path("."))
+        with ctx.stack:
+            outcome = scenario.ours.prepare(ctx)()
+            assert outcome is not None and not isinstance(outcome, int) and outcome.ops > 0
+            if scenario.peer is not None:
+                assert scenario.peer.prepare(ctx)() is not None
+    assert plugin.kernel is not None
+    plugin.kernel()
