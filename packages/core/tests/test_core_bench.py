@@ -73,6 +73,8 @@ def test_core_smoke_has_a_peer_and_speedup_everywhere(tmp_path: Path) -> None:
         assert "error" not in sc, (sc["name"], sc.get("traceback"))
         if sc["name"] == "governor_cgroup_cpu_quota":
             assert "skipped" in sc or 0 < sc["metrics"]["share_pct"] <= 55
+            if "skipped" not in sc:
+                assert sc["peer"]["metrics"]["share_pct"] > 0
             continue
         assert sc["peer"]["ops_per_s"] > 0 and sc["speedup_vs_peer"] > 0
         assert sc["seed"]["ops_per_s"] > 0

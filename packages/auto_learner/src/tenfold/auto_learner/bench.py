@@ -449,7 +449,7 @@ def scenarios() -> list[Scenario]:
     sizes: tuple[tuple[int, str, tuple[float, float, float], tuple[Mode, ...]], ...] = (
         (10_000, "10K", (2.0, 5.0, 30.0), ("smoke", "quick", "full")),
         (100_000, "100K", (2.0, 10.0, 60.0), ("quick", "full")),
-        (1_000_000, "1M", (5.0, 60.0, 165.0), ("full",)),
+        (1_000_000, "1M", (5.0, 20.0, 165.0), ("quick", "full")),
         (10_000_000, "10M", (5.0, 60.0, 600.0), ("full",)),
     )
     for rows, label, budget, modes in sizes:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Seed, Subject
 from tenfold.core.crypto import AesGcm, Ed25519Key, blake3, verify_ed25519
-from tenfold.core.errors import SandboxViolation
+from tenfold.core.errors import BenchError, SandboxViolation
 from tenfold.core.governor import Governor, GovernorConfig, SandboxPolicy
 from tenfold.core.plugins import PluginManager, PluginRecord, PluginState
 
@@ -192,6 +192,44 @@ def _ours_cgroup_quota(ctx: BenchContext) -> Op:
         return Outcome(
             1,
             {"quota_pct": quota, "share_pct": round(share, 2), "error_pp": round(share - quota, 2)},
+        )
+
+    return op
+
+
+def _peer_stress_ng_load(ctx: BenchContext) -> Op:
+    """stress-ng holding one worker at 50% by its own duty cycle (no kernel quota)."""
+    import shutil
+    import subprocess
+    import time
+
+    import psutil
+
+    tool = shutil.which("stress-ng")
+    if tool is None:
+        raise BenchError("stress-ng is not installed")
+    window_s = ctx.size(0.5, 2.0, 5.0)
+
+    def op() -> Outcome:
+        proc = subprocess.Popen(
+            [tool, "--cpu", "1", "--cpu-load", "50", "--timeout", str(int(window_s + 5))],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.5)
+            workers = psutil.Process(proc.pid).children(recursive=True)
+            c0 = sum(w.cpu_times().user + w.cpu_times().system for w in workers)
+            t0 = time.monotonic()
+            time.sleep(window_s)
+            c1 = sum(w.cpu_times().user + w.cpu_times().system for w in workers)
+            share = 100 * (c1 - c0) / (time.monotonic() - t0)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        return Outcome(
+            1,
+            {"target_pct": 50.0, "share_pct": round(share, 2), "error_pp": round(share - 50.0, 2)},
         )
 
     return op
@@ -486,7 +524,7 @@ def scenarios() -> list[Scenario]:
                  GOV, "Sandbox Check", "one path/action policy decision (half allowed, half refused)",
                  rounds=7),
         Scenario("governor_cgroup_cpu_quota", "runs", Subject("tenfold (cgroup v1 cpu quota)", _ours_cgroup_quota),
-                 None, None, GOV, "CPU quota on a busy child (50%)",
+                 Subject("stress-ng --cpu-load 50", _peer_stress_ng_load), None, GOV, "CPU quota on a busy child (50%)",
                  "one busy child held to a 50% quota; share_pct is what it got (error_pp: percentage points off)",
                  needs_root=True, rounds=3),
         Scenario("plugin_load", "plugins", Subject("tenfold", _ours_load),
