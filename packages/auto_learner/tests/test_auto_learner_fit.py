@@ -285,3 +285,17 @@ def test_cli_fit_predict_report(tmp_path: Path, small: pd.DataFrame) -> None:
         and "positive number of seconds" in bad.stderr
         and "Traceback" not in bad.stderr
     )
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 50))
+def test_search_neighbours_stay_in_the_space(seed: int, step: int) -> None:
+    from tenfold.auto_learner._search import DEFAULT_LGBM
+
+    rng = np.random.default_rng(seed)
+    cfg = dict(DEFAULT_LGBM)
+    for i in range(step % 8 + 1):
+        cfg = AutoLearner._neighbours(cfg, rng, step + i)
+    assert 4 <= cfg["num_leaves"] <= 1024
+    assert 0.01 <= cfg["learning_rate"] <= 0.3
+    assert 0.3 <= cfg["feature_fraction"] <= 1.0

@@ -217,9 +217,9 @@ class AutoLearner:
         leaves = int(cfg.get("num_leaves", 31))
         cfg["num_leaves"] = int(
             np.clip(
-                leaves * 2 ** rng.choice([-1, 0, 1, 1])
+                leaves * 2.0 ** int(rng.choice([-1, 0, 1, 1]))
                 if step > 2
-                else leaves * 2 ** rng.choice([-1, 0]),
+                else leaves * 2.0 ** int(rng.choice([-1, 0])),
                 4,
                 1024,
             )
