@@ -135,6 +135,9 @@ class OnlineLearner:
         self._since_update = 0
         self._lock = threading.Lock()
         self._retrain: threading.Thread | None = None
+        self._last_retrain_at = -(10**18)
+        self.retrain_rounds = 100
+        self.max_trees = 400
 
     def process(self, t: Array, x: Array, y: Array) -> Array:
         """Predict a batch arriving at times ``t`` (test), then release labels that are due (train)."""
@@ -186,39 +189,39 @@ class OnlineLearner:
             return
         with self._lock:
             booster = self.booster
-        new = lgb.train(
-            self.params,
-            lgb.Dataset(x, y),
-            num_boost_round=self.update_rounds,
-            init_model=booster,
-            keep_training_booster=True,
-        )
+        if booster.num_trees() >= self.max_trees:
+            # Bounded model size: refit on the window instead of adding trees.
+            new = lgb.train(self.params, lgb.Dataset(x, y), num_boost_round=self.retrain_rounds)
+        else:
+            new = lgb.train(
+                self.params,
+                lgb.Dataset(x, y),
+                num_boost_round=self.update_rounds,
+                init_model=booster,
+                keep_training_booster=True,
+            )
         with self._lock:
             self.booster = new
         self.stats.updates += 1
 
     def _start_retrain(self, recent: int) -> None:
+        # At most one retrain per `update_every` labels: a stream whose error rate wanders
+        # (hour of day, weather) would otherwise retrain on every wobble.
         if self._retrain is not None and self._retrain.is_alive():
             return
-        n = max(2_000, min(len(self._xs), recent))
+        if self.stats.labelled - self._last_retrain_at < self.update_every:
+            return
+        self._last_retrain_at = self.stats.labelled
+        n = max(self.update_every * 2, min(len(self._xs), recent))
         x = np.vstack(list(self._xs)[-n:])
         y = np.fromiter(list(self._ys)[-n:], dtype=np.int32)
         if len(np.unique(y)) < 2:
             return
 
-        with self._lock:
-            current = self.booster
-
         def retrain() -> None:
-            # Re-fit on the window after the change: continue from the current trees with a
-            # larger step than a routine update, so what still holds is kept.
-            new = lgb.train(
-                self.params,
-                lgb.Dataset(x, y),
-                num_boost_round=5 * self.update_rounds,
-                init_model=current,
-                keep_training_booster=True,
-            )
+            # A fresh model on the window after the change (not more trees on the old
+            # ones), so the model's size stays bounded however often the stream drifts.
+            new = lgb.train(self.params, lgb.Dataset(x, y), num_boost_round=self.retrain_rounds)
             with self._lock:
                 self.booster = new
             self.stats.retrains += 1
