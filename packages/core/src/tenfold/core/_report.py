@@ -75,6 +75,8 @@ def _seed_text(seed: dict[str, Any] | None) -> str:
 def scenario_row(sc: dict[str, Any]) -> list[str]:
     """One scenario as table cells: row, ours (rate, p50, p95, p99, RSS, CPU), peer, speedup, doc."""
     label = sc.get("row") or sc["name"]
+    if sc.get("mode") == "full":
+        label += " [--full]"
     if "skipped" in sc:
         return [label, f"skipped: {sc['skipped']}", *[""] * 9, _seed_text(sc.get("seed"))]
     if "error" in sc:
