@@ -136,7 +136,8 @@ def compare_baseline(result: dict[str, Any], folder: Path) -> list[str]:
 
 # -- callgrind ------------------------------------------------------------------------------
 
-_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+# callgrind prints "Collected : N" or, in other versions, "I   refs: N" (with commas).
+_COLLECTED = re.compile(r"(?:Collected\s*:|I\s+refs:)\s*([\d,]+)")
 
 
 def _callgrind_count(argv: Sequence[str], env: dict[str, str]) -> int:
@@ -156,8 +157,9 @@ def _callgrind_count(argv: Sequence[str], env: dict[str, str]) -> int:
         )
     match = _COLLECTED.search(proc.stderr)
     if proc.returncode != 0 or match is None:
-        raise BenchError(f"callgrind failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return int(match.group(1))
+        tail = [line for line in proc.stderr.strip().splitlines() if not line.startswith("==")][-2:]
+        raise BenchError(f"callgrind run exited {proc.returncode}: {tail}")
+    return int(match.group(1).replace(",", ""))
 
 
 def run_callgrind(system: str) -> int:
