@@ -209,6 +209,8 @@ def test_online_learner_respects_the_label_delay(fitted, small: pd.DataFrame) ->
     assert learner.stats.updates >= 1
     with pytest.raises(BudgetError):
         OnlineLearner(model.booster, {}, label_delay=-1)
+    with pytest.raises(BudgetError, match="needs a boosted model"):
+        OnlineLearner(None, {})
 
 
 def test_http_server(fitted, small: pd.DataFrame) -> None:

@@ -119,6 +119,10 @@ class OnlineLearner:
         adwin_delta: float = 0.002,
         background: bool = True,
     ) -> None:
+        if booster is None:
+            raise BudgetError(
+                "online adaptation needs a boosted model (fit with families=('lgbm',))"
+            )
         if label_delay < 0 or not math.isfinite(label_delay):
             raise BudgetError(f"label delay must be a non-negative number, got {label_delay}")
         self.booster = booster

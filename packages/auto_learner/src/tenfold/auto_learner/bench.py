@@ -257,7 +257,12 @@ def _stream(ctx: BenchContext) -> tuple[pd.DataFrame, Any, Any, np.ndarray[Any, 
             model = (
                 AutoLearner()
                 .fit(
-                    warm, "late", time="time_hour", budget_s=ctx.size(1.0, 3.0, 10.0), seed=ctx.seed
+                    warm,
+                    "late",
+                    time="time_hour",
+                    budget_s=ctx.size(1.0, 3.0, 10.0),
+                    seed=ctx.seed,
+                    families=("lgbm",),  # the online learner continues a booster
                 )
                 .model
             )
