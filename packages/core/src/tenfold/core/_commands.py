@@ -46,11 +46,8 @@ def _print_tables(result: dict[str, Any]) -> None:
         f"mode {result['mode']}"
     )
     for key, data in result["systems"].items():
-        if key == "core" or not data.get("scenarios"):
-            if data.get("error"):
-                console.print(f"[red]{key}: {data['error']}[/]")
-            continue
-    for key, data in result["systems"].items():
+        if data.get("error"):
+            console.print(f"[red]{key}: {data['error']}[/]")
         if not data.get("scenarios"):
             continue
         table = Table(title=data.get("title", key), show_lines=False)

@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -788,10 +788,3 @@ class Swtpm(Service):
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.stop()
-
-
-@contextlib.contextmanager
-def started(service: Service) -> Iterator[Service]:
-    """``with started(Postgres()) as pg`` — the same as ``with Postgres() as pg``."""
-    with service:
-        yield service
