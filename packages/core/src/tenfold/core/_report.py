@@ -134,7 +134,7 @@ def quick_reference_rows(systems: dict[str, Any]) -> list[list[str]]:
             ran = [s for s in data["scenarios"] if "ops_per_s" in s]
             head = next((s for s in ran if s.get("headline")), ran[0] if ran else None)
         if head is None or data is None:
-            status = "not built yet" if not data or not data.get("built") else "not run"
+            status = "not built yet" if data and not data.get("built") else "not run"
             if data and data.get("error"):
                 status = f"error: {data['error'][:60]}"
             rows.append(

@@ -126,6 +126,8 @@ class Governor:
         self._io_burst = float(self.config.io_burst_bytes)
         self._io_tokens = self._io_burst
         self._io_stamp = time.monotonic()
+        self._io_lease = min(self._io_rate / 1000.0, self._io_burst / 64.0)
+        self._io_local = threading.local()
         self._io_lock = threading.Lock()
         self._mem_lock = threading.Lock()
         self._sandbox = (sandbox or SandboxPolicy()).compiled()
@@ -189,14 +191,29 @@ class Governor:
             self._mem_reserved = max(0, self._mem_reserved - nbytes)
 
     def acquire_io(self, nbytes: int = 1) -> bool:
-        """Take ``nbytes`` from the I/O token bucket; False (nothing taken) if not enough yet."""
+        """Take ``nbytes`` from the I/O token bucket; False (nothing taken) if not enough yet.
+
+        Each thread draws a small lease from the shared bucket (at most 1 ms of the rate or
+        1/64 of the burst, whichever is smaller) and spends it without the lock, so threads
+        acquiring at once rarely meet on the lock. Leased bytes are debited from the bucket
+        when leased, so nothing is granted twice; over any interval the gate grants at most
+        ``burst + rate * T`` plus the leases the threads held when the interval began.
+        """
+        local = self._io_local
+        held: float = getattr(local, "tokens", 0.0)
+        if held >= nbytes:
+            local.tokens = held - nbytes
+            return True
+        need = nbytes - held
         with self._io_lock:
             now = time.monotonic()
             tokens = self._io_tokens + (now - self._io_stamp) * self._io_rate
             self._io_stamp = now
             tokens = min(tokens, self._io_burst)
-            if tokens >= nbytes:
-                self._io_tokens = tokens - nbytes
+            if tokens >= need:
+                take = min(tokens, max(need, self._io_lease))
+                self._io_tokens = tokens - take
+                local.tokens = held + take - nbytes
                 return True
             self._io_tokens = tokens
             return False
