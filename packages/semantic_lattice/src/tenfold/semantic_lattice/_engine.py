@@ -141,6 +141,26 @@ class Dictionary:
                     self._ids[term] = int(ident)
         return {i: self._terms[i] for i in wanted}
 
+    def decode_rows(
+        self, raw: list[tuple[Any, ...]], symbols: Sequence[bool]
+    ) -> list[tuple[Any, ...]]:
+        """Rows with the ids in the ``symbols`` columns replaced by their terms (others kept)."""
+        terms = self._terms
+        for _ in range(2):
+            try:
+                if len(symbols) == 1 and symbols[0]:
+                    return [(terms[v],) for (v,) in raw]
+                if all(symbols):
+                    return [tuple(map(terms.__getitem__, r)) for r in raw]
+                return [
+                    tuple(terms[v] if sym else v for v, sym in zip(r, symbols, strict=True))
+                    for r in raw
+                ]
+            except KeyError:
+                # Terms not cached yet: fetch them all once, then decode again.
+                self.decode_many(v for r in raw for v, sym in zip(r, symbols, strict=True) if sym)
+        raise AssertionError("unreachable: every id was decoded")  # pragma: no cover
+
     def bulk_encode_table(self, stage: str, columns: Sequence[str]) -> None:
         """Add every term of ``stage``'s VARCHAR ``columns`` to the dictionary, in SQL."""
         union = " UNION ".join(f"SELECT {c} AS t FROM {stage}" for c in columns)
@@ -186,6 +206,9 @@ class Engine:
         self._recompute = False
         self._deleted: set[str] = set()
         self._reset: set[str] = set()
+        # Bumped on every write to a relation table: in-memory indexes built at an
+        # older generation are stale.
+        self.generation = 0
         self._load_catalog()
 
     # -- schema ------------------------------------------------------------------
@@ -398,6 +421,7 @@ class Engine:
 
     def _note_change(self, name: str, table: str) -> None:
         """Remember rows of ``table`` as changed in ``name`` since the last fixpoint."""
+        self.generation += 1
         chg = f"chg_{name}"
         if name in self._changed:
             self.con.execute(f"INSERT INTO {chg} SELECT * FROM {table}")
@@ -422,6 +446,7 @@ class Engine:
         rel = self.relation(name)
         if not rows:
             return 0
+        self.generation += 1
         self._stage_rows(rel, rows)
         match = " AND ".join(f"g.c{i} = e_{name}.c{i}" for i in range(rel.arity))
         try:
@@ -686,6 +711,7 @@ class Engine:
     def materialize(self, budget: Budget | None = None) -> ReasonStats:
         """Run the rules to their fixpoint (only what changed since the last run when possible)."""
         budget = budget or Budget()
+        self.generation += 1
         try:
             return self._materialize(budget)
         except BaseException:
@@ -694,6 +720,8 @@ class Engine:
             self._recompute = True
             self.con.execute("INSERT INTO catalog VALUES ('recompute', '', '')")
             raise
+        finally:
+            self.generation += 1
 
     def _materialize(self, budget: Budget) -> ReasonStats:
         stats = ReasonStats()

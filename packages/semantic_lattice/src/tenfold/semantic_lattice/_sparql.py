@@ -18,13 +18,14 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from tenfold.semantic_lattice._index import BGPQuery
 from tenfold.semantic_lattice._rdf import OWL, RDF, RDFS, XSD, literal, resolve_iri
 from tenfold.semantic_lattice.errors import QueryError, UnknownPredicateError
 
 if TYPE_CHECKING:
     from tenfold.semantic_lattice._engine import Engine
 
-__all__ = ["compile_sparql"]
+__all__ = ["compile_sparql", "compile_sparql_plans"]
 
 _TOKEN = re.compile(
     r"""
@@ -420,6 +421,19 @@ def _bind_patterns(ctx: _Ctx, patterns: list[_Pattern], table: str) -> None:
 
 def compile_sparql(text: str, engine: Engine) -> tuple[str, list[str], list[str]]:
     """SQL, column names and column kinds for a SPARQL SELECT over ``triple``."""
+    sql, names, kinds, _, _ = compile_sparql_plans(text, engine)
+    return sql, names, kinds
+
+
+def compile_sparql_plans(
+    text: str, engine: Engine
+) -> tuple[str, list[str], list[str], BGPQuery | None, str]:
+    """The SQL plan (SQL, names, kinds) and, when the query is in its subset, the index plan.
+
+    The index path takes basic graph patterns with constant predicates, projection,
+    ``DISTINCT``, ``GROUP BY`` and ``COUNT``; the last item says why a query is
+    outside that subset (empty when it is inside).
+    """
     parser = _Parser(text)
     projection, distinct, group, group_by, order, limit, offset = parser.parse()
     table = "r_triple"
@@ -494,7 +508,55 @@ def compile_sparql(text: str, engine: Engine) -> tuple[str, list[str], list[str]
         sql += f" LIMIT {limit}"
     if offset:
         sql += f" OFFSET {offset}"
-    return sql, names, kinds
+    why = _index_refusal(group, projection, order, limit, offset)
+    if why:
+        return sql, names, kinds, None, why
+    lookup = engine.dictionary.lookup
+
+    def slot(term: str) -> str | int:
+        if term.startswith("?"):
+            return term[1:]
+        ident = lookup(term)
+        return -1 if ident is None else ident
+
+    patterns = tuple((slot(p.s), int(slot(p.p)), slot(p.o)) for p in group.patterns)
+    by_name = {name: (agg, arg, agg_distinct) for name, agg, arg, agg_distinct in projection}
+    columns = tuple(
+        ("count", by_name[n][1].lstrip("?"), by_name[n][2])
+        if by_name.get(n, ("", "", False))[0]
+        else ("var", n, False)
+        for n in names
+    )
+    bgp = BGPQuery(
+        patterns=patterns,
+        columns=columns,
+        group_by=tuple(group_by),
+        grouped=has_agg or bool(group_by),
+        distinct=distinct,
+    )
+    return sql, names, kinds, bgp, ""
+
+
+def _index_refusal(
+    group: _Group,
+    projection: list[tuple[str, str, str, bool]],
+    order: list[tuple[str, bool]],
+    limit: int | None,
+    offset: int,
+) -> str:
+    """Why the index path does not answer a query ("" when it does)."""
+    if group.optionals:
+        return "OPTIONAL"
+    if group.filter_asts:
+        return "FILTER"
+    if order or limit is not None or offset:
+        return "ORDER BY / LIMIT / OFFSET"
+    if any(p.p.startswith("?") for p in group.patterns):
+        return "a variable in predicate position"
+    for _, agg, _, _ in projection:
+        if agg and agg != "COUNT":
+            return f"the {agg} aggregate"
+    return ""
 
 
 def _col(name: str) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 
 from tenfold.semantic_lattice._datalog import parse_program
 from tenfold.semantic_lattice._engine import Budget, Engine, ReasonStats
+from tenfold.semantic_lattice._index import OUTPUT_CREDIT, WORK_LIMIT, IndexPlan, TripleIndex
 from tenfold.semantic_lattice._packs import rule_pack
 from tenfold.semantic_lattice._rdf import RDF, XSD, Triple, parse_ntriples, parse_turtle
 from tenfold.semantic_lattice.errors import (
@@ -61,6 +62,11 @@ class _Plan:
     sql: str
     columns: list[str]
     kinds: list[str]
+    index: IndexPlan | None = None
+    why_not_index: str = "a Datalog query"
+
+
+_PLAN_CHOICES = ("auto", "index", "sql")
 
 
 class LatticeStore:
@@ -72,6 +78,7 @@ class LatticeStore:
         self.engine.declare("literal_of", 2)
         self.engine.declare("membership_property", 1)
         self._plans: dict[str, _Plan] = {}
+        self._index = TripleIndex(self.engine.con, f"r_{TRIPLE}")
         self.cache_hits = 0
         self.cache_misses = 0
         self._bnode_loads = 0
@@ -205,6 +212,7 @@ class LatticeStore:
             con.execute(
                 f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {table} ORDER BY c1, c2, c0"
             )
+        self.engine.generation += 1
         self._plans.clear()
 
     def inconsistencies(self) -> list[Inconsistency]:
@@ -288,16 +296,47 @@ class LatticeStore:
         plan = self._plan(text, compile_)
         return QueryResult(plan.columns, self.engine.run_sql(plan.sql, plan.kinds))
 
-    def sparql(self, text: str) -> QueryResult:
-        """Answer a SPARQL SELECT in the supported subset (see :mod:`._sparql`)."""
-        from tenfold.semantic_lattice._sparql import compile_sparql
+    def sparql(self, text: str, *, plan: str = "auto") -> QueryResult:
+        """Answer a SPARQL SELECT in the supported subset (see :mod:`._sparql`).
+
+        ``plan``: ``"auto"`` answers small selective basic graph patterns from
+        in-memory hash indexes (see :mod:`._index`) and the rest in DuckDB;
+        ``"index"`` insists on the index path (a :class:`QueryError` says why a
+        query is outside it); ``"sql"`` always runs DuckDB. Both give the same rows.
+        """
+        from tenfold.semantic_lattice._sparql import compile_sparql_plans
+
+        if plan not in _PLAN_CHOICES:
+            raise QueryError(f"plan must be one of {', '.join(_PLAN_CHOICES)}, not {plan!r}")
 
         def compile_(q: str) -> _Plan:
-            sql, columns, kinds = compile_sparql(q, self.engine)
-            return _Plan(sql, columns, kinds)
+            sql, columns, kinds, bgp, why = compile_sparql_plans(q, self.engine)
+            return _Plan(sql, columns, kinds, IndexPlan(bgp) if bgp else None, why)
 
-        plan = self._plan(text, compile_)
-        return QueryResult(plan.columns, self.engine.run_sql(plan.sql, plan.kinds))
+        compiled = self._plan(text, compile_)
+        if plan != "sql":
+            index_plan = self._index_plan(compiled, forced=plan == "index")
+            if index_plan is not None:
+                raw = index_plan.execute(self._index)
+                symbols = [kind == "symbol" for kind in compiled.kinds]
+                return QueryResult(
+                    compiled.columns, self.engine.dictionary.decode_rows(raw, symbols)
+                )
+        return QueryResult(compiled.columns, self.engine.run_sql(compiled.sql, compiled.kinds))
+
+    def _index_plan(self, compiled: _Plan, *, forced: bool) -> IndexPlan | None:
+        """The plan's index path if it should run now (planned on current statistics)."""
+        index_plan = compiled.index
+        if index_plan is None:
+            if forced:
+                raise QueryError(f"the index path does not answer {compiled.why_not_index}")
+            return None
+        self._index.sync(self.engine.generation)
+        if index_plan.fits(self._index) or (forced and index_plan.compiled):
+            return index_plan
+        if forced:
+            raise QueryError("the index path does not answer queries over predicates this large")
+        return None
 
     def explain(self, text: str) -> str:
         """The SQL a query compiles to and DuckDB's plan for it."""
@@ -306,7 +345,16 @@ class LatticeStore:
             (self.sparql if is_sparql else self.datalog)(text)
         plan = self._plans[text]
         rows = self.engine.con.execute("EXPLAIN " + plan.sql).fetchall()
-        return plan.sql + "\n\n" + "\n".join(str(r[-1]) for r in rows)
+        sql = plan.sql + "\n\n" + "\n".join(str(r[-1]) for r in rows)
+        if plan.index is None:
+            return f"index path: no ({plan.why_not_index})\n\n{sql}"
+        chosen = self._index_plan(plan, forced=False) is not None
+        head = (
+            f"index path: {'yes' if chosen else 'no'} (estimated {plan.index.work:,.0f} "
+            f"binding steps and {plan.index.rows:,.0f} rows; limit {WORK_LIMIT:,} steps "
+            f"+ {OUTPUT_CREDIT} per row)\n{plan.index.source}"
+        )
+        return f"{head}\n{sql}"
 
 
 def _is_pack_name(text: str) -> bool:
