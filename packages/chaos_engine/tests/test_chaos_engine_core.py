@@ -84,6 +84,11 @@ def test_bad_point_faults_are_one_line_errors(params: dict[str, object], message
         ("partition", {"netns": "a", "peer": "10.0.0.1; drop"}, "address or CIDR"),
         ("warp_core_breach", {}, "unknown fault type"),
         ("memory_hog", {"size_bytes": 0}, "size_bytes must be within"),
+        ("network_latency", {"netns": "a", "interface": "e0", "jitter_ms": -1}, "jitter_ms"),
+        ("network_latency", {"netns": "a", "interface": "e0", "latency_ms": 0}, "latency_ms"),
+        ("network_latency", {"netns": "a", "interface": "e0", "port": 65536}, "port must be"),
+        ("network_latency", {"netns": "a", "interface": "e0", "port": "80"}, "port must be"),
+        ("network_latency", {"netns": "a", "interface": "e 0"}, "interface must be a name"),
     ],
 )
 def test_bad_os_faults_are_one_line_errors(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -138,3 +139,54 @@ def test_watchdog_reverts_past_ttl_when_the_engine_hangs(tmp_path: Path) -> None
         asyncio.run(main())
     finally:
         subprocess.run(["ip", "netns", "delete", ns], check=False)
+
+
+# -- the packet delayer's netlink parser ----------------------------------------------------------
+
+
+def _packet_message(queue: int, packet_id: int, extra: list[tuple[int, bytes]]) -> bytes:
+    """An NFQNL_MSG_PACKET as the kernel sends it: other attributes around the packet header."""
+    from tenfold.chaos_engine import _delayer as d
+
+    header = d.attr(d.NFQA_PACKET_HDR, struct.pack("!IHB", packet_id, 0x0800, 4))
+    attrs = b"".join(d.attr(kind, payload) for kind, payload in extra) + header
+    return d.message(d.NFQNL_MSG_PACKET, 0, 0, queue, attrs, family=2)
+
+
+def _ack(seq: int, errno: int) -> bytes:
+    body = struct.pack("=i", -errno) + struct.pack("=IHHII", 16, 0, 0, seq, 0)
+    return struct.pack("=IHHII", 16 + len(body), 2, 0, seq, 0) + body
+
+
+@given(
+    packets=st.lists(
+        st.tuples(
+            st.integers(0, 65535),
+            st.integers(0, 2**32 - 1),
+            st.lists(st.tuples(st.integers(3, 20), st.binary(max_size=13)), max_size=3),
+        ),
+        max_size=8,
+    ),
+    acks=st.dictionaries(st.integers(1, 2**32 - 1), st.sampled_from([0, 1, 16, 22]), max_size=3),
+)
+@settings(max_examples=200, deadline=None)
+def test_delayer_parses_every_packet_and_ack_of_a_datagram(
+    packets: list[tuple[int, int, list[tuple[int, bytes]]]], acks: dict[int, int]
+) -> None:
+    from tenfold.chaos_engine._delayer import parse
+
+    data = b"".join(_packet_message(q, i, extra) for q, i, extra in packets)
+    data += b"".join(_ack(seq, err) for seq, err in acks.items())
+    found, seen = parse(data)
+    assert found == [(q, i) for q, i, _ in packets]
+    assert seen == acks
+
+
+def test_delayer_verdict_is_one_accept_for_the_packet() -> None:
+    from tenfold.chaos_engine import _delayer as d
+
+    message = d.verdict(321, 0xDEADBEEF)
+    length, kind, flags, _, _ = struct.unpack_from("=IHHII", message)
+    assert (length, kind, flags) == (len(message), d.NFQNL_MSG_VERDICT, d.NLM_F_REQUEST)
+    assert struct.unpack_from("!BBH", message, 16) == (0, 0, 321)  # res_id: the queue
+    assert message[-8:] == struct.pack("!II", d.NF_ACCEPT, 0xDEADBEEF)

@@ -32,7 +32,7 @@ from tenfold.chaos_engine import (
     recover,
 )
 from tenfold.chaos_engine._kernel import cgroup_dir, tenfold_cgroups
-from tenfold.chaos_engine.errors import JournalLocked, OsPlaneUnavailable, TargetGone
+from tenfold.chaos_engine.errors import JournalLocked, TargetGone
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("root_only")]
 
@@ -143,8 +143,8 @@ def test_network_faults_act_and_revert(netns_pair: tuple[str, str], tmp_path: Pa
             await bw.revert()
             assert "tbf" not in sh(f"tc -n {A} qdisc show dev tfcA").stdout
 
-            with pytest.raises(OsPlaneUnavailable, match="no netem"):
-                await engine.inject_fault(NetworkLatency(netns=A, interface="tfcA", latency_ms=5))
+            with pytest.raises(TargetGone, match="'nope0' does not exist"):
+                await engine.inject_fault(NetworkLatency(netns=A, interface="nope0"))
             with pytest.raises(TargetGone, match="does not exist"):
                 await engine.inject_fault(Bandwidth(netns=A, interface="nope0"))
             with pytest.raises(TargetGone, match="namespace 'tfchaos_missing'"):
@@ -154,6 +154,127 @@ def test_network_faults_act_and_revert(netns_pair: tuple[str, str], tmp_path: Pa
             held = await engine.inject_fault(PacketLoss(netns=B, percent=50))
             sh(f"ip netns delete {B}")
             await held.revert()
+
+    run(main())
+
+
+ECHO = textwrap.dedent(
+    """
+    import socket, sys
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(); print("up", flush=True)
+    while True:
+        conn, _ = srv.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while data := conn.recv(4096):
+            conn.sendall(data)
+        conn.close()
+    """
+)
+
+ROUND_TRIPS = textwrap.dedent(
+    """
+    import socket, sys, time
+    sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for _ in range(int(sys.argv[3])):
+        start = time.perf_counter(); sock.sendall(b"x" * 64); sock.recv(64)
+        print((time.perf_counter() - start) * 1000)
+    """
+)
+
+
+def round_trips_ms(port: int, count: int = 30) -> list[float]:
+    """TCP echo round trips from namespace A to B's echo server, sorted."""
+    out = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            A,
+            sys.executable,
+            "-c",
+            ROUND_TRIPS,
+            ADDR_B,
+            str(port),
+            str(count),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return sorted(float(x) for x in out.stdout.split())
+
+
+@pytest.fixture
+def echo_in_b(netns_pair: tuple[str, str]) -> Iterator[int]:
+    port = 7000 + os.getpid() % 1000
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", B, sys.executable, "-c", ECHO, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None and server.stdout.readline().strip() == "up"
+    yield port
+    server.kill()
+    server.wait()
+
+
+def command_lines() -> list[str]:
+    """Every process's full command line (``ps`` may cut long ones at 80 columns)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue  # exited meanwhile
+    return found
+
+
+def delayers(owner: Path) -> list[str]:
+    """Packet delayer processes of the engine whose journal is under ``owner``."""
+    return [a for a in command_lines() if "_delayer.py" in a and str(owner) in a]
+
+
+def test_network_latency_delays_traffic_and_reverts(echo_in_b: int, tmp_path: Path) -> None:
+    port = echo_in_b
+
+    async def main() -> None:
+        async with await ChaosEngine.create(
+            perf(), journal_dir=tmp_path, experiment=exp(6)
+        ) as engine:
+            assert round_trips_ms(port)[15] < 15  # no fault: well under the delay
+            slow = await engine.inject_fault(
+                NetworkLatency(netns=A, interface="tfcA", latency_ms=30)
+            )
+            listed = sh(f"ip netns exec {A} nft list table ip {engine.object_name(slow.fault_id)}")
+            assert "queue num" in listed.stdout and 'oifname "tfcA"' in listed.stdout
+            trips = round_trips_ms(port)
+            assert trips[0] >= 30  # every request waited in the queue (one direction)
+            assert trips[15] < 30 + 25  # and not for much longer
+            await slow.revert()
+            assert tables(A).strip() == ""
+            assert round_trips_ms(port)[15] < 15
+
+            # scoped to a port: another port's traffic is not delayed
+            other = await engine.inject_fault(
+                NetworkLatency(netns=A, interface="tfcA", latency_ms=30, port=port + 1)
+            )
+            assert round_trips_ms(port)[15] < 15
+            await other.revert()
+
+            jitter = await engine.inject_fault(
+                NetworkLatency(netns=A, interface="tfcA", latency_ms=20, jitter_ms=10)
+            )
+            trips = round_trips_ms(port, 60)
+            assert trips[0] >= 10 and trips[-1] - trips[0] > 5  # spread by the jitter
+            assert delayers(tmp_path)
+            sh(f"ip netns exec {A} nft flush ruleset")  # its table deleted under the engine
+            await jitter.revert()
+            assert tables(A).strip() == ""
+        assert delayers(tmp_path) == []  # closing the engine stops the namespace's delayer
 
     run(main())
 
@@ -233,6 +354,7 @@ CHILD = textwrap.dedent(
             Partition(netns="%(A)s", peer="10.9.9.9", duration_s=60),
             ConnectionReset(netns="%(A)s", port=80, duration_s=60),
             Bandwidth(netns="%(A)s", interface="tfcA", duration_s=60),
+            NetworkLatency(netns="%(A)s", interface="tfcA", latency_ms=5, duration_s=60),
             ProcessPause(pid=victim, duration_s=60),
             DiskThrottle(pid=victim, path=str(journal), duration_s=60),
             DiskError(path_glob="*.db", **disk), DiskLatency(latency_ms=5, **disk),
@@ -251,6 +373,7 @@ def _leftovers(victim: int, tmp: Path) -> list[str]:
         found.append("nft table")
     if "tbf" in sh(f"tc -n {A} qdisc show dev tfcA").stdout:
         found.append("tbf qdisc")
+    found += delayers(tmp)  # the latency fault's packet delayer (its nft table is above)
     if "tfchaos" in Path(f"/proc/{victim}/cgroup").read_text():
         found.append("victim still in a chaos cgroup")
     helpers = [a for a in sh("ps -eo args").stdout.splitlines() if str(tmp) in a]
@@ -310,13 +433,18 @@ def test_sigkill_then_recover_leaves_nothing(
                 await engine.close()
                 return engine.recovered
 
-            assert len(run(reopen())) == 12  # 10 faults, the hog pool, the FUSE mount
+            # 11 faults, the hog pool, the FUSE mount, the packet delayer
+            assert len(run(reopen())) == 14
             assert _settled_leftovers(victim.pid, tmp_path) == []
         report = recover(tmp_path / f"{exp(3)}.journal")
         assert report.errors == []
         if how == "recover":
-            assert len(report.faults_reverted) == 10
-            assert [r.split(":")[0] for r in report.resources_released] == ["mount", "pool"]
+            assert len(report.faults_reverted) == 11
+            assert [r.split(":")[0] for r in report.resources_released] == [
+                "delayer",
+                "mount",
+                "pool",
+            ]
         assert _settled_leftovers(victim.pid, tmp_path) == []
         state = Path(f"/proc/{victim.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         assert state in ("S", "R")  # thawed

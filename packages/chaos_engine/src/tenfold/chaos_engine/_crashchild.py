@@ -23,6 +23,7 @@ from tenfold.chaos_engine._faults import (
     DiskThrottle,
     Fault,
     MemoryHog,
+    NetworkLatency,
     PacketLoss,
     Partition,
     ProcessPause,
@@ -41,6 +42,7 @@ def every_os_fault(netns: str, interface: str, victim: int, path: str) -> list[F
         Partition(netns=netns, peer="10.9.9.9", duration_s=600),
         ConnectionReset(netns=netns, port=80, duration_s=600),
         Bandwidth(netns=netns, interface=interface, duration_s=600),
+        NetworkLatency(netns=netns, interface=interface, latency_ms=5, duration_s=600),
         ProcessPause(pid=victim, duration_s=600),
         DiskThrottle(pid=victim, path=path, duration_s=600),
         DiskError(path_glob="*.db", **disk),  # type: ignore[arg-type]

@@ -308,16 +308,29 @@ class NetworkFault(OsFault):
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkLatency(NetworkFault):
-    """Delay packets leaving ``interface`` (NFQUEUE; this kernel has no netem)."""
+    """Delay packets leaving ``interface`` by ``latency_ms`` +- ``jitter_ms`` (NFQUEUE).
+
+    Each packet's delay is drawn uniformly from ``[latency - jitter, latency +
+    jitter]`` (at least zero), so with jitter packets may overtake each other, as
+    with netem. ``port`` (when not 0) limits the fault to TCP and UDP packets
+    to or from that port. IPv4 only: the queue rule lives in iptables' ``ip``
+    family (this kernel has no netem, nor nft's own ``queue`` expression).
+    """
 
     kind: ClassVar[str] = "network_latency"
     interface: str
     latency_ms: float = 10.0
+    jitter_ms: float = 0.0
+    port: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_name(self.kind, "interface", self.interface, _IFNAME)
         check_range(self.kind, "latency_ms", self.latency_ms, 0.001, 600_000.0)
+        check_range(self.kind, "jitter_ms", self.jitter_ms, 0.0, 600_000.0)
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise InvalidFault(f"{self.kind}: port must be an integer, got {self.port!r}")
+        check_range(self.kind, "port", self.port, 0, 65535)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -264,3 +264,69 @@ def tenfold_cgroups(prefix: str) -> list[Path]:
         if base.is_dir():
             found.extend(p for p in base.iterdir() if p.is_dir() and p.name.startswith(prefix))
     return found
+
+
+# -- an NFQUEUE rule through nf_tables' xt compat layer ---------------------------------
+
+
+NFNL_SUBSYS_NFTABLES = 10
+NFNL_MSG_BATCH_BEGIN = 16
+NFNL_MSG_BATCH_END = 17
+NFT_MSG_NEWRULE = NFNL_SUBSYS_NFTABLES << 8 | 6
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x400, 0x800
+NLA_F_NESTED = 0x8000
+NFPROTO_IPV4 = 2
+NFQ_FLAG_BYPASS = 0x01
+"""xt_NFQUEUE's ``--queue-bypass``: with no listener on the queue, packets pass."""
+
+
+def add_nfqueue_rule(table: str, chain: str, queue: int) -> None:
+    """Append ``NFQUEUE --queue-num queue --queue-bypass`` to ``ip table chain``.
+
+    This kernel has no nft ``queue`` expression (CONFIG_NFT_QUEUE unset) but has
+    xt_NFQUEUE and nft_compat, so the rule carries the xt target as an nft
+    ``target`` expression (revision 3, ``struct xt_NFQ_info_v3``), sent as one
+    nf_tables batch over a netlink socket opened in the calling thread's
+    network namespace, exactly as iptables-nft would, without spawning it.
+    """
+    import socket
+    import struct
+
+    from tenfold.chaos_engine._delayer import NLMSG_ERROR, attr, message
+
+    info = struct.pack("=HHH2x", queue, 1, NFQ_FLAG_BYPASS)  # XT_ALIGN'd to 8 bytes
+    target = attr(1, b"NFQUEUE\0") + attr(2, struct.pack("!I", 3)) + attr(3, info)
+    expr = attr(1, b"target\0") + attr(2 | NLA_F_NESTED, target)
+    rule = (
+        attr(1, table.encode() + b"\0")
+        + attr(2, chain.encode() + b"\0")
+        + attr(4 | NLA_F_NESTED, attr(1 | NLA_F_NESTED, expr))
+    )
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
+    batch = (
+        message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 1, NFNL_SUBSYS_NFTABLES, b"")
+        + message(NFT_MSG_NEWRULE, flags, 2, 0, rule, family=NFPROTO_IPV4)
+        + message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 3, NFNL_SUBSYS_NFTABLES, b"")
+    )
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12) as sock:  # NETLINK_NETFILTER
+        sock.settimeout(5)
+        sock.bind((0, 0))
+        sock.send(batch)
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:
+                raise InjectionFailed(
+                    f"nf_tables: no answer adding the NFQUEUE rule to {table}"
+                ) from None
+            at = 0
+            while at + 20 <= len(data):
+                length, kind, _, seq, _ = struct.unpack_from("=IHHII", data, at)
+                if kind == NLMSG_ERROR and seq == 2:
+                    (err,) = struct.unpack_from("=i", data, at + 16)
+                    if err:
+                        raise InjectionFailed(
+                            f"nf_tables: NFQUEUE rule in {table}: {os.strerror(-err)}"
+                        )
+                    return
+                at += (max(length, 16) + 3) & ~3

@@ -8,7 +8,9 @@ CpuHog, MemoryHog         pool cgroup ``tfchaos_<exp>_pool`` (cpu quota,  SIGSTO
 PacketLoss, Partition,    nft table ``inet tfchaos_<exp>_<id>`` in the   ``delete table``
 ConnectionReset           target namespace
 Bandwidth                 tbf root qdisc, handle derived from the id     ``tc qdisc del root``
-NetworkLatency            netem qdisc where the kernel has it            ``tc qdisc del root``
+NetworkLatency            nft table ``ip tfchaos_<exp>_<id>`` whose      ``delete table``
+                          rule queues to the namespace's delayer
+                          (NFQUEUE, ``_delayer``)
 ProcessPause              freezer cgroup ``tfchaos_<exp>_<id>``          thaw, move back, rmdir
 DiskThrottle              blkio cgroup ``tfchaos_<exp>_<id>``            move back, rmdir
 ProcessKill               none (a signal is not reversible)              journal marks it done
@@ -53,6 +55,7 @@ from tenfold.chaos_engine._faults import (
 from tenfold.chaos_engine._kernel import (
     CGROUP_ROOT,
     NetnsWorker,
+    add_nfqueue_rule,
     cgroup_dir,
     cgroup_make,
     cgroup_move,
@@ -349,6 +352,8 @@ class OsPlane:
     pool: HogPool | None = None
     netns_workers: dict[str, NetnsWorker] = field(default_factory=dict)
     mounts: dict[str, FuseMount] = field(default_factory=dict)
+    delayers: dict[str, Delayer] = field(default_factory=dict)
+    delayer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pool_cpu_quota_pct: float = 0.0
     pool_memory_bytes: int = 0
 
@@ -421,6 +426,24 @@ class OsPlane:
             self.netns_workers[netns] = worker
         return worker
 
+    async def delayer(self, netns: str) -> Delayer:
+        """The packet delayer of ``netns``, started on first use (a journaled resource)."""
+        async with self.delayer_lock:
+            delayer = self.delayers.get(netns)
+            if delayer is None or delayer.proc.poll() is not None:
+                worker = self.netns_worker(netns)
+                owner = str(self.engine.journal.path)
+                delayer = await asyncio.wrap_future(worker.submit(lambda nft: Delayer(owner)))
+                self.engine.journal.append(
+                    {
+                        "op": "resource",
+                        "id": f"delayer:{netns}",
+                        "undo": [{"op": "kill_pid", "pid": delayer.proc.pid}],
+                    }
+                )
+                self.delayers[netns] = delayer
+            return delayer
+
     def cgroup_stats(self, files: KernelFiles) -> list[tuple[str, float]]:
         return self.pool.stats(files) if self.pool is not None else []
 
@@ -429,6 +452,10 @@ class OsPlane:
             await asyncio.to_thread(fuse.stop)
             self.engine.journal.append({"op": "released", "id": f"mount:{key}"})
         self.mounts.clear()
+        for netns, delayer in list(self.delayers.items()):
+            await asyncio.to_thread(delayer.stop)
+            self.engine.journal.append({"op": "released", "id": f"delayer:{netns}"})
+        self.delayers.clear()
         for worker in self.netns_workers.values():
             worker.stop()
         self.netns_workers.clear()
@@ -532,7 +559,7 @@ async def _apply_nft(plane: OsPlane, fault: Any, name: str) -> _NftApplied:
     return _NftApplied(worker, name, fault.netns)
 
 
-def _qdisc_steps(fault: Bandwidth | NetworkLatency, name: str) -> list[dict[str, Any]]:
+def _qdisc_steps(fault: Bandwidth, name: str) -> list[dict[str, Any]]:
     return [
         {
             "op": "tc_delete",
@@ -577,24 +604,153 @@ async def _apply_bandwidth(plane: OsPlane, fault: Bandwidth, name: str) -> _Step
     return _StepsApplied(_qdisc_steps(fault, name))
 
 
-async def _apply_latency(plane: OsPlane, fault: NetworkLatency, name: str) -> _StepsApplied:
-    def put() -> None:
-        _check_link(fault.netns, fault.interface)
-        proc = run_tool(
-            [*_qdisc_add(fault.interface, name), "netem", "delay", f"{fault.latency_ms}ms"],
-            netns=fault.netns,
-            check=False,
-        )
-        if proc.returncode != 0:
-            reason = (proc.stderr or "").strip().splitlines()
-            raise OsPlaneUnavailable(
-                "network_latency: this kernel has no netem "
-                f"(tc said: {reason[0] if reason else 'failed'}); "
-                "use ProxyLatency on the data plane instead"
-            )
+def _latency_steps(fault: NetworkLatency, name: str) -> list[dict[str, Any]]:
+    return [{"op": "nft_delete", "netns": fault.netns, "table": name, "family": "ip"}]
 
-    await asyncio.to_thread(put)
-    return _StepsApplied(_qdisc_steps(fault, name))
+
+def _latency_rules(fault: NetworkLatency, table: str) -> str:
+    """The fault's table: a postrouting chain jumping to ``delay``, which queues (added apart).
+
+    nft cannot write the NFQUEUE rule itself (this kernel has no ``queue``
+    expression); :func:`add_nfqueue_rule` adds it through the xt compat layer.
+    """
+    head = (
+        f"add table ip {table}\n"
+        f"add chain ip {table} post {{ type filter hook postrouting priority -150; "
+        "policy accept; }\n"
+        f"add chain ip {table} delay\n"
+    )
+    out = f'add rule ip {table} post oifname "{fault.interface}"'
+    if not fault.port:
+        return head + f"{out} jump delay\n"
+    l4 = "meta l4proto { tcp, udp }"
+    return head + "".join(
+        f"{out} {l4} th {end} {fault.port} jump delay\n" for end in ("dport", "sport")
+    )
+
+
+class Delayer:
+    """The packet delayer of one namespace (``_delayer``), driven over its stdin and stdout.
+
+    Started from the namespace's worker thread, so it lives in that namespace
+    (a child inherits the network namespace of the thread that forks it). It
+    leaves on EOF of its stdin, which only this process holds: when the engine
+    dies, the delayer releases every packet it holds and exits.
+    """
+
+    def __init__(self, owner: str) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        self.proc = subprocess.Popen(
+            # By path, not ``-m``: the package's imports would cost ~0.5 s of start-up.
+            # ``owner`` (the journal) only names whose delayer this is, for ps.
+            [sys.executable, "-S", str(Path(__file__).with_name("_delayer.py")), owner],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # a Ctrl-C to the terminal must not drop held packets
+        )
+        try:
+            self._reply()
+        except InjectionFailed:
+            self.stop()
+            raise
+
+    def _reply(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if not line:
+            raise InjectionFailed(f"packet delayer {self.proc.pid} died")
+        if not line.startswith("k"):
+            raise InjectionFailed(f"packet delayer: {line[2:].strip()}")
+        return line[1:].strip()
+
+    def call(self, command: str) -> str:
+        assert self.proc.stdin is not None
+        try:
+            os.write(self.proc.stdin.fileno(), (command + "\n").encode())
+        except OSError as exc:
+            raise InjectionFailed(f"packet delayer {self.proc.pid}: {exc.strerror}") from None
+        return self._reply()
+
+    def stop(self) -> None:
+        """Close its stdin (it accepts what it holds and exits); kill it if it lingers."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@dataclass
+class _LatencyApplied:
+    worker: NetnsWorker
+    delayer: Delayer
+    queue: int
+    netns: str
+    table: str
+    done: bool = False
+
+    async def revert(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        netns, table = self.netns, self.table
+
+        def take(nft: Any) -> None:
+            try:
+                if netns_exists(netns):
+                    try:
+                        nft.run(f"delete table ip {table}")
+                    except InjectionFailed:
+                        nft.run(f"list table ip {table}")  # raises again only if it still exists
+            finally:
+                with contextlib.suppress(InjectionFailed):
+                    self.delayer.call(f"U {self.queue}")  # releases what it still holds
+
+        with contextlib.suppress(InjectionFailed):
+            await asyncio.wrap_future(self.worker.submit(take))
+
+
+async def _apply_latency(plane: OsPlane, fault: NetworkLatency, name: str) -> _LatencyApplied:
+    worker = plane.netns_worker(fault.netns)
+    delayer = await plane.delayer(fault.netns)
+    digest = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+    rules = _latency_rules(fault, name)
+
+    def put(nft: Any) -> int:
+        import socket
+
+        try:
+            socket.if_nametoindex(fault.interface)  # in this thread's (the target) namespace
+        except OSError:
+            raise TargetGone(
+                f"interface {fault.interface!r} does not exist in namespace {fault.netns!r}"
+            ) from None
+        queue = int(
+            delayer.call(
+                f"B {1024 + digest % 60000} {fault.latency_ms / 1000} "
+                f"{fault.jitter_ms / 1000} {digest}"
+            )
+        )
+        try:
+            nft.run(rules)
+            add_nfqueue_rule(name, "delay", queue)
+        except BaseException:
+            with contextlib.suppress(InjectionFailed):
+                nft.run(f"delete table ip {name}")
+            with contextlib.suppress(InjectionFailed):
+                delayer.call(f"U {queue}")
+            raise
+        return queue
+
+    queue = await asyncio.wrap_future(worker.submit(put))
+    return _LatencyApplied(worker, delayer, queue, fault.netns, name)
 
 
 async def _apply_kill(plane: OsPlane, fault: ProcessKill, name: str) -> _NoRevert:
@@ -790,7 +946,7 @@ _HANDLERS: dict[str, tuple[Any, Any]] = {
     "partition": (_nft_steps, _apply_nft),
     "connection_reset": (_nft_steps, _apply_nft),
     "bandwidth": (_qdisc_steps, _apply_bandwidth),
-    "network_latency": (_qdisc_steps, _apply_latency),
+    "network_latency": (_latency_steps, _apply_latency),
     "process_kill": (_no_steps, _apply_kill),
     "process_pause": (_pause_steps, _apply_pause),
     "disk_throttle": (_throttle_steps, _apply_throttle),

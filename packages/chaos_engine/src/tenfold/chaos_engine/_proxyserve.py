@@ -79,8 +79,8 @@ async def serve(argv: list[str]) -> None:
     loop = asyncio.get_running_loop()
     role = argv[0]
     holder: Any = None
-    if role == "echo":
-        server = await loop.create_server(_Echo, "127.0.0.1", 0)
+    if role == "echo":  # ``echo [HOST]``: the latency bench serves another namespace
+        server = await loop.create_server(_Echo, argv[1] if len(argv) > 1 else "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
     elif role == "raw":
         upstream = int(argv[1])

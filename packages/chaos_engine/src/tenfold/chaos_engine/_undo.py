@@ -35,8 +35,9 @@ def _tolerant(argv: list[str], netns: str = "") -> None:
 def run_step(step: dict[str, Any]) -> None:
     op = step.get("op")
     if op == "nft_delete":
+        family = str(step.get("family", "inet"))  # latency tables are "ip" (xt compat)
         _tolerant(
-            ["nft", "delete", "table", "inet", str(step["table"])], str(step.get("netns", ""))
+            ["nft", "delete", "table", family, str(step["table"])], str(step.get("netns", ""))
         )
     elif op == "tc_delete":
         netns, dev, handle = str(step.get("netns", "")), str(step["dev"]), str(step["handle"])

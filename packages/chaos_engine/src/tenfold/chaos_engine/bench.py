@@ -17,6 +17,7 @@ What each row counts, honestly:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -618,6 +619,188 @@ def _ours_proxy_loss(ctx: BenchContext) -> Op:
     return _proxy_op(ctx, "proxy", fault)
 
 
+# -- network latency (NFQUEUE) -----------------------------------------------------------------------------
+
+LAT_A, LAT_B = f"tfchaos_latA{RUN}", f"tfchaos_latB{RUN}"
+LAT_ADDR_B = "10.215.0.2"
+VETH_PEER = ("peer", "name", "tflatB", "netns", LAT_B)
+ECHO_IN_B = ("tenfold.chaos_engine._proxyserve", "echo", "0.0.0.0")
+LATENCY_MS = 20.0
+
+
+def _latency_pair(ctx: BenchContext) -> int:
+    """Namespaces A and B on a veth pair, a TCP echo server in B; returns its port."""
+
+    def make() -> int:
+        commands = [
+            ["ip", "netns", "add", LAT_A],
+            ["ip", "netns", "add", LAT_B],
+            ["ip", "link", "add", "tflatA", "netns", LAT_A, "type", "veth", *VETH_PEER],
+            ["ip", "-n", LAT_A, "addr", "add", "10.215.0.1/24", "dev", "tflatA"],
+            ["ip", "-n", LAT_B, "addr", "add", f"{LAT_ADDR_B}/24", "dev", "tflatB"],
+            ["ip", "-n", LAT_A, "link", "set", "tflatA", "up"],
+            ["ip", "-n", LAT_B, "link", "set", "tflatB", "up"],
+        ]
+
+        def delete(ns: str) -> None:
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
+
+        for ns in (LAT_A, LAT_B):
+            delete(ns)
+            ctx.callback(functools.partial(delete, ns))
+        for argv in commands:
+            subprocess.run(argv, check=True, capture_output=True)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", LAT_B, sys.executable, "-m", *ECHO_IN_B],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+        def stop() -> None:
+            server.kill()
+            server.wait()
+
+        ctx.callback(stop)
+        assert server.stdout is not None
+        return int(server.stdout.readline())
+
+    return ctx.once("latency_pair", make)
+
+
+def _sockets_in(netns: str, address: tuple[str, int], count: int) -> list[Any]:
+    """``count`` TCP connections opened from inside ``netns`` (a socket keeps its namespace)."""
+    import socket
+    import threading
+
+    from tenfold.chaos_engine._kernel import setns_net
+
+    made: list[socket.socket] = []
+    errors: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            setns_net(netns)  # this thread only; it ends right after
+            for _ in range(count):
+                sock = socket.create_connection(address, timeout=10)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setblocking(False)
+                made.append(sock)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=connect)
+    thread.start()
+    thread.join()
+    if errors:
+        raise BenchError(f"connect from {netns}: {errors[0]}")
+    return made
+
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _streams(socks: list[Any]) -> list[Stream]:
+    return [await asyncio.open_connection(sock=sock) for sock in socks]
+
+
+async def _round_trips(streams: list[Stream], per_conn: int) -> list[float]:
+    lat: list[float] = []
+    payload = b"x" * 64
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(per_conn):
+            t0 = time.perf_counter()
+            writer.write(payload)
+            await reader.readexactly(len(payload))
+            lat.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.gather(*(client(*stream) for stream in streams))
+    return lat
+
+
+def _accuracy(lat: list[float], asked_ms: float) -> dict[str, float | str]:
+    return {
+        "asked_ms": asked_ms,
+        "observed_p50_ms": round(statistics.median(lat), 3),
+        "observed_p99_ms": round(_percentile(lat, 99), 3),
+        "latency_error_p50_ms": round(statistics.median(lat) - asked_ms, 3),
+        "latency_error_p99_ms": round(_percentile(lat, 99) - asked_ms, 3),
+    }
+
+
+def _ours_network_latency(ctx: BenchContext) -> Op:
+    from tenfold.chaos_engine._faults import NetworkLatency
+
+    port = _latency_pair(ctx)
+    engine = _engine(ctx)
+    fault = NetworkLatency(netns=LAT_A, interface="tflatA", latency_ms=LATENCY_MS, duration_s=3600)
+    ctx.once("latency_fault", lambda: _run(ctx, engine.inject_fault(fault)))
+    connections, per_conn = 32, ctx.size(5, 25, 200)
+
+    def connect() -> list[Stream]:
+        # opened once, outside the timer (each handshake waits in the queue too)
+        streams = _run(ctx, _streams(_sockets_in(LAT_A, (LAT_ADDR_B, port), connections)))
+
+        def close() -> None:
+            for _, writer in streams:
+                writer.close()
+
+        ctx.callback(close)
+        return streams
+
+    streams = ctx.once("latency_streams", connect)
+
+    def op() -> Outcome:
+        lat = _run(ctx, _round_trips(streams, per_conn))
+        return Outcome(len(lat), _accuracy(lat, LATENCY_MS), lat)
+
+    return op
+
+
+def _peer_network_latency(ctx: BenchContext) -> Op:
+    fault = {
+        "kind": "proxy_latency",
+        "proxy": "bench",
+        "latency_ms": LATENCY_MS,
+        "direction": "downstream",
+        "duration_s": 86400,
+    }
+    op = _proxy_op(ctx, "proxy", fault)
+
+    def timed() -> Outcome:
+        out = cast(Outcome, op())
+        lat = list(out.latencies_ms or [])
+        return Outcome(out.ops, _accuracy(lat, LATENCY_MS), lat)
+
+    return timed
+
+
+def _ours_latency_inject(ctx: BenchContext) -> Op:
+    from tenfold.chaos_engine._faults import NetworkLatency
+
+    _latency_pair(ctx)
+    return _inject_revert_op(
+        ctx,
+        lambda i: NetworkLatency(
+            netns=LAT_A, interface="tflatA", latency_ms=5, port=9000 + i % 1000, duration_s=5
+        ),
+        ctx.size(5, 40, 1000),
+    )
+
+
+def _peer_latency_inject(ctx: BenchContext) -> Op:
+    _need_tool("iptables")
+    _latency_pair(ctx)
+    rule = ["POSTROUTING", "-o", "tflatA", "-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"]
+    exec_ = ["ip", "netns", "exec", LAT_A, "iptables", "-t", "mangle"]
+
+    def argv(i: int) -> list[list[str]]:
+        return [[*exec_, "-A", *rule], [*exec_, "-D", *rule]]
+
+    return _spawn_op(argv, ctx.size(2, 10, 400))
+
+
 # -- safety ------------------------------------------------------------------------------------------------
 
 
@@ -762,6 +945,19 @@ def scenarios() -> list[Scenario]:
             needs_root=True,
         ),
         Scenario(
+            name="network_latency_inject",
+            unit="faults",
+            ours=Subject(ours, _ours_latency_inject),
+            peer=Subject(
+                "iptables CLI per fault (a Chaos Toolkit process action)", _peer_latency_inject
+            ),
+            table=THROUGHPUT,
+            row="Network latency fault (NFQUEUE)",
+            rounds=3,
+            counts="OS-plane NetworkLatency inject+revert: journal fsync, a queue bound in the namespace's running delayer, an nft table (libnftables) holding an NFQUEUE rule (xt compat over netlink) made and deleted; peer: ip netns exec iptables -A then -D (no delayer)",
+            needs_root=True,
+        ),
+        Scenario(
             name="disk_fault_inject",
             unit="faults",
             ours=Subject(ours, _ours_disk),
@@ -823,6 +1019,17 @@ def scenarios() -> list[Scenario]:
             row="TCP proxy, 20 ms latency",
             counts="echo round trips with 20 ms downstream latency; latency error = observed - 20 ms",
             rounds=2,
+        ),
+        Scenario(
+            name="network_latency_20ms",
+            unit="requests",
+            ours=Subject(ours, _ours_network_latency),
+            peer=Subject("toxiproxy-style proxy latency toxic (our proxy)", _peer_network_latency),
+            table="Data plane",
+            row="Network latency 20 ms: asked vs observed",
+            counts="64-byte echo round trips over 32 connections from namespace A to B with NetworkLatency(20 ms) on A's veth (NFQUEUE delayer); peer: the same round trips through a TCP proxy with a 20 ms downstream latency toxic; error = observed - 20 ms",
+            rounds=2,
+            needs_root=True,
         ),
         Scenario(
             name="proxy_loss_10pct",
@@ -916,7 +1123,8 @@ def _leftovers(netns: str, dev: str, victim: int) -> int:
     workers = run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
     mounts = Path("/proc/self/mounts").read_text().splitlines()
     found += sum(1 for line in mounts if line.split()[0] == "tfchaos")
-    return found + workers.count("_hogworker") + workers.count("_fusefs")
+    helpers = ("_hogworker", "_fusefs", "_delayer")
+    return found + sum(workers.count(name) for name in helpers)
 
 
 def _ours_crash_recover(ctx: BenchContext) -> Op:
@@ -976,7 +1184,7 @@ def _crash_scenario() -> Scenario:
         unit="recoveries",
         ours=Subject("tenfold", _ours_crash_recover),
         table="Safety",
-        row="SIGKILL mid-run, then recover (10 OS fault types)",
+        row="SIGKILL mid-run, then recover (11 OS fault types)",
         warmup=0,
         counts="time of `recover` after SIGKILL of an engine holding one fault of every OS type; objects left after must be 0",
         rounds=2,
