@@ -75,6 +75,53 @@ def test_replicas_agree_and_duplicates_are_idempotent(etcd3: Etcd) -> None:
     asyncio.run(run())
 
 
+def test_pipelined_small_blocks_race_another_writer_without_forking(etcd3: Etcd) -> None:
+    """Batches cut into many small blocks, four in flight, while a second writer races."""
+
+    async def run() -> None:
+        eps = etcd3.endpoints
+        kw = {"name": "pipe", "block_target_bytes": 4096, "pipeline_depth": 4}
+        async with ReplicatedLedger(eps, **kw) as a, ReplicatedLedger(eps, prefer=2, **kw) as b:
+            # An id repeated inside one batch, far enough apart to land in another block.
+            batch_a = [*_events("a", 300), _events("a", 1, 7)[0]]
+            ra, rb = await asyncio.gather(
+                a.append_batch(batch_a), b.append_batch(_events("b", 300))
+            )
+            assert ra[-1].duplicate and ra[-1].index == ra[7].index
+            await a.sync()
+            await b.sync()
+            assert a.size == b.size == 600
+            assert a.tree.root() == b.tree.root()
+            verify_chain(a.raw_entries())
+            for ev, r in zip([*batch_a, *_events("b", 300)], [*ra, *rb], strict=True):
+                assert a.get(r.index).event.event_id == ev.event_id
+                assert a.get(r.index).leaf == r.leaf
+            # Blocks really were small: far more etcd keys than one per batch.
+            host, _, port = eps[0].rpartition(":")
+            async with aetcd.Client(host=host, port=int(port)) as raw:
+                blocks = await raw.get_prefix(a.prefix + b"b/", keys_only=True)
+            assert len(blocks) > 20
+
+    asyncio.run(run())
+
+
+def test_range_by_time_after_out_of_order_batches(etcd3: Etcd) -> None:
+    """Submitters' clocks differ: a later batch can carry earlier times; the window still holds."""
+
+    async def run() -> None:
+        async with ReplicatedLedger(etcd3.endpoints, name="clocks") as led:
+            await led.append_batch(_events("late", 50, 1000))
+            assert len(led.range(since_ms=1_700_000_001_000, until_ms=1_700_000_001_010)) == 10
+            await led.append_batch(_events("early", 50, 0))
+            await led.append_batch(_events("mid", 50, 990))
+            since, until = 1_700_000_000_995, 1_700_000_001_005
+            want = [i for i in range(led.size) if since <= led.get(i).event.time_ms < until]
+            assert [e.index for e in led.range(since_ms=since, until_ms=until)] == want
+            assert len(want) == 15  # mid 995..1004 and late 1000..1004
+
+    asyncio.run(run())
+
+
 def test_a_block_edited_in_etcd_is_refused(etcd3: Etcd) -> None:
     async def run() -> None:
         async with ReplicatedLedger(etcd3.endpoints, name="tamper") as led:
@@ -198,6 +245,39 @@ def test_sigkill_leader_during_batch_commits_loses_and_duplicates_nothing() -> N
         assert len(acked) > 100
         result = check_history(KV, history, timeout_s=60)
         assert result.linearizable is True
+
+
+@pytest.mark.slow
+def test_appends_follow_the_leader_through_a_kill_and_a_restart() -> None:
+    """Appends go to the leader; after SIGKILL they move to the new one, found by Status polls."""
+    with Etcd(members=3) as cluster:
+
+        async def run() -> None:
+            leader = cluster.leader_index()
+            follower = (leader + 1) % 3
+            async with ReplicatedLedger(
+                cluster.endpoints, name="lead", prefer=follower, timeout_s=1.0
+            ) as led:
+                await led.append_batch(_events("a", 10))
+                assert led._writer == leader, "appends were not sent to the leader"
+                cluster.kill(leader)
+                receipts = await led.append_batch(_events("b", 10))
+                assert [r.index for r in receipts] == list(range(10, 20))
+                assert led._writer == await asyncio.to_thread(cluster.leader_index)
+                assert led.retries >= 1
+                await asyncio.to_thread(cluster.restart, leader)
+                # A fresh client that can reach only the restarted member is served
+                # (its own gRPC subchannel: no backoff inherited from the dead one).
+                async with ReplicatedLedger(
+                    [cluster.endpoints[leader]], name="lead", retry_for_s=10.0
+                ) as back:
+                    deadline = time.monotonic() + 10
+                    while back.size < 20 and time.monotonic() < deadline:
+                        await back.sync(linearizable=False)
+                        await asyncio.sleep(0.02)
+                    assert back.size == 20 and back.tree.root() == led.tree.root()
+
+        asyncio.run(run())
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ class LedgerConfig(Section):
     store: str = ".tenfold/ledger"
     segment_bytes: int = Field(default=64 << 20, ge=4096)
     fsync: bool = True
-    pipeline_depth: int = Field(default=2, ge=1, le=16)
+    pipeline_depth: int = Field(default=4, ge=1, le=16)
     max_block_bytes: int = Field(default=1_000_000, ge=4096, le=1_400_000)
     etcd_timeout_s: float = Field(default=5.0, gt=0)
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import time
 import zlib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,10 +49,25 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
     OSError,
 )
 MAX_BLOCK_BYTES = 1_000_000  # an etcd value stays under the default 1.5 MiB request limit
+# Raw bytes per block when a batch is cut into pipelined blocks: small enough
+# that etcd replicates block k while the next one is being hashed, large
+# enough that the per-transaction cost (one Raft entry, one fsync) stays small.
+BLOCK_TARGET_BYTES = 192 << 10
+_THREAD_PACK_BYTES = 32 << 10  # blocks at least this big are compressed off the event loop
+_LEADER_POLL_S = 0.01  # how often members are asked for the leader while one is missing
+_STATUS_TIMEOUT_S = 0.25  # a member that cannot say who leads within this is skipped
 _BLOCKS_PER_READ = 16  # a range read returns at most this many blocks (~16 MB)
 _GRPC_OPTIONS = {
     "grpc.max_receive_message_length": 64 << 20,
     "grpc.max_send_message_length": 8 << 20,
+    # gRPC shares subchannels per address across a process and backs off for
+    # up to 120 s after a failed connect; a member that was killed and came
+    # back would stay "unavailable" to every new client for that long. Own
+    # subchannels and short backoff make a restarted member usable at once.
+    "grpc.use_local_subchannel_pool": 1,
+    "grpc.initial_reconnect_backoff_ms": 20,
+    "grpc.min_reconnect_backoff_ms": 20,
+    "grpc.max_reconnect_backoff_ms": 250,
 }
 
 
@@ -70,12 +87,20 @@ def _unpack(value: bytes, start: int) -> bytes:
 
 @dataclass
 class _Block:
+    """Events chained onto an expected head, packed as one etcd value."""
+
     start: int
     expected: bytes
     new_head: bytes
-    block: bytes
+    block: bytes  # the frames, uncompressed
     datas: list[bytes]
-    taken: list[tuple[int, SecurityEvent, bytes]]
+    positions: list[int]  # where each event sits in the caller's batch
+    events: list[SecurityEvent]
+    leaves: list[bytes]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.datas)
 
 
 class ReplicatedLedger:
@@ -84,6 +109,11 @@ class ReplicatedLedger:
     Use as ``async with ReplicatedLedger(endpoints) as led``. Reads from
     :meth:`get` and :meth:`range` are local (as fresh as the last
     :meth:`sync`); :meth:`get_linearizable` first syncs through a quorum read.
+
+    Appends go to the member that leads (found with etcd's Status call, so no
+    proposal pays a follower-to-leader hop); when it stops answering, the
+    members are polled every ``_LEADER_POLL_S`` until one reports a new leader,
+    instead of waiting out a client timeout.
     """
 
     def __init__(
@@ -96,8 +126,9 @@ class ReplicatedLedger:
         max_block_bytes: int = MAX_BLOCK_BYTES,
         key: LogKey | None = None,
         prefer: int = 0,
-        pipeline_depth: int = 2,
+        pipeline_depth: int = 4,
         compress: bool = True,
+        block_target_bytes: int = BLOCK_TARGET_BYTES,
     ) -> None:
         if not endpoints:
             raise ReplicationError("no etcd endpoints given")
@@ -106,25 +137,30 @@ class ReplicatedLedger:
         self.timeout_s = timeout_s
         self.retry_for_s = retry_for_s
         self.max_block_bytes = max_block_bytes
+        self.block_target_bytes = max(4096, min(block_target_bytes, max_block_bytes))
         self.pipeline_depth = max(1, pipeline_depth)
         self.compress = compress
         self.key = key
         self._clients: list[aetcd.Client | None] = [None] * len(self.endpoints)
         self._current = prefer % len(self.endpoints)
+        self._writer: int | None = None  # the member appends go to (the leader, once found)
         self.tree = MerkleTree()
         self._datas: list[bytes] = []
         self._events: list[SecurityEvent] = []
         self._ids: dict[str, int] = {}
         self._by_subject: dict[str, list[int]] = {}
         self._by_domain: dict[str, list[int]] = {}
-        self._times: list[tuple[int, int]] = []  # (time_ms, index), sorted
+        # (time_ms, index) pairs, appended in log order and sorted on the first
+        # range query after an out-of-order append (submitters' clocks differ).
+        self._times: list[tuple[int, int]] = []
+        self._times_sorted = True
+        self._indexed = 0  # entries below this are in the three indexes above
         self._head = GENESIS
         self._lock = asyncio.Lock()
         self.retries = 0
 
     # -- connections ---------------------------------------------------------------
-    def _client(self) -> aetcd.Client:
-        i = self._current
+    def _client_at(self, i: int) -> aetcd.Client:
         client = self._clients[i]
         if client is None:
             host, _, port = self.endpoints[i].rpartition(":")
@@ -134,13 +170,58 @@ class ReplicatedLedger:
             self._clients[i] = client
         return client
 
+    def _client(self) -> aetcd.Client:
+        return self._client_at(self._current)
+
     def _rotate(self) -> None:
         self._current = (self._current + 1) % len(self.endpoints)
 
+    async def _status(self, i: int) -> tuple[int, int, int] | None:
+        """(member id, leader id, raft term) as member ``i`` sees them, or None if it is silent."""
+        client = self._client_at(i)
+        try:
+            await client.connect()
+            resp = await client.maintenancestub.Status(
+                aetcd.rpc.StatusRequest(), timeout=_STATUS_TIMEOUT_S, metadata=client.metadata
+            )
+        except (*_RETRYABLE, grpc.RpcError):
+            return None
+        return int(resp.header.member_id), int(resp.leader), int(resp.raftTerm)
+
+    async def _find_leader(self, deadline: float) -> int | None:
+        """The index of the member that leads, asking every member at once.
+
+        A leader claim is believed only from the member that makes it (it
+        answered, so it is up) and, when claims disagree (an isolated old
+        leader that has not stepped down yet), the one with the highest Raft
+        term wins. While no member knows a leader (an election is running),
+        ask again every ``_LEADER_POLL_S``; None once ``deadline`` passes.
+        """
+        while True:
+            answers = await asyncio.gather(*(self._status(i) for i in range(len(self.endpoints))))
+            best: tuple[int, int] | None = None  # (term, endpoint index)
+            for i, answer in enumerate(answers):
+                claims = answer is not None and answer[0] == answer[1] != 0
+                if answer is not None and claims and (best is None or answer[2] > best[0]):
+                    best = (answer[2], i)
+            if best is not None:
+                return best[1]
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(_LEADER_POLL_S)
+
+    async def _failover(self, deadline: float) -> int:
+        """After a connection-level failure: the member to use next (the leader, once known)."""
+        leader = await self._find_leader(min(deadline, time.monotonic() + self.timeout_s))
+        if leader is None:
+            self._rotate()
+            return self._current
+        self._current = leader
+        return leader
+
     async def _retrying(self, what: str, fn: Any) -> Any:
-        """Run ``fn(client)``; on a connection-level failure move to the next member and retry."""
+        """Run ``fn(client)``; on a connection-level failure find the leader and retry."""
         deadline = time.monotonic() + self.retry_for_s
-        delay = 0.01
         while True:
             try:
                 return await asyncio.wait_for(fn(self._client()), self.timeout_s)
@@ -150,9 +231,7 @@ class ReplicatedLedger:
                     raise ReplicationError(
                         f"etcd did not answer {what} within {self.retry_for_s:g} s: {exc}"
                     ) from None
-                self._rotate()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.2)
+                await self._failover(deadline)
 
     async def __aenter__(self) -> ReplicatedLedger:
         await self.sync()
@@ -179,27 +258,49 @@ class ReplicatedLedger:
     def _block_key(self, start: int) -> bytes:
         return self.prefix + b"b/" + b"%016d" % start
 
-    def _apply_own(
-        self, datas: list[bytes], events: list[SecurityEvent], leaves: list[bytes]
-    ) -> None:
+    def _index_events(self, base: int, events: Sequence[SecurityEvent]) -> None:
+        """Record event ids now (appends dedupe on them); the range indexes catch up lazily."""
+        self._ids.update(
+            zip([ev.event_id for ev in events], range(base, base + len(events)), strict=True)
+        )
+
+    def _catch_up_indexes(self) -> None:
+        """Extend the subject, domain and time indexes over entries applied since the last query.
+
+        Kept off the append path: a writer pays for hashing and replication only,
+        and the first range query after a burst indexes the burst in one pass.
+        """
+        first = self._indexed
+        events = self._events
+        if first == len(events):
+            return
+        by_subject = self._by_subject
+        by_domain = self._by_domain
+        for index in range(first, len(events)):
+            ev = events[index]
+            by_subject.setdefault(ev.subject, []).append(index)
+            by_domain.setdefault(ev.domain, []).append(index)
+        stamps = [ev.time_ms for ev in events[first:]]
+        times = self._times
+        if self._times_sorted and (
+            (times and times[-1][0] > stamps[0])
+            or any(a > b for a, b in itertools.pairwise(stamps))
+        ):
+            self._times_sorted = False
+        times.extend(zip(stamps, range(first, len(events)), strict=True))
+        if not self._times_sorted:
+            times.sort()  # runs already in order: close to a linear merge
+            self._times_sorted = True
+        self._indexed = len(events)
+
+    def _apply_own(self, block: _Block) -> None:
         """Apply a block this client built and etcd committed (already chained and validated)."""
         base = self.tree.size
-        self.tree.extend_hashes(leaves)
-        self._datas.extend(datas)
-        self._events.extend(events)
-        times = self._times
-        in_order = not times or times[-1][0] <= events[0].time_ms
-        for offset, ev in enumerate(events):
-            index = base + offset
-            self._ids[ev.event_id] = index
-            self._by_subject.setdefault(ev.subject, []).append(index)
-            self._by_domain.setdefault(ev.domain, []).append(index)
-            if in_order and (not times or times[-1][0] <= ev.time_ms):
-                times.append((ev.time_ms, index))
-            else:
-                in_order = False
-                bisect.insort(times, (ev.time_ms, index))
-        self._head = leaves[-1]
+        self.tree.extend_hashes(block.leaves)
+        self._datas.extend(block.datas)
+        self._events.extend(block.events)
+        self._index_events(base, block.events)
+        self._head = block.leaves[-1]
 
     def _apply_block(self, start: int, block: bytes) -> None:
         block = _unpack(block, start)
@@ -208,20 +309,24 @@ class ReplicatedLedger:
                 f"block at {start} does not follow the replica's {self.tree.size} entries"
             )
         prev = self._head
+        datas: list[bytes] = []
+        leaves: list[bytes] = []
+        events: list[SecurityEvent] = []
         for _off, data in iter_frames(block, where=f"etcd block {start}"):
-            index = self.tree.size
+            index = start + len(datas)
             if data[:HASH_SIZE] != prev:
                 raise ChainError(f"entry {index} from etcd breaks the hash chain")
             entry = decode_entry(index, data)
             prev = entry.leaf
-            ev = entry.event
-            self.tree.append_hash(prev)
-            self._datas.append(data)
-            self._events.append(ev)
-            self._ids[ev.event_id] = index
-            self._by_subject.setdefault(ev.subject, []).append(index)
-            self._by_domain.setdefault(ev.domain, []).append(index)
-            bisect.insort(self._times, (ev.time_ms, index))
+            datas.append(data)
+            leaves.append(prev)
+            events.append(entry.event)
+        if not datas:
+            return
+        self.tree.extend_hashes(leaves)
+        self._datas.extend(datas)
+        self._events.extend(events)
+        self._index_events(start, events)
         self._head = prev
 
     async def sync(self, *, linearizable: bool = True) -> int:
@@ -269,72 +374,93 @@ class ReplicatedLedger:
             todo = await self._append_some(todo, receipts)
         return [receipts[i] for i in range(len(events))]
 
-    def _build_blocks(
-        self, rest: list[tuple[int, SecurityEvent]]
-    ) -> tuple[list[_Block], list[tuple[int, SecurityEvent]]]:
-        """Blocks whose etcd values fit the request limit, halving the raw budget if needed."""
-        budget = self.max_block_bytes * (4 if self.compress else 1)
-        while True:
-            blocks, leftover = self._chain_blocks(rest, budget)
-            if all(len(b.block) <= MAX_BLOCK_BYTES for b in blocks) or budget <= 4096:
-                return blocks, leftover
-            budget //= 2  # incompressible events: smaller blocks
+    def _next_block(
+        self,
+        rest: list[tuple[int, SecurityEvent]],
+        i: int,
+        tail: tuple[int, bytes, bytes],
+        seen: set[str],
+    ) -> tuple[_Block | None, int]:
+        """Chain events ``rest[i:]`` onto ``tail`` (start, last leaf, head value) as one block.
 
-    def _chain_blocks(
-        self, rest: list[tuple[int, SecurityEvent]], budget: int
-    ) -> tuple[list[_Block], list[tuple[int, SecurityEvent]]]:
-        """Chain events into up to ``pipeline_depth`` blocks from the local head.
-
-        Stops early at an event id repeated within the batch: it must wait until
-        its first copy is committed, then it is recognised as a duplicate.
+        Stops at an event id repeated within the batch: it must wait until its
+        first copy is committed, then it is recognised as a duplicate. A block
+        holds about ``block_target_bytes`` of frames and never more than fits
+        one etcd value uncompressed (zlib never grows it by more than 0.1%), so
+        compression can run later, off the event loop.
         """
-        blocks: list[_Block] = []
-        start = self.tree.size
-        prev = self._head
-        expected = self._head_value()
-        seen: set[str] = set()
-        i = 0
-        while i < len(rest) and len(blocks) < self.pipeline_depth:
-            frames: list[bytes] = []
-            datas: list[bytes] = []
-            taken: list[tuple[int, SecurityEvent, bytes]] = []
-            nbytes = 0
-            while i < len(rest) and nbytes < budget:
-                pos, ev = rest[i]
-                if ev.event_id in seen:
-                    break
-                data = prev + ev.canonical()
-                prev = leaf_hash(data)
-                f = frame(data)
-                frames.append(f)
-                datas.append(data)
-                nbytes += len(f)
-                seen.add(ev.event_id)
-                taken.append((pos, ev, prev))
-                i += 1
-            if not frames:
+        start, prev, expected = tail
+        limit = self.max_block_bytes - self.max_block_bytes // 512 - 64
+        frames: list[bytes] = []
+        datas: list[bytes] = []
+        positions: list[int] = []
+        events: list[SecurityEvent] = []
+        leaves: list[bytes] = []
+        nbytes = 0
+        j = i
+        while j < len(rest) and nbytes < self.block_target_bytes:
+            pos, ev = rest[j]
+            eid = ev.event_id
+            if eid in seen:
                 break
-            end = start + len(frames)
-            new_head = f"{end}:{prev.hex()}".encode()
-            packed = _pack(b"".join(frames)) if self.compress else b"".join(frames)
-            blocks.append(_Block(start, expected, new_head, packed, datas, taken))
-            start, expected = end, new_head
-            if i < len(rest) and rest[i][1].event_id in seen:
+            data = prev + ev.canonical()
+            f = frame(data)
+            if frames and nbytes + len(f) > limit:
                 break
-        return blocks, rest[i:]
+            prev = leaf_hash(data)
+            frames.append(f)
+            datas.append(data)
+            positions.append(pos)
+            events.append(ev)
+            leaves.append(prev)
+            seen.add(eid)
+            nbytes += len(f)
+            j += 1
+        if not frames:
+            return None, i
+        new_head = f"{start + len(datas)}:{prev.hex()}".encode()
+        raw = b"".join(frames)
+        return _Block(start, expected, new_head, raw, datas, positions, events, leaves), j
+
+    async def _commit_or_error(self, b: _Block) -> bool | Exception:
+        """The block's transaction outcome: True, False (head moved), or the error (unknown).
+
+        zlib releases the GIL, so compressing in a worker thread overlaps with
+        hashing the next block on the event loop (two cores, two jobs). Small
+        blocks (a single event) are packed inline: a thread hop would cost more.
+        """
+        try:
+            value = b.block
+            if self.compress:
+                big = len(value) >= _THREAD_PACK_BYTES
+                value = await asyncio.to_thread(_pack, value) if big else _pack(value)
+            return await asyncio.wait_for(
+                self._commit_block(b.start, b.expected, value, b.new_head), self.timeout_s
+            )
+        except Exception as exc:  # every error is handed to the caller to classify
+            return exc
+
+    def _receipts_for(self, b: _Block, receipts: dict[int, Receipt]) -> None:
+        for k, (pos, ev, leaf) in enumerate(zip(b.positions, b.events, b.leaves, strict=True)):
+            receipts[pos] = Receipt(b.start + k, ev.event_id, leaf, False)
 
     async def _append_some(
         self, todo: list[tuple[int, SecurityEvent]], receipts: dict[int, Receipt]
     ) -> list[tuple[int, SecurityEvent]]:
         """Commit blocks from the front of ``todo``; return what is left.
 
-        Up to ``pipeline_depth`` transactions are in flight at once, block k+1
-        comparing against the head that block k creates. A later block can only
-        commit if every earlier one did (its expected head names the earlier
-        block's last leaf), so what committed is always a prefix: success of
-        block j proves blocks 0..j are in the log.
+        Blocks stream through a window of ``pipeline_depth`` transactions: block
+        k+1 is hashed and sent while block k is being replicated, each comparing
+        against the head its predecessor creates. A later block can only commit
+        if every earlier one did (its expected head names the earlier block's
+        last leaf), so what committed is always a prefix: success of block j
+        proves blocks 0..j are in the log.
         """
         async with self._lock:
+            if self._writer is None:
+                # Proposals sent to a follower are forwarded to the leader: go there directly.
+                leader = await self._find_leader(time.monotonic() + self.timeout_s)
+                self._writer = self._current if leader is None else leader
             # Leaves we computed for blocks whose transaction outcome we never
             # learned: an entry found later is ours exactly when its leaf matches
             # (the leaf commits to the whole chain before it).
@@ -353,46 +479,72 @@ class ReplicatedLedger:
                         rest.append((pos, ev))
                 if not rest:
                     return []
-                blocks, leftover = self._build_blocks(rest)
-                results = await asyncio.gather(
-                    *(
-                        asyncio.wait_for(
-                            self._commit_block(b.start, b.expected, b.block, b.new_head),
-                            self.timeout_s,
-                        )
-                        for b in blocks
-                    ),
-                    return_exceptions=True,
-                )
-                last_ok = max((j for j, r in enumerate(results) if r is True), default=-1)
-                for b in blocks[: last_ok + 1]:
-                    self._apply_own(
-                        b.datas, [ev for _p, ev, _l in b.taken], [lf for _p, _e, lf in b.taken]
-                    )
-                    for pos, ev, leaf in b.taken:
-                        receipts[pos] = Receipt(self._ids[ev.event_id], ev.event_id, leaf, False)
-                if last_ok == len(blocks) - 1:
+                failed, results, leftover = await self._stream_blocks(rest, receipts)
+                if not failed:
                     return leftover
-                unknown = [r for r in results[last_ok + 1 :] if isinstance(r, BaseException)]
-                for r in unknown:
-                    if not isinstance(r, _RETRYABLE):
+                for r in results:
+                    if isinstance(r, Exception) and not isinstance(r, _RETRYABLE):
                         raise r
-                if unknown:
+                if any(isinstance(r, Exception) for r in results):
                     # Outcome unknown: learn the truth from a quorum read, then retry.
                     self.retries += 1
-                    for b in blocks[last_ok + 1 :]:
-                        maybe_ours.update((ev.event_id, leaf) for _p, ev, leaf in b.taken)
-                    self._rotate()
-                    await asyncio.sleep(0.02)
+                    for b in failed:
+                        maybe_ours.update(
+                            (ev.event_id, leaf) for ev, leaf in zip(b.events, b.leaves, strict=True)
+                        )
+                    self._writer = await self._failover(time.monotonic() + self.retry_for_s)
                 # Lost a race (another writer, or our own pipeline reordered): catch up.
                 await self._sync_unlocked()
-                todo = [(p, e) for b in blocks[last_ok + 1 :] for p, e, _l in b.taken] + leftover
+                todo = [
+                    pe for b in failed for pe in zip(b.positions, b.events, strict=True)
+                ] + leftover
+
+    async def _stream_blocks(
+        self, rest: list[tuple[int, SecurityEvent]], receipts: dict[int, Receipt]
+    ) -> tuple[list[_Block], list[bool | Exception], list[tuple[int, SecurityEvent]]]:
+        """Send ``rest`` as pipelined blocks; apply each as it commits.
+
+        Returns the blocks that did not commit (from the first failure on) with
+        their outcomes, and the events never sent.
+        """
+        window: deque[tuple[_Block, asyncio.Task[bool | Exception]]] = deque()
+        tail = (self.tree.size, self._head, self._head_value())
+        seen: set[str] = set()
+        i = 0
+        building = True
+        while True:
+            if building and len(window) < self.pipeline_depth and i < len(rest):
+                block, i = self._next_block(rest, i, tail, seen)
+                if block is None:
+                    building = False  # a repeated id: the caller retries it after this commits
+                    continue
+                window.append((block, asyncio.ensure_future(self._commit_or_error(block))))
+                tail = (block.end, block.leaves[-1], block.new_head)
+                await asyncio.sleep(0)  # let the request leave before hashing the next block
+                continue
+            if not window:
+                return [], [], rest[i:]
+            block, task = window[0]
+            outcome = await task
+            if outcome is True:
+                window.popleft()
+                self._apply_own(block)
+                self._receipts_for(block, receipts)
+                continue
+            # First failure: let the rest land, then keep what committed (a prefix).
+            outcomes = [outcome, *[await t for _b, t in list(window)[1:]]]
+            blocks = [b for b, _t in window]
+            last_ok = max((j for j, r in enumerate(outcomes) if r is True), default=-1)
+            for b in blocks[: last_ok + 1]:
+                self._apply_own(b)
+                self._receipts_for(b, receipts)
+            return blocks[last_ok + 1 :], outcomes[last_ok + 1 :], rest[i:]
 
     async def _commit_block(
         self, start: int, expected: bytes, block: bytes, new_head: bytes
     ) -> bool:
         """One transaction: if the head is still ``expected``, put the block and the new head."""
-        client = self._client()
+        client = self._client_at(self._current if self._writer is None else self._writer)
         tx = client.transactions
         head_key = self.prefix + b"head"
         compare = [tx.version(head_key) == 0] if start == 0 else [tx.value(head_key) == expected]
@@ -441,6 +593,7 @@ class ReplicatedLedger:
         limit: int = 1000,
     ) -> list[Entry]:
         """Local range query by time window [since, until), subject and domain, in log order."""
+        self._catch_up_indexes()
         candidates: list[int] | None = None
         if subject is not None:
             candidates = self._by_subject.get(subject, [])

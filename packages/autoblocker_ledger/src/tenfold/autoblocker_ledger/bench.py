@@ -20,7 +20,7 @@ from typing import Any
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Seed, Subject
 
 _PEER_INFLIGHT = 64
-_BATCH = 5_000
+_BATCH = 1_000
 _PEER_KEYS = 2_000
 
 
