@@ -13,18 +13,8 @@ DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "w3c-rdf
 MF = "http://www.w3.org/2001/sw/DataAccess/tests/test-manifest#"
 BASE = "https://w3c.github.io/rdf-tests/rdf/rdf11/rdf-mt/"
 
-# Each test the rdfs-full pack does not pass, with the reason (also in docs/semantic_lattice.md).
-_CLASH = "needs D-entailment datatype checks (ill-typed literal or datatype clash -> false)"
-KNOWN_FAILURES = {
-    "datatypes-intensional-xsd-integer-string-incompatible": _CLASH,
-    "datatypes-non-well-formed-literal-2": _CLASH,
-    "datatypes-range-clash": _CLASH,
-    "datatypes-test010": _CLASH,
-    "rdfs-entailment-test001": _CLASH,
-    "rdfs-entailment-test002": _CLASH,
-    "xmlsch-02-whitespace-facet-2": _CLASH,
-    "xmlsch-02-whitespace-facet-4": _CLASH,
-}
+# Every test passes, each run with the recognized datatypes its manifest entry names
+# (mf:recognizedDatatypes): the datatype-clash and ill-typed-literal tests need them.
 
 
 def _read(path: Path, prefix: str) -> list[Triple]:
@@ -60,7 +50,15 @@ def _entails(closure: set[Triple], goal: list[Triple]) -> bool:
     return match(0, {})
 
 
-def _cases() -> list[tuple[str, str, Path, Path | None]]:
+def _rdf_list(head: str, by_subject: dict[str, dict[str, str]]) -> list[str]:
+    items = []
+    while head != f"<{RDF}nil>":
+        items.append(by_subject[head][f"<{RDF}first>"])
+        head = by_subject[head][f"<{RDF}rest>"]
+    return items
+
+
+def _cases() -> list[tuple[str, str, Path, Path | None, list[str]]]:
     if not (DATA / "manifest.ttl").is_file():
         return []
     text = (DATA / "manifest.ttl").read_bytes().decode("utf-8")
@@ -76,19 +74,21 @@ def _cases() -> list[tuple[str, str, Path, Path | None]]:
         result = props[f"<{MF}result>"]
         expected = None if result.startswith('"false"') else DATA / result[1:-1].removeprefix(BASE)
         positive = "Positive" in kind
+        recognized = _rdf_list(props[f"<{MF}recognizedDatatypes>"], by_subject)
         out.append(
             (
                 props[f"<{MF}name>"].strip('"'),
                 "positive" if positive else "negative",
                 action,
                 expected,
+                recognized,
             )
         )
     return sorted(out)
 
 
-def _passes(kind: str, action: Path, expected: Path | None) -> bool:
-    with LatticeStore() as store:
+def _passes(kind: str, action: Path, expected: Path | None, recognized: list[str]) -> bool:
+    with LatticeStore(datatypes=recognized) as store:
         store.add_triples(_read(action, "p"))
         store.add_rules("rdfs-full")
         store.reason()
@@ -99,12 +99,14 @@ def _passes(kind: str, action: Path, expected: Path | None) -> bool:
 
 
 @pytest.mark.slow
-def test_rdfs_entailment_suite_passes_except_documented_cases() -> None:
+def test_rdfs_entailment_suite_passes() -> None:
     cases = _cases()
     if not cases:
         pytest.skip(f"W3C rdf-mt data not found at {DATA}")
     assert len(cases) >= 25
     failures = {
-        name for name, kind, action, expected in cases if not _passes(kind, action, expected)
+        name
+        for name, kind, action, expected, dts in cases
+        if not _passes(kind, action, expected, dts)
     }
-    assert failures == set(KNOWN_FAILURES), sorted(failures ^ set(KNOWN_FAILURES))
+    assert not failures, sorted(failures)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = ["PACKS", "rule_pack"]
 
+from tenfold.semantic_lattice._datatypes import datatype_facts
 from tenfold.semantic_lattice.errors import SchemaError
 
 _DECL = """
@@ -88,7 +89,26 @@ membership_property(rdf:_1). membership_property(rdf:_2). membership_property(rd
 triple(P, rdf:type, rdfs:ContainerMembershipProperty) :- membership_property(P).
 triple(P, rdfs:domain, rdfs:Resource) :- membership_property(P).
 triple(P, rdfs:range, rdfs:Resource) :- membership_property(P).
+% D-entailment with the recognized datatypes of ._datatypes (RDF 1.1 Semantics 7 and 9):
+% an ill-typed literal, a literal typed with a datatype of another value-space family
+% (by rdfs:range, say), and a datatype declared a subclass of one whose value space
+% does not contain its own are inconsistencies.
+% The store keeps ill_typed(L, D) for every datatype it knows and recognized_datatype(D)
+% for those the user recognizes (LatticeStore(datatypes=...), default all).
+.decl ill_typed(l, d)
+.decl recognized_datatype(d)
+.decl datatype_family(d, f)
+.decl value_subset(d1, d2)
+inconsistent("dt-not-type", S, P, L, S, P, L) :-
+    ill_typed(L, D), recognized_datatype(D), triple(S, P, L).
+inconsistent("dt-clash", L, rdf:type, D, L, rdf:type, D0) :-
+    triple(L, rdf:type, D), literal_of(L, D0), recognized_datatype(D), recognized_datatype(D0),
+    datatype_family(D, F), datatype_family(D0, F0), F != F0.
+inconsistent("dt-subclass", D1, rdfs:subClassOf, D2, D1, rdfs:subClassOf, D2) :-
+    triple(D1, rdfs:subClassOf, D2), recognized_datatype(D1), recognized_datatype(D2),
+    !value_subset(D1, D2).
 """
+    + datatype_facts()
 )
 
 OWL_RL_CORE = (

@@ -9,7 +9,7 @@ the closure, and persist everything in a DuckDB file that reopens fast.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tenfold.semantic_lattice._datalog import parse_program
+from tenfold.semantic_lattice._datatypes import RECOGNIZED, is_well_typed, lexical_form
 from tenfold.semantic_lattice._engine import Budget, Engine, ReasonStats
 from tenfold.semantic_lattice._index import OUTPUT_CREDIT, WORK_LIMIT, IndexPlan, TripleIndex
 from tenfold.semantic_lattice._packs import rule_pack
@@ -72,11 +73,36 @@ _PLAN_CHOICES = ("auto", "index", "sql")
 class LatticeStore:
     """RDF and Datalog over DuckDB; ``path=None`` keeps everything in memory."""
 
-    def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        threads: int | None = None,
+        datatypes: Iterable[str] | None = None,
+    ) -> None:
+        """Open (or create) a store.
+
+        ``datatypes``: the datatype IRIs recognized for D-entailment by the
+        ``rdfs-full`` pack (ill-typed literals and datatype clashes are
+        inconsistencies); ``None`` recognizes every datatype it knows (the
+        ``xsd:`` built-ins, ``rdf:langString``, ``rdf:XMLLiteral``, ``rdf:HTML``);
+        ``xsd:string`` and ``rdf:langString`` are always recognized.
+        """
+        self._datatypes = [d.removeprefix("<").removesuffix(">") for d in datatypes or ()]
+        unknown = sorted(d for d in self._datatypes if d not in RECOGNIZED)
+        if unknown:
+            raise SchemaError(
+                f"unknown datatype <{unknown[0]}>: recognized datatypes are the xsd: built-ins, "
+                "rdf:langString, rdf:XMLLiteral and rdf:HTML"
+            )
+        if datatypes is None:
+            self._datatypes = sorted(RECOGNIZED)
         self.engine = Engine(path, threads=threads)
         self.engine.declare(TRIPLE, 3)
         self.engine.declare("literal_of", 2)
         self.engine.declare("membership_property", 1)
+        if "recognized_datatype" in self.engine.program.relations:
+            self._recognize()  # a file store that has the rdfs-full pack already
         self._plans: dict[str, _Plan] = {}
         self._index = TripleIndex(self.engine.con, f"r_{TRIPLE}")
         self.cache_hits = 0
@@ -142,12 +168,44 @@ class LatticeStore:
             """SELECT dl.id AS c0, dd.id AS c1 FROM stage_terms st
                JOIN dict dl ON dl.term = st.l JOIN dict dd ON dd.term = st.d""",
         )
+        self._add_ill_typed("SELECT l, d FROM stage_terms")
         self.engine._add_encoded(
             self.engine.relation("membership_property"),
             f"""SELECT DISTINCT d.id AS c0 FROM (SELECT s AS x FROM {stage} UNION
                 SELECT p FROM {stage} UNION SELECT o FROM {stage}) t JOIN dict d ON d.term = t.x
                 WHERE regexp_matches(t.x, '^<{RDF}_[1-9][0-9]*>$')""",
         )
+
+    def _recognize(self) -> None:
+        """Make ``recognized_datatype`` hold exactly the store's datatypes (kept in a file store).
+
+        Runs when a pack that declares it (``rdfs-full``) is added or reopened, with
+        ``ill_typed`` filled for every literal loaded so far; later loads add theirs.
+        """
+        # RDF 1.1 Semantics 7: every D-interpretation recognizes xsd:string and rdf:langString.
+        always = {f"<{XSD}string>", f"<{RDF}langString>"}
+        wanted = {f"<{d}>" for d in self._datatypes} | always
+        have = {row[0] for row in self.engine.rows("recognized_datatype")}
+        if wanted - have:
+            self.engine.add_facts("recognized_datatype", [(d,) for d in sorted(wanted - have)])
+        if have - wanted:
+            self.engine.retract_facts("recognized_datatype", [(d,) for d in sorted(have - wanted)])
+
+    def _add_ill_typed(self, literals_sql: str) -> None:
+        """``ill_typed(L, D)`` for the literals (columns l, d: terms) outside their lexical space."""
+        if "ill_typed" not in self.engine.program.relations:
+            return  # no pack reads it; adding rdfs-full later checks every literal then
+        always = {f"<{XSD}string>", f"<{RDF}langString>", f"<{XSD}anyURI>", f"<{RDF}HTML>"}
+        checked = sorted(f"<{iri}>" for iri in RECOGNIZED if f"<{iri}>" not in always)
+        candidates = self.engine.con.execute(
+            f"SELECT l, d FROM ({literals_sql}) WHERE d IN (SELECT unnest(?::VARCHAR[]))",
+            [checked],
+        ).fetchall()
+        bad = [
+            (lit, dt) for lit, dt in candidates if not is_well_typed(lexical_form(lit), dt[1:-1])
+        ]
+        if bad:
+            self.engine.add_facts("ill_typed", bad)
 
     def retract_triples(self, triples: Sequence[Triple]) -> int:
         """Remove base triples; the next :meth:`reason` re-derives what still follows."""
@@ -192,7 +250,14 @@ class LatticeStore:
     def add_rules(self, text_or_pack: str, source: str = "<rules>") -> None:
         """Add a named rule pack (``rdfs``, ``rdfs-full``, ``owl-rl``) or Datalog text."""
         text = rule_pack(text_or_pack) if _is_pack_name(text_or_pack) else text_or_pack
+        had_datatypes = "recognized_datatype" in self.engine.program.relations
         self.engine.add_program(text, source)
+        if not had_datatypes and "recognized_datatype" in self.engine.program.relations:
+            self._recognize()
+            self._add_ill_typed(
+                """SELECT dl.term AS l, dd.term AS d FROM r_literal_of lo
+                   JOIN dict dl ON dl.id = lo.c0 JOIN dict dd ON dd.id = lo.c1"""
+            )
         self._plans.clear()
 
     def reason(self, budget: Budget | None = None) -> ReasonStats:
