@@ -196,9 +196,18 @@ def _fold_power(b: Number, e: Number, flags: Flags) -> Term | None:
     return _fold_power(Fraction(rn, rd), p, flags)
 
 
+def _is_null(t: Term) -> bool:
+    """``t`` is zero wherever it is defined (``0*(1/y)``, or a sum of such terms)."""
+    if t.op == OP_ADD:
+        return all(_is_null(a) for a in t.args)
+    return t.op == OP_MUL and t.args[0] is ZERO
+
+
 def canon_pow(b: Term, e: Term, flags: Flags) -> Term:
     if e.op == OP_NUM:
         ev = e.value
+        if ev < 0 and _is_null(b):  # defined nowhere, like 0**-1
+            raise ReductionError(f"division by zero: {b} is zero wherever it is defined")
         if ev == 0:
             return ONE
         if ev == 1:
@@ -346,7 +355,7 @@ def canon_fn(name: str, args: tuple[Term, ...], flags: Flags) -> Term:
         elif name == "log":
             if a is ONE:
                 return ZERO
-            if a is ZERO:
+            if a is ZERO or _is_null(a):
                 raise ReductionError("log(0) is undefined")
         elif name == "abs":
             if a.op == OP_NUM:

@@ -98,6 +98,10 @@ def _convert_node(e: Any, args: list[Term], sympy: Any) -> Term:
         return sym(e.name)
     if e is sympy.E:
         return fn("exp", num(1))
+    if e is sympy.I:  # SymPy writes log(-2) as log(2) + I*pi
+        return pow_(num(-1), num(Fraction(1, 2)))
+    if e is sympy.pi:
+        return fn("acos", num(-1))
     if e.is_Add:
         return ac(OP_ADD, args)
     if e.is_Mul:
