@@ -300,12 +300,12 @@ def run_scenario(
     return record
 
 
-def _load_plugin(system: str) -> Any:
+def _load_plugin(system: str, timeout_s: float = 60.0) -> Any:
     from tenfold.core.errors import PluginError
     from tenfold.core.plugins import load_system
 
     try:
-        return load_system(system)
+        return load_system(system, timeout_s=timeout_s)
     except PluginError as exc:
         raise BenchError(str(exc)) from None
 
@@ -353,7 +353,8 @@ def _child_main(argv: Sequence[str]) -> int:
     parser.add_argument("--profile", default="", help="run one scenario's op (ours) for profiling")
     args = parser.parse_args(argv)
     if args.kernel:
-        plugin = _load_plugin(args.system)
+        # Under valgrind, imports run some fifty times slower than natively.
+        plugin = _load_plugin(args.system, timeout_s=1200.0)
         if plugin.kernel is not None:
             for _ in range(args.kernel):
                 plugin.kernel()

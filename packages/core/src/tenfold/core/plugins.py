@@ -306,9 +306,11 @@ def system_names(group: str = ENTRY_POINT_GROUP) -> list[str]:
     return sorted({ep.name for ep in importlib.metadata.entry_points(group=group)})
 
 
-def load_system(name: str, group: str = ENTRY_POINT_GROUP) -> SystemPlugin:
+def load_system(
+    name: str, group: str = ENTRY_POINT_GROUP, *, timeout_s: float = 60.0
+) -> SystemPlugin:
     """Import one system's plugin (and only that one); :class:`PluginError` says why it failed."""
-    manager = PluginManager(timeout_s=60.0)
+    manager = PluginManager(timeout_s=timeout_s)
     for ep in importlib.metadata.entry_points(group=group):
         if ep.name == name:
             manager.add(ep.name, ep.load, source=ep.value)
