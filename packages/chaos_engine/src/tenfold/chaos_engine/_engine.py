@@ -249,12 +249,13 @@ class ChaosEngine:
         across runs); otherwise it is replayed exactly as ``recover`` would.
         """
         from tenfold.chaos_engine._journal import replay
-        from tenfold.chaos_engine._watchdog import undo_outstanding
 
         state = replay(self.journal.path)
         if not state.faults and not state.resources:
             self.journal.truncate()
             return []
+        from tenfold.chaos_engine._watchdog import undo_outstanding  # (and the kernel adapters)
+
         undone = sorted(state.faults) + sorted(state.resources)
         errors = undo_outstanding(self.journal.path, state, "recovered at open", faults_only=False)
         if errors:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,6 @@ _JOURNAL_DIR = click.option(
     show_default=True,
     help="Where the fault journals live.",
 )
-
-
-def _experiment_name(path: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)[:24] or "experiment"
 
 
 @click.group("chaos")
@@ -64,31 +58,12 @@ def validate(experiment: Path, as_json: bool) -> None:
 @json_option
 def run(experiment: Path, journal_dir: Path, seed: int | None, events: bool, as_json: bool) -> None:
     """Run an experiment; exit 1 when the steady state does not hold."""
-    from tenfold.chaos_engine._engine import ChaosEngine
-    from tenfold.chaos_engine._experiment import load_experiment, run_experiment
+    from tenfold.chaos_engine._runner import run_file
 
-    exp = load_experiment(experiment)
-
-    from tenfold.core.governor import Governor
-
-    async def main() -> dict[str, object]:
-        governor = Governor.from_config()
-        try:
-            engine = await ChaosEngine.create(
-                None, governor, experiment=_experiment_name(experiment), journal_dir=journal_dir
-            )
-            if events:
-                engine.monitor.listener = _stream_event
-            async with engine:
-                report = await run_experiment(exp, engine, seed=seed)
-        finally:
-            governor.close()
-        return report.as_dict()
-
-    result = asyncio.run(main())
-    emit(result, as_json, f"{exp.title}: {result['status']} ({result['steps']} steps)")
+    title, result = run_file(experiment, journal_dir, seed, _stream_event if events else None)
+    emit(result, as_json, f"{title}: {result['status']} ({result['steps']} steps)")
     if result["status"] != "completed":
-        raise SteadyStateViolated(f"{exp.title}: {result['status']}: {result['reason']}")
+        raise SteadyStateViolated(f"{title}: {result['status']}: {result['reason']}")
 
 
 def _stream_event(sample: Any) -> None:

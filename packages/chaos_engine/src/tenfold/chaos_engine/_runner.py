@@ -1,0 +1,50 @@
+"""``chaos run`` without the CLI framework: load, run under a governor, report.
+
+Both the click command (``tenfold chaos run``) and the start-up fast path of
+``python -m tenfold.chaos_engine run`` call :func:`run_file`, so they behave the
+same; the fast path only skips importing click for a well-formed command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def experiment_name(path: Path) -> str:
+    """The journal and kernel-object name of the experiment in ``path`` (its file stem)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)[:24] or "experiment"
+
+
+def run_file(
+    experiment: Path,
+    journal_dir: Path,
+    seed: int | None = None,
+    on_event: Callable[[Any], None] | None = None,
+) -> tuple[str, dict[str, object]]:
+    """Run the experiment in ``experiment``; return its title and the report as a dict."""
+    from tenfold.chaos_engine._engine import ChaosEngine
+    from tenfold.chaos_engine._experiment import load_experiment, run_experiment
+
+    exp = load_experiment(experiment)
+
+    from tenfold.core.governor import Governor
+
+    async def main() -> dict[str, object]:
+        governor = Governor.from_config()
+        try:
+            engine = await ChaosEngine.create(
+                None, governor, experiment=experiment_name(experiment), journal_dir=journal_dir
+            )
+            if on_event is not None:
+                engine.monitor.listener = on_event
+            async with engine:
+                report = await run_experiment(exp, engine, seed=seed)
+        finally:
+            governor.close()
+        return report.as_dict()
+
+    return exp.title, asyncio.run(main())
