@@ -13,8 +13,15 @@ from tenfold.symbolic_modeler._printing import to_latex as to_latex
 from tenfold.symbolic_modeler._printing import to_text as to_text
 from tenfold.symbolic_modeler._reduce import expand as expand
 from tenfold.symbolic_modeler._reduce import reduce as reduce
+from tenfold.symbolic_modeler._rules import EXP_RULES as EXP_RULES
+from tenfold.symbolic_modeler._rules import TRIG_RULES as TRIG_RULES
 from tenfold.symbolic_modeler._rules import Rule as Rule
 from tenfold.symbolic_modeler._rules import RuleSet as RuleSet
+from tenfold.symbolic_modeler._rules import parse_rules as parse_rules
+from tenfold.symbolic_modeler._saturate import ALGEBRA_RULES as ALGEBRA_RULES
+from tenfold.symbolic_modeler._saturate import SaturationResult as SaturationResult
+from tenfold.symbolic_modeler._saturate import StopReason as StopReason
+from tenfold.symbolic_modeler._saturate import saturate as saturate
 from tenfold.symbolic_modeler._sympy_bridge import from_sympy as from_sympy
 from tenfold.symbolic_modeler._sympy_bridge import to_sympy as to_sympy
 from tenfold.symbolic_modeler._terms import Term as Term
@@ -24,10 +31,15 @@ from tenfold.symbolic_modeler._terms import sym as sym
 from tenfold.symbolic_modeler.errors import SymbolicModelerError as SymbolicModelerError
 
 __all__ = [
+    "ALGEBRA_RULES",
+    "EXP_RULES",
+    "TRIG_RULES",
     "ManyToOneMatcher",
     "MatchBudget",
     "Rule",
     "RuleSet",
+    "SaturationResult",
+    "StopReason",
     "SymbolicModelerError",
     "Term",
     "compile_native",
@@ -40,8 +52,10 @@ __all__ = [
     "num",
     "parse_expression",
     "parse_pattern",
+    "parse_rules",
     "reduce",
     "reduce_many",
+    "saturate",
     "sym",
     "to_latex",
     "to_sympy",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +48,7 @@ from tenfold.symbolic_modeler._terms import (
 )
 from tenfold.symbolic_modeler.errors import ParseError, RuleError
 
-__all__ = ["Rule", "RuleSet", "kbo_greater", "parse_rules"]
+__all__ = ["EXP_RULES", "TRIG_RULES", "Rule", "RuleSet", "kbo_greater", "parse_rules"]
 
 MAX_RULES = 100_000
 
@@ -261,6 +261,20 @@ class RuleSet:
         self.matcher = ManyToOneMatcher([r.lhs for r in oriented])
 
     @classmethod
+    def of(
+        cls,
+        *groups: str | Rule | Iterable[str | Rule],
+        orient: bool = True,
+        match_budget: int = 10_000,
+    ) -> RuleSet:
+        """A rule set from rules, rule texts, or groups of them (``RuleSet.of(TRIG_RULES, EXP_RULES)``)."""
+        rules: list[Rule] = []
+        for group in groups:
+            items = [group] if isinstance(group, str | Rule) else list(group)
+            rules.extend(rules_of(items))
+        return cls(rules, orient=orient, match_budget=match_budget)
+
+    @classmethod
     def parse(cls, text: str, *, orient: bool = True, source: str = "<rules>") -> RuleSet:
         return cls(parse_rules(text, source), orient=orient)
 
@@ -306,14 +320,14 @@ def rules_of(items: Iterable[str | Rule]) -> list[Rule]:
 
 # Shipped rule sets: each rule is an identity of complex analysis wherever the
 # left side is defined (checked by random evaluation in the test suite).
-TRIG_RULES: Sequence[str] = (
+TRIG_RULES: tuple[str, ...] = (
     "sin(x_)**2 + cos(x_)**2 -> 1",
     "sin(x_)**2 + cos(x_)**2 + r__ -> 1 + r__",
     "2*sin(x_)*cos(x_) -> sin(2*x_)",
     "cos(x_)**2 - sin(x_)**2 -> cos(2*x_)",
     "sin(x_)*cos(x_)**-1 -> tan(x_)",
 )
-EXP_RULES: Sequence[str] = (
+EXP_RULES: tuple[str, ...] = (
     "exp(x_)*exp(y_) -> exp(x_ + y_)",
     "exp(x_)*exp(y_)*r__ -> exp(x_ + y_)*r__",
     "exp(x_)**n_ -> exp(n_*x_) if integer(n)",

@@ -1,4 +1,4 @@
-"""``tenfold symbolic reduce|match``: the reducer and the matcher from the command line."""
+"""``tenfold symbolic reduce|match|saturate``: the reducer, the matcher and equality saturation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tenfold.core.cli import emit, json_option
 
 @click.group("symbolic")
 def symbolic() -> None:
-    """Symbolic Reduction Modeler: reduce expressions, match patterns."""
+    """Symbolic Reduction Modeler: reduce expressions, match patterns, saturate."""
 
 
 @symbolic.command("reduce")
@@ -89,3 +89,60 @@ def match_command(pattern: str, expr: str, budget: int, as_json: bool) -> None:
         )
 
     emit({"pattern": pattern, "subject": expr, "matches": found}, as_json, text)
+
+
+@symbolic.command("saturate")
+@click.argument("expr")
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Rules file (equations 'lhs -> rhs [if cond]'); default: factoring, trig and exp rules.",
+)
+@click.option("--both-ways", is_flag=True, help="Also apply each rule right to left.")
+@click.option("--node-limit", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--iteration-limit", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option(
+    "--time-limit", "time_limit_s", type=click.FloatRange(min=0.001), default=5.0, show_default=True
+)
+@click.option("--strict", is_flag=True, help="Fail (exit 2) when a limit stops the run.")
+@json_option
+def saturate_command(
+    expr: str,
+    rules_file: Path | None,
+    both_ways: bool,
+    node_limit: int,
+    iteration_limit: int,
+    time_limit_s: float,
+    strict: bool,
+    as_json: bool,
+) -> None:
+    """The smallest term equal to EXPR found by equality saturation."""
+    from tenfold.symbolic_modeler._parser import parse_expression
+    from tenfold.symbolic_modeler._printing import to_text
+    from tenfold.symbolic_modeler._rules import RuleSet
+    from tenfold.symbolic_modeler._saturate import saturate
+
+    rules = RuleSet.from_file(rules_file, orient=False) if rules_file else None
+    result = saturate(
+        parse_expression(expr),
+        rules,
+        node_limit=node_limit,
+        iteration_limit=iteration_limit,
+        time_limit_s=time_limit_s,
+        both_ways=both_ways,
+        strict=strict,
+    )
+    text = to_text(result.term)
+    doc = {
+        "input": expr,
+        "result": text,
+        "size_before": result.input_size,
+        "size_after": result.size,
+        "stop_reason": result.stop_reason.value,
+        "iterations": result.iterations,
+        "enodes": result.enodes,
+        "eclasses": result.eclasses,
+    }
+    emit(doc, as_json, text)

@@ -49,3 +49,11 @@ class MatchBudgetExceeded(SymbolicModelerError):
 
 class CompilationError(SymbolicModelerError):
     """A term cannot be compiled to numeric code (unknown function, free symbol not bound)."""
+
+
+class SaturationError(SymbolicModelerError):
+    """saturate was given invalid limits or costs (non-positive limits, a zero-cost operator)."""
+
+
+class SaturationLimitExceeded(SaturationError):
+    """saturate(strict=True) stopped on a node, iteration, time or match limit before saturating."""
