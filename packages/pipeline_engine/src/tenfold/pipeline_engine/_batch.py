@@ -51,5 +51,25 @@ class Batch(Generic[T]):
         """The same batch bookkeeping around new items (item provenance no longer lines up)."""
         return Batch(items, self.born_ns, self.positions, self.ack, self.dead, _nowhere, self.seq)
 
+    @staticmethod
+    def merge(batches: list[Batch[Any]]) -> Batch[Any]:
+        """Consecutive batches as one (a group commit): the items and dead letters in
+        order, the oldest birth time, the positions after the last batch.
+
+        ``ack`` is left out: each batch's own ack is handed back to the source
+        (acknowledgements are not cumulative for every source, Redis ids are not).
+        """
+        if len(batches) == 1:
+            return batches[0]
+        items: list[Any] = []
+        dead: list[DeadLetter] = []
+        positions: dict[str, int] = {}
+        for b in batches:
+            items += b.items
+            dead += b.dead
+            positions.update(b.positions)
+        born = min(b.born_ns for b in batches)
+        return Batch(items, born, positions, None, dead, _nowhere, batches[0].seq)
+
     def __len__(self) -> int:
         return len(self.items)

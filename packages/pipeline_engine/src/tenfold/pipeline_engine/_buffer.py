@@ -86,6 +86,30 @@ class BoundedBuffer(Generic[T]):
             self._cond.notify_all()
             return item
 
+    def get_many(self, max_size: int) -> list[T | None]:
+        """Wait for one item, then also take those queued behind it while their sizes sum
+        to at most ``max_size`` (the first is always taken); stops after a ``None``."""
+        with self._cond:
+            while not self._items:
+                if self._closed:
+                    raise Closed(self.name)
+                self._cond.wait(0.1)
+            out: list[T | None] = []
+            total = 0
+            items = self._items
+            while items:
+                item, size = items[0]
+                if out and total + size > max_size:
+                    break
+                items.popleft()
+                self.depth -= size
+                total += size
+                out.append(item)
+                if item is None:
+                    break
+            self._cond.notify_all()
+            return out
+
     def close(self) -> None:
         """Wake every waiter with :class:`Closed` (used when the pipeline stops or fails)."""
         with self._cond:

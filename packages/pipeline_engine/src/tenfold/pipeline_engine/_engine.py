@@ -80,7 +80,9 @@ class Pipeline(Generic[T]):
     full buffer blocks its producer and, for the first one, pauses the source,
     so memory stays flat when the sink is slower than the source. The sink
     thread writes batches in source order and acknowledges each to the source
-    only once it is durable. With ``checkpoints`` (a SQLite path), stateful
+    only once it is durable; a sink with ``group_commit`` (PostgreSQL) takes
+    every batch queued for it, up to ``group_commit_events`` events (4 batches
+    by default), in one write, so it catches up when it falls behind. With ``checkpoints`` (a SQLite path), stateful
     stages are saved every ``checkpoint_interval_s`` at a batch boundary and
     restored on the next run, which then resumes the source from the oldest
     checkpointed position (outputs of stateful stages carry deterministic ids,
@@ -100,6 +102,7 @@ class Pipeline(Generic[T]):
         dead_letters: DeadLetterSink | None = None,
         checkpoints: str | Path | CheckpointStore | None = None,
         checkpoint_interval_s: float = 5.0,
+        group_commit_events: int | None = None,
     ) -> None:
         if batch_size <= 0:
             raise PipelineDefinitionError(f"batch_size must be positive, got {batch_size}")
@@ -114,6 +117,14 @@ class Pipeline(Generic[T]):
         self.batch_size = batch_size
         self.linger_s = linger_ms / 1000.0
         self.buffer_events = buffer_events
+        if group_commit_events is not None and group_commit_events <= 0:
+            raise PipelineDefinitionError(
+                f"group_commit_events must be positive, got {group_commit_events}"
+            )
+        # Never more than a buffer holds: a group is made of batches already queued.
+        self.group_commit_events = min(
+            group_commit_events or 4 * batch_size, max(buffer_events, batch_size)
+        )
         self.dead_letters = dead_letters if dead_letters is not None else MemoryDeadLetters()
         if isinstance(checkpoints, str | Path):
             checkpoints = CheckpointStore(checkpoints)
@@ -229,23 +240,35 @@ class Pipeline(Generic[T]):
 
     def _run_sink(self, inbuf: BoundedBuffer[Batch[Any]], m: StageMetrics) -> None:
         sink, src, dls = self.sink, self.source, self.dead_letters
+        group_max = self.group_commit_events if sink.group_commit else 0
         try:
             while True:
-                batch = inbuf.get()
-                if batch is None:
+                if group_max:
+                    taken = inbuf.get_many(group_max)
+                    end = taken[-1] is None
+                    group = [b for b in taken if b is not None]
+                else:
+                    one = inbuf.get()
+                    end = one is None
+                    group = [] if one is None else [one]
+                if group:
+                    batch = Batch.merge(group) if len(group) > 1 else group[0]
+                    t0 = time.perf_counter()
+                    sink.write(batch)
+                    if batch.dead and not sink.handles_dead_letters:
+                        dls.write(batch.dead)
+                    # Acks in source order, each only after its rows are durable.
+                    for b in group:
+                        if b.ack is not None:
+                            src.acknowledge(b.ack)
+                    now_ns = time.monotonic_ns()
+                    n = len(batch.items)
+                    m.record(n, n, time.perf_counter() - t0)
+                    self._written += n
+                    self._dead += len(batch.dead)
+                    self._e2e_ms.extend((now_ns - b.born_ns) / 1e6 for b in group)
+                if end:
                     return
-                t0 = time.perf_counter()
-                sink.write(batch)
-                if batch.dead and not sink.handles_dead_letters:
-                    dls.write(batch.dead)
-                if batch.ack is not None:
-                    src.acknowledge(batch.ack)
-                now_ns = time.monotonic_ns()
-                n = len(batch.items)
-                m.record(n, n, time.perf_counter() - t0)
-                self._written += n
-                self._dead += len(batch.dead)
-                self._e2e_ms.append((now_ns - batch.born_ns) / 1e6)
         except Closed:
             return
         except BaseException as exc:

@@ -83,6 +83,9 @@ class PostgresSink(Sink[Any]):
 
     name = "postgres"
     handles_dead_letters = True
+    # A commit (WAL flush, offsets upsert, round trips) costs as much as a few
+    # thousand rows: when batches queue up, one transaction takes them all.
+    group_commit = True
 
     def __init__(
         self,

@@ -34,10 +34,14 @@ class Sink(Generic[T]):
     ``write`` returns only once the batch is durable. A sink with
     ``handles_dead_letters`` stores ``batch.dead`` itself, atomically with the
     rows; for other sinks the engine hands dead letters to its dead-letter sink.
+    A sink with ``group_commit`` may receive several queued batches merged into
+    one (:meth:`Batch.merge`) when it falls behind, so a per-write cost (a
+    transaction, an fsync) is paid once for all of them.
     """
 
     name: str = "sink"
     handles_dead_letters: bool = False
+    group_commit: bool = False
 
     def open(self, pipeline: str) -> dict[str, int]:
         return {}

@@ -2,7 +2,7 @@
 
 Layout::
 
-    [pipeline]            name, batch_size, linger_ms, buffer_events, checkpoints, ...
+    [pipeline]            name, batch_size, linger_ms, buffer_events, group_commit_events, checkpoints, ...
     [schemas.Order]       field = "int" | "float" | "str" | "bool" | "bytes" (suffix ? = optional)
     [source]              type = "generator" | "ndjson" | "csv" | "kafka" | "redis"
     [[stages]]            type = "decode" | "filter" | "enrich" | "window" | "python"
@@ -485,6 +485,7 @@ def _build(doc: dict[str, Any], origin: str, base_dir: Path | None) -> Pipeline[
             "buffer_events",
             "checkpoints",
             "checkpoint_interval_s",
+            "group_commit_events",
         },
     )
     schemas: dict[str, Schema] = {}
@@ -516,6 +517,7 @@ def _build(doc: dict[str, Any], origin: str, base_dir: Path | None) -> Pipeline[
             dead_letters=dead,
             checkpoints=checkpoints,
             checkpoint_interval_s=opts.get("checkpoint_interval_s", 5.0),
+            group_commit_events=opts.get("group_commit_events"),
         )
     except PipelineDefinitionError as exc:
         raise ctx.err("[pipeline]", str(exc)) from None
