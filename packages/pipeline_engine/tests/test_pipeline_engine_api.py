@@ -25,6 +25,7 @@ def test_errors_form_one_tree_under_tenfold_error() -> None:
         api.ConnectorError,
         api.CheckpointError,
         api.PipelineFailed,
+        api.SupervisorError,
     ):
         assert issubclass(cls, api.PipelineEngineError)
         assert issubclass(cls, TenfoldError)

@@ -35,6 +35,8 @@ from tenfold.pipeline_engine._stages import Stage as Stage
 from tenfold.pipeline_engine._stages import TableLookup as TableLookup
 from tenfold.pipeline_engine._stages import Window as Window
 from tenfold.pipeline_engine._stages import per_event as per_event
+from tenfold.pipeline_engine._supervisor import Supervisor as Supervisor
+from tenfold.pipeline_engine._supervisor import split_partitions as split_partitions
 from tenfold.pipeline_engine._toml import build_pipeline as build_pipeline
 from tenfold.pipeline_engine._toml import load_pipeline as load_pipeline
 from tenfold.pipeline_engine._toml import parse_schema as parse_schema
@@ -44,6 +46,7 @@ from tenfold.pipeline_engine.errors import PipelineDefinitionError as PipelineDe
 from tenfold.pipeline_engine.errors import PipelineEngineError as PipelineEngineError
 from tenfold.pipeline_engine.errors import PipelineFailed as PipelineFailed
 from tenfold.pipeline_engine.errors import SchemaError as SchemaError
+from tenfold.pipeline_engine.errors import SupervisorError as SupervisorError
 
 __all__ = [
     "Batch",
@@ -84,10 +87,13 @@ __all__ = [
     "Sink",
     "Source",
     "Stage",
+    "Supervisor",
+    "SupervisorError",
     "TableLookup",
     "Window",
     "build_pipeline",
     "load_pipeline",
     "parse_schema",
     "per_event",
+    "split_partitions",
 ]

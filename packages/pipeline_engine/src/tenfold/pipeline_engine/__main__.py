@@ -16,6 +16,9 @@ from tenfold.pipeline_engine.cli import pipeline_group
 
 
 def main(argv: list[str] | None = None) -> None:
+    from tenfold.pipeline_engine._supervisor import die_with_supervisor
+
+    die_with_supervisor()
     try:
         pipeline_group.main(
             args=argv, prog_name="python -m tenfold.pipeline_engine", standalone_mode=False

@@ -71,6 +71,10 @@ class KafkaSource(Source[bytes | None]):
         self._last_message = 0.0
         self.pauses = 0
         self._pending_commit: dict[str, int] | None = None
+        # How many partitions this consumer holds; read() stops its position scan
+        # once it has seen that many. Never below the truth (a stale, larger
+        # value only costs a longer scan; a smaller one would lose positions).
+        self._assigned = 1 << 30
 
     def _conf(self) -> dict[str, Any]:
         return {
@@ -80,7 +84,13 @@ class KafkaSource(Source[bytes | None]):
             "auto.offset.reset": "earliest",
             "fetch.max.bytes": 64 << 20,
             "max.partition.fetch.bytes": 16 << 20,
-            "queued.max.messages.kbytes": 256 << 10,
+            # librdkafka stops prefetching once queued.min.messages are queued and
+            # then backs off fetch.queue.backoff.ms (1 s by default): with 10K-event
+            # batches that stalls the source for most of a second. Prefetch more,
+            # bounded in bytes, and re-check the queue after a few ms instead.
+            "queued.min.messages": 500_000,
+            "queued.max.messages.kbytes": 64 << 10,
+            "fetch.queue.backoff.ms": 5,
             **_QUIET,
             **self.config,
         }
@@ -91,7 +101,31 @@ class KafkaSource(Source[bytes | None]):
             return stored
         return int(OFFSET_STORED if self.commit else OFFSET_BEGINNING)
 
+    def topic_partitions(self, timeout_s: float = 10.0) -> list[int]:
+        """The partitions of ``topic``, from the broker's metadata."""
+        try:
+            consumer = Consumer(self._conf())
+            try:
+                meta = consumer.list_topics(self.topic, timeout=timeout_s)
+            finally:
+                consumer.close()
+        except KafkaException as exc:
+            raise ConnectorError(f"kafka {self.bootstrap}: {exc}") from None
+        topic = meta.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise ConnectorError(
+                f"kafka {self.bootstrap}: topic {self.topic!r} not found"
+                + (f" ({topic.error})" if topic is not None and topic.error else "")
+            )
+        return sorted(topic.partitions)
+
+    def use_partitions(self, partitions: list[int]) -> None:
+        """Read exactly ``partitions`` (assigned, no group membership); before :meth:`open`."""
+        self.partitions = list(partitions)
+        self.subscribe = False
+
     def open(self, positions: dict[str, int]) -> None:
+        mine: set[str] | None = None  # the streams this consumer holds, when assigned
         try:
             self._consumer = Consumer(self._conf())
             if self.subscribe:
@@ -99,26 +133,44 @@ class KafkaSource(Source[bytes | None]):
                 def on_assign(consumer: Any, parts: list[Any]) -> None:
                     for tp in parts:
                         tp.offset = self._offset(tp.partition, positions)
+                    self._assigned = max(len(parts), 1)
                     consumer.assign(parts)
 
                 self._consumer.subscribe([self.topic], on_assign=on_assign)
             else:
+                # Metadata first, even for known partitions: assigned before the
+                # partition leaders are known, librdkafka waits 500 ms to retry.
+                meta = self._consumer.list_topics(self.topic, timeout=10)
+                topic = meta.topics.get(self.topic)
+                if topic is None or topic.error is not None or not topic.partitions:
+                    raise ConnectorError(
+                        f"kafka {self.bootstrap}: topic {self.topic!r} not found"
+                        + (f" ({topic.error})" if topic is not None and topic.error else "")
+                    )
                 parts = self.partitions
                 if parts is None:
-                    meta = self._consumer.list_topics(self.topic, timeout=10)
-                    topic = meta.topics.get(self.topic)
-                    if topic is None or topic.error is not None or not topic.partitions:
-                        raise ConnectorError(
-                            f"kafka {self.bootstrap}: topic {self.topic!r} not found"
-                            + (f" ({topic.error})" if topic is not None and topic.error else "")
-                        )
                     parts = sorted(topic.partitions)
+                missing = sorted(set(parts) - set(topic.partitions))
+                if missing:
+                    raise ConnectorError(
+                        f"kafka {self.bootstrap}: topic {self.topic!r} has no partition"
+                        f" {missing[0]} (it has {len(topic.partitions)})"
+                    )
                 self._consumer.assign(
                     [TopicPartition(self.topic, p, self._offset(p, positions)) for p in parts]
                 )
+                self._assigned = max(len(parts), 1)
+                mine = {f"{self.topic}/{p}" for p in parts}
         except KafkaException as exc:
             raise ConnectorError(f"kafka {self.bootstrap}: {exc}") from None
-        self._positions = dict(positions)
+        # Only this topic's positions (of this consumer's partitions, when assigned):
+        # every batch carries them to the sink, which stores them, and engines
+        # sharing an offsets table must never write back another one's partitions.
+        self._positions = {
+            k: v
+            for k, v in positions.items()
+            if k.rsplit("/", 1)[0] == self.topic and (mine is None or k in mine)
+        }
         self._last_message = time.monotonic()
 
     def read(self, max_events: int, linger_s: float) -> Batch[bytes | None] | None:
@@ -152,13 +204,16 @@ class KafkaSource(Source[bytes | None]):
             values += [m.value() for m in msgs]
             kept += msgs
             # Messages of one partition arrive in offset order: the last one seen
-            # per partition is its new position.
+            # per partition is its new position. Walk back from the end and stop
+            # once every assigned partition is seen (usually a few messages).
             seen: set[int] = set()
             for m in reversed(msgs):
                 part = m.partition()
                 if part not in seen:
                     seen.add(part)
                     positions[f"{topic}/{part}"] = m.offset() + 1
+                    if len(seen) >= self._assigned:
+                        break
         now = time.monotonic()
         if not values:
             if (

@@ -67,6 +67,76 @@ def check_cmd(pipeline_file: Path, as_json: bool) -> None:
     )
 
 
+def _parse_partitions(text: str) -> list[int]:
+    from tenfold.pipeline_engine.errors import PipelineDefinitionError
+
+    try:
+        parts = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise PipelineDefinitionError(
+            f"--partitions must be comma-separated partition numbers, got {text!r}"
+        ) from None
+    if not parts or parts[0] < 0:
+        raise PipelineDefinitionError(f"--partitions needs partition numbers >= 0, got {text!r}")
+    return parts
+
+
+def _kafka_source(p: Any, option: str) -> Any:
+    from tenfold.pipeline_engine._kafka import KafkaSource
+    from tenfold.pipeline_engine.errors import SupervisorError
+
+    if not isinstance(p.source, KafkaSource):
+        raise SupervisorError(f"{option} needs a kafka source, this pipeline reads {p.source.name}")
+    return p.source
+
+
+def _supervise(
+    pipeline_file: Path,
+    p: Any,
+    workers: int,
+    *,
+    max_events: int | None,
+    duration_s: float | None,
+    metrics_port: int | None,
+    max_restarts: int,
+    as_json: bool,
+) -> None:
+    from tenfold.pipeline_engine._supervisor import Supervisor, split_partitions
+
+    source = _kafka_source(p, "--workers")
+    all_parts = source.partitions or source.topic_partitions()
+    shares = split_partitions(all_parts, workers)
+    args: list[str] = []
+    if max_events is not None:
+        args += ["--max-events", str(max_events)]
+    if duration_s is not None:
+        args += ["--duration-s", str(duration_s)]
+    sup = Supervisor(
+        pipeline_file,
+        shares,
+        worker_args=args,
+        max_restarts=max_restarts,
+        metrics_port=metrics_port,
+        on_event=lambda line: click.echo(f"supervisor: {line}", err=True),
+    )
+    in_main = threading.current_thread() is threading.main_thread()
+    restore = sup.install_signal_handlers() if in_main else None
+    try:
+        summary = sup.run()
+    finally:
+        if restore is not None:
+            restore()
+    emit(
+        summary,
+        as_json,
+        lambda: "\n".join(
+            f"worker {w['worker']}: partitions {w['partitions']}, restarts {w['restarts']},"
+            f" written {w['events_written']}"
+            for w in summary["workers"]
+        ),
+    )
+
+
 @pipeline_group.command("run")
 @click.argument("pipeline_file", metavar="PIPELINE", type=click.Path(path_type=Path))
 @click.option("--max-events", type=int, default=None, help="Stop after reading this many events.")
@@ -74,10 +144,33 @@ def check_cmd(pipeline_file: Path, as_json: bool) -> None:
     "--duration-s", type=float, default=None, help="Stop reading after this many seconds."
 )
 @click.option(
-    "--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1."
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve Prometheus metrics on 127.0.0.1 (worker i of --workers on PORT+i).",
 )
 @click.option(
     "--progress/--no-progress", default=True, help="A progress line on stderr each second."
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Run N engine processes under a supervisor, sharing the Kafka topic's partitions"
+    " (restarted when they crash; SIGTERM/Ctrl-C stops them all).",
+)
+@click.option(
+    "--partitions",
+    default=None,
+    metavar="P,Q,...",
+    help="Read only these partitions of the Kafka source (what each --workers process gets).",
+)
+@click.option(
+    "--max-restarts",
+    type=int,
+    default=100,
+    show_default=True,
+    help="With --workers: give up once one worker has been restarted this many times.",
 )
 @json_option
 def run_cmd(
@@ -86,12 +179,32 @@ def run_cmd(
     duration_s: float | None,
     metrics_port: int | None,
     progress: bool,
+    workers: int | None,
+    partitions: str | None,
+    max_restarts: int,
     as_json: bool,
 ) -> None:
     """Run PIPELINE (a TOML file) until its source ends, a limit is hit, or SIGINT/SIGTERM."""
     from tenfold.pipeline_engine._toml import load_pipeline
+    from tenfold.pipeline_engine.errors import SupervisorError
 
     p = load_pipeline(pipeline_file)
+    if workers is not None:
+        if partitions is not None:
+            raise SupervisorError("--workers splits the partitions itself; drop --partitions")
+        _supervise(
+            pipeline_file,
+            p,
+            workers,
+            max_events=max_events,
+            duration_s=duration_s,
+            metrics_port=metrics_port,
+            max_restarts=max_restarts,
+            as_json=as_json,
+        )
+        return
+    if partitions is not None:
+        _kafka_source(p, "--partitions").use_partitions(_parse_partitions(partitions))
     server = _serve_metrics(p, metrics_port) if metrics_port is not None else None
 
     def graceful(signum: int, frame: Any) -> None:

@@ -27,3 +27,7 @@ class CheckpointError(PipelineEngineError):
 
 class PipelineFailed(PipelineEngineError):
     """A stage raised while the pipeline ran; the message names the stage and the cause."""
+
+
+class SupervisorError(PipelineEngineError):
+    """``--workers`` cannot split the pipeline's source, or a worker kept crashing past its restarts."""
