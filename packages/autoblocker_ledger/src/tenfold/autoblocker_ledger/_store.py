@@ -29,6 +29,7 @@ import errno
 import gc
 import json
 import os
+import queue
 import sqlite3
 import struct
 import threading
@@ -158,6 +159,87 @@ def _split_frames(buf: bytes, *, where: str) -> tuple[list[int], list[bytes], in
     return offsets, datas, pos
 
 
+_Row = tuple[int, str, int, str, str, str]
+_ROW_CHUNK = 65_536  # rows handed to the index thread at a time while a store opens
+
+
+class _IndexRebuild:
+    """Brings the SQLite index up to the segments while they are being verified.
+
+    The opening thread decodes rows and hands them over in chunks; a worker
+    thread inserts them (SQLite runs with the GIL released) and, for a bulk
+    rebuild, builds the secondary indexes once at the end, while the opening
+    thread goes on hashing. :meth:`finish` drops rows past the verified end,
+    commits, and returns the event-id map; :meth:`abort` rolls everything back.
+    """
+
+    def __init__(self, db: sqlite3.Connection, rows_from: int, where: Path) -> None:
+        self._db = db
+        self._rows_from = rows_from
+        self._where = where
+        self._queue: queue.SimpleQueue[list[_Row] | None] = queue.SimpleQueue()
+        self._size = -1  # set by finish(); -1 means abort
+        self._ids: dict[str, int] = {}
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ledger-index", daemon=True)
+        self._thread.start()
+
+    def put(self, rows: list[_Row]) -> None:
+        self._queue.put(rows)
+
+    def _run(self) -> None:
+        db = self._db
+        bulk: bool | None = None
+        try:
+            while (rows := self._queue.get()) is not None:
+                if self._error is not None:
+                    continue  # drain after a failure
+                if bulk is None:
+                    # Building secondary indexes once is much cheaper than row by row.
+                    bulk = len(rows) > 10_000
+                    if bulk:
+                        for name in ("by_subject", "by_domain", "by_time"):
+                            db.execute(f"DROP INDEX IF EXISTS {name}")
+                db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)", rows)
+                self._ids.update({r[1]: r[0] for r in rows})
+            if self._error is not None:
+                return
+            if self._size < 0:
+                db.rollback()
+                return
+            db.execute("DELETE FROM events WHERE idx >= ?", (self._size,))
+            if bulk:
+                EmbeddedLedger._create_indexes(db)
+            db.commit()
+            kept = min(self._rows_from, self._size)
+            if kept:  # ids of rows indexed before this open come from SQLite
+                prefix = dict(db.execute("SELECT event_id, idx FROM events WHERE idx < ?", (kept,)))
+                prefix.update(self._ids)
+                self._ids = prefix
+        except BaseException as exc:  # handed to the opening thread by finish()
+            self._error = exc
+            with contextlib.suppress(sqlite3.Error):
+                db.rollback()
+
+    def finish(self, size: int) -> dict[str, int]:
+        self._size = size
+        self._queue.put(None)
+        self._thread.join()
+        if isinstance(self._error, sqlite3.Error):
+            raise StoreError(f"{self._where}: rebuilding the index failed: {self._error}")
+        if self._error is not None:
+            raise self._error
+        if len(self._ids) != size:
+            raise CorruptStore(f"{self._where}: the log holds a duplicated event id")
+        return self._ids
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._size = -1
+            self._queue.put(None)
+            self._thread.join()
+
+
 class EmbeddedLedger:
     """A single-node, durable, tamper-evident event log.
 
@@ -195,14 +277,18 @@ class EmbeddedLedger:
         self._seg_size = 0
         self._db = self._open_index()
         self._rows_from = self._contiguous_rows()
-        self._new_rows: list[tuple[int, str, int, str, str, str]] = []
         # Opening allocates millions of small objects that all stay alive; the
         # cyclic GC would rescan them again and again (superlinear), so pause it.
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        index = _IndexRebuild(self._db, self._rows_from, self.path)
         try:
-            self._open_segments()
-            self._reconcile_index()
+            leaves = self._open_segments(index)
+            self.tree.extend_hashes(leaves)
+            self._ids = index.finish(len(leaves))
+        except BaseException:
+            index.abort()
+            raise
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -221,14 +307,14 @@ class EmbeddedLedger:
     def _segment_path(self, n: int) -> Path:
         return self.path / "segments" / f"{n:08d}.seg"
 
-    def _open_segments(self) -> None:
-        """Read every segment, verify the chain, rebuild the tree and positions."""
+    def _open_segments(self, index: _IndexRebuild) -> list[bytes]:
+        """Read every segment, verify the chain, rebuild the positions; returns the leaf hashes."""
         seg_dir = self.path / "segments"
         numbers = sorted(int(p.stem) for p in seg_dir.glob("*.seg") if p.stem.isdigit())
         if numbers and numbers != list(range(numbers[0], numbers[0] + len(numbers))):
             raise CorruptStore(f"{seg_dir}: segment files are not contiguous: {numbers}")
         prev = GENESIS
-        tree = self.tree
+        all_leaves: list[bytes] = []
         positions = self._positions
         for i, n in enumerate(numbers):
             p = self._segment_path(n)
@@ -244,18 +330,16 @@ class EmbeddedLedger:
             if links != expected:
                 k = next(k for k, (a, b) in enumerate(zip(links, expected, strict=True)) if a != b)
                 raise CorruptStore(
-                    f"{p}: entry {tree.size + k} breaks the hash chain (tampered or reordered)"
+                    f"{p}: entry {len(all_leaves) + k} breaks the hash chain (tampered or reordered)"
                 )
             if leaves:
                 prev = leaves[-1]
-            first = tree.size
+            first = len(all_leaves)
             skip = max(0, self._rows_from - first)
-            if skip < len(datas):
-                self._new_rows.extend(
-                    self._rows(first + skip, datas[skip:]) if skip else self._rows(first, datas)
-                )
+            for c in range(skip, len(datas), _ROW_CHUNK):
+                index.put(self._rows(first + c, datas[c : c + _ROW_CHUNK]))
             positions.extend([seg_base | off for off in offsets])
-            tree.extend_hashes(leaves)
+            all_leaves += leaves
             if last_end != len(buf):
                 if i != len(numbers) - 1:
                     raise CorruptStore(f"{p}: truncated record in a sealed segment")
@@ -265,6 +349,7 @@ class EmbeddedLedger:
         self._head = prev
         self._seg_no = numbers[-1] if numbers else 0
         self._open_active(self._seg_no)
+        return all_leaves
 
     def _open_active(self, n: int) -> None:
         if self._seg_fd >= 0:
@@ -303,25 +388,6 @@ class EmbeddedLedger:
             self._db.execute("DELETE FROM events")
             return 0
         return int(count)
-
-    def _reconcile_index(self) -> None:
-        """Make the index agree with the segments: drop rows past the end, add the missing ones."""
-        db = self._db
-        size = self.tree.size
-        db.execute("DELETE FROM events WHERE idx >= ?", (size,))
-        rows = [r for r in self._new_rows if r[0] < size]
-        self._new_rows = []
-        bulk = len(rows) > 10_000
-        if bulk:  # building secondary indexes once is much cheaper than row by row
-            for name in ("by_subject", "by_domain", "by_time"):
-                db.execute(f"DROP INDEX IF EXISTS {name}")
-        db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)", rows)
-        if bulk:
-            self._create_indexes(db)
-        db.commit()
-        self._ids = dict(db.execute("SELECT event_id, idx FROM events"))
-        if len(self._ids) != size:
-            raise CorruptStore(f"{self.path}: the log holds a duplicated event id")
 
     def _check_signed_head(self) -> None:
         head_path = self.path / "head.json"
@@ -638,27 +704,31 @@ class EmbeddedLedger:
         """
         snap = Path(snapshot)
         try:
-            raw = snap.read_bytes()
+            with open(snap, "rb") as fh:
+                lead = fh.read(12)
+                if lead[:8] != _SNAPSHOT_MAGIC or len(lead) < 12:
+                    raise CorruptStore(f"{snap}: not a ledger snapshot")
+                (hlen,) = struct.unpack_from("<I", lead, 8)
+                raw_header = fh.read(hlen)
+                body_bytes = os.fstat(fh.fileno()).st_size - 12 - len(raw_header)
         except OSError as exc:
             raise StoreError(f"cannot read snapshot {snap}: {exc.strerror}") from None
-        if raw[:8] != _SNAPSHOT_MAGIC or len(raw) < 12:
-            raise CorruptStore(f"{snap}: not a ledger snapshot")
-        (hlen,) = struct.unpack_from("<I", raw, 8)
         try:
-            header = json.loads(raw[12 : 12 + hlen])
+            header = json.loads(raw_header)
             sth = SignedTreeHead.from_dict(header["sth"])
             public = bytes.fromhex(header["public_key"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptStore(f"{snap}: malformed snapshot header: {exc}") from None
         sth.verify(trusted_key if trusted_key is not None else public)
-        body = memoryview(raw)[12 + hlen :]
         dest = Path(path)
         if (dest / "segments").exists() and any((dest / "segments").iterdir()):
             raise StoreError(f"{dest}: recovery target is not empty")
         (dest / "segments").mkdir(parents=True, exist_ok=True)
         try:
-            with open(dest / "segments" / f"{0:08d}.seg", "wb") as out:
-                out.write(body)
+            # The records are copied file to file by the kernel; opening the
+            # store below reads and verifies them once.
+            with open(snap, "rb") as src, open(dest / "segments" / f"{0:08d}.seg", "wb") as out:
+                _copy_range(src.fileno(), out.fileno(), 12 + len(raw_header), body_bytes)
                 os.fsync(out.fileno())
         except OSError as exc:
             raise StoreError(
@@ -673,7 +743,7 @@ class EmbeddedLedger:
         # Opening re-walks the chain and rebuilds the tree from the records; the
         # result must reproduce the signed head exactly, or the copy is discarded.
         try:
-            ledger = cls(dest, key=key, segment_bytes=max(_SEGMENT_BYTES, len(body) + 1))
+            ledger = cls(dest, key=key, segment_bytes=max(_SEGMENT_BYTES, body_bytes + 1))
         except (CorruptStore, ChainError):
             _discard(dest)
             raise
@@ -709,6 +779,28 @@ class EmbeddedLedger:
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+
+def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
+    """Copy ``count`` bytes of ``src`` from ``offset`` to the end of ``dst`` (in kernel when possible)."""
+    done = 0
+    try:
+        while done < count:
+            n = os.copy_file_range(src, dst, count - done, offset + done)
+            if n == 0:
+                break
+            done += n
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    while done < count:  # another filesystem, or no copy_file_range: copy through memory
+        chunk = os.pread(src, min(8 << 20, count - done), offset + done)
+        if not chunk:
+            break
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view) :]
+        done += len(chunk)
 
 
 def _discard(dest: Path) -> None:
