@@ -211,3 +211,144 @@ def test_process_workers_run_under_a_governor_cgroup() -> None:
         assert cgroup.stats()["oom_kills"] >= 1 or cgroup.stats()["memory_failcnt"] >= 1
         assert set(ex.worker_pids()) <= set(cgroup.pids())  # the respawned worker too
     assert name not in leftover_cgroups()
+
+
+# -- whole sub-graphs per batch (closures), reports through the shared-memory log ----------------------
+def stencil_of(fn_for: dict[str, object], width: int, depth: int) -> dict[str, object]:
+    """A stencil whose node functions can be overridden per key (others: inc_sum)."""
+    from tenfold.parallel_framework._workloads import inc_sum
+
+    dsk: dict[str, object] = {}
+    for layer in range(depth):
+        for i in range(width):
+            key = f"s-{layer}-{i}"
+            deps = [f"s-{layer - 1}-{j}" for j in (i - 1, i, i + 1) if layer and 0 <= j < width]
+            dsk[key] = (fn_for.get(key, inc_sum), *deps)
+    return dsk
+
+
+def test_trivial_tasks_travel_as_whole_subgraphs(pool: Executor) -> None:
+    n = 1000
+    dsk = stencil_dask(n)
+    pool.run(dsk, keys=last_layer(n))  # the workers measure the function's cost
+    result = pool.run(dsk, keys=last_layer(n))
+    assert sum(result.values()) == stencil_expected(n)
+    # Levels of the stencil went out together: far fewer messages than tasks.
+    assert result.metrics.batches * 20 <= len(dsk), result.metrics
+
+
+def boom(*_: int) -> int:
+    raise ValueError("boom in the middle")
+
+
+def test_failure_inside_a_closure_fails_only_its_descendants(pool: Executor) -> None:
+    from tenfold.parallel_framework._workloads import inc_sum
+
+    width, depth = 12, 12
+    pool.run(stencil_of({}, width, depth))  # learn inc_sum's cost: closures form
+    dsk = stencil_of({"s-3-5": boom}, width, depth)
+    result = pool.run(dsk)
+    assert result.metrics.batches < len(dsk)
+    with pytest.raises(TaskFailed, match="boom in the middle"):
+        result["s-3-5"]
+    # The failure's light cone: layer L, columns 5 +- (L - 3).
+    for layer in range(depth):
+        for i in range(width):
+            key = f"s-{layer}-{i}"
+            if layer > 3 and abs(i - 5) <= layer - 3:
+                with pytest.raises(UpstreamFailed, match="'s-3-5'"):
+                    result[key]
+            elif key != "s-3-5":
+                assert isinstance(result[key], int)
+    # Everything outside the cone has the value a sequential evaluation gives.
+    seq: dict[str, int] = {}
+    for key, (fn, *deps) in dsk.items():
+        if fn is inc_sum:
+            ins = [seq.get(d, -1) for d in deps]
+            seq[key] = -1 if -1 in ins else inc_sum(*ins)
+    cone = {f"s-{la}-{i}" for la in range(4, depth) for i in range(width) if abs(i - 5) <= la - 3}
+    assert {k for k, v in seq.items() if v < 0} == cone
+    assert all(result[k] == v for k, v in seq.items() if v >= 0)
+
+
+def flaky(marker: str, *values: int) -> int:
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        raise RuntimeError("first attempt fails")
+    return sum(values) + 1
+
+
+def test_retry_inside_a_closure_reruns_the_skipped_dependents(
+    tmp_path: Path, pool: Executor
+) -> None:
+    width, depth = 10, 10
+    pool.run(stencil_of({}, width, depth))
+    g = Graph()
+    nodes: dict[str, object] = {}
+    from tenfold.parallel_framework._workloads import inc_sum
+
+    for layer in range(depth):
+        for i in range(width):
+            key = f"s-{layer}-{i}"
+            deps = [
+                nodes[f"s-{layer - 1}-{j}"] for j in (i - 1, i, i + 1) if layer and 0 <= j < width
+            ]
+            if key == "s-2-4":
+                nodes[key] = g.add(key, flaky, str(tmp_path / "m"), *deps, retries=1, backoff_s=0.0)
+            else:
+                nodes[key] = g.add(key, inc_sum, *deps)
+    result = pool.run(g)
+    assert result.ok, result.failures
+    assert result.metrics.retries == 1
+    last = [result[f"s-{depth - 1}-{i}"] for i in range(width)]
+    seq = stencil_dask(width * depth)
+    assert len(seq) == width * depth
+    assert sum(last) == stencil_expected(width * depth)
+
+
+def test_sigkill_inside_a_closure_runs_every_other_task_once(
+    tmp_path: Path, pool: Executor
+) -> None:
+    log, marker = str(tmp_path / "log"), str(tmp_path / "marker")
+    width, depth = 8, 8
+    warm = Graph()
+    warm.add("warm", record, log, "warm")
+    pool.run(warm)  # record's cost is measured: closures form from here
+    g = Graph()
+    for layer in range(depth):
+        for i in range(width):
+            key = f"s-{layer}-{i}"
+            after = [f"s-{layer - 1}-{j}" for j in (i - 1, i, i + 1) if layer and 0 <= j < width]
+            if key == "s-4-3":
+                g.add(key, kill_self, log, key, marker, after=after)
+            else:
+                g.add(key, record, log, key, after=after)
+    result = pool.run(g)
+    counts = runs(Path(log))
+    cone = {f"s-{la}-{i}" for la in range(5, depth) for i in range(width) if abs(i - 3) <= la - 4}
+    for layer in range(depth):
+        for i in range(width):
+            key = f"s-{layer}-{i}"
+            if key in cone:
+                assert counts[key] == 0, key
+                with pytest.raises(UpstreamFailed):
+                    result[key]
+            else:
+                assert counts[key] == 1, (key, counts[key])
+    with pytest.raises(WorkerCrashed):
+        result["s-4-3"]
+    assert result.metrics.respawns == 1
+
+
+def test_a_result_larger_than_the_log_comes_over_the_pipe(pool: Executor) -> None:
+    from tenfold.parallel_framework._procs import LOG_HALF
+
+    result = pool.run(
+        [
+            ("big", lambda: b"x" * (LOG_HALF + 10), []),
+            ("size", len, ["big"]),
+            ("small", lambda: 5, []),
+        ]
+    )
+    assert result["size"] == LOG_HALF + 10 and result["small"] == 5
+    assert len(result["big"]) == LOG_HALF + 10

@@ -1,53 +1,89 @@
-"""The processes backend: loky-started worker processes fed batches over pipes.
+"""The processes backend: loky-started worker processes fed whole sub-graphs over pipes.
 
 The parent keeps the scheduler (the same slots, counters and per-worker deques
-as the threads backend, see :mod:`._engine`) and sends each worker process a
-batch at a time, at most two outstanding. Functions travel once per worker,
-serialised with cloudpickle; arguments and results with pickle.
+as the threads backend, see :mod:`._engine`) and hands each worker process a
+batch at a time, at most two outstanding. A batch is a topologically ordered
+piece of the graph: ready tasks taken from the worker's deque, their fused
+chains, and then its *closure*, the dependents whose every dependency is
+either done or in the batch, so a worker runs a whole region of the graph
+(several levels of a stencil) from one message. How much goes into a batch is
+adaptive: the workers report how long each function took, and the parent
+fills a batch up to about :data:`TARGET_BATCH_S` of estimated work (never
+fewer ready tasks than the old ``ready / (2 x workers)`` share, so slow tasks
+still spread over every worker). Functions travel once per worker, serialised
+with cloudpickle; arguments with pickle.
 
-Exactly-once bookkeeping: a worker runs its batches in order and reports every
-task as soon as it finishes, before starting the next. So when a worker dies
-(SIGKILL, OOM) the parent knows precisely which of its in-flight tasks
-completed (reported), which one was running (the first unreported one) and
-which never started (the rest). The running one fails with
-:class:`WorkerCrashed` unless it has retries left; the never-started ones are
-requeued; the worker is respawned. Timeouts use the same path: the parent kills
-the worker whose running task overran.
+Results come back through a per-worker shared-memory log (a memfd mapped by
+both sides) rather than one pipe message per task: after each task the worker
+appends its pickled report to the log and then advances the log's committed
+length; at the end of the batch one short pipe message says "done" and
+carries the timings. A result too large for the log goes over the pipe at
+once instead.
+
+Exactly-once bookkeeping survives that batching: a report is committed before
+the next task starts, so when a worker dies (SIGKILL, OOM, a timeout kill) the
+parent reads what the dead worker committed (log plus pipe) and knows
+precisely which of its tasks completed, which one was running (the first
+uncommitted one the worker would not have skipped) and which never started.
+The running one fails with :class:`WorkerCrashed` unless it has retries left;
+the never-started ones go back to the deques (or wait for their dependencies);
+the worker is respawned. A task with a timeout travels alone, to an idle
+worker, so its clock starts when it does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import mmap
 import os
 import pickle
+import select
 import signal
+import struct
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 import cloudpickle
 
-from tenfold.parallel_framework._engine import WAITING, Failure, Metrics, Run, _local
+from tenfold.parallel_framework._engine import DONE, WAITING, Failure, Metrics, Run, _local
 from tenfold.parallel_framework._graph import Plan, substitute
 from tenfold.parallel_framework._pickling import ship_module_by_value
 from tenfold.parallel_framework.errors import BackendError, UnpicklableTaskError
 
 MAX_OUTSTANDING = 2
+TARGET_BATCH_S = 0.01  # estimated work per batch once the task costs are known
+MAX_BATCH = 4096  # tasks per batch, whatever the estimate
+UNKNOWN_TASK_S = 0.001  # the estimate for a function not measured yet (small first batches)
+TASK_OVERHEAD_S = 4e-6  # per task, on top of the function: report, log, bookkeeping
+LOG_HALF = 1 << 20  # bytes of log per batch; two halves alternate (two batches outstanding)
+_HEADER = struct.Struct("<Q")  # committed bytes of entries after the header
+_ENTRY = struct.Struct("<I")  # length of one pickled report
+
+Item = tuple[int, int, tuple[int, ...], Any]  # slot, function id, deps, argument template
 
 
 # -- the child side ---------------------------------------------------------------------------------
-def worker_main(conn: Connection) -> None:
-    """A worker process: run batches in order, report each task as it finishes."""
+def worker_main(conn: Connection, log_path: str) -> None:
+    """A worker process: run each batch in order, commit every report before the next task."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _local.inline_submit = True
+    fd = os.open(log_path, os.O_RDWR)
+    try:
+        log = mmap.mmap(fd, 2 * LOG_HALF)
+    finally:
+        os.close(fd)
     fns: dict[int, Callable[..., Any]] = {}
     send = conn.send_bytes
     dumps = pickle.dumps
+    clock = time.perf_counter
+    header, entry = _HEADER.pack_into, _ENTRY.pack_into
+    batch_no = 0
     while True:
         try:
             raw = conn.recv_bytes()
@@ -55,23 +91,55 @@ def worker_main(conn: Connection) -> None:
             return
         if not raw:
             return
-        defs, items = pickle.loads(raw)
+        defs, known, items = pickle.loads(raw)
         for fid, blob in defs:
             try:
                 fns[fid] = cloudpickle.loads(blob)
             except Exception as exc:  # reported per task below
                 fns[fid] = _broken(exc)
-        for slot, fid, args, chain in items:
-            ok, value = _run_one(fns[fid], args)
-            send(_report(dumps, slot, ok, value))
-            prev_slot, prev = slot, value
-            for nslot, nfid, template in chain:
-                if not ok:
-                    break
-                call_args = (prev,) if template is None else substitute(template, {prev_slot: prev})
-                ok, value = _run_one(fns[nfid], call_args)
-                send(_report(dumps, nslot, ok, value))
-                prev_slot, prev = nslot, value
+        base = (batch_no & 1) * LOG_HALF
+        batch_no += 1
+        header(log, base, 0)
+        pos = base + _HEADER.size
+        limit = base + LOG_HALF
+        local: dict[int, Any] = known
+        bad: set[int] = set()
+        timings: dict[int, list[float]] = {}
+        for slot, fid, deps, template in items:
+            if bad and not bad.isdisjoint(deps):
+                bad.add(slot)  # a dependency failed here: never run, never reported
+                continue
+            t = clock()
+            try:
+                args = (
+                    tuple([local[d] for d in deps])
+                    if template is None
+                    else substitute(template, local)
+                )
+                ok, value = True, fns[fid](*args)
+            except Exception as exc:
+                ok, value = False, _failure(exc)
+            spent = clock() - t
+            timing = timings.get(fid)
+            if timing is None:
+                timings[fid] = [1.0, spent]
+            else:
+                timing[0] += 1.0
+                timing[1] += spent
+            if ok:
+                local[slot] = value
+            else:
+                bad.add(slot)
+            blob = _report(dumps, slot, ok, value)
+            end = pos + _ENTRY.size + len(blob)
+            if end <= limit:
+                entry(log, pos, len(blob))
+                log[pos + _ENTRY.size : end] = blob
+                pos = end
+                header(log, base, pos - base - _HEADER.size)  # the commit
+            else:
+                send(b"R" + blob)
+        send(b"D" + dumps(timings, 5))
 
 
 def _broken(exc: Exception) -> Callable[..., Any]:
@@ -81,12 +149,9 @@ def _broken(exc: Exception) -> Callable[..., Any]:
     return fail
 
 
-def _run_one(fn: Callable[..., Any], args: Sequence[Any]) -> tuple[bool, Any]:
-    try:
-        return True, fn(*args)
-    except Exception as exc:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return False, ("failed", f"{type(exc).__name__}: {exc}", tb)
+def _failure(exc: Exception) -> tuple[str, str, str]:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return ("failed", f"{type(exc).__name__}: {exc}", tb)
 
 
 def _report(dumps: Callable[..., bytes], slot: int, ok: bool, value: Any) -> bytes:
@@ -101,22 +166,72 @@ def _report(dumps: Callable[..., bytes], slot: int, ok: bool, value: Any) -> byt
             return dumps((slot, False, ("failed", error, "")), 5)
 
 
-# -- the parent side --------------------------------------------------------------------------------
-class _Proc:
-    __slots__ = ("busy_since", "conn", "head_since", "inflight", "known", "outstanding", "process")
+def read_log(log: mmap.mmap, half: int) -> list[tuple[int, bool, Any]]:
+    """The reports committed in one half of a worker's log (a torn tail is ignored)."""
+    base = half * LOG_HALF
+    (used,) = _HEADER.unpack_from(log, base)
+    pos = base + _HEADER.size
+    stop = pos + min(used, LOG_HALF - _HEADER.size)
+    out = []
+    view = memoryview(log)
+    try:
+        while pos + _ENTRY.size <= stop:
+            (n,) = _ENTRY.unpack_from(log, pos)
+            start = pos + _ENTRY.size
+            if start + n > stop:
+                break
+            out.append(pickle.loads(view[start : start + n]))
+            pos = start + n
+    finally:
+        view.release()
+    return out
 
-    def __init__(self, process: Any, conn: Connection) -> None:
+
+# -- the parent side --------------------------------------------------------------------------------
+class _Batch:
+    __slots__ = ("half", "since", "slots", "timeout_s")
+
+    def __init__(self, slots: list[int], half: int, timeout_s: float | None) -> None:
+        self.slots = slots  # in run order
+        self.half = half  # which half of the log its reports go to
+        self.timeout_s = timeout_s  # a lone task with a timeout
+        self.since = 0.0  # when the worker started it (it is the oldest outstanding)
+
+
+class _Proc:
+    __slots__ = (
+        "batches",
+        "busy_since",
+        "conn",
+        "known",
+        "log",
+        "log_fd",
+        "process",
+        "sent",
+        "stash",
+    )
+
+    def __init__(self, process: Any, conn: Connection, log: mmap.mmap, log_fd: int) -> None:
         self.process = process
         self.conn = conn
+        self.log = log
+        self.log_fd = log_fd
         self.known: set[int] = set()
-        self.inflight: deque[int] = deque()  # slots sent and not yet reported, in run order
-        self.outstanding: deque[int] = deque()  # tasks per batch sent, not yet fully reported
-        self.head_since = 0.0
+        self.batches: deque[_Batch] = deque()  # sent and not finished, in run order
+        self.stash: list[tuple[int, bool, Any]] = []  # reports that came over the pipe
+        self.sent = 0
         self.busy_since = 0.0
 
     @property
     def pid(self) -> int:
         return int(self.process.pid)
+
+    def release(self) -> None:
+        self.conn.close()
+        with contextlib.suppress(BufferError, ValueError):
+            self.log.close()
+        with contextlib.suppress(OSError):
+            os.close(self.log_fd)
 
 
 class ProcessPool:
@@ -124,6 +239,8 @@ class ProcessPool:
 
     With ``cgroup`` set (a :class:`tenfold.core.governor.Cgroup`, already created)
     every worker, including respawned ones, is placed in it right after start.
+    The pool also keeps what the workers measured: an estimate of each
+    function's cost, which sizes the batches of later runs.
     """
 
     def __init__(self, workers: int, *, cgroup: Any = None) -> None:
@@ -135,6 +252,7 @@ class ProcessPool:
         self.cgroup = cgroup
         self.procs: list[_Proc] = []
         self.respawns = 0
+        self.estimate: dict[int, float] = {}  # function id -> seconds per call
         self._fn_ids: dict[int, tuple[Callable[..., Any], int]] = {}
         self._fn_blobs: dict[int, bytes] = {}
         self._next_fid = 0
@@ -143,22 +261,40 @@ class ProcessPool:
             self.procs.append(self._spawn())
 
     def _spawn(self) -> _Proc:
+        log_fd = os.memfd_create("tenfold-parallel-log", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(log_fd, 2 * LOG_HALF)
+            log = mmap.mmap(log_fd, 2 * LOG_HALF)
+        except BaseException:
+            os.close(log_fd)
+            raise
+        # The child reopens the memfd through the parent's fd table; it stays open
+        # here until the worker is replaced, so the path is valid while it starts.
+        path = f"/proc/{os.getpid()}/fd/{log_fd}"
         parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=worker_main, args=(child,), daemon=True)
+        process = self._ctx.Process(target=worker_main, args=(child, path), daemon=True)
         process.start()
         child.close()
         if self.cgroup is not None:
             self.cgroup.add(process.pid)
-        return _Proc(process, parent)
+        return _Proc(process, parent, log, log_fd)
 
     def respawn(self, index: int) -> None:
         old = self.procs[index]
         with contextlib.suppress(ProcessLookupError):
             os.kill(old.pid, signal.SIGKILL)
         old.process.join(5)
-        old.conn.close()
+        old.release()
         self.procs[index] = self._spawn()
         self.respawns += 1
+
+    def learn(self, timings: dict[int, list[float]]) -> None:
+        """Fold one batch's measured calls into the per-function cost estimates."""
+        estimate = self.estimate
+        for fid, (calls, seconds) in timings.items():
+            mean = seconds / calls + TASK_OVERHEAD_S
+            old = estimate.get(fid)
+            estimate[fid] = mean if old is None else 0.5 * (old + mean)
 
     def fid(self, fn: Callable[..., Any], key: Any) -> int:
         """The id under which ``fn`` travels; pickles it once (raises naming the task)."""
@@ -199,7 +335,7 @@ class ProcessPool:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGKILL)
                 p.process.join(2)
-            p.conn.close()
+            p.release()
 
 
 def check_picklable(plan: Plan, pool: ProcessPool) -> list[int]:
@@ -240,6 +376,16 @@ class ProcessRun(Run):
         self.pool = pool
         self.fids = check_picklable(plan, pool)
         self.respawns = 0
+        self._poller: Any = None
+        self._fds: dict[int, tuple[int, bool]] = {}  # fd -> (worker, is the death sentinel)
+        self._poller_for = -1
+
+    def seed(self) -> None:
+        """Deal the roots in contiguous runs (neighbours share dependents: bigger closures)."""
+        roots = [i for i, d in enumerate(self.deps) if not d]
+        share = -(-len(roots) // self.W) if roots else 0
+        for w in range(self.W):
+            self.deques[w].extend(roots[w * share : (w + 1) * share])
 
     def execute(self, on_caller: bool = True) -> None:
         self.t0 = time.perf_counter()
@@ -252,7 +398,7 @@ class ProcessRun(Run):
             # Cancelled or interrupted: workers still busy would report into the next
             # run, so they are replaced.
             for w, proc in enumerate(self.pool.procs):
-                if proc.inflight:
+                if proc.batches:
                     self.pool.respawn(w)
             self.t1 = time.perf_counter()
             self.respawns = self.pool.respawns - respawns_before
@@ -265,24 +411,32 @@ class ProcessRun(Run):
             if self.delayed:
                 self._release_due_any()
             for w in range(len(procs)):
-                while len(procs[w].outstanding) < MAX_OUTSTANDING and self._dispatch(w):
+                while len(procs[w].batches) < MAX_OUTSTANDING and self._dispatch(w):
                     pass
-            waitables: list[Any] = []
-            for p in procs:
-                waitables.append(p.conn)
-                waitables.append(p.process.sentinel)
-            ready = wait(waitables, timeout=self._wait_s())
-            for w, p in enumerate(list(procs)):
-                if p.conn in ready:
+            if self._poller_for != self.pool.respawns:
+                self._build_poller()
+            for fd, _ in self._poller.poll(self._wait_s() * 1000):
+                w, sentinel = self._fds[fd]
+                proc = procs[w]
+                if not sentinel:
                     self._drain(w)
-                if p.process.sentinel in ready and not p.process.is_alive():
-                    self._drain(w)
+                elif not proc.process.is_alive() and self._poller_for == self.pool.respawns:
                     self._crashed(
                         w,
-                        "crashed",
-                        f"worker process {p.pid} died (exit code {p.process.exitcode})",
+                        None,
+                        f"worker process {proc.pid} died (exit code {proc.process.exitcode})",
                     )
             self._check_timeouts()
+
+    def _build_poller(self) -> None:
+        poller = select.poll()
+        self._fds = {}
+        for w, p in enumerate(self.pool.procs):
+            for fd, sentinel in ((p.conn.fileno(), False), (p.process.sentinel, True)):
+                poller.register(fd, select.POLLIN | select.POLLHUP)
+                self._fds[fd] = (w, sentinel)
+        self._poller = poller
+        self._poller_for = self.pool.respawns
 
     def _wait_s(self) -> float:
         wait_s = 0.5
@@ -290,10 +444,9 @@ class ProcessRun(Run):
         if self.delayed:
             wait_s = min(wait_s, max(0.0, self.delayed[0][0] - now))
         for p in self.pool.procs:
-            if p.inflight:
-                opts = self.special.get(p.inflight[0])
-                if opts is not None and opts.timeout_s is not None:
-                    wait_s = min(wait_s, max(0.0, p.head_since + opts.timeout_s - now))
+            limit = p.batches[0].timeout_s if p.batches else None
+            if limit is not None:
+                wait_s = min(wait_s, max(0.0, p.batches[0].since + limit - now))
         return wait_s
 
     def _release_due_any(self) -> None:
@@ -303,107 +456,178 @@ class ProcessRun(Run):
             if self.state[i] == WAITING:
                 self.deques[i % self.W].append(i)
 
+    # -- hand-over ---------------------------------------------------------------------------------------
     def _dispatch(self, w: int) -> bool:
+        """Send worker ``w`` its next batch: ready tasks, their chains and their closure."""
         dq = self.deques[w]
         if not dq and not self._steal(w):
             return False
-        ready = sum(map(len, self.deques))
-        size = max(1, min(self.batch_cap, ready // (2 * self.W)))
+        proc = self.pool.procs[w]
         stats = self.stats[w]
         stats.depth_sum += len(dq)
         stats.depth_max = max(stats.depth_max, len(dq))
-        proc = self.pool.procs[w]
-        defs: list[tuple[int, bytes]] = []
-        items = []
-        sent: list[int] = []
-        res, deps, args, fids = self.res, self.deps, self.args, self.fids
-        for _ in range(min(size, len(dq))):
-            i = dq.popleft()
-            links = []
-            for s in [i, *self._chain_of(i)]:
-                fid = fids[s]
-                if fid not in proc.known:
-                    proc.known.add(fid)
-                    defs.append((fid, self.pool.blob(fid)))
-                sent.append(s)
-                if s != i:
-                    links.append((s, fid, args[s]))
-            template = args[i]
-            call_args = (
-                tuple(res[d] for d in deps[i]) if template is None else substitute(template, res)
-            )
-            items.append((i, fids[i], call_args, tuple(links)))
-        if not items:
+        ready = sum(map(len, self.deques))
+        share = max(1, min(self.batch_cap, ready // (2 * self.W)))
+        estimate, fids, special, state, chain = (
+            self.pool.estimate,
+            self.fids,
+            self.special,
+            self.state,
+            self.chain,
+        )
+        order: list[int] = []
+        members: set[int] = set()
+        cost = 0.0
+        heads = 0
+        timeout_s: float | None = None
+
+        def add(i: int) -> float:
+            spent = 0.0
+            while i >= 0:  # the task and its fused chain
+                order.append(i)
+                members.add(i)
+                spent += estimate.get(fids[i], UNKNOWN_TASK_S)
+                i = chain[i]
+            return spent
+
+        while len(order) < MAX_BATCH:
+            if not dq and (cost >= TARGET_BATCH_S or not self._steal(w)):
+                break
+            i = dq[0]
+            if state[i] != WAITING:
+                dq.popleft()
+                continue
+            options = special.get(i)
+            if options is not None and options.timeout_s is not None:
+                # Alone and to an idle worker, so that its clock starts when it does.
+                if not order and not proc.batches:
+                    dq.popleft()
+                    order.append(i)
+                    members.add(i)
+                    timeout_s = options.timeout_s
+                break
+            if heads >= share and cost >= TARGET_BATCH_S:
+                break
+            dq.popleft()
+            heads += 1
+            cost += add(i)
+        if not order:
             return False
-        try:
-            payload = pickle.dumps((defs, items), 5)
-        except Exception:
-            payload = cloudpickle.dumps((defs, items))
-        if not proc.inflight:
-            proc.head_since = proc.busy_since = time.monotonic()
-        proc.inflight.extend(sent)
-        proc.outstanding.append(len(sent))
-        stats.batches += 1
-        with contextlib.suppress(OSError):  # a dead worker: its sentinel fires, the batch requeues
-            proc.conn.send_bytes(payload)
+        if timeout_s is None and cost < TARGET_BATCH_S:
+            self._close_over(order, members, cost)
+        self._send(w, proc, order, members, timeout_s)
         return True
 
-    def _chain_of(self, i: int) -> list[int]:
-        out = []
-        j = self.chain[i]
-        while j >= 0:
-            out.append(j)
-            j = self.chain[j]
-        return out
+    def _close_over(self, order: list[int], members: set[int], cost: float) -> None:
+        """Append the dependents whose every dependency is done or already in the batch.
 
+        ``pending[s]`` counts the dependencies of ``s`` not done yet, so ``s`` joins
+        once that many of its dependencies are members (each edge is looked at once).
+        """
+        estimate, fids, special, state, chain, succ, pending = (
+            self.pool.estimate,
+            self.fids,
+            self.special,
+            self.state,
+            self.chain,
+            self.succ,
+            self.pending,
+        )
+        seen: dict[int, int] = {}
+        k = 0
+        while k < len(order) and cost < TARGET_BATCH_S and len(order) < MAX_BATCH:
+            m = order[k]
+            k += 1
+            fused = chain[m]
+            for s in succ[m]:
+                c = seen.get(s, 0) + 1
+                seen[s] = c
+                if c != pending[s] or s == fused or state[s] != WAITING:
+                    continue
+                options = special.get(s)
+                if options is not None and options.timeout_s is not None:
+                    continue
+                j = s
+                while j >= 0:
+                    order.append(j)
+                    members.add(j)
+                    cost += estimate.get(fids[j], UNKNOWN_TASK_S)
+                    j = chain[j]
+
+    def _send(
+        self, w: int, proc: _Proc, order: list[int], members: set[int], timeout_s: float | None
+    ) -> None:
+        res, deps, args, fids, pool = self.res, self.deps, self.args, self.fids, self.pool
+        defs: list[tuple[int, bytes]] = []
+        known: dict[int, Any] = {}
+        items: list[Item] = []
+        for s in order:
+            fid = fids[s]
+            if fid not in proc.known:
+                proc.known.add(fid)
+                defs.append((fid, pool.blob(fid)))
+            ds = deps[s]
+            for d in ds:
+                if d not in members:
+                    known[d] = res[d]
+            items.append((s, fid, ds, args[s]))
+        try:
+            payload = pickle.dumps((defs, known, items), 5)
+        except Exception:
+            payload = cloudpickle.dumps((defs, known, items))
+        batch = _Batch(order, proc.sent & 1, timeout_s)
+        proc.sent += 1
+        if not proc.batches:
+            batch.since = proc.busy_since = time.monotonic()
+        proc.batches.append(batch)
+        self.stats[w].batches += 1
+        with contextlib.suppress(OSError):  # a dead worker: its sentinel fires, the batch requeues
+            proc.conn.send_bytes(payload)
+
+    # -- reports -----------------------------------------------------------------------------------------
     def _drain(self, w: int) -> None:
+        """Read worker ``w``'s pipe: stash large reports, finish each batch it says is done."""
         proc = self.pool.procs[w]
-        done: list[int] = []
-        failed: list[tuple[int, Failure]] = []
         conn = proc.conn
         try:
             while conn.poll():
-                slot, ok, value = pickle.loads(conn.recv_bytes())
-                head = proc.inflight.popleft()
-                while head != slot:
-                    # a chain broken by a failure: its remaining links were never run
-                    head = proc.inflight.popleft()
-                    self._pop_outstanding(proc)
-                self._pop_outstanding(proc)
-                proc.head_since = time.monotonic()
-                if ok:
-                    self.res[slot] = value
-                    done.append(slot)
-                else:
-                    kind, error, tb = value
-                    if not self._maybe_retry(slot):
-                        failed.append((slot, Failure(kind, error, tb)))
-                    # the worker broke out of the chain: its remaining links never run
-                    link = self.chain[slot]
-                    while link >= 0 and proc.inflight and proc.inflight[0] == link:
-                        proc.inflight.popleft()
-                        self._pop_outstanding(proc)
-                        link = self.chain[link]
+                message = conn.recv_bytes()
+                if message[:1] == b"R":
+                    proc.stash.append(pickle.loads(message[1:]))
+                elif message[:1] == b"D" and proc.batches:
+                    self.pool.learn(pickle.loads(message[1:]))
+                    batch = proc.batches.popleft()
+                    reports = read_log(proc.log, batch.half) + proc.stash
+                    proc.stash = []
+                    now = time.monotonic()
+                    if proc.batches:
+                        proc.batches[0].since = now
+                    else:
+                        self.stats[w].busy_s += now - proc.busy_since
+                    self._record(w, reports)
         except (EOFError, OSError):
             pass
-        stats = self.stats[w]
-        if done or failed:
-            stats.tasks += len(done) + len(failed)
-            self._complete(w, done, failed)
-        if not proc.inflight and proc.busy_since:
-            stats.busy_s += time.monotonic() - proc.busy_since
-            proc.busy_since = 0.0
-        # a failed chain head leaves its links unreported: drop them from in-flight
-        while proc.inflight and self.state[proc.inflight[0]] != WAITING:
-            proc.inflight.popleft()
-            self._pop_outstanding(proc)
 
-    @staticmethod
-    def _pop_outstanding(proc: _Proc) -> None:
-        if proc.outstanding:
-            proc.outstanding[0] -= 1
-            if proc.outstanding[0] <= 0:
-                proc.outstanding.popleft()
+    def _record(self, w: int, reports: Sequence[tuple[int, bool, Any]]) -> None:
+        """Apply reports: results stored, failures retried or failed, dependents released."""
+        res, state = self.res, self.state
+        done: list[int] = []
+        failed: list[tuple[int, Failure]] = []
+        for slot, ok, value in reports:
+            if state[slot] != WAITING:
+                continue
+            if ok:
+                res[slot] = value
+                # Done before _complete walks the batch, so that the batch's own members
+                # (already run) are not pushed onto a deque when their counter hits zero.
+                state[slot] = DONE
+                done.append(slot)
+            elif not self._maybe_retry(slot):
+                kind, error, tb = value
+                failed.append((slot, Failure(kind, error, tb)))
+        self.stats[w].tasks += len(reports)
+        if done or failed:
+            self._complete(w, done, failed)
 
     def _maybe_retry(self, slot: int) -> bool:
         options = self.special.get(slot)
@@ -417,44 +641,63 @@ class ProcessRun(Run):
         heapq.heappush(self.delayed, (time.monotonic() + options.delay_s(attempt), slot))
         return True
 
-    def _crashed(self, w: int, kind: str, reason: str) -> None:
-        """Worker ``w`` is gone: fail (or retry) its running task, requeue the rest, respawn."""
+    # -- a worker lost -------------------------------------------------------------------------------------
+    def _crashed(self, w: int, timed_out: int | None, reason: str) -> None:
+        """Worker ``w`` is gone: keep what it committed, fail (or retry) its running task,
+        requeue the rest, respawn it."""
+        self._drain(w)  # reports and "done" messages it sent before dying
         proc = self.pool.procs[w]
-        inflight = list(proc.inflight)
+        batches = list(proc.batches)
+        reports: list[tuple[int, bool, Any]] = []
+        if batches:
+            reports = read_log(proc.log, batches[0].half) + proc.stash
+        proc.batches.clear()
+        proc.stash = []
         self.pool.respawn(w)
-        if not inflight:
+        if not batches:
             return
-        running, rest = inflight[0], inflight[1:]
-        failed: list[tuple[int, Failure]] = []
-        if not self._maybe_retry(running):
-            failed.append((running, Failure(kind, reason)))
-        # Fused links re-enter through their chain head; only heads go back on the deque.
-        heads = [s for s in rest if not self._is_link(s, inflight)]
+        self._record(w, reports)
+        # Which task was running: the first of the batch that neither committed a report
+        # nor was skipped by the worker (a dependency of it failed in this batch).
+        reported = {slot for slot, _, _ in reports}
+        bad = {slot for slot, ok, _ in reports if not ok}
+        running = -1
+        rest: list[int] = []
+        first = batches[0].slots
+        for k, s in enumerate(first):
+            if s in reported:
+                continue
+            if bad and not bad.isdisjoint(self.deps[s]):
+                bad.add(s)
+                continue
+            running, rest = s, first[k + 1 :]
+            break
+        for b in batches[1:]:
+            rest.extend(b.slots)
+        if running >= 0 and self.state[running] == WAITING and not self._maybe_retry(running):
+            kind = "timeout" if running == timed_out else "crashed"
+            self._complete(w, [], [(running, Failure(kind, reason))])
+        # Never started: back on the deque once ready; the others are released by their
+        # dependencies as usual (nothing claims them any more). Members whose last
+        # dependency was among the committed reports were already pushed by _complete.
+        pending, state = self.pending, self.state
+        queued = set().union(*self.deques)
+        heads = [s for s in rest if state[s] == WAITING and pending[s] == 0 and s not in queued]
         self.deques[w].extendleft(reversed(heads))
-        if failed:
-            self._complete(w, [], failed)
-
-    def _is_link(self, s: int, batch: Sequence[int]) -> bool:
-        deps = self.deps[s]
-        return len(deps) == 1 and self.chain[deps[0]] == s and deps[0] in batch
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
         for w, proc in enumerate(self.pool.procs):
-            if not proc.inflight:
+            if not proc.batches:
                 continue
-            head = proc.inflight[0]
-            opts = self.special.get(head)
-            if opts is None or opts.timeout_s is None:
+            batch = proc.batches[0]
+            if batch.timeout_s is None or now - batch.since <= batch.timeout_s:
                 continue
-            if now - proc.head_since > opts.timeout_s:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.process.join(5)
-                self._drain(w)
-                overran = bool(proc.inflight) and proc.inflight[0] == head
-                reason = f"TimeoutError: ran longer than its timeout of {opts.timeout_s:g} s"
-                self._crashed(w, "timeout" if overran else "crashed", reason)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.process.join(5)
+            reason = f"TimeoutError: ran longer than its timeout of {batch.timeout_s:g} s"
+            self._crashed(w, batch.slots[0], reason)
 
     def metrics(self) -> Metrics:
         return replace(super().metrics(), respawns=self.respawns)
