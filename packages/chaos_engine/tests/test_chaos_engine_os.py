@@ -279,6 +279,43 @@ def test_network_latency_delays_traffic_and_reverts(echo_in_b: int, tmp_path: Pa
     run(main())
 
 
+def test_batched_injection_is_all_or_nothing(netns_pair: tuple[str, str], tmp_path: Path) -> None:
+    """A batch shares one fsync and one nft transaction; a bad member undoes the batch."""
+    from tenfold.chaos_engine.errors import InjectionFailed, InvalidFault
+
+    def ours() -> int:
+        return tables(A).count(f"tfchaos_{exp(7)}_")
+
+    async def main() -> None:
+        async with await ChaosEngine.create(
+            perf(), journal_dir=tmp_path, experiment=exp(7)
+        ) as engine:
+            batch = [PacketLoss(netns=A, percent=5 + i) for i in range(20)]
+            handles = await engine.inject_faults(batch)
+            assert ours() == 20 and engine.active_faults == 20
+            journal = (tmp_path / f"{exp(7)}.journal").read_text()
+            assert journal.count('"op":"inject"') == 20
+            assert await engine.revert_all() == 20
+            assert ours() == 0
+            assert all(not h.active for h in handles)
+
+            # nft refuses one member: the transaction is retried one by one, the
+            # culprit named, and the good members taken out again
+            bad = Partition(netns=A, peer="10.0.0.300")
+            with pytest.raises(InjectionFailed, match="nft: "):
+                await engine.inject_faults([PacketLoss(netns=A), bad, PacketLoss(netns=A)])
+            assert ours() == 0 and engine.active_faults == 0
+            with pytest.raises(TargetGone):
+                await engine.inject_faults([PacketLoss(netns=A), PacketLoss(netns="tfchaos_nope")])
+            assert ours() == 0
+            with pytest.raises(InvalidFault, match="duplicate fault id 'x'"):
+                await engine.inject_faults(
+                    [PacketLoss(netns=A, fault_id="x"), PacketLoss(netns=A, fault_id="x")]
+                )
+
+    run(main())
+
+
 def test_hogs_pause_kill_and_throttle(tmp_path: Path) -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
 

@@ -351,6 +351,7 @@ class OsPlane:
     engine: ChaosEngine
     pool: HogPool | None = None
     netns_workers: dict[str, NetnsWorker] = field(default_factory=dict)
+    nft_batchers: dict[str, NftBatcher] = field(default_factory=dict)
     mounts: dict[str, FuseMount] = field(default_factory=dict)
     delayers: dict[str, Delayer] = field(default_factory=dict)
     delayer_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -417,6 +418,12 @@ class OsPlane:
         self.mounts[key] = fuse
         return fuse
 
+    def nft_batcher(self, netns: str) -> NftBatcher:
+        batcher = self.nft_batchers.get(netns)
+        if batcher is None:
+            batcher = self.nft_batchers[netns] = NftBatcher(self.netns_worker(netns))
+        return batcher
+
     def netns_worker(self, netns: str) -> NetnsWorker:
         worker = self.netns_workers.get(netns)
         if worker is None:
@@ -459,6 +466,7 @@ class OsPlane:
         for worker in self.netns_workers.values():
             worker.stop()
         self.netns_workers.clear()
+        self.nft_batchers.clear()
         if self.pool is not None:
             pool, self.pool = self.pool, None
             await asyncio.to_thread(pool.stop)
@@ -528,9 +536,90 @@ def _nft_steps(fault: Any, name: str) -> list[dict[str, Any]]:
     return [{"op": "nft_delete", "netns": fault.netns, "table": name}]
 
 
+def _run_all_or_each(nft: Any, commands: list[str], tolerate: list[str]) -> list[Exception | None]:
+    """Run ``commands`` as one nft transaction; if it fails, each alone, to say whose it was.
+
+    A transaction is atomic, so after a failure nothing of it is in place and
+    running each command alone applies exactly the good ones. ``tolerate[i]``,
+    when set, is a ``list`` command: command ``i`` failing counts as done when
+    that listing fails too (a delete of a table that is already gone).
+    """
+    if len(commands) > 1:
+        try:
+            nft.run("".join(commands))
+            return [None] * len(commands)
+        except InjectionFailed:
+            pass
+    results: list[Exception | None] = []
+    for command, check in zip(commands, tolerate, strict=True):
+        try:
+            nft.run(command)
+            results.append(None)
+        except InjectionFailed as exc:
+            if check:
+                try:
+                    nft.run(check)  # still there: the delete really failed
+                except InjectionFailed:
+                    results.append(None)
+                    continue
+            results.append(exc)
+    return results
+
+
+class NftBatcher:
+    """Group commit for one namespace's nft changes.
+
+    Changes asked for in the same event-loop turn (a batch of injections, a
+    revert of everything) go to the kernel as one transaction, so a batch pays
+    one ruleset-cache fetch and one commit instead of one per fault (the
+    journal groups their fsyncs the same way). Nothing is lost by grouping:
+    a failing transaction is retried command by command.
+    """
+
+    def __init__(self, worker: NetnsWorker) -> None:
+        self.worker = worker
+        self._pending: list[tuple[str, str, asyncio.Future[None]]] = []
+
+    async def run(self, command: str, tolerate: str = "") -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((command, tolerate, done))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # Let the kernel change land before the caller undoes it (its undo
+            # would otherwise race the transaction and lose).
+            with contextlib.suppress(Exception):
+                await done
+            raise
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        commands = [command for command, _, _ in batch]
+        checks = [check for _, check, _ in batch]
+        ran = asyncio.wrap_future(
+            self.worker.submit(lambda nft: _run_all_or_each(nft, commands, checks))
+        )
+
+        def deliver(task: asyncio.Future[list[Exception | None]]) -> None:
+            failed = task.exception()
+            results = [failed] * len(batch) if failed is not None else task.result()
+            for (_, _, done), error in zip(batch, results, strict=True):
+                if done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+        ran.add_done_callback(deliver)
+
+
 @dataclass
 class _NftApplied:
-    worker: NetnsWorker
+    batcher: NftBatcher
     table: str
     netns: str
     done: bool = False
@@ -541,22 +630,16 @@ class _NftApplied:
         self.done = True
         if not netns_exists(self.netns):
             return  # the namespace (and its table) is gone
-
-        def delete(nft: Any) -> None:
-            try:
-                nft.run(f"delete table inet {self.table}")
-            except InjectionFailed:
-                nft.run(f"list table inet {self.table}")  # raises again only if it still exists
-
         with contextlib.suppress(InjectionFailed):
-            await asyncio.wrap_future(self.worker.submit(delete))
+            await self.batcher.run(
+                f"delete table inet {self.table}\n", tolerate=f"list table inet {self.table}"
+            )
 
 
 async def _apply_nft(plane: OsPlane, fault: Any, name: str) -> _NftApplied:
-    worker = plane.netns_worker(fault.netns)
-    rules = _nft_rules(fault, name)
-    await asyncio.wrap_future(worker.submit(lambda nft: nft.run(rules)))
-    return _NftApplied(worker, name, fault.netns)
+    batcher = plane.nft_batcher(fault.netns)
+    await batcher.run(_nft_rules(fault, name))
+    return _NftApplied(batcher, name, fault.netns)
 
 
 def _qdisc_steps(fault: Bandwidth, name: str) -> list[dict[str, Any]]:

@@ -236,6 +236,55 @@ def _peer_network(ctx: BenchContext) -> Op:
     return _spawn_op(argv, ctx.size(2, 10, 400))
 
 
+BATCH = 50
+
+
+def _ours_network_batch(ctx: BenchContext) -> Op:
+    """Batches of 50 PacketLoss faults: one journal fsync and one nft transaction per batch."""
+    from tenfold.chaos_engine._faults import PacketLoss
+
+    netns = _netns(ctx)
+    engine = _engine(ctx)
+    _run(ctx, _one(engine, PacketLoss(netns=netns, percent=10, duration_s=5)))  # the slot
+    batches = ctx.size(1, 4, 40)
+
+    async def run() -> Outcome:
+        lat: list[float] = []
+        for _ in range(batches):
+            faults = [PacketLoss(netns=netns, percent=10, duration_s=5) for _ in range(BATCH)]
+            t0 = time.perf_counter()
+            await engine.inject_faults(faults)
+            await engine.revert_all()
+            lat.append((time.perf_counter() - t0) * 1000)
+        metrics: dict[str, float | str] = {"batch_p50_ms": round(statistics.median(lat), 3)}
+        return Outcome(batches * BATCH, metrics, [ms / BATCH for ms in lat])
+
+    return lambda: _run(ctx, run())
+
+
+def _peer_network_batch(ctx: BenchContext) -> Op:
+    _need_tool("nft")
+    netns = _netns(ctx)
+    add, delete = ctx.workdir / "peer-add.nft", ctx.workdir / "peer-del.nft"
+    add.write_text(
+        "".join(
+            f"add table inet peerb_{i}\n"
+            f"add chain inet peerb_{i} out {{ type filter hook output priority 0; policy accept; }}\n"
+            f"add rule inet peerb_{i} out numgen random mod 10000 < 1000 drop\n"
+            for i in range(BATCH)
+        )
+    )
+    delete.write_text("".join(f"delete table inet peerb_{i}\n" for i in range(BATCH)))
+    exec_ = ["ip", "netns", "exec", netns, "nft", "-f"]
+    op = _spawn_op(lambda i: [[*exec_, str(add)], [*exec_, str(delete)]], ctx.size(1, 4, 40))
+
+    def per_fault() -> Outcome:
+        out = cast(Outcome, op())
+        return Outcome(out.ops * BATCH, {}, [ms / BATCH for ms in out.latencies_ms or []])
+
+    return per_fault
+
+
 # -- disk ------------------------------------------------------------------------------------------
 
 
@@ -946,6 +995,17 @@ def scenarios() -> list[Scenario]:
             row="Network Fault Injection",
             rounds=3,
             counts="OS-plane PacketLoss: an nft table created and deleted in a network namespace (libnftables); peer: ip netns exec nft, twice",
+            needs_root=True,
+        ),
+        Scenario(
+            name="network_fault_inject_batch",
+            unit="faults",
+            ours=Subject(ours, _ours_network_batch),
+            peer=Subject("nft -f per batch (a Chaos Toolkit process action)", _peer_network_batch),
+            table=THROUGHPUT,
+            row="Network Fault Injection, batches of 50",
+            rounds=3,
+            counts="OS-plane PacketLoss x50 through inject_faults (one fsync'd journal write, one nft transaction) then revert_all, per fault; latency = batch time / 50; peer: ip netns exec nft -f with 50 tables, then a delete file",
             needs_root=True,
         ),
         Scenario(
