@@ -90,6 +90,7 @@ def lib() -> ctypes.CDLL:
         "bpf_map__key_size": (ctypes.c_uint32, [vp]),
         "bpf_map__max_entries": (ctypes.c_uint32, [vp]),
         "bpf_map__set_max_entries": (ci, [vp, ctypes.c_uint32]),
+        "bpf_map__set_initial_value": (ci, [vp, vp, ctypes.c_size_t]),
         "bpf_map_update_elem": (ci, [ci, vp, vp, ctypes.c_uint64]),
         "bpf_map_lookup_elem": (ci, [ci, vp, vp]),
         "bpf_map_delete_elem": (ci, [ci, vp]),
@@ -353,6 +354,25 @@ class BpfObject:
             raise _fail(f"load {self.path.name}", rc)
         return self
 
+    def _find_map(self, name: str) -> int:
+        handle = lib().bpf_object__find_map_by_name(self.handle, name.encode())
+        if not handle:
+            raise BpfError(f"{self.path.name} has no map {name!r}")
+        return int(handle)
+
+    def set_max_entries(self, name: str, entries: int) -> None:
+        """Resize map ``name`` before :meth:`load`."""
+        rc = int(lib().bpf_map__set_max_entries(self._find_map(name), entries))
+        if rc < 0:
+            raise _fail(f"resize map {name} to {entries} entries", rc)
+
+    def set_initial_value(self, name: str, data: bytes) -> None:
+        """Fill a global-data map (``.rodata``, ``.data``) before :meth:`load`."""
+        buf = ctypes.create_string_buffer(data, len(data))
+        rc = int(lib().bpf_map__set_initial_value(self._find_map(name), buf, len(data)))
+        if rc < 0:
+            raise _fail(f"set the initial value of {name} ({len(data)} bytes)", rc)
+
     def _find_program(self, name: str) -> int:
         handle = lib().bpf_object__find_program_by_name(self.handle, name.encode())
         if not handle:
@@ -363,10 +383,7 @@ class BpfObject:
         return BpfProgram(self, self._find_program(name), name)
 
     def map(self, name: str, *, per_cpu: bool = False) -> BpfMap:
-        handle = lib().bpf_object__find_map_by_name(self.handle, name.encode())
-        if not handle:
-            raise BpfError(f"{self.path.name} has no map {name!r}")
-        return BpfMap(int(handle), name, per_cpu)
+        return BpfMap(self._find_map(name), name, per_cpu)
 
     def close(self) -> None:
         for link in self.links:
