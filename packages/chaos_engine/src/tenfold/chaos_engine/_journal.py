@@ -145,7 +145,9 @@ class Journal:
 
         Records that only *shrink* what recovery must do ("reverted",
         "released") may skip the fsync: if one is lost, recovery re-runs an
-        undo step that is idempotent, which is harmless.
+        undo step that is idempotent, which is harmless. So may records that
+        name nothing to undo ("open", "close"): a later fsync of this file
+        makes them durable along with whatever follows them.
         """
         self._write(_encode({"t": time.time(), **record}), sync=sync)
 
