@@ -26,3 +26,24 @@ def test_smoke_scenarios_run_and_agree_with_the_peer(name: str, tmp_path: Path) 
 
 def test_exactly_one_headline() -> None:
     assert sum(s.headline for s in scenarios()) == 1
+
+
+def test_saturation_scenario_runs_and_never_grows_terms(tmp_path: Path) -> None:
+    (scenario,) = [s for s in scenarios() if s.name == "saturate_20_ops"]
+    ctx = BenchContext(mode="smoke", workdir=tmp_path)
+    with ctx.stack:
+        op = scenario.ours.prepare(ctx)
+        outcomes = [op() for _ in range(3)]
+    for out in outcomes:
+        assert isinstance(out, Outcome) and out.ops == 1
+        assert 0 < float(out.metrics["size_vs_reduce"]) <= 1.0
+
+
+def test_only_the_1000_pattern_ac_row_takes_fewer_subjects(tmp_path: Path) -> None:
+    # ours and MatchPy both convert this one list, so they match the same subjects
+    from tenfold.symbolic_modeler.bench import _match_inputs
+
+    ctx = BenchContext(mode="full", workdir=tmp_path)
+    patterns, subjects = _match_inputs(ctx, 1000, True)
+    assert len(patterns) == 1000 and len(subjects) == 12
+    assert len(_match_inputs(ctx, 100, True)[1]) == len(_match_inputs(ctx, 1000, False)[1]) == 50
