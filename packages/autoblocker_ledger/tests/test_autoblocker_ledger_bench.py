@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,23 @@ def test_in_process_scenarios_run_at_smoke_size(name: str, tmp_path: Path) -> No
         assert isinstance(result, Outcome) and result.ops > 0
         if result.latencies_ms is not None:
             assert len(result.latencies_ms) in (1, result.ops)
+
+
+@pytest.mark.slow
+@pytest.mark.service
+def test_scaling_writers_run_in_their_own_processes_and_stop(tmp_path: Path) -> None:
+    (scenario,) = [s for s in scenarios() if s.name == "scale_2_writers"]
+    assert scenario.peer is not None
+    ctx = BenchContext(mode="smoke", workdir=tmp_path)
+    with ctx.stack:
+        for subject in (scenario.ours, scenario.peer):
+            result = subject.prepare(ctx)()
+            assert isinstance(result, Outcome)
+            assert result.latencies_ms is not None and len(result.latencies_ms) == result.ops
+            assert result.ops == (1000 if subject is scenario.ours else 200)
+    # Writer processes and the cluster are gone once the scenario's stack closes.
+    pattern = r"tenfold\.autoblocker_ledger\.bench"
+    out = subprocess.run(
+        ["pgrep", "-P", str(os.getpid()), "-f", "--", pattern], check=False, capture_output=True
+    )
+    assert out.returncode == 1, out  # 1: no process matched

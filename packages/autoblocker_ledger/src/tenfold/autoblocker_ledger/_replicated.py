@@ -434,9 +434,8 @@ class ReplicatedLedger:
             if self.compress:
                 big = len(value) >= _THREAD_PACK_BYTES
                 value = await asyncio.to_thread(_pack, value) if big else _pack(value)
-            return await asyncio.wait_for(
-                self._commit_block(b.start, b.expected, value, b.new_head), self.timeout_s
-            )
+            async with asyncio.timeout(self.timeout_s):
+                return await self._commit_block(b.start, b.expected, value, b.new_head)
         except Exception as exc:  # every error is handed to the caller to classify
             return exc
 
@@ -520,7 +519,8 @@ class ReplicatedLedger:
                     continue
                 window.append((block, asyncio.ensure_future(self._commit_or_error(block))))
                 tail = (block.end, block.leaves[-1], block.new_head)
-                await asyncio.sleep(0)  # let the request leave before hashing the next block
+                if i < len(rest):
+                    await asyncio.sleep(0)  # let the request leave before hashing the next block
                 continue
             if not window:
                 return [], [], rest[i:]

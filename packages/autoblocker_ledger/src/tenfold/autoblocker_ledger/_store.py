@@ -324,6 +324,12 @@ class EmbeddedLedger:
             # passes (split, checksum, hash, chain, rows) rather than one Python
             # loop body per record: same checks, far less interpreter overhead.
             offsets, datas, last_end = _split_frames(buf, where=str(p))
+            # Rows go to the index thread first so that SQLite works while this
+            # thread hashes; a chain failure below rolls the index back.
+            first = len(all_leaves)
+            skip = max(0, self._rows_from - first)
+            for c in range(skip, len(datas), _ROW_CHUNK):
+                index.put(self._rows(first + c, datas[c : c + _ROW_CHUNK]))
             leaves = [sha256(b"\x00" + d).digest() for d in datas]
             links = [d[:HASH_SIZE] for d in datas]
             expected = [prev, *leaves[:-1]] if datas else []
@@ -334,10 +340,6 @@ class EmbeddedLedger:
                 )
             if leaves:
                 prev = leaves[-1]
-            first = len(all_leaves)
-            skip = max(0, self._rows_from - first)
-            for c in range(skip, len(datas), _ROW_CHUNK):
-                index.put(self._rows(first + c, datas[c : c + _ROW_CHUNK]))
             positions.extend([seg_base | off for off in offsets])
             all_leaves += leaves
             if last_end != len(buf):

@@ -9,6 +9,8 @@ requests in flight on one client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import random
 import sqlite3
 import threading
@@ -602,10 +604,145 @@ def _other_scenarios() -> list[Scenario]:
     ]
 
 
+# -- horizontal scaling: more writers on one cluster ------------------------------------
+
+
+async def _peer_puts(client: Any, prefix: bytes, events: list[Any]) -> list[float]:
+    """Plain puts, one per event, _PEER_INFLIGHT in flight; per-put latencies in ms."""
+    sem = asyncio.Semaphore(_PEER_INFLIGHT)
+    lat: list[float] = []
+
+    async def put(ev: Any) -> None:
+        async with sem:
+            t0 = time.perf_counter()
+            await client.put(prefix + ev.event_id.encode(), ev.canonical())
+            lat.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.gather(*(put(ev) for ev in events))
+    return lat
+
+
+def _scale_worker(endpoints: list[str], kind: str, prefix: str, sizes: list[int]) -> None:
+    """One writer process (stdin/stdout lines): pre-builds its events, then appends one list per "go"."""
+    import json
+    import sys
+
+    from tenfold.autoblocker_ledger._replicated import ReplicatedLedger
+
+    batches = [_events(f"{prefix}-{k}", n) for k, n in enumerate(sizes)]
+
+    async def main() -> None:
+        led = ReplicatedLedger(endpoints, name="scale")
+        client = _aetcd_client(endpoints[0])
+        await (led.sync() if kind == "ours" else client.connect())
+        print("ready", flush=True)
+        for events in batches:
+            if sys.stdin.readline().strip() != "go":
+                break
+            lat: list[float] = []
+            if kind == "ours":
+                for start in range(0, len(events), _BATCH):
+                    chunk = events[start : start + _BATCH]
+                    t0 = time.perf_counter()
+                    await led.append_batch(chunk)
+                    lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
+            else:
+                lat = await _peer_puts(client, b"/peer-s/", events)
+            print(json.dumps(lat), flush=True)
+        await led.close()
+        await client.close()
+
+    asyncio.run(main())
+
+
+def _scale_subject(writers: int, kind: str) -> Callable[[BenchContext], Op]:
+    def prepare(ctx: BenchContext) -> Op:
+        import json
+        import subprocess
+        import sys
+
+        cluster = _cluster(ctx, 3)
+        # The peer writes a fifth of the events, as in the write table.
+        n = ctx.size(500, 5_000, 20_000) // (1 if kind == "ours" else 5)
+        procs: list[subprocess.Popen[str]] = []
+        for w in range(writers):
+            args = [cluster.endpoints, kind, f"s{kind}{writers}-{w}", [n] * _calls(ctx)]
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tenfold.autoblocker_ledger.bench", json.dumps(args)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            ctx.callback(functools.partial(_stop_writer, proc))
+            procs.append(proc)
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError("a scaling writer failed to start")
+
+        def op() -> Outcome:
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            lat: list[float] = []
+            for proc in procs:
+                assert proc.stdout is not None
+                lat += json.loads(proc.stdout.readline())
+            return Outcome(len(lat), {"writers": writers}, latencies_ms=lat)
+
+        return op
+
+    return prepare
+
+
+def _stop_writer(proc: Any) -> None:
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=30)
+    except Exception:
+        proc.kill()
+        proc.wait()
+
+
+_SCALE_SEEDS = {1: 50_000, 2: 85_000, 4: 145_000, 8: 240_000}
+
+
+def _scale_scenarios() -> list[Scenario]:
+    return [
+        Scenario(
+            name=f"scale_{w}_writers",
+            unit="events",
+            ours=Subject("tenfold", _scale_subject(w, "ours")),
+            peer=Subject("aetcd put", _scale_subject(w, "peer")),
+            seed=Seed(ops_per_s=ops),
+            table="Horizontal Scaling",
+            row=f"{w} {'node' if w == 1 else 'nodes'}",
+            counts=(
+                f"events committed by {w} writer process(es), each its own ledger client, on one "
+                "3-member etcd cluster (peer: the same number of processes doing plain puts, "
+                f"{_PEER_INFLIGHT} in flight each)"
+            ),
+            rounds=3,
+            modes=("full",),
+        )
+        for w, ops in _SCALE_SEEDS.items()
+    ]
+
+
 def scenarios() -> list[Scenario]:
     return [
         *(_write_scenario(m) for m in (3, 5, 7, 9)),
         *_read_scenarios(),
         *_consensus_scenarios(),
         *_other_scenarios(),
+        *_scale_scenarios(),
     ]
+
+
+if __name__ == "__main__":  # a writer process of the scaling scenarios
+    import json
+    import sys
+
+    _scale_worker(*json.loads(sys.argv[1]))
