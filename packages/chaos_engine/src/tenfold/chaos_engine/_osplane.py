@@ -756,6 +756,12 @@ class Delayer:
             raise InjectionFailed(f"packet delayer {self.proc.pid}: {exc.strerror}") from None
         return self._reply()
 
+    def send(self, command: str) -> None:
+        """A command that has no reply (``U``)."""
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):  # gone: it released everything when it went
+            os.write(self.proc.stdin.fileno(), (command + "\n").encode())
+
     def stop(self) -> None:
         """Close its stdin (it accepts what it holds and exits); kill it if it lingers."""
         if self.proc.stdin is not None:
@@ -793,8 +799,7 @@ class _LatencyApplied:
                     except InjectionFailed:
                         nft.run(f"list table ip {table}")  # raises again only if it still exists
             finally:
-                with contextlib.suppress(InjectionFailed):
-                    self.delayer.call(f"U {self.queue}")  # releases what it still holds
+                self.delayer.send(f"U {self.queue}")  # releases what it still holds
 
         with contextlib.suppress(InjectionFailed):
             await asyncio.wrap_future(self.worker.submit(take))
@@ -827,8 +832,7 @@ async def _apply_latency(plane: OsPlane, fault: NetworkLatency, name: str) -> _L
         except BaseException:
             with contextlib.suppress(InjectionFailed):
                 nft.run(f"delete table ip {name}")
-            with contextlib.suppress(InjectionFailed):
-                delayer.call(f"U {queue}")
+            delayer.send(f"U {queue}")
             raise
         return queue
 
