@@ -400,6 +400,21 @@ def test_upsert_mode_is_idempotent_on_replay(postgres) -> None:
     assert _count(postgres.dsn, table) == (150, 150)
 
 
+def test_stored_offsets_never_move_back(postgres) -> None:
+    # An engine that lost a partition to another one may still commit a batch
+    # carrying that partition's older position: it must not undo the progress.
+    table = f"mono_{uuid.uuid4().hex[:8]}"
+    sink = PostgresSink(postgres.dsn, table, Order)
+    assert sink.open("mono") == {} and sink.stored_positions() == {}
+    sink.write(Batch([Order(1, 1, "buy", 1.0)], 0, {"t/0": 10, "t/1": 4}))
+    sink.write(Batch([Order(2, 1, "buy", 2.0)], 0, {"t/0": 7, "t/1": 9}))
+    assert sink.stored_positions() == {"t/0": 10, "t/1": 9}
+    sink.close()
+    again = PostgresSink(postgres.dsn, table, Order)
+    assert again.open("mono") == {"t/0": 10, "t/1": 9}
+    again.close()
+
+
 def test_kafka_sink_round_trip(kafka_broker) -> None:
     from tenfold.pipeline_engine import MemorySource
 

@@ -327,6 +327,7 @@ class Pipeline(Generic[T]):
         threads: list[threading.Thread] = []
         try:
             start = self._start_positions()
+            self.source.position_reader = self.sink.stored_positions
             self.source.open(start)
             bufs, ms = self._buffers, self._metrics
             threads.append(

@@ -125,18 +125,34 @@ class KafkaSource(Source[bytes | None]):
         self.subscribe = False
 
     def open(self, positions: dict[str, int]) -> None:
-        mine: set[str] | None = None  # the streams this consumer holds, when assigned
+        # The streams this consumer holds: none until the group assigns some
+        # (on_assign fills them in), its partitions when assigned explicitly.
+        mine: set[str] = set()
         try:
             self._consumer = Consumer(self._conf())
             if self.subscribe:
 
                 def on_assign(consumer: Any, parts: list[Any]) -> None:
+                    # What the sink holds now: another engine may have written these
+                    # partitions since this one started.
+                    fresh = self.position_reader() if self.position_reader else None
+                    now = positions if fresh is None else fresh
                     for tp in parts:
-                        tp.offset = self._offset(tp.partition, positions)
+                        tp.offset = self._offset(tp.partition, now)
+                        key = f"{self.topic}/{tp.partition}"
+                        if key in now:
+                            self._positions[key] = now[key]
                     self._assigned = max(len(parts), 1)
                     consumer.assign(parts)
 
-                self._consumer.subscribe([self.topic], on_assign=on_assign)
+                def on_revoke(consumer: Any, parts: list[Any]) -> None:
+                    # Later batches must not carry (and store) partitions now owned
+                    # by another engine.
+                    for tp in parts:
+                        self._positions.pop(f"{self.topic}/{tp.partition}", None)
+                    consumer.unassign()
+
+                self._consumer.subscribe([self.topic], on_assign=on_assign, on_revoke=on_revoke)
             else:
                 # Metadata first, even for known partitions: assigned before the
                 # partition leaders are known, librdkafka waits 500 ms to retry.
@@ -163,14 +179,10 @@ class KafkaSource(Source[bytes | None]):
                 mine = {f"{self.topic}/{p}" for p in parts}
         except KafkaException as exc:
             raise ConnectorError(f"kafka {self.bootstrap}: {exc}") from None
-        # Only this topic's positions (of this consumer's partitions, when assigned):
-        # every batch carries them to the sink, which stores them, and engines
-        # sharing an offsets table must never write back another one's partitions.
-        self._positions = {
-            k: v
-            for k, v in positions.items()
-            if k.rsplit("/", 1)[0] == self.topic and (mine is None or k in mine)
-        }
+        # Only this consumer's partitions: every batch carries its positions to the
+        # sink, which stores them, and engines sharing an offsets table must never
+        # write back another one's partitions.
+        self._positions = {k: v for k, v in positions.items() if k in mine}
         self._last_message = time.monotonic()
 
     def read(self, max_events: int, linger_s: float) -> Batch[bytes | None] | None:

@@ -184,6 +184,13 @@ class PostgresSink(Sink[Any]):
         conn.commit()
         return {s: int(o) for s, o in rows}
 
+    def stored_positions(self) -> dict[str, int] | None:
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=5) as conn:
+                return self._stored_positions(conn)
+        except psycopg.Error as exc:
+            raise ConnectorError(f"postgres: {str(exc).strip()}") from None
+
     def open(self, pipeline: str) -> dict[str, int]:
         self._pipeline = pipeline
         self._conn = self._connect()
@@ -254,7 +261,12 @@ class PostgresSink(Sink[Any]):
                         " SELECT %s, unnest(%s::text[]), unnest(%s::bigint[])"
                         " ON CONFLICT (pipeline, stream) DO UPDATE"
                         " SET next_offset = excluded.next_offset"
-                    ).format(sql.Identifier(self.offsets_table)),
+                        # Offsets never move back: a batch still carrying a partition
+                        # that has since moved to another engine cannot undo its progress.
+                        " WHERE {t}.next_offset < excluded.next_offset"
+                    ).format(
+                        sql.Identifier(self.offsets_table), t=sql.Identifier(self.offsets_table)
+                    ),
                     (self._pipeline, list(batch.positions), list(batch.positions.values())),
                 )
         conn.commit()

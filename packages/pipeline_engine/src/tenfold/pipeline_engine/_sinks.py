@@ -49,6 +49,14 @@ class Sink(Generic[T]):
     def write(self, batch: Batch[T]) -> None:
         raise NotImplementedError
 
+    def stored_positions(self) -> dict[str, int] | None:
+        """The positions durable now, read afresh (``None``: this sink stores none).
+
+        Called from the source's thread when a consumer group hands it new
+        partitions, so it must not use the connection :meth:`write` uses.
+        """
+        return None
+
     def close(self) -> None:
         """Flush and release resources."""
 

@@ -7,7 +7,7 @@ import random
 import time
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -33,6 +33,10 @@ class Source(Generic[T]):
     """
 
     name: str = "source"
+    # Set by the pipeline to its sink's ``stored_positions``: a source whose
+    # partitions change while it runs (a consumer group) resumes new ones from
+    # what the sink holds at that moment, not from the start-up snapshot.
+    position_reader: Callable[[], dict[str, int] | None] | None = None
 
     def open(self, positions: dict[str, int]) -> None:
         """Prepare to read, resuming after ``positions``."""
