@@ -7,6 +7,14 @@ the training window (train). The error stream feeds ADWIN (Bifet and Gavalda,
 bound, the older part is dropped and a retrain on the recent window starts in
 the background; predictions continue on the current model until the new one is
 swapped in.
+
+On top of the booster sits a per-row layer (:class:`RecencyBlend`): rows are
+taken one at a time in arrival order, each predicted by the booster's margin
+blended with decayed label rates and raw columns, and each due label updates
+that blend at once. The booster's scores for a batch are computed in one call
+with the booster current at the batch's start (a retrain lands between rows at
+the earliest), which keeps the per-row cost to the blend's few dozen
+multiply-adds.
 """
 
 from __future__ import annotations
@@ -14,12 +22,14 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
+from tenfold.auto_learner._blend import KeyGroup, RecencyBlend
 from tenfold.auto_learner.errors import BudgetError
 
 __all__ = ["Adwin", "OnlineLearner", "OnlineStats"]
@@ -49,14 +59,17 @@ class Adwin:
     def update(self, value: float) -> bool:
         self.window.append(value)
         self._since += 1
-        if self._since < self.check_every or len(self.window) < 2 * self.min_side:
+        # Checking costs O(window); checking every window/64 values (at least every
+        # `check_every`) keeps the amortised cost per value constant, at the price of
+        # noticing a change up to window/64 values later.
+        n = len(self.window)
+        if self._since < max(self.check_every, n >> 6) or n < 2 * self.min_side:
             return False
         self._since = 0
-        values = np.fromiter(self.window, dtype=float)
-        n = len(values)
+        values = np.fromiter(self.window, dtype=float, count=n)
         prefix = np.cumsum(values)
         total = prefix[-1]
-        cut = self._find_cut(prefix, total, n)
+        cut = self._find_cut(prefix, total, n, float(np.var(values)))
         if cut is None:
             return False
         for _ in range(cut):
@@ -64,7 +77,7 @@ class Adwin:
         self.drifts += 1
         return True
 
-    def _find_cut(self, prefix: Array, total: float, n: int) -> int | None:
+    def _find_cut(self, prefix: Array, total: float, n: int, variance: float) -> int | None:
         splits = np.arange(self.min_side, n - self.min_side + 1, max(1, n // 256))
         if not len(splits):
             return None
@@ -74,7 +87,6 @@ class Adwin:
         mean1 = (total - prefix[splits - 1]) / n1
         m = 1.0 / (1.0 / n0 + 1.0 / n1)
         delta_p = self.delta / math.log(n)
-        variance = float(np.var(np.fromiter(self.window, dtype=float)))
         eps = np.sqrt(2 * m**-1 * variance * math.log(2 / delta_p)) + 2 / (3 * m) * math.log(
             2 / delta_p
         )
@@ -115,9 +127,16 @@ class OnlineLearner:
         label_delay: float = 0.0,
         window: int = 20_000,
         update_every: int = 2_000,
+        retrain_gap: int | None = None,
         update_rounds: int = 10,
         adwin_delta: float = 0.002,
         background: bool = True,
+        categorical: Sequence[int] = (),
+        blend: bool = True,
+        key_groups: Sequence[KeyGroup] = (),
+        timescales: Sequence[float] = (1.0, 3.0, 12.0, 48.0),
+        key_timescales: Sequence[float] = (3.0, 24.0),
+        on_learn: Callable[[int, float, float], None] | None = None,
     ) -> None:
         if booster is None:
             raise BudgetError(
@@ -125,15 +144,36 @@ class OnlineLearner:
             )
         if label_delay < 0 or not math.isfinite(label_delay):
             raise BudgetError(f"label delay must be a non-negative number, got {label_delay}")
+        if any(t <= 0 or not math.isfinite(t) for t in (*timescales, *key_timescales)):
+            raise BudgetError("recency timescales must be positive numbers")
         self.booster = booster
+        self.blend = (
+            RecencyBlend(
+                booster.num_feature(),
+                categorical,
+                timescales=timescales,
+                key_timescales=key_timescales,
+                key_groups=key_groups,
+            )
+            if blend
+            else None
+        )
+        # Called as on_learn(row_index, row_time, now) when a label is used: the audit
+        # hook the leakage test checks (now - row_time >= label_delay, always).
+        self.on_learn = on_learn
         self.params = {**params, "verbose": -1, "num_threads": 1}
         self.label_delay = label_delay
         self.update_every = update_every
+        # Fewest labels between two drift retrains. The default is five update intervals:
+        # the per-row blend follows short changes (an hour of bad weather), so a fresh
+        # booster is for lasting ones, and each costs a full boosting run.
+        self.retrain_gap = 5 * update_every if retrain_gap is None else retrain_gap
         self.update_rounds = update_rounds
         self.adwin = Adwin(adwin_delta)
         self.stats = OnlineStats()
         self.background = background
-        self._pending: deque[tuple[float, Array, int, float]] = deque()
+        # (due time, row index, row time, encoded row, label, prediction, blend keys, blend inputs)
+        self._pending: deque[tuple[float, int, float, Array, int, float, Any, Any]] = deque()
         self._xs: deque[Array] = deque(maxlen=window)
         self._ys: deque[int] = deque(maxlen=window)
         self._since_update = 0
@@ -143,27 +183,65 @@ class OnlineLearner:
         self.retrain_rounds = 100
         self.max_trees = 400
 
+    @classmethod
+    def from_model(cls, model: Any, **kwargs: Any) -> OnlineLearner:
+        """An online learner continuing a fitted :class:`Model` (its booster and categorical columns)."""
+        kwargs.setdefault("categorical", model.schema.categorical_indices)
+        return cls(model.booster, model.config.get("params", {}), **kwargs)
+
     def process(self, t: Array, x: Array, y: Array) -> Array:
-        """Predict a batch arriving at times ``t`` (test), then release labels that are due (train)."""
+        """Predict a batch arriving at times ``t``, row by row (test), learning each label once due (train).
+
+        Row ``i`` is predicted before any label due after ``t[i]`` is used, and a
+        label is used only once ``t[i] >= its row's time + label_delay``.
+        """
         with self._lock:
             booster = self.booster
-        proba = np.asarray(booster.predict(x, num_threads=1))
-        for ti, xi, yi, pi in zip(t, x, y, proba, strict=True):
-            self._pending.append((float(ti) + self.label_delay, xi, int(yi), float(pi)))
-        self.stats.seen += len(x)
-        now = float(t[-1]) if len(t) else 0.0
-        while self._pending and self._pending[0][0] <= now:
-            _, xi, yi, pi = self._pending.popleft()
-            self._learn(xi, yi, pi)
+        n = len(x)
+        blend = self.blend
+        if blend is None:
+            proba = np.asarray(booster.predict(x, num_threads=1), dtype=float)
+        else:
+            margin = np.asarray(booster.predict(x, raw_score=True, num_threads=1)).tolist()
+            keys, z = blend.batch_inputs(x)
+            proba = np.empty(n)
+        times = np.asarray(t, dtype=float).tolist()
+        labels = np.asarray(y).astype(int).tolist()
+        pending = self._pending
+        delay = self.label_delay
+        first = self.stats.seen
+        for i in range(n):
+            now = times[i]
+            if blend is None:
+                pending.append((now + delay, first + i, now, x[i], labels[i], proba[i], None, None))
+            else:
+                f = blend.features(now, margin[i], keys[i], z[i])
+                p = blend.predict(f)
+                proba[i] = p
+                pending.append((now + delay, first + i, now, x[i], labels[i], p, keys[i], f))
+            while pending and pending[0][0] <= now:
+                self._release(now)
+        if blend is not None:
+            blend.flush()
+        self.stats.seen += n
         return proba
 
     def finish(self) -> None:
         """Release every pending label (end of stream) and wait for a running retrain."""
         while self._pending:
-            _, xi, yi, pi = self._pending.popleft()
-            self._learn(xi, yi, pi)
+            self._release(self._pending[0][0])
+        if self.blend is not None:
+            self.blend.flush()
         if self._retrain is not None:
             self._retrain.join()
+
+    def _release(self, now: float) -> None:
+        _, index, row_time, xi, yi, pi, keys, f = self._pending.popleft()
+        if self.on_learn is not None:
+            self.on_learn(index, row_time, now)
+        if self.blend is not None:
+            self.blend.learn(row_time, keys, f, yi)
+        self._learn(xi, yi, pi)
 
     def _learn(self, x: Array, y: int, p: float) -> None:
         st = self.stats
@@ -209,11 +287,11 @@ class OnlineLearner:
         self.stats.updates += 1
 
     def _start_retrain(self, recent: int) -> None:
-        # At most one retrain per `update_every` labels: a stream whose error rate wanders
+        # At most one retrain per `retrain_gap` labels: a stream whose error rate wanders
         # (hour of day, weather) would otherwise retrain on every wobble.
         if self._retrain is not None and self._retrain.is_alive():
             return
-        if self.stats.labelled - self._last_retrain_at < self.update_every:
+        if self.stats.labelled - self._last_retrain_at < self.retrain_gap:
             return
         self._last_retrain_at = self.stats.labelled
         n = max(self.update_every * 2, min(len(self._xs), recent))
