@@ -70,7 +70,7 @@ def _oxigraph_rows(
     return rows
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_graph, st.lists(st.tuples(st.lists(_pattern, min_size=1, max_size=4), _form), max_size=6))
 def test_index_path_gives_the_rows_of_duckdb_and_pyoxigraph(
     graph: list[tuple[str, str, str]], queries: list[tuple[list[tuple[str, str, str]], str]]

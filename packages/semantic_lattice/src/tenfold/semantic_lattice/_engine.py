@@ -50,6 +50,7 @@ from tenfold.semantic_lattice._datalog import (
     parse_program,
     stratify,
 )
+from tenfold.semantic_lattice._memeval import IN_MEMORY_MAX_ROWS, Fixpoint, supported
 from tenfold.semantic_lattice.errors import (
     BudgetExceededError,
     SchemaError,
@@ -209,6 +210,9 @@ class Engine:
         # Bumped on every write to a relation table: in-memory indexes built at an
         # older generation are stale.
         self.generation = 0
+        # Up to this many stored facts a full fixpoint of a positive program runs in
+        # Python (0: always DuckDB).
+        self.in_memory_max_rows = IN_MEMORY_MAX_ROWS
         self._load_catalog()
 
     # -- schema ------------------------------------------------------------------
@@ -757,8 +761,11 @@ class Engine:
             timer.daemon = True
             timer.start()
         try:
-            for stratum in strata:
-                self._run_stratum(stratum, budget, stats, start)
+            if self._fits_in_memory(budget, before):
+                self._materialize_in_memory(budget, stats, start)
+            else:
+                for stratum in strata:
+                    self._run_stratum(stratum, budget, stats, start)
         except duckdb.InterruptException:
             raise BudgetExceededError(
                 f"time budget of {budget.time_s:g} s exceeded after {stats.rounds} round(s)"
@@ -780,6 +787,40 @@ class Engine:
             stats.derived += max(0, after - before[name])
         stats.seconds = time.perf_counter() - start
         return stats
+
+    def _fits_in_memory(self, budget: Budget, counts: dict[str, int]) -> bool:
+        """Whether this fixpoint runs in Python (see :mod:`._memeval`).
+
+        Small stores only, every rule evaluated in full (new rules or a recompute:
+        the incremental bookkeeping stays with the SQL path), positive rules over
+        symbol relations, and no round or row budget (those count SQL rounds).
+        """
+        rules = self.program.rules
+        return (
+            bool(rules)
+            and sum(counts.values()) <= self.in_memory_max_rows
+            and budget.rounds is None
+            and budget.rows is None
+            and all(id(r) in self._new_rules for r in rules)
+            and self._is_positive()
+            and all(t == "symbol" for rel in self.program.relations.values() for t in rel.types)
+            and supported(rules)
+        )
+
+    def _materialize_in_memory(self, budget: Budget, stats: ReasonStats, start: float) -> None:
+        facts: dict[str, set[tuple[int, ...]]] = {}
+        for name, rel in self.program.relations.items():
+            got = self.con.execute(f"SELECT * FROM r_{name}").fetchnumpy()
+            columns = [got[f"c{i}"].tolist() for i in range(rel.arity)]
+            facts[name] = set(zip(*columns, strict=True))
+        fixpoint = Fixpoint(self.program.rules, facts, lambda c: int(self._const_sql(c, "symbol")))
+        rounds, derived = fixpoint.run(budget.time_s, start)
+        stats.rounds += rounds
+        for name, rows in derived.items():
+            table = np.array(list(rows), dtype=np.int64)
+            staged = {f"c{i}": table[:, i] for i in range(table.shape[1])}  # noqa: F841 - scanned
+            self.con.execute(f"INSERT INTO r_{name} SELECT * FROM staged")
+        self.generation += 1
 
     def _probe_key(self, table: str, atom: Atom) -> tuple[str, tuple[tuple[int, str], ...]]:
         rel = self.relation(atom.relation)
