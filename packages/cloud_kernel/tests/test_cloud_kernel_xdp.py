@@ -125,15 +125,25 @@ def v4_rules(draw):
 @root_only
 @pytest.mark.root
 @settings(max_examples=25, deadline=None)
-@given(rules=v4_rules(), probes=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=10))
-def test_drops_exactly_what_the_rules_cover(rules, probes) -> None:
+@given(
+    rules=v4_rules(),
+    probes=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=10),
+    drop_some=st.lists(st.booleans(), max_size=20),
+)
+def test_drops_exactly_what_the_rules_cover(rules, probes, drop_some) -> None:
     with XdpBlockList() as bl:
         bl.block_many(rules)
         for rule in rules:  # addresses inside every rule must drop
             probes.append(int(rule.network_address))
+            probes.append(int(rule.broadcast_address))
+        # Unblocking leaves the /24 markers behind: the verdicts must not change for that.
+        removed = {r for r, gone in zip(rules, drop_some, strict=False) if gone}
+        for rule in removed:
+            bl.unblock(rule)
+        kept = [r for r in rules if r not in removed]
         for value in probes:
             addr = ipaddress.IPv4Address(value)
-            expected = XDP_DROP if any(addr in r for r in rules) else XDP_PASS
+            expected = XDP_DROP if any(addr in r for r in kept) else XDP_PASS
             assert bl.test_run(frame_head(ETH_IP, ()) + ipv4(str(addr)))[0] == expected
 
 
@@ -159,7 +169,9 @@ def test_block_list_at_maximum_entries_refuses_cleanly() -> None:
         m = bl._maps["hosts_v4"]
         cap = m.max_entries
         base = int(ipaddress.IPv4Address("100.64.0.0"))
-        # Fill the host table directly (fast path); then one more must be refused, not lost.
+        # Fill the host table directly (fast path: its /24 markers first, as block() does);
+        # then one more must be refused, not lost.
+        bl._mark(ipaddress.ip_network(f"100.64.0.0/{32 - (cap - 1).bit_length()}"))
         for i in range(cap):
             m.update(struct.pack("!I", base + i), struct.pack("<QQII", 0, 0, i + 1, 0))
         with pytest.raises(BpfError, match=r"block list is full \(262144 entries\)"):
@@ -168,6 +180,34 @@ def test_block_list_at_maximum_entries_refuses_cleanly() -> None:
             bl.test_run(frame_head(ETH_IP, ()) + ipv4(str(ipaddress.IPv4Address(base + 5))))[0]
             == XDP_DROP
         )
+
+
+@root_only
+@pytest.mark.root
+def test_rules_added_through_the_pins_reach_the_program() -> None:
+    # Another process (the CLI) opens the pinned maps, marks the /24 and adds the host.
+    import subprocess
+
+    subprocess.run(
+        ["ip", "link", "add", "tfk-mk0", "type", "veth", "peer", "name", "tfk-mk1"], check=True
+    )
+    try:
+        with XdpBlockList() as bl:
+            bl.attach("tfk-mk0")
+            bl.pin_to("tfk-mk0")
+            try:
+                blocked = frame_head(ETH_IP, ()) + ipv4("192.0.2.77")
+                assert bl.test_run(blocked)[0] == XDP_PASS
+                r = run_cli("kernel", "xdp", "block", "tfk-mk0", "192.0.2.77", "10.9.0.0/16")
+                assert r.returncode == 0, r.stderr
+                assert bl.test_run(blocked)[0] == XDP_DROP
+                assert bl.test_run(frame_head(ETH_IP, ()) + ipv4("10.9.255.1"))[0] == XDP_DROP
+                for allowed in ("192.0.2.78", "192.0.3.77", "10.10.0.1"):
+                    assert bl.test_run(frame_head(ETH_IP, ()) + ipv4(allowed))[0] == XDP_PASS
+            finally:
+                XdpBlockList.unpin("tfk-mk0")
+    finally:
+        subprocess.run(["ip", "link", "del", "tfk-mk0"], check=False)
 
 
 @root_only

@@ -2,6 +2,11 @@
 
 Exact hosts (/32, /128) live in hash maps (one probe per packet); real prefixes
 live in longest-prefix-match tries, consulted only when the host probe misses.
+In front of both, for IPv4, one marker byte per /24 says whether any rule
+touches that /24: frames from unmarked address space pass after one inlined
+array load. Markers are set (through a shared mmap, one byte store each) before
+the rule is inserted and are never cleared while the list lives, so a marker is
+never missing for a rule; a stale one only sends that /24 down the exact path.
 Adding or removing a rule is one map update, visible to the next packet;
 :meth:`XdpBlockList.replace` swaps a whole list: new rules are inserted before
 stale ones are deleted, so no address that is blocked in both the old and the
@@ -11,6 +16,7 @@ new list is ever let through in between.
 from __future__ import annotations
 
 import ipaddress
+import mmap
 import socket
 import struct
 from collections.abc import Iterable
@@ -84,7 +90,9 @@ _MAP_SIZES = {  # key bytes, value bytes, max entries (as declared in xdp_blockl
     "blocked_v4": (8, _RULE.size, 262144),
     "blocked_v6": (20, _RULE.size, 262144),
     "stats": (4, 8, 8),
+    "v4_marks": (4, 8, 1 << 21),
 }
+_WINDOW = 1 << 16  # bytes of the marker map mapped at a time (65,536 /24s, a /8)
 
 
 def pin_dir(interface: str) -> Path:
@@ -109,6 +117,7 @@ class XdpBlockList:
             self.program: BpfProgram | None = self._obj.program("xdp_blocklist")
             self._maps = {n: self._obj.map(n) for n in _MAP_NAMES}
             self._stats = self._obj.map("stats", per_cpu=True)
+            self._marks_map = self._obj.map("v4_marks")
         else:
             self.program = None
             self._maps = {
@@ -118,7 +127,16 @@ class XdpBlockList:
             self._stats = BpfMap.open_pinned(
                 _pinned / "stats", per_cpu=True, sizes=_MAP_SIZES["stats"]
             )
-        self._ids: dict[Network, int] = {}
+            self._marks_map = BpfMap.open_pinned(
+                _pinned / "v4_marks", per_cpu=False, sizes=_MAP_SIZES["v4_marks"]
+            )
+        # A window of the marker map, mapped on demand: the whole map mapped at once
+        # would add its 16 MB to this process's RSS.
+        self._window: mmap.mmap | None = None
+        self._window_start = 0
+        self._ids: dict[
+            tuple[str, bytes], int
+        ] = {}  # compact keys: 100K Network objects weigh 50 MB
         self._next_id = 1 + max((r.rule_id for r in self.rules()), default=0)
 
     @classmethod
@@ -136,7 +154,7 @@ class XdpBlockList:
             raise BpfError(f"not attached to {interface}")
         folder = pin_dir(interface)
         self.attached[interface][0].pin(folder / "link")
-        for name, m in {**self._maps, "stats": self._stats}.items():
+        for name, m in {**self._maps, "stats": self._stats, "v4_marks": self._marks_map}.items():
             m.pin(folder / name)
         return folder
 
@@ -155,10 +173,13 @@ class XdpBlockList:
     def close(self) -> None:
         """Detach from every interface (unless pinned) and unload."""
         self.attached.clear()
+        if self._window is not None:
+            self._window.close()
+            self._window = None
         if self._obj is not None:
             self._obj.close()
         else:
-            for m in [*self._maps.values(), self._stats]:
+            for m in [*self._maps.values(), self._stats, self._marks_map]:
                 m.close()
 
     def __enter__(self) -> Self:
@@ -183,9 +204,11 @@ class XdpBlockList:
     def block(self, prefix: str | Network) -> BlockRule:
         net = parse_prefix(prefix) if isinstance(prefix, str) else prefix
         where, key = _key(net)
-        if net in self._ids:
+        if (where, key) in self._ids:
             return self.rule(net)
         rule_id = self._next_id
+        if net.version == 4:
+            self._mark(net)
         try:
             self._map(where).update(key, _RULE.pack(0, 0, rule_id, 0), BPF_NOEXIST)
         except MapEntryExists:
@@ -197,8 +220,34 @@ class XdpBlockList:
                 ) from None
             raise
         self._next_id += 1
-        self._ids[net] = rule_id
+        self._ids[where, key] = rule_id
         return BlockRule(net, rule_id)
+
+    def _mark(self, net: ipaddress.IPv4Network) -> None:
+        """Mark every /24 that ``net`` touches; single-byte stores, before the rule exists."""
+        first = int(net.network_address) >> 8
+        last = int(net.broadcast_address) >> 8
+        window = self._window
+        if window is None or not (
+            self._window_start <= first and last < self._window_start + len(window)
+        ):
+            if window is not None:
+                window.close()
+            start = first - first % _WINDOW
+            end = last + 1 + (-(last + 1)) % _WINDOW
+            window = mmap.mmap(
+                self._marks_map.fd,
+                end - start,
+                mmap.MAP_SHARED,
+                mmap.PROT_READ | mmap.PROT_WRITE,
+                offset=start,
+            )
+            self._window, self._window_start = window, start
+        lo, hi = first - self._window_start, last - self._window_start
+        if lo == hi:
+            window[lo] = 1
+        else:
+            window[lo : hi + 1] = b"\x01" * (hi - lo + 1)
 
     def block_many(self, prefixes: Iterable[str | Network]) -> int:
         return sum(1 for p in prefixes if self.block(p) is not None)
@@ -206,7 +255,7 @@ class XdpBlockList:
     def unblock(self, prefix: str | Network) -> bool:
         net = parse_prefix(prefix) if isinstance(prefix, str) else prefix
         where, key = _key(net)
-        self._ids.pop(net, None)
+        self._ids.pop((where, key), None)
         return self._map(where).delete(key)
 
     def replace(self, prefixes: Iterable[str | Network]) -> tuple[int, int]:

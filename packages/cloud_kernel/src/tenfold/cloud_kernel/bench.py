@@ -95,7 +95,7 @@ def _xdp_testrun(entries: int) -> Callable[[BenchContext], Op]:
             _, ns = bl.test_run(allowed, repeat)
             _, ns_blocked = bl.test_run(blocked, repeat)
             return Outcome(
-                repeat,
+                2 * repeat,  # frames run: the allowed one and the blocked one, repeat times each
                 {
                     "ns_per_packet_allowed": ns,
                     "ns_per_packet_blocked": ns_blocked,
