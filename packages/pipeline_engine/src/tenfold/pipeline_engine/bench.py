@@ -361,7 +361,11 @@ def _ours_kafka_pg(ctx: BenchContext) -> Op:
             metrics={
                 "rows": rows,
                 "duplicates": rows - distinct,
-                "sink_batch_p50_ms": round(float(sink_stage["p50_ms"]), 2),
+                # One write = one transaction, holding one or more queued batches
+                # (group commit): its time, and how many there were for the run.
+                "sink_write_p50_ms": round(float(sink_stage["p50_ms"]), 2),
+                "sink_writes": int(sink_stage["batches"]),
+                "source_batches": int(report.stages[0]["batches"]),
                 "cpu_us_per_event": _cpu_us_per_event(cpu0, len(svc.messages)),
                 "delivery": "effectively once (offsets in the COPY transaction)",
             },
