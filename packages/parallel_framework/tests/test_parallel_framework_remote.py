@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tenfold.parallel_framework import Executor, Graph
+from tenfold.parallel_framework import Executor, Graph, RunResult
 from tenfold.parallel_framework._graph import as_plan
 from tenfold.parallel_framework._raycluster import LocalRayCluster, free_port
 from tenfold.parallel_framework._remote import partition
 from tenfold.parallel_framework._workloads import last_layer, stencil_dask, stencil_expected
-from tenfold.parallel_framework.errors import BackendUnavailable, TaskFailed, UpstreamFailed
+from tenfold.parallel_framework.errors import (
+    BackendUnavailable,
+    TaskFailed,
+    TaskTimeout,
+    UpstreamFailed,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +150,68 @@ def test_dask_unreachable_is_a_clear_error() -> None:
         BackendUnavailable, match=rf"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:{port}"
     ):
         Executor("dask", address=f"tcp://127.0.0.1:{port}").run({"a": (int,)})
+
+
+def runaway(pid_file: str) -> int:
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(120)
+    return 1
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def overrunning_graph(pid_file: Path) -> Graph:
+    g = Graph()
+    slow = g.add("slow", runaway, str(pid_file), timeout_s=0.5)
+    g.add("after", lambda x: x, slow)
+    g.add("ok", lambda: 2)
+    return g
+
+
+def check_overrun_stopped(result: RunResult, pid_file: Path) -> None:
+    assert result["ok"] == 2
+    with pytest.raises(TaskTimeout, match="timeout"):
+        result["slow"]
+    with pytest.raises(UpstreamFailed, match="'slow'"):
+        result["after"]
+    pid = int(pid_file.read_text())
+    assert pid != os.getpid()
+    assert gone_within(pid, 30), f"the process {pid} running the overrunning call is still alive"
+
+
+def test_ray_timeout_stops_the_process_running_the_call(on_ray: Executor, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    check_overrun_stopped(
+        on_ray.run(overrunning_graph(pid_file), keys=["ok", "slow", "after"]), pid_file
+    )
+    assert on_ray.run({"x": (int, "3")})["x"] == 3  # the cluster goes on
+
+
+def test_dask_timeout_restarts_the_worker_running_the_call(
+    on_dask: Executor, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    check_overrun_stopped(on_dask.run(overrunning_graph(pid_file)), pid_file)
+    assert on_dask.run({"x": (int, "3")})["x"] == 3  # a fresh worker took its place
+
+
+def test_timeout_tasks_are_batches_of_their_own() -> None:
+    g = Graph()
+    a = g.add("a", lambda: 1)
+    t = g.add("t", lambda x: x, a, timeout_s=5)
+    g.add("b", lambda x: x, t)
+    plan = as_plan(g)
+    assert plan.fused == 1  # t -> b is a chain locally, cut remotely
+    batches = partition(plan, parallelism=2)
+    alone = [b for b in batches if b.alone]
+    assert [b.slots for b in alone] == [[plan.index["t"]]]
+    assert len(batches) == 3

@@ -10,6 +10,15 @@ and moves the data between nodes); on Dask it is one key of the graph handed
 to ``Client.get``. A batch returns ``{slot: result}`` for its tasks; a failed
 task's entry is a :class:`RemoteFailure`, which its dependents turn into
 upstream failures, so both backends report failures the way the local ones do.
+
+A task with a timeout is never fused or grouped: it is a batch of its own, so
+that when it overruns, the process running it can be stopped without losing
+anything else. The worker notices the overrun (the call runs in a helper
+thread) and reports the timeout at once; then the process goes: on Ray such a
+batch runs as a ``max_calls=1`` task, so Ray ends its worker process after it
+returns, and on Dask the driver restarts the worker that reported it
+(``Client.restart_workers``; the nanny starts a fresh one). The abandoned call
+dies with its process instead of running on in the cluster.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ class RemoteFailure:
     error: str
     traceback: str
     root: int
+    worker: str = ""  # for a timeout on Dask: the worker to restart
 
 
 # item: (slot, fn, template, deps, options, links); link: (slot, fn, template, options)
@@ -113,8 +123,21 @@ def _call(
         args = tuple(lookup[d] for d in deps) if template is None else substitute(template, lookup)
         return call_with_options(fn, args, options)
     except Exception as exc:
-        f = Failure.from_exception(exc, "timeout" if isinstance(exc, TimeoutError) else "failed")
-        return RemoteFailure(f.kind, f.error, f.traceback, slot)
+        timed_out = isinstance(exc, TimeoutError) and options.timeout_s is not None
+        f = Failure.from_exception(exc, "timeout" if timed_out else "failed")
+        return RemoteFailure(
+            f.kind, f.error, f.traceback, slot, _dask_worker() if timed_out else ""
+        )
+
+
+def _dask_worker() -> str:
+    """The address of the Dask worker running this call, or ``""`` elsewhere."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return ""
 
 
 # -- partitioning --------------------------------------------------------------------------------------
@@ -123,6 +146,7 @@ class Batch:
     items: list[Item]
     deps: list[int]  # batch numbers, all earlier
     slots: list[int]
+    alone: bool = False  # one task with a timeout: its process is stopped after it
 
 
 def topological_order(plan: Plan) -> list[int]:
@@ -137,11 +161,15 @@ def topological_order(plan: Plan) -> list[int]:
 
 
 def partition(plan: Plan, parallelism: int) -> list[Batch]:
-    """Cut ``plan`` into batches: chains fused, levels split into <= 2 x parallelism batches."""
+    """Cut ``plan`` into batches: chains fused, levels split into <= 2 x parallelism batches.
+
+    A task with a timeout is neither fused nor grouped: it is a batch of its own.
+    """
     chain = plan.chain_next
+    alone = {s for s, o in plan.options.items() if o.timeout_s is not None}
     fused = bytearray(len(plan))
-    for j in chain:
-        if j >= 0:
+    for i, j in enumerate(chain):
+        if j >= 0 and i not in alone and j not in alone:
             fused[j] = 1
     unit_of = [0] * len(plan)
     units: list[list[int]] = []
@@ -152,7 +180,7 @@ def partition(plan: Plan, parallelism: int) -> list[Batch]:
         u = len(units)
         members = [s]
         j = chain[s]
-        while j >= 0:
+        while j >= 0 and fused[j]:
             members.append(j)
             j = chain[j]
         for m in members:
@@ -168,15 +196,18 @@ def partition(plan: Plan, parallelism: int) -> list[Batch]:
     batches: list[Batch] = []
     batch_of_unit = [0] * len(units)
     for lv in sorted(by_level):
-        group = sorted(by_level[lv], key=lambda u: units[u][0])
-        k = min(len(group), max(1, 2 * parallelism))
-        size = -(-len(group) // k)
-        for start in range(0, len(group), size):
+        ordered = sorted(by_level[lv], key=lambda u: units[u][0])
+        group = [u for u in ordered if units[u][0] not in alone]
+        k = max(1, min(len(group), 2 * parallelism))
+        size = max(1, -(-len(group) // k))
+        cuts = [group[start : start + size] for start in range(0, len(group), size)]
+        cuts += [[u] for u in ordered if units[u][0] in alone]
+        for cut in cuts:
             b = len(batches)
             items: list[Item] = []
             slots: list[int] = []
             deps: set[int] = set()
-            for u in group[start : start + size]:
+            for u in cut:
                 batch_of_unit[u] = b
                 head, *rest = units[u]
                 links = tuple(
@@ -188,7 +219,7 @@ def partition(plan: Plan, parallelism: int) -> list[Batch]:
                 )
                 slots.extend(units[u])
                 deps.update(batch_of_unit[unit_of[d]] for d in plan.deps[head])
-            batches.append(Batch(items, sorted(deps), slots))
+            batches.append(Batch(items, sorted(deps), slots, units[cut[0]][0] in alone))
     return batches
 
 
@@ -242,10 +273,12 @@ def _check_keys(plan: Plan, keys: Iterable[Key] | None) -> None:
 
 
 def _needed_batches(plan: Plan, batches: Sequence[Batch], keys: Iterable[Key] | None) -> list[int]:
+    """The batches whose results are fetched: those holding a wanted key, and every task
+    with a timeout (its report says where an overrunning call has to be stopped)."""
     if keys is None:
         return list(range(len(batches)))
     wanted = {plan.index[k] for k in keys}
-    return [b for b, batch in enumerate(batches) if wanted.intersection(batch.slots)]
+    return [b for b, batch in enumerate(batches) if batch.alone or wanted.intersection(batch.slots)]
 
 
 def probe(address: str, what: str) -> None:
@@ -327,6 +360,11 @@ class RayBackend:
         self._remote = ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")(
             run_batch
         )
+        # A task with a timeout: Ray ends the worker process after the call, so an
+        # overrunning call abandoned by its helper thread does not run on.
+        self._remote_once = ray.remote(
+            num_cpus=1, max_calls=1, max_retries=0, scheduling_strategy="SPREAD"
+        )(run_batch)
 
     def parallelism(self) -> int:
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
@@ -337,6 +375,7 @@ class RayBackend:
 
         strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
         self._remote = self._remote.options(scheduling_strategy=strategy)
+        self._remote_once = self._remote_once.options(scheduling_strategy=strategy)
 
     def run(self, plan: Plan, keys: Iterable[Key] | None) -> RunResult:
         _check_keys(plan, keys)
@@ -345,7 +384,8 @@ class RayBackend:
         batches = partition(plan, par)
         refs: list[Any] = []
         for batch in batches:
-            refs.append(self._remote.remote(Items(batch.items), *(refs[d] for d in batch.deps)))
+            remote = self._remote_once if batch.alone else self._remote
+            refs.append(remote.remote(Items(batch.items), *(refs[d] for d in batch.deps)))
         needed = _needed_batches(plan, batches, keys)
         try:
             values = self._ray.get([refs[b] for b in needed])
@@ -410,7 +450,28 @@ class DaskBackend:
             raise BackendError(
                 f"Dask could not run the graph: {type(exc).__name__}: {exc}"
             ) from None
+        self._stop_overrunning(values)
         return collect(plan, "dask", par, batches, values, keys, time.perf_counter() - t0)
+
+    def _stop_overrunning(self, values: Sequence[dict[int, Any]]) -> None:
+        """Restart the workers where a call overran its timeout: the call dies with them."""
+        workers = sorted(
+            {
+                v.worker
+                for part in values
+                for v in part.values()
+                if type(v) is RemoteFailure and v.kind == "timeout" and v.worker
+            }
+        )
+        if not workers:
+            return
+        try:
+            self._client.restart_workers(workers, timeout=60)
+        except Exception as exc:
+            raise BackendError(
+                f"a task overran its timeout and its Dask worker could not be restarted: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
 
     def close(self) -> None:
         self._client.close()
