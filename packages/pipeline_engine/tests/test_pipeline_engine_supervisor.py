@@ -331,3 +331,52 @@ def test_workers_exit_when_the_supervisor_is_sigkilled(tmp_path, kafka_broker, p
         assert not [p for p in workers if _alive(p)]
     finally:
         sup.cleanup()
+
+
+@pytest.mark.service
+def test_a_worker_that_keeps_failing_stops_the_supervisor_after_max_restarts(
+    tmp_path, kafka_broker
+) -> None:
+    topic = _topic(kafka_broker)
+    path = tmp_path / "unreachable.toml"
+    toml = PIPELINE_TOML.format(
+        name=topic,
+        bootstrap=kafka_broker.bootstrap,
+        topic=topic,
+        dsn="postgresql://postgres@127.0.0.1:1/postgres",  # nothing listens there
+        idle="",
+    )
+    path.write_text(toml + "retry_timeout_s = 0.2\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tenfold.pipeline_engine",
+            "run",
+            str(path),
+            "--workers",
+            "2",
+            "--max-restarts",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, err
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"tenfold: error: worker \d \(partitions \[\d, \d\]\) failed 2 times, last with"
+        r" exit code 2; giving up after --max-restarts 1",
+        last,
+    ), err
+    pids = [int(p) for p in re.findall(r"started: pid (\d+)", err)]
+    assert len(pids) >= 3  # two workers, then at least one restart
+    assert not [p for p in pids if _alive(p)]
