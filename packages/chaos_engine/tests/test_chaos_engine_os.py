@@ -161,8 +161,9 @@ def test_network_faults_act_and_revert(netns_pair: tuple[str, str], tmp_path: Pa
 ECHO = textwrap.dedent(
     """
     import socket, sys
-    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(); print("up", flush=True)
+    srv = socket.socket(socket.AF_INET6); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 and IPv6
+    srv.bind(("::", int(sys.argv[1]))); srv.listen(); print("up", flush=True)
     while True:
         conn, _ = srv.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -184,7 +185,7 @@ ROUND_TRIPS = textwrap.dedent(
 )
 
 
-def round_trips_ms(port: int, count: int = 30) -> list[float]:
+def round_trips_ms(port: int, count: int = 30, address: str = ADDR_B) -> list[float]:
     """TCP echo round trips from namespace A to B's echo server, sorted."""
     out = subprocess.run(
         [
@@ -195,7 +196,7 @@ def round_trips_ms(port: int, count: int = 30) -> list[float]:
             sys.executable,
             "-c",
             ROUND_TRIPS,
-            ADDR_B,
+            address,
             str(port),
             str(count),
         ],
@@ -238,8 +239,14 @@ def delayers(owner: Path) -> list[str]:
     return [a for a in command_lines() if "_delayer.py" in a and str(owner) in a]
 
 
+ADDR6_A, ADDR6_B = "fd00:213::1", "fd00:213::2"
+
+
 def test_network_latency_delays_traffic_and_reverts(echo_in_b: int, tmp_path: Path) -> None:
     port = echo_in_b
+    for ns, dev, addr in ((A, "tfcA", ADDR6_A), (B, "tfcB", ADDR6_B)):
+        assert sh(f"ip -n {ns} addr add {addr}/64 dev {dev} nodad").returncode == 0
+    assert round_trips_ms(port, 3, ADDR6_B)  # IPv6 answers before any fault
 
     async def main() -> None:
         async with await ChaosEngine.create(
@@ -249,11 +256,13 @@ def test_network_latency_delays_traffic_and_reverts(echo_in_b: int, tmp_path: Pa
             slow = await engine.inject_fault(
                 NetworkLatency(netns=A, interface="tfcA", latency_ms=30)
             )
-            listed = sh(f"ip netns exec {A} nft list table ip {engine.object_name(slow.fault_id)}")
+            table = engine.object_name(slow.fault_id)
+            listed = sh(f"ip netns exec {A} nft list table inet {table}")
             assert "queue num" in listed.stdout and 'oifname "tfcA"' in listed.stdout
-            trips = round_trips_ms(port)
-            assert trips[0] >= 30  # every request waited in the queue (one direction)
-            assert trips[15] < 30 + 25  # and not for much longer
+            for address in (ADDR_B, ADDR6_B):  # one inet table: IPv4 and IPv6 alike
+                trips = round_trips_ms(port, address=address)
+                assert trips[0] >= 30  # every request waited in the queue (one direction)
+                assert trips[15] < 30 + 25  # and not for much longer
             await slow.revert()
             assert tables(A).strip() == ""
             assert round_trips_ms(port)[15] < 15

@@ -313,8 +313,8 @@ class NetworkLatency(NetworkFault):
     Each packet's delay is drawn uniformly from ``[latency - jitter, latency +
     jitter]`` (at least zero), so with jitter packets may overtake each other, as
     with netem. ``port`` (when not 0) limits the fault to TCP and UDP packets
-    to or from that port. IPv4 only: the queue rule lives in iptables' ``ip``
-    family (this kernel has no netem, nor nft's own ``queue`` expression).
+    to or from that port; IPv4 and IPv6 alike (this kernel has no netem, nor
+    nft's own ``queue`` expression: the rule uses xt's NFQUEUE target).
     """
 
     kind: ClassVar[str] = "network_latency"

@@ -275,13 +275,13 @@ NFNL_MSG_BATCH_END = 17
 NFT_MSG_NEWRULE = NFNL_SUBSYS_NFTABLES << 8 | 6
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE, NLM_F_APPEND = 0x1, 0x4, 0x400, 0x800
 NLA_F_NESTED = 0x8000
-NFPROTO_IPV4 = 2
+NFPROTO_INET = 1
 NFQ_FLAG_BYPASS = 0x01
 """xt_NFQUEUE's ``--queue-bypass``: with no listener on the queue, packets pass."""
 
 
 def add_nfqueue_rule(table: str, chain: str, queue: int) -> None:
-    """Append ``NFQUEUE --queue-num queue --queue-bypass`` to ``ip table chain``.
+    """Append ``NFQUEUE --queue-num queue --queue-bypass`` to ``inet table chain``.
 
     This kernel has no nft ``queue`` expression (CONFIG_NFT_QUEUE unset) but has
     xt_NFQUEUE and nft_compat, so the rule carries the xt target as an nft
@@ -305,7 +305,7 @@ def add_nfqueue_rule(table: str, chain: str, queue: int) -> None:
     flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
     batch = (
         message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 1, NFNL_SUBSYS_NFTABLES, b"")
-        + message(NFT_MSG_NEWRULE, flags, 2, 0, rule, family=NFPROTO_IPV4)
+        + message(NFT_MSG_NEWRULE, flags, 2, 0, rule, family=NFPROTO_INET)
         + message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 3, NFNL_SUBSYS_NFTABLES, b"")
     )
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12) as sock:  # NETLINK_NETFILTER

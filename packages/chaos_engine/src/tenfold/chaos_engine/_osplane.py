@@ -8,7 +8,7 @@ CpuHog, MemoryHog         pool cgroup ``tfchaos_<exp>_pool`` (cpu quota,  SIGSTO
 PacketLoss, Partition,    nft table ``inet tfchaos_<exp>_<id>`` in the   ``delete table``
 ConnectionReset           target namespace
 Bandwidth                 tbf root qdisc, handle derived from the id     ``tc qdisc del root``
-NetworkLatency            nft table ``ip tfchaos_<exp>_<id>`` whose      ``delete table``
+NetworkLatency            nft table ``inet tfchaos_<exp>_<id>`` whose    ``delete table``
                           rule queues to the namespace's delayer
                           (NFQUEUE, ``_delayer``)
 ProcessPause              freezer cgroup ``tfchaos_<exp>_<id>``          thaw, move back, rmdir
@@ -688,7 +688,7 @@ async def _apply_bandwidth(plane: OsPlane, fault: Bandwidth, name: str) -> _Step
 
 
 def _latency_steps(fault: NetworkLatency, name: str) -> list[dict[str, Any]]:
-    return [{"op": "nft_delete", "netns": fault.netns, "table": name, "family": "ip"}]
+    return [{"op": "nft_delete", "netns": fault.netns, "table": name}]
 
 
 def _latency_rules(fault: NetworkLatency, table: str) -> str:
@@ -698,12 +698,12 @@ def _latency_rules(fault: NetworkLatency, table: str) -> str:
     expression); :func:`add_nfqueue_rule` adds it through the xt compat layer.
     """
     head = (
-        f"add table ip {table}\n"
-        f"add chain ip {table} post {{ type filter hook postrouting priority -150; "
+        f"add table inet {table}\n"
+        f"add chain inet {table} post {{ type filter hook postrouting priority -150; "
         "policy accept; }\n"
-        f"add chain ip {table} delay\n"
+        f"add chain inet {table} delay\n"
     )
-    out = f'add rule ip {table} post oifname "{fault.interface}"'
+    out = f'add rule inet {table} post oifname "{fault.interface}"'
     if not fault.port:
         return head + f"{out} jump delay\n"
     l4 = "meta l4proto { tcp, udp }"
@@ -795,9 +795,9 @@ class _LatencyApplied:
             try:
                 if netns_exists(netns):
                     try:
-                        nft.run(f"delete table ip {table}")
+                        nft.run(f"delete table inet {table}")
                     except InjectionFailed:
-                        nft.run(f"list table ip {table}")  # raises again only if it still exists
+                        nft.run(f"list table inet {table}")  # raises again only if it still exists
             finally:
                 self.delayer.send(f"U {self.queue}")  # releases what it still holds
 
@@ -831,7 +831,7 @@ async def _apply_latency(plane: OsPlane, fault: NetworkLatency, name: str) -> _L
             add_nfqueue_rule(name, "delay", queue)
         except BaseException:
             with contextlib.suppress(InjectionFailed):
-                nft.run(f"delete table ip {name}")
+                nft.run(f"delete table inet {name}")
             delayer.send(f"U {queue}")
             raise
         return queue
