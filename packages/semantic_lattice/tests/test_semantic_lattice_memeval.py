@@ -57,7 +57,7 @@ def _closure(rules: list[str], facts: list[tuple[str, list[str]]], limit: int) -
         engine.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_rule(), min_size=1, max_size=5), _FACTS)
 def test_in_memory_fixpoint_equals_duckdb(
     rules: list[str], facts: list[tuple[str, list[str]]]

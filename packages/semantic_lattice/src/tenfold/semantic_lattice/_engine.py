@@ -210,6 +210,7 @@ class Engine:
         # Bumped on every write to a relation table: in-memory indexes built at an
         # older generation are stale.
         self.generation = 0
+        self._tables: set[str] = set()  # relations whose r_/e_ tables exist
         # Up to this many stored facts a full fixpoint of a positive program runs in
         # Python (0: always DuckDB).
         self.in_memory_max_rows = IN_MEMORY_MAX_ROWS
@@ -220,6 +221,8 @@ class Engine:
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS catalog(kind VARCHAR, name VARCHAR, body VARCHAR)"
         )
+        if not self.path:
+            return  # a new in-memory database: nothing stored yet
         rows = self.con.execute("SELECT kind, body FROM catalog ORDER BY rowid").fetchall()
         # Work a previous process left for the next fixpoint: programs added since the
         # last one, a run that aborted (budget, error), rows added or retracted.
@@ -280,8 +283,7 @@ class Engine:
         self.program = trial
         for lt in trial.lattice_types.values():
             self._define_lattice(lt)
-        for rel in trial.relations.values():
-            self._ensure_tables(rel)
+        self._ensure_tables(list(trial.relations.values()))
         grouped: dict[str, list[tuple[object, ...]]] = {}
         for fact in facts:
             values = tuple(a.value for a in fact.head.args if isinstance(a, Const))
@@ -324,10 +326,18 @@ class Engine:
             return self.program.lattice_types[rel.lattice].sql_type
         return "BIGINT" if rel.types[i] == "symbol" else "DOUBLE"
 
-    def _ensure_tables(self, rel: Relation) -> None:
-        cols = ", ".join(f"c{i} {self._sql_type(rel, i)}" for i in range(rel.arity))
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS r_{rel.name}({cols})")
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS e_{rel.name}({cols})")
+    def _ensure_tables(self, relations: list[Relation]) -> None:
+        """Create the r_/e_ tables of the relations that have none yet, in one call."""
+        statements = []
+        for rel in relations:
+            if rel.name in self._tables:
+                continue  # every program added re-lists all relations: create each once
+            cols = ", ".join(f"c{i} {self._sql_type(rel, i)}" for i in range(rel.arity))
+            statements.append(f"CREATE TABLE IF NOT EXISTS r_{rel.name}({cols})")
+            statements.append(f"CREATE TABLE IF NOT EXISTS e_{rel.name}({cols})")
+            self._tables.add(rel.name)
+        if statements:
+            self.con.execute("; ".join(statements))
 
     def relation(self, name: str) -> Relation:
         rel = self.program.relations.get(name)
@@ -762,7 +772,7 @@ class Engine:
             timer.start()
         try:
             if self._fits_in_memory(budget, before):
-                self._materialize_in_memory(budget, stats, start)
+                self._materialize_in_memory(budget, stats, start, before)
             else:
                 for stratum in strata:
                     self._run_stratum(stratum, budget, stats, start)
@@ -807,9 +817,14 @@ class Engine:
             and supported(rules)
         )
 
-    def _materialize_in_memory(self, budget: Budget, stats: ReasonStats, start: float) -> None:
+    def _materialize_in_memory(
+        self, budget: Budget, stats: ReasonStats, start: float, counts: dict[str, int]
+    ) -> None:
         facts: dict[str, set[tuple[int, ...]]] = {}
         for name, rel in self.program.relations.items():
+            if not counts[name]:
+                facts[name] = set()
+                continue
             got = self.con.execute(f"SELECT * FROM r_{name}").fetchnumpy()
             columns = [got[f"c{i}"].tolist() for i in range(rel.arity)]
             facts[name] = set(zip(*columns, strict=True))

@@ -98,9 +98,13 @@ class LatticeStore:
         if datatypes is None:
             self._datatypes = sorted(RECOGNIZED)
         self.engine = Engine(path, threads=threads)
-        self.engine.declare(TRIPLE, 3)
-        self.engine.declare("literal_of", 2)
-        self.engine.declare("membership_property", 1)
+        missing = [
+            f".decl {name}({', '.join(f'c{i}' for i in range(arity))})."
+            for name, arity in ((TRIPLE, 3), ("literal_of", 2), ("membership_property", 1))
+            if name not in self.engine.program.relations
+        ]
+        if missing:
+            self.engine.add_program("\n".join(missing))  # one program: one catalog entry
         if "recognized_datatype" in self.engine.program.relations:
             self._recognize()  # a file store that has the rdfs-full pack already
         self._plans: dict[str, _Plan] = {}
@@ -138,21 +142,36 @@ class LatticeStore:
         con.execute("CREATE OR REPLACE TEMP TABLE stage_triples AS SELECT * FROM arrays")
         try:
             added = self.engine.load_triples_sql(TRIPLE, "stage_triples")
-            self._add_term_facts("stage_triples")
+            member = f"<{RDF}_"
+            self._add_term_facts(
+                "stage_triples",
+                literals=any(t[2].startswith('"') for t in triples),
+                members=any(x.startswith(member) for t in triples for x in t),
+            )
         finally:
-            con.execute("DROP TABLE IF EXISTS stage_triples")
-            con.execute("DROP TABLE IF EXISTS stage_terms")
+            con.execute("DROP TABLE IF EXISTS stage_triples; DROP TABLE IF EXISTS stage_terms")
         self._plans.clear()
         return added
 
-    def _add_term_facts(self, stage: str) -> None:
+    def _add_term_facts(self, stage: str, *, literals: bool = True, members: bool = True) -> None:
         """Facts about the terms themselves, for rules that need them (``rdfs-full``).
 
         ``literal_of(L, D)``: literal L has datatype D (``rdf:langString`` for
         language-tagged, ``xsd:string`` for simple literals);
         ``membership_property(P)``: P is one of ``rdf:_1``, ``rdf:_2``, ...
+        ``literals``/``members``: whether the stage can have either (else skipped).
         """
         con = self.engine.con
+        if members:
+            self.engine._add_encoded(
+                self.engine.relation("membership_property"),
+                f"""SELECT DISTINCT d.id AS c0 FROM (SELECT s AS x FROM {stage} UNION
+                    SELECT p FROM {stage} UNION SELECT o FROM {stage}) t
+                    JOIN dict d ON d.term = t.x
+                    WHERE regexp_matches(t.x, '^<{RDF}_[1-9][0-9]*>$')""",
+            )
+        if not literals:
+            return
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE stage_terms AS
                 SELECT DISTINCT o AS l, CASE
@@ -169,12 +188,6 @@ class LatticeStore:
                JOIN dict dl ON dl.term = st.l JOIN dict dd ON dd.term = st.d""",
         )
         self._add_ill_typed("SELECT l, d FROM stage_terms")
-        self.engine._add_encoded(
-            self.engine.relation("membership_property"),
-            f"""SELECT DISTINCT d.id AS c0 FROM (SELECT s AS x FROM {stage} UNION
-                SELECT p FROM {stage} UNION SELECT o FROM {stage}) t JOIN dict d ON d.term = t.x
-                WHERE regexp_matches(t.x, '^<{RDF}_[1-9][0-9]*>$')""",
-        )
 
     def _recognize(self) -> None:
         """Make ``recognized_datatype`` hold exactly the store's datatypes (kept in a file store).
