@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +15,13 @@ import pytest
 
 from tenfold.cloud_kernel import CloudKernelError, SyscallTracer
 from tenfold.cloud_kernel._testing import root_only
-from tenfold.cloud_kernel._tracebench import GETPPID, BpftraceRun, LoopWorker, bpftrace_program
+from tenfold.cloud_kernel._tracebench import (
+    GETPPID,
+    BpftraceRun,
+    LoopWorker,
+    _alive,
+    bpftrace_program,
+)
 
 pytestmark = [root_only, pytest.mark.root]
 
@@ -36,8 +44,41 @@ def test_counts_equal_bpftrace_on_the_same_process(tmp_path: Path) -> None:
         assert ours == theirs
         assert len(ours) >= 5  # read, write, openat, close, newfstatat, getppid ...
         assert not run.running
+        assert not run.watchdog_running
     finally:
         worker.close()
+
+
+def test_bpftrace_goes_when_its_owner_is_killed(tmp_path: Path) -> None:
+    if shutil.which("bpftrace") is None:
+        pytest.skip("bpftrace is not installed")
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from tenfold.cloud_kernel._tracebench import BpftraceRun, bpftrace_program\n"
+            f"run = BpftraceRun(bpftrace_program(1), Path({str(tmp_path / 'bt.out')!r}))\n"
+            "print(run.pid, run.watchdog, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        pid, watchdog = (int(x) for x in owner.stdout.readline().split())
+        assert _alive(pid)
+    finally:
+        owner.kill()
+        owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
+    deadline = time.monotonic() + 15
+    while (_alive(pid) or _alive(watchdog)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid) and not _alive(watchdog)
 
 
 def test_every_thread_is_counted_exactly_once() -> None:

@@ -43,7 +43,9 @@ from tenfold.cloud_kernel.errors import CloudKernelError
 __all__ = ["BpftraceRun", "LoopWorker", "TraceRig", "bpftrace_program"]
 
 GETPPID = 110  # x86-64
-BATCH = 10_000  # getppid() calls timed together inside a worker
+BATCH = (
+    1_000  # getppid() calls timed together inside a worker (short enough to fit in a time slice)
+)
 
 _WORKER = r"""
 import os, sys, time
@@ -125,11 +127,11 @@ class LoopWorker:
 
 def bpftrace_program(pid: int | None) -> str:
     """The bpftrace equivalent of our tracer: counts and log2 latency histograms per syscall."""
-    only = f"pid == {pid}" if pid else ""
+    enter = f"/pid == {pid}/ " if pid else ""
+    exit_ = f"/pid == {pid} && @start[tid]/" if pid else "/@start[tid]/"
     return (
-        f"tracepoint:raw_syscalls:sys_enter {'/' + only + '/' if only else ''}"
-        " { @start[tid] = nsecs; }"
-        " tracepoint:raw_syscalls:sys_exit /@start[tid]/"
+        f"tracepoint:raw_syscalls:sys_enter {enter}{{ @start[tid] = nsecs; }}"
+        f" tracepoint:raw_syscalls:sys_exit {exit_}"
         " { @count[args->id] = count(); @lat[args->id] = hist(nsecs - @start[tid]);"
         " delete(@start[tid]); }"
     )
@@ -146,6 +148,21 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+_LAUNCH = """
+"$0" -e "$1" >"$2" 2>&1 </dev/null &
+bt=$!
+(
+  while kill -0 "$bt" 2>/dev/null; do
+    if ! kill -0 "$3" 2>/dev/null; then
+      kill -INT "$bt"; sleep 3; kill -KILL "$bt" 2>/dev/null; break
+    fi
+    sleep 0.2
+  done
+) >/dev/null 2>&1 </dev/null &
+echo "$bt $!"
+"""
+
+
 class BpftraceRun:
     """bpftrace running ``program`` detached from us (not our child), output to a file."""
 
@@ -154,21 +171,16 @@ class BpftraceRun:
         if tool is None:
             raise CloudKernelError("bpftrace is not installed (Debian package bpftrace)")
         self.output = output
+        # The outer shell exits at once, so bpftrace is not our child; a small watchdog
+        # (also detached) stops it if this process dies without stopping it.
         started = subprocess.run(
-            [
-                "sh",
-                "-c",
-                '"$0" -e "$1" >"$2" 2>&1 </dev/null & echo $!',
-                tool,
-                program,
-                str(output),
-            ],
+            ["sh", "-c", _LAUNCH, tool, program, str(output), str(os.getpid())],
             capture_output=True,
             text=True,
             check=True,
             env={**os.environ, "BPFTRACE_MAX_MAP_KEYS": "65536"},
         )
-        self.pid = int(started.stdout)
+        self.pid, self.watchdog = (int(x) for x in started.stdout.split())
         try:
             self._wait_attached(probes)
         except BaseException:
@@ -196,6 +208,10 @@ class BpftraceRun:
     @property
     def running(self) -> bool:
         return _alive(self.pid)
+
+    @property
+    def watchdog_running(self) -> bool:
+        return _alive(self.watchdog)
 
     def text(self) -> str:
         try:
@@ -228,6 +244,9 @@ class BpftraceRun:
                 os.kill(self.pid, signal.SIGKILL)
             while _alive(self.pid):
                 time.sleep(0.01)
+        deadline = time.monotonic() + 5  # the watchdog notices within 0.2 s
+        while _alive(self.watchdog) and time.monotonic() < deadline:
+            time.sleep(0.02)
         return self.text()
 
     def counts(self) -> dict[int, int]:
