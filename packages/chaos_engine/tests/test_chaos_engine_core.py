@@ -377,6 +377,30 @@ def test_journal_group_commit_and_torn_tail(tmp_path: Path) -> None:
     assert json.loads(path.read_text().splitlines()[0])["op"] == "inject"
 
 
+@pytest.mark.parametrize("fsync", [False, True])
+def test_journal_fsyncs_once_per_batch_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+) -> None:
+    import os
+
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    journal = Journal(tmp_path / "j.journal", fsync=fsync)
+    journal.open()
+
+    async def main() -> None:
+        records = [{"op": "inject", "id": f"f{i}", "undo": [], "deadline": 0} for i in range(30)]
+        await asyncio.gather(*(journal.append_durable(r) for r in records))
+        await journal.append_durable({"op": "inject", "id": "alone", "undo": [], "deadline": 0})
+
+    run(main())
+    journal.append({"op": "reverted", "id": "f1"}, sync=False)
+    journal.close()
+    assert len(synced) == (2 if fsync else 0)  # one per batch: 30 records, then 1
+    assert len(replay(tmp_path / "j.journal").faults) == 30  # written either way
+
+
 # -- monitoring -----------------------------------------------------------------------------------
 
 

@@ -5,9 +5,9 @@ Invariants the engine keeps:
 * at most ``fault_queue_size`` injections are in flight at once; the next one is
   refused at once (:class:`FaultQueueFull`), never queued without bound;
 * at most ``max_concurrent_faults`` faults are active or in flight;
-* an OS fault's journal record, with the steps that undo it, is on disk before
-  the fault touches the kernel; a fault that fails half-way is undone before the
-  error reaches the caller;
+* an OS fault's journal record, with the steps that undo it, is written before
+  the fault touches the kernel (``_journal`` says why a write suffices); a
+  fault that fails half-way is undone before the error reaches the caller;
 * every fault has a TTL (``duration_s``): a timer reverts it here, and the
   watchdog process reverts it if this process is gone;
 * :meth:`ChaosEngine.close` (and leaving ``async with``) reverts everything.
@@ -168,6 +168,7 @@ class ChaosEngine:
         *,
         experiment: str,
         journal_path: Path,
+        journal_fsync: bool = False,
         points: FaultPoints,
         watchdog: bool,
         per_target_rate_per_s: float,
@@ -175,7 +176,7 @@ class ChaosEngine:
         self.perf = perf
         self.governor = governor
         self.experiment = experiment
-        self.journal = Journal(journal_path)
+        self.journal = Journal(journal_path, fsync=journal_fsync)
         self.points = points
         self.monitor = Monitor(perf.monitoring_buffer_size)
         self.proxies: dict[str, Any] = {}
@@ -204,6 +205,7 @@ class ChaosEngine:
         points: FaultPoints | None = None,
         watchdog: bool = True,
         per_target_rate_per_s: float = 10_000.0,
+        journal_fsync: bool = False,
     ) -> ChaosEngine:
         """Open the journal (exclusively) and return a ready engine.
 
@@ -213,7 +215,11 @@ class ChaosEngine:
         ``None`` skips those checks); ``per_target_rate_per_s`` bounds how fast
         faults hit one target (a pid, namespace, proxy, fault point), with a
         burst of one second's worth; ``watchdog`` starts the dead-man process
-        the first time an OS fault is injected.
+        the first time an OS fault is injected; ``journal_fsync`` also fsyncs
+        each batch of journal records (a record is always *written* before its
+        fault touches the kernel, which is what recovery after a crash of this
+        process needs; the fsync only keeps the file through a kernel crash,
+        which ends the faults' kernel objects anyway).
         """
         if not isinstance(experiment, str) or not _EXPERIMENT.match(experiment):
             raise InvalidFault(
@@ -231,12 +237,13 @@ class ChaosEngine:
             points=points if points is not None else chaos,
             watchdog=watchdog,
             per_target_rate_per_s=per_target_rate_per_s,
+            journal_fsync=journal_fsync,
         )
         engine.journal.open()
         try:
             engine.recovered = await asyncio.to_thread(engine._recover_or_compact)
-            # Not fsync'd: no fault depends on it, and the first inject record's fsync
-            # makes it durable too (same file). A run without OS faults pays no fsync.
+            # Never fsync'd: no fault depends on it (with journal_fsync, the first
+            # inject record's fsync makes it durable too: same file).
             engine.journal.append(
                 {"op": "open", "pid": os.getpid(), "experiment": experiment}, sync=False
             )
@@ -432,11 +439,11 @@ class ChaosEngine:
     async def inject_faults(self, faults: Sequence[Fault]) -> list[FaultHandle]:
         """Put ``faults`` in place together, all or nothing.
 
-        Injected concurrently, so the batch shares one journal write + fsync
-        (group commit: every record is durable before any fault touches the
-        kernel, as for one fault) and, per network namespace, one nft
-        transaction. If any fault is refused or fails, the others are reverted
-        and the first error is raised.
+        Injected concurrently, so the batch shares one journal write (group
+        commit: every record is written before any fault touches the kernel,
+        as for one fault; one fsync with ``journal_fsync``) and, per network
+        namespace, one nft transaction. If any fault is refused or fails, the
+        others are reverted and the first error is raised.
         """
         ids = [f.fault_id for f in faults if isinstance(f, Fault) and f.fault_id]
         if len(ids) != len(set(ids)):

@@ -512,7 +512,7 @@ async def run_experiment(
                 if step.probability < 1 and rng.random() >= step.probability:
                     report.steps.append(StepRecord(step.id, "fault", 0.0, True, "skipped"))
                     continue
-                # one batch: the targets' journal records share an fsync, nft changes a commit
+                # one batch: the targets' journal records share a write, nft changes a commit
                 faults = [fault_from_dict(step.fault, p) for p in select_targets(step, rng)]
                 handles = await engine.inject_faults(faults)
                 report.faults_injected += len(handles)

@@ -1,18 +1,25 @@
-"""The fault journal: an append-only JSON-lines file, fsync'd before a fault is injected.
+"""The fault journal: an append-only JSON-lines file, written before a fault is injected.
 
 Invariants:
 
-* an ``inject`` record (with the fault's *undo* steps) is durable before the
-  fault touches the kernel, so after a crash at any point ``recover`` knows every
-  kernel object that might exist;
+* an ``inject`` record (with the fault's *undo* steps) is written before the
+  fault touches the kernel, so after a crash of this process at any point the
+  watchdog, ``recover`` and the next engine know every kernel object that might
+  exist: a completed ``write`` is in the page cache, which every process reads,
+  whatever happens to the writer;
+* it is not fsync'd unless asked (``fsync=True``): only a kernel crash loses a
+  written record, and a kernel crash also ends every object a record can name
+  (nft tables, qdiscs, cgroups, FUSE mounts, processes, namespaces pinned in
+  tmpfs), so there is nothing left for that record to undo. An fsync per fault
+  would cost more than the fault itself on a busy disk;
 * undo steps are idempotent (deleting what is already gone is success), so
   replaying them twice, or from the engine and its watchdog at once, is safe;
 * one live engine per journal, enforced with ``flock`` on a sidecar lock file;
 * a torn last line (killed mid-write) is ignored: its fault was never injected,
-  because injection waits for the fsync.
+  because injection waits for the write (and the fsync, when asked).
 
-Concurrent appends from one event loop share one ``write`` + ``fsync`` (group
-commit): the first waiter schedules the flush, the rest ride along.
+Concurrent appends from one event loop share one ``write`` (+ ``fsync``): group
+commit, the first waiter schedules the flush and the rest ride along.
 """
 
 from __future__ import annotations
@@ -99,8 +106,9 @@ def replay(path: Path) -> Outstanding:
 class Journal:
     """The writer side, owned by one engine (held by an exclusive ``flock``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
         self.path = path
+        self.fsync = fsync
         self._fd = -1
         self._lock_fd = -1
         self._pending: list[bytes] = []
@@ -141,18 +149,18 @@ class Journal:
         return self._fd >= 0
 
     def append(self, record: dict[str, Any], *, sync: bool = True) -> None:
-        """Write one record now; fsync it unless ``sync`` is false.
+        """Write one record now; fsync it too when the journal fsyncs and ``sync`` is true.
 
         Records that only *shrink* what recovery must do ("reverted",
-        "released") may skip the fsync: if one is lost, recovery re-runs an
-        undo step that is idempotent, which is harmless. So may records that
+        "released") skip the fsync: if one is lost, recovery re-runs an
+        undo step that is idempotent, which is harmless. So do records that
         name nothing to undo ("open", "close"): a later fsync of this file
         makes them durable along with whatever follows them.
         """
         self._write(_encode({"t": time.time(), **record}), sync=sync)
 
     async def append_durable(self, record: dict[str, Any]) -> None:
-        """Append ``record``; return once it is on disk (group commit with concurrent callers)."""
+        """Append ``record``; return once it is written (and fsync'd, when asked): group commit."""
         self._pending.append(_encode({"t": time.time(), **record}))
         if self._flushed is None:
             loop = asyncio.get_running_loop()
@@ -179,7 +187,7 @@ class Journal:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            if sync:
+            if sync and self.fsync:
                 os.fsync(self._fd)
         except OSError as exc:
             raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None

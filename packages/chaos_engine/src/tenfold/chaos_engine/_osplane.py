@@ -572,7 +572,7 @@ class NftBatcher:
     Changes asked for in the same event-loop turn (a batch of injections, a
     revert of everything) go to the kernel as one transaction, so a batch pays
     one ruleset-cache fetch and one commit instead of one per fault (the
-    journal groups their fsyncs the same way). Nothing is lost by grouping:
+    journal groups their writes the same way). Nothing is lost by grouping:
     a failing transaction is retried command by command.
     """
 

@@ -3,10 +3,10 @@
 What each row counts, honestly:
 
 * OS-plane rows (CPU, memory, network, disk fault injection) time one fault
-  *injected and reverted* through the engine — admission, an fsync'd journal
-  record, the kernel change, the revert — into pre-provisioned slots (a
-  pre-started worker pool in a quota'd cgroup; an nft table in a namespace
-  whose helper thread already exists). Their peers start a process per fault
+  *injected and reverted* through the engine — admission, a journal record
+  written before the kernel change, the kernel change, the revert — into
+  pre-provisioned slots (a pre-started worker pool in a quota'd cgroup; an nft
+  table in a namespace whose helper thread already exists). Their peers start a process per fault
   (stress-ng for the hogs; the ``nft``/``sh`` commands a Chaos Toolkit
   ``process`` action would run): those count *spawns*.
 * "Fault decisions" counts data-plane decisions applied in process and seen
@@ -240,7 +240,7 @@ BATCH = 50
 
 
 def _ours_network_batch(ctx: BenchContext) -> Op:
-    """Batches of 50 PacketLoss faults: one journal fsync and one nft transaction per batch."""
+    """Batches of 50 PacketLoss faults: one journal write and one nft transaction per batch."""
     from tenfold.chaos_engine._faults import PacketLoss
 
     netns = _netns(ctx)
@@ -969,7 +969,7 @@ def scenarios() -> list[Scenario]:
             table=THROUGHPUT,
             row="CPU Fault Injection",
             rounds=3,
-            counts="OS-plane CpuHog inject+revert into a pre-started worker pool in a quota'd cgroup (journal fsync'd); peer: stress-ng spawns",
+            counts="OS-plane CpuHog inject+revert into a pre-started worker pool in a quota'd cgroup (journal record written first); peer: stress-ng spawns",
             headline=True,
             needs_root=True,
         ),
@@ -1005,7 +1005,7 @@ def scenarios() -> list[Scenario]:
             table=THROUGHPUT,
             row="Network Fault Injection, batches of 50",
             rounds=3,
-            counts="OS-plane PacketLoss x50 through inject_faults (one fsync'd journal write, one nft transaction) then revert_all, per fault; latency = batch time / 50; peer: ip netns exec nft -f with 50 tables, then a delete file",
+            counts="OS-plane PacketLoss x50 through inject_faults (one journal write, one nft transaction) then revert_all, per fault; latency = batch time / 50; peer: ip netns exec nft -f with 50 tables, then a delete file",
             needs_root=True,
         ),
         Scenario(
@@ -1018,7 +1018,7 @@ def scenarios() -> list[Scenario]:
             table=THROUGHPUT,
             row="Network latency fault (NFQUEUE)",
             rounds=3,
-            counts="OS-plane NetworkLatency inject+revert: journal fsync, a queue bound in the namespace's running delayer, an nft table (libnftables) holding an NFQUEUE rule (xt compat over netlink) made and deleted; peer: ip netns exec iptables -A then -D (no delayer)",
+            counts="OS-plane NetworkLatency inject+revert: journal record, a queue bound in the namespace's running delayer, an nft table (libnftables) holding an NFQUEUE rule (xt compat over netlink) made and deleted; peer: ip netns exec iptables -A then -D (no delayer)",
             needs_root=True,
         ),
         Scenario(
