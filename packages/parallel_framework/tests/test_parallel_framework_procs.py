@@ -352,3 +352,23 @@ def test_a_result_larger_than_the_log_comes_over_the_pipe(pool: Executor) -> Non
     )
     assert result["size"] == LOG_HALF + 10 and result["small"] == 5
     assert len(result["big"]) == LOG_HALF + 10
+
+
+def test_bench_reports_the_worker_processes_cpu(pool: Executor) -> None:
+    from tenfold.core.bench import Outcome
+    from tenfold.parallel_framework._workloads import spin
+    from tenfold.parallel_framework.bench import TreeCpu
+
+    work = spin(200_000)  # some tens of ms of pure Python per task
+    tree = TreeCpu(pool.worker_pids)
+    before = tree.cpu_now()
+
+    def op() -> Outcome:
+        return Outcome(len(pool.run({i: (work,) for i in range(8)})))
+
+    outcome = tree.wrap(op)()
+    assert outcome.ops == 8
+    spent = tree.cpu_now() - before
+    assert spent > 0.05  # the workers' CPU, which the harness's own CPU column misses
+    assert outcome.metrics["workers_cpu_us_per_task"] == pytest.approx(1e6 * tree.cpu_s / 8)
+    assert 0 < float(outcome.metrics["workers_cpu_pct"]) <= 100

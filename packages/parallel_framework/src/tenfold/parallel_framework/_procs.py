@@ -8,10 +8,12 @@ chains, and then its *closure*, the dependents whose every dependency is
 either done or in the batch, so a worker runs a whole region of the graph
 (several levels of a stencil) from one message. How much goes into a batch is
 adaptive: the workers report how long each function took, and the parent
-fills a batch up to about :data:`TARGET_BATCH_S` of estimated work (never
-fewer ready tasks than the old ``ready / (2 x workers)`` share, so slow tasks
-still spread over every worker). Functions travel once per worker, serialised
-with cloudpickle; arguments with pickle.
+fills a batch up to about :data:`TARGET_BATCH_S` of estimated work. A batch
+always gets the fair share of ready tasks, ``ready / (2 x workers)`` capped
+at ``batch_cap``, so slow tasks still spread over every worker; only tasks of
+functions measured to be cheap go past that share or into the closure.
+Functions travel once per worker, serialised with cloudpickle; arguments
+with pickle.
 
 Results come back through a per-worker shared-memory log (a memfd mapped by
 both sides) rather than one pipe message per task: after each task the worker
@@ -59,7 +61,7 @@ from tenfold.parallel_framework.errors import BackendError, UnpicklableTaskError
 MAX_OUTSTANDING = 2
 TARGET_BATCH_S = 0.01  # estimated work per batch once the task costs are known
 MAX_BATCH = 4096  # tasks per batch, whatever the estimate
-UNKNOWN_TASK_S = 0.001  # the estimate for a function not measured yet (small first batches)
+UNKNOWN_TASK_S = 0.001  # the cost assumed for a function not measured yet
 TASK_OVERHEAD_S = 4e-6  # per task, on top of the function: report, log, bookkeeping
 LOG_HALF = 1 << 20  # bytes of log per batch; two halves alternate (two batches outstanding)
 _HEADER = struct.Struct("<Q")  # committed bytes of entries after the header
@@ -506,8 +508,8 @@ class ProcessRun(Run):
                     members.add(i)
                     timeout_s = options.timeout_s
                 break
-            if heads >= share and cost >= TARGET_BATCH_S:
-                break
+            if heads >= share and (cost >= TARGET_BATCH_S or fids[i] not in estimate):
+                break  # past the fair share only for work measured to be small
             dq.popleft()
             heads += 1
             cost += add(i)
@@ -542,7 +544,7 @@ class ProcessRun(Run):
             for s in succ[m]:
                 c = seen.get(s, 0) + 1
                 seen[s] = c
-                if c != pending[s] or s == fused or state[s] != WAITING:
+                if c != pending[s] or s == fused or state[s] != WAITING or fids[s] not in estimate:
                     continue
                 options = special.get(s)
                 if options is not None and options.timeout_s is not None:

@@ -4,14 +4,22 @@ Every op runs one whole graph and returns how many tasks it ran, so ops/s is
 tasks/s. Graph results are checked against a sequential evaluation on both
 sides (a mismatch raises). Peer start-up (a Ray instance, a Dask LocalCluster,
 a process pool) happens in ``prepare``, outside the timer, once per scenario.
+
+Where tasks run in other processes (our process workers, Dask's workers, Ray's
+processes, loky's pool) the harness's CPU column sees only the driver; those
+ops add ``workers_cpu_pct`` (the worker processes' user + system CPU over the
+ops' wall time, as a share of all cores, like the CPU column) and
+``workers_cpu_us_per_task``, read from ``/proc/<pid>/stat`` around each op.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
+import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Seed, Subject
@@ -47,6 +55,52 @@ def _check(total: int, expected: int, who: str) -> None:
         raise BenchError(f"{who}: stencil result {total} differs from the sequential {expected}")
 
 
+class TreeCpu:
+    """Accumulates the CPU time that worker processes spend during the timed ops."""
+
+    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
+        self.pids = pids
+        self.cpu_s = 0.0
+        self.wall_s = 0.0
+        self.tasks = 0
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_now(self) -> float:
+        """User + system seconds so far of the worker processes (ones gone count 0)."""
+        ticks = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / self._tick
+
+    def wrap(self, op: Callable[[], Outcome]) -> Callable[[], Outcome]:
+        cores = os.cpu_count() or 1
+
+        def measured() -> Outcome:
+            c0, t0 = self.cpu_now(), time.perf_counter()
+            outcome = op()
+            self.wall_s += time.perf_counter() - t0
+            self.cpu_s += self.cpu_now() - c0
+            self.tasks += outcome.ops
+            metrics = dict(outcome.metrics)
+            metrics["workers_cpu_pct"] = round(100 * self.cpu_s / self.wall_s / cores, 1)
+            metrics["workers_cpu_us_per_task"] = round(1e6 * self.cpu_s / max(1, self.tasks), 2)
+            return Outcome(outcome.ops, metrics)
+
+        return measured
+
+
+def _ray_pids() -> list[int]:
+    """Every process Ray started for this driver (GCS, raylet, workers)."""
+    import psutil
+
+    return [p.pid for p in psutil.Process().children(recursive=True)]
+
+
 # -- ours ----------------------------------------------------------------------------------------------
 def _ours_stencil(
     backend: str, size: Callable[[BenchContext], int], workers: int = 2
@@ -66,6 +120,11 @@ def _ours_stencil(
                 len(dsk), {"check": "equal", "steal_rate": m.steal_rate, "batches": m.batches}
             )
 
+        if backend == "processes":
+            return TreeCpu(executor.worker_pids).wrap(op)
+        if backend == "ray":
+            pids = _ray_pids()
+            return TreeCpu(lambda: pids).wrap(op)
         return op
 
     return prepare
@@ -151,7 +210,8 @@ def _dask_cluster_stencil(size: Callable[[BenchContext], int]) -> Callable[[Benc
             _check(sum(values), expected, "dask distributed")
             return Outcome(len(dsk), {"check": "equal"})
 
-        return op
+        pids = list(client.run(os.getpid).values())  # the worker processes
+        return TreeCpu(lambda: pids).wrap(op)
 
     return prepare
 
@@ -196,7 +256,8 @@ def _ray_per_task_stencil(size: Callable[[BenchContext], int]) -> Callable[[Benc
             _check(sum(ray.get([refs[k] for k in sinks])), expected, "ray")
             return Outcome(len(dsk), {"check": "equal"})
 
-        return op
+        pids = _ray_pids()
+        return TreeCpu(lambda: pids).wrap(op)
 
     return prepare
 
@@ -285,6 +346,8 @@ def _ours_fan(
                 {"steal_rate": m.steal_rate, "steals": m.steals, "utilisation": round(util, 3)},
             )
 
+        if backend == "processes":
+            return TreeCpu(executor.worker_pids).wrap(op)
         return op
 
     return prepare
@@ -313,11 +376,11 @@ def _dask_fan(
         pool = get_reusable_executor(max_workers=workers)
         dask.multiprocessing.get({"warm": (int,)}, "warm", pool=pool)
 
-        def op_cpu() -> int:
+        def op_cpu() -> Outcome:
             dask.multiprocessing.get(dsk, keys, pool=pool)
-            return len(dsk)
+            return Outcome(len(dsk))
 
-        return op_cpu
+        return TreeCpu(lambda: list(pool._processes)).wrap(op_cpu)
 
     return prepare
 
