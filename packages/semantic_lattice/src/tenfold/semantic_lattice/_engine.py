@@ -765,6 +765,7 @@ class Engine:
         before = self._counts()
         strata = stratify(self.program)
         stats.strata = len(strata)
+        after_counts: dict[str, int] | None = None
         timer: threading.Timer | None = None
         if budget.time_s is not None:
             timer = threading.Timer(budget.time_s, self.con.interrupt)
@@ -772,7 +773,7 @@ class Engine:
             timer.start()
         try:
             if self._fits_in_memory(budget, before):
-                self._materialize_in_memory(budget, stats, start, before)
+                after_counts = self._materialize_in_memory(budget, stats, start, before)
             else:
                 for stratum in strata:
                     self._run_stratum(stratum, budget, stats, start)
@@ -792,7 +793,9 @@ class Engine:
         self._reset = set()
         self._recompute = False
         self.con.execute("DELETE FROM catalog WHERE kind IN ('pending', 'recompute')")
-        for name, after in self._counts().items():
+        # The in-memory path knows what it added; the SQL path counts the tables.
+        counts = self._counts() if after_counts is None else after_counts
+        for name, after in counts.items():
             stats.per_relation[name] = after - before[name]
             stats.derived += max(0, after - before[name])
         stats.seconds = time.perf_counter() - start
@@ -819,7 +822,8 @@ class Engine:
 
     def _materialize_in_memory(
         self, budget: Budget, stats: ReasonStats, start: float, counts: dict[str, int]
-    ) -> None:
+    ) -> dict[str, int]:
+        """Run the fixpoint in Python (see :mod:`._memeval`); returns the new row counts."""
         facts: dict[str, set[tuple[int, ...]]] = {}
         for name, rel in self.program.relations.items():
             if not counts[name]:
@@ -836,6 +840,7 @@ class Engine:
             staged = {f"c{i}": table[:, i] for i in range(table.shape[1])}  # noqa: F841 - scanned
             self.con.execute(f"INSERT INTO r_{name} SELECT * FROM staged")
         self.generation += 1
+        return {name: n + len(derived.get(name, ())) for name, n in counts.items()}
 
     def _probe_key(self, table: str, atom: Atom) -> tuple[str, tuple[tuple[int, str], ...]]:
         rel = self.relation(atom.relation)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -142,11 +144,14 @@ class LatticeStore:
         con.execute("CREATE OR REPLACE TEMP TABLE stage_triples AS SELECT * FROM arrays")
         try:
             added = self.engine.load_triples_sql(TRIPLE, "stage_triples")
-            member = f"<{RDF}_"
+            # Terms hold no raw newline (N-Triples escapes it), so "\n" + a prefix finds
+            # a term that starts with it, in one C-level scan each.
+            every_term = "\n" + "\n".join(chain.from_iterable(triples))
+            objects = "\n" + "\n".join(map(itemgetter(2), triples))
             self._add_term_facts(
                 "stage_triples",
-                literals=any(t[2].startswith('"') for t in triples),
-                members=any(x.startswith(member) for t in triples for x in t),
+                literals='\n"' in objects,
+                members=f"\n<{RDF}_" in every_term,
             )
         finally:
             con.execute("DROP TABLE IF EXISTS stage_triples; DROP TABLE IF EXISTS stage_terms")
