@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
+from tenfold.auto_learner._cache import CacheStats, TrialCache
 from tenfold.auto_learner._config import AutoLearnerConfig
 from tenfold.auto_learner._frame import Schema
 from tenfold.auto_learner._guards import check_target, find_leaks
@@ -69,6 +70,7 @@ class FitResult:
     shift: dict[str, Any] | None
     warnings: list[str] = field(default_factory=list)
     dropped_columns: list[str] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gap(self) -> float | None:
@@ -93,6 +95,7 @@ class FitResult:
             "shift": self.shift,
             "warnings": self.warnings,
             "dropped_columns": self.dropped_columns,
+            "trial_cache": self.cache,
         }
 
 
@@ -114,6 +117,7 @@ class AutoLearner:
     ) -> None:
         self.config = config or AutoLearnerConfig()
         self.store_path = store
+        self.cache_stats: CacheStats | None = None  # the last fit's trial cache
 
     # -- splits -----------------------------------------------------------------------
     @staticmethod
@@ -168,28 +172,22 @@ class AutoLearner:
     def _lgbm(
         self,
         cfg: dict[str, Any],
-        xs: tuple[Array, Array, Array | None],
-        ys: tuple[Array, Array],
+        data: tuple[lgb.Dataset, lgb.Dataset],
+        x_va: Array,
+        y_va: Array,
         n_classes: int,
-        cat: list[int],
         seed: int,
         deadline: float,
     ) -> tuple[lgb.Booster, float, int]:
-        x_tr, x_va, w = xs
-        y_tr, y_va = ys
+        train, valid = data
         params = {
             **DEFAULT_LGBM,
             **cfg,
+            **self._dataset_params(seed),
             "objective": "binary" if n_classes == 2 else "multiclass",
-            "verbose": -1,
-            "seed": seed,
-            "num_threads": self.config.performance.num_workers,
-            "deterministic": True,
         }
         if n_classes > 2:
             params["num_class"] = n_classes
-        train = lgb.Dataset(x_tr, y_tr, weight=w, categorical_feature=cat, free_raw_data=False)
-        valid = lgb.Dataset(x_va, y_va, categorical_feature=cat, reference=train)
 
         def stop_at_deadline(env: Any) -> None:
             if time.monotonic() > deadline and env.iteration > 10:
@@ -209,6 +207,47 @@ class AutoLearner:
             _score(y_va, proba, n_classes),
             int(booster.best_iteration or booster.current_iteration()),
         )
+
+    def _dataset_params(self, seed: int) -> dict[str, Any]:
+        # feature_pre_filter off: one binned dataset then serves every trial, whatever
+        # its min_child_samples (LightGBM would otherwise drop features at build time).
+        return {
+            "verbose": -1,
+            "seed": seed,
+            "num_threads": self.config.performance.num_workers,
+            "deterministic": True,
+            "feature_pre_filter": False,
+        }
+
+    def _binned(
+        self,
+        x_tr: Array,
+        x_va: Array,
+        ys: tuple[Array, Array],
+        weights: Array | None,
+        cat: list[int],
+        seed: int,
+    ) -> tuple[tuple[lgb.Dataset, lgb.Dataset], int]:
+        """LightGBM's binned train and validation datasets, with their size estimate.
+
+        The pair is one cache entry: the validation set is binned by the training
+        set's bin edges and keeps it alive. LightGBM stores at most one byte per
+        value (256 bins or fewer) plus label and weight per row.
+        """
+        params = self._dataset_params(seed)
+        train = lgb.Dataset(
+            x_tr, ys[0], weight=weights, categorical_feature=cat, params=params, free_raw_data=True
+        ).construct()
+        valid = lgb.Dataset(
+            x_va,
+            ys[1],
+            categorical_feature=cat,
+            params=params,
+            reference=train,
+            free_raw_data=True,
+        ).construct()
+        size = (len(x_tr) + len(x_va)) * (x_tr.shape[1] + 8)
+        return (train, valid), size
 
     @staticmethod
     def _neighbours(best: dict[str, Any], rng: np.random.Generator, step: int) -> dict[str, Any]:
@@ -371,6 +410,21 @@ class AutoLearner:
         suggestions = (
             store.suggest(meta, exclude_domain=None) if (store is not None and warm_start) else []
         )
+        # Split matrices and binned datasets, built once and reused by every trial
+        # while they fit under max_cache_mb (dropped when the search ends).
+        cache = TrialCache(self.config.performance.max_cache_mb * 1024 * 1024)
+        self.cache_stats = cache.stats
+
+        def binned() -> tuple[tuple[lgb.Dataset, lgb.Dataset], int]:
+            return self._binned(
+                cache.get("x_train", lambda: _sized(x[tr])),
+                cache.get("x_valid", lambda: _sized(x[va])),
+                (y[tr], y[va]),
+                weights,
+                cat,
+                seed,
+            )
+
         trials: list[Trial] = []
         best_model: Any = None
         best: Trial | None = None
@@ -391,13 +445,14 @@ class AutoLearner:
             if family != "lgbm" and family not in families:
                 continue
             t0 = _now()
+            x_va = cache.get("x_valid", lambda: _sized(x[va]))
             if family == "lgbm":
-                model, score, iters = self._lgbm(
-                    cfg, (x[tr], x[va], weights), (y[tr], y[va]), n_classes, cat, seed, deadline
-                )
+                data = cache.get("lgbm_binned", binned)
+                model, score, iters = self._lgbm(cfg, data, x_va, y[va], n_classes, seed, deadline)
             else:
+                x_tr = cache.get("x_train", lambda: _sized(x[tr]))
                 model, score = self._sklearn(
-                    family, (x[tr], x[va]), (y[tr], y[va]), n_classes, cat, seed
+                    family, (x_tr, x_va), (y[tr], y[va]), n_classes, cat, seed
                 )
                 iters = 0
             trial = Trial(family, cfg, round(score, 5), round(_now() - t0, 3), iters, source)
@@ -409,6 +464,7 @@ class AutoLearner:
             if step > 500:
                 break
         assert best is not None
+        cache.clear()
         holdout_score = None
         if len(ho):
             proba = self._predict(best, best_model, x[ho], n_classes)
@@ -459,6 +515,7 @@ class AutoLearner:
             shift=shift,
             warnings=notes,
             dropped_columns=dropped,
+            cache=cache.stats.as_dict(),
         )
         result.model.report = result.summary()
         if store is not None:
@@ -480,6 +537,10 @@ class AutoLearner:
             return np.column_stack([1 - p, p]) if n_classes == 2 else p
         result: Array = model.predict_proba(x)
         return result
+
+
+def _sized(a: Array) -> tuple[Array, int]:
+    return a, int(a.nbytes)
 
 
 def _now() -> float:
