@@ -147,6 +147,39 @@ def test_drops_exactly_what_the_rules_cover(rules, probes, drop_some) -> None:
             assert bl.test_run(frame_head(ETH_IP, ()) + ipv4(str(addr)))[0] == expected
 
 
+@root_only
+@pytest.mark.root
+def test_hosts_and_prefixes_sharing_a_slash24() -> None:
+    # The /24 markers say which probes to make: a host-only /24 must still see a prefix
+    # added later, and a prefix must not hide the hosts beside it.
+    def verdict(bl: XdpBlockList, src: str) -> int:
+        return bl.test_run(frame_head(ETH_IP, ()) + ipv4(src))[0]
+
+    with XdpBlockList() as bl:
+        bl.block("192.0.2.5")
+        assert [verdict(bl, a) for a in ("192.0.2.5", "192.0.2.6", "192.0.2.200")] == [
+            XDP_DROP,
+            XDP_PASS,
+            XDP_PASS,
+        ]
+        bl.block("192.0.2.128/25")
+        assert [verdict(bl, a) for a in ("192.0.2.5", "192.0.2.6", "192.0.2.200")] == [
+            XDP_DROP,
+            XDP_PASS,
+            XDP_DROP,
+        ]
+        bl.block("192.0.0.0/22")  # covers the /24 and three more
+        assert verdict(bl, "192.0.2.6") == XDP_DROP
+        assert verdict(bl, "192.0.3.255") == XDP_DROP
+        bl.unblock("192.0.0.0/22")
+        bl.unblock("192.0.2.5")
+        assert [verdict(bl, a) for a in ("192.0.2.5", "192.0.3.1", "192.0.2.200")] == [
+            XDP_PASS,
+            XDP_PASS,
+            XDP_DROP,
+        ]
+
+
 @pytest.mark.parametrize(
     "text", ["10.0.0.1/33", "10.0.0.1/8", "not-an-ip", "", "1.2.3.4.5", "2001:db8::/129"]
 )
@@ -171,7 +204,7 @@ def test_block_list_at_maximum_entries_refuses_cleanly() -> None:
         base = int(ipaddress.IPv4Address("100.64.0.0"))
         # Fill the host table directly (fast path: its /24 markers first, as block() does);
         # then one more must be refused, not lost.
-        bl._mark(ipaddress.ip_network(f"100.64.0.0/{32 - (cap - 1).bit_length()}"))
+        bl._mark(ipaddress.ip_network(f"100.64.0.0/{32 - (cap - 1).bit_length()}"), host=True)
         for i in range(cap):
             m.update(struct.pack("!I", base + i), struct.pack("<QQII", 0, 0, i + 1, 0))
         with pytest.raises(BpfError, match=r"block list is full \(262144 entries\)"):

@@ -2,11 +2,12 @@
 
 Exact hosts (/32, /128) live in hash maps (one probe per packet); real prefixes
 live in longest-prefix-match tries, consulted only when the host probe misses.
-In front of both, for IPv4, one marker byte per /24 says whether any rule
-touches that /24: frames from unmarked address space pass after one inlined
-array load. Markers are set (through a shared mmap, one byte store each) before
-the rule is inserted and are never cleared while the list lives, so a marker is
-never missing for a rule; a stale one only sends that /24 down the exact path.
+In front of both, for IPv4, two marker bytes per /24 say whether a host rule
+lies in it and whether a prefix rule touches it: frames from unmarked address
+space pass after one inlined array load, and only the probes a /24's marks call
+for are made. Markers are set (through a shared mmap, one byte store each)
+before the rule is inserted and are never cleared while the list lives, so a
+marker is never missing for a rule; a stale one only costs that /24 a probe.
 Adding or removing a rule is one map update, visible to the next packet;
 :meth:`XdpBlockList.replace` swaps a whole list: new rules are inserted before
 stale ones are deleted, so no address that is blocked in both the old and the
@@ -90,9 +91,9 @@ _MAP_SIZES = {  # key bytes, value bytes, max entries (as declared in xdp_blockl
     "blocked_v4": (8, _RULE.size, 262144),
     "blocked_v6": (20, _RULE.size, 262144),
     "stats": (4, 8, 8),
-    "v4_marks": (4, 8, 1 << 21),
+    "v4_marks": (4, 8, 1 << 22),
 }
-_WINDOW = 1 << 16  # bytes of the marker map mapped at a time (65,536 /24s, a /8)
+_WINDOW = 1 << 17  # bytes of the marker map mapped at a time (65,536 /24s, a /8)
 
 
 def pin_dir(interface: str) -> Path:
@@ -208,7 +209,7 @@ class XdpBlockList:
             return self.rule(net)
         rule_id = self._next_id
         if net.version == 4:
-            self._mark(net)
+            self._mark(net, host=net.prefixlen == 32)
         try:
             self._map(where).update(key, _RULE.pack(0, 0, rule_id, 0), BPF_NOEXIST)
         except MapEntryExists:
@@ -223,10 +224,10 @@ class XdpBlockList:
         self._ids[where, key] = rule_id
         return BlockRule(net, rule_id)
 
-    def _mark(self, net: ipaddress.IPv4Network) -> None:
-        """Mark every /24 that ``net`` touches; single-byte stores, before the rule exists."""
-        first = int(net.network_address) >> 8
-        last = int(net.broadcast_address) >> 8
+    def _mark(self, net: ipaddress.IPv4Network, *, host: bool) -> None:
+        """Mark every /24 ``net`` touches (host or prefix byte), before the rule exists."""
+        first = 2 * (int(net.network_address) >> 8) + (0 if host else 1)
+        last = 2 * (int(net.broadcast_address) >> 8) + (0 if host else 1)
         window = self._window
         if window is None or not (
             self._window_start <= first and last < self._window_start + len(window)
@@ -246,8 +247,8 @@ class XdpBlockList:
         lo, hi = first - self._window_start, last - self._window_start
         if lo == hi:
             window[lo] = 1
-        else:
-            window[lo : hi + 1] = b"\x01" * (hi - lo + 1)
+        else:  # every other byte: this kind's marks only, one store each
+            window[lo : hi + 1 : 2] = b"\x01" * ((hi - lo) // 2 + 1)
 
     def block_many(self, prefixes: Iterable[str | Network]) -> int:
         return sum(1 for p in prefixes if self.block(p) is not None)

@@ -4,9 +4,9 @@
 // Invariants: every packet access is bounds-checked against data_end before it
 // is read (the verifier insists); malformed frames are never dropped by this
 // program (it is a block list, not a validator) but are counted; an IPv4 /24
-// whose marker byte is zero holds no rule (markers are set before a rule is
-// inserted and never cleared while the program runs), so its frames pass
-// without a map probe.
+// whose host (prefix) marker is zero holds no host (prefix) rule: markers are
+// set before a rule is inserted and never cleared while the program runs, so
+// the probe they skip could not have matched.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -82,25 +82,30 @@ struct {
 	__uint(max_entries, STAT_MAX);
 } stats SEC(".maps");
 
-// One marker byte per IPv4 /24 (2^24 bytes as 2^21 words, 16 MB): nonzero when
-// some host or prefix rule touches that /24. Userspace writes single bytes
-// through mmap, so two writers never lose each other's marks. Its lookup is
-// inlined by the verifier (a bounds check and a load): traffic from address
-// space without rules, the common case, costs no hash or trie probe.
+// Two marker bytes per IPv4 /24 (2^25 bytes as 2^22 words, 32 MB): the first is
+// nonzero when a host rule (/32) lies in the /24, the second when a prefix rule
+// touches it. Userspace writes single bytes through mmap, so two writers never
+// lose each other's marks. The lookup is inlined by the verifier (a bounds
+// check and a load): traffic from address space without rules, the common
+// case, costs no hash or trie probe, and a /24 with only hosts (or only
+// prefixes) costs one probe, not two.
+#define MARK_HOSTS 0x00ff
+#define MARK_PREFIXES 0xff00
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 1 << 21);
+	__uint(max_entries, 1 << 22);
 } v4_marks SEC(".maps");
 
-static __always_inline int v4_marked(__u32 saddr)
+static __always_inline __u32 v4_marks_of(__u32 saddr)
 {
 	__u32 slash24 = bpf_ntohl(saddr) >> 8;
-	__u32 word = slash24 >> 3;
+	__u32 word = slash24 >> 2;
 	__u64 *marks = bpf_map_lookup_elem(&v4_marks, &word);
-	return marks && ((*marks >> ((slash24 & 7) * 8)) & 0xff);
+	return marks ? (__u32)(*marks >> ((slash24 & 3) * 16)) & 0xffff : 0;
 }
 
 static __always_inline void count(__u32 index)
@@ -168,10 +173,13 @@ int xdp_blocklist(struct xdp_md *ctx)
 		if (ip->frag_off & bpf_htons(0x3FFF))
 			count(STAT_FRAGMENT);
 		__u32 saddr = ip->saddr;
-		if (!v4_marked(saddr))
+		__u32 marks = v4_marks_of(saddr);
+		if (!marks)
 			return verdict(NULL, len);
-		struct rule_value *rule = bpf_map_lookup_elem(&hosts_v4, &saddr);
-		if (!rule) {
+		struct rule_value *rule = NULL;
+		if (marks & MARK_HOSTS)
+			rule = bpf_map_lookup_elem(&hosts_v4, &saddr);
+		if (!rule && (marks & MARK_PREFIXES)) {
 			struct lpm_v4_key key = {.prefixlen = 32};
 			__builtin_memcpy(key.addr, &saddr, 4);
 			rule = bpf_map_lookup_elem(&blocked_v4, &key);
