@@ -8,7 +8,9 @@ from tenfold.core.bench import BenchContext, Outcome
 from tenfold.symbolic_modeler.bench import scenarios
 
 
-@pytest.mark.parametrize("name", ["reduce_5_ops", "reduce_20_ops", "match_10_patterns_ac"])
+@pytest.mark.parametrize(
+    "name", ["reduce_5_ops", "reduce_20_ops", "match_10_patterns_ac", "reduce_5_ops_vs_simplify"]
+)
 def test_smoke_scenarios_run_and_agree_with_the_peer(name: str, tmp_path: Path) -> None:
     (scenario,) = [s for s in scenarios() if s.name == name]
     assert scenario.peer is not None
@@ -18,6 +20,9 @@ def test_smoke_scenarios_run_and_agree_with_the_peer(name: str, tmp_path: Path) 
         peer = scenario.peer.prepare(ctx)()
     assert isinstance(ours, Outcome)
     assert ours.ops >= 1 and (peer if isinstance(peer, int) else 1) >= 1
+    if name.endswith("simplify"):  # the worker times simplify itself, within the 10 s cap
+        assert isinstance(peer, Outcome) and peer.latencies_ms is not None
+        assert 0 < peer.latencies_ms[0] <= 10_000
     if name.startswith("reduce"):
         assert ours.metrics["equivalence_pass_rate"] == 1.0
     else:

@@ -317,7 +317,9 @@ def _stable_mp(term: Term, point: Mapping[str, Fraction]) -> tuple[Any, Any]:
         try:
             value, error = _eval_mp(term, point, dps)
             if not _reliable(mpmath, value, error):
-                grow = math.log10(max(error, mpmath.mpf(10) ** -400) + 0) + _STABLE_DIGITS
+                # digits missing: log10(error / |value|) + 30 (mpmath: both may be far
+                # outside the float range)
+                grow = float(mpmath.log10(max(error, mpmath.mpf(10) ** -400))) + _STABLE_DIGITS
                 if value != 0:
                     grow -= float(mpmath.log10(abs(value)))
                 dps = max(2 * dps, dps + int(grow) + 10)

@@ -492,6 +492,9 @@ def saturate(
     ``"*"``, ``"^"`` or a function name); it must be positive for operators.
     When a limit stops the run the best term so far is returned with the
     reason, or :class:`SaturationLimitExceeded` is raised if ``strict``.
+    :class:`ReductionError` means saturation proved the input defined nowhere
+    (``1/(x*y + x*z - x*(y + z))``: a division by a term equal to zero), as
+    :func:`reduce` does for ``1/(x - x)``.
     """
     if node_limit < 1 or iteration_limit < 1 or time_limit_s <= 0 or match_budget < 1:
         raise SaturationError("saturate limits must be positive")
