@@ -476,6 +476,61 @@ def test_consumer_group_subscription_reads_every_partition(kafka_broker, postgre
     assert _ids(postgres.dsn, topic) == list(range(2_000))
 
 
+def test_a_partition_moving_between_group_members_resumes_from_the_stored_offsets(
+    kafka_broker, postgres
+) -> None:
+    # Two engines in one consumer group, neither committing to Kafka: when one
+    # leaves, the other takes its partition and must resume where the leaver's
+    # rows end (read from PostgreSQL at assignment), not from its own start-up
+    # snapshot of the offsets (empty here, which would replay the partition).
+    topic = _topic(kafka_broker)
+    fast_group = {
+        "session.timeout.ms": 1000,
+        "max.poll.interval.ms": 1000,
+        "heartbeat.interval.ms": 100,
+    }
+    engines = [
+        Flow(
+            KafkaSource(
+                kafka_broker.bootstrap,
+                topic,
+                group=f"g-{topic}",
+                config=fast_group,
+                commit=False,
+                stop_when_idle_s=120,
+            )
+        )
+        .decode(Order)
+        .into(PostgresSink(postgres.dsn, topic, Order), name=topic, batch_size=500, linger_ms=20)
+        for _ in range(2)
+    ]
+    sources = [e.source for e in engines]
+    assert all(isinstance(s, KafkaSource) for s in sources)
+    threads = [threading.Thread(target=e.run, daemon=True) for e in engines]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while sorted(p for s in sources for p in s.assignment) != [0, 1]:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "the group never settled"
+            time.sleep(0.05)
+        _produce(kafka_broker, topic, [_order(i) for i in range(2_000)])
+        _wait_rows(postgres.dsn, topic, 2_000)
+        engines[0].stop()  # drains, commits, leaves the group
+        threads[0].join(60)
+        _produce(kafka_broker, topic, [_order(i) for i in range(2_000, 3_000)])
+        _wait_rows(postgres.dsn, topic, 3_000, timeout_s=60)
+        time.sleep(0.5)  # a replay, if any, would land now
+        held = list(sources[1].assignment)  # type: ignore[attr-defined]
+    finally:
+        for e in engines:
+            e.stop()
+        for t in threads:
+            t.join(60)
+    assert held == [0, 1]
+    assert _count(postgres.dsn, topic) == (3_000, 3_000)
+
+
 def test_broker_restarted_under_a_running_engine(tmp_path, kafka_broker, postgres) -> None:
     # The engine runs in its own process (as in production). Tansu keeps topics in
     # memory here, so the restart comes once everything is consumed: the engine must

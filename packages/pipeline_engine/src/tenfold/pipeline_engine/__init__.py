@@ -1,5 +1,8 @@
 """Synthetic Pipeline Engine: batched stream processing from Kafka to Postgres, effectively once."""
 
+import importlib as _importlib
+import typing as _typing
+
 from tenfold.pipeline_engine._batch import Batch as Batch
 from tenfold.pipeline_engine._batch import DeadLetter as DeadLetter
 from tenfold.pipeline_engine._checkpoint import CheckpointStore as CheckpointStore
@@ -8,11 +11,8 @@ from tenfold.pipeline_engine._engine import Pipeline as Pipeline
 from tenfold.pipeline_engine._engine import RunReport as RunReport
 from tenfold.pipeline_engine._kafka import KafkaSink as KafkaSink
 from tenfold.pipeline_engine._kafka import KafkaSource as KafkaSource
-from tenfold.pipeline_engine._parquet import ParquetSink as ParquetSink
-from tenfold.pipeline_engine._parquet import ParquetSource as ParquetSource
 from tenfold.pipeline_engine._postgres import PostgresLookup as PostgresLookup
 from tenfold.pipeline_engine._postgres import PostgresSink as PostgresSink
-from tenfold.pipeline_engine._redis import RedisStreamSource as RedisStreamSource
 from tenfold.pipeline_engine._sinks import DeadLetterSink as DeadLetterSink
 from tenfold.pipeline_engine._sinks import MemoryDeadLetters as MemoryDeadLetters
 from tenfold.pipeline_engine._sinks import MemorySink as MemorySink
@@ -97,3 +97,26 @@ __all__ = [
     "per_event",
     "split_partitions",
 ]
+
+# Connectors whose client libraries are slow to import (redis-py alone takes
+# about half a second) load on first use: every engine process, and each one a
+# supervisor restarts, starts that much sooner.
+_LAZY = {
+    "ParquetSink": "_parquet",
+    "ParquetSource": "_parquet",
+    "RedisStreamSource": "_redis",
+}
+
+if _typing.TYPE_CHECKING:
+    from tenfold.pipeline_engine._parquet import ParquetSink as ParquetSink
+    from tenfold.pipeline_engine._parquet import ParquetSource as ParquetSource
+    from tenfold.pipeline_engine._redis import RedisStreamSource as RedisStreamSource
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -75,6 +75,7 @@ class KafkaSource(Source[bytes | None]):
         # once it has seen that many. Never below the truth (a stale, larger
         # value only costs a longer scan; a smaller one would lose positions).
         self._assigned = 1 << 30
+        self.assignment: list[int] = []  # partitions held now (for observation)
 
     def _conf(self) -> dict[str, Any]:
         return {
@@ -144,6 +145,7 @@ class KafkaSource(Source[bytes | None]):
                             self._positions[key] = now[key]
                     self._assigned = max(len(parts), 1)
                     consumer.assign(parts)
+                    self.assignment = sorted(tp.partition for tp in parts)
 
                 def on_revoke(consumer: Any, parts: list[Any]) -> None:
                     # Later batches must not carry (and store) partitions now owned
@@ -151,6 +153,7 @@ class KafkaSource(Source[bytes | None]):
                     for tp in parts:
                         self._positions.pop(f"{self.topic}/{tp.partition}", None)
                     consumer.unassign()
+                    self.assignment = []
 
                 self._consumer.subscribe([self.topic], on_assign=on_assign, on_revoke=on_revoke)
             else:
@@ -176,6 +179,7 @@ class KafkaSource(Source[bytes | None]):
                     [TopicPartition(self.topic, p, self._offset(p, positions)) for p in parts]
                 )
                 self._assigned = max(len(parts), 1)
+                self.assignment = sorted(parts)
                 mine = {f"{self.topic}/{p}" for p in parts}
         except KafkaException as exc:
             raise ConnectorError(f"kafka {self.bootstrap}: {exc}") from None
