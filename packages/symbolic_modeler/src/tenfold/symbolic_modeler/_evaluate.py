@@ -6,18 +6,22 @@ points; at each point:
 * if both have exact rational values (no transcendental function, no
   irrational power, numbers of at most a few thousand bits) the values must be
   equal as Fractions;
-* otherwise each side is evaluated with mpmath at a working precision ``d`` and
-  again at ``2d`` digits (complex, principal branches). The value is *stable*
-  when the two agree to 30 significant digits, or when both lie below the
-  rounding-noise floor of the sums that produced them (a cancellation to zero);
-  an unstable value is re-evaluated at four times the precision, up to
-  :data:`MAX_DPS` digits. ``sin`` of a 10**400 argument needs 400 more digits
-  than the answer: such steps ask for the precision they need at once. Two
-  stable values must agree to 25 significant digits (plus their noise floors,
-  which are below 10**-40).
+* otherwise each side is evaluated with mpmath (complex, principal branches)
+  together with a running first-order bound on its absolute error (every
+  rounding, propagated through sums, products, powers and each function's
+  derivative). A value is *reliable* when the bound is below 10**-30 of it,
+  or below 10**-40 outright (a sum that cancels to zero); else the precision
+  grows by the digits that are missing, up to :data:`MAX_DPS`. ``sin`` of a
+  10**400 argument needs 400 more digits than the answer: such steps ask for
+  the precision they need at once. A reliable value is confirmed at 20 more
+  digits (the two must lie within their bounds). Two reliable values must
+  agree to 25 significant digits, plus their bounds;
+* a complex argument within its error of a branch cut of ``log``, a
+  non-integer power, ``asin``, ``acos`` or ``atan`` makes the point unusable:
+  the principal value jumps there, and rounding could pick either side.
 
-A point where either side is undefined (a pole, ``log(0)``) or stays unstable at
-:data:`MAX_DPS` digits is skipped; ``compare`` draws fresh points until it has
+A point where either side is undefined (a pole, ``log(0)``) or is not reliable
+at :data:`MAX_DPS` digits is skipped; ``compare`` draws fresh points until it has
 ``points`` usable ones or runs out of attempts. Nothing is ever counted equal
 without a usable point: no point at all is ``"inconclusive"``.
 """
