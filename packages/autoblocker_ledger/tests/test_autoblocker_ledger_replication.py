@@ -14,11 +14,13 @@ from pathlib import Path
 
 import aetcd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tenfold.autoblocker_ledger._events import SecurityEvent, verify_chain
 from tenfold.autoblocker_ledger._linearizability import KV, UNKNOWN, Operation, check_history
 from tenfold.autoblocker_ledger._merkle import verify_consistency, verify_inclusion
-from tenfold.autoblocker_ledger._replicated import ReplicatedLedger, _pack, _unpack
+from tenfold.autoblocker_ledger._replicated import ReplicatedLedger, _pack, _raw, _unpack
 from tenfold.autoblocker_ledger._store import frame, iter_frames
 from tenfold.autoblocker_ledger.errors import ChainError, ReplicationError
 from tenfold.core.services import Etcd
@@ -118,6 +120,31 @@ def test_range_by_time_after_out_of_order_batches(etcd3: Etcd) -> None:
             want = [i for i in range(led.size) if since <= led.get(i).event.time_ms < until]
             assert [e.index for e in led.range(since_ms=since, until_ms=until)] == want
             assert len(want) == 15  # mid 995..1004 and late 1000..1004
+
+    asyncio.run(run())
+
+
+@given(st.binary(max_size=2048))
+def test_block_values_round_trip_whichever_way_they_travel(block: bytes) -> None:
+    assert _unpack(_pack(block), 0) == block
+    assert _unpack(_raw(block), 0) == block
+
+
+def test_an_uncompressed_block_that_starts_like_zlib_is_read_back(etcd3: Etcd) -> None:
+    """A frame length whose low byte is 'Z' must not be mistaken for a compressed block."""
+    pad = 0
+    while True:
+        ev = SecurityEvent("z-0", "network", "port_scan", "192.0.2.1", 1, {"pad": "x" * pad})
+        if len(frame(bytes(32) + ev.canonical())) % 256 == ord("Z") + 8:
+            break
+        pad += 1
+
+    async def run() -> None:
+        eps = etcd3.endpoints
+        async with ReplicatedLedger(eps, name="rawz", compress=False) as w:
+            await w.append_batch([ev, *_events("z", 3, 1)])
+        async with ReplicatedLedger(eps, name="rawz") as r:
+            assert r.size == 4 and r.get(0).event == ev
 
     asyncio.run(run())
 

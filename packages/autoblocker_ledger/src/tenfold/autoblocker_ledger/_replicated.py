@@ -53,6 +53,7 @@ MAX_BLOCK_BYTES = 1_000_000  # an etcd value stays under the default 1.5 MiB req
 # that etcd replicates block k while the next one is being hashed, large
 # enough that the per-transaction cost (one Raft entry, one fsync) stays small.
 BLOCK_TARGET_BYTES = 192 << 10
+_COMPRESS_MIN_BYTES = 4 << 10  # smaller blocks travel uncompressed
 _THREAD_PACK_BYTES = 32 << 10  # blocks at least this big are compressed off the event loop
 _LEADER_POLL_S = 0.01  # how often members are asked for the leader while one is missing
 _STATUS_TIMEOUT_S = 0.25  # a member that cannot say who leads within this is skipped
@@ -76,13 +77,21 @@ def _pack(block: bytes) -> bytes:
     return b"Z" + zlib.compress(block, 1)
 
 
+def _raw(block: bytes) -> bytes:
+    """A block sent as is (small, or compression off); tagged so it is never taken for zlib."""
+    return b"R" + block
+
+
 def _unpack(value: bytes, start: int) -> bytes:
-    if value[:1] == b"Z":
+    tag = value[:1]
+    if tag == b"Z":
         try:
             return zlib.decompress(value[1:])
         except zlib.error:
             raise ChainError(f"block at {start} in etcd is not a valid compressed block") from None
-    return value
+    if tag == b"R":
+        return value[1:]
+    return value  # untagged: written by a client from before the tags
 
 
 @dataclass
@@ -427,13 +436,17 @@ class ReplicatedLedger:
 
         zlib releases the GIL, so compressing in a worker thread overlaps with
         hashing the next block on the event loop (two cores, two jobs). Small
-        blocks (a single event) are packed inline: a thread hop would cost more.
+        blocks are sent as they are: setting up a zlib stream costs more than
+        the bytes it would save.
         """
         try:
-            value = b.block
-            if self.compress:
-                big = len(value) >= _THREAD_PACK_BYTES
-                value = await asyncio.to_thread(_pack, value) if big else _pack(value)
+            raw = b.block
+            if not self.compress or len(raw) < _COMPRESS_MIN_BYTES:
+                value = _raw(raw)
+            elif len(raw) < _THREAD_PACK_BYTES:
+                value = _pack(raw)
+            else:
+                value = await asyncio.to_thread(_pack, raw)
             async with asyncio.timeout(self.timeout_s):
                 return await self._commit_block(b.start, b.expected, value, b.new_head)
         except Exception as exc:  # every error is handed to the caller to classify

@@ -20,6 +20,23 @@ from tenfold.core.crypto import Ed25519Key, verify_ed25519
 from tenfold.core.errors import CryptoError
 
 _CONTEXT = b"tenfold-ledger-sth-v1"
+_INDEX_CONTEXT = b"tenfold-ledger-index-v1"
+
+
+def _index_message(size: int, root: bytes, digest: bytes) -> bytes:
+    return _INDEX_CONTEXT + size.to_bytes(8, "big") + root + digest
+
+
+def verify_index_signature(
+    public_key: bytes, size: int, root: bytes, digest: bytes, signature: bytes
+) -> None:
+    """Raise :class:`SignatureError` unless ``public_key`` vouched for this index digest."""
+    try:
+        verify_ed25519(public_key, _index_message(size, root, digest), signature)
+    except CryptoError:
+        raise SignatureError(
+            f"the index in the snapshot (size {size}) is not signed by key {public_key.hex()[:16]}..."
+        ) from None
 
 
 def _message(size: int, time_ms: int, root: bytes) -> bytes:
@@ -59,6 +76,10 @@ class LogKey:
     @property
     def public_bytes(self) -> bytes:
         return self._key.public_bytes
+
+    def sign_index(self, size: int, root: bytes, digest: bytes) -> bytes:
+        """Vouch that the SQLite index with BLAKE3 ``digest`` was built from the tree at ``size``."""
+        return self._key.sign(_index_message(size, root, digest))
 
     def sign_tree_head(self, size: int, root: bytes, time_ms: int) -> SignedTreeHead:
         sig = self._key.sign(_message(size, time_ms, root))

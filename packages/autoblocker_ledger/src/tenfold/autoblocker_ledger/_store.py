@@ -50,7 +50,7 @@ from tenfold.autoblocker_ledger._events import (
     decode_entry,
 )
 from tenfold.autoblocker_ledger._merkle import HASH_SIZE, MerkleTree, leaf_hash
-from tenfold.autoblocker_ledger._signing import LogKey, SignedTreeHead
+from tenfold.autoblocker_ledger._signing import LogKey, SignedTreeHead, verify_index_signature
 from tenfold.autoblocker_ledger.errors import (
     ChainError,
     CorruptStore,
@@ -59,10 +59,12 @@ from tenfold.autoblocker_ledger.errors import (
     StoreError,
     StoreFull,
 )
+from tenfold.core.crypto import blake3
 
 _HEADER = struct.Struct("<II")
 _SEGMENT_BYTES = 64 << 20
-_SNAPSHOT_MAGIC = b"TFLSNAP1"
+_SNAPSHOT_MAGIC = b"TFLSNAP1"  # signed head + records (the index is rebuilt on recovery)
+_SNAPSHOT_MAGIC_V2 = b"TFLSNAP2"  # ... + the SQLite index with a signed BLAKE3 digest
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _SEG_SHIFT = 40  # a position packs segment number << 40 | byte offset
 
@@ -646,34 +648,56 @@ class EmbeddedLedger:
 
     # -- snapshots ---------------------------------------------------------------------
     def snapshot(self, dest: Path | str) -> SignedTreeHead:
-        """Write a self-contained snapshot: a signed head, the public key, every record.
+        """Write a self-contained snapshot: a signed head, every record, and the signed index.
 
-        Appends wait while the segments are copied, so the snapshot is one
+        Layout: magic, header length, JSON header (signed tree head, public key,
+        byte counts, the index's BLAKE3 digest and the log key's signature over
+        size, root and that digest), the records, then the SQLite index file.
+        Appends wait while the files are copied, so the snapshot is one
         consistent prefix of the log; the copy is fsynced before it is renamed
         into place.
         """
         dest = Path(dest)
         sth = self.tree_head()
         with self._lock:
-            header = json.dumps(
-                {"sth": sth.to_dict(), "public_key": self.key.public_bytes.hex()}
-            ).encode()
             tmp = dest.with_name(dest.name + ".tmp")
             try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in the main file
+                index = (self.path / "index.sqlite").read_bytes()
+                digest = blake3(index)
+                segments = [
+                    (self._segment_path(n), self._seg_size if n == self._seg_no else None)
+                    for n in range(self._first_segment(), self._seg_no + 1)
+                ]
+                records = sum(
+                    size if size is not None else p.stat().st_size for p, size in segments
+                )
+                header = json.dumps(
+                    {
+                        "sth": sth.to_dict(),
+                        "public_key": self.key.public_bytes.hex(),
+                        "records_bytes": records,
+                        "index": {
+                            "bytes": len(index),
+                            "blake3": digest.hex(),
+                            "signature": self.key.sign_index(sth.size, sth.root, digest).hex(),
+                        },
+                    }
+                ).encode()
                 with open(tmp, "wb") as out:
-                    out.write(_SNAPSHOT_MAGIC + struct.pack("<I", len(header)) + header)
-                    remaining_bytes = None
-                    for n in range(self._first_segment(), self._seg_no + 1):
-                        with open(self._segment_path(n), "rb") as src:
-                            if n == self._seg_no:
-                                remaining_bytes = self._seg_size
-                                out.write(src.read(remaining_bytes))
-                            else:
-                                while chunk := src.read(8 << 20):
-                                    out.write(chunk)
+                    out.write(_SNAPSHOT_MAGIC_V2 + struct.pack("<I", len(header)) + header)
+                    out.flush()
+                    for p, size in segments:
+                        with open(p, "rb") as src:
+                            length = size if size is not None else os.fstat(src.fileno()).st_size
+                            _copy_range(src.fileno(), out.fileno(), 0, length)
+                    out.seek(0, os.SEEK_END)
+                    out.write(index)
                     out.flush()
                     os.fsync(out.fileno())
                 os.replace(tmp, dest)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot checkpoint the index: {exc}") from None
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
@@ -708,30 +732,53 @@ class EmbeddedLedger:
         try:
             with open(snap, "rb") as fh:
                 lead = fh.read(12)
-                if lead[:8] != _SNAPSHOT_MAGIC or len(lead) < 12:
+                if lead[:8] not in (_SNAPSHOT_MAGIC, _SNAPSHOT_MAGIC_V2) or len(lead) < 12:
                     raise CorruptStore(f"{snap}: not a ledger snapshot")
                 (hlen,) = struct.unpack_from("<I", lead, 8)
                 raw_header = fh.read(hlen)
-                body_bytes = os.fstat(fh.fileno()).st_size - 12 - len(raw_header)
+                after_header = os.fstat(fh.fileno()).st_size - 12 - len(raw_header)
         except OSError as exc:
             raise StoreError(f"cannot read snapshot {snap}: {exc.strerror}") from None
         try:
             header = json.loads(raw_header)
             sth = SignedTreeHead.from_dict(header["sth"])
             public = bytes.fromhex(header["public_key"])
+            index_meta = header.get("index") if lead[:8] == _SNAPSHOT_MAGIC_V2 else None
+            body_bytes = int(header["records_bytes"]) if index_meta else after_header
+            index_bytes = int(index_meta["bytes"]) if index_meta else 0
+            index_digest = bytes.fromhex(index_meta["blake3"]) if index_meta else b""
+            index_sig = bytes.fromhex(index_meta["signature"]) if index_meta else b""
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptStore(f"{snap}: malformed snapshot header: {exc}") from None
-        sth.verify(trusted_key if trusted_key is not None else public)
+        if body_bytes < 0 or body_bytes + index_bytes != after_header:
+            raise CorruptStore(f"{snap}: the snapshot is truncated or has trailing bytes")
+        signer = trusted_key if trusted_key is not None else public
+        sth.verify(signer)
+        if index_meta:
+            verify_index_signature(signer, sth.size, sth.root, index_digest, index_sig)
         dest = Path(path)
         if (dest / "segments").exists() and any((dest / "segments").iterdir()):
             raise StoreError(f"{dest}: recovery target is not empty")
         (dest / "segments").mkdir(parents=True, exist_ok=True)
+        records_at = 12 + len(raw_header)
         try:
             # The records are copied file to file by the kernel; opening the
             # store below reads and verifies them once.
             with open(snap, "rb") as src, open(dest / "segments" / f"{0:08d}.seg", "wb") as out:
-                _copy_range(src.fileno(), out.fileno(), 12 + len(raw_header), body_bytes)
+                _copy_range(src.fileno(), out.fileno(), records_at, body_bytes)
                 os.fsync(out.fileno())
+                if index_meta:
+                    # The index is derived data: instead of rebuilding it row by row,
+                    # take the one the log key vouched for, checked by its digest.
+                    index = os.pread(src.fileno(), index_bytes, records_at + body_bytes)
+                    if len(index) != index_bytes or blake3(index) != index_digest:
+                        raise CorruptStore(f"{snap}: the index does not match its signed digest")
+                    with open(dest / "index.sqlite", "wb") as idx_out:
+                        idx_out.write(index)
+                        os.fsync(idx_out.fileno())
+        except CorruptStore:
+            _discard(dest)
+            raise
         except OSError as exc:
             raise StoreError(
                 f"{dest}: cannot write the recovered segment: {exc.strerror}"
