@@ -95,6 +95,7 @@ def lib() -> ctypes.CDLL:
         "bpf_map_lookup_elem": (ci, [ci, vp, vp]),
         "bpf_map_delete_elem": (ci, [ci, vp]),
         "bpf_map_get_next_key": (ci, [ci, vp, vp]),
+        "bpf_map_lookup_batch": (ci, [ci, vp, vp, vp, vp, ctypes.POINTER(ctypes.c_uint32), vp]),
         "bpf_prog_test_run_opts": (ci, [ci, ctypes.POINTER(_TestRunOpts)]),
         "bpf_link_create": (ci, [ci, ci, ctypes.c_int, ctypes.POINTER(_LinkCreateOpts)]),
         "bpf_link__destroy": (ci, [vp]),
@@ -241,6 +242,33 @@ class BpfMap:
         if raw is None:
             return []
         return [raw[i * self._slot : i * self._slot + self.value_size] for i in range(self._cpus)]
+
+    def lookup_batch_per_cpu(self) -> list[tuple[bytes, list[bytes]]]:
+        """Every (key, per-CPU values) of the map in one BPF_MAP_LOOKUP_BATCH call."""
+        n = self.max_entries
+        keys = ctypes.create_string_buffer(self.key_size * n)
+        values = ctypes.create_string_buffer(self._slot * self._cpus * n)
+        token = ctypes.create_string_buffer(max(self.key_size, 8))
+        count = ctypes.c_uint32(n)
+        ctypes.set_errno(0)
+        rc = int(lib().bpf_map_lookup_batch(self.fd, None, token, keys, values, count, None))
+        if rc < 0 and abs(rc) != errno.ENOENT:  # ENOENT: the last batch, which is all of it
+            raise _fail(f"batch lookup of {self.name}", rc)
+        out = []
+        stride = self._slot * self._cpus
+        raw_keys, raw_values = keys.raw, values.raw
+        for i in range(count.value):
+            cell = raw_values[i * stride : (i + 1) * stride]
+            out.append(
+                (
+                    raw_keys[i * self.key_size : (i + 1) * self.key_size],
+                    [
+                        cell[c * self._slot : c * self._slot + self.value_size]
+                        for c in range(self._cpus)
+                    ],
+                )
+            )
+        return out
 
     def delete(self, key: bytes) -> bool:
         rc = lib().bpf_map_delete_elem(self.fd, self._key(key))

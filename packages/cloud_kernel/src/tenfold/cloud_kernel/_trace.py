@@ -128,10 +128,11 @@ class SyscallTracer:
         return sum(struct.unpack_from("<Q", raw)[0] for raw in per_cpu)
 
     def snapshot(self, *, histograms: bool = True) -> list[SyscallStats]:
-        """Figures for every syscall seen so far, most frequent first."""
+        """Figures for every syscall seen so far, most frequent first (one batch read)."""
         out = []
-        for number in range(MAX_SYSCALLS):
-            per_cpu = self._totals.lookup_per_cpu(struct.pack("<I", number))
+        for key, per_cpu in self._totals.lookup_batch_per_cpu():
+            if not any(struct.unpack_from("<Q", raw)[0] for raw in per_cpu):
+                continue  # never called: skip the unpacking
             sums = [0] * (3 + SLOTS)
             for raw in per_cpu:
                 for i, v in enumerate(_TOTALS.unpack(raw[: _TOTALS.size])):
@@ -139,6 +140,7 @@ class SyscallTracer:
             count, total, errors = sums[:3]
             if not count:
                 continue
+            number = struct.unpack("<I", key)[0]
             hist = sums[3:] if histograms else []
             out.append(SyscallStats(number, syscall_name(number), count, errors, total, hist))
         return sorted(out, key=lambda s: -s.count)
