@@ -372,3 +372,40 @@ def test_bench_reports_the_worker_processes_cpu(pool: Executor) -> None:
     assert spent > 0.05  # the workers' CPU, which the harness's own CPU column misses
     assert outcome.metrics["workers_cpu_us_per_task"] == pytest.approx(1e6 * tree.cpu_s / 8)
     assert 0 < float(outcome.metrics["workers_cpu_pct"]) <= 100
+
+
+def test_workers_killed_while_idle_leave_no_stale_reports() -> None:
+    with Executor("processes", 2) as ex:
+        first = ex.run(stencil_dask(400))
+        assert first.ok
+        for pid in ex.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        # Different values under the same slot numbers: a report left in a dead
+        # worker's log from the first run would show up here as a wrong result.
+        dsk = {
+            key: (lambda *xs: sum(xs) - 1, *deps) for key, (_, *deps) in stencil_dask(400).items()
+        }
+        second = ex.run(dsk)
+        assert second.ok, second.failures
+        assert second.metrics.respawns == 2
+        assert all(second[k] == -first[k] for k in dsk)
+
+
+def test_a_worker_killed_before_starting_its_batch_fails_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    g = Graph()
+    keys = [f"t{i}" for i in range(30)]
+    for key in keys:
+        g.add(key, record, str(log), key, 0.01)
+    with Executor("processes", 2) as ex:
+        ex.run({"warm": (int,)})
+        victim = ex.worker_pids()[1]
+        os.kill(victim, signal.SIGSTOP)  # alive, but it never reads its batch
+        handle = ex.start(g)
+        time.sleep(0.5)
+        os.kill(victim, signal.SIGKILL)
+        result = handle.wait(60)
+    assert result.ok, result.failures  # no task was running there: none is WorkerCrashed
+    assert result.metrics.respawns == 1
+    assert runs(log) == collections.Counter(keys)

@@ -64,7 +64,7 @@ MAX_BATCH = 4096  # tasks per batch, whatever the estimate
 UNKNOWN_TASK_S = 0.001  # the cost assumed for a function not measured yet
 TASK_OVERHEAD_S = 4e-6  # per task, on top of the function: report, log, bookkeeping
 LOG_HALF = 1 << 20  # bytes of log per batch; two halves alternate (two batches outstanding)
-_HEADER = struct.Struct("<Q")  # committed bytes of entries after the header
+_HEADER = struct.Struct("<QQ")  # committed bytes of entries after the header; started flag
 _ENTRY = struct.Struct("<I")  # length of one pickled report
 
 Item = tuple[int, int, tuple[int, ...], Any]  # slot, function id, deps, argument template
@@ -101,7 +101,7 @@ def worker_main(conn: Connection, log_path: str) -> None:
                 fns[fid] = _broken(exc)
         base = (batch_no & 1) * LOG_HALF
         batch_no += 1
-        header(log, base, 0)
+        header(log, base, 0, 1)  # nothing committed yet; the batch has started
         pos = base + _HEADER.size
         limit = base + LOG_HALF
         local: dict[int, Any] = known
@@ -138,7 +138,7 @@ def worker_main(conn: Connection, log_path: str) -> None:
                 entry(log, pos, len(blob))
                 log[pos + _ENTRY.size : end] = blob
                 pos = end
-                header(log, base, pos - base - _HEADER.size)  # the commit
+                header(log, base, pos - base - _HEADER.size, 1)  # the commit
             else:
                 send(b"R" + blob)
         send(b"D" + dumps(timings, 5))
@@ -168,10 +168,15 @@ def _report(dumps: Callable[..., bytes], slot: int, ok: bool, value: Any) -> byt
             return dumps((slot, False, ("failed", error, "")), 5)
 
 
+def started(log: mmap.mmap, half: int) -> bool:
+    """Whether the worker began the batch whose reports go to this half of its log."""
+    return bool(_HEADER.unpack_from(log, half * LOG_HALF)[1])
+
+
 def read_log(log: mmap.mmap, half: int) -> list[tuple[int, bool, Any]]:
     """The reports committed in one half of a worker's log (a torn tail is ignored)."""
     base = half * LOG_HALF
-    (used,) = _HEADER.unpack_from(log, base)
+    used, _ = _HEADER.unpack_from(log, base)
     pos = base + _HEADER.size
     stop = pos + min(used, LOG_HALF - _HEADER.size)
     out = []
@@ -393,6 +398,9 @@ class ProcessRun(Run):
         self.t0 = time.perf_counter()
         self.seed()
         respawns_before = self.pool.respawns
+        for w, proc in enumerate(self.pool.procs):
+            if not proc.process.is_alive():  # died while idle (killed, OOM): replace it now
+                self.pool.respawn(w)
         try:
             if self.total:
                 self._loop()
@@ -579,6 +587,10 @@ class ProcessRun(Run):
             payload = cloudpickle.dumps((defs, known, items))
         batch = _Batch(order, proc.sent & 1, timeout_s)
         proc.sent += 1
+        # That half last held batch ``sent - 2``, already read: empty it here too, so a
+        # worker that dies before starting this batch leaves no stale reports behind
+        # (and the parent knows that none of its tasks was running).
+        _HEADER.pack_into(proc.log, batch.half * LOG_HALF, 0, 0)
         if not proc.batches:
             batch.since = proc.busy_since = time.monotonic()
         proc.batches.append(batch)
@@ -651,8 +663,10 @@ class ProcessRun(Run):
         proc = self.pool.procs[w]
         batches = list(proc.batches)
         reports: list[tuple[int, bool, Any]] = []
+        begun = False
         if batches:
             reports = read_log(proc.log, batches[0].half) + proc.stash
+            begun = started(proc.log, batches[0].half) or bool(reports)
         proc.batches.clear()
         proc.stash = []
         self.pool.respawn(w)
@@ -664,9 +678,9 @@ class ProcessRun(Run):
         reported = {slot for slot, _, _ in reports}
         bad = {slot for slot, ok, _ in reports if not ok}
         running = -1
-        rest: list[int] = []
         first = batches[0].slots
-        for k, s in enumerate(first):
+        rest: list[int] = [] if begun else list(first)
+        for k, s in enumerate(first if begun else ()):
             if s in reported:
                 continue
             if bad and not bad.isdisjoint(self.deps[s]):
