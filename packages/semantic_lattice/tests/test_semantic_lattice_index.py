@@ -129,5 +129,8 @@ def test_large_joins_stay_in_duckdb_and_the_subset_is_explained() -> None:
         assert store.explain(filtered).startswith("index path: no (FILTER)")
         with pytest.raises(QueryError, match="does not answer FILTER"):
             store.sparql(filtered, plan="index")
+        ground = f"SELECT * WHERE {{ <{E}n7> <{E}q> <{E}n8> }}"
+        with pytest.raises(QueryError, match="SELECT \\* needs a variable"):
+            store.sparql(ground)
         with pytest.raises(QueryError, match="plan must be one of"):
             store.sparql(chain, plan="fast")

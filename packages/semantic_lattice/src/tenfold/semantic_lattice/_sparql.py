@@ -459,6 +459,8 @@ def compile_sparql_plans(
     where = ctx.where + [_filter_sql(ctx, f) for f in group.filter_asts]
     if not projection:
         projection = [(name, "", "", False) for name in ctx.env]
+        if not projection:
+            raise QueryError("SELECT * needs a variable in the WHERE group (ASK is not supported)")
     cols: list[str] = []
     names: list[str] = []
     kinds: list[str] = []
