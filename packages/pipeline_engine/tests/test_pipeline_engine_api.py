@@ -26,6 +26,7 @@ def test_errors_form_one_tree_under_tenfold_error() -> None:
         api.CheckpointError,
         api.PipelineFailed,
         api.SupervisorError,
+        api.FencedWrite,
     ):
         assert issubclass(cls, api.PipelineEngineError)
         assert issubclass(cls, TenfoldError)

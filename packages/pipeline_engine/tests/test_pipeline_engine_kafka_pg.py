@@ -415,6 +415,31 @@ def test_stored_offsets_never_move_back(postgres) -> None:
     again.close()
 
 
+def test_a_batch_whose_events_another_writer_stored_is_rolled_back(postgres) -> None:
+    # Two engines briefly holding one partition (a rebalance with batches in
+    # flight): whichever commits second is fenced off, rows and all.
+    from tenfold.pipeline_engine import FencedWrite
+
+    table = f"fence_{uuid.uuid4().hex[:8]}"
+    first, second = (PostgresSink(postgres.dsn, table, Order) for _ in range(2))
+    first.open("fence")
+    second.open("fence")
+    rows = [Order(i, 1, "buy", float(i)) for i in range(150)]
+    first.write(Batch(rows[:100], 0, {"t/0": 100, "t/1": 7}, starts={"t/0": 0, "t/1": 0}))
+    with pytest.raises(FencedWrite, match="t/0 is already stored past 50"):
+        second.write(Batch(rows[50:150], 0, {"t/0": 150}, starts={"t/0": 50}))
+    assert _count(postgres.dsn, table) == (100, 100) and second.fenced == 1
+    # Resuming from the stored position is accepted; a stream without events in
+    # the batch (t/1) never moves back and never fences.
+    second.write(Batch(rows[100:150], 0, {"t/0": 150, "t/1": 3}, starts={"t/0": 100}))
+    first.close()
+    second.close()
+    assert _ids(postgres.dsn, table) == list(range(150))
+    again = PostgresSink(postgres.dsn, table, Order)
+    assert again.open("fence") == {"t/0": 150, "t/1": 7}
+    again.close()
+
+
 def test_kafka_sink_round_trip(kafka_broker) -> None:
     from tenfold.pipeline_engine import MemorySource
 
@@ -518,10 +543,17 @@ def test_a_partition_moving_between_group_members_resumes_from_the_stored_offset
         _wait_rows(postgres.dsn, topic, 2_000)
         engines[0].stop()  # drains, commits, leaves the group
         threads[0].join(60)
+        # The rebalance lands while nothing is in flight (a batch in flight across
+        # it would be fenced off by the sink instead: see the FencedWrite test).
+        while sources[1].assignment != [0, 1]:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline + 60, "the partition never moved"
+            assert threads[1].is_alive()
+            time.sleep(0.05)
         _produce(kafka_broker, topic, [_order(i) for i in range(2_000, 3_000)])
         _wait_rows(postgres.dsn, topic, 3_000, timeout_s=60)
         time.sleep(0.5)  # a replay, if any, would land now
         held = list(sources[1].assignment)  # type: ignore[attr-defined]
+        assert threads[1].is_alive()
     finally:
         for e in engines:
             e.stop()

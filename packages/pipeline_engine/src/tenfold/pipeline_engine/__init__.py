@@ -42,6 +42,7 @@ from tenfold.pipeline_engine._toml import load_pipeline as load_pipeline
 from tenfold.pipeline_engine._toml import parse_schema as parse_schema
 from tenfold.pipeline_engine.errors import CheckpointError as CheckpointError
 from tenfold.pipeline_engine.errors import ConnectorError as ConnectorError
+from tenfold.pipeline_engine.errors import FencedWrite as FencedWrite
 from tenfold.pipeline_engine.errors import PipelineDefinitionError as PipelineDefinitionError
 from tenfold.pipeline_engine.errors import PipelineEngineError as PipelineEngineError
 from tenfold.pipeline_engine.errors import PipelineFailed as PipelineFailed
@@ -58,6 +59,7 @@ __all__ = [
     "DeadLetterSink",
     "DecodeJson",
     "Enrich",
+    "FencedWrite",
     "Filter",
     "Flow",
     "GeneratorSource",

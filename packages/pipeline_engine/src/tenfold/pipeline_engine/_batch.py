@@ -36,7 +36,10 @@ class Batch(Generic[T]):
     ``time.monotonic_ns()`` at which the oldest event of the batch entered the
     engine (its scheduled time for the synthetic generator), so end-to-end
     latency measured at the sink is the oldest event's; ``dead`` travels with
-    the batch so dead letters commit atomically with the rows and offsets.
+    the batch so dead letters commit atomically with the rows and offsets;
+    ``starts`` gives, for each stream with events in the batch, the position of
+    its first event, so a sink storing positions can refuse a batch whose
+    events another writer already stored (fencing, when a partition moved).
     """
 
     items: list[T]
@@ -46,10 +49,20 @@ class Batch(Generic[T]):
     dead: list[DeadLetter] = field(default_factory=list)
     where: Callable[[int], str] = _nowhere
     seq: int = 0
+    starts: dict[str, int] = field(default_factory=dict)
 
     def replace(self, items: list[Any]) -> Batch[Any]:
         """The same batch bookkeeping around new items (item provenance no longer lines up)."""
-        return Batch(items, self.born_ns, self.positions, self.ack, self.dead, _nowhere, self.seq)
+        return Batch(
+            items,
+            self.born_ns,
+            self.positions,
+            self.ack,
+            self.dead,
+            _nowhere,
+            self.seq,
+            self.starts,
+        )
 
     @staticmethod
     def merge(batches: list[Batch[Any]]) -> Batch[Any]:
@@ -64,12 +77,14 @@ class Batch(Generic[T]):
         items: list[Any] = []
         dead: list[DeadLetter] = []
         positions: dict[str, int] = {}
+        starts: dict[str, int] = {}
         for b in batches:
             items += b.items
             dead += b.dead
             positions.update(b.positions)
+            starts = b.starts | starts  # the first batch with a stream gives its start
         born = min(b.born_ns for b in batches)
-        return Batch(items, born, positions, None, dead, _nowhere, batches[0].seq)
+        return Batch(items, born, positions, None, dead, _nowhere, batches[0].seq, starts)
 
     def __len__(self) -> int:
         return len(self.items)

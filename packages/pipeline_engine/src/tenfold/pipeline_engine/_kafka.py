@@ -195,6 +195,8 @@ class KafkaSource(Source[bytes | None]):
             self._commit_pending()
         values: list[bytes | None] = []
         kept: list[Any] = []
+        firsts: dict[int, int] = {}  # partition -> offset of its first message here
+        assigned = self._assigned
         positions = self._positions
         deadline = time.monotonic() + max(linger_s, 0.001)
         while len(values) < max_events:
@@ -219,6 +221,11 @@ class KafkaSource(Source[bytes | None]):
                 msgs = [m for m in msgs if m.error() is None]
             values += [m.value() for m in msgs]
             kept += msgs
+            if len(firsts) < assigned:
+                for m in msgs:
+                    firsts.setdefault(m.partition(), m.offset())
+                    if len(firsts) >= assigned:
+                        break
             # Messages of one partition arrive in offset order: the last one seen
             # per partition is its new position. Walk back from the end and stop
             # once every assigned partition is seen (usually a few messages).
@@ -245,7 +252,10 @@ class KafkaSource(Source[bytes | None]):
             return f"{m.topic()}/{m.partition()}@{m.offset()}"
 
         snapshot = dict(positions)
-        return Batch(values, time.monotonic_ns(), snapshot, ack=snapshot, where=where)
+        starts = {f"{topic}/{p}": off for p, off in firsts.items()}
+        return Batch(
+            values, time.monotonic_ns(), snapshot, ack=snapshot, where=where, starts=starts
+        )
 
     def pause(self) -> None:
         self.pauses += 1

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from tenfold.pipeline_engine._batch import Batch
 from tenfold.pipeline_engine._sinks import Sink
-from tenfold.pipeline_engine.errors import ConnectorError, SchemaError
+from tenfold.pipeline_engine.errors import ConnectorError, FencedWrite, SchemaError
 
 __all__ = ["PostgresLookup", "PostgresSink", "pg_types"]
 
@@ -121,6 +121,7 @@ class PostgresSink(Sink[Any]):
         self._pipeline = "pipeline"
         self.retries = 0
         self.batches_already_committed = 0
+        self.fenced = 0
 
     # -- connection ------------------------------------------------------------
     def _connect(self) -> Any:
@@ -255,21 +256,49 @@ class PostgresSink(Sink[Any]):
                     [(self._pipeline, d.stage, d.reason, d.source, d.payload) for d in batch.dead],
                 )
             if batch.positions:
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (pipeline, stream, next_offset)"
-                        " SELECT %s, unnest(%s::text[]), unnest(%s::bigint[])"
-                        " ON CONFLICT (pipeline, stream) DO UPDATE"
-                        " SET next_offset = excluded.next_offset"
-                        # Offsets never move back: a batch still carrying a partition
-                        # that has since moved to another engine cannot undo its progress.
-                        " WHERE {t}.next_offset < excluded.next_offset"
-                    ).format(
-                        sql.Identifier(self.offsets_table), t=sql.Identifier(self.offsets_table)
-                    ),
-                    (self._pipeline, list(batch.positions), list(batch.positions.values())),
-                )
+                self._store_positions(cur, batch)
         conn.commit()
+
+    def _store_positions(self, cur: Any, batch: Batch[Any]) -> None:
+        """Upsert the batch's positions; refuse (roll back) if another writer got there first.
+
+        A stream with events in the batch (a start in ``batch.starts``) must
+        still be stored at or before that start: a larger stored position means
+        another engine already wrote these events (the partition moved while
+        this batch was in flight), so the batch is rolled back and
+        :class:`FencedWrite` raised; the engine restarts from the stored
+        positions. Streams without events only ever move forward. Upsert mode
+        does not fence: its replays (from a checkpoint) are expected and idempotent.
+        """
+        streams = list(batch.positions)
+        fenced = self.mode == "copy"
+        starts = [batch.starts.get(k) if fenced else None for k in streams]
+        cur.execute(
+            sql.SQL(
+                "WITH v(stream, next_offset, start) AS"
+                " (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[]))"
+                " INSERT INTO {} AS cur (pipeline, stream, next_offset)"
+                " SELECT %s, v.stream, v.next_offset FROM v"
+                " ON CONFLICT (pipeline, stream) DO UPDATE SET next_offset = excluded.next_offset"
+                " WHERE coalesce("
+                "cur.next_offset <= (SELECT v.start FROM v WHERE v.stream = excluded.stream),"
+                " cur.next_offset < excluded.next_offset)"
+                " RETURNING cur.stream"
+            ).format(sql.Identifier(self.offsets_table)),
+            (streams, list(batch.positions.values()), starts, self._pipeline),
+        )
+        stored = {r[0] for r in cur.fetchall()}
+        refused = sorted(
+            k for k, st in zip(streams, starts, strict=True) if st is not None and k not in stored
+        )
+        if refused:
+            cur.connection.rollback()
+            self.fenced += 1
+            raise FencedWrite(
+                f"postgres: batch {batch.seq} rolled back: {refused[0]} is already stored past"
+                f" {batch.starts[refused[0]]} by another writer (its partition moved);"
+                " restart to resume from the stored positions"
+            )
 
     def _already_committed(self, batch: Batch[Any]) -> bool:
         if not batch.positions:

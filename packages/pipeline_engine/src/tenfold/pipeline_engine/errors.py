@@ -21,6 +21,10 @@ class ConnectorError(PipelineEngineError):
     """A source or sink (Kafka, Redis, PostgreSQL, a file) failed and retrying did not help."""
 
 
+class FencedWrite(ConnectorError):
+    """Another engine already stored part of a batch (its partition moved); the batch was rolled back."""
+
+
 class CheckpointError(PipelineEngineError):
     """Stage state could not be saved to or restored from the SQLite checkpoint store."""
 
