@@ -29,7 +29,9 @@ def _rule(draw: st.DrawFn) -> str:
         rel = draw(st.sampled_from(sorted(_ARITY)))
         body.append(f"{rel}({', '.join(draw(_TERM) for _ in range(_ARITY[rel]))})")
     if draw(st.booleans()):
-        body.append(f"{draw(st.sampled_from('ABC'))} != {draw(_TERM)}")
+        op = draw(st.sampled_from(["!=", "=", "<", ">="]))
+        other = draw(st.one_of(_TERM, st.sampled_from(["2", "7.5"])))
+        body.append(f"{draw(st.sampled_from('ABC'))} {op} {other}")
     head = draw(st.sampled_from(sorted(_DERIVED)))
     args = ", ".join(draw(_TERM) for _ in range(_DERIVED[head]))
     return f"{head}({args}) :- {', '.join(body)}."

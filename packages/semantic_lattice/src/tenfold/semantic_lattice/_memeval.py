@@ -123,6 +123,12 @@ class _Variant:
                 return names[term.name]
             return repr(const(term))
 
+        def operand(term: Any) -> str:
+            # As the SQL path compiles comparisons: a symbol is its id, a number its value.
+            if isinstance(term, Const) and not isinstance(term.value, str):
+                return repr(float(term.value))
+            return ref(term)
+
         def bound_positions(atom: Atom) -> tuple[int, ...]:
             return tuple(
                 j
@@ -178,7 +184,7 @@ class _Variant:
                 vars_ = [x.name for x in (cmp.left, cmp.right) if isinstance(x, Var)]
                 if all(v in bound for v in vars_):
                     op = "==" if cmp.op == "=" else cmp.op
-                    left, right = ref(cmp.left), ref(cmp.right)
+                    left, right = operand(cmp.left), operand(cmp.right)
                     lines.append(f"{pad}if {left} {op} {right}:")
                     depth += 1
                     pad = "    " * depth
