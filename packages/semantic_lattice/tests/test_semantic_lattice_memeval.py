@@ -25,15 +25,20 @@ _TERM = st.sampled_from(["A", "B", "C", "A", "B", '"a"', '"b"'])
 @st.composite
 def _rule(draw: st.DrawFn) -> str:
     body = []
+    bound: list[str] = []
     for _ in range(draw(st.integers(1, 3))):
         rel = draw(st.sampled_from(sorted(_ARITY)))
-        body.append(f"{rel}({', '.join(draw(_TERM) for _ in range(_ARITY[rel]))})")
+        args = [draw(_TERM) for _ in range(_ARITY[rel])]
+        bound += [a for a in args if not a.startswith('"')]
+        body.append(f"{rel}({', '.join(args)})")
+    # Mostly safe rules: the head and comparisons use the body's variables.
+    usable = st.sampled_from(bound or ['"a"']) | st.sampled_from(['"a"', '"b"'])
     if draw(st.booleans()):
-        op = draw(st.sampled_from(["!=", "=", "<", ">="]))
+        op = draw(st.sampled_from(["!=", "<", ">="]))  # "=" with a fresh variable assigns
         other = draw(st.one_of(_TERM, st.sampled_from(["2", "7.5"])))
-        body.append(f"{draw(st.sampled_from('ABC'))} {op} {other}")
+        body.append(f"{draw(usable)} {op} {other}")
     head = draw(st.sampled_from(sorted(_DERIVED)))
-    args = ", ".join(draw(_TERM) for _ in range(_DERIVED[head]))
+    args = ", ".join(draw(usable) for _ in range(_DERIVED[head]))
     return f"{head}({args}) :- {', '.join(body)}."
 
 
@@ -59,7 +64,12 @@ def _closure(rules: list[str], facts: list[tuple[str, list[str]]], limit: int) -
         engine.close()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=30,
+    deadline=None,
+    # Unsafe rule sets are drawn often and discarded (refused on both paths alike).
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(st.lists(_rule(), min_size=1, max_size=5), _FACTS)
 def test_in_memory_fixpoint_equals_duckdb(
     rules: list[str], facts: list[tuple[str, list[str]]]
