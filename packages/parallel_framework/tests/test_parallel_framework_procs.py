@@ -409,3 +409,19 @@ def test_a_worker_killed_before_starting_its_batch_fails_nothing(tmp_path: Path)
     assert result.ok, result.failures  # no task was running there: none is WorkerCrashed
     assert result.metrics.respawns == 1
     assert runs(log) == collections.Counter(keys)
+
+
+def busy_pid(_: int) -> int:
+    acc = 0
+    for k in range(40_000):  # a couple of milliseconds of pure Python
+        acc += k * k
+    return os.getpid() + 0 * acc
+
+
+def test_measured_slow_tasks_still_spread_over_every_worker(pool: Executor) -> None:
+    dsk: dict[str, object] = {"root": (int,)}
+    dsk.update({f"leaf-{i}": (busy_pid, "root") for i in range(60)})
+    pool.run(dsk)  # now the cost of busy_pid is known: no closure swallows the fan-out
+    result = pool.run(dsk)
+    assert {result[f"leaf-{i}"] for i in range(60)} == set(pool.worker_pids())
+    assert result.metrics.batches > 2

@@ -550,6 +550,8 @@ class ProcessRun(Run):
             k += 1
             fused = chain[m]
             for s in succ[m]:
+                if cost >= TARGET_BATCH_S or len(order) >= MAX_BATCH:
+                    return  # the rest become ready (and spread) once this batch is done
                 c = seen.get(s, 0) + 1
                 seen[s] = c
                 if c != pending[s] or s == fused or state[s] != WAITING or fids[s] not in estimate:
