@@ -25,6 +25,7 @@ import asyncio
 import bisect
 import contextlib
 import itertools
+import random
 import time
 import zlib
 from collections import deque
@@ -55,6 +56,7 @@ MAX_BLOCK_BYTES = 1_000_000  # an etcd value stays under the default 1.5 MiB req
 BLOCK_TARGET_BYTES = 192 << 10
 _COMPRESS_MIN_BYTES = 4 << 10  # smaller blocks travel uncompressed
 _THREAD_PACK_BYTES = 32 << 10  # blocks at least this big are compressed off the event loop
+_RACE_BACKOFF_S = 0.05  # longest pause after losing the head to another writer
 _LEADER_POLL_S = 0.01  # how often members are asked for the leader while one is missing
 _STATUS_TIMEOUT_S = 0.25  # a member that cannot say who leads within this is skipped
 _BLOCKS_PER_READ = 16  # a range read returns at most this many blocks (~16 MB)
@@ -477,6 +479,7 @@ class ReplicatedLedger:
             # learned: an entry found later is ours exactly when its leaf matches
             # (the leaf commits to the whole chain before it).
             maybe_ours: dict[str, bytes] = {}
+            losses = 0
             while True:
                 # Drop events that the log already holds (duplicates, or our own
                 # blocks from attempts whose outcome we did not learn).
@@ -505,7 +508,14 @@ class ReplicatedLedger:
                             (ev.event_id, leaf) for ev, leaf in zip(b.events, b.leaves, strict=True)
                         )
                     self._writer = await self._failover(time.monotonic() + self.retry_for_s)
-                # Lost a race (another writer, or our own pipeline reordered): catch up.
+                else:
+                    # Lost the head to another writer, whose next blocks are
+                    # usually queued right behind the one that won: retrying at
+                    # once mostly loses again. A random pause that grows with
+                    # consecutive losses lets writers take turns.
+                    losses += 1
+                    await asyncio.sleep(random.uniform(0, min(_RACE_BACKOFF_S, 0.001 * 2**losses)))
+                # Catch up with what the others committed, then retry the rest.
                 await self._sync_unlocked()
                 todo = [
                     pe for b in failed for pe in zip(b.positions, b.events, strict=True)

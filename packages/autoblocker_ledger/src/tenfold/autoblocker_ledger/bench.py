@@ -643,14 +643,18 @@ def _scale_worker(endpoints: list[str], kind: str, prefix: str, sizes: list[int]
             # Pre-built lists cover the harness's calls; more are built on demand.
             events = batches[k] if k < len(batches) else _events(f"{prefix}-{k}", sizes[0])
             lat: list[float] = []
-            if kind == "ours":
-                for start in range(0, len(events), _BATCH):
-                    chunk = events[start : start + _BATCH]
-                    t0 = time.perf_counter()
-                    await led.append_batch(chunk)
-                    lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
-            else:
-                lat = await _peer_puts(client, b"/peer-s/", events)
+            try:
+                if kind == "ours":
+                    for start in range(0, len(events), _BATCH):
+                        chunk = events[start : start + _BATCH]
+                        t0 = time.perf_counter()
+                        await led.append_batch(chunk)
+                        lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
+                else:
+                    lat = await _peer_puts(client, b"/peer-s/", events)
+            except Exception as exc:  # reported to the harness on the same line protocol
+                print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+                continue
             print(json.dumps(lat), flush=True)
         await led.close()
         await client.close()
@@ -689,9 +693,13 @@ def _scale_subject(writers: int, kind: str) -> Callable[[BenchContext], Op]:
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
             lat: list[float] = []
-            for proc in procs:
+            for w, proc in enumerate(procs):
                 assert proc.stdout is not None
-                lat += json.loads(proc.stdout.readline())
+                line = proc.stdout.readline()
+                got = json.loads(line) if line else {"error": f"exited with {proc.wait()}"}
+                if isinstance(got, dict):
+                    raise RuntimeError(f"scaling writer {w} failed: {got['error']}")
+                lat += got
             return Outcome(len(lat), {"writers": writers}, latencies_ms=lat)
 
         return op
