@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,3 +216,19 @@ def test_timeout_tasks_are_batches_of_their_own() -> None:
     alone = [b for b in batches if b.alone]
     assert [b.slots for b in alone] == [[plan.index["t"]]]
     assert len(batches) == 3
+
+
+def gil_hog(pid_file: str) -> bool:
+    Path(pid_file).write_text(str(os.getpid()))
+    # Catastrophic backtracking inside the C regex engine: it never gives the GIL
+    # back, so the worker's own timeout thread cannot even report the overrun.
+    return re.match(r"(a+)+$", "a" * 40 + "b") is not None
+
+
+def test_ray_cancels_a_call_that_holds_its_worker(on_ray: Executor, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    g = Graph()
+    hog = g.add("slow", gil_hog, str(pid_file), timeout_s=0.5)
+    g.add("after", lambda x: x, hog)
+    g.add("ok", lambda: 2)
+    check_overrun_stopped(on_ray.run(g), pid_file)

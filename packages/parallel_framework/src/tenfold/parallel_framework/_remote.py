@@ -46,6 +46,7 @@ from tenfold.parallel_framework.errors import BackendError, BackendUnavailable, 
 
 Key = Hashable
 _run_ids = itertools.count()
+WATCHDOG_GRACE_S = 2.0  # Ray: past a lone task's timeout, before the driver cancels it
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,13 +388,62 @@ class RayBackend:
             remote = self._remote_once if batch.alone else self._remote
             refs.append(remote.remote(Items(batch.items), *(refs[d] for d in batch.deps)))
         needed = _needed_batches(plan, batches, keys)
+        stuck = self._watch(plan, batches, refs)
+        broken: dict[int, dict[int, Any]] = {}
+        for b, batch in enumerate(batches):
+            root = stuck.get(b)
+            if root is None:
+                roots = [broken[d] for d in batch.deps if d in broken]
+                if not roots:
+                    continue
+                failure = next(iter(roots[0].values()))
+                root = RemoteFailure("upstream", failure.error, "", failure.root)
+            broken[b] = {slot: root for slot in batch.slots}
         try:
-            values = self._ray.get([refs[b] for b in needed])
+            fetched = self._ray.get([refs[b] for b in needed if b not in broken])
         except Exception as exc:
             raise BackendError(
                 f"Ray could not run the graph: {type(exc).__name__}: {exc}"
             ) from None
+        parts = iter(fetched)
+        values = [broken[b] if b in broken else next(parts) for b in needed]
         return collect(plan, "ray", par, batches, values, keys, time.perf_counter() - t0)
+
+    def _watch(self, plan: Plan, batches: Sequence[Batch], refs: list[Any]) -> dict[int, Any]:
+        """Cancel (``force=True``: Ray kills the worker) a lone timeout task that has not
+        returned :data:`WATCHDOG_GRACE_S` after its deadline.
+
+        The worker reports an overrun itself as soon as its helper thread notices; this
+        covers a call that holds its worker so hard (C code keeping the GIL) that the
+        report never comes. The clock starts when the batch's inputs are ready.
+        """
+        ray = self._ray
+        watched = {b: batch for b, batch in enumerate(batches) if batch.alone}
+        stuck: dict[int, Any] = {}
+        started: dict[int, float] = {}
+        while watched:
+            now = time.monotonic()
+            for b, batch in list(watched.items()):
+                if b not in started:
+                    inputs = [refs[d] for d in batch.deps]
+                    ready, _ = ray.wait(inputs, num_returns=len(inputs), timeout=0)
+                    if len(ready) == len(inputs):
+                        started[b] = now
+                    continue
+                slot = batch.slots[0]
+                limit = plan.options[slot].timeout_s or 0.0
+                if now - started[b] > limit + WATCHDOG_GRACE_S:
+                    ray.cancel(refs[b], force=True)
+                    error = f"TimeoutError: ran longer than its timeout of {limit:g} s"
+                    stuck[b] = RemoteFailure("timeout", error, "", slot)
+                    del watched[b]
+            if not watched:
+                break
+            done, _ = ray.wait([refs[b] for b in watched], num_returns=1, timeout=0.05)
+            finished = {ref.hex() for ref in done}
+            for b in [b for b in watched if refs[b].hex() in finished]:
+                del watched[b]
+        return stuck
 
     def close(self) -> None:
         if self._owned and self._ray.is_initialized():
