@@ -105,6 +105,16 @@ def test_the_end_of_stream_releases_the_rest_and_tables_stay_bounded() -> None:
     assert learner.blend.table_entries == 4 + 2 * 5
 
 
-def test_bad_timescales_are_refused() -> None:
+def test_bad_settings_are_refused() -> None:
     with pytest.raises(BudgetError, match="timescales"):
         OnlineLearner(_noise_booster(0), {}, timescales=(0.0,))
+    with pytest.raises(BudgetError, match="column index 9 is out of range"):
+        OnlineLearner(_noise_booster(0), {}, categorical=[3], key_groups=[(3, 9)])
+    rng = np.random.default_rng(0)
+    three = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1},
+        lgb.Dataset(rng.normal(size=(300, 4)), rng.integers(0, 3, 300)),
+        num_boost_round=2,
+    )
+    with pytest.raises(BudgetError, match="two-class"):
+        OnlineLearner(three, {})

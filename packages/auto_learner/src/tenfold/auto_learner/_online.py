@@ -146,10 +146,18 @@ class OnlineLearner:
             raise BudgetError(f"label delay must be a non-negative number, got {label_delay}")
         if any(t <= 0 or not math.isfinite(t) for t in (*timescales, *key_timescales)):
             raise BudgetError("recency timescales must be positive numbers")
+        if booster.num_model_per_iteration() != 1:
+            raise BudgetError("online adaptation supports two-class targets only")
+        n_features = booster.num_feature()
+        bad = [c for g in ([*categorical], *key_groups) for c in g if not 0 <= c < n_features]
+        if bad:
+            raise BudgetError(
+                f"column index {bad[0]} is out of range for a model with {n_features} features"
+            )
         self.booster = booster
         self.blend = (
             RecencyBlend(
-                booster.num_feature(),
+                n_features,
                 categorical,
                 timescales=timescales,
                 key_timescales=key_timescales,
