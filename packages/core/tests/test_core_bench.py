@@ -91,6 +91,11 @@ def test_core_smoke_has_a_peer_and_speedup_everywhere(tmp_path: Path) -> None:
     for sc in worse["systems"]["core"]["scenarios"]:
         sc["best_ops_per_s"] *= 0.5
     assert len(compare_baseline(worse, tmp_path / "baseline")) == len(result["scenarios"])
+    # A row measured in another mode (--full vs a quick baseline) is not compared.
+    for sc in worse["systems"]["core"]["scenarios"]:
+        assert sc["mode"] == "smoke"
+        sc["mode"] = "full"
+    assert compare_baseline(worse, tmp_path / "baseline") == []
 
 
 def test_cli_bench_json(cli) -> None:
