@@ -451,6 +451,11 @@ class RayBackend:
 
 
 # -- Dask ----------------------------------------------------------------------------------------------------
+def _count_keys(prefix: str, dask_scheduler: Any = None) -> int:
+    """On the scheduler: how many of one run's keys it still holds."""
+    return sum(1 for key in dask_scheduler.tasks if str(key).startswith(prefix))
+
+
 class DaskBackend:
     """Runs plans with ``distributed.Client.get``: on a LocalCluster or a scheduler address."""
 
@@ -495,16 +500,23 @@ class DaskBackend:
             dsk[f"{prefix}-{b}"] = (run_batch, Items(batch.items), *deps)
         needed = _needed_batches(plan, batches, keys)
         try:
-            values = self._client.get(dsk, [f"{prefix}-{b}" for b in needed], sync=True)
+            futures = self._client.get(dsk, [f"{prefix}-{b}" for b in needed], sync=False)
+            values = self._client.gather(futures)
         except Exception as exc:
             raise BackendError(
                 f"Dask could not run the graph: {type(exc).__name__}: {exc}"
             ) from None
-        self._stop_overrunning(values)
+        self._stop_overrunning(values, futures, prefix)
         return collect(plan, "dask", par, batches, values, keys, time.perf_counter() - t0)
 
-    def _stop_overrunning(self, values: Sequence[dict[int, Any]]) -> None:
-        """Restart the workers where a call overran its timeout: the call dies with them."""
+    def _stop_overrunning(
+        self, values: Sequence[dict[int, Any]], futures: Any, prefix: str
+    ) -> None:
+        """Restart the workers where a call overran its timeout: the call dies with them.
+
+        The run's keys are released on the scheduler first: a key still wanted when its
+        worker goes would be recomputed elsewhere, running the overrunning call again.
+        """
         workers = sorted(
             {
                 v.worker
@@ -515,6 +527,12 @@ class DaskBackend:
         )
         if not workers:
             return
+        self._client.cancel(futures, force=True)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and self._client.run_on_scheduler(
+            _count_keys, prefix=f"{prefix}-"
+        ):
+            time.sleep(0.02)
         try:
             self._client.restart_workers(workers, timeout=60)
         except Exception as exc:
