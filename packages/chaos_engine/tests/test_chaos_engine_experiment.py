@@ -331,25 +331,21 @@ def test_flapping_probe_and_tolerated_failures(tmp_path: Path, tolerated: int, s
     assert report.status == status  # type: ignore[attr-defined]
 
 
-def test_plain_run_skips_click_and_says_what_the_click_command_says(tmp_path: Path) -> None:
+def test_module_entry_point_says_what_the_tenfold_command_says(tmp_path: Path) -> None:
     path = tmp_path / "quiet.toml"
     path.write_text('title = "quiet"\n[[method]]\nid = "wait"\npause_s = 0\n')
-    code = (
-        "import sys; from tenfold.chaos_engine.__main__ import main; rc = main(sys.argv[1:]); "
-        "print('click' in sys.modules, file=sys.stderr); sys.exit(rc)"
-    )
 
     def chaos_run(*extra: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-c", code, "run", str(path), *extra]
+        argv = [sys.executable, "-m", "tenfold.chaos_engine", "run", str(path), *extra]
         return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, check=False)
 
     plain = chaos_run("--journal-dir", str(tmp_path / "j"))
-    assert (plain.returncode, plain.stderr) == (0, "False\n")  # never imported click
+    assert (plain.returncode, plain.stderr) == (0, "")
     assert plain.stdout == "quiet: completed (1 steps)\n"
-    through_click = tenfold("chaos", "run", str(path), cwd=tmp_path, core=True)
-    assert (through_click.returncode, through_click.stdout) == (0, plain.stdout)
+    through_core = tenfold("chaos", "run", str(path), cwd=tmp_path, core=True)
+    assert (through_core.returncode, through_core.stdout) == (0, plain.stdout)
     as_json = chaos_run("--json", "--seed=3")
     assert json.loads(as_json.stdout)["status"] == "completed"
-    typo = chaos_run("--sede", "3")  # not a plain command line: click answers
+    typo = chaos_run("--sede", "3")
     assert typo.returncode == 2 and "Did you mean '--seed'?" in typo.stderr
-    assert typo.stderr.endswith("True\n")
+    assert "Traceback" not in typo.stderr

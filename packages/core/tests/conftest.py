@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tenfold.core import testing
+
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -29,4 +31,4 @@ def cli():
     return run_cli
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroups)")
+needs_root = testing.needs_root("cgroups")

@@ -32,9 +32,7 @@ def test_plugins_list_shows_every_system(cli) -> None:
 
 
 def test_profile_writes_flame_graphs(cli, tmp_path) -> None:
-    result = cli(
-        "profile", "core/crypto_blake3_4k", "--mode", "smoke", "-o", str(tmp_path), timeout=600
-    )
+    result = cli("profile", "core/crypto_blake3_4k", "--smoke", "--out", str(tmp_path), timeout=600)
     assert result.returncode == 0, result.stderr
     svg = tmp_path / "core-crypto_blake3_4k.svg"
     html = tmp_path / "core-crypto_blake3_4k.memray.html"

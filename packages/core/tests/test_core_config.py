@@ -98,3 +98,59 @@ def test_cli_malformed_config_exits_2_without_traceback(cli, tmp_path: Path) -> 
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_section_no_system_owns_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, "[contract_compiler.performance]\ncache_size_mb = 5\n")
+    with pytest.raises(ConfigError, match=r"unknown section \[contract_compiler\].*'compiler'"):
+        load_section("chaos_engine", Chaos, path=path)
+
+
+def test_an_environment_override_for_no_system_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENFOLD_CHAOS_ENGIN__PERFORMANCE__FAULT_QUEUE_SIZE", "5")
+    with pytest.raises(ConfigError, match="TENFOLD_CHAOS_ENGIN__.*'chaos_engine'"):
+        load_section("chaos_engine", Chaos, path=write(tmp_path, ""))
+
+
+def test_config_shows_effective_values_and_their_sources(cli, tmp_path: Path) -> None:
+    path = write(tmp_path, "[compiler.performance]\noptimization_level = 3\n")
+    env = {"TENFOLD_CONFIG": str(path), "TENFOLD_COMPILER__PERFORMANCE__CACHE_SIZE_MB": "7"}
+    result = cli("config", "compiler", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    rows = {r["key"]: r for r in json.loads(result.stdout)["sections"]["compiler"]}
+    assert rows["performance.optimization_level"] == {
+        "key": "performance.optimization_level",
+        "value": 3,
+        "source": str(path),
+    }
+    assert rows["performance.cache_size_mb"]["value"] == 7
+    assert (
+        rows["performance.cache_size_mb"]["source"]
+        == "TENFOLD_COMPILER__PERFORMANCE__CACHE_SIZE_MB"
+    )
+    assert rows["performance.smt_timeout_ms"]["source"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("args", "text", "match"),
+    [
+        (["config", "nosuch"], None, "unknown section 'nosuch'"),
+        (["config"], "[chaos_engin]\n", "did you mean 'chaos_engine'"),
+        (["config"], "\xff\xfe garbage", "not UTF-8"),
+        (["config"], "[core\n", "malformed TOML"),
+    ],
+)
+def test_config_errors_are_one_line_exit_2(cli, tmp_path: Path, args, text, match) -> None:
+    env = {}
+    if text is not None:
+        path = tmp_path / "t.toml"
+        path.write_bytes(text.encode("latin-1"))
+        env["TENFOLD_CONFIG"] = str(path)
+    result = cli(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert match in result.stderr and len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr

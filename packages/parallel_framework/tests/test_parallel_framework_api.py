@@ -7,31 +7,6 @@ from tenfold.core.errors import ConfigError, TenfoldError
 from tenfold.parallel_framework import errors
 
 
-def test_public_names_are_exported_once() -> None:
-    assert len(api.__all__) == len(set(api.__all__))
-    for name in api.__all__:
-        assert getattr(api, name) is not None
-    private = [n for n in vars(api) if not n.startswith("_") and n not in api.__all__]
-    assert all(
-        n in {"errors", "annotations"} or isinstance(getattr(api, n), type(api)) for n in private
-    )
-    assert set(api.__all__) == {
-        "Executor",
-        "Future",
-        "Graph",
-        "Metrics",
-        "Node",
-        "ParallelFrameworkError",
-        "RunHandle",
-        "RunResult",
-        "TaskFunction",
-        "TaskOptions",
-        "run",
-        "submit",
-        "task",
-    }
-
-
 def test_every_error_has_a_docstring_and_the_one_root() -> None:
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)]
     ours = [c for c in classes if c.__module__ == errors.__name__]
@@ -61,7 +36,7 @@ def test_benchmark_scenarios_are_declared_once_with_one_headline() -> None:
     from tenfold.core.bench import BenchContext
     from tenfold.parallel_framework._plugin import plugin
 
-    assert plugin.scenarios is not None and plugin.commands is not None
+    assert plugin.scenarios is not None and plugin.commands
     scenarios = list(plugin.scenarios())
     names = [s.name for s in scenarios]
     assert len(names) == len(set(names))

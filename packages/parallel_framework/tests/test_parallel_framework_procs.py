@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tenfold.core.testing import needs_root
 from tenfold.parallel_framework import Executor, Graph
 from tenfold.parallel_framework._workloads import last_layer, stencil_dask, stencil_expected
 from tenfold.parallel_framework.errors import (
@@ -181,7 +182,7 @@ def test_timeout_kills_the_worker_and_the_run_goes_on(pool: Executor) -> None:
 
 
 @pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")
+@needs_root("cgroups")
 def test_process_workers_run_under_a_governor_cgroup() -> None:
     from tenfold.core.governor import cgroups_available, leftover_cgroups
 

@@ -131,3 +131,7 @@ def measure(data: bytes, banks: Sequence[int], pcr: int, event_type: int = EV_PO
     return Event(
         pcr, event_type, {b: hashlib.new(hash_name(b), data).digest() for b in banks}, data
     )
+
+
+replay_event_log = replay
+"""The public name of :func:`replay` (``tenfold.attestation_authority.replay_event_log``)."""

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 from tenfold.core.plugins import SystemPlugin
 
-if TYPE_CHECKING:
-    import click
 
-    from tenfold.core.bench import Scenario
-
-
-def _commands() -> Sequence[click.Command]:
-    from tenfold.attestation_authority.cli import attest
-
-    return [attest]
-
-
-def _scenarios() -> Sequence[Scenario]:
-    from tenfold.attestation_authority.bench import scenarios
-
-    return scenarios()
-
-
-def _kernel() -> None:
+def kernel() -> None:
     """Deterministic work for instruction counting: parse a policy and a quote structure."""
     from tenfold.attestation_authority._policy import parse_policy
     from tenfold.attestation_authority._structs import decode_tools_pcrs, encode_tools_pcrs
@@ -40,7 +20,13 @@ plugin = SystemPlugin(
     name="attestation_authority",
     title="Universal Attestation Authority",
     summary="TPM remote attestation with signed attestation results",
-    commands=_commands,
-    scenarios=_scenarios,
-    kernel=_kernel,
+    commands={
+        "attest": (
+            "tenfold.attestation_authority.cli:attest",
+            "TPM remote attestation: agent, registrar, verifier, signed results",
+        ),
+    },
+    config=("attestation_authority", "tenfold.attestation_authority._config:AttestationConfig"),
+    scenarios="tenfold.attestation_authority.bench:scenarios",
+    kernel="tenfold.attestation_authority._plugin:kernel",
 )

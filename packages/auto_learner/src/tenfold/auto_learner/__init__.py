@@ -1,10 +1,9 @@
 """Cross-Domain Auto Learner: AutoML that carries what it learned across domains,
 validates honestly under shift, adapts online and serves in microseconds."""
 
-# The public names resolve on first use (PEP 562), so importing the package (for
-# its CLI or plugin registration) does not import the heavy libraries behind it.
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tenfold.core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from tenfold.auto_learner._config import AutoLearnerConfig as AutoLearnerConfig
@@ -24,39 +23,6 @@ if TYPE_CHECKING:
     from tenfold.auto_learner.errors import ModelFileError as ModelFileError
     from tenfold.auto_learner.errors import SchemaMismatch as SchemaMismatch
 
-_LAZY = {
-    "AutoLearnerConfig": "tenfold.auto_learner._config",
-    "flights": "tenfold.auto_learner._data",
-    "synthetic": "tenfold.auto_learner._data",
-    "Model": "tenfold.auto_learner._model",
-    "Predictor": "tenfold.auto_learner._model",
-    "Adwin": "tenfold.auto_learner._online",
-    "OnlineLearner": "tenfold.auto_learner._online",
-    "AutoLearner": "tenfold.auto_learner._search",
-    "FitResult": "tenfold.auto_learner._search",
-    "Trial": "tenfold.auto_learner._search",
-    "ModelServer": "tenfold.auto_learner._serve",
-    "AutoLearnerError": "tenfold.auto_learner.errors",
-    "BudgetError": "tenfold.auto_learner.errors",
-    "DataError": "tenfold.auto_learner.errors",
-    "ModelFileError": "tenfold.auto_learner.errors",
-    "SchemaMismatch": "tenfold.auto_learner.errors",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
 __all__ = [
     "Adwin",
     "AutoLearner",
@@ -75,3 +41,23 @@ __all__ = [
     "flights",
     "synthetic",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "._config": ["AutoLearnerConfig"],
+        "._data": ["flights", "synthetic"],
+        "._model": ["Model", "Predictor"],
+        "._online": ["Adwin", "OnlineLearner"],
+        "._search": ["AutoLearner", "FitResult", "Trial"],
+        "._serve": ["ModelServer"],
+        ".errors": [
+            "AutoLearnerError",
+            "BudgetError",
+            "DataError",
+            "ModelFileError",
+            "SchemaMismatch",
+        ],
+    },
+    __all__,
+)

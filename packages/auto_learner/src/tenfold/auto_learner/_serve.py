@@ -21,6 +21,8 @@ MAX_BODY = 16 * 1024 * 1024
 
 
 class ModelServer:
+    """A saved model served over HTTP: ``POST /predict`` with ``{"rows": [...]}``, ``GET /health``."""
+
     def __init__(self, model: Model, host: str = "127.0.0.1", port: int = 0) -> None:
         self.model = model
         self.predictor = model.compiled()

@@ -41,6 +41,12 @@ def read_data(spec: str) -> pd.DataFrame:
         raise DataError(f"cannot read {spec}: {exc}") from None
 
 
+def _check_data(spec: str) -> None:
+    """Refuse a missing data file before the heavy imports (a typo answers at once)."""
+    if spec != "flights" and not spec.startswith("synthetic:") and not Path(spec).is_file():
+        raise DataError(f"data file not found: {spec}")
+
+
 @click.group("learn")
 def learn() -> None:
     """AutoML across domains: fit, predict, report, serve."""
@@ -102,6 +108,7 @@ def fit(
     as_json: bool,
 ) -> None:
     """Search models for DATA's TARGET within the budget; save the winner."""
+    _check_data(data)
     from tenfold.auto_learner._config import load_config
     from tenfold.auto_learner._report import html_report
     from tenfold.auto_learner._search import AutoLearner
@@ -140,7 +147,7 @@ def fit(
 
 
 @learn.command("predict")
-@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.argument("data")
 @click.option(
     "--out", type=click.Path(path_type=Path, dir_okay=False), help="Write CSV predictions here."
@@ -148,6 +155,7 @@ def fit(
 @json_option
 def predict(model_path: Path, data: str, out: Path | None, as_json: bool) -> None:
     """Predict DATA with a saved model (probabilities and the predicted class)."""
+    _check_data(data)
     import pandas as pd
 
     from tenfold.auto_learner._model import Model
@@ -172,7 +180,7 @@ def predict(model_path: Path, data: str, out: Path | None, as_json: bool) -> Non
 
 
 @learn.command("report")
-@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -190,7 +198,7 @@ def report(model_path: Path, out: Path) -> None:
 
 
 @learn.command("serve")
-@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8088, show_default=True)
 def serve(model_path: Path, host: str, port: int) -> None:
@@ -204,7 +212,3 @@ def serve(model_path: Path, host: str, port: int) -> None:
         server.serve_forever()
     finally:
         server.stop()
-
-
-def commands() -> list[click.Command]:
-    return [learn]

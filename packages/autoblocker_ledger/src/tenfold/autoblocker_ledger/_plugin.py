@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 from tenfold.core.plugins import SystemPlugin
 
-if TYPE_CHECKING:
-    import click
 
-    from tenfold.core.bench import Scenario
-
-
-def _commands() -> Sequence[click.Command]:
-    from tenfold.autoblocker_ledger.cli import commands
-
-    return commands()
-
-
-def _scenarios() -> Sequence[Scenario]:
-    from tenfold.autoblocker_ledger.bench import scenarios
-
-    return scenarios()
-
-
-def _kernel() -> None:
+def kernel() -> None:
     """Deterministic: build a 4096-leaf tree and verify 64 inclusion proofs."""
     from tenfold.autoblocker_ledger._merkle import MerkleTree, leaf_hash, verify_inclusion
 
@@ -41,7 +21,17 @@ plugin = SystemPlugin(
     name="autoblocker_ledger",
     title="Cross-Domain Autoblocker Ledger",
     summary="A tamper-evident, etcd-replicated security-event log that turns detections into blocks",
-    commands=_commands,
-    scenarios=_scenarios,
-    kernel=_kernel,
+    commands={
+        "ledger": (
+            "tenfold.autoblocker_ledger.cli:ledger",
+            "The tamper-evident event log: append, read, verify, prove, serve",
+        ),
+        "autoblock": (
+            "tenfold.autoblocker_ledger.cli:autoblock",
+            "Turn log lines into ban decisions recorded in the ledger",
+        ),
+    },
+    config=("autoblocker_ledger", "tenfold.autoblocker_ledger._config:LedgerConfig"),
+    scenarios="tenfold.autoblocker_ledger.bench:scenarios",
+    kernel="tenfold.autoblocker_ledger._plugin:kernel",
 )

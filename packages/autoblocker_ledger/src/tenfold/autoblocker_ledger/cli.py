@@ -327,7 +327,3 @@ def run_cmd(
                         break
                     time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     sys.stdout.flush()
-
-
-def commands() -> list[click.Command]:
-    return [ledger, autoblock]

@@ -6,10 +6,11 @@ async with await ChaosEngine.create() as engine:
     await handle.revert()
 """
 
-import importlib as _importlib
-import typing as _typing
+from typing import TYPE_CHECKING
 
-if _typing.TYPE_CHECKING:
+from tenfold.core.exports import lazy_exports
+
+if TYPE_CHECKING:
     from tenfold.chaos_engine._config import ChaosConfig as ChaosConfig
     from tenfold.chaos_engine._config import PerformanceConfig as PerformanceConfig
     from tenfold.chaos_engine._engine import ChaosEngine as ChaosEngine
@@ -44,60 +45,6 @@ if _typing.TYPE_CHECKING:
     from tenfold.chaos_engine._watchdog import RecoveryReport as RecoveryReport
     from tenfold.chaos_engine._watchdog import recover as recover
     from tenfold.chaos_engine.errors import ChaosEngineError as ChaosEngineError
-
-# Names load on first use (PEP 562): ``python -m tenfold.chaos_engine run`` and a
-# program that only marks fault points do not pay for the engine, pydantic or
-# the OS plane at import.
-_WHERE = {
-    "ChaosConfig": "tenfold.chaos_engine._config",
-    "PerformanceConfig": "tenfold.chaos_engine._config",
-    "ChaosEngine": "tenfold.chaos_engine._engine",
-    "FaultHandle": "tenfold.chaos_engine._engine",
-    "Bandwidth": "tenfold.chaos_engine._faults",
-    "ConnectionReset": "tenfold.chaos_engine._faults",
-    "CpuHog": "tenfold.chaos_engine._faults",
-    "DiskError": "tenfold.chaos_engine._faults",
-    "DiskLatency": "tenfold.chaos_engine._faults",
-    "DiskThrottle": "tenfold.chaos_engine._faults",
-    "Fault": "tenfold.chaos_engine._faults",
-    "MemoryHog": "tenfold.chaos_engine._faults",
-    "NetworkLatency": "tenfold.chaos_engine._faults",
-    "PacketLoss": "tenfold.chaos_engine._faults",
-    "Partition": "tenfold.chaos_engine._faults",
-    "PluginFault": "tenfold.chaos_engine._faults",
-    "PointFault": "tenfold.chaos_engine._faults",
-    "ProcessKill": "tenfold.chaos_engine._faults",
-    "ProcessPause": "tenfold.chaos_engine._faults",
-    "ProxyBandwidth": "tenfold.chaos_engine._faults",
-    "ProxyLatency": "tenfold.chaos_engine._faults",
-    "ProxyLimitData": "tenfold.chaos_engine._faults",
-    "ProxyLoss": "tenfold.chaos_engine._faults",
-    "ProxyReset": "tenfold.chaos_engine._faults",
-    "ProxySlicer": "tenfold.chaos_engine._faults",
-    "ProxySlowClose": "tenfold.chaos_engine._faults",
-    "ProxyTimeout": "tenfold.chaos_engine._faults",
-    "fault_from_dict": "tenfold.chaos_engine._faults",
-    "MetricsSnapshot": "tenfold.chaos_engine._monitor",
-    "FaultPoints": "tenfold.chaos_engine._points",
-    "chaos": "tenfold.chaos_engine._points",
-    "RecoveryReport": "tenfold.chaos_engine._watchdog",
-    "recover": "tenfold.chaos_engine._watchdog",
-    "ChaosEngineError": "tenfold.chaos_engine.errors",
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
-
 
 __all__ = [
     "Bandwidth",
@@ -135,3 +82,42 @@ __all__ = [
     "fault_from_dict",
     "recover",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "._config": ["ChaosConfig", "PerformanceConfig"],
+        "._engine": ["ChaosEngine", "FaultHandle"],
+        "._faults": [
+            "Bandwidth",
+            "ConnectionReset",
+            "CpuHog",
+            "DiskError",
+            "DiskLatency",
+            "DiskThrottle",
+            "Fault",
+            "MemoryHog",
+            "NetworkLatency",
+            "PacketLoss",
+            "Partition",
+            "PluginFault",
+            "PointFault",
+            "ProcessKill",
+            "ProcessPause",
+            "ProxyBandwidth",
+            "ProxyLatency",
+            "ProxyLimitData",
+            "ProxyLoss",
+            "ProxyReset",
+            "ProxySlicer",
+            "ProxySlowClose",
+            "ProxyTimeout",
+            "fault_from_dict",
+        ],
+        "._monitor": ["MetricsSnapshot"],
+        "._points": ["FaultPoints", "chaos"],
+        "._watchdog": ["RecoveryReport", "recover"],
+        ".errors": ["ChaosEngineError"],
+    },
+    __all__,
+)

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 from tenfold.core.plugins import SystemPlugin
 
-if TYPE_CHECKING:
-    import click
 
-    from tenfold.core.bench import Scenario
-
-
-def _commands() -> Sequence[click.Command]:
-    from tenfold.chaos_engine.cli import commands
-
-    return commands()
-
-
-def _scenarios() -> Sequence[Scenario]:
-    from tenfold.chaos_engine.bench import scenarios
-
-    return scenarios()
-
-
-def _kernel() -> None:
+def kernel() -> None:
     """A deterministic slice of the hot path: 20K fault-point decisions at p = 0.1."""
     from tenfold.chaos_engine._faults import PointFault
     from tenfold.chaos_engine._points import FaultPoints
@@ -40,7 +20,13 @@ plugin = SystemPlugin(
     name="chaos_engine",
     title="Chaos Engine",
     summary="Fault injection and resilience testing that always cleans up",
-    commands=_commands,
-    scenarios=_scenarios,
-    kernel=_kernel,
+    commands={
+        "chaos": (
+            "tenfold.chaos_engine.cli:chaos",
+            "Run resilience experiments whose faults are always reverted",
+        ),
+    },
+    config=("chaos_engine", "tenfold.chaos_engine._config:ChaosConfig"),
+    scenarios="tenfold.chaos_engine.bench:scenarios",
+    kernel="tenfold.chaos_engine._plugin:kernel",
 )

@@ -86,7 +86,3 @@ def recover_cmd(journal: Path | None, journal_dir: Path, as_json: bool) -> None:
         as_json,
         f"recovered {len(reports)} journal(s): {reverted} fault(s) reverted",
     )
-
-
-def commands() -> list[click.Command]:
-    return [chaos]

@@ -6,10 +6,9 @@ tracepoints, and a socket filter, built with clang against this kernel's BTF
 and loaded through libbpf.
 """
 
-# The public names resolve on first use (PEP 562), so importing the package (for
-# its CLI or plugin registration) does not import the heavy libraries behind it.
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tenfold.core.exports import lazy_exports
 
 if TYPE_CHECKING:
     from tenfold.cloud_kernel._build import build_object as build_object
@@ -29,39 +28,6 @@ if TYPE_CHECKING:
     from tenfold.cloud_kernel.errors import NotPermitted as NotPermitted
     from tenfold.cloud_kernel.errors import VerifierRejected as VerifierRejected
 
-_LAZY = {
-    "build_object": "tenfold.cloud_kernel._build",
-    "SocketFilter": "tenfold.cloud_kernel._sockfilter",
-    "SocketFilterStats": "tenfold.cloud_kernel._sockfilter",
-    "SyscallStats": "tenfold.cloud_kernel._trace",
-    "SyscallTracer": "tenfold.cloud_kernel._trace",
-    "BlockRule": "tenfold.cloud_kernel._xdp",
-    "XdpBlockList": "tenfold.cloud_kernel._xdp",
-    "XdpStats": "tenfold.cloud_kernel._xdp",
-    "parse_prefix": "tenfold.cloud_kernel._xdp",
-    "BadAddress": "tenfold.cloud_kernel.errors",
-    "BpfError": "tenfold.cloud_kernel.errors",
-    "BuildError": "tenfold.cloud_kernel.errors",
-    "CloudKernelError": "tenfold.cloud_kernel.errors",
-    "NoSuchInterface": "tenfold.cloud_kernel.errors",
-    "NotPermitted": "tenfold.cloud_kernel.errors",
-    "VerifierRejected": "tenfold.cloud_kernel.errors",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
 __all__ = [
     "BadAddress",
     "BlockRule",
@@ -80,3 +46,23 @@ __all__ = [
     "build_object",
     "parse_prefix",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "._build": ["build_object"],
+        "._sockfilter": ["SocketFilter", "SocketFilterStats"],
+        "._trace": ["SyscallStats", "SyscallTracer"],
+        "._xdp": ["BlockRule", "XdpBlockList", "XdpStats", "parse_prefix"],
+        ".errors": [
+            "BadAddress",
+            "BpfError",
+            "BuildError",
+            "CloudKernelError",
+            "NoSuchInterface",
+            "NotPermitted",
+            "VerifierRejected",
+        ],
+    },
+    __all__,
+)

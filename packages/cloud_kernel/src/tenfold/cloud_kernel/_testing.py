@@ -3,13 +3,12 @@ cannot import a conftest module)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-import pytest
+from tenfold.core.testing import needs_root
 
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF programs needs root")
+root_only = needs_root("loading BPF programs")
 
 
 def run_cli(

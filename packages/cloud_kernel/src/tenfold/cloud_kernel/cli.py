@@ -338,7 +338,3 @@ def bench(count: int, as_json: bool) -> None:
             for r in rows
         ),
     )
-
-
-def commands() -> list[click.Command]:
-    return [kernel]

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 from tenfold.core.plugins import SystemPlugin
 
-if TYPE_CHECKING:
-    import click
 
-    from tenfold.core.bench import Scenario
-
-
-def _commands() -> Sequence[click.Command]:
-    from tenfold.contract_compiler.cli import commands
-
-    return commands()
-
-
-def _scenarios() -> Sequence[Scenario]:
-    from tenfold.contract_compiler.bench import scenarios
-
-    return scenarios()
-
-
-def _kernel() -> None:
+def kernel() -> None:
     """Parse and type-check a small generated contract (deterministic, no solver, no LLVM)."""
     from tenfold.contract_compiler._ast import SourceMap
     from tenfold.contract_compiler._checker import infer_types
@@ -40,7 +20,17 @@ plugin = SystemPlugin(
     name="contract_compiler",
     title="Contract Executable Compiler",
     summary="A verified contract language compiled to native code through LLVM",
-    commands=_commands,
-    scenarios=_scenarios,
-    kernel=_kernel,
+    commands={
+        "compile": (
+            "tenfold.contract_compiler.cli:compile_command",
+            "Compile a contract to native code, proving its specs",
+        ),
+        "contract": (
+            "tenfold.contract_compiler.cli:contract_group",
+            "Run and inspect compiled contracts",
+        ),
+    },
+    config=("compiler", "tenfold.contract_compiler.config:CompilerConfig"),
+    scenarios="tenfold.contract_compiler.bench:scenarios",
+    kernel="tenfold.contract_compiler._plugin:kernel",
 )

@@ -13,7 +13,7 @@ from tenfold.core.cli import emit, json_option
 if TYPE_CHECKING:
     from tenfold.contract_compiler._compiler import CompileOptions
 
-__all__ = ["commands"]
+__all__ = ["compile_command", "contract_group"]
 
 _CACHE_DIR = Path(".tenfold/cache/contract_compiler")
 
@@ -225,7 +225,3 @@ def _show(value: int | None, ty: object) -> object:
     if ty == DEC:
         return str(Decimal(value) / DEC_SCALE)
     return value
-
-
-def commands() -> list[click.Command]:
-    return [compile_command, contract_group]

@@ -205,7 +205,11 @@ def _run_with_progress(
 @click.command("profile")
 @click.argument("scenario")
 @click.option("-p", "--package", "system", help="The system (when the scenario name is ambiguous).")
-@click.option("--mode", type=click.Choice(["smoke", "quick", "full"]), default="quick")
+@click.option("--smoke", "mode", flag_value="smoke", help="Smallest sizes.")
+@click.option(
+    "--quick", "mode", flag_value="quick", default=True, help="make bench's sizes (default)."
+)
+@click.option("--full", "mode", flag_value="full", help="The document's sizes.")
 @click.option(
     "-o", "--out", type=click.Path(path_type=Path, file_okay=False), default=Path("profile")
 )
@@ -304,14 +308,14 @@ def _pid_alive(pid: int) -> bool:
 
 def _detach(service: Any) -> list[int]:
     """Take the service's processes off the at-exit stop list; return their pids."""
-    from tenfold.core import services
+    from tenfold.core.services import _process
 
     pids = []
-    with services._LIVE_LOCK:
-        for proc in list(services._LIVE):
+    with _process._LIVE_LOCK:
+        for proc in list(_process._LIVE):
             if proc.pid is not None:
                 pids.append(proc.pid)
-            services._LIVE.discard(proc)
+            _process._LIVE.discard(proc)
     return pids
 
 
@@ -409,17 +413,36 @@ def services_down(kinds: tuple[str, ...]) -> None:
 @click.argument("section", required=False)
 @json_option
 def config_command(section: str | None, as_json: bool) -> None:
-    """Validate the configuration (every system's section, or one) and print it."""
-    from tenfold.core.config import config_path, read_toml
+    """Validate the configuration and show each setting's effective value and its source.
+
+    Without SECTION: every system's section, checked (defaults, the file, then
+    TENFOLD_<SECTION>__<KEY> variables). With SECTION: its settings, one a line.
+    """
+    from tenfold.core.config import (
+        check_sections,
+        config_path,
+        effective_values,
+        known_sections,
+        read_toml,
+    )
 
     path = config_path()
     doc = read_toml(path) if path else {}
-    emit(
-        {"file": str(path) if path else None, "sections": sorted(doc)}
-        if section is None
-        else doc.get(section, {}),
-        as_json,
-    )
+    check_sections(doc, str(path) if path else "environment")
+    names = [section] if section is not None else sorted(known_sections())
+    result = {
+        name: [{"key": k, "value": v, "source": src} for k, v, src in effective_values(name)]
+        for name in names
+    }
+
+    def text() -> str:
+        lines = [f"# {path if path else 'no configuration file: defaults'}"]
+        for name, rows in result.items():
+            lines.append(f"[{name}]")
+            lines += [f"  {r['key']} = {r['value']!r}  # {r['source']}" for r in rows]
+        return "\n".join(lines)
+
+    emit({"file": str(path) if path else None, "sections": result}, as_json, text)
 
 
 def core_commands() -> Sequence[click.Command]:

@@ -8,21 +8,26 @@ traceback.
 
 from __future__ import annotations
 
-import importlib.metadata
+import contextlib
 import json
 import logging
+import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from tenfold.core import __version__
-from tenfold.core.config import set_config_path
+from tenfold.core._config_path import set_config_path
 from tenfold.core.errors import TenfoldError
 
-__all__ = ["cli", "emit", "fail", "json_option", "main"]
+if TYPE_CHECKING:
+    from tenfold.core.plugins import CommandRef
+
+__all__ = ["cli", "emit", "fail", "json_option", "main", "run"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,58 +52,37 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-COMMANDS_GROUP = "tenfold.commands"
-
-
 class _LazyCommand(click.Command):
-    """A system's command known by name from its entry point; imported only when used."""
+    """A system's command known by name and summary; its module is imported only when used."""
 
-    def __init__(self, name: str, target: importlib.metadata.EntryPoint, summary: str) -> None:
-        super().__init__(name, help=summary, short_help=summary)
-        self._target = target
+    def __init__(self, ref: CommandRef) -> None:
+        super().__init__(ref.name, help=ref.summary, short_help=ref.summary)
+        self._ref = ref
         self._real: click.Command | None = None
 
     def real(self) -> click.Command:
         if self._real is None:
-            loaded = self._target.load()
-            if not isinstance(loaded, click.Command):
-                raise TenfoldError(f"entry point {self._target.value} is not a click command")
-            self._real = loaded
+            self._real = self._ref.load()
         return self._real
 
 
 class _Group(click.Group):
-    """Adds the systems' commands. Commands a system declares in the ``tenfold.commands``
-    entry-point group are listed by name and imported only when invoked (so ``tenfold``
-    never pays for another system's imports); any other command is found by loading the
-    system plugins."""
+    """The root group: core commands plus every system's, listed from the system plugins'
+    command declarations (import strings) and imported only when invoked, so ``tenfold``
+    never pays for another system's imports."""
 
-    _plugins_loaded = False
     _lazy: dict[str, _LazyCommand] | None = None
 
     def _lazy_commands(self) -> dict[str, _LazyCommand]:
         if self._lazy is None:
+            from tenfold.core.plugins import system_plugins
+
             self._lazy = {}
-            for ep in importlib.metadata.entry_points(group=COMMANDS_GROUP):
-                summary = ""
-                if ep.dist is not None:
-                    summary = str(ep.dist.metadata["Summary"] or "").split(":", 1)[-1].strip()
-                self._lazy.setdefault(ep.name, _LazyCommand(ep.name, ep, summary))
+            plugins, _failed = system_plugins()
+            for plugin in plugins:
+                for ref in plugin.commands:
+                    self._lazy.setdefault(ref.name, _LazyCommand(ref))
         return self._lazy
-
-    def _load_plugins(self) -> None:
-        if self._plugins_loaded:
-            return
-        self._plugins_loaded = True
-        from tenfold.core.plugins import system_plugins
-
-        plugins, _failed = system_plugins()
-        for plugin in plugins:
-            if plugin.commands is None:
-                continue
-            for command in plugin.commands():
-                if command.name and command.name not in self.commands:
-                    self.add_command(command)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._lazy_commands()))
@@ -106,11 +90,7 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
-        lazy = self._lazy_commands().get(cmd_name)
-        if lazy is not None:
-            return lazy
-        self._load_plugins()
-        return super().get_command(ctx, cmd_name)
+        return self._lazy_commands().get(cmd_name)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -140,30 +120,90 @@ def cli(config: Path | None, verbose: int) -> None:
 
 
 def _register_core_commands() -> None:
+    if "bench" in cli.commands:
+        return
     from tenfold.core._commands import core_commands
 
     for command in core_commands():
         cli.add_command(command)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, mapping errors to exit codes without tracebacks."""
-    _register_core_commands()
+_NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _accept_negative_numbers() -> None:
+    """Let ``-5`` and ``-0.5`` be arguments (``ledger get -1``) wherever no option has that name.
+
+    click reads any token starting with ``-`` as an option; a number is never one of ours.
+    """
+    parser_class: Any = click.parser._OptionParser
+    if getattr(parser_class, "_tenfold_negative_numbers", False):
+        return
+    original = parser_class._process_opts
+
+    def process_opts(self: Any, arg: str, state: Any) -> None:
+        if (
+            _NEGATIVE_NUMBER.fullmatch(arg)
+            and arg not in self._short_opt
+            and arg not in self._long_opt
+        ):
+            state.largs.append(arg)
+            return
+        original(self, arg, state)
+
+    parser_class._process_opts = process_opts
+    parser_class._tenfold_negative_numbers = True
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def _error(message: str, kind: str, code: int, as_json: bool) -> NoReturn:
+    if as_json:
+        click.echo(json.dumps({"error": message, "kind": kind, "exit_code": code}))
+    else:
+        click.echo(f"tenfold: error: {message}", err=True)
+    sys.exit(code)
+
+
+def run(command: click.Command, argv: Sequence[str] | None = None, *, prog_name: str) -> NoReturn:
+    """Run a click command as a program: every entry point of the project goes through here.
+
+    Errors become one line on stderr (or ``{"error", "kind", "exit_code"}`` on stdout with
+    ``--json``) and an exit code: 2 bad usage or input, 1 a check that ran and failed, 130
+    interrupted; a bare group prints its help and exits 0; no traceback for user errors.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
+    _accept_negative_numbers()
     try:
-        cli.main(args=argv, prog_name="tenfold", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("tenfold: interrupted", err=True)
-        sys.exit(130)
+        command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(0)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _error("interrupted", "Interrupted", 130, as_json)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"tenfold: error: {exc.format_message()}", err=True)
-        sys.exit(2)
+        _error(exc.format_message(), "UsageError", 2, as_json)
     except TenfoldError as exc:
-        click.echo(f"tenfold: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("tenfold: interrupted", err=True)
-        sys.exit(130)
+        _error(str(exc), type(exc).__name__, exc.exit_code, as_json)
     except BrokenPipeError:
+        # The reader went away (``| head``): not an error; silence the flush at exit.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         sys.exit(0)
+    sys.exit(0)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point of ``tenfold``: the root group with core and system commands."""
+    _register_core_commands()
+    run(cli, argv, prog_name="tenfold")

@@ -21,9 +21,10 @@ a name is marked ``failed`` with its reason; the others go on.
 from __future__ import annotations
 
 import enum
+import importlib
 import importlib.metadata
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -36,11 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "CommandRef",
     "Plugin",
     "PluginManager",
     "PluginRecord",
     "PluginState",
     "SystemPlugin",
+    "import_object",
     "load_system",
     "system_names",
     "system_plugins",
@@ -49,22 +52,107 @@ __all__ = [
 ENTRY_POINT_GROUP = "tenfold.plugins"
 
 
-@dataclass(frozen=True)
-class SystemPlugin:
-    """How a system registers itself: name, one-line summary, CLI commands, scenarios.
+def import_object(target: str) -> Any:
+    """The object an import string names: ``"package.module:attribute"`` (dots after the colon
+    walk attributes). Raises :class:`PluginError` naming the string when it does not resolve."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise PluginError(f"import string {target!r} is not of the form 'module:attribute'")
+    obj: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise PluginError(f"import string {target!r}: no attribute {part!r}") from None
+    return obj
 
-    ``commands`` and ``scenarios`` are callables so that importing the plugin
-    stays cheap: heavy modules load only when a command or benchmark runs.
-    ``kernel`` is a small deterministic function whose instruction count
-    (callgrind) guards against regressions without machine noise.
-    """
+
+@dataclass(frozen=True)
+class CommandRef:
+    """A top-level CLI command known by name and one-line summary; its module loads on use."""
 
     name: str
-    title: str
+    target: str
     summary: str
-    commands: Callable[[], Sequence[click.Command]] | None = None
-    scenarios: Callable[[], Sequence[Scenario]] | None = None
-    kernel: Callable[[], None] | None = None
+
+    def load(self) -> click.Command:
+        """Import the command; :class:`PluginError` if the string names no click command."""
+        import click
+
+        command = import_object(self.target)
+        if not isinstance(command, click.Command):
+            raise PluginError(f"command {self.name!r}: {self.target} is not a click command")
+        return command
+
+
+class _Lazy:
+    """A zero-argument callable that imports ``target`` on first call and calls it."""
+
+    __slots__ = ("_fn", "target")
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._fn: Callable[[], Any] | None = None
+
+    def __call__(self) -> Any:
+        if self._fn is None:
+            fn = import_object(self.target)
+            if not callable(fn):
+                raise PluginError(f"{self.target} is not callable")
+            self._fn = fn
+        return self._fn()
+
+    def __repr__(self) -> str:
+        return f"<lazy {self.target}>"
+
+
+class SystemPlugin:
+    """How a system registers itself: name, summary, CLI commands, scenarios and kernel.
+
+    Everything is given as import strings (``"tenfold.x.bench:scenarios"``), so that
+    listing the systems or their commands imports none of them; heavy modules load only
+    when a command, a benchmark or the kernel runs. ``commands`` maps each top-level
+    command name to ``(import string, one-line summary)``. ``config`` names the system's
+    section of ``tenfold.toml`` and its :class:`~tenfold.core.config.Section` model (import
+    string), so that the core can validate every section and show effective values.
+    ``scenarios()`` returns the
+    system's :class:`~tenfold.core.bench.Scenario` list; ``kernel()`` runs a small
+    deterministic function whose instruction count (callgrind) guards against
+    regressions without machine noise.
+    """
+
+    __slots__ = ("commands", "config", "kernel", "name", "scenarios", "summary", "title")
+
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        summary: str,
+        *,
+        commands: Mapping[str, tuple[str, str]] | None = None,
+        config: tuple[str, str] | None = None,
+        scenarios: str | None = None,
+        kernel: str | None = None,
+    ) -> None:
+        self.name = name
+        self.title = title
+        self.summary = summary
+        self.commands: tuple[CommandRef, ...] = tuple(
+            CommandRef(command, target, text)
+            for command, (target, text) in (commands or {}).items()
+        )
+        self.config = config
+        self.scenarios: Callable[[], Sequence[Scenario]] | None = (
+            _Lazy(scenarios) if scenarios else None
+        )
+        self.kernel: Callable[[], None] | None = _Lazy(kernel) if kernel else None
+
+    def load_commands(self) -> list[click.Command]:
+        """Import every command of this system."""
+        return [ref.load() for ref in self.commands]
+
+    def __repr__(self) -> str:
+        return f"SystemPlugin({self.name!r})"
 
 
 @runtime_checkable

@@ -1,4 +1,4 @@
-"""pytest fixtures for the real services (registered as the ``tenfold_services`` plugin).
+"""pytest fixtures for the real services, and the root-only marker (the ``tenfold_services`` plugin).
 
 Each fixture starts its server once per test module and stops it afterwards.
 A server that fails to start fails the test with the server's own log lines.
@@ -6,6 +6,7 @@ A server that fails to start fails the test with the server's own log lines.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -41,3 +42,20 @@ def kafka_broker() -> Iterator[KafkaBroker]:
 def swtpm() -> Iterator[Swtpm]:
     with Swtpm() as tpm:
         yield tpm
+
+
+def needs_root(reason: str) -> pytest.MarkDecorator:
+    """Mark a test (or a module, through ``pytestmark``) as needing root for ``reason``.
+
+    Such a test is marked ``root`` and, when not run as root, skipped with
+    "needs root: REASON"; CI runs as root, so it always runs there.
+    """
+    return pytest.mark.root(reason=reason)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip ``root``-marked tests when not root, saying why (see :func:`needs_root`)."""
+    marker = item.get_closest_marker("root")
+    if marker is not None and os.geteuid() != 0:
+        reason = marker.kwargs.get("reason") or "root-only kernel features"
+        pytest.skip(f"needs root: {reason}")

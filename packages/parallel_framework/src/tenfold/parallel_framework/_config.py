@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 from pydantic import Field
 
 from tenfold.core.config import Section, load_section
+from tenfold.parallel_framework._backends import BACKENDS, Backend
 
-Backend = Literal["inline", "threads", "processes", "ray", "dask"]
-BACKENDS: tuple[str, ...] = ("inline", "threads", "processes", "ray", "dask")
+__all__ = ["BACKENDS", "Backend", "ParallelConfig", "load_config"]
 
 
 class ParallelConfig(Section):

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from tenfold.core.cli import emit, json_option
-from tenfold.parallel_framework._config import BACKENDS
+from tenfold.parallel_framework._backends import BACKENDS
 from tenfold.parallel_framework.errors import ParallelFrameworkError
 
 _backend_option = click.option(
@@ -172,7 +172,3 @@ def bench_command(
         return "\n".join(out)
 
     emit(doc, as_json, text)
-
-
-def commands() -> list[click.Command]:
-    return [parallel]

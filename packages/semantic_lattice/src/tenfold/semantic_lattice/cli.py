@@ -12,7 +12,7 @@ import click
 from tenfold.core.cli import emit, json_option
 from tenfold.semantic_lattice.errors import SemanticLatticeError
 
-__all__ = ["commands"]
+__all__ = ["lattice"]
 
 _store_option = click.option(
     "--store",
@@ -218,7 +218,3 @@ def serve(store_path: Path, host: str, port: int) -> None:
     finally:
         server.server_close()
         store.close()
-
-
-def commands() -> list[click.Command]:
-    return [lattice]

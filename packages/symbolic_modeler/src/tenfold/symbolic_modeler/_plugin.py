@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 from tenfold.core.plugins import SystemPlugin
 
-if TYPE_CHECKING:
-    import click
 
-    from tenfold.core.bench import Scenario
-
-
-def _commands() -> Sequence[click.Command]:
-    from tenfold.symbolic_modeler.cli import symbolic
-
-    return [symbolic]
-
-
-def _scenarios() -> Sequence[Scenario]:
-    from tenfold.symbolic_modeler.bench import scenarios
-
-    return scenarios()
-
-
-def _kernel() -> None:
+def kernel() -> None:
     """Reduce a fixed 100-operator expression (deterministic work for instruction counts)."""
     from tenfold.symbolic_modeler._corpus import random_expressions
     from tenfold.symbolic_modeler._parser import parse_expression
@@ -39,7 +19,12 @@ plugin = SystemPlugin(
     name="symbolic_modeler",
     title="Symbolic Reduction Modeler",
     summary="A hash-consed term rewriter checked against SymPy",
-    commands=_commands,
-    scenarios=_scenarios,
-    kernel=_kernel,
+    commands={
+        "symbolic": (
+            "tenfold.symbolic_modeler.cli:symbolic",
+            "Reduce, match and saturate symbolic expressions",
+        ),
+    },
+    scenarios="tenfold.symbolic_modeler.bench:scenarios",
+    kernel="tenfold.symbolic_modeler._plugin:kernel",
 )

