@@ -162,7 +162,10 @@ def _vars_in(node: Algebra) -> list[str]:
 def _unescape_string(raw: str) -> str:
     def sub(m: re.Match[str]) -> str:
         if m.group(1) or m.group(2):
-            return chr(int(m.group(1) or m.group(2), 16))
+            code = int(m.group(1) or m.group(2), 16)
+            if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+                raise QueryError(f"escape \\u{code:X} is not a Unicode scalar value")
+            return chr(code)
         ch = m.group(3)
         if ch not in _ECHAR:
             raise QueryError(f"bad escape \\{ch} in a string")
