@@ -9,12 +9,13 @@ the closure, and persist everything in a DuckDB file that reopens fast.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +32,10 @@ from tenfold.semantic_lattice.errors import (
     SchemaError,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from tenfold.semantic_lattice._sparql_eval import Graph
+    from tenfold.semantic_lattice._sparql_parse import Query
 
 __all__ = ["Inconsistency", "LatticeStore", "QueryResult"]
 
@@ -51,10 +56,19 @@ class Inconsistency:
 
 @dataclass(frozen=True)
 class QueryResult:
-    """Rows of a query with their column names."""
+    """Rows of a query with their column names.
+
+    SPARQL answers carry their form in ``kind``: ``"select"`` (rows of terms,
+    ``None`` for unbound), ``"ask"`` (``boolean``; no rows) or ``"graph"``
+    (CONSTRUCT: rows are (subject, predicate, object) triples). ``ordered``:
+    the query fixed the order of the rows (ORDER BY).
+    """
 
     columns: list[str]
     rows: list[tuple[Any, ...]]
+    kind: str = "select"
+    boolean: bool | None = None
+    ordered: bool = False
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -67,9 +81,10 @@ class _Plan:
     kinds: list[str]
     index: IndexPlan | None = None
     why_not_index: str = "a Datalog query"
+    query: Query | None = None  # SPARQL: the parsed query (the evaluator runs it)
 
 
-_PLAN_CHOICES = ("auto", "index", "sql")
+_PLAN_CHOICES = ("auto", "index", "sql", "eval")
 
 
 class LatticeStore:
@@ -111,6 +126,8 @@ class LatticeStore:
             self._recognize()  # a file store that has the rdfs-full pack already
         self._plans: dict[str, _Plan] = {}
         self._index = TripleIndex(self.engine.con, f"r_{TRIPLE}")
+        self._eval_graph: Graph | None = None
+        self._eval_generation = -1
         self.cache_hits = 0
         self.cache_misses = 0
         self._bnode_loads = 0
@@ -379,33 +396,96 @@ class LatticeStore:
         plan = self._plan(text, compile_)
         return QueryResult(plan.columns, self.engine.run_sql(plan.sql, plan.kinds))
 
-    def sparql(self, text: str, *, plan: str = "auto") -> QueryResult:
-        """Answer a SPARQL SELECT in the supported subset (see :mod:`._sparql`).
+    def sparql(
+        self,
+        text: str,
+        *,
+        plan: str = "auto",
+        base: str = "",
+        named_graphs: Mapping[str, Sequence[Triple]] | None = None,
+        load_graph: Callable[[str], Sequence[Triple]] | None = None,
+    ) -> QueryResult:
+        """Answer a SPARQL 1.1 query (SELECT, ASK or CONSTRUCT) over the store's closure.
 
-        ``plan``: ``"auto"`` answers small selective basic graph patterns from
-        in-memory hash indexes (see :mod:`._index`) and the rest in DuckDB;
-        ``"index"`` insists on the index path (a :class:`QueryError` says why a
-        query is outside it); ``"sql"`` always runs DuckDB. Both give the same rows.
+        ``plan``: ``"auto"`` answers a basic graph pattern with constant
+        predicates (projection, DISTINCT, GROUP BY, COUNT) from in-memory hash
+        indexes when its estimated work is small (see :mod:`._index`), in DuckDB
+        when it is large, and every other query with the SPARQL algebra
+        evaluator (:mod:`._sparql_eval`) over an in-memory copy of the closure;
+        ``"index"``, ``"sql"`` or ``"eval"`` insist on one path (a
+        :class:`QueryError` says why a query is outside it). All give the same
+        rows. ``base``: the base IRI of the query. ``named_graphs``: graphs
+        (IRI term -> triples) that GRAPH patterns see beside the store, which is
+        the default graph; ``load_graph``: how FROM / FROM NAMED IRIs become
+        triples (without it such a query is refused as unsupported).
         """
-        from tenfold.semantic_lattice._sparql import compile_sparql_plans
-
         if plan not in _PLAN_CHOICES:
             raise QueryError(f"plan must be one of {', '.join(_PLAN_CHOICES)}, not {plan!r}")
+        compiled = self._sparql_plan(text, base)
+        query = compiled.query
+        assert query is not None
+        if plan in ("index", "sql") and not compiled.sql:
+            raise QueryError(f"the {plan} path does not answer {compiled.why_not_index}")
+        if compiled.sql and plan != "eval" and not named_graphs and load_graph is None:
+            if plan != "sql":
+                index_plan = self._index_plan(compiled, forced=plan == "index")
+                if index_plan is not None:
+                    raw = index_plan.execute(self._index)
+                    symbols = [kind == "symbol" for kind in compiled.kinds]
+                    rows = self.engine.dictionary.decode_rows(raw, symbols)
+                    return QueryResult(compiled.columns, _counts_as_terms(rows, compiled.kinds))
+            rows = self.engine.run_sql(
+                compiled.sql, ["symbol" if k == "symbol" else "number" for k in compiled.kinds]
+            )
+            return QueryResult(compiled.columns, _counts_as_terms(rows, compiled.kinds))
+        return self._evaluate(query, base, named_graphs, load_graph)
 
-        def compile_(q: str) -> _Plan:
-            sql, columns, kinds, bgp, why = compile_sparql_plans(q, self.engine)
-            return _Plan(sql, columns, kinds, IndexPlan(bgp) if bgp else None, why)
+    def _sparql_plan(self, text: str, base: str) -> _Plan:
+        from tenfold.semantic_lattice._sparql_parse import parse_query
+        from tenfold.semantic_lattice._sparql_plan import bgp_plan
 
-        compiled = self._plan(text, compile_)
-        if plan != "sql":
-            index_plan = self._index_plan(compiled, forced=plan == "index")
-            if index_plan is not None:
-                raw = index_plan.execute(self._index)
-                symbols = [kind == "symbol" for kind in compiled.kinds]
-                return QueryResult(
-                    compiled.columns, self.engine.dictionary.decode_rows(raw, symbols)
-                )
-        return QueryResult(compiled.columns, self.engine.run_sql(compiled.sql, compiled.kinds))
+        def compile_(_key: str) -> _Plan:
+            query = parse_query(text, base=base)
+            found = bgp_plan(query, self.engine)
+            if isinstance(found, str):
+                return _Plan("", query.projected(), [], None, found, query)
+            return _Plan(found.sql, found.columns, found.kinds, IndexPlan(found.bgp), "", query)
+
+        return self._plan(f"{base}\n{text}" if base else text, compile_)
+
+    def _evaluate(
+        self,
+        query: Query,
+        base: str,
+        named_graphs: Mapping[str, Sequence[Triple]] | None,
+        load_graph: Callable[[str], Sequence[Triple]] | None,
+    ) -> QueryResult:
+        from tenfold.semantic_lattice._sparql_eval import Dataset, Graph, evaluate
+
+        named = {iri: Graph(ts) for iri, ts in (named_graphs or {}).items()}
+        dataset = Dataset(self._graph(), named)
+        loader = None
+        if load_graph is not None:
+            fetch = load_graph
+
+            def loader(iri: str) -> Graph:
+                return Graph(fetch(iri))
+
+        result = evaluate(query, dataset, base=base, load_graph=loader)
+        if result.form == "ASK":
+            return QueryResult([], [], kind="ask", boolean=result.boolean)
+        if result.form == "CONSTRUCT":
+            return QueryResult(["subject", "predicate", "object"], list(result.triples), "graph")
+        return QueryResult(result.variables, result.rows, ordered=result.ordered)
+
+    def _graph(self) -> Graph:
+        """The closure as an evaluator graph, rebuilt after any write to the store."""
+        from tenfold.semantic_lattice._sparql_eval import Graph
+
+        if self._eval_graph is None or self._eval_generation != self.engine.generation:
+            self._eval_graph = Graph(self.triples())
+            self._eval_generation = self.engine.generation
+        return self._eval_graph
 
     def _index_plan(self, compiled: _Plan, *, forced: bool) -> IndexPlan | None:
         """The plan's index path if it should run now (planned on current statistics)."""
@@ -422,22 +502,59 @@ class LatticeStore:
         return None
 
     def explain(self, text: str) -> str:
-        """The SQL a query compiles to and DuckDB's plan for it."""
-        is_sparql = "SELECT" in text.upper() and "{" in text
-        if text not in self._plans:
-            (self.sparql if is_sparql else self.datalog)(text)
-        plan = self._plans[text]
-        rows = self.engine.con.execute("EXPLAIN " + plan.sql).fetchall()
-        sql = plan.sql + "\n\n" + "\n".join(str(r[-1]) for r in rows)
-        if plan.index is None:
-            return f"index path: no ({plan.why_not_index})\n\n{sql}"
-        chosen = self._index_plan(plan, forced=False) is not None
+        """Which path a query takes and why; for SQL, the SQL and DuckDB's plan for it.
+
+        A SPARQL query (one that starts with a SPARQL keyword) shows the path
+        chosen: the index path with its estimate and generated function, DuckDB
+        with its SQL, or the algebra evaluator with the reason the faster
+        paths do not apply. Anything else is a Datalog query.
+        """
+        if _looks_like_sparql(text):
+            compiled = self._sparql_plan(text, "")
+            if not compiled.sql:
+                return (
+                    f"path: evaluator (SPARQL algebra over the in-memory closure; "
+                    f"the index and DuckDB paths do not answer {compiled.why_not_index})"
+                )
+        else:
+            if text not in self._plans:
+                self.datalog(text)
+            compiled = self._plans[text]
+        rows = self.engine.con.execute("EXPLAIN " + compiled.sql).fetchall()
+        sql = compiled.sql + "\n\n" + "\n".join(str(r[-1]) for r in rows)
+        if compiled.index is None:
+            return f"path: DuckDB ({compiled.why_not_index})\n\n{sql}"
+        chosen = self._index_plan(compiled, forced=False) is not None
+        plan = compiled.index
         head = (
-            f"index path: {'yes' if chosen else 'no'} (estimated {plan.index.work:,.0f} "
-            f"binding steps and {plan.index.rows:,.0f} rows; limit {WORK_LIMIT:,} steps "
-            f"+ {OUTPUT_CREDIT} per row)\n{plan.index.source}"
+            f"path: {'index' if chosen else 'DuckDB'} (estimated {plan.work:,.0f} "
+            f"binding steps and {plan.rows:,.0f} rows; index limit {WORK_LIMIT:,} steps "
+            f"+ {OUTPUT_CREDIT} per row)\n{plan.source}"
         )
         return f"{head}\n{sql}"
+
+
+_SPARQL_START = re.compile(
+    r"^\s*(?:#[^\n]*\s*)*(?:PREFIX|BASE|SELECT|ASK|CONSTRUCT|DESCRIBE)\b", re.I
+)
+
+
+def _looks_like_sparql(text: str) -> bool:
+    return _SPARQL_START.match(text) is not None
+
+
+def _counts_as_terms(rows: list[tuple[Any, ...]], kinds: list[str]) -> list[tuple[Any, ...]]:
+    """COUNT columns as xsd:integer literal terms, as SPARQL results carry them."""
+    if "count" not in kinds:
+        return rows
+    at = [i for i, k in enumerate(kinds) if k == "count"]
+    out = []
+    for row in rows:
+        cells = list(row)
+        for i in at:
+            cells[i] = f'"{int(cells[i])}"^^<{XSD}integer>'
+        out.append(tuple(cells))
+    return out
 
 
 def _is_pack_name(text: str) -> bool:

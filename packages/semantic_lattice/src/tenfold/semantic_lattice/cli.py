@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -123,7 +122,9 @@ def reason(
 
 
 def _run_query(store: Any, text: str) -> Any:
-    if "select" in text.lower() and "{" in text:
+    from tenfold.semantic_lattice._store import _looks_like_sparql
+
+    if _looks_like_sparql(text):
         return store.sparql(text)
     return store.datalog(text)
 
@@ -133,15 +134,22 @@ def _run_query(store: Any, text: str) -> Any:
 @click.argument("text")
 @json_option
 def query(store_path: Path, text: str, as_json: bool) -> None:
-    """Run a SPARQL SELECT or a Datalog query (``triple(X, rdf:type, C)``)."""
+    """Run a SPARQL query (SELECT, ASK, CONSTRUCT) or a Datalog query (``triple(X, rdf:type, C)``)."""
     with _open(store_path) as store:
         result = _run_query(store, text)
+    if getattr(result, "kind", "select") == "ask":
+        emit({"boolean": result.boolean}, as_json, "true" if result.boolean else "false")
+        return
     doc = {"columns": result.columns, "rows": [list(r) for r in result.rows]}
+
+    def cell(value: object) -> str:
+        return "" if value is None else str(value)
+
     emit(
         doc,
         as_json,
         lambda: "\n".join(
-            ["\t".join(result.columns)] + ["\t".join(map(str, r)) for r in result.rows]
+            ["\t".join(result.columns)] + ["\t".join(map(cell, r)) for r in result.rows]
         ),
     )
 
@@ -172,49 +180,21 @@ def export(store_path: Path, out: Path, as_json: bool) -> None:
 @_store_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=7878, show_default=True)
-def serve(store_path: Path, host: str, port: int) -> None:
-    """Serve queries over HTTP: GET /query?q=... (SPARQL or Datalog) returns JSON."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Lock
-    from urllib.parse import parse_qs, urlparse
+@click.option("--timeout-s", type=float, default=30.0, show_default=True, help="per query")
+@click.option("--max-rows", type=int, default=1_000_000, show_default=True, help="per result")
+def serve(store_path: Path, host: str, port: int, timeout_s: float, max_rows: int) -> None:
+    """Serve the SPARQL 1.1 Protocol at /sparql (GET and POST, results by Accept header).
+
+    Also GET /query?q=... (SPARQL or Datalog, JSON rows) and GET /health.
+    """
+    import uvicorn
+
+    from tenfold.semantic_lattice._protocol import ProtocolBudget, sparql_app
 
     store = _open(store_path)
-    lock = Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            if url.path == "/health":
-                self._send(200, {"ok": True, "triples": store.count()})
-                return
-            if url.path not in ("/query", "/sparql"):
-                self._send(404, {"error": f"no such path {url.path}"})
-                return
-            text = (parse_qs(url.query).get("q") or parse_qs(url.query).get("query") or [""])[0]
-            try:
-                with lock:
-                    result = _run_query(store, text)
-                self._send(200, {"columns": result.columns, "rows": [list(r) for r in result.rows]})
-            except SemanticLatticeError as exc:
-                self._send(400, {"error": str(exc)})
-
-        def _send(self, code: int, doc: dict[str, Any]) -> None:
-            body = json.dumps(doc, default=str).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            click.echo(f"{self.address_string()} {format % args}", err=True)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    click.echo(f"serving {store_path} on http://{host}:{server.server_address[1]}/query", err=True)
+    app = sparql_app(store, budget=ProtocolBudget(timeout_s=timeout_s, max_rows=max_rows))
+    click.echo(f"serving {store_path} on http://{host}:{port}/sparql", err=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
-        server.server_close()
         store.close()
