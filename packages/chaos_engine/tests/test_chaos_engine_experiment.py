@@ -349,3 +349,42 @@ def test_module_entry_point_says_what_the_tenfold_command_says(tmp_path: Path) -
     typo = chaos_run("--sede", "3")
     assert typo.returncode == 2 and "Did you mean '--seed'?" in typo.stderr
     assert "Traceback" not in typo.stderr
+
+
+def test_a_rollback_that_cannot_run_fails_the_run_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "rb.toml"
+    path.write_text(
+        'title = "rb"\n[[method]]\nid = "wait"\npause_s = 0\n'
+        '[[rollbacks]]\nid = "restore-db"\n'
+        'action = { type = "process", path = "/no/such/restore-command" }\n'
+    )
+    result = tenfold("chaos", "run", str(path), "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    report, error = (json.loads(line) for line in result.stdout.splitlines())
+    assert report["status"] == "failed" and report["rollbacks_run"] == 0
+    assert "rollback 'restore-db' failed" in report["reason"]
+    assert error["exit_code"] == 1 and "restore-db" in error["error"]
+    plain = tenfold("chaos", "run", str(path), cwd=tmp_path)
+    assert plain.returncode == 1 and "rollback 'restore-db' failed" in plain.stderr
+    assert "Traceback" not in plain.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"not a journal\n", b"\xff\xfe\x00garbage", b"[1, 2]\n"])
+def test_recover_refuses_a_file_that_is_not_a_journal(tmp_path: Path, content: bytes) -> None:
+    bogus = tmp_path / "x.journal"
+    bogus.write_bytes(content)
+    result = tenfold("chaos", "recover", str(bogus), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "is not a chaos journal" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.journal"]  # no lock file left
+
+
+def test_reading_commands_create_no_folders(tmp_path: Path) -> None:
+    path = tmp_path / "quiet.toml"
+    path.write_text('title = "quiet"\n[[method]]\nid = "wait"\npause_s = 0\n')
+    run = tenfold("chaos", "run", str(path), "--journal-dir", "/no/such/x/y", cwd=tmp_path)
+    assert run.returncode == 2 and "does not exist" in run.stderr
+    assert not Path("/no/such").exists()
+    recover = tenfold("chaos", "recover", "--journal-dir", "missing", cwd=tmp_path)
+    assert recover.returncode == 2 and "no journal directory missing" in recover.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quiet.toml"]

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import NoReturn
 
 
-def main(argv: list[str] | None = None) -> NoReturn:
+def main(argv: list[str] | None = None) -> None:
     from tenfold.attestation_authority.cli import attest
     from tenfold.core.cli import run
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tenfold.core.cli import emit, json_option
+from tenfold.core.cli import HTTP_URL, emit, json_option
 
 if TYPE_CHECKING:
     from tenfold.attestation_authority._http import TlsFiles
@@ -20,6 +20,24 @@ _tls_dir = click.option(
     default=None,
     help="Mutual TLS: folder with ca.pem, NAME.pem and NAME.key (see `attest tls-bundle`).",
 )
+
+
+class _AgentId(click.ParamType[str, Any]):
+    """An agent's id: 1-128 letters, digits, '.', '_' or '-' (it goes into URLs)."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import re
+
+        text = str(value)
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", text):
+            shown = text if len(text) <= 60 else text[:60] + "..."
+            self.fail(f"{shown!r}: 1-128 letters, digits, '.', '_' or '-'", param, ctx)
+        return text
+
+
+_AGENT_ID = _AgentId()
 
 
 def _tls(tls_dir: Path | None, name: str) -> TlsFiles | None:
@@ -110,7 +128,9 @@ def registrar_cmd(
 
 @attest.command("verifier")
 @click.option("--listen", default="127.0.0.1:8892", show_default=True)
-@click.option("--registrar", "registrar_url", required=True, help="The registrar's base URL.")
+@click.option(
+    "--registrar", "registrar_url", type=HTTP_URL, required=True, help="The registrar's base URL."
+)
 @click.option(
     "--policy",
     "policy_path",
@@ -153,10 +173,12 @@ def verifier_cmd(
 
 
 @attest.command("enroll")
-@click.option("--agent", "agent_url", required=True)
-@click.option("--registrar", "registrar_url", required=True)
-@click.option("--id", "agent_id", required=True)
-@click.option("--verifier", "verifier_url", default=None, help="Also enrol for attestation.")
+@click.option("--agent", "agent_url", type=HTTP_URL, required=True)
+@click.option("--registrar", "registrar_url", type=HTTP_URL, required=True)
+@click.option("--id", "agent_id", type=_AGENT_ID, required=True)
+@click.option(
+    "--verifier", "verifier_url", type=HTTP_URL, default=None, help="Also enrol for attestation."
+)
 @_tls_dir
 @json_option
 def enroll_cmd(
@@ -171,17 +193,23 @@ def enroll_cmd(
     import httpx
 
     from tenfold.attestation_authority._http import enroll_over_http
+    from tenfold.attestation_authority.errors import AttestationAuthorityError
 
     tls = _tls(tls_dir, "admin")
-    ek_hash = enroll_over_http(agent_url, registrar_url, agent_id, tls)
-    if verifier_url:
-        with httpx.Client(verify=tls.client_context() if tls else True) as client:
-            client.post(f"{verifier_url}/agents/{agent_id}", json={"url": agent_url})
+    try:
+        ek_hash = enroll_over_http(agent_url, registrar_url, agent_id, tls)
+        if verifier_url:
+            with httpx.Client(verify=tls.client_context() if tls else True) as client:
+                client.post(
+                    f"{verifier_url}/agents/{agent_id}", json={"url": agent_url}
+                ).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise AttestationAuthorityError(f"enrolling {agent_id}: {exc}") from None
     emit({"agent_id": agent_id, "ek_hash": ek_hash}, as_json, f"{agent_id}: bound to EK {ek_hash}")
 
 
 @attest.command("ek-hash")
-@click.option("--agent", "agent_url", required=True, help="The agent's base URL.")
+@click.option("--agent", "agent_url", type=HTTP_URL, required=True, help="The agent's base URL.")
 @_tls_dir
 @json_option
 def ek_hash_cmd(agent_url: str, tls_dir: Path | None, as_json: bool) -> None:
@@ -209,8 +237,12 @@ def ek_hash_cmd(agent_url: str, tls_dir: Path | None, as_json: bool) -> None:
 def tls_bundle_cmd(directory: Path, names: tuple[str, ...]) -> None:
     """Make a mutual-TLS CA and one certificate per party (for a lab or a test)."""
     from tenfold.attestation_authority._http import make_tls_bundle
+    from tenfold.attestation_authority.errors import AttestationAuthorityError
 
-    make_tls_bundle(directory, names)
+    try:
+        make_tls_bundle(directory, names)
+    except OSError as exc:
+        raise AttestationAuthorityError(f"cannot write {directory}: {exc.strerror}") from None
     click.echo(f"wrote {directory}/ca.pem and {', '.join(names)}")
 
 

@@ -6,15 +6,16 @@ runner), without listing every other system's commands first.
 
 from __future__ import annotations
 
-from typing import NoReturn
+import sys
 
 
-def main(argv: list[str] | None = None) -> NoReturn:
+def main(argv: list[str] | None = None) -> int:
     from tenfold.chaos_engine.cli import chaos
     from tenfold.core.cli import run
 
     run(chaos, argv, prog_name="tenfold chaos")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -252,6 +252,8 @@ def parse_document(text: str, suffix: str, source: str) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
         first = str(exc).splitlines()[0]
         raise ExperimentError(f"{source}: malformed {suffix[1:].upper()}: {first}") from None
+    except RecursionError:
+        raise ExperimentError(f"{source}: nested too deeply to be an experiment") from None
     if not isinstance(data, dict):
         raise ExperimentError(
             f"{source}: an experiment must be a table/object, got {type(data).__name__}"
@@ -277,9 +279,11 @@ def experiment_from_dict(data: dict[str, Any], source: str = "<experiment>") -> 
 def load_experiment(path: Path) -> Experiment:
     """Read and validate an experiment file (TOML, YAML, JSON, or Chaos Toolkit JSON/YAML)."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ExperimentError(f"cannot read experiment {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ExperimentError(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
     return experiment_from_dict(parse_document(text, path.suffix.lower(), str(path)), str(path))
 
 
@@ -610,6 +614,10 @@ async def run_experiment(
                 report.rollbacks_run += 1
             except Exception as exc:  # a failing rollback must not stop the others
                 report.steps.append(StepRecord(step.id, "rollback", 0.0, False, str(exc)))
+                # ...but the run did not put things back as promised: it failed, by name.
+                if report.status in ("completed", "deviated"):
+                    report.status = "failed"
+                    report.reason = f"rollback {step.id!r} failed: {exc}"
         report.duration_s = time.perf_counter() - start
         if interrupted:
             raise asyncio.CancelledError

@@ -68,7 +68,7 @@ def run_step(step: dict[str, Any]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     elif op == "unmount":
-        from tenfold.chaos_engine._osplane import is_mounted
+        from tenfold.chaos_engine._os_disk import is_mounted
 
         target = str(step["path"])
         if is_mounted(target):

@@ -153,6 +153,15 @@ def recover(path: Path) -> RecoveryReport:
     """
     if not path.exists():
         raise JournalError(f"no journal at {path}")
+    if not path.is_file():
+        raise JournalError(f"{path} is not a journal file")
+    records, _ = read_records(path)
+    if not records or records[0].get("op") != "open":
+        raise JournalError(
+            f"{path} is not a chaos journal (no journal record"
+            + (" at its start)" if records else ")")
+            + "; nothing was recovered"
+        )
     report = RecoveryReport(str(path))
     with locked(path):
         state = Outstanding()

@@ -312,7 +312,7 @@ def _ours_disk(ctx: BenchContext) -> Op:
 
 
 def _peer_disk(ctx: BenchContext) -> Op:
-    from tenfold.chaos_engine._osplane import _block_device
+    from tenfold.chaos_engine._os_disk import _block_device
 
     pid, device = _sleeper(ctx), _block_device(str(ctx.workdir))
     base = "/sys/fs/cgroup/blkio/tenfold/tfchaos_peer"

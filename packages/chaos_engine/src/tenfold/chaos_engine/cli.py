@@ -11,10 +11,11 @@ import click
 from tenfold.chaos_engine.errors import SteadyStateViolated
 from tenfold.core.cli import emit, json_option
 
+_DEFAULT_JOURNAL_DIR = Path(".tenfold/chaos")
 _JOURNAL_DIR = click.option(
     "--journal-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path(".tenfold/chaos"),
+    default=_DEFAULT_JOURNAL_DIR,
     show_default=True,
     help="Where the fault journals live.",
 )
@@ -60,6 +61,11 @@ def run(experiment: Path, journal_dir: Path, seed: int | None, events: bool, as_
     """Run an experiment; exit 1 when the steady state does not hold."""
     from tenfold.chaos_engine._runner import run_file
 
+    if journal_dir != _DEFAULT_JOURNAL_DIR and not journal_dir.parent.is_dir():
+        from tenfold.chaos_engine.errors import JournalError
+
+        # A typo'd path is not created: only the default (under .tenfold/) gets its parents.
+        raise JournalError(f"journal directory {journal_dir}: {journal_dir.parent} does not exist")
     title, result = run_file(experiment, journal_dir, seed, _stream_event if events else None)
     emit(result, as_json, f"{title}: {result['status']} ({result['steps']} steps)")
     if result["status"] != "completed":
@@ -78,6 +84,10 @@ def recover_cmd(journal: Path | None, journal_dir: Path, as_json: bool) -> None:
     """Undo every fault a crashed engine left (all journals in --journal-dir, or JOURNAL)."""
     from tenfold.chaos_engine._watchdog import recover
 
+    if journal is None and not journal_dir.is_dir():
+        from tenfold.chaos_engine.errors import JournalError
+
+        raise JournalError(f"no journal directory {journal_dir}")
     paths = [journal] if journal is not None else sorted(journal_dir.glob("*.journal"))
     reports = [recover(p).as_dict() for p in paths]
     reverted = sum(len(r["faults_reverted"]) for r in reports)

@@ -27,13 +27,53 @@ from tenfold.core.errors import TenfoldError
 if TYPE_CHECKING:
     from tenfold.core.plugins import CommandRef
 
-__all__ = ["cli", "emit", "fail", "json_option", "main", "run"]
+__all__ = [
+    "HTTP_URL",
+    "HttpUrl",
+    "cli",
+    "emit",
+    "fail",
+    "json_option",
+    "main",
+    "run",
+    "shorten",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 json_option: Callable[[F], F] = click.option(
     "--json", "as_json", is_flag=True, help="Write a JSON document to stdout."
 )
+
+
+class HttpUrl(click.ParamType[str, Any]):
+    """A base URL of an HTTP(S) server: ``http[s]://host[:port][/path]``, checked when parsed."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from urllib.parse import urlsplit
+
+        text = str(value)
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError as exc:
+            self.fail(f"{text!r} is not a URL ({exc})", param, ctx)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or len(text) > 2048
+            or not text.isprintable()
+            or " " in text
+            or not text.isascii()
+        ):
+            self.fail(f"{text!r} is not an http:// or https:// URL", param, ctx)
+        del port
+        return text.rstrip("/")
+
+
+HTTP_URL = HttpUrl()
 
 
 def emit(obj: Any, as_json: bool, text: str | Callable[[], str] | None = None) -> None:
@@ -48,7 +88,7 @@ def emit(obj: Any, as_json: bool, text: str | Callable[[], str] | None = None) -
 
 def fail(message: str, code: int = 2) -> None:
     """Print one error line to stderr and exit (2: bad input, 1: failed check)."""
-    click.echo(f"tenfold: error: {message}", err=True)
+    click.echo(f"tenfold: error: {shorten(message)}", err=True)
     sys.exit(code)
 
 
@@ -164,7 +204,24 @@ def _wants_json(argv: Sequence[str]) -> bool:
     return False
 
 
+_LONG_TOKEN = re.compile(r"\S{160,}")
+MAX_ERROR_CHARS = 1000
+
+
+def shorten(message: str) -> str:
+    """An error message fit for one line: long tokens cut (an input echoed whole can be
+    megabytes), newlines folded, and the whole bounded."""
+
+    def cut(match: re.Match[str]) -> str:
+        token = match.group(0)
+        return f"{token[:60]}... ({len(token):,} characters)"
+
+    text = _LONG_TOKEN.sub(cut, " ".join(message.split()))
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
 def _error(message: str, kind: str, code: int, as_json: bool) -> NoReturn:
+    message = shorten(message)
     if as_json:
         click.echo(json.dumps({"error": message, "kind": kind, "exit_code": code}))
     else:
@@ -172,12 +229,13 @@ def _error(message: str, kind: str, code: int, as_json: bool) -> NoReturn:
     sys.exit(code)
 
 
-def run(command: click.Command, argv: Sequence[str] | None = None, *, prog_name: str) -> NoReturn:
+def run(command: click.Command, argv: Sequence[str] | None = None, *, prog_name: str) -> None:
     """Run a click command as a program: every entry point of the project goes through here.
 
     Errors become one line on stderr (or ``{"error", "kind", "exit_code"}`` on stdout with
     ``--json``) and an exit code: 2 bad usage or input, 1 a check that ran and failed, 130
     interrupted; a bare group prints its help and exits 0; no traceback for user errors.
+    Returns normally when the command succeeds.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
@@ -188,22 +246,36 @@ def run(command: click.Command, argv: Sequence[str] | None = None, *, prog_name:
         click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
         sys.exit(0)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _error("interrupted", "Interrupted", 130, as_json)
+        if as_json:
+            _error("interrupted", "Interrupted", 130, as_json)
+        click.echo("tenfold: interrupted", err=True)
+        sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         _error(exc.format_message(), "UsageError", 2, as_json)
     except TenfoldError as exc:
         _error(str(exc), type(exc).__name__, exc.exit_code, as_json)
+    except RecursionError:
+        # Only user input nests this deep; a parser that does not bound its depth yet still
+        # gets a clear answer instead of a thousand-line traceback.
+        _error("input is nested too deeply to parse", "InputError", 2, as_json)
+    except UnicodeDecodeError as exc:
+        _error(
+            f"input is not valid UTF-8 (byte {exc.object[exc.start : exc.start + 1]!r} at "
+            f"offset {exc.start})",
+            "InputError",
+            2,
+            as_json,
+        )
     except BrokenPipeError:
         # The reader went away (``| head``): not an error; silence the flush at exit.
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         sys.exit(0)
-    sys.exit(0)
 
 
-def main(argv: list[str] | None = None) -> NoReturn:
+def main(argv: list[str] | None = None) -> None:
     """Entry point of ``tenfold``: the root group with core and system commands."""
     _register_core_commands()
     run(cli, argv, prog_name="tenfold")

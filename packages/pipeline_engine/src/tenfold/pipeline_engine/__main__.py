@@ -7,10 +7,8 @@ should exec. Errors go through the core's runner, as for ``tenfold``.
 
 from __future__ import annotations
 
-from typing import NoReturn
 
-
-def main(argv: list[str] | None = None) -> NoReturn:
+def main(argv: list[str] | None = None) -> None:
     from tenfold.core.cli import run
     from tenfold.pipeline_engine._supervisor import die_with_supervisor
     from tenfold.pipeline_engine.cli import pipeline_group

@@ -536,4 +536,6 @@ def load_pipeline(path: str | Path) -> Pipeline[Any]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PipelineDefinitionError(f"{p}: malformed TOML: {exc}") from None
+    except RecursionError:
+        raise PipelineDefinitionError(f"{p}: nested too deeply to be a pipeline") from None
     return build_pipeline(doc, origin=str(p), base_dir=p.parent)
