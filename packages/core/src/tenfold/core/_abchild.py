@@ -25,6 +25,7 @@ import importlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -62,6 +63,19 @@ def _units(value: object) -> int:
     raise TypeError(f"an op must return int, Outcome or None, not {type(value).__name__}")
 
 
+def _run_delay_ns() -> int | None:
+    """Nanoseconds this thread has spent runnable but waiting for a CPU (None if unknown).
+
+    Under load from other processes, a timed call's wall time includes turns it
+    waited for a core; the gate takes them out (see :mod:`tenfold.core._compare`).
+    """
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class _Side:
     def __init__(self, target: str, mode: str, workdir: Path) -> None:
         self.target = target
@@ -80,6 +94,7 @@ class _Side:
             "executable": sys.executable,
             "core": str(Path(tenfold.core.__file__).resolve()),
             "origin": _origin(self.target),
+            "name": getattr(self.plugin, "name", self.target),
             "title": getattr(self.plugin, "title", self.target),
             "scenarios": [
                 {
@@ -119,13 +134,20 @@ class _Side:
         calls = max(1, int(req.get("calls", 1)))
         units = 0
         gc_was = gc.isenabled()
+        # The run-queue reads sit inside the timed window, so every wait they count
+        # happened within it: 0 <= delay <= dt.
+        cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
+        delay0 = _run_delay_ns()
         for _ in range(calls):
             units += _units(op())
+        delay1 = _run_delay_ns()
         dt = time.perf_counter_ns() - t0
+        cpu = time.process_time_ns() - cpu0
         if gc_was and not gc.isenabled():
             gc.enable()
-        return {"ns": dt, "units": units, "calls": calls}
+        delay = delay1 - delay0 if delay0 is not None and delay1 is not None else None
+        return {"ns": dt, "delay_ns": delay, "cpu_ns": cpu, "units": units, "calls": calls}
 
     def finish(self, _req: dict[str, Any]) -> dict[str, Any]:
         self.op = None
@@ -136,8 +158,25 @@ class _Side:
         return {"ok": True}
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the gate dies, and turn SIGTERM into a clean exit.
+
+    A driver busy in a long sample would otherwise outlive a killed gate.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        sys.exit(143)
+
+
 def main(argv: list[str]) -> int:
     target, mode = argv[0], argv[1]
+    _die_with_parent()
     # Replies go to the original stdout; fd 1 now points at stderr for everyone else.
     reply_fd = os.dup(1)
     os.dup2(2, 1)
@@ -160,21 +199,23 @@ def main(argv: list[str]) -> int:
             "run": side.run,
             "finish": side.finish,
         }
-        for line in sys.stdin:
-            req = json.loads(line)
-            cmd = req.get("cmd")
-            if cmd == "bye":
-                break
-            try:
-                send(handlers[cmd](req))
-            except Exception as exc:
-                send(
-                    {
-                        "error": f"{type(exc).__name__}: {exc}",
-                        "traceback": traceback.format_exc(limit=6),
-                    }
-                )
-        side.finish({})
+        try:
+            for line in sys.stdin:
+                req = json.loads(line)
+                cmd = req.get("cmd")
+                if cmd == "bye":
+                    break
+                try:
+                    send(handlers[cmd](req))
+                except Exception as exc:
+                    send(
+                        {
+                            "error": f"{type(exc).__name__}: {exc}",
+                            "traceback": traceback.format_exc(limit=6),
+                        }
+                    )
+        finally:
+            side.finish({})
         send({"ok": True})
     return 0
 

@@ -106,6 +106,7 @@ class Row:
     rounds: int = 0
     calls_per_sample: int = 0
     log_ratios: list[float] = field(default_factory=list)
+    clock: str = ""
     note: str = ""
     error: str = ""
 
@@ -290,16 +291,16 @@ def prepared_sides(
             _build_venv(root, uv, log)
             roots[sha] = root
         base = Side(
-            f"{base_rev} ({base_sha[:12]})",
+            _label(base_rev, base_sha),
             roots[base_sha],
             _venv_python(roots[base_sha]),
             base_sha,
         )
-        if head_sha is None:
+        if head_rev is None or head_sha is None:
             head = Side("working tree", repo, Path(sys.executable))
         else:
             head = Side(
-                f"{head_rev} ({head_sha[:12]})",
+                _label(head_rev, head_sha),
                 roots[head_sha],
                 _venv_python(roots[head_sha]),
                 head_sha,
@@ -313,6 +314,11 @@ def prepared_sides(
             _remove_worktree(repo, root)
         if timings is not None:
             timings["cleanup_s"] = time.monotonic() - cleaning
+
+
+def _label(rev: str, sha: str) -> str:
+    """``main (1a2b3c4d5e6f)``, or just the short id when REV was a commit id."""
+    return sha[:12] if sha.startswith(rev.lower()) else f"{rev} ({sha[:12]})"
 
 
 def _venv_python(root: Path) -> Path:
@@ -438,11 +444,25 @@ def _median(values: Sequence[float]) -> float:
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
-def _sample(child: _Child, calls: int, timeout_s: float) -> float:
+def _net_ns(reply: dict[str, Any]) -> float:
+    delay = reply.get("delay_ns")
+    return max(1.0, float(reply["ns"]) - (float(delay) if delay is not None else 0.0))
+
+
+def _sample(child: _Child, calls: int, timeout_s: float) -> tuple[float, bool]:
+    """One sample's time per unit, and whether the run-queue wait could be taken out.
+
+    The time is the wall time of ``calls`` calls less the time the calling
+    thread sat runnable waiting for a CPU (Linux schedstat). On a busy machine
+    that wait is most of the wall time, and it does not scale linearly with the
+    work (a process that slept gets the CPU sooner, so a longer sample waits
+    proportionally more); taking it out keeps a 15% slower kernel at 15%.
+    Time spent blocked (I/O, waiting for workers) stays in.
+    """
     reply = child.ask({"cmd": "run", "calls": calls}, timeout_s)
     if reply["units"] <= 0:
         raise _SideFailed(child.side, f"the op reported {reply['units']} units")
-    return float(reply["ns"]) / float(reply["units"])
+    return _net_ns(reply) / float(reply["units"]), reply.get("delay_ns") is not None
 
 
 def _measure_row(
@@ -456,9 +476,13 @@ def _measure_row(
     one_b = b.ask({"cmd": "run", "calls": 1})
     if one_a["units"] != one_b["units"]:
         row.note = f"units per call differ (base {one_a['units']}, this {one_b['units']}); compared per unit"
-    call_s = max(min(one_a["ns"], one_b["ns"]) / 1e9, 1e-7)
-    calls = max(1, min(100_000, math.ceil(settings.min_sample_s / call_s)))
-    sample_s = max(one_a["ns"], one_b["ns"]) / 1e9 * calls
+    # Process CPU time is a floor for a call's time: it keeps a misread wait from
+    # making a call look free (and a sample absurdly many calls long).
+    net_a = max(_net_ns(one_a), float(one_a.get("cpu_ns") or 0))
+    net_b = max(_net_ns(one_b), float(one_b.get("cpu_ns") or 0))
+    call_s = max(min(net_a, net_b) / 1e9, 1e-7)
+    calls = max(1, min(10_000, math.ceil(settings.min_sample_s / call_s)))
+    sample_s = max(net_a, net_b) / 1e9 * calls
     rounds = settings.rounds
     if sample_s * 4 * rounds > settings.budget_s:
         rounds = max(settings.min_rounds, int(settings.budget_s / (4 * sample_s)))
@@ -467,11 +491,14 @@ def _measure_row(
     pairs: list[tuple[list[float], list[float]]] = []
     a_all: list[float] = []
     b_all: list[float] = []
+    all_corrected = True
     for r in range(rounds):
         order = (a, b, b, a) if r % 2 == 0 else (b, a, a, b)
         got: dict[int, list[float]] = {id(a): [], id(b): []}
         for child in order:
-            got[id(child)].append(_sample(child, calls, timeout_s))
+            per_unit, corrected = _sample(child, calls, timeout_s)
+            got[id(child)].append(per_unit)
+            all_corrected = all_corrected and corrected
         pairs.append((got[id(a)], got[id(b)]))
         a_all += got[id(a)]
         b_all += got[id(b)]
@@ -484,6 +511,7 @@ def _measure_row(
     row.confidence = interval.confidence
     row.rounds, row.calls_per_sample = rounds, calls
     row.log_ratios = [round(d, 6) for d in diffs]
+    row.clock = "wall less run-queue wait" if all_corrected else "wall"
 
 
 def compare_sides(
@@ -496,7 +524,7 @@ def compare_sides(
     log: Log = _quiet,
 ) -> list[Row]:
     """Compare every scenario of one system (or ``module:attr`` plugin) between two sides."""
-    name = system or target.rpartition(":")[2]
+    name = system or target
     a = _Child(base, target, settings.mode)
     b = _Child(head, target, settings.mode)
     rows: list[Row] = []
@@ -507,6 +535,7 @@ def compare_sides(
         except _SideFailed as exc:
             verdict = "error" if exc.side is head else "not compared"
             return [Row(name, "*", verdict=verdict, error=str(exc))]
+        name = system or str(hello_b.get("name") or target)
         for side, hello in ((base, hello_a), (head, hello_b)):
             if not Path(hello["core"]).is_relative_to(side.root.resolve()):
                 raise BenchError(
@@ -580,8 +609,8 @@ def run_gate(
     base_sha = resolve_rev(repo, base_rev)
     head_sha = resolve_rev(repo, head_rev) if head_rev else None
     report = GateReport(
-        base=f"{base_rev} ({base_sha[:12]})",
-        head=f"{head_rev} ({head_sha[:12]})" if head_sha else "working tree",
+        base=_label(base_rev, base_sha),
+        head=_label(head_rev, head_sha) if head_rev and head_sha else "working tree",
         mode=settings.mode,
         settings=settings,
     )
@@ -644,7 +673,8 @@ def format_report(report: GateReport) -> str:
     s = report.settings
     lines = [
         f"tenfold bench --compare: {report.base} (A) vs {report.head} (B), {report.mode} sizes,"
-        f" rounds of A B B A, {s.confidence:.0%} intervals (Hodges-Lehmann, signed-rank),"
+        f" rounds of A B B A, time per unit = wall time less run-queue wait,"
+        f" {s.confidence:.0%} intervals (Hodges-Lehmann, signed-rank),"
         f" regression = whole interval above +threshold (default {s.threshold:.0%})",
         *report.notes,
     ]
