@@ -98,6 +98,28 @@ def _print_tables(result: dict[str, Any]) -> None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Report on a saved --json result instead of running.",
 )
+@click.option(
+    "--compare",
+    "compare",
+    metavar="REV|BASE..HEAD",
+    help="A/B gate: REV (built in a worktree with its own venv) against the working tree, "
+    "interleaved; exit 1 when a row's whole interval is over the threshold. Without -p: "
+    "the systems the diff touches.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(2, 200),
+    default=8,
+    show_default=True,
+    help="--compare: rounds of A B B A per scenario.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1000, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="--compare: % more time per unit that counts as a regression (rows may set their own).",
+)
 @json_option
 def bench_command(
     packages: tuple[str, ...],
@@ -109,12 +131,32 @@ def bench_command(
     save_baseline: Path | None,
     callgrind: bool | None,
     from_json: Path | None,
+    compare: str | None,
+    rounds: int,
+    threshold: float,
     as_json: bool,
 ) -> None:
     """Run benchmark scenarios: ours beside the peer, interleaved, with the document's figures."""
     from tenfold.core import _runner
     from tenfold.core._report import markdown_report
 
+    if compare is not None:
+        clash = [
+            flag
+            for flag, value in (
+                ("--report", report),
+                ("--baseline", baseline),
+                ("--save-baseline", save_baseline),
+                ("--from-json", from_json),
+            )
+            if value is not None
+        ]
+        if clash:
+            raise BenchError(f"--compare does not combine with {', '.join(clash)}")
+        _compare_command(
+            compare, packages, workspace, cast(Mode, mode), only, rounds, threshold, as_json
+        )
+        return
     if from_json is not None:
         result = json.loads(from_json.read_text())
     else:
@@ -176,6 +218,63 @@ def bench_command(
     if problems:
         raise CheckFailed("regression over 10%: " + "; ".join(problems))
     if errors and from_json is None:
+        sys.exit(1)
+
+
+def _compare_command(
+    spec: str,
+    packages: tuple[str, ...],
+    workspace: bool,
+    mode: Mode,
+    only: tuple[str, ...],
+    rounds: int,
+    threshold_pct: float,
+    as_json: bool,
+) -> None:
+    """``--compare``: the A/B gate (see :mod:`tenfold.core._compare`)."""
+    from tenfold.core import _compare
+
+    known = _system_names()
+    targets: list[str] | None
+    if workspace:
+        targets = known
+    elif packages:
+        # A name registers a system; module:attribute names any SystemPlugin object.
+        unknown = [p for p in packages if ":" not in p and p not in known]
+        if unknown:
+            raise BenchError(f"unknown system(s): {', '.join(unknown)} (known: {', '.join(known)})")
+        targets = list(packages)
+    else:
+        targets = None
+    settings = _compare.CompareSettings(
+        mode=mode,
+        rounds=rounds,
+        min_rounds=min(6, rounds),
+        threshold=threshold_pct / 100,
+        only=only,
+    )
+
+    def log(msg: str) -> None:
+        click.echo(f"[compare] {msg}", err=True)
+
+    gate = _compare.run_gate(spec, targets, known, settings, log=log)
+    if as_json:
+        emit(gate.as_json(), True)
+    else:
+        click.echo(_compare.format_report(gate))
+    failed = [f"{r.name}: {r.error}" for r in gate.failures]
+    for line in failed:
+        click.echo(f"tenfold: scenario failed: {line}", err=True)
+    if gate.regressions:
+        raise CheckFailed(
+            "regression: "
+            + "; ".join(
+                f"{r.name} {r.change:+.1%} [{r.low:+.1%}, {r.high:+.1%}] over {r.threshold:.0%}"
+                for r in gate.regressions
+                if r.change is not None and r.low is not None and r.high is not None
+            )
+        )
+    if failed:
         sys.exit(1)
 
 

@@ -119,6 +119,8 @@ class Scenario:
     ``modes`` restricts where the scenario runs (e.g. only ``full`` for 10M rows).
     ``peer_optional``: when the peer's prepare raises ImportError or
     ``BenchError``, report ours alone with the reason instead of failing.
+    ``regression_pct``: the row's own threshold for ``tenfold bench --compare``
+    (percent more time per unit), where the row needs other than the default 10%.
     """
 
     name: str
@@ -136,6 +138,7 @@ class Scenario:
     modes: tuple[Mode, ...] = ("smoke", "quick", "full")
     needs_root: bool = False
     peer_optional: bool = True
+    regression_pct: float | None = None
 
 
 @contextlib.contextmanager
