@@ -71,9 +71,23 @@ def test_comparisons_do_not_chain() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["(" * 10_000 + "1" + ")" * 10_000, "-" * 10_000 + "1", "1" + " + 1" * 10_000],
+    ["(" * 10_000 + "1" + ")" * 10_000, "-" * 10_000 + "1", "a ==> " * 10_000 + "a"],
 )
 def test_ten_thousand_deep_nesting_is_a_depth_error(text: str) -> None:
+    with pytest.raises(CompileError, match="deeper than the limit of 200"):
+        parse_expression(text)
+
+
+@pytest.mark.parametrize("n", [201, 10_000])
+def test_a_flat_sum_is_long_not_deep(n: int) -> None:
+    # Regression: a sum of 201 terms was refused as nested deeper than 200 levels.
+    node = parse_expression(" + ".join(["x"] * n))
+    assert node.height == 2
+    assert parse_expression("a + (b + (c + d)) * e").height == 4
+
+
+def test_right_nesting_past_the_limit_is_still_refused() -> None:
+    text = "1 + (" * 201 + "1" + ")" * 201
     with pytest.raises(CompileError, match="deeper than the limit of 200"):
         parse_expression(text)
 

@@ -23,10 +23,12 @@ from typing import Any, TypeVar
 
 from tenfold.contract_compiler._ast import (
     VOID,
+    Binary,
     Contract,
     FnDecl,
     SourceMap,
     Ty,
+    left_spine,
 )
 from tenfold.contract_compiler._cache import ArtifactCache, digest
 from tenfold.contract_compiler._checker import infer_types
@@ -64,7 +66,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-COMPILER_VERSION = "2"
+COMPILER_VERSION = "3"
 PHASES = (
     "lexing",
     "parsing",
@@ -664,13 +666,26 @@ def ast_json(node: Any, depth: int = 0) -> Any:
         return sorted(node)
     if isinstance(node, dict):
         return {str(k): ast_json(v, depth + 1) for k, v in node.items()}
+    if isinstance(node, Binary) and isinstance(node.left, Binary):
+        # A left-associative chain (a flat sum) is a list, not a tower: its length is
+        # not nesting, and a tower as deep as the sum is long would not encode as JSON.
+        first, chain = left_spine(node)
+        return {
+            "node": "BinaryChain",
+            "first": ast_json(first, depth + 1),
+            "links": [_node_json(link, depth + 1, skip=("left",)) for link in chain],
+        }
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        out: dict[str, Any] = {"node": type(node).__name__}
-        for f in dataclasses.fields(node):
-            if f.name in ("height", "guards"):
-                continue
-            out[f.name] = ast_json(getattr(node, f.name), depth + 1)
-        return out
+        return _node_json(node, depth)
     if isinstance(node, tuple):
         return [ast_json(x, depth + 1) for x in node]
     return node
+
+
+def _node_json(node: Any, depth: int, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"node": type(node).__name__}
+    for f in dataclasses.fields(node):
+        if f.name in ("height", "guards", *skip):
+            continue
+        out[f.name] = ast_json(getattr(node, f.name), depth + 1)
+    return out
