@@ -75,6 +75,7 @@ PHASES = (
     "code_generation",
     "optimization",
 )
+EMIT_KINDS = ("obj", "llvm", "ast", "none")
 _PARALLEL_MIN_FUNCTIONS = 24
 """Below this many functions a process pool costs more than it saves."""
 
@@ -94,6 +95,40 @@ class CompileOptions:
     parallel_jobs: int = 1
     cache: ArtifactCache | None = None
     gas: bool = False  # also compute tight gas bounds with z3 Optimize (slower)
+
+    def __post_init__(self) -> None:
+        """Refuse a bad option here, with its name, rather than deep inside a compile."""
+
+        def integer(name: str, lo: int, hi: int | None = None) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ContractCompilerError(
+                    f"CompileOptions.{name} must be an integer, got {value!r}"
+                )
+            if value < lo or (hi is not None and value > hi):
+                bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+                raise ContractCompilerError(f"CompileOptions.{name} must be {bounds}, got {value}")
+
+        integer("opt_level", 0, 3)
+        integer("smt_timeout_ms", 1)
+        integer("max_errors", 1)
+        integer("max_depth", 8, 400)
+        integer("max_source_bytes", 1)
+        integer("max_output_bytes", 1)
+        integer("parallel_jobs", 1, 256)
+        if self.emit not in EMIT_KINDS:
+            raise ContractCompilerError(
+                f"CompileOptions.emit must be one of {', '.join(EMIT_KINDS)}, got {self.emit!r}"
+            )
+        for name in ("verify", "gas"):
+            if not isinstance(getattr(self, name), bool):
+                raise ContractCompilerError(
+                    f"CompileOptions.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        if self.cache is not None and not isinstance(self.cache, ArtifactCache):
+            raise ContractCompilerError(
+                f"CompileOptions.cache must be an ArtifactCache or None, got {self.cache!r}"
+            )
 
     @classmethod
     def from_config(cls, cfg: CompilerPerformance, **overrides: Any) -> CompileOptions:
@@ -406,8 +441,12 @@ def compile_source(
         if blob is not None:
             compiled: CompiledContract = pickle.loads(blob)
             compiled.cache = "hit"
-            compiled.timings_ms = {p: 0.0 for p in PHASES}
-            compiled.timings_ms["cache_lookup"] = round((time.perf_counter() - t0) * 1000, 3)
+            # The phases are those of the build that produced the cached result (this
+            # run did none of them); the lookup is what this run cost.
+            compiled.timings_ms = {
+                **{p: compiled.timings_ms.get(p, 0.0) for p in PHASES},
+                "cache_lookup": round((time.perf_counter() - t0) * 1000, 3),
+            }
             return compiled
 
     timings: dict[str, float] = {}
