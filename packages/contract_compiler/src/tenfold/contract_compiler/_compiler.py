@@ -34,7 +34,7 @@ from tenfold.contract_compiler._cache import ArtifactCache, digest
 from tenfold.contract_compiler._checker import infer_types
 from tenfold.contract_compiler._codegen import emit_function, function_symbol, link_module
 from tenfold.contract_compiler._interp import Interpreter, check_argument, initial_state
-from tenfold.contract_compiler._native import NativeModule, emit_object, optimize_ir
+from tenfold.contract_compiler._native import NativeModule, ObjectModule, emit_object, optimize_ir
 from tenfold.contract_compiler._parser import make_diagnostic, parse_contract
 from tenfold.contract_compiler._solver import (
     HARD_KINDS,
@@ -161,6 +161,7 @@ class CompiledContract:
     cache: str = "miss"
     optimized_ir: str = ""
     gas_bounds: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    workers: int = 1  # processes that did the work (the main one, or the pool's workers)
 
     @property
     def object_code(self) -> bytes:
@@ -178,7 +179,14 @@ class CompiledContract:
         return Interpreter(self.contract)
 
     def jit(self) -> Executable:
+        """JIT-compile the IR into a fresh instance (deployed state)."""
         return Executable(self)
+
+    def load_object(self) -> Executable:
+        """Link the generated object file into this process: the same interface as ``jit``."""
+        if not self.objects:
+            raise ContractCompilerError("no object code: compile with emit='obj'")
+        return Executable(self, from_object=True)
 
     def summary(self) -> dict[str, object]:
         counts = {"proved": 0, "failed": 0, "unknown": 0}
@@ -212,13 +220,14 @@ class CompiledContract:
 class Executable:
     """A JIT-compiled contract instance with its own state buffer; same interface as the interpreter."""
 
-    def __init__(self, compiled: CompiledContract) -> None:
+    def __init__(self, compiled: CompiledContract, from_object: bool = False) -> None:
         c = compiled.contract
         self.contract = c
-        self.module = NativeModule(
-            compiled.ir,
-            compiled.opt_level,
-            {function_symbol(c, fn): len(fn.params) for fn in c.fns},
+        arities = {function_symbol(c, fn): len(fn.params) for fn in c.fns}
+        self.module: NativeModule | ObjectModule = (
+            ObjectModule(compiled.object_code, arities)
+            if from_object
+            else NativeModule(compiled.ir, compiled.opt_level, arities)
         )
         n = max(1, c.slots)
         self._buf = (ctypes.c_int64 * n)(*initial_state(c))
@@ -593,6 +602,7 @@ class _Build:
             _ms(self.timings),
             "partial" if cached else "miss",
             optimized,
+            workers=self.jobs if self.parallel else 1,
         )
 
     def cache_lookup(self) -> tuple[dict[str, str], set[str]]:
