@@ -213,3 +213,19 @@ def test_false_specs_after_loops_are_never_proved_and_fail_with_replaying_counte
         return
     specs = [v for v in c.verdicts if v.kind in ("ensures", "assert", "invariant")]
     assert specs and all(v.status == "unknown" for v in specs), (source, c.verdicts)
+
+
+def test_a_model_past_a_callee_that_reverts_is_not_reported_as_a_counterexample() -> None:
+    # With x = 10 the real run reverts inside g, so "x=10" would not replay; x < 5 does.
+    source = (
+        "contract L { fn g(x: u64) { check x < 5; }\n"
+        "  fn f(x: u64) -> u64 ensures result != 3 { g(x); return x; } }"
+    )
+    with pytest.raises(VerificationFailed, match=r"counterexample: x=3, caller="):
+        _compile(source)
+    source = (
+        "contract L { fn g(x: u64) { check x < 5; }\n"
+        "  fn f(x: u64) -> u64 ensures result < 5 { g(x); return x; } }"
+    )
+    c = compile_source(source, "l.ct", CompileOptions(emit="none"))
+    assert [v.status for v in c.verdicts if v.kind == "ensures"] == ["unknown"]

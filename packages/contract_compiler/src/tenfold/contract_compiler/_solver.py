@@ -616,6 +616,12 @@ class SymbolicRun:
             facts.append(self.spec(ens, post, pre_state, value))
         for inv in self.c.invariants:
             facts.append(self.spec(inv, post))
+        # Whether the real callee returned (rather than reverting on one of its own checks)
+        # is not known here: a path past the call is as exact as the callee's spec.
+        self.n += 1
+        returned = self.declare(f"{e.fn}.returned!{self.n}", "Bool")
+        self.sources[returned] = source
+        facts.append(returned)
         f.pc = self.and_(f.pc, *facts)
         return value
 
