@@ -217,3 +217,13 @@ def test_timings_on_a_cache_hit_are_the_cached_builds(tmp_path: Path, escrow: Pa
     assert doc["timings_ms"]["cache_lookup"] >= 0
     text = _run(tmp_path, "compile", str(escrow), "--timings").stdout
     assert "cache hit: looked up in" in text and "those of the build it reused" in text
+
+
+def test_a_failed_check_statement_is_not_called_check_check(tmp_path: Path, escrow: Path) -> None:
+    out = _run(tmp_path, "contract", "run", str(escrow), "open")
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "c.ct").write_text('contract C { fn f(x: u8) { check x < 3, "too big"; } }')
+    out = _run(tmp_path, "contract", "run", "c.ct", "f", "9")
+    assert out.returncode == 1
+    assert "call reverted: check #1 failed: too big" in out.stdout
+    assert "check check" not in out.stdout
