@@ -350,6 +350,10 @@ def _exec_prepare(jit: bool) -> Callable[[BenchContext], Op]:
     return prepare
 
 
+def _processes(n: int) -> str:
+    return "1 worker process" if n == 1 else f"{n} worker processes"
+
+
 def scenarios() -> list[Scenario]:
     import vyper
 
@@ -430,8 +434,10 @@ def scenarios() -> list[Scenario]:
             Scenario(
                 name=f"concurrent_{n}",
                 unit="contracts",
-                ours=Subject(f"tenfold ({n} processes, 1 each)", _concurrent(n, False)),
-                peer=Subject(f"vyper {vyper.__version__} ({n} processes)", _concurrent(n, True)),
+                ours=Subject(
+                    f"tenfold ({_processes(n)}, 1 process per compile)", _concurrent(n, False)
+                ),
+                peer=Subject(f"vyper {vyper.__version__} ({_processes(n)})", _concurrent(n, True)),
                 table="Scalability",
                 row=f"Concurrent Compilations: {n}",
                 counts=(
