@@ -229,3 +229,58 @@ def test_a_model_past_a_callee_that_reverts_is_not_reported_as_a_counterexample(
     )
     c = compile_source(source, "l.ct", CompileOptions(emit="none"))
     assert [v.status for v in c.verdicts if v.kind == "ensures"] == ["unknown"]
+
+
+# Contracts with maps, calls and loops of any bound, and specs that may be true or false:
+# whatever the compiler reports, every counterexample must replay (the conftest hook
+# replays each one), and a spec the interpreter shows false on some input is never proved.
+ATOMS = ["x", "y", "m[x % 8]", "n", "g(y)"]
+
+
+@st.composite
+def _mixed_contract(draw: st.DrawFn) -> tuple[str, int]:
+    expr = draw(st.sampled_from(ATOMS))
+    for _ in range(draw(st.integers(0, 2))):
+        expr = (
+            f"({expr} {draw(st.sampled_from(['+', '-', '*', '%']))} {draw(st.sampled_from(ATOMS))})"
+        )
+    bound = draw(st.integers(1, 64))
+    limit = draw(st.integers(0, 40))
+    rel = draw(st.sampled_from(["<", "<=", "!=", ">"]))
+    g_ensures = draw(st.sampled_from(["", "ensures result <= 10", "ensures result == y % 11"]))
+    source = (
+        "contract M {\n"
+        "  state n: u32 = 0;\n"
+        "  state m: map[8] of u32;\n"
+        f"  fn g(y: u32) -> u32 requires y < 50 {g_ensures} {{ return y % 11; }}\n"
+        "  fn put(i: u32, v: u32) { m[i % 8] = v; }\n"
+        f"  fn f(x: u32, y: u32) -> u32 requires x < 30 && y < 30 ensures result {rel} {limit} {{\n"
+        f"    let k: u32 = 0;\n"
+        f"    for i in 0..{bound} {{ if (i as u32) < x {{ k = k + 1; }} }}\n"
+        f"    n = k;\n"
+        f"    return {expr};\n"
+        "  } }"
+    )
+    return source, limit
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mixed_contract(), st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=4))
+def test_every_counterexample_on_generated_contracts_replays(
+    case: tuple[str, int], inputs: list[tuple[int, int]]
+) -> None:
+    source, _limit = case
+    try:
+        c = compile_source(source, "m.ct", CompileOptions(emit="none"))
+    except VerificationFailed:
+        return  # the hook replays every counterexample of the failed verdicts
+    ens = next(v for v in c.verdicts if v.kind == "ensures" and v.fn == "f")
+    if ens.status != "proved":
+        return
+    interp = c.interpreter()
+    interp.call("put", [3, 17])
+    for x, y in inputs:
+        try:
+            interp.call("f", [x, y])
+        except ContractRevert as exc:
+            assert exc.guard != ens.gid, f"proved ensures fails at run time: {source}"
