@@ -14,7 +14,9 @@ def test_scenarios_are_well_formed() -> None:
     names = [s.name for s in items]
     assert len(names) == len(set(names))
     assert sum(s.headline for s in items) == 1
-    compile_rows = [s for s in items if s.table == "Compilation Performance"]
+    compile_rows = [
+        s for s in items if s.table == "Compilation Performance" and not s.name.endswith("_pool")
+    ]
     assert [s.name for s in compile_rows] == [
         "compile_100_loc",
         "compile_500_loc",
@@ -22,6 +24,13 @@ def test_scenarios_are_well_formed() -> None:
         "compile_10000_loc",
     ]
     assert all(s.peer is not None and s.peer.name.startswith("vyper") for s in compile_rows)
+    # Like for like: the plain rows run ours in one process, as Vyper runs.
+    assert all(s.ours.name == "tenfold (-O1, 1 process)" for s in compile_rows)
+    pool_rows = [s for s in items if s.name.endswith("_loc_pool")]
+    assert all("worker processes" in s.ours.name for s in pool_rows)
+    # Ours against ours is never a speedup over a peer.
+    for name in ("cache_hit_500_loc", "cache_miss_500_loc", "jit_calls", "interpreter_calls"):
+        assert next(s for s in items if s.name == name).peer is None
 
 
 def test_generated_sizes_are_close_to_the_target() -> None:
@@ -40,11 +49,28 @@ def test_smallest_compile_row_runs_for_both_sides(tmp_path: Path) -> None:
         peer = scenario.peer.prepare(ctx)()
     assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
     assert ours.metrics["guards_proved"] > 0
+    assert int(ours.metrics["object_calls_checked"]) >= 3 * int(ours.metrics["functions"])
+    assert ours.metrics["worker_processes"] == 1
     assert float(peer.metrics["bytecode_bytes"]) > 0
 
 
+def test_the_object_check_catches_a_wrong_object(tmp_path: Path) -> None:
+    import pytest
+
+    from tenfold.contract_compiler import compile_source
+    from tenfold.contract_compiler.bench import check_object
+    from tenfold.core.errors import BenchError
+
+    good = compile_source("contract A { fn f(x: u32) -> u32 { return x % 7; } }", "a.ct")
+    assert check_object(good, 1) == 3
+    wrong = compile_source("contract A { fn f(x: u32) -> u32 { return x % 5; } }", "a.ct")
+    good.objects = wrong.objects  # the object file of other code
+    with pytest.raises(BenchError, match="disagree"):
+        check_object(good, 1)
+
+
 def test_jit_row_checks_results(tmp_path: Path) -> None:
-    scenario = next(s for s in scenarios() if s.name == "jit_vs_interpreter")
+    scenario = next(s for s in scenarios() if s.name == "jit_calls")
     ctx = BenchContext(mode="smoke", workdir=tmp_path)
     with ctx.stack:
         out = scenario.ours.prepare(ctx)()

@@ -162,3 +162,68 @@ def test_missing_file_and_bad_arguments(tmp_path: Path, escrow: Path) -> None:
     (tmp_path / "bin.ct").write_bytes(b"contract \xff")
     out = _run(tmp_path, "compile", "bin.ct")
     assert out.returncode == 2 and "not valid UTF-8" in out.stderr
+
+
+def test_out_is_the_spelling_and_o_and_output_still_work(tmp_path: Path, escrow: Path) -> None:
+    for flag, name in (("--out", "a.o"), ("-o", "b.o"), ("--output", "c.o")):
+        out = _run(tmp_path, "compile", str(escrow), "--emit", "obj", flag, name)
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / name).read_bytes()[:4] == b"\x7fELF"
+    help_text = _run(tmp_path, "compile", "--help").stdout
+    assert "--out" in help_text
+
+
+def test_negative_numbers_are_arguments(tmp_path: Path) -> None:
+    # Regression: "contract run f.ct neg -5" was read as an unknown option -5.
+    (tmp_path / "n.ct").write_text(
+        "contract N { fn neg(x: i64) -> i64 requires x > -100 { return -x; }\n"
+        "  fn add(a: i64, b: dec) -> dec requires a > -10 && a < 10 && b > -10.0 && b < 10.0\n"
+        "  { return (a as dec) + b; } }"
+    )
+    out = _run(tmp_path, "contract", "run", "n.ct", "neg", "-5")
+    assert (out.returncode, out.stdout.strip()) == (0, "5"), out.stderr
+    out = _run(tmp_path, "contract", "run", "n.ct", "add", "-5", "-1.5", "--interpret", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["result"] == "-6.5"
+    out = _run(tmp_path, "contract", "run", "n.ct", "neg", "-5", "--caller", "-3")
+    assert (out.returncode, out.stdout.strip()) == (0, "5"), out.stderr
+
+
+@pytest.mark.parametrize("target", ["missing/dir/x.o", "sub", "/proc/no/x.o"])
+def test_an_unwritable_output_is_one_line_and_exit_2(
+    tmp_path: Path, escrow: Path, target: str
+) -> None:
+    (tmp_path / "sub").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    out = _run(tmp_path, "compile", str(escrow), "--emit", "obj", "-o", target)
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("tenfold: error")]
+    assert errors == [errors[0]] and f"{target}" in errors[0]
+    assert "Traceback" not in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".tenfold") == [
+        n for n in before if n != ".tenfold"
+    ]
+    assert not list((tmp_path / "sub").iterdir())
+
+
+def test_timings_on_a_cache_hit_are_the_cached_builds(tmp_path: Path, escrow: Path) -> None:
+    # Regression: a cache hit printed 0.0 for every phase.
+    first = json.loads(_run(tmp_path, "compile", str(escrow), "--timings", "--json").stdout)
+    second = _run(tmp_path, "compile", str(escrow), "--timings", "--json")
+    doc = json.loads(second.stdout)
+    assert (first["cache"], doc["cache"]) == ("miss", "hit")
+    phases = {k: v for k, v in doc["timings_ms"].items() if k != "cache_lookup"}
+    assert phases == first["timings_ms"] and sum(phases.values()) > 0
+    assert doc["timings_ms"]["cache_lookup"] >= 0
+    text = _run(tmp_path, "compile", str(escrow), "--timings").stdout
+    assert "cache hit: looked up in" in text and "those of the build it reused" in text
+
+
+def test_a_failed_check_statement_is_not_called_check_check(tmp_path: Path, escrow: Path) -> None:
+    out = _run(tmp_path, "contract", "run", str(escrow), "open")
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "c.ct").write_text('contract C { fn f(x: u8) { check x < 3, "too big"; } }')
+    out = _run(tmp_path, "contract", "run", "c.ct", "f", "9")
+    assert out.returncode == 1
+    assert "call reverted: check #1 failed: too big" in out.stdout
+    assert "check check" not in out.stdout

@@ -71,9 +71,23 @@ def test_comparisons_do_not_chain() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["(" * 10_000 + "1" + ")" * 10_000, "-" * 10_000 + "1", "1" + " + 1" * 10_000],
+    ["(" * 10_000 + "1" + ")" * 10_000, "-" * 10_000 + "1", "a ==> " * 10_000 + "a"],
 )
 def test_ten_thousand_deep_nesting_is_a_depth_error(text: str) -> None:
+    with pytest.raises(CompileError, match="deeper than the limit of 200"):
+        parse_expression(text)
+
+
+@pytest.mark.parametrize("n", [201, 10_000])
+def test_a_flat_sum_is_long_not_deep(n: int) -> None:
+    # Regression: a sum of 201 terms was refused as nested deeper than 200 levels.
+    node = parse_expression(" + ".join(["x"] * n))
+    assert node.height == 2
+    assert parse_expression("a + (b + (c + d)) * e").height == 4
+
+
+def test_right_nesting_past_the_limit_is_still_refused() -> None:
+    text = "1 + (" * 201 + "1" + ")" * 201
     with pytest.raises(CompileError, match="deeper than the limit of 200"):
         parse_expression(text)
 
@@ -169,3 +183,39 @@ def test_semantic_errors_are_clear(source: str, message: str) -> None:
         compile_source(source, "e.ct", CompileOptions(emit="none"))
     assert message in str(info.value)
     assert "e.ct:1:" in str(info.value)
+
+
+def test_a_201_term_sum_compiles_proves_and_runs() -> None:
+    # Regression: "nested deeper than the limit of 200 levels" for a flat sum.
+    from tenfold.contract_compiler import CompileOptions, compile_source
+
+    terms = " + ".join(["x"] * 201)
+    ands = " && ".join(["b"] * 201)
+    source = (
+        f"contract S {{ fn f(x: i64, b: bool) -> i64 requires x >= 0 && x <= 1000 {{\n"
+        f"  check {ands}; return {terms}; }} }}"
+    )
+    c = compile_source(source, "s.ct", CompileOptions(opt_level=2))
+    assert c.verdicts and all(v.status == "proved" for v in c.verdicts)
+    assert c.jit().call("f", [3, True]) == c.interpreter().call("f", [3, True]) == 603
+
+
+def test_long_chains_pass_every_stage_without_recursion() -> None:
+    import json
+
+    from tenfold.contract_compiler import CompileOptions, compile_source
+    from tenfold.contract_compiler._compiler import ast_json
+
+    n = 1500
+    source = (
+        f"contract S {{ state s: u64 = 0; fn f(x: i64) -> i64 {{\n"
+        f"  s = s{' + 1' * n}; return {' - '.join(['x'] * n)}; }} }}"
+    )
+    c = compile_source(source, "s.ct", CompileOptions(opt_level=0, verify=False))
+    for runner in (c.interpreter(), c.jit()):
+        assert runner.call("f", [2]) == 2 - 2 * (n - 1)
+        assert runner.state == [n]
+    tree = compile_source(source, "s.ct", CompileOptions(emit="ast")).contract
+    doc = json.loads(json.dumps(ast_json(tree)))
+    ret = doc["fns"][0]["body"][1]["value"]
+    assert ret["node"] == "BinaryChain" and len(ret["links"]) == n - 1

@@ -49,6 +49,7 @@ __all__ = [
     "Unary",
     "children",
     "int_type",
+    "left_spine",
 ]
 
 DEC_SCALE = 1_000_000
@@ -224,6 +225,25 @@ def children(e: Expr) -> list[Expr]:
     return []
 
 
+def left_spine(e: Binary) -> tuple[Expr, list[Binary]]:
+    """The leftmost operand under a chain of binary nodes, and the chain innermost first.
+
+    ``a + b + c + d`` parses as ``((a + b) + c) + d``: a left spine as long as the
+    sum, which is not nesting. Every pass walks a spine with a loop (evaluate the
+    leftmost operand, then fold each node's right operand in), so a flat sum of
+    any length costs no recursion; only right operands and parenthesised
+    sub-expressions recurse, and those are what ``max_depth`` bounds.
+    """
+    chain = [e]
+    node = e
+    while isinstance(node.left, Binary):
+        node = node.left
+        chain.append(node)
+    chain.reverse()
+    assert node.left is not None
+    return node.left, chain
+
+
 # --- statements ------------------------------------------------------------
 
 
@@ -258,6 +278,10 @@ class For(Stmt):
     lo: int = 0
     hi: int = 0
     body: list[Stmt] = field(default_factory=list)
+    # ``for i in 0..N invariant EXPR { ... }``: checked when the loop starts (i = lo) and
+    # after every iteration (i = the next value), so it holds after the loop with i = hi.
+    invariants: list[Expr] = field(default_factory=list)
+    invariant_guards: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)

@@ -274,6 +274,15 @@ class Checker:
                 raise self.error(s.pos, f"'{s.var}' is already defined (no shadowing)")
             self.scopes.append({s.var: (I64, "loop")})
             try:
+                self.in_spec = True
+                try:
+                    for inv in s.invariants:
+                        self.soft_call(functools.partial(self.expect_bool, inv))
+                        s.invariant_guards.append(
+                            self.guard("loop-invariant", "loop invariant", inv.pos)
+                        )
+                finally:
+                    self.in_spec = False
                 self.block(s.body)
             finally:
                 self.scopes.pop()
@@ -460,17 +469,47 @@ class Checker:
         return target.ret
 
     def binary(self, e: Binary, expected: Ty | None) -> Ty:
+        """Type a binary node and the chain on its left spine, with a loop (see ``left_spine``)."""
+        chain: list[tuple[Binary, Ty | None]] = []
+        node, hint = e, expected
+        while isinstance(node.left, Binary):
+            chain.append((node, hint))
+            hint = _left_hint(node, hint)
+            node = node.left
+        ty = self.binary_node(node, hint, None)
+        for parent, parent_hint in reversed(chain):
+            assert parent.left is not None
+            self.accept(parent.left, ty, _left_hint(parent, parent_hint))
+            ty = self.binary_node(parent, parent_hint, ty)
+        return ty
+
+    def accept(self, e: Expr, ty: Ty, expected: Ty | None) -> None:
+        """What ``check_expr`` does after inferring ``ty`` for ``e``."""
+        if ty == VOID:
+            raise self.error(e.pos, "a function without a result cannot be used as a value")
+        if expected is not None and ty != expected:
+            raise self.error(
+                e.pos, f"type mismatch: expected {expected}, found {ty}{_unit_hint(expected, ty)}"
+            )
+        e.ty = ty
+
+    def binary_node(self, e: Binary, expected: Ty | None, known_left: Ty | None) -> Ty:
+        """Type one binary node; ``known_left`` is its left operand's type when already typed."""
         op = e.op
         left, right = e.left, e.right
         assert left is not None and right is not None
         if op in ("&&", "||", "==>"):
-            self.expect_bool(left)
+            if known_left is None:
+                self.expect_bool(left)
             self.expect_bool(right)
             e.ty = BOOL
             return BOOL
         numeric_hint = expected if expected is not None and expected.is_numeric else None
         if op in ("*", "/", "%"):
-            lt, rt = self.operands_mul(e, numeric_hint)
+            lt, rt = self.operands_mul(e, numeric_hint, known_left)
+        elif known_left is not None:
+            lt = known_left
+            rt = self.check_expr(right, lt)
         elif isinstance(left, IntLit | DecLit) and not isinstance(right, IntLit | DecLit):
             rt = self.check_expr(right, numeric_hint if op in ("+", "-") else None)
             lt = self.check_expr(left, rt)
@@ -506,22 +545,36 @@ class Checker:
         e.ty = result
         return result
 
-    def operands_mul(self, e: Binary, hint: Ty | None) -> tuple[Ty, Ty]:
+    def operands_mul(
+        self, e: Binary, hint: Ty | None, known_left: Ty | None = None
+    ) -> tuple[Ty, Ty]:
+        """Operand types of ``*``, ``/``, ``%``: the same rules in both operand orders.
+
+        A literal operand takes its type from the other side (``i64`` when the other
+        side is an amount, since amounts scale by plain ``i64``); a non-literal operand
+        is typed on its own when the other side is an amount or an ``i64`` (either may
+        meet an amount), so ``k * x`` and ``x * k`` type-check alike; ``_mul_result``
+        then decides the table. Two literals take the context's numeric type.
+        """
         left, right = e.left, e.right
         assert left is not None and right is not None
-        if isinstance(left, IntLit | DecLit) and not isinstance(right, IntLit | DecLit):
+        literal = (IntLit, DecLit)
+        if isinstance(left, literal) and isinstance(right, literal):
+            ctx = hint if hint is not None and hint.kind in ("int", "dec") else None
+            lt = self.check_expr(left, ctx)
+            rt = self.check_expr(right, lt)
+            return lt, rt
+        if isinstance(left, literal):
             rt = self.check_expr(right, None)
             lt = self.check_expr(left, I64 if rt.kind == "money" else rt)
+            return lt, rt
+        lt = known_left if known_left is not None else self.check_expr(left, None)
+        if isinstance(right, literal):
+            rt = self.check_expr(right, I64 if lt.kind == "money" else lt)
+        elif lt.kind == "money" or lt == I64:
+            rt = self.check_expr(right, None)
         else:
-            # The left side's type decides (a hint would turn Money / Money into a mismatch).
-            lt = self.check_expr(left, None)
-            if lt.kind == "money":
-                rt_hint = I64 if e.op == "*" or not isinstance(right, Name | Index) else None
-                if isinstance(right, IntLit):
-                    rt_hint = I64
-                rt = self.check_expr(right, rt_hint)
-            else:
-                rt = self.check_expr(right, lt)
+            rt = self.check_expr(right, lt)
         return lt, rt
 
     # -- whole-contract checks -----------------------------------------------
@@ -614,6 +667,15 @@ def _expr_calls(s: Stmt, c: Contract) -> int:
             total += fn.steps if fn else 0
         exprs.extend(children(e))
     return total
+
+
+def _left_hint(e: Binary, expected: Ty | None) -> Ty | None:
+    """The type ``binary_node`` expects of a left operand that is itself a binary node."""
+    if e.op in ("&&", "||", "==>"):
+        return BOOL
+    if e.op in ("+", "-") and expected is not None and expected.is_numeric:
+        return expected
+    return None
 
 
 def _mul_result(op: str, lt: Ty, rt: Ty) -> Ty | None:

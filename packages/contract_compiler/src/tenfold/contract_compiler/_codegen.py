@@ -49,6 +49,7 @@ from tenfold.contract_compiler._ast import (
     Ty,
     Unary,
     children,
+    left_spine,
 )
 
 __all__ = ["emit_function", "emit_llvm", "function_symbol", "link_module", "module_header"]
@@ -286,6 +287,8 @@ class FunctionEmitter:
             self.loop_slots[id(s)] = slot
             head, body, end = (self.new_label(x) for x in ("head", "body", "endfor"))
             self.emit(f"store i64 {s.lo}, ptr {slot}")
+            self.params[s.var] = (slot, Ty("int", 64, True))
+            self.loop_invariants(s)
             self.terminate(f"br label %{head}")
             self.start(head)
             i, c = self.t(), self.t()
@@ -301,6 +304,9 @@ class FunctionEmitter:
                 self.emit(f"{j} = load i64, ptr {slot}")
                 self.emit(f"{n} = add i64 {j}, 1")
                 self.emit(f"store i64 {n}, ptr {slot}")
+                self.params[s.var] = (slot, Ty("int", 64, True))
+                self.loop_invariants(s)
+                del self.params[s.var]
                 self.terminate(f"br label %{head}")
             self.start(end)
         elif isinstance(s, Return):
@@ -321,6 +327,11 @@ class FunctionEmitter:
         elif isinstance(s, ExprStmt):
             assert s.expr is not None
             self.expr(s.expr)
+
+    def loop_invariants(self, s: For) -> None:
+        """Check a loop's invariants with the loop variable's slot at its current value."""
+        for inv, gid in zip(s.invariants, s.invariant_guards, strict=True):
+            self.assertion(inv, gid)
 
     def index_ptr(self, node: Index) -> str:
         decl = self.c.state(node.name)
@@ -461,11 +472,18 @@ class FunctionEmitter:
         return self.from_slot(raw, fn.ret)
 
     def binary(self, e: Binary) -> str:
+        first, chain = left_spine(e)
+        value = self.expr(first)
+        for node in chain:
+            value = self.binary_node(node, value)
+        return value
+
+    def binary_node(self, e: Binary, a: str) -> str:
+        """One binary node whose left operand's value is ``a``."""
         op = e.op
         assert e.left is not None and e.right is not None and e.ty is not None
         if op in ("&&", "||", "==>"):
-            return self.short_circuit(e)
-        a = self.expr(e.left)
+            return self.short_circuit(e, a)
         b = self.expr(e.right)
         lt = e.left.ty
         assert lt is not None
@@ -513,9 +531,8 @@ class FunctionEmitter:
         self.emit(f"{out} = {'s' if _signed(lt) else 'u'}{instr} {llt} {a}, {b}")
         return out
 
-    def short_circuit(self, e: Binary) -> str:
+    def short_circuit(self, e: Binary, a: str) -> str:
         assert e.left is not None and e.right is not None
-        a = self.expr(e.left)
         start_block = self.block
         rhs, end = self.new_label("rhs"), self.new_label("sc")
         if e.op == "||":

@@ -23,16 +23,18 @@ from typing import Any, TypeVar
 
 from tenfold.contract_compiler._ast import (
     VOID,
+    Binary,
     Contract,
     FnDecl,
     SourceMap,
     Ty,
+    left_spine,
 )
 from tenfold.contract_compiler._cache import ArtifactCache, digest
 from tenfold.contract_compiler._checker import infer_types
 from tenfold.contract_compiler._codegen import emit_function, function_symbol, link_module
 from tenfold.contract_compiler._interp import Interpreter, check_argument, initial_state
-from tenfold.contract_compiler._native import NativeModule, emit_object, optimize_ir
+from tenfold.contract_compiler._native import NativeModule, ObjectModule, emit_object, optimize_ir
 from tenfold.contract_compiler._parser import make_diagnostic, parse_contract
 from tenfold.contract_compiler._solver import (
     HARD_KINDS,
@@ -64,7 +66,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-COMPILER_VERSION = "2"
+COMPILER_VERSION = "3"
 PHASES = (
     "lexing",
     "parsing",
@@ -73,6 +75,7 @@ PHASES = (
     "code_generation",
     "optimization",
 )
+EMIT_KINDS = ("obj", "llvm", "ast", "none")
 _PARALLEL_MIN_FUNCTIONS = 24
 """Below this many functions a process pool costs more than it saves."""
 
@@ -92,6 +95,40 @@ class CompileOptions:
     parallel_jobs: int = 1
     cache: ArtifactCache | None = None
     gas: bool = False  # also compute tight gas bounds with z3 Optimize (slower)
+
+    def __post_init__(self) -> None:
+        """Refuse a bad option here, with its name, rather than deep inside a compile."""
+
+        def integer(name: str, lo: int, hi: int | None = None) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ContractCompilerError(
+                    f"CompileOptions.{name} must be an integer, got {value!r}"
+                )
+            if value < lo or (hi is not None and value > hi):
+                bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+                raise ContractCompilerError(f"CompileOptions.{name} must be {bounds}, got {value}")
+
+        integer("opt_level", 0, 3)
+        integer("smt_timeout_ms", 1)
+        integer("max_errors", 1)
+        integer("max_depth", 8, 400)
+        integer("max_source_bytes", 1)
+        integer("max_output_bytes", 1)
+        integer("parallel_jobs", 1, 256)
+        if self.emit not in EMIT_KINDS:
+            raise ContractCompilerError(
+                f"CompileOptions.emit must be one of {', '.join(EMIT_KINDS)}, got {self.emit!r}"
+            )
+        for name in ("verify", "gas"):
+            if not isinstance(getattr(self, name), bool):
+                raise ContractCompilerError(
+                    f"CompileOptions.{name} must be true or false, got {getattr(self, name)!r}"
+                )
+        if self.cache is not None and not isinstance(self.cache, ArtifactCache):
+            raise ContractCompilerError(
+                f"CompileOptions.cache must be an ArtifactCache or None, got {self.cache!r}"
+            )
 
     @classmethod
     def from_config(cls, cfg: CompilerPerformance, **overrides: Any) -> CompileOptions:
@@ -124,6 +161,7 @@ class CompiledContract:
     cache: str = "miss"
     optimized_ir: str = ""
     gas_bounds: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    workers: int = 1  # processes that did the work (the main one, or the pool's workers)
 
     @property
     def object_code(self) -> bytes:
@@ -141,7 +179,14 @@ class CompiledContract:
         return Interpreter(self.contract)
 
     def jit(self) -> Executable:
+        """JIT-compile the IR into a fresh instance (deployed state)."""
         return Executable(self)
+
+    def load_object(self) -> Executable:
+        """Link the generated object file into this process: the same interface as ``jit``."""
+        if not self.objects:
+            raise ContractCompilerError("no object code: compile with emit='obj'")
+        return Executable(self, from_object=True)
 
     def summary(self) -> dict[str, object]:
         counts = {"proved": 0, "failed": 0, "unknown": 0}
@@ -175,13 +220,14 @@ class CompiledContract:
 class Executable:
     """A JIT-compiled contract instance with its own state buffer; same interface as the interpreter."""
 
-    def __init__(self, compiled: CompiledContract) -> None:
+    def __init__(self, compiled: CompiledContract, from_object: bool = False) -> None:
         c = compiled.contract
         self.contract = c
-        self.module = NativeModule(
-            compiled.ir,
-            compiled.opt_level,
-            {function_symbol(c, fn): len(fn.params) for fn in c.fns},
+        arities = {function_symbol(c, fn): len(fn.params) for fn in c.fns}
+        self.module: NativeModule | ObjectModule = (
+            ObjectModule(compiled.object_code, arities)
+            if from_object
+            else NativeModule(compiled.ir, compiled.opt_level, arities)
         )
         n = max(1, c.slots)
         self._buf = (ctypes.c_int64 * n)(*initial_state(c))
@@ -404,8 +450,12 @@ def compile_source(
         if blob is not None:
             compiled: CompiledContract = pickle.loads(blob)
             compiled.cache = "hit"
-            compiled.timings_ms = {p: 0.0 for p in PHASES}
-            compiled.timings_ms["cache_lookup"] = round((time.perf_counter() - t0) * 1000, 3)
+            # The phases are those of the build that produced the cached result (this
+            # run did none of them); the lookup is what this run cost.
+            compiled.timings_ms = {
+                **{p: compiled.timings_ms.get(p, 0.0) for p in PHASES},
+                "cache_lookup": round((time.perf_counter() - t0) * 1000, 3),
+            }
             return compiled
 
     timings: dict[str, float] = {}
@@ -552,6 +602,7 @@ class _Build:
             _ms(self.timings),
             "partial" if cached else "miss",
             optimized,
+            workers=self.jobs if self.parallel else 1,
         )
 
     def cache_lookup(self) -> tuple[dict[str, str], set[str]]:
@@ -664,13 +715,26 @@ def ast_json(node: Any, depth: int = 0) -> Any:
         return sorted(node)
     if isinstance(node, dict):
         return {str(k): ast_json(v, depth + 1) for k, v in node.items()}
+    if isinstance(node, Binary) and isinstance(node.left, Binary):
+        # A left-associative chain (a flat sum) is a list, not a tower: its length is
+        # not nesting, and a tower as deep as the sum is long would not encode as JSON.
+        first, chain = left_spine(node)
+        return {
+            "node": "BinaryChain",
+            "first": ast_json(first, depth + 1),
+            "links": [_node_json(link, depth + 1, skip=("left",)) for link in chain],
+        }
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        out: dict[str, Any] = {"node": type(node).__name__}
-        for f in dataclasses.fields(node):
-            if f.name in ("height", "guards"):
-                continue
-            out[f.name] = ast_json(getattr(node, f.name), depth + 1)
-        return out
+        return _node_json(node, depth)
     if isinstance(node, tuple):
         return [ast_json(x, depth + 1) for x in node]
     return node
+
+
+def _node_json(node: Any, depth: int, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"node": type(node).__name__}
+    for f in dataclasses.fields(node):
+        if f.name in ("height", "guards", *skip):
+            continue
+        out[f.name] = ast_json(getattr(node, f.name), depth + 1)
+    return out

@@ -10,6 +10,7 @@ zero (as LLVM's ``sdiv``); decimals are integers scaled by 10**6.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from tenfold.contract_compiler._ast import (
     BOOL,
@@ -40,10 +41,11 @@ from tenfold.contract_compiler._ast import (
     Stmt,
     Ty,
     Unary,
+    left_spine,
 )
 from tenfold.contract_compiler.errors import ContractCompilerError, ContractRevert
 
-__all__ = ["Interpreter", "check_argument", "initial_state", "tdiv"]
+__all__ = ["Interpreter", "check_argument", "initial_state", "replay", "tdiv"]
 
 _I64_MIN = -(1 << 63)
 
@@ -174,9 +176,15 @@ class Interpreter:
             assert s.cond is not None
             self.block(s.then if self.eval(s.cond, env) else s.orelse, env)
         elif isinstance(s, For):
+            env[s.var] = s.lo
+            self.loop_invariants(s, env)
             for i in range(s.lo, s.hi):
                 env[s.var] = i
                 self.block(s.body, env)
+                if s.invariants:
+                    env[s.var] = i + 1
+                    self.loop_invariants(s, env)
+            env.pop(s.var, None)
         elif isinstance(s, Return):
             raise _Return(0 if s.value is None else self.eval(s.value, env))
         elif isinstance(s, Assert):
@@ -186,6 +194,11 @@ class Interpreter:
         elif isinstance(s, ExprStmt):
             assert s.expr is not None
             self.eval(s.expr, env)
+
+    def loop_invariants(self, s: For, env: dict[str, int]) -> None:
+        for inv, gid in zip(s.invariants, s.invariant_guards, strict=True):
+            if not self.eval(inv, env):
+                raise self.revert(gid)
 
     def slot_of(self, node: Index, env: dict[str, int]) -> int:
         decl = self.c.state(node.name)
@@ -253,15 +266,22 @@ class Interpreter:
         raise ContractCompilerError(f"cannot evaluate {type(e).__name__}")
 
     def binary(self, e: Binary, env: dict[str, int], old: list[int] | None) -> int:
+        first, chain = left_spine(e)
+        value = self.eval(first, env, old)
+        for node in chain:
+            value = self.binary_node(node, value, env, old)
+        return value
+
+    def binary_node(self, e: Binary, a: int, env: dict[str, int], old: list[int] | None) -> int:
+        """One binary node whose left operand evaluated to ``a``."""
         op = e.op
         assert e.left is not None and e.right is not None and e.ty is not None
         if op == "&&":
-            return self.eval(e.right, env, old) if self.eval(e.left, env, old) else 0
+            return self.eval(e.right, env, old) if a else 0
         if op == "||":
-            return 1 if self.eval(e.left, env, old) else self.eval(e.right, env, old)
+            return 1 if a else self.eval(e.right, env, old)
         if op == "==>":
-            return self.eval(e.right, env, old) if self.eval(e.left, env, old) else 1
-        a = self.eval(e.left, env, old)
+            return self.eval(e.right, env, old) if a else 1
         b = self.eval(e.right, env, old)
         if op == "==":
             return int(a == b)
@@ -296,3 +316,60 @@ class Interpreter:
             raise self.revert(e.guard2)
         q = tdiv(a, b)
         return q if op == "/" else a - b * q
+
+
+def _stored(text: str, ty: Ty) -> int:
+    """The stored integer of a value as a counterexample prints it (``true``, ``-3``, ``1.25``)."""
+    if text in ("true", "false"):
+        return int(text == "true")
+    if ty == DEC:
+        value = Decimal(text) * DEC_SCALE
+        if value != value.to_integral_value():
+            raise ValueError(text)
+        return int(value)
+    return int(text)
+
+
+def replay(contract: Contract, fn_name: str, counterexample: dict[str, str]) -> int | None:
+    """Run one call from a counterexample's state and arguments on the interpreter.
+
+    Returns the id of the check the call reverted on, 0 when it completed, ``None`` when
+    the counterexample does not describe a call (a missing or malformed value).
+    """
+    fn = contract.fn(fn_name)
+    if fn is None:
+        return None
+    state = [0] * contract.slots
+    try:
+        for decl in contract.states:
+            if decl.ty.kind == "map":
+                assert decl.ty.elem is not None
+                default = counterexample.get(f"{decl.name}[*]")
+                if default is not None:
+                    fill = _stored(default, decl.ty.elem)
+                    state[decl.slot : decl.slot + decl.ty.size] = [fill] * decl.ty.size
+                for i in range(decl.ty.size) if decl.ty.size <= 64 else ():
+                    text = counterexample.get(f"{decl.name}[{i}]")
+                    if text is not None:
+                        state[decl.slot + i] = _stored(text, decl.ty.elem)
+                if decl.ty.size > 64:
+                    prefix = f"{decl.name}["
+                    for key, text in counterexample.items():
+                        if key.startswith(prefix) and key[len(prefix) : -1].isdigit():
+                            state[decl.slot + int(key[len(prefix) : -1])] = _stored(
+                                text, decl.ty.elem
+                            )
+            else:
+                state[decl.slot] = _stored(counterexample[decl.name], decl.ty)
+        args = [_stored(counterexample[p.name], p.ty) for p in fn.params]
+        caller = int(counterexample["caller"])
+    except (KeyError, ValueError, ArithmeticError):
+        return None
+    interp = Interpreter(contract, state)
+    try:
+        interp.call(fn_name, args, caller)
+    except ContractRevert as revert:
+        return revert.guard
+    except ContractCompilerError:
+        return None
+    return 0

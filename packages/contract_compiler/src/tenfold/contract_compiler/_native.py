@@ -15,7 +15,7 @@ import llvmlite.binding as llvm
 
 from tenfold.contract_compiler.errors import ContractCompilerError
 
-__all__ = ["NativeModule", "codegen_level", "emit_object", "optimize_ir"]
+__all__ = ["NativeModule", "ObjectModule", "codegen_level", "emit_object", "optimize_ir"]
 
 _LOCK = threading.Lock()
 _TARGETS: dict[tuple[int, bool], Any] = {}
@@ -128,3 +128,48 @@ class NativeModule:
                     ctypes.c_void_p,
                 )
                 self.functions[sym] = proto(address)
+
+
+def _bind(engine: Any, arities: dict[str, int]) -> dict[str, Any]:
+    functions = {}
+    for sym, arity in arities.items():
+        address = engine.get_function_address(sym)
+        if not address:
+            raise ContractCompilerError(f"internal error: no symbol {sym} in the machine code")
+        proto = ctypes.CFUNCTYPE(
+            ctypes.c_int32,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            *([ctypes.c_int64] * arity),
+            ctypes.c_void_p,
+        )
+        functions[sym] = proto(address)
+    return functions
+
+
+@dataclass
+class ObjectModule:
+    """An object file (as ``emit_object`` wrote it) linked into this process and callable.
+
+    This runs the very machine code a user gets from ``--emit obj``, not a fresh JIT
+    build of the IR, so it checks the object file itself.
+    """
+
+    data: bytes
+    arities: dict[str, int]
+    engine: Any = field(default=None, init=False)
+    functions: dict[str, Any] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        with _LOCK:
+            _target_machine(0)  # initializes LLVM's native target and the runtime library
+            target = llvm.Target.from_default_triple()
+            tm = target.create_target_machine(codemodel="jitdefault", jit=True)
+            engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+            try:
+                engine.add_object_file(llvm.ObjectFileRef.from_data(self.data))
+            except RuntimeError as exc:
+                raise ContractCompilerError(f"cannot load the object file: {exc}") from None
+            engine.finalize_object()
+            self.engine = engine
+            self.functions = _bind(engine, self.arities)

@@ -336,7 +336,9 @@ class Parser:
                     right_bp = bp - 1 if tok.text == "==>" else bp
                     right = self.parse_expression(right_bp)
                     node = Binary(tok.pos, tok.text, left, right)
-                    node.height = max(left.height, right.height) + 1
+                    # Nesting, not size: the left operand of a chain sits at the same
+                    # level (every pass folds a left spine in a loop), the right one below.
+                    node.height = max(left.height, right.height + 1)
                     if bp in (4, 5) and self.tok.text in _INFIX and _INFIX[self.tok.text] == bp:
                         raise self.error(
                             self.tok.pos,
@@ -478,8 +480,11 @@ class Parser:
                 lo = self.loop_bound()
                 self.expect("..", "between the loop bounds (for i in 0..N)")
                 hi = self.loop_bound()
+                invariants: list[Expr] = []
+                while self.accept("invariant"):
+                    invariants.append(self.parse_expression())
                 body = self.parse_block()
-                return For(tok.pos, var.text, lo, hi, body)
+                return For(tok.pos, var.text, lo, hi, body, invariants)
             if word in ("while", "loop"):
                 self.error(
                     tok.pos,

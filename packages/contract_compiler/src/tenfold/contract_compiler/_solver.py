@@ -31,6 +31,8 @@ satisfiable are obligations checked one by one.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import z3
@@ -65,6 +67,7 @@ from tenfold.contract_compiler._ast import (
     Ty,
     Unary,
     children,
+    left_spine,
 )
 
 __all__ = [
@@ -84,7 +87,7 @@ __all__ = [
 UNROLL = 16
 """Loops with at most this many iterations are unrolled exactly."""
 
-HARD_KINDS = frozenset({"assert", "ensures", "invariant", "call-invariant"})
+HARD_KINDS = frozenset({"assert", "ensures", "invariant", "call-invariant", "loop-invariant"})
 """Kinds whose failure is a verification error (the others keep their runtime guard)."""
 
 _ARRAY = "(Array Int Int)"
@@ -95,7 +98,7 @@ _I64 = Ty("int")
 class Obligation:
     gid: int
     bad: str
-    abstract: bool
+    abstract: bool  # raised inside the body of a summarised loop
 
 
 @dataclass
@@ -169,6 +172,10 @@ class SymbolicRun:
         self.inputs: dict[str, tuple[str, Ty]] = {}
         self.suppress = 0
         self.exits: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
+        self.texts: dict[str, str] = {}
+        # Constants standing for values an abstraction chose (a summarised loop's
+        # writes, a callee's result and writes), with the abstraction's description.
+        self.sources: dict[str, str] = {}
 
     # -- terms ----------------------------------------------------------------------
     def define(self, sort: str, text: str) -> str:
@@ -176,6 +183,7 @@ class SymbolicRun:
         name = f"t{self.n}"
         self.lines.append(f"(define-fun {name} () {sort} {text})")
         self.sorts[name] = sort
+        self.texts[name] = text
         return name
 
     def declare(self, name: str, sort: str) -> str:
@@ -249,16 +257,19 @@ class SymbolicRun:
         )
 
     # -- variables ------------------------------------------------------------------
-    def fresh(self, name: str, ty: Ty) -> str:
+    def fresh(self, name: str, ty: Ty, source: str) -> str:
         self.n += 1
         v = self.declare(f"{name}!{self.n}", "Bool" if ty == BOOL else "Int")
+        self.sources[v] = source
         if ty != BOOL:
             self.assumptions.append(self.range_of(v, ty))
         return v
 
-    def fresh_map(self, name: str) -> str:
+    def fresh_map(self, name: str, source: str) -> str:
         self.n += 1
-        return self.declare(f"{name}!{self.n}", _ARRAY)
+        v = self.declare(f"{name}!{self.n}", _ARRAY)
+        self.sources[v] = source
+        return v
 
     def start(self) -> _Frame:
         env: dict[str, str] = {}
@@ -429,38 +440,96 @@ class SymbolicRun:
     def loop(self, s: For, f: _Frame) -> None:
         count = s.hi - s.lo
         if count <= UNROLL:
+            # Exact: every iteration, and the invariants where the running code checks them.
+            f.env[s.var] = _num(s.lo)
+            self.loop_invariants(s, f)
             for i in range(s.lo, s.hi):
                 f.env[s.var] = _num(i)
                 self.block(s.body, f)
+                if s.invariants and f.pc != "false":
+                    f.env[s.var] = _num(i + 1)
+                    self.loop_invariants(s, f)
             f.env.pop(s.var, None)
             return
-        # Abstraction: havoc what the body writes, run the body once for an arbitrary iteration.
+        # Summary (checked inductively): the invariants hold on entry; from a state where
+        # they hold at an arbitrary iteration i, one run of the body re-establishes them at
+        # i + 1; after the loop, any state where they hold at i = hi. The written variables
+        # are havocked (fresh constants tagged with this loop), so an obligation that reads
+        # them is decided only by the invariants: when z3 still finds a model, it is replayed
+        # on the interpreter before it is reported as a counterexample.
+        source = (
+            f"depends on a loop of {count} iterations (over {UNROLL}), summarised by its "
+            f"invariants, which do not decide it"
+        )
+        f.env[s.var] = _num(s.lo)
+        self.loop_invariants(s, f)
         written_locals, written_state, written_maps = _writes(s.body, self.c)
-        self.havoc(f, written_locals, written_state, written_maps)
-        var = self.fresh(s.var, _I64)
+        entry = f.copy()
+        counters = _counters(s.body, self.c, f)
+        self.havoc(f, written_locals, written_state, written_maps, source)
+        var = self.fresh(s.var, _I64, source)
         f.env[s.var] = var
         body = f.copy()
         body.pc = self.and_(f.pc, self.b(f"(and (>= {var} {_num(s.lo)}) (< {var} {_num(s.hi)}))"))
+        body.pc = self.and_(body.pc, *self.summary_facts(s, body, entry, counters, var))
         self.abstract += 1
         self.block(s.body, body)
+        if s.invariants and body.pc != "false":
+            body.env[s.var] = self.i(f"(+ {var} 1)")
+            self.loop_invariants(s, body)
         self.abstract -= 1
+        self.havoc(f, written_locals, written_state, written_maps, source)
+        f.env[s.var] = _num(s.hi)
+        facts = self.summary_facts(s, f, entry, counters, _num(s.hi))
+        if _may_stop(s.body):
+            # Whether the real loop ran to its end (no revert, no return) is not known here.
+            self.n += 1
+            done = self.declare(f"loop_done!{self.n}", "Bool")
+            self.sources[done] = source
+            facts.append(done)
+        f.pc = self.and_(f.pc, *facts)
         f.env.pop(s.var, None)
-        self.havoc(f, written_locals, written_state, written_maps)
         if self.count_steps:
             from tenfold.contract_compiler._checker import static_steps
 
             self.add_steps(f, count * (1 + static_steps(s.body, self.c)))
 
-    def havoc(self, f: _Frame, locs: set[str], states: set[str], maps: set[str]) -> None:
+    def loop_invariants(self, s: For, f: _Frame) -> None:
+        for inv, gid in zip(s.invariants, s.invariant_guards, strict=True):
+            self.check(f, gid, self.not_(self.expr(inv, f)))
+
+    def summary_facts(
+        self, s: For, f: _Frame, entry: _Frame, counters: dict[str, tuple[int, int]], i: str
+    ) -> list[str]:
+        """What holds at the loop head at iteration ``i``: user and inferred invariants."""
+        facts = [self.spec(inv, f) for inv in s.invariants]
+        done = self.i(f"(- {i} {_num(s.lo)})")
+        for name, (lo, hi) in sorted(counters.items()):
+            now = f.env[name] if name in f.env else f.state[name]
+            start = entry.env[name] if name in entry.env else entry.state[name]
+            if lo == hi:
+                facts.append(self.b(f"(= {now} (+ {start} (* {_num(lo)} {done})))"))
+            else:
+                facts.append(
+                    self.b(
+                        f"(and (>= {now} (+ {start} (* {_num(lo)} {done}))) "
+                        f"(<= {now} (+ {start} (* {_num(hi)} {done}))))"
+                    )
+                )
+        return facts
+
+    def havoc(
+        self, f: _Frame, locs: set[str], states: set[str], maps: set[str], source: str
+    ) -> None:
         for name in sorted(locs):
             if name in f.env:
-                f.env[name] = self.fresh(name, self.fn.locals[name])
+                f.env[name] = self.fresh(name, self.fn.locals[name], source)
         for name in sorted(states):
             decl = self.c.state(name)
             assert decl is not None
-            f.state[name] = self.fresh(name, decl.ty)
+            f.state[name] = self.fresh(name, decl.ty, source)
         for name in sorted(maps):
-            f.maps[name] = self.fresh_map(name)
+            f.maps[name] = self.fresh_map(name, source)
 
     # -- expressions --------------------------------------------------------------------
     def index(self, node: Index, f: _Frame) -> str:
@@ -537,8 +606,9 @@ class SymbolicRun:
         pre_state = dict(f.state)
         written_state = {n for n in callee.writes if n in f.state}
         written_maps = {n for n in callee.writes if n in f.maps}
-        self.havoc(f, set(), written_state, written_maps)
-        value = self.fresh(f"{e.fn}.result", callee.ret) if callee.ret != VOID else "0"
+        source = f"depends on what '{e.fn}' returns or writes, known here only through its ensures"
+        self.havoc(f, set(), written_state, written_maps, source)
+        value = self.fresh(f"{e.fn}.result", callee.ret, source) if callee.ret != VOID else "0"
         if self.count_steps:
             self.add_steps(f, callee.steps)
         post = _Frame(cf.env, f.state, f.maps, f.pc)
@@ -546,14 +616,29 @@ class SymbolicRun:
             facts.append(self.spec(ens, post, pre_state, value))
         for inv in self.c.invariants:
             facts.append(self.spec(inv, post))
+        # Whether the real callee returned (rather than reverting on one of its own checks)
+        # is not known here: a path past the call is as exact as the callee's spec.
+        self.n += 1
+        returned = self.declare(f"{e.fn}.returned!{self.n}", "Bool")
+        self.sources[returned] = source
+        facts.append(returned)
         f.pc = self.and_(f.pc, *facts)
         return value
 
     def binary(self, e: Binary, f: _Frame, old: dict[str, str] | None, result: str) -> str:
+        first, chain = left_spine(e)
+        value = self.expr(first, f, old, result)
+        for node in chain:
+            value = self.binary_node(node, value, f, old, result)
+        return value
+
+    def binary_node(
+        self, e: Binary, a: str, f: _Frame, old: dict[str, str] | None, result: str
+    ) -> str:
+        """One binary node whose left operand evaluated to ``a``."""
         op = e.op
         assert e.left is not None and e.right is not None and e.ty is not None
         if op in ("&&", "||", "==>"):
-            a = self.expr(e.left, f, old, result)
             # The right side runs only when the left does not decide: its guards live on that path.
             saved = f.pc
             f.pc = self.and_(saved, a if op != "||" else self.not_(a))
@@ -565,7 +650,6 @@ class SymbolicRun:
             if op == "||":
                 return self.or_(a, b)
             return self.or_(self.not_(a), b)
-        a = self.expr(e.left, f, old, result)
         b = self.expr(e.right, f, old, result)
         if op in ("==", "!="):
             eq = self.b(f"(= {a} {b})")
@@ -624,6 +708,113 @@ def _writes(stmts: list[Stmt], c: Contract) -> tuple[set[str], set[str], set[str
     return locs, states, maps
 
 
+def _counters(stmts: list[Stmt], c: Contract, f: _Frame) -> dict[str, tuple[int, int]]:
+    """Inferred loop invariants: variables the body only ever steps by literal amounts.
+
+    For a variable live before the loop (a local or a scalar state variable) whose every
+    write in the body is ``v = v + k`` or ``v = v - k`` with a literal ``k`` (none by a
+    callee, none inside a nested loop), one iteration adds between ``lo`` and ``hi``
+    (the least and greatest sums along the body's paths); so at the head of iteration
+    ``i``, ``v0 + lo * (i - first) <= v <= v0 + hi * (i - first)``, with equality when
+    ``lo == hi``. Inductive by construction: a path that reverts or returns never
+    reaches the next loop head, and the others add one path's sum.
+    """
+    candidates = {n for n in f.env if not n.startswith("$")} | set(f.state)
+    callee_writes: set[str] = set()
+    for s in _all_stmts(stmts):
+        for e in _stmt_exprs(s):
+            for name in _calls(e):
+                callee = c.fn(name)
+                if callee is not None:
+                    callee_writes |= callee.writes
+    out: dict[str, tuple[int, int]] = {}
+    for name in sorted(candidates - callee_writes):
+        span = _step_span(stmts, name)
+        if span is not None and span != (0, 0):
+            out[name] = span
+    return out
+
+
+def _step_span(stmts: list[Stmt], name: str) -> tuple[int, int] | None:
+    """Least and greatest amount one run of ``stmts`` adds to ``name``; None if not a counter."""
+    lo = hi = 0
+    for s in stmts:
+        if isinstance(s, Let) and s.name == name:
+            return None
+        if isinstance(s, Assign) and isinstance(s.target, Name) and s.target.id == name:
+            step = _literal_step(s.value, name)
+            if step is None:
+                return None
+            lo, hi = lo + step, hi + step
+        elif isinstance(s, If):
+            a = _step_span(s.then, name)
+            b = _step_span(s.orelse, name)
+            if a is None or b is None:
+                return None
+            lo, hi = lo + min(a[0], b[0]), hi + max(a[1], b[1])
+        elif isinstance(s, For) and _step_span(s.body, name) != (0, 0):
+            return None  # a nested loop's steps: not inferred
+    return lo, hi
+
+
+def _literal_step(e: Expr | None, name: str) -> int | None:
+    if not isinstance(e, Binary) or e.op not in ("+", "-"):
+        return None
+    left, right = e.left, e.right
+
+    def is_var(x: Expr | None) -> bool:
+        return isinstance(x, Name) and x.id == name
+
+    def lit(x: Expr | None) -> int | None:
+        if isinstance(x, IntLit):
+            return x.value
+        if isinstance(x, DecLit):
+            return x.scaled
+        return None
+
+    if is_var(left) and lit(right) is not None:
+        k = lit(right)
+        assert k is not None
+        return k if e.op == "+" else -k
+    if e.op == "+" and is_var(right) and lit(left) is not None:
+        return lit(left)
+    return None
+
+
+def _all_stmts(stmts: list[Stmt]) -> list[Stmt]:
+    out: list[Stmt] = []
+    todo = list(stmts)
+    while todo:
+        s = todo.pop()
+        out.append(s)
+        if isinstance(s, If):
+            todo.extend(s.then)
+            todo.extend(s.orelse)
+        elif isinstance(s, For):
+            todo.extend(s.body)
+    return out
+
+
+def _may_stop(stmts: list[Stmt]) -> bool:
+    """Whether running ``stmts`` can revert or return (any check, guard, call or return)."""
+    for s in _all_stmts(stmts):
+        if isinstance(s, Return | Assert | ExprStmt) or (isinstance(s, For) and s.invariants):
+            return True
+        if isinstance(s, Assign) and isinstance(s.target, Index):
+            return True
+        todo = list(_stmt_exprs(s))
+        if isinstance(s, For):
+            todo.extend(s.invariants)
+        while todo:
+            e = todo.pop()
+            if isinstance(e, Index | Call | Cast) or (isinstance(e, Unary) and e.op == "-"):
+                return True
+            if isinstance(e, Binary) and e.op in ("+", "-", "*", "/", "%"):
+                return True
+            todo.extend(children(e))
+    return False
+
+
 def _stmt_exprs(s: Stmt) -> list[Expr]:
     if isinstance(s, Let | Assign | Return) and s.value is not None:
         return [s.value]
@@ -666,8 +857,45 @@ class Query:
 
     fn: str
     script: str
-    flags: tuple[tuple[int, bool], ...]  # guard id, obligation came from a loop abstraction
+    # guard id, and why a model of it may not be a real run ("" when it is exact: the
+    # obligation reads no value an abstraction chose)
+    flags: tuple[tuple[int, str], ...]
     inputs: tuple[tuple[str, str, str], ...]  # display name, SMT name, type ("bool", "dec", "int")
+    maps: tuple[tuple[str, str, int, str], ...] = ()  # name, SMT name, size, element type
+
+
+def _taint(run: SymbolicRun) -> Callable[[str], str]:
+    """For a term, the first abstraction (``run.sources``) it depends on, or ""."""
+    memo: dict[str, str] = dict(run.sources)
+
+    def of(term: str) -> str:
+        if term in memo:
+            return memo[term]
+        # Iterative post-order over the define-fun graph (terms nest as deep as the code).
+        stack = [term]
+        while stack:
+            top = stack[-1]
+            if top in memo:
+                stack.pop()
+                continue
+            text = run.texts.get(top)
+            if text is None:
+                memo[top] = ""
+                stack.pop()
+                continue
+            deps = [t for t in _TOKEN.findall(text) if t in run.texts or t in run.sources]
+            todo = [t for t in deps if t not in memo]
+            if todo:
+                stack.extend(todo)
+                continue
+            memo[top] = next((memo[t] for t in deps if memo[t]), "")
+            stack.pop()
+        return memo[term]
+
+    return of
+
+
+_TOKEN = re.compile(r"[^\s()]+")
 
 
 def build_query(contract: Contract, fn: FnDecl) -> Query | None:
@@ -676,6 +904,7 @@ def build_query(contract: Contract, fn: FnDecl) -> Query | None:
     run.run()
     if not run.obligations:
         return None
+    taint = _taint(run)
     # One guard may yield several obligations (unrolled loops, several invariants): merge them.
     grouped: dict[int, list[Obligation]] = {}
     for ob in run.obligations:
@@ -687,7 +916,10 @@ def build_query(contract: Contract, fn: FnDecl) -> Query | None:
         bad = obs[0].bad if len(obs) == 1 else f"(or {' '.join(o.bad for o in obs)})"
         lines.append(f"(declare-const ob{gid} Bool)")
         lines.append(f"(assert (= ob{gid} {bad}))")
-        flags.append((gid, any(o.abstract for o in obs)))
+        why = next((taint(o.bad) for o in obs if taint(o.bad)), "")
+        if not why and any(o.abstract for o in obs):
+            why = f"inside a loop of more than {UNROLL} iterations, summarised"
+        flags.append((gid, why))
     lines.append(
         f"(declare-const any Bool)\n(assert (= any (or {' '.join(f'ob{g}' for g, _ in flags)})))"
     )
@@ -695,11 +927,21 @@ def build_query(contract: Contract, fn: FnDecl) -> Query | None:
         (name, smt, "bool" if ty == BOOL else "dec" if ty == DEC else "int")
         for name, (smt, ty) in run.inputs.items()
     )
-    return Query(fn.name, "\n".join(lines), tuple(flags), inputs)
+    maps = tuple(
+        (d.name, f"s.{d.name}", d.ty.size, _kind(d.ty.elem))
+        for d in contract.states
+        if d.ty.kind == "map" and d.ty.elem is not None
+    )
+    return Query(fn.name, "\n".join(lines), tuple(flags), inputs, maps)
+
+
+def _kind(ty: Ty) -> str:
+    return "bool" if ty == BOOL else "dec" if ty == DEC else "int"
 
 
 Outcome = tuple[int, str, dict[str, str], str]
-"""guard id, status, counterexample, reason"""
+"""guard id, status, counterexample, reason; status "suspect" (a model that may not be a
+real run) is settled by ``to_verdicts``, which replays it on the interpreter."""
 
 
 def run_queries(queries: list[Query], timeout_ms: int) -> list[tuple[str, list[Outcome]]]:
@@ -715,31 +957,98 @@ def run_query(query: Query, timeout_ms: int) -> list[Outcome]:
     if solver.check(z3.Bool("any")) == z3.unsat:
         return [(gid, "proved", {}, "") for gid, _ in query.flags]
     out: list[Outcome] = []
-    for gid, abstract in query.flags:
+    for gid, why in query.flags:
         answer = solver.check(z3.Bool(f"ob{gid}"))
         if answer == z3.unsat:
             out.append((gid, "proved", {}, ""))
         elif answer == z3.sat:
-            if abstract:
-                out.append((gid, "unknown", {}, f"loop abstraction (loop longer than {UNROLL})"))
-                continue
-            model = solver.model()
-            cex = {}
-            for name, smt_name, kind in query.inputs:
-                var = z3.Bool(smt_name) if kind == "bool" else z3.Int(smt_name)
-                cex[name] = _format_value(
-                    model.eval(var, model_completion=True), DEC if kind == "dec" else _I64
-                )
-            out.append((gid, "failed", cex, ""))
+            cex = _counterexample(solver.model(), query)
+            out.append((gid, "suspect", cex, why) if why else (gid, "failed", cex, ""))
         else:
             out.append((gid, "unknown", {}, f"solver: {solver.reason_unknown()}"))
     return out
 
 
+def _counterexample(model: z3.ModelRef, query: Query) -> dict[str, str]:
+    """Parameters, caller, scalar state and the map entries the model chose.
+
+    Map entries are written ``m[3]``; ``m[*]`` is the value of every index not listed
+    (left out when it is zero, a map's initial value).
+    """
+    cex = {}
+    for name, smt_name, kind in query.inputs:
+        var = z3.Bool(smt_name) if kind == "bool" else z3.Int(smt_name)
+        cex[name] = _format_value(
+            model.eval(var, model_completion=True), DEC if kind == "dec" else _I64
+        )
+    for name, smt_name, size, kind in query.maps:
+        entries, default = _array_entries(model, z3.Array(smt_name, z3.IntSort(), z3.IntSort()))
+        elem = DEC if kind == "dec" else _I64
+        if kind == "bool":
+            entries = {k: int(v != 0) for k, v in entries.items()}
+            default = int(default != 0)
+        for idx in sorted(entries):
+            if 0 <= idx < size and entries[idx] != default:
+                cex[f"{name}[{idx}]"] = _format_int(entries[idx], kind, elem)
+        if default != 0:
+            cex[f"{name}[*]"] = _format_int(default, kind, elem)
+    return cex
+
+
+def _array_entries(model: z3.ModelRef, arr: z3.ArrayRef) -> tuple[dict[int, int], int]:
+    value = model.eval(arr, model_completion=True)
+    entries: dict[int, int] = {}
+    while z3.is_store(value):
+        idx, v = value.arg(1), value.arg(2)
+        if z3.is_int_value(idx) and z3.is_int_value(v):
+            entries.setdefault(idx.as_long(), v.as_long())
+        value = value.arg(0)
+    if z3.is_const_array(value) and z3.is_int_value(value.arg(0)):
+        return entries, value.arg(0).as_long()
+    if z3.is_as_array(value):
+        interp = model[z3.get_as_array_func(value)]
+        for args_value in interp.as_list()[:-1]:
+            idx, v = args_value[0], args_value[1]
+            if z3.is_int_value(idx) and z3.is_int_value(v):
+                entries.setdefault(idx.as_long(), v.as_long())
+        default = interp.else_value()
+        return entries, default.as_long() if z3.is_int_value(default) else 0
+    return entries, 0
+
+
+def _format_int(n: int, kind: str, ty: Ty) -> str:
+    if kind == "bool":
+        return "true" if n else "false"
+    return _format_value(z3.IntVal(n), ty)
+
+
+REPLAY_MAX_STEPS = 2_000_000
+"""A suspect model of a function with a larger step bound is not replayed (left unknown)."""
+
+
 def to_verdicts(contract: Contract, fn_name: str, outcomes: list[Outcome]) -> list[Verdict]:
+    """Verdicts from z3's outcomes; a suspect model is reported as failed only if it replays.
+
+    A model of an obligation that reads values an abstraction chose (a summarised loop,
+    a callee known only through its ensures) may describe no real run. It is run on the
+    reference interpreter: if the call reverts on that very guard, it is a counterexample
+    ("failed"); otherwise the verdict is "unknown", with the abstraction as the reason.
+    So every counterexample the compiler reports replays on the interpreter.
+    """
+    from tenfold.contract_compiler._interp import replay
+
+    fn = contract.fn(fn_name)
     verdicts = []
-    for gid, status, cex, reason in outcomes:
+    for gid, found, model, why in outcomes:
         kind, message, pos = contract.guards[gid]
+        status, cex, reason = found, model, why
+        if found == "suspect":
+            replays = (
+                fn is not None
+                and fn.steps <= REPLAY_MAX_STEPS
+                and replay(contract, fn_name, model) == gid
+            )
+            status, cex, reason = ("failed", model, "") if replays else ("unknown", {}, why)
         verdicts.append(Verdict(fn_name, gid, kind, message, pos, status, cex, reason))
     return verdicts
 

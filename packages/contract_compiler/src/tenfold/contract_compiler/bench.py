@@ -4,6 +4,16 @@ Inputs are seeded generated contracts (``_generate``): ours and an equivalent
 Vyper contract with the same guards, arithmetic, branches and storage writes.
 One op compiles one contract all the way to machine code (ours: lexing to an
 object file with every guard proved or kept; Vyper: source to EVM bytecode).
+
+Like for like: Vyper compiles in one process, so every size has a row where
+ours does too (``parallel_jobs=1``); from 24 functions up ours can also spread
+proofs and LLVM over warm worker processes, a separate row whose subject name
+gives the worker count. Every object file a timed call produces is checked by
+running it: linked into the process, each function is called with seeded
+arguments beside the reference interpreter (same results, same failing
+check, same state). Vyper's bytecode is only checked to be non-empty: there
+is no EVM here to run it. The cache and JIT rows compare ours with ours, so
+each side is its own row, with no speedup.
 """
 
 from __future__ import annotations
@@ -48,19 +58,79 @@ def _options(**overrides: Any) -> Any:
     return CompileOptions.from_config(load_config(), cache=None, **overrides)
 
 
-def _ours_compile(loc: int) -> Callable[[BenchContext], Op]:
+def _jobs() -> int:
+    from tenfold.contract_compiler.config import load_config
+
+    return int(load_config().parallel_jobs)
+
+
+def check_object(result: Any, seed: int, calls_per_fn: int = 3) -> int:
+    """Run the object file's functions beside the interpreter; the number of calls compared.
+
+    Both start from the deployed state; each function is called with seeded
+    arguments (and, for functions with an ``only``, as the owner first claimed by
+    ``claim`` when the contract has one). Results, the failing check and the whole
+    state must be equal after every call.
+    """
+    import random
+
+    from tenfold.contract_compiler.errors import ContractRevert
+
+    native = result.load_object()
+    interp = result.interpreter()
+    rng = random.Random(seed)
+    compared = 0
+
+    def both(name: str, args: list[int], caller: int) -> None:
+        nonlocal compared
+        outcomes = []
+        for runner in (native, interp):
+            try:
+                outcomes.append(("ok", runner.call(name, args, caller=caller)))
+            except ContractRevert as exc:
+                outcomes.append(("revert", exc.guard))
+        if outcomes[0] != outcomes[1] or native.state != interp.state:
+            raise BenchError(
+                f"object file and interpreter disagree on {name}{tuple(args)}: "
+                f"{outcomes[0]} vs {outcomes[1]}"
+            )
+        compared += 1
+
+    owner = 7
+    if result.contract.fn("claim") is not None:
+        both("claim", [], owner)
+    for fn in result.contract.fns:
+        for _ in range(calls_per_fn):
+            args = []
+            for p in fn.params:
+                lo, hi = p.ty.range
+                args.append(max(lo, min(hi, rng.choice([0, 1, 2, 7, 50, 999, 10**6]))))
+            both(fn.name, args, owner)
+    return compared
+
+
+def _ours_compile(loc: int, jobs: int) -> Callable[[BenchContext], Op]:
     def prepare(ctx: BenchContext) -> Op:
+        import hashlib
+
         from tenfold.contract_compiler._compiler import compile_source
 
         pair = _pair(ctx, loc)
-        opts = _options()
+        opts = _options(parallel_jobs=jobs)
         lines = pair.ours_loc
+        checked: dict[bytes, int] = {}  # digest of an object file -> calls compared on it
 
         def op() -> Outcome:
             t0 = time.perf_counter()
             result = compile_source(pair.ours, f"generated_{loc}.ct", opts)
             ms = (time.perf_counter() - t0) * 1000
             proved = sum(1 for v in result.verdicts if v.status == "proved")
+            obj = result.object_code
+            key = hashlib.blake2b(obj, digest_size=16).digest()
+            if key not in checked:
+                # The warm-up call's object is run here; a timed call that produced the
+                # same bytes needs no second run (compiles are deterministic).
+                checked[key] = check_object(result, ctx.seed)
             return Outcome(
                 1,
                 {
@@ -68,7 +138,9 @@ def _ours_compile(loc: int) -> Callable[[BenchContext], Op]:
                     "ms_per_loc": round(ms / lines, 4),
                     "functions": len(result.contract.fns),
                     "guards_proved": proved,
-                    "object_bytes": len(result.object_code or b""),
+                    "object_bytes": len(obj),
+                    "worker_processes": result.workers,
+                    "object_calls_checked": checked[key],
                 },
             )
 
@@ -96,6 +168,8 @@ def _vyper_compile(loc: int) -> Callable[[BenchContext], Op]:
             t0 = time.perf_counter()
             out = vyper.compile_code(pair.vyper, output_formats=["bytecode"])
             ms = (time.perf_counter() - t0) * 1000
+            if len(out["bytecode"]) <= 2:
+                raise BenchError("vyper produced no bytecode")
             return Outcome(
                 1,
                 {
@@ -129,18 +203,22 @@ def _phases(ctx: BenchContext) -> Op:
     return op
 
 
-def _compile_one(text: str) -> int:
+def _compile_one(text: str) -> bytes:
+    import hashlib
+
     from tenfold.contract_compiler._compiler import compile_source
 
-    compile_source(text, "generated.ct", _options(parallel_jobs=1))
-    return 1
+    obj = compile_source(text, "generated.ct", _options(parallel_jobs=1)).object_code
+    return hashlib.blake2b(obj, digest_size=16).digest() if obj else b""
 
 
-def _vyper_one(text: str) -> int:
+def _vyper_one(text: str) -> bytes:
+    import hashlib
+
     import vyper
 
-    vyper.compile_code(text, output_formats=["bytecode"])
-    return 1
+    code = vyper.compile_code(text, output_formats=["bytecode"])["bytecode"]
+    return hashlib.blake2b(code.encode(), digest_size=16).digest() if len(code) > 2 else b""
 
 
 def _concurrent(n: int, vyper_side: bool) -> Callable[[BenchContext], Op]:
@@ -153,14 +231,33 @@ def _concurrent(n: int, vyper_side: bool) -> Callable[[BenchContext], Op]:
         pool = ctx.enter(
             ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("forkserver"))
         )
-        list(pool.map(work, [text] * n))  # start and warm every worker outside the timer
+        # Start and warm every worker outside the timer; every later output must match.
+        reference = set(pool.map(work, [text] * n))
+        if len(reference) != 1 or b"" in reference:
+            raise BenchError("the warm-up compiles gave no output or different outputs")
 
         def op() -> int:
-            return sum(pool.map(work, [text] * n))
+            outputs = list(pool.map(work, [text] * n))
+            if set(outputs) != reference:
+                raise BenchError("a concurrent compile's output differs from the warm-up's")
+            return len(outputs)
 
         return op
 
     return prepare
+
+
+def _reference_object(ctx: BenchContext) -> bytes:
+    """The object file of the 500-line contract compiled without a cache, run once to check it."""
+    from tenfold.contract_compiler._compiler import compile_source
+
+    def build() -> bytes:
+        result = compile_source(_pair(ctx, 500).ours, "generated_500.ct", _options(parallel_jobs=1))
+        check_object(result, ctx.seed)
+        obj: bytes = result.object_code
+        return obj
+
+    return ctx.once("reference-object-500", build)
 
 
 def _cache_hit(ctx: BenchContext) -> Op:
@@ -168,15 +265,18 @@ def _cache_hit(ctx: BenchContext) -> Op:
     from tenfold.contract_compiler._compiler import compile_source
 
     pair = _pair(ctx, 500)
-    opts = _options()
+    opts = _options(parallel_jobs=1)
     opts.cache = ArtifactCache(1000 * 1024 * 1024)
     compile_source(pair.ours, "generated_500.ct", opts)
+    reference = _reference_object(ctx)
 
     def op() -> Outcome:
         result = compile_source(pair.ours, "generated_500.ct", opts)
         if result.cache != "hit":
             raise BenchError(f"expected a cache hit, got {result.cache}")
-        return Outcome(1, {"cache": result.cache})
+        if result.object_code != reference:
+            raise BenchError("the cached object file differs from a fresh compile's")
+        return Outcome(1, {"cache": result.cache, "object_matches_fresh_compile": "yes"})
 
     return op
 
@@ -186,12 +286,15 @@ def _cache_miss(ctx: BenchContext) -> Op:
     from tenfold.contract_compiler._compiler import compile_source
 
     pair = _pair(ctx, 500)
-    opts = _options()
+    opts = _options(parallel_jobs=1)
+    reference = _reference_object(ctx)
 
     def op() -> Outcome:
         opts.cache = ArtifactCache(1000 * 1024 * 1024)  # empty: every artifact is a miss
         result = compile_source(pair.ours, "generated_500.ct", opts)
-        return Outcome(1, {"cache": result.cache})
+        if result.object_code != reference:
+            raise BenchError("a cache-miss compile differs from the reference compile")
+        return Outcome(1, {"cache": result.cache, "object_matches_fresh_compile": "yes"})
 
     return op
 
@@ -247,42 +350,74 @@ def _exec_prepare(jit: bool) -> Callable[[BenchContext], Op]:
     return prepare
 
 
+def _processes(n: int) -> str:
+    return "1 worker process" if n == 1 else f"{n} worker processes"
+
+
 def scenarios() -> list[Scenario]:
     import vyper
 
-    peer = f"vyper {vyper.__version__}"
+    peer = f"vyper {vyper.__version__} (1 process)"
+    jobs = _jobs()
     out: list[Scenario] = []
+    check = (
+        "ours: every distinct object file is linked in and run beside the interpreter; "
+        "Vyper: bytecode produced (not run, no EVM here)"
+    )
     for loc, (row, seed) in _SIZES.items():
         modes: tuple[Any, ...] = ("smoke", "quick", "full")
         if loc in {2000, 10000}:
             modes = ("full",)
         elif loc == 500:
             modes = ("quick", "full")
+        what = (
+            f"one generated {loc}-line contract compiled to an object file at -O1 "
+            f"(lex, parse, type check, z3 proofs of every guard, LLVM); Vyper: "
+            f"the equivalent contract to EVM bytecode"
+        )
         out.append(
             Scenario(
                 name=f"compile_{loc}_loc",
                 unit="contracts",
-                ours=Subject("tenfold", _ours_compile(loc)),
+                ours=Subject("tenfold (-O1, 1 process)", _ours_compile(loc, 1)),
                 peer=Subject(peer, _vyper_compile(loc)),
                 seed=seed,
                 table=_TABLE,
                 row=row,
-                counts=(
-                    f"one generated {loc}-line contract compiled to an object file at -O1 "
-                    f"(lex, parse, type check, z3 proofs of every guard, LLVM); Vyper: "
-                    f"the equivalent contract to EVM bytecode"
-                ),
+                counts=f"{what}; like for like: one process each; {check}",
                 headline=loc == 100,
                 rounds=5 if loc <= 100 else 3,
                 full_rounds=10 if loc <= 500 else 3,
                 modes=modes,
             )
         )
+        if loc >= 500 and jobs > 1:
+            out.append(
+                Scenario(
+                    name=f"compile_{loc}_loc_pool",
+                    unit="contracts",
+                    ours=Subject(
+                        f"tenfold (-O1, {jobs} warm worker processes)", _ours_compile(loc, jobs)
+                    ),
+                    peer=Subject(peer, _vyper_compile(loc)),
+                    seed=seed,
+                    table=_TABLE,
+                    row=f"{row}, ours on {jobs} worker processes",
+                    counts=(
+                        f"{what}; not like for like: ours spreads proofs and LLVM over "
+                        f"{jobs} warm worker processes (started outside the timer), Vyper "
+                        f"runs in one; {check}"
+                    ),
+                    rounds=3,
+                    full_rounds=10 if loc <= 500 else 3,
+                    modes=modes,
+                )
+            )
     out.append(
         Scenario(
             name="phases_500_loc",
             unit="contracts",
-            ours=Subject("tenfold", _phases),
+            ours=Subject("tenfold (-O1, 1 process)", _phases),
             seed=Seed(
                 p50_ms=420,
                 extra={f"{k}_ms": str(v) for k, v in _PHASE_SEED_MS.items()},
@@ -299,11 +434,16 @@ def scenarios() -> list[Scenario]:
             Scenario(
                 name=f"concurrent_{n}",
                 unit="contracts",
-                ours=Subject("tenfold", _concurrent(n, False)),
-                peer=Subject(peer, _concurrent(n, True)),
+                ours=Subject(
+                    f"tenfold ({_processes(n)}, 1 process per compile)", _concurrent(n, False)
+                ),
+                peer=Subject(f"vyper {vyper.__version__} ({_processes(n)})", _concurrent(n, True)),
                 table="Scalability",
                 row=f"Concurrent Compilations: {n}",
-                counts=f"{n} 100-line contracts compiled at once in {n} worker processes",
+                counts=(
+                    f"{n} 100-line contracts compiled at once in {n} warm worker processes "
+                    f"on each side"
+                ),
                 rounds=3,
                 modes=("quick", "full") if n > 1 else ("smoke", "quick", "full"),
             )
@@ -312,24 +452,54 @@ def scenarios() -> list[Scenario]:
         Scenario(
             name="cache_hit_500_loc",
             unit="contracts",
-            ours=Subject("tenfold (cache hit)", _cache_hit),
-            peer=Subject("tenfold (cache miss)", _cache_miss),
+            ours=Subject("tenfold (cache hit, 1 process)", _cache_hit),
             table="Compilation Cache",
-            row="Recompile of an unchanged 500-line contract",
-            counts="hit: whole-file artifact found by content hash; miss: empty cache",
+            row="Recompile of an unchanged 500-line contract: cache hit",
+            counts=(
+                "whole-file artifact found by content hash; its object file is compared "
+                "with a fresh compile's (ours against ours: no peer, no speedup)"
+            ),
             rounds=5,
             modes=("smoke", "quick", "full"),
         )
     )
     out.append(
         Scenario(
-            name="jit_vs_interpreter",
+            name="cache_miss_500_loc",
+            unit="contracts",
+            ours=Subject("tenfold (cache miss, 1 process)", _cache_miss),
+            table="Compilation Cache",
+            row="Recompile of an unchanged 500-line contract: cache miss",
+            counts=(
+                "an empty cache: every artifact built and stored; object file compared with "
+                "a fresh compile's (ours against ours: no peer, no speedup)"
+            ),
+            rounds=3,
+            modes=("smoke", "quick", "full"),
+        )
+    )
+    out.append(
+        Scenario(
+            name="jit_calls",
             unit="calls",
             ours=Subject("tenfold JIT (-O2)", _exec_prepare(True)),
-            peer=Subject("tenfold reference interpreter", _exec_prepare(False)),
             table="Execution",
-            row="Contract function calls (64-iteration loop)",
-            counts="calls of Ledger.settle through the same Python call interface, results compared",
+            row="Contract function calls (64-iteration loop): JIT",
+            counts=(
+                "calls of Ledger.settle through the Python call interface, each batch's "
+                "result compared with the interpreter's (no peer: ours against ours)"
+            ),
+            rounds=5,
+        )
+    )
+    out.append(
+        Scenario(
+            name="interpreter_calls",
+            unit="calls",
+            ours=Subject("tenfold reference interpreter", _exec_prepare(False)),
+            table="Execution",
+            row="Contract function calls (64-iteration loop): reference interpreter",
+            counts="the same calls on the reference interpreter (no peer: ours against ours)",
             rounds=5,
         )
     )

@@ -27,6 +27,29 @@ def _read(path: Path) -> bytes:
         raise ContractCompilerError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Write all of ``data`` or nothing: a temporary file beside ``path``, then a rename."""
+    import os
+    import tempfile
+
+    from tenfold.contract_compiler.errors import ContractCompilerError
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    except OSError as exc:
+        raise ContractCompilerError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would create it
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ContractCompilerError(f"cannot write {path}: {exc.strerror}") from None
+
+
 def _options(opt_level: int | None, **overrides: object) -> CompileOptions:
     from tenfold.contract_compiler._cache import ArtifactCache
     from tenfold.contract_compiler._compiler import CompileOptions
@@ -62,7 +85,15 @@ def _timings_text(timings: dict[str, float]) -> str:
     default=None,
     help="Write LLVM IR, an object file or the syntax tree.",
 )
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option(
+    "--out",
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where to write the IR or object file (default: FILE with .o for --emit obj).",
+)
 @click.option("--verify-only", is_flag=True, help="Check and prove; generate no code.")
 @click.option("--timings", is_flag=True, help="Show the time spent in each phase.")
 @click.option("--gas", is_flag=True, help="Also compute tight gas bounds with z3 Optimize.")
@@ -94,7 +125,7 @@ def compile_command(
         return
     if kind == "llvm":
         if output is not None:
-            output.write_text(result.optimized_ir)
+            _write(output, result.optimized_ir.encode())
             summary["output"] = str(output)
         elif not as_json:
             click.echo(result.optimized_ir, nl=False)
@@ -103,7 +134,7 @@ def compile_command(
             summary["ir"] = result.optimized_ir
     if kind == "obj" and emit_kind == "obj":
         target = output or file.with_suffix(".o")
-        target.write_bytes(result.object_code or b"")
+        _write(target, result.object_code or b"")
         summary["output"] = str(target)
 
     def text() -> str:
@@ -120,7 +151,14 @@ def compile_command(
         if "output" in summary:
             lines.append(f"wrote {summary['output']}")
         if timings:
-            lines.append(_timings_text(result.timings_ms))
+            phases = dict(result.timings_ms)
+            lookup = phases.pop("cache_lookup", None)
+            if lookup is not None:
+                lines.append(
+                    f"cache hit: looked up in {lookup:.2f} ms; the phases below are those of "
+                    f"the build it reused"
+                )
+            lines.append(_timings_text(phases))
         return "\n".join(lines)
 
     emit(summary, as_json, text)
@@ -159,10 +197,14 @@ def contract_group() -> None:
     """Run compiled contracts."""
 
 
-@contract_group.command("run")
+@contract_group.command(
+    "run",
+    # Arguments may be negative numbers ("-5"): an unknown option-like word is an argument.
+    context_settings={"ignore_unknown_options": True},
+)
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("fn")
-@click.argument("args", nargs=-1)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("-O", "opt_level", type=click.IntRange(0, 3), default=None)
 @click.option("--caller", type=int, default=0, help="The calling party's id.")
 @click.option("--interpret", is_flag=True, help="Use the reference interpreter instead of the JIT.")

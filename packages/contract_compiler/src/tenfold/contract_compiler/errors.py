@@ -75,4 +75,5 @@ class ContractRevert(ContractCompilerError):
     def __init__(self, guard: int, kind: str, message: str) -> None:
         self.guard = guard
         self.kind = kind
-        super().__init__(f"call reverted: {kind} check #{guard} failed: {message}")
+        what = "check" if kind == "check" else f"{kind} check"  # never "check check"
+        super().__init__(f"call reverted: {what} #{guard} failed: {message}")
