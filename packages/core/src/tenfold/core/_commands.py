@@ -196,7 +196,10 @@ def bench_command(
         _runner.save_baseline(result, save_baseline)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(markdown_report(result))
+        from tenfold.core._charts import write_charts
+
+        charts = write_charts(result, report)
+        report.write_text(markdown_report(result) + (f"\n{charts}" if charts else ""))
     if as_json:
         emit(result, True)
     else:
