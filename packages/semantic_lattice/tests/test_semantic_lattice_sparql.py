@@ -214,3 +214,29 @@ def test_evaluator_matches_pyoxigraph(graph: list[tuple[str, str, str]]) -> None
                 tuple(None if r[v] is None else str(r[v]) for v in ours.columns) for r in result
             )
             assert Counter(ours.rows) == theirs, q
+
+
+_iri_text = st.text(st.sampled_from("abcé/#:~-"), min_size=1, max_size=6)
+_nt_object = st.one_of(
+    _iri_text.map(lambda t: f"<http://e.org/{t}>"),
+    st.builds(lambda lex: literal(lex), _lexical),
+    st.builds(
+        lambda lex, lang: literal(lex, lang=lang), _lexical, st.sampled_from(["en", "EN-gb"])
+    ),
+    st.builds(
+        lambda lex, dt: literal(lex, dt),
+        _lexical,
+        st.sampled_from([XSD + "integer", XSD + "string"]),
+    ),
+    st.integers(0, 3).map(lambda i: f"_:b{i}"),
+    st.just(f'"x"^^<{XSD}string>'),  # not canonical: the full reader drops the datatype
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_iri_text, _nt_object), max_size=8))
+def test_ntriples_fast_lines_read_as_the_full_reader_does(rows: list[tuple[str, str]]) -> None:
+    from tenfold.semantic_lattice._rdf import parse_ntriples, parse_turtle
+
+    text = "".join(f"<http://e.org/{s}> <http://e.org/p> {o} .\n" for s, o in rows)
+    assert parse_ntriples(text) == parse_turtle(text)
