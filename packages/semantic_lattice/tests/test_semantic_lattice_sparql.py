@@ -219,15 +219,11 @@ def test_evaluator_matches_pyoxigraph(graph: list[tuple[str, str, str]]) -> None
 _iri_text = st.text(st.sampled_from("abcé/#:~-"), min_size=1, max_size=6)
 _nt_object = st.one_of(
     _iri_text.map(lambda t: f"<http://e.org/{t}>"),
-    st.builds(lambda lex: literal(lex), _lexical),
+    st.builds(literal, _lexical),
     st.builds(
         lambda lex, lang: literal(lex, lang=lang), _lexical, st.sampled_from(["en", "EN-gb"])
     ),
-    st.builds(
-        lambda lex, dt: literal(lex, dt),
-        _lexical,
-        st.sampled_from([XSD + "integer", XSD + "string"]),
-    ),
+    st.builds(literal, _lexical, st.sampled_from([XSD + "integer", XSD + "string"])),
     st.integers(0, 3).map(lambda i: f"_:b{i}"),
     st.just(f'"x"^^<{XSD}string>'),  # not canonical: the full reader drops the datatype
 )
