@@ -236,3 +236,21 @@ def test_ntriples_fast_lines_read_as_the_full_reader_does(rows: list[tuple[str, 
 
     text = "".join(f"<http://e.org/{s}> <http://e.org/p> {o} .\n" for s, o in rows)
     assert parse_ntriples(text) == parse_turtle(text)
+
+
+def test_a_runaway_query_stops_at_its_time_budget() -> None:
+    import time
+
+    from tenfold.semantic_lattice import BudgetExceededError
+
+    with LatticeStore() as s:
+        s.add_triples([(f"<{EX}n{i}>", f"<{EX}p>", f"<{EX}n{i + 1}>") for i in range(400)])
+        cross = "SELECT * WHERE { ?a ?p ?b . ?c ?q ?d . ?e ?r ?f }"  # 64 million rows
+        start = time.monotonic()
+        with pytest.raises(BudgetExceededError, match="time budget of 0.2 s"):
+            s.sparql(cross, timeout_s=0.2)
+        assert time.monotonic() - start < 5
+        paths = f"SELECT * WHERE {{ ?x <{EX}p>* ?y . ?y <{EX}p>* ?z }}"
+        with pytest.raises(BudgetExceededError):
+            s.sparql(paths, timeout_s=0.2)
+        assert len(s.sparql(f"SELECT ?y WHERE {{ <{EX}n0> <{EX}p>+ ?y }}", timeout_s=5).rows) == 400

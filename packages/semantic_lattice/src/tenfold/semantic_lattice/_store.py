@@ -404,6 +404,7 @@ class LatticeStore:
         base: str = "",
         named_graphs: Mapping[str, Sequence[Triple]] | None = None,
         load_graph: Callable[[str], Sequence[Triple]] | None = None,
+        timeout_s: float | None = None,
     ) -> QueryResult:
         """Answer a SPARQL 1.1 query (SELECT, ASK or CONSTRUCT) over the store's closure.
 
@@ -418,6 +419,9 @@ class LatticeStore:
         (IRI term -> triples) that GRAPH patterns see beside the store, which is
         the default graph; ``load_graph``: how FROM / FROM NAMED IRIs become
         triples (without it such a query is refused as unsupported).
+        ``timeout_s``: the evaluator stops with :class:`BudgetExceededError`
+        once a query has run that long (the index path and DuckDB answer the
+        queries they take in one step).
         """
         if plan not in _PLAN_CHOICES:
             raise QueryError(f"plan must be one of {', '.join(_PLAN_CHOICES)}, not {plan!r}")
@@ -438,7 +442,7 @@ class LatticeStore:
                 compiled.sql, ["symbol" if k == "symbol" else "number" for k in compiled.kinds]
             )
             return QueryResult(compiled.columns, _counts_as_terms(rows, compiled.kinds))
-        return self._evaluate(query, base, named_graphs, load_graph)
+        return self._evaluate(query, base, named_graphs, load_graph, timeout_s)
 
     def _sparql_plan(self, text: str, base: str) -> _Plan:
         from tenfold.semantic_lattice._sparql_parse import parse_query
@@ -459,6 +463,7 @@ class LatticeStore:
         base: str,
         named_graphs: Mapping[str, Sequence[Triple]] | None,
         load_graph: Callable[[str], Sequence[Triple]] | None,
+        timeout_s: float | None,
     ) -> QueryResult:
         from tenfold.semantic_lattice._sparql_eval import Dataset, Graph, evaluate
 
@@ -471,7 +476,7 @@ class LatticeStore:
             def loader(iri: str) -> Graph:
                 return Graph(fetch(iri))
 
-        result = evaluate(query, dataset, base=base, load_graph=loader)
+        result = evaluate(query, dataset, base=base, load_graph=loader, timeout_s=timeout_s)
         if result.form == "ASK":
             return QueryResult([], [], kind="ask", boolean=result.boolean)
         if result.form == "CONSTRUCT":
