@@ -100,6 +100,19 @@ def test_bad_requests_get_one_line_and_a_status(client: TestClient) -> None:
     assert client.get("/health").json() == {"ok": True, "triples": 6}
 
 
+def test_a_query_past_its_time_budget_gets_503_and_frees_the_store() -> None:
+    store = LatticeStore()
+    store.add_triples([(f"<{EX}n{i}>", f"<{EX}p>", f"<{EX}n{i + 1}>") for i in range(400)])
+    with TestClient(sparql_app(store, budget=ProtocolBudget(timeout_s=0.3))) as c:
+        slow = c.get(
+            "/sparql", params={"query": "SELECT * WHERE { ?a ?p ?b . ?c ?q ?d . ?e ?r ?f }"}
+        )
+        assert slow.status_code == 503 and "time budget of 0.3 s" in slow.text, slow.text
+        quick = c.get("/sparql", params={"query": f"ASK {{ <{EX}n0> <{EX}p> ?x }}"})
+        assert quick.json() == {"head": {}, "boolean": True}
+    store.close()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`tenfold lattice serve` on a free port, as a user starts it."""

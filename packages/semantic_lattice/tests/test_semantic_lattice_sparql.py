@@ -94,6 +94,9 @@ def test_prefix_is_resolved_against_base() -> None:
 
 
 def test_language_tags_compare_without_case(store: LatticeStore) -> None:
+    # Stored as written "chat"@EN, matched by the pattern "chat"@en (the same term).
+    assert _col(store, 'SELECT ?x WHERE { ?x ex:label "chat"@en }') == [f"<{EX}a>"]
+    assert _col(store, 'SELECT ?x WHERE { ?x ex:label "chat"@En . ?x ex:name ?n }') == [f"<{EX}a>"]
     assert _col(store, 'SELECT ?x WHERE { ?x ex:label ?l FILTER(?l = "chat"@en) }') == [f"<{EX}a>"]
     assert _col(
         store, 'SELECT ?x WHERE { ?x ex:label ?l FILTER(langMatches(lang(?l), "en")) }'
@@ -168,7 +171,7 @@ def test_string_literals_in_any_quoting_parse_to_the_same_term(lex: str, suffix:
     if suffix.startswith("^^"):
         expected = literal(lex, suffix[3:-1])
     else:
-        expected = literal(lex, lang=suffix[1:] or None)
+        expected = literal(lex, lang=suffix[1:].lower() or None)  # one spelling of a tag
     for quoted in (f'"{escaped}"', f"'{escaped}'", f'"""{escaped}"""', f"'''{escaped}'''"):
         q = parse_query(f"SELECT * WHERE {{ ?s ?p {quoted}{suffix} }}")
         assert q.where[1][0][2] == expected
@@ -214,3 +217,43 @@ def test_evaluator_matches_pyoxigraph(graph: list[tuple[str, str, str]]) -> None
                 tuple(None if r[v] is None else str(r[v]) for v in ours.columns) for r in result
             )
             assert Counter(ours.rows) == theirs, q
+
+
+_iri_text = st.text(st.sampled_from("abcé/#:~-"), min_size=1, max_size=6)
+_nt_object = st.one_of(
+    _iri_text.map(lambda t: f"<http://e.org/{t}>"),
+    st.builds(literal, _lexical),
+    st.builds(
+        lambda lex, lang: literal(lex, lang=lang), _lexical, st.sampled_from(["en", "EN-gb"])
+    ),
+    st.builds(literal, _lexical, st.sampled_from([XSD + "integer", XSD + "string"])),
+    st.integers(0, 3).map(lambda i: f"_:b{i}"),
+    st.just(f'"x"^^<{XSD}string>'),  # not canonical: the full reader drops the datatype
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_iri_text, _nt_object), max_size=8))
+def test_ntriples_fast_lines_read_as_the_full_reader_does(rows: list[tuple[str, str]]) -> None:
+    from tenfold.semantic_lattice._rdf import parse_ntriples, parse_turtle
+
+    text = "".join(f"<http://e.org/{s}> <http://e.org/p> {o} .\n" for s, o in rows)
+    assert parse_ntriples(text) == parse_turtle(text)
+
+
+def test_a_runaway_query_stops_at_its_time_budget() -> None:
+    import time
+
+    from tenfold.semantic_lattice import BudgetExceededError
+
+    with LatticeStore() as s:
+        s.add_triples([(f"<{EX}n{i}>", f"<{EX}p>", f"<{EX}n{i + 1}>") for i in range(400)])
+        cross = "SELECT * WHERE { ?a ?p ?b . ?c ?q ?d . ?e ?r ?f }"  # 64 million rows
+        start = time.monotonic()
+        with pytest.raises(BudgetExceededError, match="time budget of 0.2 s"):
+            s.sparql(cross, timeout_s=0.2)
+        assert time.monotonic() - start < 5
+        paths = f"SELECT * WHERE {{ ?x <{EX}p>* ?y . ?y <{EX}p>* ?z }}"
+        with pytest.raises(BudgetExceededError):
+            s.sparql(paths, timeout_s=0.2)
+        assert len(s.sparql(f"SELECT ?y WHERE {{ <{EX}n0> <{EX}p>+ ?y }}", timeout_s=5).rows) == 400

@@ -35,7 +35,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tenfold.semantic_lattice._sparql_results import MEDIA_TYPES, serialize_result
-from tenfold.semantic_lattice.errors import SemanticLatticeError
+from tenfold.semantic_lattice._store import _looks_like_sparql
+from tenfold.semantic_lattice.errors import BudgetExceededError, SemanticLatticeError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -100,7 +101,10 @@ def sparql_app(store: LatticeStore, *, budget: ProtocolBudget | None = None) -> 
 
     def run(text: str, sparql: bool) -> QueryResult:
         with lock:
-            return store.sparql(text) if sparql else _run_any(store, text)
+            if sparql or _looks_like_sparql(text):
+                # The evaluator stops itself at the budget, so the lock is not held on.
+                return store.sparql(text, timeout_s=limits.timeout_s)
+            return store.datalog(text)
 
     async def answer(text: str, *, sparql: bool = True) -> QueryResult:
         if not text.strip():
@@ -109,9 +113,11 @@ def sparql_app(store: LatticeStore, *, budget: ProtocolBudget | None = None) -> 
             raise _Refused(413, f"query of {len(text):,} characters exceeds the limit of "
                                 f"{limits.max_query_chars:,}")  # fmt: skip
         try:
-            with anyio.fail_after(limits.timeout_s):
+            # The evaluator stops itself at the budget; this catches the paths that
+            # answer in one step (DuckDB) and gives the evaluator a second to report.
+            with anyio.fail_after(limits.timeout_s + 1.0):
                 result = await anyio.to_thread.run_sync(run, text, sparql, abandon_on_cancel=True)
-        except TimeoutError:
+        except (TimeoutError, BudgetExceededError):
             raise _Refused(
                 503, f"query ran past its time budget of {limits.timeout_s:g} s"
             ) from None
@@ -209,9 +215,3 @@ def _refuse_dataset(uris: list[str]) -> None:
         raise _Refused(
             400, "unsupported: default-graph-uri / named-graph-uri (the store holds one graph)"
         )
-
-
-def _run_any(store: LatticeStore, text: str) -> QueryResult:
-    from tenfold.semantic_lattice._store import _looks_like_sparql
-
-    return store.sparql(text) if _looks_like_sparql(text) else store.datalog(text)

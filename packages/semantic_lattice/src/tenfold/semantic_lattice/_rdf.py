@@ -531,11 +531,41 @@ def parse_turtle(
     return _Reader(text, source, base, False, bnode_prefix).parse()
 
 
+_ABS_IRI = r"<[A-Za-z][A-Za-z0-9+.\-]*:[^\x00-\x20<>\"{}|^`\\]*>"
+# A line already in canonical form: absolute IRIs, literals whose only escapes are the
+# canonical ones, no blank nodes (their labels get the load's prefix), no xsd:string.
+_CANONICAL_LINE = re.compile(
+    f"({_ABS_IRI}) ({_ABS_IRI}) "
+    f'({_ABS_IRI}|"(?:[^"\\\\\n\r]|\\\\[nr"\\\\])*"'
+    f"(?:@[a-zA-Z]+(?:-[a-zA-Z0-9]+)*|\\^\\^{_ABS_IRI})?) \\.[ \t]*\r?"
+)
+
+
 def parse_ntriples(
     text: str, *, source: str = "<ntriples>", bnode_prefix: str = ""
 ) -> list[Triple]:
-    """Parse an N-Triples document into triples; raises :class:`RDFSyntaxError` with line:column."""
-    return _Reader(text, source, "", True, bnode_prefix).parse()
+    """Parse an N-Triples document into triples; raises :class:`RDFSyntaxError` with line:column.
+
+    Lines already in canonical form (the common case for machine-written
+    files) match one regular expression and are taken as they are; every
+    other line goes through the full reader, which also reports the errors.
+    """
+    reader = _Reader(text, source, "", True, bnode_prefix)
+    out = reader.out
+    fast = _CANONICAL_LINE.fullmatch
+    pos = 0
+    for line in text.split("\n"):
+        m = fast(line)
+        if m is not None and not m.group(3).endswith(_XSD_STRING):
+            out.append((m.group(1), m.group(2), m.group(3)))
+        elif line.strip() and not line.lstrip().startswith("#"):
+            reader.pos = pos
+            reader.skip()
+            if reader.pos < len(text):
+                reader.ntriples_statement()
+                reader.skip()
+        pos += len(line) + 1
+    return out
 
 
 def graphs_isomorphic(left: list[Triple] | set[Triple], right: list[Triple] | set[Triple]) -> bool:

@@ -22,6 +22,7 @@ import hashlib
 import math
 import random
 import re
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -33,7 +34,7 @@ from urllib.parse import quote
 
 from tenfold.semantic_lattice._rdf import RDF, XSD, resolve_iri
 from tenfold.semantic_lattice._sparql_parse import HIDDEN, Algebra, Expr, Query, literal_term
-from tenfold.semantic_lattice.errors import QueryError
+from tenfold.semantic_lattice.errors import BudgetExceededError, QueryError
 
 __all__ = ["Dataset", "Graph", "SparqlResult", "evaluate"]
 
@@ -451,13 +452,19 @@ class SparqlResult:
 
 # -- evaluation -----------------------------------------------------------------------------
 class _Ctx:
-    def __init__(self, dataset: Dataset, base: str) -> None:
+    def __init__(self, dataset: Dataset, base: str, timeout_s: float | None = None) -> None:
         self.dataset = dataset
         self.base = base
         self.now = datetime.now(UTC)
-        self.bnodes: dict[tuple[int, str], str] = {}
+        self.bnodes: dict[tuple[int, str], tuple[Solution, str]] = {}
         self.bnode_counter = 0
-        self.row_id = 0
+        self.timeout_s = timeout_s
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+    def check_time(self) -> None:
+        """Raise when the query's time budget is spent (called between units of work)."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise BudgetExceededError(f"query ran past its time budget of {self.timeout_s:g} s")
 
 
 def evaluate(
@@ -466,11 +473,14 @@ def evaluate(
     *,
     base: str = "",
     load_graph: Callable[[str], Graph] | None = None,
+    timeout_s: float | None = None,
 ) -> SparqlResult:
     """Evaluate a parsed query over a dataset.
 
     ``load_graph``: how ``FROM``/``FROM NAMED`` IRIs become graphs; without it a
-    query naming a dataset raises ``unsupported: FROM``.
+    query naming a dataset raises ``unsupported: FROM``. ``timeout_s``: a
+    :class:`BudgetExceededError` once the evaluation has run that long (checked
+    between pattern steps and every few thousand solutions).
     """
     if query.from_graphs or query.from_named:
         if load_graph is None:
@@ -479,7 +489,7 @@ def evaluate(
         for iri in query.from_graphs:
             triples.extend(load_graph(iri).triples())
         dataset = Dataset(Graph(triples), {iri: load_graph(iri) for iri in query.from_named})
-    ctx = _Ctx(dataset, query.base or base)
+    ctx = _Ctx(dataset, query.base or base, timeout_s)
     sols = _eval_query(query, ctx, dataset.default)
     if query.form == "ASK":
         return SparqlResult("ASK", [], [], boolean=bool(sols))
@@ -517,7 +527,7 @@ def evaluate(
 def _eval_query(q: Query, ctx: _Ctx, graph: Graph, init: Solution | None = None) -> list[Solution]:
     sols = _eval(q.where, ctx, graph, init)
     if q.values is not None:
-        sols = _join(sols, _eval(q.values, ctx, graph, None))
+        sols = _join(sols, _eval(q.values, ctx, graph, None), ctx)
     grouped = q.group_by is not None or q.uses_aggregates
     projection = q.projection
     having = q.having
@@ -691,7 +701,7 @@ def _eval(node: Algebra, ctx: _Ctx, graph: Graph, init: Solution | None) -> list
             for mu in left:
                 out.extend(_eval_bgp(right_node[1], graph, dict(mu), ctx))
             return out
-        return _join(left, _eval(right_node, ctx, graph, init))
+        return _join(left, _eval(right_node, ctx, graph, init), ctx)
     if op == "leftjoin":
         left = _eval(node[1], ctx, graph, init)
         right_node, cond = node[2], node[3]
@@ -708,6 +718,7 @@ def _eval(node: Algebra, ctx: _Ctx, graph: Graph, init: Solution | None) -> list
             return out
         right = _eval(right_node, ctx, graph, init)
         for mu in left:
+            ctx.check_time()
             matched = False
             for m2 in right:
                 if _compatible(mu, m2):
@@ -804,7 +815,7 @@ def _compatible(a: Solution, b: Solution) -> bool:
     return True
 
 
-def _join(left: list[Solution], right: list[Solution]) -> list[Solution]:
+def _join(left: list[Solution], right: list[Solution], ctx: _Ctx) -> list[Solution]:
     """Hash join on the variables every solution of both sides binds; nested loops otherwise."""
     if not left or not right:
         return []
@@ -819,12 +830,17 @@ def _join(left: list[Solution], right: list[Solution]) -> list[Solution]:
         table: dict[tuple[str, ...], list[Solution]] = defaultdict(list)
         for m2 in right:
             table[tuple(m2[k] for k in keys)].append(m2)
-        for mu in left:
+        for n, mu in enumerate(left):
+            if not n & 4095:
+                ctx.check_time()
             for m2 in table.get(tuple(mu[k] for k in keys), ()):
                 if _compatible(mu, m2):
                     out.append({**mu, **m2})
+                    if not len(out) & 8191:
+                        ctx.check_time()
         return out
     for mu in left:
+        ctx.check_time()
         for m2 in right:
             if _compatible(mu, m2):
                 out.append({**mu, **m2})
@@ -855,6 +871,7 @@ def _eval_bgp(patterns: list[Any], graph: Graph, start: Solution, ctx: _Ctx) -> 
             if best_cost is None or cost < best_cost:
                 best_i, best_cost = i, cost
         pat = remaining.pop(best_i)
+        ctx.check_time()
         sols = _extend_pattern(sols, pat, graph, ctx)
     return sols
 
@@ -867,9 +884,9 @@ def _extend_pattern(sols: list[Solution], pat: Any, graph: Graph, ctx: _Ctx) -> 
             sv = mu.get(s[1:]) if s.startswith("?") else s
             ov = mu.get(o[1:]) if o.startswith("?") else o
             for x, y in (
-                set(_path_pairs(graph, path, sv, ov))
+                set(_path_pairs(ctx, graph, path, sv, ov))
                 if _is_set_path(path)
-                else _path_pairs(graph, path, sv, ov)
+                else _path_pairs(ctx, graph, path, sv, ov)
             ):
                 m2 = dict(mu)
                 if s.startswith("?") and sv is None:
@@ -885,7 +902,9 @@ def _extend_pattern(sols: list[Solution], pat: Any, graph: Graph, ctx: _Ctx) -> 
     sv = s[1:] if s[0] == "?" else ""
     pv = p[1:] if p[0] == "?" else ""
     ov = o[1:] if o[0] == "?" else ""
-    for mu in sols:
+    for k, mu in enumerate(sols):
+        if not k & 4095:
+            ctx.check_time()
         sb = mu.get(sv) if sv else s
         pb = mu.get(pv) if pv else p
         ob = mu.get(ov) if ov else o
@@ -902,6 +921,8 @@ def _extend_pattern(sols: list[Solution], pat: Any, graph: Graph, ctx: _Ctx) -> 
                     continue
                 m2[ov] = to
             out.append(m2)
+            if not len(out) & 8191:
+                ctx.check_time()
     return out
 
 
@@ -909,26 +930,28 @@ def _is_set_path(path: Any) -> bool:
     return path[0] in ("star", "plus", "opt")
 
 
-def _path_pairs(graph: Graph, path: Any, s: str | None, o: str | None) -> Iterator[tuple[str, str]]:
+def _path_pairs(
+    ctx: _Ctx, graph: Graph, path: Any, s: str | None, o: str | None
+) -> Iterator[tuple[str, str]]:
     kind = path[0]
     if kind == "link":
         for ts, _, to in graph.match(s, path[1], o):
             yield ts, to
     elif kind == "inv":
-        for a, b in _path_pairs(graph, path[1], o, s):
+        for a, b in _path_pairs(ctx, graph, path[1], o, s):
             yield b, a
     elif kind == "seq":
         if s is None and o is not None:
-            for mid, y in _path_pairs(graph, path[2], None, o):
-                for x, _ in _path_pairs(graph, path[1], None, mid):
+            for mid, y in _path_pairs(ctx, graph, path[2], None, o):
+                for x, _ in _path_pairs(ctx, graph, path[1], None, mid):
                     yield x, y
         else:
-            for x, mid in _path_pairs(graph, path[1], s, None):
-                for _, y in _path_pairs(graph, path[2], mid, o):
+            for x, mid in _path_pairs(ctx, graph, path[1], s, None):
+                for _, y in _path_pairs(ctx, graph, path[2], mid, o):
                     yield x, y
     elif kind == "alt":
-        yield from _path_pairs(graph, path[1], s, o)
-        yield from _path_pairs(graph, path[2], s, o)
+        yield from _path_pairs(ctx, graph, path[1], s, o)
+        yield from _path_pairs(ctx, graph, path[2], s, o)
     elif kind == "nps":
         _, fwd, inv, has_fwd, has_inv = path
         if has_fwd:
@@ -944,25 +967,28 @@ def _path_pairs(graph: Graph, path: Any, s: str | None, o: str | None) -> Iterat
         zero = kind != "plus"
         single = kind == "opt"
         if s is not None:
-            for y in _reach(graph, inner, s, zero, single, forward=True):
+            for y in _reach(ctx, graph, inner, s, zero, single, forward=True):
                 if o is None or o == y:
                     yield s, y
         elif o is not None:
-            for x in _reach(graph, inner, o, zero, single, forward=False):
+            for x in _reach(ctx, graph, inner, o, zero, single, forward=False):
                 yield x, o
         else:
             starts = (
-                graph.nodes() if zero else {x for x, _ in _path_pairs(graph, inner, None, None)}
+                graph.nodes()
+                if zero
+                else {x for x, _ in _path_pairs(ctx, graph, inner, None, None)}
             )
             for x in starts:
-                for y in _reach(graph, inner, x, zero, single, forward=True):
+                ctx.check_time()
+                for y in _reach(ctx, graph, inner, x, zero, single, forward=True):
                     yield x, y
     else:
         raise QueryUnsupported(f"unsupported: property path {kind}")
 
 
 def _reach(
-    graph: Graph, path: Any, start: str, zero: bool, single: bool, *, forward: bool
+    ctx: _Ctx, graph: Graph, path: Any, start: str, zero: bool, single: bool, *, forward: bool
 ) -> list[str]:
     seen: dict[str, None] = {}
     if zero:
@@ -970,12 +996,13 @@ def _reach(
     frontier = [start]
     visited = {start} if not zero else set()
     while frontier:
+        ctx.check_time()
         nxt = []
         for node in frontier:
             pairs = (
-                _path_pairs(graph, path, node, None)
+                _path_pairs(ctx, graph, path, node, None)
                 if forward
-                else _path_pairs(graph, path, None, node)
+                else _path_pairs(ctx, graph, path, None, node)
             )
             for a, b in pairs:
                 y = b if forward else a
@@ -1283,14 +1310,14 @@ def _fn(name: str, args: tuple[Expr, ...], mu: Solution, ctx: _Ctx, graph: Graph
             raise _ExprError("IRI of a non-string")
         return f"<{resolve_iri(ctx.base, lex)}>"
     if name == "BNODE":
+        # The same label within one solution, a new node per solution: keyed by the
+        # solution's identity, which holding the solution keeps from being reused.
         lex, _ = _string_arg(x)
-        key = (ctx.row_id, lex)
         mkey = (id(mu), lex)
         if mkey not in ctx.bnodes:
             ctx.bnode_counter += 1
-            ctx.bnodes[mkey] = f"_:f{ctx.bnode_counter}"
-        del key
-        return ctx.bnodes[mkey]
+            ctx.bnodes[mkey] = (mu, f"_:f{ctx.bnode_counter}")
+        return ctx.bnodes[mkey][1]
     if name in {"ABS", "CEIL", "FLOOR", "ROUND"}:
         nv = numeric_value(x)
         if nv is None:

@@ -177,7 +177,7 @@ def _unescape_string(raw: str) -> str:
 def literal_term(lexical: str, datatype: str | None = None, lang: str | None = None) -> str:
     body = f'"{escape_lexical(lexical)}"'
     if lang:
-        return f"{body}@{lang}"
+        return f"{body}@{lang.lower()}"  # tags compare without case: one spelling
     if datatype and datatype != f"<{XSD}string>":
         return f"{body}^^{datatype}"
     return body

@@ -152,6 +152,7 @@ class LatticeStore:
         for s, _p, _o in triples:
             if s.startswith('"'):
                 raise SchemaError(f"a literal cannot be a subject: {s} (triple {s} {_p} {_o})")
+        triples = _lowercase_language_tags(triples)
         arrays = {  # noqa: F841 - scanned by DuckDB
             "s": np.array([t[0] for t in triples], dtype=object),
             "p": np.array([t[1] for t in triples], dtype=object),
@@ -404,6 +405,7 @@ class LatticeStore:
         base: str = "",
         named_graphs: Mapping[str, Sequence[Triple]] | None = None,
         load_graph: Callable[[str], Sequence[Triple]] | None = None,
+        timeout_s: float | None = None,
     ) -> QueryResult:
         """Answer a SPARQL 1.1 query (SELECT, ASK or CONSTRUCT) over the store's closure.
 
@@ -418,6 +420,9 @@ class LatticeStore:
         (IRI term -> triples) that GRAPH patterns see beside the store, which is
         the default graph; ``load_graph``: how FROM / FROM NAMED IRIs become
         triples (without it such a query is refused as unsupported).
+        ``timeout_s``: the evaluator stops with :class:`BudgetExceededError`
+        once a query has run that long (the index path and DuckDB answer the
+        queries they take in one step).
         """
         if plan not in _PLAN_CHOICES:
             raise QueryError(f"plan must be one of {', '.join(_PLAN_CHOICES)}, not {plan!r}")
@@ -438,7 +443,7 @@ class LatticeStore:
                 compiled.sql, ["symbol" if k == "symbol" else "number" for k in compiled.kinds]
             )
             return QueryResult(compiled.columns, _counts_as_terms(rows, compiled.kinds))
-        return self._evaluate(query, base, named_graphs, load_graph)
+        return self._evaluate(query, base, named_graphs, load_graph, timeout_s)
 
     def _sparql_plan(self, text: str, base: str) -> _Plan:
         from tenfold.semantic_lattice._sparql_parse import parse_query
@@ -459,19 +464,22 @@ class LatticeStore:
         base: str,
         named_graphs: Mapping[str, Sequence[Triple]] | None,
         load_graph: Callable[[str], Sequence[Triple]] | None,
+        timeout_s: float | None,
     ) -> QueryResult:
         from tenfold.semantic_lattice._sparql_eval import Dataset, Graph, evaluate
 
-        named = {iri: Graph(ts) for iri, ts in (named_graphs or {}).items()}
+        named = {
+            iri: Graph(_lowercase_language_tags(ts)) for iri, ts in (named_graphs or {}).items()
+        }
         dataset = Dataset(self._graph(), named)
         loader = None
         if load_graph is not None:
             fetch = load_graph
 
             def loader(iri: str) -> Graph:
-                return Graph(fetch(iri))
+                return Graph(_lowercase_language_tags(fetch(iri)))
 
-        result = evaluate(query, dataset, base=base, load_graph=loader)
+        result = evaluate(query, dataset, base=base, load_graph=loader, timeout_s=timeout_s)
         if result.form == "ASK":
             return QueryResult([], [], kind="ask", boolean=result.boolean)
         if result.form == "CONSTRUCT":
@@ -541,6 +549,30 @@ _SPARQL_START = re.compile(
 
 def _looks_like_sparql(text: str) -> bool:
     return _SPARQL_START.match(text) is not None
+
+
+_LANG_TAG = re.compile(r'"@([A-Za-z0-9-]*[A-Z][A-Za-z0-9-]*)$')
+
+
+def _lowercase_language_tags(triples: Sequence[Triple]) -> Sequence[Triple]:
+    """Literals with their language tag in lower case (RDF 1.1 Concepts 3.3).
+
+    Tags compare without case, so ``"chat"@EN`` and ``"chat"@en`` are one term;
+    storing one spelling makes pattern matching (by term id) agree with that,
+    as SPARQL stores such as Oxigraph do.
+    """
+    if '"@' not in "\n".join(t[2] for t in triples):
+        return triples
+    out = []
+    changed = False
+    for s, p, o in triples:
+        m = _LANG_TAG.search(o) if o[-1] != '"' and '"@' in o else None
+        if m is not None:
+            out.append((s, p, o[: m.start(1)] + m.group(1).lower()))
+            changed = True
+        else:
+            out.append((s, p, o))
+    return out if changed else triples
 
 
 def _counts_as_terms(rows: list[tuple[Any, ...]], kinds: list[str]) -> list[tuple[Any, ...]]:

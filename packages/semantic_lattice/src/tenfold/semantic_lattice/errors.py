@@ -34,7 +34,11 @@ class QueryError(SemanticLatticeError):
 
 
 class UnknownPredicateError(QueryError):
-    """Raised when a query names a predicate or relation the store has never seen."""
+    """Not raised any more: SPARQL answers a pattern over an unknown predicate with no rows.
+
+    Kept so code that catches it keeps importing; Datalog reports unknown relations as
+    :class:`SchemaError`.
+    """
 
 
 class BudgetExceededError(SemanticLatticeError):
