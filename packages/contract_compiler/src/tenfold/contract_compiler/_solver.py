@@ -172,7 +172,6 @@ class SymbolicRun:
         self.inputs: dict[str, tuple[str, Ty]] = {}
         self.suppress = 0
         self.exits: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
-        self.texts: dict[str, str] = {}
         # Constants standing for values an abstraction chose (a summarised loop's
         # writes, a callee's result and writes), with the abstraction's description.
         self.sources: dict[str, str] = {}
@@ -183,7 +182,6 @@ class SymbolicRun:
         name = f"t{self.n}"
         self.lines.append(f"(define-fun {name} () {sort} {text})")
         self.sorts[name] = sort
-        self.texts[name] = text
         return name
 
     def declare(self, name: str, sort: str) -> str:
@@ -857,16 +855,31 @@ class Query:
 
     fn: str
     script: str
-    # guard id, and why a model of it may not be a real run ("" when it is exact: the
-    # obligation reads no value an abstraction chose)
+    # guard id, and "" or why a model of it may not be a real run when that is known
+    # before solving (an obligation raised inside a summarised loop's body)
     flags: tuple[tuple[int, str], ...]
     inputs: tuple[tuple[str, str, str], ...]  # display name, SMT name, type ("bool", "dec", "int")
     maps: tuple[tuple[str, str, int, str], ...] = ()  # name, SMT name, size, element type
+    # constants an abstraction chose (a summarised loop, a call), with its description
+    sources: tuple[tuple[str, str], ...] = ()
 
 
-def _taint(run: SymbolicRun) -> Callable[[str], str]:
-    """For a term, the first abstraction (``run.sources``) it depends on, or ""."""
-    memo: dict[str, str] = dict(run.sources)
+def _script_terms(script: str) -> dict[str, str]:
+    """Each ``define-fun`` name's body, and each obligation ``obN``'s, from the SMT text."""
+    texts: dict[str, str] = {}
+    for line in script.splitlines():
+        if line.startswith("(define-fun "):
+            name, rest = line[len("(define-fun ") :].split(" ", 1)
+            texts[name] = rest
+        elif line.startswith("(assert (= ob"):
+            name, rest = line[len("(assert (= ") :].split(" ", 1)
+            texts[name] = rest
+    return texts
+
+
+def _taint(texts: dict[str, str], sources: dict[str, str]) -> Callable[[str], str]:
+    """For a term, the first abstraction (one of ``sources``) it depends on, or ""."""
+    memo: dict[str, str] = dict(sources)
 
     def of(term: str) -> str:
         if term in memo:
@@ -878,12 +891,12 @@ def _taint(run: SymbolicRun) -> Callable[[str], str]:
             if top in memo:
                 stack.pop()
                 continue
-            text = run.texts.get(top)
+            text = texts.get(top)
             if text is None:
                 memo[top] = ""
                 stack.pop()
                 continue
-            deps = [t for t in _TOKEN.findall(text) if t in run.texts or t in run.sources]
+            deps = [t for t in _TOKEN.findall(text) if t in texts or t in sources]
             todo = [t for t in deps if t not in memo]
             if todo:
                 stack.extend(todo)
@@ -904,7 +917,6 @@ def build_query(contract: Contract, fn: FnDecl) -> Query | None:
     run.run()
     if not run.obligations:
         return None
-    taint = _taint(run)
     # One guard may yield several obligations (unrolled loops, several invariants): merge them.
     grouped: dict[int, list[Obligation]] = {}
     for ob in run.obligations:
@@ -916,8 +928,8 @@ def build_query(contract: Contract, fn: FnDecl) -> Query | None:
         bad = obs[0].bad if len(obs) == 1 else f"(or {' '.join(o.bad for o in obs)})"
         lines.append(f"(declare-const ob{gid} Bool)")
         lines.append(f"(assert (= ob{gid} {bad}))")
-        why = next((taint(o.bad) for o in obs if taint(o.bad)), "")
-        if not why and any(o.abstract for o in obs):
+        why = ""
+        if any(o.abstract for o in obs):
             why = f"inside a loop of more than {UNROLL} iterations, summarised"
         flags.append((gid, why))
     lines.append(
@@ -932,7 +944,8 @@ def build_query(contract: Contract, fn: FnDecl) -> Query | None:
         for d in contract.states
         if d.ty.kind == "map" and d.ty.elem is not None
     )
-    return Query(fn.name, "\n".join(lines), tuple(flags), inputs, maps)
+    sources = tuple(sorted(run.sources.items()))
+    return Query(fn.name, "\n".join(lines), tuple(flags), inputs, maps, sources)
 
 
 def _kind(ty: Ty) -> str:
@@ -957,11 +970,19 @@ def run_query(query: Query, timeout_ms: int) -> list[Outcome]:
     if solver.check(z3.Bool("any")) == z3.unsat:
         return [(gid, "proved", {}, "") for gid, _ in query.flags]
     out: list[Outcome] = []
-    for gid, why in query.flags:
+    taint: Callable[[str], str] | None = None
+    for gid, known in query.flags:
         answer = solver.check(z3.Bool(f"ob{gid}"))
         if answer == z3.unsat:
             out.append((gid, "proved", {}, ""))
         elif answer == z3.sat:
+            why = known
+            if not why and query.sources:
+                # Only a model needs to know whether it read an abstraction's value: the
+                # dependency walk over the SMT text is done here, on the rare path.
+                if taint is None:
+                    taint = _taint(_script_terms(query.script), dict(query.sources))
+                why = taint(f"ob{gid}")
             cex = _counterexample(solver.model(), query)
             out.append((gid, "suspect", cex, why) if why else (gid, "failed", cex, ""))
         else:
