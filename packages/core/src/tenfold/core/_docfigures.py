@@ -28,7 +28,16 @@ from typing import Any
 
 from tenfold.core.bench import Seed
 
-__all__ = ["SYSTEM_SECTIONS", "doc_figures", "doc_row", "doc_seed", "parse_document", "to_ms"]
+__all__ = [
+    "SYSTEM_SECTIONS",
+    "doc_figures",
+    "doc_row",
+    "doc_seed",
+    "parse_document",
+    "seed_from_cells",
+    "to_ms",
+    "to_rate",
+]
 
 Figures = dict[str, dict[str, dict[str, dict[str, str]]]]
 
@@ -137,10 +146,11 @@ def to_ms(cell: str) -> float | None:
 
 _PCT = re.compile(r"\((p50|p95|p99)\)")
 _RATE_COLUMNS = {"Throughput", "Tasks/sec"}
-_P50_COLUMNS = {"Latency", "Match Time"}
+_P50_COLUMNS = {"Latency", "Match Time", "Inference Time"}
 
 
-def _seed_from(cells: dict[str, str]) -> Seed:
+def seed_from_cells(cells: dict[str, str]) -> Seed:
+    """A document row's cells as a :class:`Seed` (see :func:`doc_seed` for the column rules)."""
     values: dict[str, float] = {}
     extra: dict[str, str] = {}
     for column, cell in cells.items():
@@ -180,7 +190,7 @@ def doc_seed(system: str, table: str, row: str) -> Seed | None:
         cells = doc_row(table, "", row)
     else:
         cells = doc_row(SYSTEM_SECTIONS[system], table, row)
-    return None if cells is None else _seed_from(cells)
+    return None if cells is None else seed_from_cells(cells)
 
 
 def _main(argv: list[str]) -> int:

@@ -330,11 +330,20 @@ class _Tally:
         if ops and dt_ns:
             self.best_ops_per_s = max(self.best_ops_per_s, ops * 1e9 / dt_ns)
         if outcome.latencies_ms:
+            kind = outcome.latency_kind
+            if kind is None:
+                if outcome.latencies_sampled or (
+                    len(outcome.latencies_ms) == ops and not outcome.latency_unit
+                ):
+                    kind = "per_unit"
+                else:
+                    # Fewer stamps than units: each covers a batch, whatever the op meant.
+                    kind = "per_batch"
+            self.kinds.add(kind)
             if outcome.latency_unit:
-                self.kinds.add("per_batch")
                 self.latency_units.add(outcome.latency_unit)
-            else:
-                self.kinds.add("per_unit")
+            elif kind == "per_batch":
+                self.latency_units.add(f"{ops // len(outcome.latencies_ms):,} units")
             for ms in outcome.latencies_ms:
                 self.hist.record_value(max(1, int(ms * 1e6)))
         elif ops == 1:
@@ -387,7 +396,7 @@ class _Tally:
         )
         if self.latency_units:
             out["latency_unit"] = ", ".join(sorted(self.latency_units))
-        if self.latency_kind == "per_unit_mean" and self.calls:
+        if self.latency_kind == "per_unit_mean" and self.calls and not self.latency_units:
             out["units_per_call"] = self.ops // self.calls
         if side is not None:
             out["memory"] = {

@@ -110,7 +110,7 @@ def latency_label(sc: dict[str, Any]) -> str:
     text = LATENCY_LABELS.get(str(kind), str(kind))
     if kind == "per_unit_mean" and sc.get("units_per_call"):
         text += f" ({sc['units_per_call']:,}/call)"
-    if kind == "per_batch" and sc.get("latency_unit"):
+    if kind in ("per_batch", "per_unit_mean") and sc.get("latency_unit"):
         text += f" ({sc['latency_unit']})"
     return text
 

@@ -51,6 +51,7 @@ __all__ = [
     "Scenario",
     "Seed",
     "Subject",
+    "doc_seed",
 ]
 
 Mode = Literal["smoke", "quick", "full"]
@@ -79,6 +80,15 @@ class Outcome:
     latency_unit: str | None = None
     """What one entry of ``latencies_ms`` times when it is not one unit (for
     example ``"batch of 10,000 events"``); the row is then labelled per batch."""
+    latency_kind: LatencyKind | None = None
+    """What ``latencies_ms`` holds, when the op knows better than the default:
+    one entry per unit is ``per_unit``, fewer entries are ``per_batch``;
+    ``per_unit_mean`` says each entry is the mean unit of a batch run one unit
+    after another (a tight loop of syscalls timed 64 at a time), and
+    ``latencies_sampled`` below keeps a sample of per-unit latencies per unit."""
+    latencies_sampled: bool = False
+    """``latencies_ms`` is a sample (a reservoir) of per-unit latencies, not one
+    per unit: still per unit."""
     result: object = None
     """A small, comparable summary of what the call produced (a digest, a count,
     a sorted tuple); when ours and the peer both return one, the harness checks
@@ -210,6 +220,26 @@ class Scenario:
     comparison: Comparison = "speedup"
     like_for_like: bool = True
     doc_row: str = ""
+
+
+def doc_seed(section: str, row: str, *, table: str = "", column: str | None = None) -> Seed | None:
+    """The document's figure from any of its tables, for a row outside the system's own section.
+
+    ``section`` and ``table`` name the document's headings ("Horizontal Scaling",
+    ``""``); ``column``, when given, takes that one cell as the throughput (the
+    scaling tables put one rate per column: ``column="2 Nodes"``).
+    """
+    from tenfold.core._docfigures import doc_row, seed_from_cells, to_rate
+
+    cells = doc_row(section, table, row)
+    if cells is None:
+        return None
+    if column is None:
+        return seed_from_cells(cells)
+    cell = cells.get(column)
+    if cell is None:
+        return None
+    return Seed(ops_per_s=to_rate(cell), extra={column.lower(): cell})
 
 
 @contextlib.contextmanager
