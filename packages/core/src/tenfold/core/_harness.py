@@ -96,8 +96,15 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _stat(pid: int) -> tuple[float, int] | None:
-    """(CPU seconds of the process and of the children it reaped, RSS bytes)."""
+@dataclass(frozen=True)
+class _Proc:
+    cpu_s: float  # CPU of the process and of the children it reaped
+    rss: int
+    parent: int
+    started: float  # seconds since boot
+
+
+def _stat(pid: int, parent: int) -> _Proc | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
             text = f.read()
@@ -105,27 +112,32 @@ def _stat(pid: int) -> tuple[float, int] | None:
         return None
     fields = text[text.rfind(")") + 2 :].split()
     try:
-        # fields[0] is field 3 (state): utime=14, stime=15, cutime=16, cstime=17, rss=24.
+        # fields[0] is field 3 (state): utime=14, stime=15, cutime=16, cstime=17,
+        # starttime=22, rss=24.
         cpu = sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
-        return cpu, int(fields[21]) * _PAGE
+        return _Proc(cpu, int(fields[21]) * _PAGE, parent, int(fields[19]) / _TICKS)
     except (IndexError, ValueError):
         return None
 
 
-def _descendants() -> dict[int, tuple[float, int]]:
-    """Every live descendant of this process with its (CPU seconds, RSS bytes)."""
-    seen: dict[int, tuple[float, int]] = {}
-    todo = _children(_SELF)
+def _descendants() -> dict[int, _Proc]:
+    """Every live descendant of this process."""
+    seen: dict[int, _Proc] = {}
+    todo = [(pid, _SELF) for pid in _children(_SELF)]
     while todo:
-        pid = todo.pop()
+        pid, parent = todo.pop()
         if pid in seen:
             continue
-        st = _stat(pid)
+        st = _stat(pid, parent)
         if st is None:
             continue
         seen[pid] = st
-        todo.extend(_children(pid))
+        todo.extend((child, pid) for child in _children(pid))
     return seen
+
+
+def _since_boot() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def _children_maxrss() -> int:
@@ -135,8 +147,9 @@ def _children_maxrss() -> int:
 
 
 def _cpu_now() -> float:
+    """This process's CPU (every thread, ns resolution) plus its reaped children's."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return time.process_time() + t.children_user + t.children_system
 
 
 @dataclass
@@ -158,9 +171,12 @@ class _Footprint:
 
     A sampler thread reads this process's RSS every ``interval_s`` and walks the
     process tree (``/proc/PID/task/*/children``) every other tick. A process is
-    owned by the side that was active when it was first seen (or is *shared*
+    owned by the owner of the process that started it, or, started by this
+    process, by the side that was active when it was first seen; it is *shared*
     when it appeared while a :meth:`BenchContext.once` input or service was being
-    built, or before the scenario). A child too short-lived for the sampler is
+    built, or before the scenario. Shared processes' memory is charged to
+    neither side; their CPU during a side's call (a server doing that side's
+    work) is charged to that side. A child too short-lived for the sampler is
     still counted when reaped: its CPU through this process's (or its tracked
     parent's) reaped-children times, its memory through ``RUSAGE_CHILDREN``'s
     largest reaped child. The sampler's own CPU is subtracted from the side it
@@ -177,7 +193,8 @@ class _Footprint:
         self.base = _self_rss()
         self.process_peak = self.base
         self._window_peak = 0
-        self._last: dict[int, tuple[float, int]] = {}
+        self._last: dict[int, _Proc] = {}
+        self.shared_children_peak = 0
         self._lock = threading.Lock()
         self._sampler_cpu = 0.0
         self._stop = threading.Event()
@@ -213,15 +230,19 @@ class _Footprint:
             return "shared"
         return self.active
 
-    def _walk(self) -> dict[int, tuple[float, int]]:
+    def _walk(self) -> dict[int, _Proc]:
         tree = _descendants()
         with self._lock:
             owner_now = self._current_owner()
             per_owner: dict[str, int] = {}
-            for pid, (cpu, rss) in tree.items():
-                who = self.owner.setdefault(pid, owner_now)
-                per_owner[who] = per_owner.get(who, 0) + rss
-                self._last[pid] = (cpu, rss)
+            # Parents before children, so a child inherits its parent's owner.
+            for pid, proc in sorted(tree.items(), key=lambda kv: kv[1].started):
+                if pid not in self.owner:
+                    self.owner[pid] = self.owner.get(proc.parent, owner_now)
+                who = self.owner[pid]
+                per_owner[who] = per_owner.get(who, 0) + proc.rss
+                self._last[pid] = proc
+            self.shared_children_peak = max(self.shared_children_peak, per_owner.get("shared", 0))
             for who, total in per_owner.items():
                 if who != "shared":
                     side = self.side(who)
@@ -265,10 +286,11 @@ class _Footprint:
         with self._lock:
             sampler0 = self._sampler_cpu
             start = {
-                pid: cpu
-                for pid, (cpu, _) in start_tree.items()
+                pid: proc.cpu_s
+                for pid, proc in start_tree.items()
                 if self.owner.get(pid) in (who, "shared")
             }
+        began = _since_boot()
         rss0 = _self_rss()
         with self._lock:
             self._window_peak = rss0
@@ -282,9 +304,14 @@ class _Footprint:
                 sampler_cpu = self._sampler_cpu - sampler0
                 peak = max(self._window_peak, _self_rss())
                 tree_cpu = 0.0
-                for pid, (cpu, _) in end_tree.items():
-                    if self.owner.get(pid) in (who, "shared"):
-                        tree_cpu += cpu - start.get(pid, 0.0)
+                for pid, proc in end_tree.items():
+                    if self.owner.get(pid) not in (who, "shared"):
+                        continue
+                    if pid in start:
+                        tree_cpu += proc.cpu_s - start[pid]
+                    elif proc.started >= began - 1 / _TICKS:
+                        tree_cpu += proc.cpu_s  # born during the call: all of it
+                    # else: alive before the call but not seen then; its share is unknown
                 # A process alive at the start and gone now was reaped by us or by a
                 # tracked parent, whose reaped-children times now hold its whole life:
                 # take back what it had used before the call.
@@ -567,11 +594,8 @@ def run_scenario(
             record["process_base_mb"] = round(fp.base / 1024**2, 1)
             record["process_peak_mb"] = round(fp.process_peak / 1024**2, 1)
             record["shared_mb"] = round(fp.shared_growth / 1024**2, 1)
-            shared_children = sum(
-                rss for pid, (_, rss) in fp._last.items() if fp.owner.get(pid) == "shared"
-            )
-            if shared_children:
-                record["shared_processes_mb"] = round(shared_children / 1024**2, 1)
+            if fp.shared_children_peak:
+                record["shared_processes_mb"] = round(fp.shared_children_peak / 1024**2, 1)
             if peer_tally is not None:
                 record["peer"] = peer_tally.summary(fp.sides.get("peer"))
                 compared = _compare_results(ours_tally, peer_tally)
