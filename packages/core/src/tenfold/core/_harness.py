@@ -384,16 +384,16 @@ class _Tally:
             # A batch, a stream or a pool: no unit was timed, so the call is what we have.
             self.kinds.add("per_call")
             self.hist.record_value(max(1, dt_ns))
-        if len(self.kinds) > 1:
-            raise BenchError(
-                f"{self.name}: calls measured latency in different ways ({', '.join(sorted(self.kinds))})"
-            )
         self.metrics.update(outcome.metrics)
         self.results.append(outcome.result)
 
     @property
     def latency_kind(self) -> str:
-        return next(iter(self.kinds), "per_call")
+        """What the samples time; calls that timed different things get the coarsest label."""
+        for kind in ("per_call", "per_batch", "per_unit_mean", "per_unit"):
+            if kind in self.kinds:
+                return kind
+        return "per_call"
 
     def summary(self, side: _Side | None) -> dict[str, Any]:
         secs = self.wall_ns / 1e9
