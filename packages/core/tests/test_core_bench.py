@@ -346,3 +346,13 @@ def test_document_figures_file_agrees_with_the_document() -> None:
     core = doc_seed("core", "Cryptography", "BLAKE3 Hash (1MB)")
     assert core is not None and core.ops_per_s == 1_250 and core.p50_ms == 0.8
     assert doc_seed("core", "Cryptography", "no such row") is None
+
+
+def test_quick_reference_takes_the_like_for_like_row() -> None:
+    from tenfold.core._report import quick_pick
+
+    base = {"unit": "events", "ops_per_s": 1.0, "peer": {"name": "p", "ops_per_s": 1.0}}
+    unfair = {**base, "name": "a", "headline": True, "like_for_like": False, "speedup_vs_peer": 9.0}
+    fair = {**base, "name": "b", "like_for_like": True, "speedup_vs_peer": 1.1}
+    assert quick_pick([unfair, fair])["name"] == "b"
+    assert quick_pick([{**unfair, "like_for_like": True}, fair])["name"] == "a"

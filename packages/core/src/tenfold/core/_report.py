@@ -214,16 +214,19 @@ SCENARIO_HEADERS = [
 
 
 def quick_pick(scenarios: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The row a system shows in the Quick Reference: its headline, else its first
-    like-for-like row with a speedup, else its first row that ran."""
+    """The row a system shows in the Quick Reference: its headline when that is like for
+    like (or has no peer), else its first like-for-like row with a speedup, else the
+    headline or the first row that ran. Never the row with the largest ratio as such."""
     ran = [s for s in scenarios if "ops_per_s" in s and "error" not in s]
     if not ran:
         return None
     head = next((s for s in ran if s.get("headline")), None)
-    if head is not None:
+    if head is not None and (head.get("like_for_like", True) or not head.get("peer")):
         return head
     fair = [s for s in ran if s.get("like_for_like", True) and "speedup_vs_peer" in s]
-    return fair[0] if fair else ran[0]
+    if fair:
+        return fair[0]
+    return head or ran[0]
 
 
 def quick_reference_rows(systems: dict[str, Any]) -> list[list[str]]:
