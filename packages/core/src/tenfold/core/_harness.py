@@ -80,19 +80,42 @@ def _self_rss() -> int:
         return 0
 
 
+_PARENT_TIDS: set[str] = set()
+"""Threads of this process that have had children: a walk reads only theirs, and a full
+rescan of every thread (a process with a Ray client has dozens) runs every tenth walk."""
+_WALKS = [0]
+_TIDS_LOCK = threading.Lock()
+
+
 def _children(pid: int) -> list[int]:
     """Direct children of ``pid`` (every thread's), from /proc/PID/task/TID/children."""
     out: list[int] = []
+    if pid == _SELF:
+        _WALKS[0] += 1
+        full = _WALKS[0] % 10 == 1 or not _PARENT_TIDS
+    else:
+        full = True
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
+        if full:
+            tids = os.listdir(f"/proc/{pid}/task")
+        else:
+            with _TIDS_LOCK:
+                tids = list(_PARENT_TIDS)
     except OSError:
         return out
     for tid in tids:
         try:
             with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out.extend(int(x) for x in f.read().split())
+                found = [int(x) for x in f.read().split()]
         except (OSError, ValueError):
+            if pid == _SELF:
+                with _TIDS_LOCK:
+                    _PARENT_TIDS.discard(tid)
             continue
+        if found and pid == _SELF:
+            with _TIDS_LOCK:
+                _PARENT_TIDS.add(tid)
+        out.extend(found)
     return out
 
 
