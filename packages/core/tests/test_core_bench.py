@@ -322,8 +322,10 @@ def test_live_workers_cpu_is_counted(tmp_path: Path) -> None:
     )
     rec = run_scenario(sc, "quick", workdir=tmp_path)
     assert "error" not in rec, rec.get("traceback")
-    assert rec["ours"]["cpu_pct"] > 10, rec["ours"]
-    assert rec["peer"]["cpu_pct"] < rec["ours"]["cpu_pct"]
+    # A busy loop gets at least a few percent of a core even on a loaded machine; counted
+    # only when reaped (the old harness), it would show 0.
+    assert rec["ours"]["cpu_pct"] > 2, rec["ours"]
+    assert rec["peer"]["cpu_pct"] * 3 < rec["ours"]["cpu_pct"], (rec["ours"], rec["peer"])
 
 
 def test_document_figures_file_agrees_with_the_document() -> None:
