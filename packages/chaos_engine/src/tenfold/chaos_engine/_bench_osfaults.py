@@ -134,13 +134,15 @@ MEM_BYTES = 1 << 20
 
 class OursMemory(Effect):
     """Our MemoryHog: seen once the pool's holders hold 1 MiB more anonymous memory; gone
-    once they are back where they were."""
+    once they hold 1 MiB less than when it was seen (a holder's own heap may grow a little
+    meanwhile, so the level it returns to is not exactly the one before)."""
 
     what = "1 MiB resident"
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.base = 0
+        self.level = 0
 
     def _held(self) -> int:
         return sum(anon_rss(h.proc.pid) for h in _pool(self.engine).holders)
@@ -149,10 +151,14 @@ class OursMemory(Effect):
         self.base = self._held()
 
     def seen(self) -> bool:
-        return self._held() >= self.base + MEM_BYTES - PAGES_SLACK
+        held = self._held()
+        if held >= self.base + MEM_BYTES - PAGES_SLACK:
+            self.level = held
+            return True
+        return False
 
     def cleared(self) -> bool:
-        return self._held() <= self.base + PAGES_SLACK
+        return self._held() <= self.level - MEM_BYTES + PAGES_SLACK
 
 
 class PeerMemory(PeerProcess):
