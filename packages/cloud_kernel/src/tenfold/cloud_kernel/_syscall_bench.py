@@ -25,6 +25,9 @@ class SyscallTiming:
     p50_ns: float
     p95_ns: float
     per_s: float
+    samples_ns: tuple[float, ...] = ()
+    """The mean ns per call of each batch, in the order run."""
+    batch: int = 64
 
 
 def _ops(workdir: str) -> dict[str, tuple[Callable[[], object], Callable[[], None]]]:
@@ -74,6 +77,7 @@ def time_syscall(name: str, batches: int = 200, batch: int = 64) -> SyscallTimin
         ops = _ops(tmp)
         call, between = ops[name]
         samples: list[float] = []
+        in_order: list[float] = []
         total_ns = 0
         if name == "close":
             between()
@@ -85,6 +89,7 @@ def time_syscall(name: str, batches: int = 200, batch: int = 64) -> SyscallTimin
             between()
             samples.append(dt / batch)
             total_ns += dt
+        in_order = list(samples)
         ops["open"][1]()
         ops["_cleanup"][1]()
         samples.sort()
@@ -95,4 +100,6 @@ def time_syscall(name: str, batches: int = 200, batch: int = 64) -> SyscallTimin
             statistics.median(samples),
             p95,
             batches * batch / (total_ns / 1e9),
+            tuple(in_order),
+            batch,
         )

@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Seed, Subject
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
 from tenfold.core.errors import BenchError
 
 if TYPE_CHECKING:
@@ -18,13 +18,6 @@ if TYPE_CHECKING:
 SYSCALL_TABLE = "Syscall Performance"
 EBPF_TABLE = "eBPF Program Performance"
 
-_SEEDS = {
-    "read": Seed(2_500_000, p50_ms=0.0004, p95_ms=0.0008),
-    "write": Seed(2_000_000, p50_ms=0.0005, p95_ms=0.0009),
-    "open": Seed(476_000, p50_ms=0.0021, p95_ms=0.0035),
-    "close": Seed(3_300_000, p50_ms=0.0003, p95_ms=0.0006),
-    "stat": Seed(833_000, p50_ms=0.0012, p95_ms=0.0021),
-}
 _KERNEL_NAMES = {
     "read": "pread64",
     "write": "write",
@@ -59,9 +52,12 @@ def _syscall(name: str) -> Callable[[BenchContext], Op]:
 
         def op() -> Outcome:
             t = time_syscall(name, batches=batches)
-            per_call_ms = t.p50_ns / 1e6
             return Outcome(
-                t.calls, dict(in_kernel), latencies_ms=[per_call_ms] * 1 + [t.p95_ns / 1e6]
+                t.calls,
+                dict(in_kernel),
+                latencies_ms=[ns / 1e6 for ns in t.samples_ns],
+                latency_kind="per_unit_mean",
+                latency_unit=f"batch of {t.batch} calls",
             )
 
         return op
@@ -114,6 +110,8 @@ def _xdp_testrun(entries: int) -> Callable[[BenchContext], Op]:
                     "entries": entries,
                 },
                 latencies_ms=[ns / 1e6, ns_blocked / 1e6],
+                latency_kind="per_unit_mean",
+                latency_unit=f"{repeat:,} test runs, in-kernel time",
             )
 
         return op
@@ -196,7 +194,13 @@ def _traced(ours: bool) -> Callable[[BenchContext], Op]:
                 metrics["counts_equal_bpftrace"] = f"yes ({rig.counts_checked} syscalls)"
             elif rig.peer is not None:
                 metrics["bpftrace_rss_mb"] = rig.peer.rss_mb()
-            return Outcome(rig.n, metrics, latencies_ms=[ns / 1e6 for ns in batches])
+            return Outcome(
+                rig.n,
+                metrics,
+                latencies_ms=[ns / 1e6 for ns in batches],
+                latency_kind="per_unit_mean",
+                latency_unit=f"batch of {rig.n // max(1, len(batches)):,} calls",
+            )
 
         return op
 
@@ -263,7 +267,7 @@ def scenarios() -> list[Scenario]:
                 "calls",
                 Subject("tenfold (Python os.*)", _syscall(name)),
                 None,
-                _SEEDS[name],
+                "doc",
                 SYSCALL_TABLE,
                 f"{name}()",
                 "one system call issued from Python, CPython's call overhead included; in_kernel_mean_ns is "
@@ -278,13 +282,14 @@ def scenarios() -> list[Scenario]:
                 "packets",
                 Subject("tenfold XDP", _xdp_testrun(entries)),
                 None,
-                Seed(10_000_000, p50_ms=0.0001),
+                "doc",
                 EBPF_TABLE,
                 f"XDP Packet Filter ({label} entries, test run)",
                 "one frame through the block-list program under BPF_PROG_TEST_RUN (in-kernel time per run, allowed and blocked frames alternately); "
                 "ns_test_run_floor is the same run of a program that only returns XDP_PASS",
                 needs_root=True,
                 rounds=3,
+                doc_row="XDP Packet Filter",
             )
         )
     out.append(
@@ -293,7 +298,7 @@ def scenarios() -> list[Scenario]:
             "drops",
             Subject("tenfold XDP", _e2e("xdp", 100_000)),
             Subject("nftables netdev ingress", _e2e("nftables", 100_000)),
-            Seed(10_000_000, p50_ms=0.0001),
+            "doc",
             EBPF_TABLE,
             "XDP Packet Filter (veth, 100K pps offered)",
             "a blocked frame dropped on a veth between two namespaces at a fixed send rate, half the frames "
@@ -301,6 +306,12 @@ def scenarios() -> list[Scenario]:
             needs_root=True,
             rounds=2,
             warmup=0,
+            doc_row="XDP Packet Filter",
+            fairness="both drop the blocked half of the same frames sent at the same fixed rate on "
+            "the same veth pair, with the same block list; ours in an XDP program, the peer in an "
+            "nftables netdev ingress chain",
+            checks="on both sides every blocked frame must be dropped and every allowed one "
+            "delivered (the row fails otherwise)",
         )
     )
     out.append(
@@ -309,13 +320,18 @@ def scenarios() -> list[Scenario]:
             "drops",
             Subject("tenfold XDP", _e2e("xdp", None)),
             Subject("nftables netdev ingress", _e2e("nftables", None)),
-            Seed(10_000_000, p50_ms=0.0001),
+            "doc",
             EBPF_TABLE,
             "XDP Packet Filter (veth, as fast as the sender goes)",
             "blocked frames dropped per second of sending, one sender core on 2 cores",
             needs_root=True,
             rounds=2,
             warmup=0,
+            doc_row="XDP Packet Filter",
+            fairness="both drop the blocked half of the same frames sent as fast as one sender "
+            "goes on the same veth pair; ours in XDP, the peer in nftables netdev ingress",
+            unchecked_reason="at the sender's full speed frames may be lost before either filter, "
+            "so drops are counted (and shown as a share of the blocked frames), not required complete",
         )
     )
     out.append(
@@ -324,7 +340,7 @@ def scenarios() -> list[Scenario]:
             "syscalls",
             Subject("tenfold tracer", _traced(True)),
             Subject(f"bpftrace {_bpftrace_version()}", _traced(False)),
-            Seed(3_000_000, p50_ms=0.0003),
+            "doc",
             EBPF_TABLE,
             "kprobe Tracing (raw_syscalls tracepoints)",
             "a getppid() call from Python in a process whose syscalls are counted with a latency "
@@ -334,6 +350,12 @@ def scenarios() -> list[Scenario]:
             "the machine traced, one tracer at a time; counts checked equal to bpftrace's",
             needs_root=True,
             rounds=3,
+            doc_row="kprobe Tracing",
+            fairness="both count and time getppid() calls of their own worker process, filtered "
+            "by pid in the kernel, both attached at once; the latency is each worker's loop time "
+            "per call, tracer included",
+            checks="our tracer's count must equal the calls made on every timed call, and its "
+            "counts are checked equal to bpftrace's when the rig starts",
         )
     )
     out.append(
@@ -342,12 +364,17 @@ def scenarios() -> list[Scenario]:
             "packets",
             Subject("tenfold socket filter", _sockfilter(True)),
             Subject("no filter (baseline)", _sockfilter(False)),
-            Seed(5_000_000, p50_ms=0.0002),
+            "doc",
             EBPF_TABLE,
             "Socket Filter",
             "a 64-byte UDP datagram sent and received on loopback through the "
             "filter (counted, not dropped); the peer is the same socket without a filter",
             needs_root=True,
+            comparison="overhead",
+            fairness="the same datagrams sent and received on the same loopback sockets, with our "
+            "counting filter attached and, as the baseline, without it",
+            checks="every datagram sent must be received on both sides (a missing one times the "
+            "row out)",
         )
     )
     return out

@@ -5,11 +5,16 @@ tasks/s. Graph results are checked against a sequential evaluation on both
 sides (a mismatch raises). Peer start-up (a Ray instance, a Dask LocalCluster,
 a process pool) happens in ``prepare``, outside the timer, once per scenario.
 
+Latency: in the threaded stencil rows every task stamps the moment it
+finishes, so a task's latency is from its last input finishing (the graph's
+start, for a root) to its own finish, on both sides alike; the other rows time
+whole graphs and are labelled per call.
+
 Where tasks run in other processes (our process workers, Dask's workers, Ray's
-processes, loky's pool) the harness's CPU column sees only the driver; those
-ops add ``workers_cpu_pct`` (the worker processes' user + system CPU over the
-ops' wall time, as a share of all cores, like the CPU column) and
-``workers_cpu_us_per_task``, read from ``/proc/<pid>/stat`` around each op.
+processes, loky's pool) the harness counts the process tree's CPU per side;
+those ops also add ``workers_cpu_pct`` and ``workers_cpu_us_per_task`` (the
+worker processes' user + system CPU, read from ``/proc/<pid>/stat`` around each
+op).
 """
 
 from __future__ import annotations
@@ -22,20 +27,12 @@ import tracemalloc
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Seed, Subject
+from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject, doc_seed
 from tenfold.core.errors import BenchError
 
 TASK_TABLE = "Task Execution Performance"
 STEAL_TABLE = "Work-Stealing Performance"
 MEMORY_TABLE = "Resource Usage"
-DOC_TASK_RATE = {100: 20_000.0, 1_000: 23_809.0, 10_000: 26_315.0, 100_000: 26_315.0}
-DOC_EFFICIENCY = {100: "95%", 1_000: "92%", 10_000: "88%", 100_000: "85%"}
-DOC_STEAL = {
-    2: (50_000.0, "5%"),
-    4: (98_000.0, "8%"),
-    8: (185_000.0, "12%"),
-    16: (280_000.0, "18%"),
-}
 TRIVIAL = "trivial tasks (sum of inputs + 1); one op = one whole graph, compiled from a Dask dict"
 
 
@@ -48,6 +45,48 @@ def _stencil(ctx: BenchContext, n: int) -> tuple[dict[Any, Any], list[str], int]
     from tenfold.parallel_framework._workloads import last_layer, stencil_dask, stencil_expected
 
     return ctx.once(f"stencil-{n}", lambda: (stencil_dask(n), last_layer(n), stencil_expected(n)))
+
+
+class _Stamps:
+    """Each task's finish time, so a task's latency runs from its last input's finish to its own.
+
+    The stamped graph is the stencil with every task wrapped in a closure that
+    computes ``inc_sum`` and stamps ``perf_counter()``; ours and the peer run the
+    very same graph object in this process, one after the other.
+    """
+
+    def __init__(self, dsk: dict[Any, Any]) -> None:
+        self.done: dict[Any, float] = {}
+        self.t0 = 0.0
+        self.deps = {key: tuple(deps) for key, (_, *deps) in dsk.items()}
+        self.graph = {key: (self._task(key), *deps) for key, deps in self.deps.items()}
+
+    def _task(self, key: Any) -> Callable[..., int]:
+        done, clock = self.done, time.perf_counter
+
+        def task(*values: int) -> int:
+            out = sum(values) + 1
+            done[key] = clock()
+            return out
+
+        return task
+
+    def start(self) -> None:
+        self.done.clear()
+        self.t0 = time.perf_counter()
+
+    def latencies_ms(self) -> list[float]:
+        done, t0 = self.done, self.t0
+        if len(done) != len(self.deps):
+            raise BenchError(f"{len(done)} of {len(self.deps)} tasks stamped their finish")
+        return [
+            (done[key] - max((done[d] for d in deps), default=t0)) * 1000
+            for key, deps in self.deps.items()
+        ]
+
+
+def _stamped(ctx: BenchContext, n: int) -> _Stamps:
+    return ctx.once(f"stamped-{n}", lambda: _Stamps(_stencil(ctx, n)[0]))
 
 
 def _check(total: int, expected: int, who: str) -> None:
@@ -89,7 +128,9 @@ class TreeCpu:
             metrics = dict(outcome.metrics)
             metrics["workers_cpu_pct"] = round(100 * self.cpu_s / self.wall_s / cores, 1)
             metrics["workers_cpu_us_per_task"] = round(1e6 * self.cpu_s / max(1, self.tasks), 2)
-            return Outcome(outcome.ops, metrics)
+            return Outcome(
+                outcome.ops, metrics, latencies_ms=outcome.latencies_ms, result=outcome.result
+            )
 
         return measured
 
@@ -109,15 +150,22 @@ def _ours_stencil(
         from tenfold.parallel_framework._api import Executor
 
         dsk, sinks, expected = _stencil(ctx, size(ctx))
+        stamps = _stamped(ctx, size(ctx)) if backend == "threads" else None
         executor = ctx.enter(Executor(backend, workers))
         executor.run({"warm": (int,)})  # worker processes / Ray connection up front
 
         def op() -> Outcome:
-            result = executor.run(dsk, keys=sinks)
-            _check(sum(result.values()), expected, "tenfold")
+            if stamps is not None:
+                stamps.start()
+            result = executor.run(stamps.graph if stamps else dsk, keys=sinks)
+            total = sum(result.values())
+            _check(total, expected, "tenfold")
             m = result.metrics
             return Outcome(
-                len(dsk), {"check": "equal", "steal_rate": m.steal_rate, "batches": m.batches}
+                len(dsk),
+                {"check": "equal", "steal_rate": m.steal_rate, "batches": m.batches},
+                latencies_ms=stamps.latencies_ms() if stamps else None,
+                result=total,
             )
 
         if backend == "processes":
@@ -143,7 +191,7 @@ def _ours_flat(size: Callable[[BenchContext], int]) -> Callable[[BenchContext], 
             result = executor.run(dsk)
             if sum(result.values()) != n:
                 raise BenchError("tenfold: flat graph result is wrong")
-            return Outcome(n, {"check": "equal"})
+            return Outcome(n, {"check": "equal"}, result=n)
 
         return op
 
@@ -158,11 +206,15 @@ def _dask_threaded_stencil(
         import dask.threaded
 
         dsk, sinks, expected = _stencil(ctx, size(ctx))
+        stamps = _stamped(ctx, size(ctx))
 
         def op() -> Outcome:
-            values = dask.threaded.get(dsk, sinks, num_workers=workers)
-            _check(sum(values), expected, "dask.threaded")
-            return Outcome(len(dsk), {"check": "equal"})
+            stamps.start()
+            total = sum(dask.threaded.get(stamps.graph, sinks, num_workers=workers))
+            _check(total, expected, "dask.threaded")
+            return Outcome(
+                len(dsk), {"check": "equal"}, latencies_ms=stamps.latencies_ms(), result=total
+            )
 
         return op
 
@@ -182,7 +234,7 @@ def _dask_threaded_flat(size: Callable[[BenchContext], int]) -> Callable[[BenchC
         def op() -> Outcome:
             if sum(dask.threaded.get(dsk, keys, num_workers=2)) != n:
                 raise BenchError("dask.threaded: flat graph result is wrong")
-            return Outcome(n, {"check": "equal"})
+            return Outcome(n, {"check": "equal"}, result=n)
 
         return op
 
@@ -206,9 +258,9 @@ def _dask_cluster_stencil(size: Callable[[BenchContext], int]) -> Callable[[Benc
             raise BenchError(f"Dask LocalCluster did not start: {exc}") from None
 
         def op() -> Outcome:
-            values = client.get(dsk, sinks, sync=True)
-            _check(sum(values), expected, "dask distributed")
-            return Outcome(len(dsk), {"check": "equal"})
+            total = sum(client.get(dsk, sinks, sync=True))
+            _check(total, expected, "dask distributed")
+            return Outcome(len(dsk), {"check": "equal"}, result=total)
 
         pids = list(client.run(os.getpid).values())  # the worker processes
         return TreeCpu(lambda: pids).wrap(op)
@@ -223,7 +275,12 @@ def _ray_init(ctx: BenchContext) -> Any:
     import ray as ray_module
 
     ray: Any = ray_module
-    if not ray.is_initialized():
+
+    def start() -> None:
+        # Built once per scenario through ctx.once, so the harness counts Ray's processes
+        # as shared by both sides, not as ours.
+        if ray.is_initialized():
+            return
         try:
             ray.init(
                 num_cpus=2,
@@ -235,6 +292,8 @@ def _ray_init(ctx: BenchContext) -> Any:
             raise BenchError(f"Ray did not start: {exc}") from None
         # Left running for the next Ray scenario (start-up is 10 s or more here); Ray
         # shuts it down at exit, and the two-node scenario replaces it.
+
+    ctx.once("ray-init", start)
     return ray
 
 
@@ -253,8 +312,9 @@ def _ray_per_task_stencil(size: Callable[[BenchContext], int]) -> Callable[[Benc
             refs: dict[Any, Any] = {}
             for key, (_, *deps) in dsk.items():  # insertion order is topological here
                 refs[key] = remote.remote(*(refs[d] for d in deps))
-            _check(sum(ray.get([refs[k] for k in sinks])), expected, "ray")
-            return Outcome(len(dsk), {"check": "equal"})
+            total = sum(ray.get([refs[k] for k in sinks]))
+            _check(total, expected, "ray")
+            return Outcome(len(dsk), {"check": "equal"}, result=total)
 
         pids = _ray_pids()
         return TreeCpu(lambda: pids).wrap(op)
@@ -344,6 +404,7 @@ def _ours_fan(
             return Outcome(
                 len(dsk),
                 {"steal_rate": m.steal_rate, "steals": m.steals, "utilisation": round(util, 3)},
+                result=sum(result.values()),
             )
 
         if backend == "processes":
@@ -365,9 +426,10 @@ def _dask_fan(
         if fn_name == "sleep":
             import dask.threaded
 
-            def op() -> int:
-                dask.threaded.get(dsk, keys, num_workers=workers)
-                return len(dsk)
+            def op() -> Outcome:
+                return Outcome(
+                    len(dsk), result=sum(dask.threaded.get(dsk, keys, num_workers=workers))
+                )
 
             return op
         import dask.multiprocessing
@@ -377,8 +439,7 @@ def _dask_fan(
         dask.multiprocessing.get({"warm": (int,)}, "warm", pool=pool)
 
         def op_cpu() -> Outcome:
-            dask.multiprocessing.get(dsk, keys, pool=pool)
-            return Outcome(len(dsk))
+            return Outcome(len(dsk), result=sum(dask.multiprocessing.get(dsk, keys, pool=pool)))
 
         return TreeCpu(lambda: list(pool._processes)).wrap(op_cpu)
 
@@ -422,6 +483,9 @@ def _version(dist: str) -> str:
         return "?"
 
 
+_SAME_GRAPH = "the sum of the last layer is compared with a sequential evaluation on both sides, on every call, and the harness compares the two sums"
+
+
 def scenarios() -> list[Scenario]:
     dask_version, dist_version, ray_version = (
         _version("dask"),
@@ -432,7 +496,6 @@ def scenarios() -> list[Scenario]:
     out: list[Scenario] = []
     for n in (100, 1_000, 10_000, 100_000):
         modes: tuple[Mode, ...] = ("full",) if n == 100_000 else ("smoke", "quick", "full")
-        seed = Seed(ops_per_s=DOC_TASK_RATE[n], extra={"efficiency": DOC_EFFICIENCY[n]})
         size = _fixed(100, n)
         out.append(
             Scenario(
@@ -440,7 +503,6 @@ def scenarios() -> list[Scenario]:
                 unit="tasks",
                 ours=Subject("tenfold threads x2", _ours_stencil("threads", size)),
                 peer=Subject(threaded, _dask_threaded_stencil(size)),
-                seed=seed,
                 table=TASK_TABLE,
                 row=_row(n),
                 counts=f"stencil graph, 3 deps per task; {TRIVIAL}",
@@ -448,11 +510,14 @@ def scenarios() -> list[Scenario]:
                 modes=modes,
                 rounds=5 if n <= 10_000 else 3,
                 full_rounds=5,
+                fairness="both run the same stencil graph of the same stamped trivial tasks on 2 "
+                "threads in this process; a task's latency runs from its last input's finish to "
+                "its own",
+                checks=_SAME_GRAPH,
             )
         )
     for n in (1_000, 10_000):
         modes = ("smoke", "quick", "full") if n == 1_000 else ("full",)
-        seed = Seed(ops_per_s=DOC_TASK_RATE[n], extra={"efficiency": DOC_EFFICIENCY[n]})
         size = _fixed(100, n)
         out.append(
             Scenario(
@@ -462,47 +527,37 @@ def scenarios() -> list[Scenario]:
                 peer=Subject(
                     f"dask distributed {dist_version} LocalCluster(2)", _dask_cluster_stencil(size)
                 ),
-                seed=seed,
                 table=TASK_TABLE,
                 row=_row(n),
                 counts=f"stencil graph; {TRIVIAL}; both sides run tasks in 2 worker processes",
                 modes=modes,
                 rounds=3,
                 full_rounds=3,
-            )
-        )
-        out.append(
-            Scenario(
-                name=f"stencil_{n}_inline_vs_ray",
-                unit="tasks",
-                ours=Subject("tenfold inline", _ours_stencil("inline", size, 1)),
-                peer=Subject(
-                    f"ray {ray_version} local (task per node)", _ray_per_task_stencil(size)
-                ),
-                seed=seed,
-                table=TASK_TABLE,
-                row=_row(n),
-                counts=f"stencil graph; {TRIVIAL}; Ray started outside the timer, 2 CPUs",
-                modes=modes,
-                rounds=3,
-                full_rounds=3,
+                fairness="both run the same graph in 2 worker processes started outside the timer "
+                "(ours its process pool, Dask a LocalCluster of 2 single-thread workers); latency "
+                "per call (one whole graph)",
+                checks=_SAME_GRAPH,
             )
         )
         out.append(
             Scenario(
                 name=f"stencil_{n}_ray_backend",
                 unit="tasks",
-                ours=Subject("tenfold on ray (batched)", _ours_on_ray(size)),
+                ours=Subject("tenfold on the Ray backend (batched, 2 CPUs)", _ours_on_ray(size)),
                 peer=Subject(
-                    f"ray {ray_version} local (task per node)", _ray_per_task_stencil(size)
+                    f"ray {ray_version} local (task per node, 2 CPUs)", _ray_per_task_stencil(size)
                 ),
-                seed=seed,
                 table=TASK_TABLE,
                 row=_row(n),
                 counts=f"stencil graph; {TRIVIAL}; same local Ray instance for both",
                 modes=modes,
                 rounds=3,
                 full_rounds=3,
+                fairness="both run the same graph on the same local Ray instance (2 CPUs, started "
+                "outside the timer); ours groups tasks into batched Ray tasks, the peer submits one "
+                "Ray task per graph task with ObjectRefs as dependencies, as Ray's own API does; "
+                "latency per call (one whole graph)",
+                checks=_SAME_GRAPH,
             )
         )
     for n in (10_000, 100_000):
@@ -513,12 +568,15 @@ def scenarios() -> list[Scenario]:
                 unit="tasks",
                 ours=Subject("tenfold threads x2", _ours_flat(size)),
                 peer=Subject(threaded, _dask_threaded_flat(size)),
-                seed=Seed(ops_per_s=DOC_TASK_RATE[n]),
                 table=TASK_TABLE,
                 row=f"{_row(n)} (flat)",
                 counts=f"independent tasks; {TRIVIAL}",
                 modes=("smoke", "quick", "full") if n == 10_000 else ("full",),
                 rounds=5,
+                doc_row=_row(n),
+                fairness="both run the same independent trivial tasks on 2 threads in this "
+                "process; latency per call (one whole graph)",
+                checks="the sum of all results must equal the task count on both sides",
             )
         )
     out.append(
@@ -527,7 +585,7 @@ def scenarios() -> list[Scenario]:
             unit="tasks",
             ours=Subject("tenfold on ray, 2 nodes x 2 CPUs", _ray_nodes(pinned=False)),
             peer=Subject("tenfold on ray, pinned to 1 node x 2 CPUs", _ray_nodes(pinned=True)),
-            seed=Seed(extra={"scaling_2_nodes": "1.95x (100K/s -> 195K/s)"}),
+            seed=doc_seed("Horizontal Scaling", "Parallel Framework"),
             table="Horizontal Scaling",
             row="Parallel Framework, 1 -> 2 nodes",
             counts="stencil graph of 10 ms sleep tasks on a local two-node Ray cluster "
@@ -537,6 +595,10 @@ def scenarios() -> list[Scenario]:
             rounds=2,
             full_rounds=2,
             warmup=0,
+            like_for_like=False,
+            fairness="ours against ours: the same graph on two Ray nodes and pinned to one, so "
+            "the ratio is the scaling from one node to two, not a speedup over a peer",
+            checks="every task must succeed on both sides (a failure fails the row)",
         )
     )
     cpu_n = lambda ctx: ctx.size(20, 400, 2_000)  # noqa: E731
@@ -548,14 +610,14 @@ def scenarios() -> list[Scenario]:
             peer=Subject(
                 f"dask {dask_version} multiprocessing (2 loky workers)", _dask_fan(2, "cpu", cpu_n)
             ),
-            seed=Seed(
-                ops_per_s=DOC_STEAL[2][0], extra={"steal_rate": DOC_STEAL[2][1], "cpu_util": "95%"}
-            ),
             table=STEAL_TABLE,
             row="2",
             counts="CPU-bound tasks (~1 ms pure-Python loop) fanned out from one root; "
             "this machine has 2 cores, so CPU scaling beyond 2 workers cannot be shown here",
             rounds=3,
+            fairness="both fan the same CPU-bound tasks out from one root to 2 worker processes "
+            "started outside the timer; latency per call (one whole graph)",
+            checks="the harness compares the sum of all task results of the two sides, call by call",
         )
     )
     sleep_n = lambda ctx: ctx.size(50, 1_000, 4_000)  # noqa: E731
@@ -568,13 +630,16 @@ def scenarios() -> list[Scenario]:
                 peer=Subject(
                     f"dask {dask_version} threaded ({w} workers)", _dask_fan(w, "sleep", sleep_n)
                 ),
-                seed=Seed(ops_per_s=DOC_STEAL[w][0], extra={"steal_rate": DOC_STEAL[w][1]}),
                 table=STEAL_TABLE,
                 row=str(w),
                 counts="1 ms sleep tasks (an I/O stand-in that releases the GIL) fanned out "
                 "from one root, so idle workers must steal; CPU-bound scaling beyond 2 cores "
                 "cannot be shown on this 2-core machine",
                 rounds=3,
+                fairness=f"both fan the same 1 ms sleep tasks out from one root to {w} threads; "
+                "latency per call (one whole graph)",
+                checks="the harness compares the sum of all task results of the two sides, call "
+                "by call",
             )
         )
     out.append(
@@ -582,7 +647,7 @@ def scenarios() -> list[Scenario]:
             name="memory_per_task_in_flight",
             unit="tasks",
             ours=Subject("tenfold", _ours_memory),
-            seed=Seed(extra={"bytes_per_task": "20 KB (1.9 GB for 100K tasks in flight)"}),
+            seed=doc_seed("Memory Footprint", "Parallel Framework"),
             table=MEMORY_TABLE,
             row="Memory per task in flight (100K tasks)",
             counts="traced Python allocations of the compiled plan plus run state for a whole "
