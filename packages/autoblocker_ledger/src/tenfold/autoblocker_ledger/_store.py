@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gc
 import json
 import os
@@ -54,15 +55,20 @@ from tenfold.autoblocker_ledger._signing import LogKey, SignedTreeHead, verify_i
 from tenfold.autoblocker_ledger.errors import (
     ChainError,
     CorruptStore,
+    EntryOutOfRange,
     MalformedEvent,
+    NoSuchStore,
     SignatureError,
     StoreError,
     StoreFull,
+    StoreLocked,
 )
 from tenfold.core.crypto import blake3
 
 _HEADER = struct.Struct("<II")
 _SEGMENT_BYTES = 64 << 20
+MIN_SEGMENT_BYTES = 4096
+_LOCK_FILE = "lock"
 _SNAPSHOT_MAGIC = b"TFLSNAP1"  # signed head + records (the index is rebuilt on recovery)
 _SNAPSHOT_MAGIC_V2 = b"TFLSNAP2"  # ... + the SQLite index with a signed BLAKE3 digest
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -256,14 +262,80 @@ class EmbeddedLedger:
         key: LogKey | None = None,
         segment_bytes: int = _SEGMENT_BYTES,
         fsync: bool = True,
+        create: bool = True,
     ) -> None:
+        """Open (or, with ``create``, make) the store in directory ``path``.
+
+        One handle per store at a time: an OS lock (``flock`` on ``path/lock``)
+        is held until :meth:`close`, and a second opener, in this process or
+        another, gets :class:`StoreLocked` naming the holder's pid. With
+        ``create=False`` a directory without a store is :class:`NoSuchStore` and
+        nothing is created.
+        """
+        if (
+            isinstance(segment_bytes, bool)
+            or not isinstance(segment_bytes, int)
+            or segment_bytes < MIN_SEGMENT_BYTES
+        ):
+            raise StoreError(
+                f"segment_bytes must be an integer of at least {MIN_SEGMENT_BYTES}, "
+                f"got {segment_bytes!r}"
+            )
         self.path = Path(path)
         self.segment_bytes = segment_bytes
         self.fsync = fsync
+        self._lock_fd = -1
+        self._seg_fd = -1
+        self._readers: dict[int, int] = {}
+        if not create and not (self.path / "segments").is_dir():
+            raise NoSuchStore(f"{self.path}: no ledger store here (reads never create one)")
         try:
             (self.path / "segments").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store at {self.path}: {exc.strerror}") from None
+        self._lock_fd = self._take_lock()
+        try:
+            self._open(key)
+        except BaseException:
+            self._release()
+            raise
+
+    def _take_lock(self) -> int:
+        """Hold ``flock(LOCK_EX)`` on the store's lock file; the pid inside names the holder."""
+        lock_path = self.path / _LOCK_FILE
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StoreLocked(
+                    f"{self.path}: store is in use by pid {holder} (one writer per store)"
+                ) from None
+            raise StoreError(f"cannot lock {lock_path}: {exc.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def _release(self) -> None:
+        if self._seg_fd >= 0:
+            os.close(self._seg_fd)
+            self._seg_fd = -1
+        for fd in self._readers.values():
+            os.close(fd)
+        self._readers.clear()
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = -1
+
+    def _open(self, key: LogKey | None) -> None:
         self.key = key or self._load_or_make_key()
         self.tree = MerkleTree()
         self._positions = array("Q")
@@ -273,9 +345,7 @@ class EmbeddedLedger:
         self._cv = threading.Condition(threading.Lock())  # guards the group-commit queue
         self._queue: list[_Slot] = []
         self._committing = False
-        self._readers: dict[int, int] = {}
         self._seg_no = 0
-        self._seg_fd = -1
         self._seg_size = 0
         self._db = self._open_index()
         self._rows_from = self._contiguous_rows()
@@ -525,9 +595,13 @@ class EmbeddedLedger:
             try:
                 self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows)
                 self._db.commit()
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OverflowError, ValueError) as exc:
+                # Events are range-checked when built; this is the last line of
+                # defence: nothing of a batch the index refused stays on disk.
                 self._db.rollback()
                 self._truncate(start)
+                if not isinstance(exc, sqlite3.Error):
+                    raise MalformedEvent(f"{self.path}: index refused the batch: {exc}") from None
                 if "full" in str(exc).lower():
                     raise StoreFull(f"{self.path}: index write refused, disk full: {exc}") from None
                 raise StoreError(f"{self.path}: index write failed: {exc}") from None
@@ -566,8 +640,10 @@ class EmbeddedLedger:
 
     # -- reading --------------------------------------------------------------------
     def _read_data(self, index: int) -> bytes:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise EntryOutOfRange(f"an entry index is an integer, got {type(index).__name__}")
         if not 0 <= index < self.tree.size:
-            raise IndexError(f"entry {index} outside a log of {self.tree.size}")
+            raise EntryOutOfRange(f"entry {index} outside a log of {self.tree.size} entries")
         pos = self._positions[index]
         seg, off = pos >> _SEG_SHIFT, pos & ((1 << _SEG_SHIFT) - 1)
         fd = self._readers.get(seg)
@@ -809,13 +885,7 @@ class EmbeddedLedger:
     # -- closing -----------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
-            if self._seg_fd >= 0:
-                os.close(self._seg_fd)
-                self._seg_fd = -1
-            for fd in self._readers.values():
-                os.close(fd)
-            self._readers.clear()
-            self._db.close()
+            self._release()
 
     def __enter__(self) -> EmbeddedLedger:
         return self
