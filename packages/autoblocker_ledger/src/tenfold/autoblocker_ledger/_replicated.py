@@ -169,6 +169,11 @@ class ReplicatedLedger:
         self._head = GENESIS
         self._lock = asyncio.Lock()
         self.retries = 0
+        # ReadIndex batching: readers wait for the next quorum read that *starts*
+        # after they arrived; one such read serves every reader waiting for it.
+        self._barrier_next: asyncio.Future[int] | None = None
+        self._barrier_task: asyncio.Task[None] | None = None
+        self.quorum_reads = 0  # quorum reads issued for linearizable reads (batching shows here)
 
     # -- connections ---------------------------------------------------------------
     def _client_at(self, i: int) -> aetcd.Client:
@@ -252,6 +257,11 @@ class ReplicatedLedger:
         await self.close()
 
     async def close(self) -> None:
+        task = self._barrier_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         for i, client in enumerate(self._clients):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -601,9 +611,42 @@ class ReplicatedLedger:
         index = self._ids.get(event_id)
         return None if index is None else self.get(index)
 
+    async def read_barrier(self) -> int:
+        """Return once this replica holds every append acknowledged before the call began.
+
+        ReadIndex-style batching: the caller waits for the next quorum read of the
+        log that starts after it arrived (one already running may have missed an
+        append acknowledged just before this call, so it is not used). Every
+        caller that arrives before that read starts shares it, so 64 concurrent
+        readers cost a couple of quorum reads, not 64. Returns the replica size.
+        """
+        fut = self._barrier_next
+        if fut is None or fut.done():
+            fut = self._barrier_next = asyncio.get_running_loop().create_future()
+            if self._barrier_task is None or self._barrier_task.done():
+                self._barrier_task = asyncio.create_task(self._run_barriers())
+        return await asyncio.shield(fut)
+
+    async def _run_barriers(self) -> None:
+        while (fut := self._barrier_next) is not None:
+            self._barrier_next = None  # callers from now on wait for the next round
+            self.quorum_reads += 1
+            try:
+                size = await self.sync(linearizable=True)
+            except BaseException as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+                if not fut.cancelled():
+                    fut.exception()  # marked retrieved: every waiter may have gone
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            if not fut.done():
+                fut.set_result(size)
+
     async def get_linearizable(self, index: int) -> Entry:
-        """A read that reflects every append acknowledged before it began (etcd quorum read)."""
-        await self.sync(linearizable=True)
+        """A read that reflects every append acknowledged before it began (batched quorum read)."""
+        await self.read_barrier()
         return self.get(index)
 
     def range(

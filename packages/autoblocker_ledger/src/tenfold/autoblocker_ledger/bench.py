@@ -25,6 +25,12 @@ from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Seed, Subjec
 _PEER_INFLIGHT = 64
 _BATCH = 1_000
 _PEER_KEYS = 2_000
+READERS = 64  # concurrent readers in the linearizable read rows (issue 23)
+
+
+def _split(n: int, parts: int) -> list[int]:
+    """``n`` reads shared as evenly as possible between ``parts`` readers."""
+    return [n // parts + (k < n % parts) for k in range(parts)]
 
 
 def _events(prefix: str, n: int, start: int = 0) -> list[Any]:
@@ -217,7 +223,7 @@ def _ours_read(kind: str) -> Callable[[BenchContext], Op]:
         rng = random.Random(ctx.seed)
         n = {
             "local": ctx.size(1_000, 50_000, 1_000_000),
-            "linearizable": ctx.size(50, 200, 2_000),
+            "linearizable": ctx.size(640, 6_400, 64_000),
             "range": ctx.size(100, 1_000, 20_000),
         }[kind]
         subjects = [ev.subject for ev in events]
@@ -228,9 +234,12 @@ def _ours_read(kind: str) -> Callable[[BenchContext], Op]:
                     led.get(rng.randrange(led.size))
             elif kind == "linearizable":
 
-                async def reads() -> None:
-                    for _ in range(n):
+                async def reader(count: int) -> None:
+                    for _ in range(count):
                         await led.get_linearizable(rng.randrange(led.size))
+
+                async def reads() -> None:
+                    await asyncio.gather(*(reader(c) for c in _split(n, READERS)))
 
                 run(reads())
             else:
@@ -253,12 +262,20 @@ def _peer_read(kind: str) -> Callable[[BenchContext], Op]:
         run(client.connect())
         ctx.callback(lambda: run(client.close()))
         rng = random.Random(ctx.seed)
-        n = {"local": ctx.size(200, 1_000, 10_000), "linearizable": ctx.size(50, 200, 2_000)}[kind]
+        n = {"local": ctx.size(200, 1_000, 10_000), "linearizable": ctx.size(640, 6_400, 64_000)}[
+            kind
+        ]
         keys = [b"/peer-r/" + ev.event_id.encode() for ev in events[:_PEER_KEYS]]
 
-        async def reads() -> None:
-            for _ in range(n):
+        async def reader(count: int) -> None:
+            for _ in range(count):
                 await client.get(keys[rng.randrange(len(keys))], serializable=kind == "local")
+
+        async def reads() -> None:
+            if kind == "linearizable":  # the same 64 concurrent readers as ours
+                await asyncio.gather(*(reader(c) for c in _split(n, READERS)))
+            else:
+                await reader(n)
 
         def op() -> int:
             run(reads())
@@ -289,7 +306,11 @@ def _read_scenarios() -> list[Scenario]:
             seed=Seed(ops_per_s=83_333, p50_ms=12, p95_ms=18),
             table="Read Performance",
             row="Linearizable Read",
-            counts="reads preceded by an etcd quorum read (ReadIndex) of the log head, one at a time",
+            counts=(
+                f"reads by {READERS} concurrent readers, each waiting for a quorum read (ReadIndex) "
+                "of the log that began after it did (one such read serves every reader waiting); "
+                f"peer: {READERS} concurrent linearizable etcd gets"
+            ),
         ),
         Scenario(
             name="read_range",
