@@ -491,3 +491,26 @@ def test_sigkill_during_appends_loses_no_acknowledged_write(tmp_path: Path) -> N
             sth.verify(led.key.public_bytes)
             assert sth.size == led.size
     assert len(acked) > 0
+
+
+@pytest.mark.parametrize("header", [b"[" * 100_000, b"[1, 2]", b'{"sth": 1}', b"\xff"])
+def test_a_malformed_snapshot_header_is_corrupt_store(tmp_path: Path, header: bytes) -> None:
+    import struct
+
+    from tenfold.autoblocker_ledger.errors import CorruptStore, SignatureError
+
+    snap = tmp_path / "snap.bin"
+    snap.write_bytes(b"TFLSNAP2" + struct.pack("<I", len(header)) + header)
+    with pytest.raises((CorruptStore, SignatureError), match="snapshot header|tree head"):
+        EmbeddedLedger.recover(snap, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_deeply_nested_head_is_corrupt_store(tmp_path: Path) -> None:
+    from tenfold.autoblocker_ledger.errors import CorruptStore
+
+    with EmbeddedLedger(tmp_path / "s") as led:
+        led.append(_ev(0))
+    (tmp_path / "s" / "head.json").write_text("[" * 100_000)
+    with pytest.raises(CorruptStore, match="nested too deeply"):
+        EmbeddedLedger(tmp_path / "s")

@@ -472,6 +472,8 @@ class EmbeddedLedger:
             sth.verify(self.key.public_bytes)
         except (ValueError, SignatureError) as exc:
             raise CorruptStore(f"{head_path}: {exc}") from None
+        except RecursionError:
+            raise CorruptStore(f"{head_path}: nested too deeply to be a tree head") from None
         if sth.size > self.tree.size:
             raise CorruptStore(
                 f"{self.path}: the signed head covers {sth.size} entries but only "
@@ -824,8 +826,10 @@ class EmbeddedLedger:
             index_bytes = int(index_meta["bytes"]) if index_meta else 0
             index_digest = bytes.fromhex(index_meta["blake3"]) if index_meta else b""
             index_sig = bytes.fromhex(index_meta["signature"]) if index_meta else b""
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CorruptStore(f"{snap}: malformed snapshot header: {exc}") from None
+        except RecursionError:
+            raise CorruptStore(f"{snap}: malformed snapshot header: nested too deeply") from None
         if body_bytes < 0 or body_bytes + index_bytes != after_header:
             raise CorruptStore(f"{snap}: the snapshot is truncated or has trailing bytes")
         signer = trusted_key if trusted_key is not None else public
