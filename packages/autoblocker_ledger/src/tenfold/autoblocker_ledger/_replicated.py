@@ -39,6 +39,7 @@ import grpc  # type: ignore[import-untyped]
 
 from tenfold.autoblocker_ledger._events import GENESIS, Entry, SecurityEvent, decode_entry
 from tenfold.autoblocker_ledger._merkle import HASH_SIZE, MerkleTree, leaf_hash
+from tenfold.autoblocker_ledger._reading import LogReader
 from tenfold.autoblocker_ledger._signing import LogKey, SignedTreeHead
 from tenfold.autoblocker_ledger._store import Receipt, frame, iter_frames
 from tenfold.autoblocker_ledger.errors import ChainError, ReplicationError
@@ -114,7 +115,7 @@ class _Block:
         return self.start + len(self.datas)
 
 
-class ReplicatedLedger:
+class ReplicatedLedger(LogReader):
     """A client of the etcd-ordered log with a local, verified replica.
 
     Use as ``async with ReplicatedLedger(endpoints) as led``. Reads from
@@ -596,10 +597,8 @@ class ReplicatedLedger:
             await self._lock.acquire()
 
     # -- reading --------------------------------------------------------------------------
-    def get(self, index: int) -> Entry:
-        """A local read from this replica."""
-        if not 0 <= index < self.tree.size:
-            raise IndexError(f"entry {index} outside a replica of {self.tree.size}")
+    def _entry(self, index: int) -> Entry:
+        """A local read from this replica (its chain was walked when the block was applied)."""
         return Entry(
             index,
             self._datas[index][:HASH_SIZE],
@@ -607,9 +606,8 @@ class ReplicatedLedger:
             self.tree.leaf_hash_at(index),
         )
 
-    def get_by_id(self, event_id: str) -> Entry | None:
-        index = self._ids.get(event_id)
-        return None if index is None else self.get(index)
+    def _index_of(self, event_id: str) -> int | None:
+        return self._ids.get(event_id)
 
     async def read_barrier(self) -> int:
         """Return once this replica holds every append acknowledged before the call began.
@@ -649,15 +647,14 @@ class ReplicatedLedger:
         await self.read_barrier()
         return self.get(index)
 
-    def range(
+    def _matching(
         self,
-        *,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        subject: str | None = None,
-        domain: str | None = None,
-        limit: int = 1000,
-    ) -> list[Entry]:
+        since_ms: int | None,
+        until_ms: int | None,
+        subject: str | None,
+        domain: str | None,
+        limit: int,
+    ) -> list[int]:
         """Local range query by time window [since, until), subject and domain, in log order."""
         self._catch_up_indexes()
         candidates: list[int] | None = None
@@ -676,8 +673,8 @@ class ReplicatedLedger:
             window = sorted(i for _t, i in self._times[lo:hi])
             candidates = window if candidates is None else sorted(set(candidates) & set(window))
         if candidates is None:
-            candidates = list(range(min(limit, self.tree.size)))
-        return [self.get(i) for i in candidates[:limit]]
+            return list(range(min(limit, self.tree.size)))
+        return candidates[:limit]
 
     def raw_entries(self) -> list[bytes]:
         return list(self._datas)
