@@ -8,6 +8,7 @@ backtracked for minutes, replays that doubled decisions, and foreign exceptions
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -514,3 +515,88 @@ def test_a_deeply_nested_head_is_corrupt_store(tmp_path: Path) -> None:
     (tmp_path / "s" / "head.json").write_text("[" * 100_000)
     with pytest.raises(CorruptStore, match="nested too deeply"):
         EmbeddedLedger(tmp_path / "s")
+
+
+_JEPSEN_BITS = st.sampled_from(
+    [
+        "INFO  jepsen.util - ",
+        "1",
+        "99999999999999999999",
+        "\t",
+        " ",
+        ":invoke",
+        ":ok",
+        ":fail",
+        ":info",
+        ":read",
+        ":write",
+        ":cas",
+        ":frob",
+        "nil",
+        "[1 2]",
+        "[nil 3]",
+        "[1]",
+        "x",
+        "-",
+        "3",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_JEPSEN_BITS, max_size=8).map("".join), max_size=6))
+def test_history_parsers_return_operations_or_history_error(lines: list[str]) -> None:
+    from tenfold.autoblocker_ledger._linearizability import parse_jepsen_register, parse_kv_history
+    from tenfold.autoblocker_ledger.errors import HistoryError
+
+    for parse in (parse_jepsen_register, parse_kv_history):
+        with contextlib.suppress(HistoryError):
+            parse(lines)
+
+
+_TOML_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.dictionaries(st.sampled_from(["rule", "x"]), _TOML_VALUES, max_size=2),
+        st.fixed_dictionaries(
+            {
+                "rule": st.lists(
+                    st.dictionaries(
+                        st.sampled_from(
+                            [
+                                "name",
+                                "kind",
+                                "domain",
+                                "pattern",
+                                "max_retry",
+                                "scope",
+                                "find_time_s",
+                                "ban_time_s",
+                                "range_prefix",
+                                "subject_group",
+                            ]
+                        ),
+                        _TOML_VALUES,
+                    ),
+                    max_size=3,
+                )
+            }
+        ),
+    )
+)
+def test_rule_parsing_returns_rules_or_rule_error(raw: dict[str, object]) -> None:
+    from tenfold.autoblocker_ledger._autoblock import parse_rules
+
+    try:
+        parse_rules(raw)
+    except RuleError as exc:
+        assert len(str(exc)) < 600
