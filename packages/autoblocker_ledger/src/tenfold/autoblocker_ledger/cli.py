@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -220,7 +221,8 @@ def _write_atomically(out: Path, text: str) -> None:
         tmp.write_text(text)
         tmp.replace(out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() else None
+        with contextlib.suppress(OSError):  # nothing half-written is left behind
+            tmp.unlink(missing_ok=True)
         raise AutoblockerLedgerError(f"cannot write {out}: {exc.strerror}") from None
 
 
