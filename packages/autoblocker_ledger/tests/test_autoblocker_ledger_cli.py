@@ -6,63 +6,17 @@ import base64
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from click.testing import CliRunner
-
-from tenfold.autoblocker_ledger.cli import autoblock, ledger
-from tenfold.core.errors import TenfoldError
-
-EVENTS = [
-    {
-        "event_id": "a1",
-        "domain": "auth",
-        "kind": "ssh_failed_login",
-        "subject": "203.0.113.7",
-        "time_ms": 1,
-        "evidence": {"user": "root"},
-    },
-    {
-        "event_id": "a2",
-        "domain": "network",
-        "kind": "port_scan",
-        "subject": "198.51.100.4",
-        "time_ms": 2,
-        "evidence": {"ports": 120},
-    },
-    {
-        "event_id": "a3",
-        "domain": "cloud",
-        "kind": "xdp_drop_spike",
-        "subject": "203.0.113.7",
-        "time_ms": 3,
-    },
-]
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def tenfold(*args: str, stdin: str = "") -> Result:
-    """Run a command in process, mapping errors to exit codes and one stderr line like the core CLI."""
-    group = {"ledger": ledger, "autoblock": autoblock}[args[0]]
-    res = CliRunner().invoke(group, list(args[1:]), input=stdin)
-    exc = res.exception
-    if isinstance(exc, TenfoldError):
-        return Result(exc.exit_code, res.stdout, f"tenfold: error: {exc}\n")
-    if exc is not None and not isinstance(exc, SystemExit):
-        raise exc
-    return Result(res.exit_code, res.stdout, "")
 
 
 @pytest.mark.slow
-def test_the_real_entry_point_maps_bad_input_to_one_line_exit_2(tmp_path: Path) -> None:
+def test_the_real_entry_point_maps_bad_input_to_one_line_exit_2(
+    cli: Callable[..., Any], events: list[dict[str, Any]], tmp_path: Path
+) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tenfold.core", "ledger", "verify", "--public-key", "ab" * 32],
         input="{}",
@@ -75,28 +29,29 @@ def test_the_real_entry_point_maps_bad_input_to_one_line_exit_2(tmp_path: Path) 
     assert "Traceback" not in proc.stderr
 
 
-def test_append_proof_verify_as_a_third_party(tmp_path: Path) -> None:
+def test_append_proof_verify_as_a_third_party(
+    cli: Callable[..., Any], events: list[dict[str, Any]], tmp_path: Path
+) -> None:
     store = str(tmp_path / "st")
-    lines = "\n".join(json.dumps(e) for e in EVENTS)
-    r = tenfold("ledger", "append", "--store", store, "--json", stdin=lines)
+    lines = "\n".join(json.dumps(e) for e in events)
+    r = cli("ledger", "append", "--store", store, "--json", stdin=lines)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["appended"] == 3
-    again = json.loads(tenfold("ledger", "append", "--store", store, "--json", stdin=lines).stdout)
+    again = json.loads(cli("ledger", "append", "--store", store, "--json", stdin=lines).stdout)
     assert again["duplicates"] == 3
     (tmp_path / "old.json").write_text((tmp_path / "st" / "head.json").read_text())
-    tenfold("ledger", "append", "--store", store, stdin=json.dumps({**EVENTS[0], "event_id": "a4"}))
+    cli("ledger", "append", "--store", store, stdin=json.dumps({**events[0], "event_id": "a4"}))
     got = json.loads(
-        tenfold("ledger", "range", "--store", store, "--subject", "203.0.113.7", "--json").stdout
+        cli("ledger", "range", "--store", store, "--subject", "203.0.113.7", "--json").stdout
     )
     assert [g["event_id"] for g in got] == ["a1", "a3", "a4"]
 
     inc, con = tmp_path / "inc.json", tmp_path / "con.json"
     assert (
-        tenfold("ledger", "proof", "--store", store, "--index", "1", "--out", str(inc)).returncode
-        == 0
+        cli("ledger", "proof", "--store", store, "--index", "1", "--out", str(inc)).returncode == 0
     )
     assert (
-        tenfold(
+        cli(
             "ledger",
             "proof",
             "--store",
@@ -109,38 +64,41 @@ def test_append_proof_verify_as_a_third_party(tmp_path: Path) -> None:
         == 0
     )
     pub = str(tmp_path / "st" / "log.pub")
-    ok = tenfold("ledger", "verify", str(inc), "--public-key", pub, "--json")
+    ok = cli("ledger", "verify", str(inc), "--public-key", pub, "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["event"]["subject"] == "198.51.100.4"
-    assert tenfold("ledger", "verify", str(con), "--public-key", pub).returncode == 0
+    assert cli("ledger", "verify", str(con), "--public-key", pub).returncode == 0
 
     # A tampered entry: the proof no longer reaches the signed root.
     bundle = json.loads(inc.read_text())
     data = base64.b64decode(bundle["entry"]).replace(b"198.51.100.4", b"198.51.100.5")
     bundle["entry"] = base64.b64encode(data).decode()
     inc.write_text(json.dumps(bundle))
-    bad = tenfold("ledger", "verify", str(inc), "--public-key", pub)
+    bad = cli("ledger", "verify", str(inc), "--public-key", pub)
     assert bad.returncode == 1 and bad.stderr.startswith("tenfold: error: inclusion proof")
     # A tree head signed by an unknown key.
-    other = tenfold("ledger", "verify", str(con), "--public-key", "ab" * 32)
+    other = cli("ledger", "verify", str(con), "--public-key", "ab" * 32)
     assert other.returncode == 1 and "not signed" in other.stderr
 
 
-def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+def test_bad_input_is_one_line_exit_2(
+    cli: Callable[..., Any], events: list[dict[str, Any]], tmp_path: Path
+) -> None:
     store = str(tmp_path / "st")
-    r = tenfold("ledger", "append", "--store", store, stdin='{"event_id": "x"')
+    r = cli("ledger", "append", "--store", store, stdin='{"event_id": "x"')
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not valid JSON" in r.stderr
-    r = tenfold(
-        "ledger", "append", "--store", store, stdin=json.dumps({**EVENTS[0], "time_ms": -1})
-    )
+    r = cli("ledger", "append", "--store", store, stdin=json.dumps({**events[0], "time_ms": -1}))
     assert r.returncode == 2 and "time_ms" in r.stderr
-    r = tenfold("ledger", "get", "--store", store, "5")
+    assert cli("ledger", "append", "--store", store, stdin=json.dumps(events[0])).returncode == 0
+    r = cli("ledger", "get", "--store", store, "5")
     assert r.returncode == 2 and "outside" in r.stderr
-    r = tenfold("ledger", "verify", "--public-key", "zz", stdin="{}")
+    r = cli("ledger", "verify", "--public-key", "zz", stdin="{}")
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
-def test_snapshot_recover_and_autoblock_run(tmp_path: Path) -> None:
+def test_snapshot_recover_and_autoblock_run(
+    cli: Callable[..., Any], events: list[dict[str, Any]], tmp_path: Path
+) -> None:
     store = str(tmp_path / "st")
     rules = tmp_path / "rules.toml"
     rules.write_text(
@@ -150,13 +108,13 @@ def test_snapshot_recover_and_autoblock_run(tmp_path: Path) -> None:
     log = "\n".join(
         f"sshd[1]: Failed password for root from 203.0.113.{7 + k // 3} port 22" for k in range(4)
     )
-    r = tenfold("autoblock", "run", str(rules), "--store", store, "--json", stdin=log)
+    r = cli("autoblock", "run", str(rules), "--store", store, "--json", stdin=log)
     assert r.returncode == 0, r.stderr
     decisions = json.loads(r.stdout)
     assert [(d["action"], d["value"]) for d in decisions] == [("ban", "203.0.113.7")]
     snap = tmp_path / "snap.bin"
-    assert tenfold("ledger", "snapshot", "--store", store, str(snap)).returncode == 0
-    rec = tenfold(
+    assert cli("ledger", "snapshot", "--store", store, str(snap)).returncode == 0
+    rec = cli(
         "ledger",
         "recover",
         "--store",
@@ -170,7 +128,12 @@ def test_snapshot_recover_and_autoblock_run(tmp_path: Path) -> None:
     assert json.loads(rec.stdout)["size"] == 5  # four detections and one decision
 
 
-def test_config_section_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_section_is_validated(
+    cli: Callable[..., Any],
+    events: list[dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from tenfold.autoblocker_ledger._config import load_config
     from tenfold.core.errors import ConfigError
 
@@ -180,7 +143,7 @@ def test_config_section_is_validated(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     monkeypatch.setenv("TENFOLD_CONFIG", str(cfg))
     assert load_config().pipeline_depth == 3
-    r = tenfold("ledger", "append", stdin=json.dumps(EVENTS[0]))
+    r = cli("ledger", "append", stdin=json.dumps(events[0]))
     assert r.returncode == 0 and (tmp_path / "from-config" / "segments").is_dir()
     cfg.write_text("[autoblocker_ledger]\nstrore = 1\n")
     with pytest.raises(ConfigError, match="strore"):

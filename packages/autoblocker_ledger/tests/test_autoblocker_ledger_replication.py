@@ -42,6 +42,82 @@ def _events(prefix: str, n: int, start: int = 0) -> list[SecurityEvent]:
     ]
 
 
+class _History:
+    """A writer and readers over replicas, recorded as a key-value history to check.
+
+    Each event id is a key: an acknowledged append is a put of its index, a
+    failed one a put with an unknown outcome, and a read after a quorum read
+    is a get of the index found (empty when absent).
+    """
+
+    def __init__(self) -> None:
+        self.ops: list[Operation] = []
+        self.acked: list[str] = []
+        self.reads = 0
+        self._t0 = time.monotonic()
+
+    def now(self) -> float:
+        return time.monotonic() - self._t0
+
+    async def writer(
+        self, led: ReplicatedLedger, stop: asyncio.Event, prefix: str, batch: int
+    ) -> None:
+        k = 0
+        while not stop.is_set():
+            events = _events(prefix, batch, batch * k)
+            k += 1
+            called = self.now()
+            try:
+                receipts = await led.append_batch(events)
+            except ReplicationError:
+                for ev in events:
+                    self.ops.append(
+                        Operation(0, ("put", ev.event_id), UNKNOWN, called, math.inf, ev.event_id)
+                    )
+                continue
+            ret = self.now()
+            for ev, r in zip(events, receipts, strict=True):
+                self.acked.append(ev.event_id)
+                self.ops.append(Operation(0, ("put", str(r.index)), None, called, ret, ev.event_id))
+
+    async def reader(
+        self,
+        led: ReplicatedLedger,
+        stop: asyncio.Event,
+        prefix: str,
+        span: int,
+        *,
+        seed: int,
+        client: int = 1,
+        batched: bool = False,
+        pause_s: float = 0.005,
+    ) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            target = f"{prefix}-{rng.randrange(0, span)}"
+            called = self.now()
+            try:
+                if batched:
+                    await led.read_barrier()
+                else:
+                    await led.sync(linearizable=True)
+            except ReplicationError:
+                continue
+            entry = led.get_by_id(target)
+            self.reads += 1
+            self.ops.append(
+                Operation(
+                    client,
+                    ("get", ""),
+                    "" if entry is None else str(entry.index),
+                    called,
+                    self.now(),
+                    target,
+                )
+            )
+            await asyncio.sleep(pause_s)
+
+
 def test_replicas_agree_and_duplicates_are_idempotent(etcd3: Etcd) -> None:
     async def run() -> None:
         eps = etcd3.endpoints
@@ -193,57 +269,7 @@ def test_concurrent_writers_never_fork_the_log(etcd3: Etcd) -> None:
 def test_sigkill_leader_during_batch_commits_loses_and_duplicates_nothing() -> None:
     """Kill the leader while batches commit; record a history and check it."""
     with Etcd(members=3) as cluster:
-        history: list[Operation] = []
-        acked: list[str] = []
-        t0 = time.monotonic()
-
-        def now() -> float:
-            return time.monotonic() - t0
-
-        async def writer(led: ReplicatedLedger, stop: asyncio.Event) -> None:
-            k = 0
-            while not stop.is_set():
-                batch = _events("k", 50, 50 * k)
-                k += 1
-                called = now()
-                try:
-                    receipts = await led.append_batch(batch)
-                except ReplicationError:
-                    for ev in batch:
-                        history.append(
-                            Operation(
-                                0, ("put", ev.event_id), UNKNOWN, called, math.inf, ev.event_id
-                            )
-                        )
-                    continue
-                ret = now()
-                for ev, r in zip(batch, receipts, strict=True):
-                    acked.append(ev.event_id)
-                    history.append(
-                        Operation(0, ("put", str(r.index)), None, called, ret, ev.event_id)
-                    )
-
-        async def reader(led: ReplicatedLedger, stop: asyncio.Event) -> None:
-            rng = random.Random(7)
-            while not stop.is_set():
-                target = f"k-{rng.randrange(0, 50 * 40)}"
-                called = now()
-                try:
-                    await led.sync(linearizable=True)
-                except ReplicationError:
-                    continue
-                entry = led.get_by_id(target)
-                history.append(
-                    Operation(
-                        1,
-                        ("get", ""),
-                        "" if entry is None else str(entry.index),
-                        called,
-                        now(),
-                        target,
-                    )
-                )
-                await asyncio.sleep(0.005)
+        rec = _History()
 
         async def run() -> None:
             eps = cluster.endpoints
@@ -253,7 +279,10 @@ def test_sigkill_leader_during_batch_commits_loses_and_duplicates_nothing() -> N
                 ReplicatedLedger(eps, name="kill", prefer=(leader + 1) % 3, timeout_s=2.0) as r,
             ):
                 stop = asyncio.Event()
-                tasks = [asyncio.create_task(writer(w, stop)), asyncio.create_task(reader(r, stop))]
+                tasks = [
+                    asyncio.create_task(rec.writer(w, stop, "k", 50)),
+                    asyncio.create_task(rec.reader(r, stop, "k", 50 * 40, seed=7)),
+                ]
                 await asyncio.sleep(0.5)
                 cluster.kill(leader)
                 await asyncio.sleep(1.5)
@@ -265,12 +294,12 @@ def test_sigkill_leader_during_batch_commits_loses_and_duplicates_nothing() -> N
             async with ReplicatedLedger(eps, name="kill", prefer=leader) as fresh:
                 ids = [fresh.get(i).event.event_id for i in range(fresh.size)]
                 assert len(ids) == len(set(ids)), "an event was committed twice"
-                assert set(acked) <= set(ids), "an acknowledged event was lost"
+                assert set(rec.acked) <= set(ids), "an acknowledged event was lost"
                 verify_chain(fresh.raw_entries())
 
         asyncio.run(run())
-        assert len(acked) > 100
-        result = check_history(KV, history, timeout_s=60)
+        assert len(rec.acked) > 100
+        result = check_history(KV, rec.ops, timeout_s=60)
         assert result.linearizable is True
 
 
@@ -382,57 +411,7 @@ def test_partitioned_leader_histories_stay_linearizable() -> None:
     if not (_CGROUP2 / "cgroup.procs").exists():
         pytest.skip("needs a cgroup v2 hierarchy at /sys/fs/cgroup/unified for nft socket matching")
     with Etcd(members=3) as cluster:
-        history: list[Operation] = []
-        acked: list[str] = []
-        t0 = time.monotonic()
-
-        def now() -> float:
-            return time.monotonic() - t0
-
-        async def writer(led: ReplicatedLedger, stop: asyncio.Event) -> None:
-            k = 0
-            while not stop.is_set():
-                batch = _events("p", 20, 20 * k)
-                k += 1
-                called = now()
-                try:
-                    receipts = await led.append_batch(batch)
-                except ReplicationError:
-                    for ev in batch:
-                        history.append(
-                            Operation(
-                                0, ("put", ev.event_id), UNKNOWN, called, math.inf, ev.event_id
-                            )
-                        )
-                    continue
-                ret = now()
-                for ev, r in zip(batch, receipts, strict=True):
-                    acked.append(ev.event_id)
-                    history.append(
-                        Operation(0, ("put", str(r.index)), None, called, ret, ev.event_id)
-                    )
-
-        async def reader(led: ReplicatedLedger, stop: asyncio.Event) -> None:
-            rng = random.Random(11)
-            while not stop.is_set():
-                target = f"p-{rng.randrange(0, 20 * 60)}"
-                called = now()
-                try:
-                    await led.sync(linearizable=True)
-                except ReplicationError:
-                    continue
-                entry = led.get_by_id(target)
-                history.append(
-                    Operation(
-                        1,
-                        ("get", ""),
-                        "" if entry is None else str(entry.index),
-                        called,
-                        now(),
-                        target,
-                    )
-                )
-                await asyncio.sleep(0.005)
+        rec = _History()
 
         async def run() -> None:
             eps = cluster.endpoints
@@ -445,7 +424,10 @@ def test_partitioned_leader_histories_stay_linearizable() -> None:
                 ) as stale,
             ):
                 stop = asyncio.Event()
-                tasks = [asyncio.create_task(writer(w, stop)), asyncio.create_task(reader(r, stop))]
+                tasks = [
+                    asyncio.create_task(rec.writer(w, stop, "p", 20)),
+                    asyncio.create_task(rec.reader(r, stop, "p", 20 * 60, seed=11)),
+                ]
                 await asyncio.sleep(0.4)
                 with _isolate(cluster, leader):
                     await asyncio.sleep(2.0)
@@ -471,10 +453,10 @@ def test_partitioned_leader_histories_stay_linearizable() -> None:
             async with ReplicatedLedger(eps, name="part", prefer=leader) as fresh:
                 ids = [fresh.get(i).event.event_id for i in range(fresh.size)]
                 assert len(ids) == len(set(ids))
-                assert set(acked) <= set(ids)
+                assert set(rec.acked) <= set(ids)
 
         asyncio.run(run())
-        result = check_history(KV, history, timeout_s=60)
+        result = check_history(KV, rec.ops, timeout_s=60)
         assert result.linearizable is True
     assert (
         "tenfold_ledger_part"
@@ -482,3 +464,34 @@ def test_partitioned_leader_histories_stay_linearizable() -> None:
             ["nft", "list", "tables"], capture_output=True, text=True, check=True
         ).stdout
     )
+
+
+def test_batched_linearizable_reads_see_every_acknowledged_append(etcd3: Etcd) -> None:
+    """64 readers share quorum reads (ReadIndex batching) and still read linearizably."""
+    rec = _History()
+
+    async def run() -> None:
+        eps = etcd3.endpoints
+        async with (
+            ReplicatedLedger(eps, name="batched") as w,
+            ReplicatedLedger(eps, name="batched", prefer=1) as r,
+        ):
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(rec.writer(w, stop, "b", 10))]
+            tasks += [
+                asyncio.create_task(
+                    rec.reader(r, stop, "b", 10 * 40, seed=k, client=1 + k, batched=True, pause_s=0)
+                )
+                for k in range(64)
+            ]
+            await asyncio.sleep(1.5)
+            stop.set()
+            await asyncio.gather(*tasks)
+            assert r.quorum_reads < rec.reads / 4, (r.quorum_reads, rec.reads)
+            # A read that began after an append was acknowledged sees it.
+            acked = await w.append(_events("b-last", 1)[0])
+            assert (await r.get_linearizable(acked.index)).event.event_id == "b-last-0"
+
+    asyncio.run(run())
+    assert len(rec.acked) > 20 and rec.reads > 200
+    assert check_history(KV, rec.ops, timeout_s=60).linearizable is True

@@ -19,22 +19,56 @@ active bans, then only the changes since a position.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import ipaddress
-import re
 import tomllib
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import re2  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tenfold.autoblocker_ledger._events import Entry, SecurityEvent
-from tenfold.autoblocker_ledger.errors import RuleError
+from tenfold.autoblocker_ledger.errors import MalformedEvent, RuleError
 
 Scope = Literal["ip", "range", "subject"]
 DECISION_DOMAIN = "autoblocker"
+MAX_PATTERN = 4096  # characters of one rule's pattern
+_MAX_MESSAGE = 200
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors are raised as RuleError, not printed by the C++ side
+
+
+def _cut(text: str, limit: int = _MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+@functools.lru_cache(maxsize=256)
+def compile_pattern(pattern: str) -> Any:
+    """Compile a rule's pattern with RE2: matching time is linear in the line's length.
+
+    Log lines are written by attackers, so a backtracking engine would let one
+    line like ``aaaa...`` stall the autoblocker on ``(a+)+b``. Patterns RE2
+    cannot run in linear time (backreferences, lookaround) are refused.
+    """
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as exc:
+        reason = (
+            exc.args[0].decode(errors="replace")
+            if exc.args and isinstance(exc.args[0], bytes)
+            else str(exc)
+        )
+        raise ValueError(
+            f"pattern is not a regular expression RE2 can match in linear time (no backreferences "
+            f"or lookaround): {_cut(reason, 120)}"
+        ) from None
 
 
 class Rule(BaseModel):
@@ -57,10 +91,9 @@ class Rule(BaseModel):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                compiled = re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"bad regular expression: {exc}") from None
+            if len(value) > MAX_PATTERN:
+                raise ValueError(f"pattern is {len(value)} characters, at most {MAX_PATTERN}")
+            compiled = compile_pattern(value)
             if not compiled.groupindex:
                 raise ValueError(
                     "the pattern needs a named group for the subject, e.g. (?P<subject>...)"
@@ -76,11 +109,15 @@ class _RuleFile(BaseModel):
 def load_rules(path: Path) -> list[Rule]:
     """Read a TOML rule file; raises :class:`RuleError` naming the rule and key."""
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode())
     except OSError as exc:
         raise RuleError(f"cannot read rules {path}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RuleError(f"{path}: malformed TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(f"{path}: malformed TOML: {_cut(str(exc))}") from None
+    except RecursionError:
+        raise RuleError(f"{path}: malformed TOML: nested too deeply") from None
     return parse_rules(raw, source=str(path))
 
 
@@ -89,15 +126,16 @@ def parse_rules(raw: dict[str, Any], *, source: str = "<rules>") -> list[Rule]:
         rules = _RuleFile.model_validate(raw).rule
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise RuleError(f"{source}: {loc}: {err['msg']}") from None
+        loc = _cut(".".join(str(p) for p in err["loc"]), 80)
+        raise RuleError(f"{source}: {loc}: {_cut(err['msg'])}") from None
     names = [r.name for r in rules]
     if len(names) != len(set(names)):
         raise RuleError(f"{source}: rule names must be unique")
     for r in rules:
-        if r.pattern is not None and r.subject_group not in re.compile(r.pattern).groupindex:
+        if r.pattern is not None and r.subject_group not in compile_pattern(r.pattern).groupindex:
             raise RuleError(
-                f"{source}: rule {r.name!r}: pattern has no group (?P<{r.subject_group}>...)"
+                f"{source}: rule {r.name!r}: pattern has no group "
+                f"(?P<{_cut(r.subject_group, 40)}>...)"
             )
     return rules
 
@@ -114,14 +152,22 @@ class Decision:
     reason: str
     rule: str
     time_ms: int
+    cause: str = ""  # the event id that triggered it: a replay derives the same decision id
 
     @property
     def until_ms(self) -> int:
         return self.time_ms + int(self.duration_s * 1000)
 
+    def event_id(self, seq: int) -> str:
+        """Derived from the input (rule, value, triggering event) when the cause is known."""
+        if not self.cause:
+            return f"decision:{self.action}:{self.rule}:{self.time_ms}:{seq}"
+        key = "\x00".join((self.rule, self.scope, self.value, self.cause))
+        return f"decision:{self.action}:{blake2b(key.encode(), digest_size=16).hexdigest()}"
+
     def to_event(self, seq: int) -> SecurityEvent:
         return SecurityEvent(
-            event_id=f"decision:{self.rule}:{self.action}:{self.value}:{self.time_ms}:{seq}",
+            event_id=self.event_id(seq),
             domain=DECISION_DOMAIN,
             kind=f"decision.{self.action}",
             subject=self.value,
@@ -189,32 +235,49 @@ class Autoblocker:
     _hits: dict[tuple[str, str], deque[int]] = field(default_factory=dict)
     _active: dict[tuple[str, str], Decision] = field(default_factory=dict)
     _seq: int = 0
+    skipped: int = 0  # matches whose subject is not a valid event subject (skipped, counted)
 
     def events_from_line(
-        self, line: str, time_ms: int, *, source: str = "log"
+        self, line: str, time_ms: int, *, source: str = "log", offset: int | None = None
     ) -> list[SecurityEvent]:
-        """Events for every rule whose pattern matches the line (fail2ban's failregex)."""
+        """Events for every rule whose pattern matches the line (fail2ban's failregex).
+
+        With ``offset`` (the line's byte offset in ``source``) the event id is
+        derived from the input alone, source, offset and the line, so reading the
+        same log again yields the same ids and the ledger skips them as duplicates.
+        A match whose subject cannot be an event subject is skipped and counted
+        in :attr:`skipped`; one bad line never stops the run.
+        """
         out = []
         for rule in self.rules:
             if rule.pattern is None:
                 continue
-            m = re.search(rule.pattern, line)
+            m = compile_pattern(rule.pattern).search(line)
             if m is None:
                 continue
             subject = m.group(rule.subject_group)
             if not subject:
                 continue
-            self._seq += 1
-            out.append(
-                SecurityEvent(
-                    event_id=f"{rule.name}:{time_ms}:{self._seq}",
+            if offset is None:
+                self._seq += 1
+                event_id = f"{rule.name}:{time_ms}:{self._seq}"
+            else:
+                key = "\x00".join((rule.name, source, str(offset), line))
+                digest = blake2b(key.encode(errors="replace"), digest_size=16).hexdigest()
+                event_id = f"{rule.name}:{digest}"
+            try:
+                event = SecurityEvent(
+                    event_id=event_id,
                     domain=rule.domain,
                     kind=rule.kind,
                     subject=subject,
                     time_ms=time_ms,
-                    evidence={"line": line[:1000], "source": source, "rule": rule.name},
+                    evidence={"line": line[:1000], "source": source[:1000], "rule": rule.name},
                 )
-            )
+            except MalformedEvent:
+                self.skipped += 1
+                continue
+            out.append(event)
         return out
 
     def observe(self, event: SecurityEvent) -> list[Decision]:
@@ -248,12 +311,15 @@ class Autoblocker:
                 reason=f"{len(window)} x {rule.kind} within {rule.find_time_s:g} s",
                 rule=rule.name,
                 time_ms=event.time_ms,
+                cause=event.event_id,
             )
             self._active[ban_key] = decision
             window.clear()
             decisions.append(decision)
         for detector in self.detectors:
             d = detector(event)
+            if d is not None and not d.cause:
+                d = dataclasses.replace(d, cause=event.event_id)
             if d is not None and (d.scope, d.value) not in self._active:
                 self._active[(d.scope, d.value)] = d
                 decisions.append(d)
@@ -275,6 +341,7 @@ class Autoblocker:
                         "ban expired",
                         ban.rule,
                         ban.until_ms,
+                        ban.cause,
                     )
                 )
         return out

@@ -28,10 +28,31 @@ Evidence = Mapping[str, "str | int | float | bool"]
 _NAME = re.compile(r"^[A-Za-z0-9_.:/@\-\[\]]{1,128}$")
 _MAX_EVIDENCE = 64
 _MAX_TEXT = 4096
+_MAX_KEY = 128
+# Integers are stored in the SQLite index (time_ms) and round-trip through JSON:
+# both must fit a signed 64-bit integer, or one event would poison the store.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+_SHOWN = 60  # characters of a bad value quoted in an error message
 # Canonical form: UTF-8 JSON, keys sorted, no whitespace (msgspec: ~10x faster than json).
 _ENCODE = msgspec.json.Encoder(order="sorted").encode
 _DECODE = msgspec.json.decode
 _FIELDS = ("event_id", "domain", "kind", "subject", "time_ms", "evidence")
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to a few dozen characters: bad input is named, never echoed whole."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
+
+
+def _utf8(name: str, value: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise MalformedEvent(
+            f"event field {name!r} is not valid Unicode (lone surrogate), got {shown(value)}"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,34 +72,55 @@ class SecurityEvent:
     evidence: Evidence = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Every field is checked here, before anything is written: a value the
+        # segment, the SQLite index or the canonical JSON cannot hold is refused.
         for name in ("event_id", "domain", "kind"):
             value = getattr(self, name)
             if not isinstance(value, str) or not _NAME.match(value):
                 raise MalformedEvent(
                     f"event field {name!r} must be 1-128 characters of [A-Za-z0-9_.:/@-], "
-                    f"got {value!r}"
+                    f"got {shown(value)}"
                 )
         if not isinstance(self.subject, str) or not 0 < len(self.subject) <= 256:
             raise MalformedEvent(
-                f"event field 'subject' must be 1-256 characters, got {self.subject!r}"
+                f"event field 'subject' must be 1-256 characters, got {shown(self.subject)}"
             )
-        if isinstance(self.time_ms, bool) or not isinstance(self.time_ms, int) or self.time_ms < 0:
+        _utf8("subject", self.subject)
+        if (
+            isinstance(self.time_ms, bool)
+            or not isinstance(self.time_ms, int)
+            or not 0 <= self.time_ms <= INT64_MAX
+        ):
             raise MalformedEvent(
-                f"event field 'time_ms' must be a non-negative integer, got {self.time_ms!r}"
+                f"event field 'time_ms' must be an integer in 0..{INT64_MAX}, "
+                f"got {shown(self.time_ms)}"
             )
         if not isinstance(self.evidence, Mapping) or len(self.evidence) > _MAX_EVIDENCE:
             raise MalformedEvent(
                 f"event evidence must be a mapping of at most {_MAX_EVIDENCE} items"
             )
         for key, value in self.evidence.items():
-            if not isinstance(key, str) or not key:
-                raise MalformedEvent(f"evidence keys must be non-empty strings, got {key!r}")
+            if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY:
+                raise MalformedEvent(
+                    f"evidence keys must be strings of 1-{_MAX_KEY} characters, got {shown(key)}"
+                )
+            _utf8("evidence key", key)
             if isinstance(value, str):
                 if len(value) > _MAX_TEXT:
-                    raise MalformedEvent(f"evidence {key!r} is longer than {_MAX_TEXT} characters")
-            elif not isinstance(value, (int, float, bool)) or not math.isfinite(value):
+                    raise MalformedEvent(
+                        f"evidence {shown(key)} is longer than {_MAX_TEXT} characters"
+                    )
+                _utf8(f"evidence {key}", value)
+            elif isinstance(value, bool):
+                continue
+            elif isinstance(value, int):
+                if not INT64_MIN <= value <= INT64_MAX:
+                    raise MalformedEvent(
+                        f"evidence {shown(key)} must fit a signed 64-bit integer, got {shown(value)}"
+                    )
+            elif not isinstance(value, float) or not math.isfinite(value):
                 raise MalformedEvent(
-                    f"evidence {key!r} must be a string, number or boolean, got {value!r}"
+                    f"evidence {shown(key)} must be a string, number or boolean, got {shown(value)}"
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,9 +142,9 @@ class SecurityEvent:
         """Build an event from decoded JSON; raises :class:`MalformedEvent` naming the problem."""
         if not isinstance(raw, dict):
             raise MalformedEvent(f"an event is a JSON object, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - set(_FIELDS))
+        unknown = sorted(str(k) for k in set(raw) - set(_FIELDS))
         if unknown:
-            raise MalformedEvent(f"unknown event field {unknown[0]!r}")
+            raise MalformedEvent(f"unknown event field {shown(unknown[0])}")
         missing = [f for f in _FIELDS[:5] if f not in raw]
         if missing:
             raise MalformedEvent(f"event is missing field {missing[0]!r}")
@@ -124,6 +166,8 @@ class SecurityEvent:
             raw = _DECODE(text)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise MalformedEvent(f"event is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise MalformedEvent("event is not valid JSON: nested too deeply") from None
         return cls.from_dict(raw)
 
 

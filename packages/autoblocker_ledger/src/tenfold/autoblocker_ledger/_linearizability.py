@@ -59,6 +59,24 @@ class Model(Generic[S]):
     partition: Callable[[Sequence[Operation]], list[list[Operation]]] = field(
         default=lambda ops: [list(ops)]
     )
+    lazy_unknown: bool = False
+    flow: Callable[[Any, Any], tuple[tuple[Hashable, ...], tuple[Hashable, ...]]] | None = None
+    """Optional: for an operation (input, output), the states it can only run in (a
+    read of v runs only when the state is v) and every state it may produce (none
+    means it never changes the state). A node where some remaining operation
+    needs a state that is not the current one and that no remaining operation can
+    produce is abandoned, and operations that produce nothing are placed greedily."""
+    refute: Callable[[Sequence[Operation]], bool] | None = None
+    """Optional fast refutation run before the search: True only when a partition
+    is certainly not linearizable (a read that real time forbids)."""
+    names: Callable[[Any, Any], tuple[Hashable, ...]] | None = None
+    """Optional state reduction: the states an operation (input, output) compares the
+    state with. A model that gives it promises that every operation treats all
+    states it does not name alike (as the register does), so the checker may fold
+    states that no remaining operation names into one."""
+    """An unknown-outcome operation need only be placed right before an operation it
+    enables (true for a register, where a later write hides an earlier one; false
+    for appends, whose effects accumulate)."""
 
 
 @dataclass(frozen=True)
@@ -81,84 +99,284 @@ class _Budget(Exception):
     pass
 
 
+class _Unnamed:
+    """The state "a value no remaining operation reads or compares with"."""
+
+    def __repr__(self) -> str:
+        return "<unnamed>"
+
+
+_UNNAMED = _Unnamed()
+# A node after its greedy closure: slots forced, bitset, state, branches (slot, unknown op, state).
+_Expanded = tuple[list[int], int, Any, list[tuple[int, int, Any]]]
+
+
 def _check_partition(
     model: Model[Any], ops: Sequence[Operation], budget: list[int], deadline: float
 ) -> bool:
+    """Depth-first search over linearization prefixes with four sound reductions.
+
+    1. *Memoization* (Lowe): a node is the pair (set of linearized operations as
+       a bitset, model state); a pair seen before is not expanded again.
+    2. *Unnamed states are one state* (models with ``names``): the future of a
+       node depends on its state only through the values the operations still
+       to place compare it with, so a state none of them names is replaced by
+       one marker, and nodes that differ only there are one node.
+    3. *Greedy pure steps* (partial-order reduction, models with ``flow``): a
+       callable operation that never changes the state (its ``flow`` produces
+       nothing: a read, a compare-and-set that failed) and is legal now is
+       linearized at once, with no branch for placing it later. Any
+       linearization that places it later can move it here: wherever it stood it
+       changed no state, and every operation that must precede it in real time
+       is already linearized. (An operation that merely leaves *this* state
+       unchanged, like a write of the current value, may be needed later where
+       it does change the state, so it still branches.)
+    4. *Unknown outcomes on demand*: an operation that never returned is kept
+       out of the event list (it would be callable at every node). One that
+       would not change the state is never linearized (placing it anywhere is
+       the same as never). For models that declare ``lazy_unknown`` (the
+       register), one that would change it is tried only where it enables a
+       callable operation; see :data:`REGISTER` for why that is complete.
+    """
     n = len(ops)
     if n == 0:
         return True
-    # Events: (time, is_return, op id). Calls sort before returns at equal times,
-    # so operations that touch at an instant count as concurrent.
-    events = sorted(
-        [(op.call, 0, i) for i, op in enumerate(ops)] + [(op.ret, 1, i) for i, op in enumerate(ops)]
+    if model.refute is not None and model.refute(ops):
+        return False
+    step = model.step
+    lazy = model.lazy_unknown
+    inputs = [op.input for op in ops]
+    outputs = [op.output for op in ops]
+    need: dict[Any, int] = {}
+    op_names: list[tuple[Any, ...]] = [()] * n
+    if model.names is not None:
+        op_names = [model.names(inputs[i], outputs[i]) for i in range(n)]
+        for named in op_names:
+            for v in named:
+                need[v] = need.get(v, 0) + 1
+    reduce_states = model.names is not None
+    # Starvation: an operation that must see the state equal to v (a read of v) can
+    # never be placed once the state is not v and no remaining operation can make
+    # it v; such a node is a dead end however the rest is ordered.
+    op_req: list[tuple[Any, ...]] = [()] * n
+    op_prod: list[tuple[Any, ...]] = [()] * n
+    if model.flow is not None:
+        flows = [model.flow(inputs[i], outputs[i]) for i in range(n)]
+        op_req = [f[0] for f in flows]
+        op_prod = [f[1] for f in flows]
+    wanted: dict[Any, int] = {}
+    makers: dict[Any, int] = {}
+    for i in range(n):
+        for v in op_req[i]:
+            wanted[v] = wanted.get(v, 0) + 1
+        for v in op_prod[i]:
+            makers[v] = makers.get(v, 0) + 1
+    starved: set[Any] = {v for v in wanted if not makers.get(v)}
+    # An operation that produces no state never changes it, wherever it is placed.
+    pure = [model.flow is not None and not op_prod[i] for i in range(n)]
+
+    def canon(state: Any) -> Any:
+        return state if not reduce_states or need.get(state) else _UNNAMED
+
+    def take(i: int) -> None:
+        for v in op_names[i]:
+            need[v] -= 1
+        for v in op_req[i]:
+            wanted[v] -= 1
+            if not wanted[v]:
+                starved.discard(v)
+        for v in op_prod[i]:
+            makers[v] -= 1
+            if not makers[v] and wanted.get(v):
+                starved.add(v)
+
+    def untake(i: int) -> None:
+        for v in op_names[i]:
+            need[v] += 1
+        for v in op_prod[i]:
+            makers[v] += 1
+            starved.discard(v)
+        for v in op_req[i]:
+            wanted[v] += 1
+            if not makers.get(v):
+                starved.add(v)
+
+    unknown = sorted(
+        (i for i, op in enumerate(ops) if op.ret == math.inf), key=lambda i: ops[i].call
     )
+    known = [i for i, op in enumerate(ops) if op.ret != math.inf]
+    unknown_call = [ops[i].call for i in unknown]
+    # Events of the operations that returned: (time, is_return, op id). Calls sort
+    # before returns at equal times, so operations touching at an instant overlap.
+    events = sorted([(ops[i].call, 0, i) for i in known] + [(ops[i].ret, 1, i) for i in known])
     m = len(events)
-    # Linked list over event slots 1..m with sentinel 0 as head.
     nxt = list(range(1, m + 2))
     prv = list(range(-1, m))
+    nxt[m] = 0  # 0 ends the list once past the head sentinel
     is_ret = [0] * (m + 1)
     opid = [0] * (m + 1)
+    at = [0.0] * (m + 1)
     match = [0] * (m + 1)  # call slot -> its return slot
     call_slot = [0] * n
-    for slot, (_t, r, i) in enumerate(events, 1):
+    for slot, (t, r, i) in enumerate(events, 1):
         is_ret[slot] = r
         opid[slot] = i
+        at[slot] = t
         if r:
             match[call_slot[i]] = slot
         else:
             call_slot[i] = slot
-    nxt[m] = 0  # end of list marker: 0 means "none" once past the head
 
     def lift(slot: int) -> None:
         for s in (slot, match[slot]):
             nxt[prv[s]] = nxt[s]
             if nxt[s]:
                 prv[nxt[s]] = prv[s]
+        take(opid[slot])
 
     def unlift(slot: int) -> None:
+        untake(opid[slot])
         for s in (match[slot], slot):
             if nxt[s]:
                 prv[nxt[s]] = s
             nxt[prv[s]] = s
 
-    inputs = [op.input for op in ops]
-    outputs = [op.output for op in ops]
-    step = model.step
-    state = model.init()
-    linearized = 0
-    cache: set[tuple[int, Any]] = set()
-    calls: list[tuple[int, Any]] = []
-    slot = nxt[0]
-    steps = 0
-    while nxt[0]:
-        steps += 1
-        if steps & 0xFFF == 0:
-            budget[0] -= 0x1000
+    unknown_on = [False] * n
+    memo: set[tuple[int, Any]] = set()
+    work = [0]
+
+    def expand(state: Any, lin: int) -> _Expanded | None:
+        """Greedy closure at a node, then its branches; None once every operation is placed."""
+        forced: list[int] = []
+        while True:
+            slot = nxt[0]
+            window: list[tuple[int, bool, Any]] = []
+            while slot and not is_ret[slot]:
+                i = opid[slot]
+                ok, new = step(state, inputs[i], outputs[i])
+                if ok and pure[i]:
+                    lift(slot)
+                    forced.append(slot)
+                    lin |= 1 << i
+                    state = canon(state)  # it may have been the last to name the state
+                    break
+                window.append((slot, ok, new))
+                slot = nxt[slot]
+            else:
+                break
+        work[0] += len(window) + 1
+        if not nxt[0]:
+            return None
+        if starved and (len(starved) > 1 or state not in starved):
+            return forced, lin, state, []  # a wanted value can no longer appear
+        # Branch order (a heuristic; every branch is still tried): first an operation
+        # whose new state makes a waiting operation legal (a write that a pending read
+        # returns), then by return time (the one that must be placed soonest).
+        waiting = [opid[s] for s, ok, _ in window if not ok]
+        ranked: list[tuple[int, float, float, int, Any]] = []
+        for s, ok, new in window:
+            if ok:
+                helps = any(step(new, inputs[w], outputs[w])[0] for w in waiting)
+                ranked.append((0 if helps else 1, 0.0, at[match[s]], s, new))
+        ranked.sort(key=lambda r: (r[0], r[2]))
+        branches: list[tuple[int, int, Any]] = [(r[3], -1, r[4]) for r in ranked]
+        limit = at[slot] if slot else math.inf
+        callable_unknown = [
+            c for k, c in enumerate(unknown) if unknown_call[k] <= limit and not unknown_on[c]
+        ]
+        for c in callable_unknown:
+            _, new = step(state, inputs[c], outputs[c])
+            take(c)
+            noop = canon(new) == canon(state)
+            untake(c)
+            if noop:
+                continue  # placing it anywhere is the same as never
+            if lazy and not _enables(
+                step, state, new, window, callable_unknown, c, inputs, outputs, opid
+            ):
+                continue
+            branches.append((0, c, new))
+        return forced, lin, state, branches
+
+    init = canon(model.init())
+    root = expand(init, 0)
+    if root is None:
+        return True
+    forced0, lin0, state0, branches0 = root
+    memo.add((lin0, state0))
+    # A frame: branches, next branch, state, bitset, slots forced on entry, entry (slot, unknown op).
+    stack: list[list[Any]] = [[branches0, 0, state0, lin0, forced0, 0, -1]]
+    while stack:
+        if work[0] > 0x4000 or work[0] >= budget[0]:
+            budget[0] -= work[0]
+            work[0] = 0
             if budget[0] <= 0 or time.monotonic() > deadline:
                 raise _Budget
-        if not is_ret[slot]:
-            i = opid[slot]
-            ok, new_state = step(state, inputs[i], outputs[i])
-            if ok:
-                new_lin = linearized | (1 << i)
-                memo = (new_lin, new_state)
-                if memo not in cache:
-                    cache.add(memo)
-                    calls.append((slot, state))
-                    state = new_state
-                    linearized = new_lin
-                    lift(slot)
-                    slot = nxt[0]
-                    continue
-            slot = nxt[slot]
+        frame = stack[-1]
+        branches, k, lin = frame[0], frame[1], frame[3]
+        if k == len(branches):
+            stack.pop()
+            for s in reversed(frame[4]):
+                unlift(s)
+            if frame[5]:
+                unlift(frame[5])
+            elif frame[6] >= 0:
+                unknown_on[frame[6]] = False
+                untake(frame[6])
+            continue
+        frame[1] = k + 1
+        slot, c, new = branches[k]
+        if slot:
+            lift(slot)
+            child_lin = lin | (1 << opid[slot])
         else:
-            if not calls:
-                return False
-            slot, state = calls.pop()
-            linearized &= ~(1 << opid[slot])
-            unlift(slot)
-            slot = nxt[slot]
-    return True
+            unknown_on[c] = True
+            take(c)
+            child_lin = lin | (1 << c)
+        work[0] += 1
+        child = expand(canon(new), child_lin)
+        if child is None:
+            return True
+        forced, child_lin, child_state, child_branches = child
+        if (child_lin, child_state) in memo:
+            for s in reversed(forced):
+                unlift(s)
+            if slot:
+                unlift(slot)
+            else:
+                unknown_on[c] = False
+                untake(c)
+            continue
+        memo.add((child_lin, child_state))
+        stack.append([child_branches, 0, child_state, child_lin, forced, slot, c])
+    return False
+
+
+def _enables(
+    step: Callable[[Any, Any, Any], tuple[bool, Any]],
+    state: Any,
+    new: Any,
+    window: list[tuple[int, bool, Any]],
+    callable_unknown: list[int],
+    c: int,
+    inputs: list[Any],
+    outputs: list[Any],
+    opid: list[int],
+) -> bool:
+    """Whether placing unknown-outcome op ``c`` (``state`` -> ``new``) helps a callable op.
+
+    It does when a returned operation is legal after it but not now, or when
+    another unknown-outcome operation ends in a different state after it.
+    """
+    for slot, ok_now, _ in window:
+        if not ok_now:
+            i = opid[slot]
+            if step(new, inputs[i], outputs[i])[0]:
+                return True
+    for o in callable_unknown:
+        if o != c and step(new, inputs[o], outputs[o])[1] != step(state, inputs[o], outputs[o])[1]:
+            return True
+    return False
 
 
 def check_history(
@@ -214,8 +432,105 @@ def _register_step(
     return out is not True, state
 
 
-REGISTER = Model[Any](name="register", init=lambda: None, step=_register_step)
-"""A single register with read, write and compare-and-set (Jepsen's etcd test)."""
+def _register_names(inp: tuple[str, Any, Any], out: Any) -> tuple[Hashable, ...]:
+    """A read names the value it returned; a compare-and-set names the value it expected."""
+    if inp[0] == "read":
+        return () if out is UNKNOWN else (out,)
+    if inp[0] == "cas":
+        return (inp[1],)
+    return ()
+
+
+def _register_flow(
+    inp: tuple[str, Any, Any], out: Any
+) -> tuple[tuple[Hashable, ...], tuple[Hashable, ...]]:
+    """A read (or a successful compare-and-set) needs its value; writes produce theirs."""
+    kind = inp[0]
+    if kind == "read":
+        return ((), ()) if out is UNKNOWN else ((out,), ())
+    if kind == "write":
+        return (), (inp[1],)
+    if out is True:
+        return (inp[1],), (inp[2],)
+    return (), (() if out is False else (inp[2],))
+
+
+def _register_refute(ops: Sequence[Operation]) -> bool:
+    """Find a read (or successful compare-and-set) that real time alone forbids, in O(n log n).
+
+    A read returning ``v`` (a compare-and-set that found ``v``) is impossible when every operation that can produce
+    ``v`` (and the initial state, if it is ``v``) is followed, before the read
+    was called, by a write that certainly happened (it returned) and wrote
+    something else: in any linearization, whichever producer of ``v`` comes last
+    before the read is overwritten before the read. Values produced by an
+    operation that never returned are never refuted here.
+    """
+    from bisect import bisect_right
+
+    changes = sorted(
+        (op.call, op.ret, _register_flow(op.input, op.output)[1][0])
+        for op in ops
+        if op.ret != math.inf
+        and (op.input[0] == "write" or (op.input[0] == "cas" and op.output is True))
+    )
+    if not changes:
+        return False
+    calls = [c[0] for c in changes]
+    # best[k]: the change with the earliest return among changes[k:] (its return, value)
+    best: list[tuple[float, Any]] = [(math.inf, None)] * (len(changes) + 1)
+    for k in range(len(changes) - 1, -1, -1):
+        ret, value = changes[k][1], changes[k][2]
+        best[k] = min(best[k + 1], (ret, value), key=lambda b: b[0])
+    producers: dict[Any, list[float]] = {}
+    first_call: dict[Any, float] = {}
+    for op in ops:
+        made = _register_flow(op.input, op.output)[1]
+        for v in made:
+            producers.setdefault(v, []).append(op.ret)
+            first_call[v] = min(first_call.get(v, math.inf), op.call)
+
+    def overwritten_before(after: float, value: Any, deadline: float) -> bool:
+        ret, written = best[bisect_right(calls, after)]
+        return ret < deadline and written != value
+
+    for op in ops:
+        needs = _register_flow(op.input, op.output)[0]
+        if not needs or op.ret == math.inf:
+            continue
+        v = needs[0]  # a read's value, or the value a successful compare-and-set saw
+        if v is None and not overwritten_before(-math.inf, v, op.call):
+            continue  # the initial state may still be there
+        if v is not None and first_call.get(v, math.inf) > op.ret:
+            return True  # a read of a value nobody had begun to write
+        if all(overwritten_before(ret, v, op.call) for ret in producers.get(v, [])):
+            return True
+    return False
+
+
+REGISTER = Model[Any](
+    name="register",
+    refute=_register_refute,
+    flow=_register_flow,
+    init=lambda: None,
+    step=_register_step,
+    lazy_unknown=True,
+    names=_register_names,
+)
+"""A single register with read, write and compare-and-set (Jepsen's etcd test).
+
+Why unknown outcomes may be placed on demand: take a linearization with an
+unknown-outcome operation ``c`` that moves the state from ``s`` to ``v != s``,
+and look at the operation ``o`` right after it. If ``o`` is a write (known or
+not), it hides ``c``: drop ``c``. If ``o`` is legal after ``c`` but not at
+``s`` (a read of ``v``, a successful compare-and-set from ``v``, a failed one
+from ``s``), ``c`` enables it. A known ``o`` legal both at ``s`` and ``v`` can
+only be a failed compare-and-set, which changes nothing: swap it before ``c``.
+An unknown compare-and-set ends either in the same state both ways (drop ``c``),
+or differently (``c`` enables it), or is a no-op after ``c`` (swap it first:
+then it is a no-op or is hidden by the write ``c``). Repeating this ends with
+every remaining unknown operation right before an operation it enables, which
+is what the search tries.
+"""
 
 
 def _by_key(ops: Sequence[Operation]) -> list[list[Operation]]:

@@ -39,6 +39,7 @@ import grpc  # type: ignore[import-untyped]
 
 from tenfold.autoblocker_ledger._events import GENESIS, Entry, SecurityEvent, decode_entry
 from tenfold.autoblocker_ledger._merkle import HASH_SIZE, MerkleTree, leaf_hash
+from tenfold.autoblocker_ledger._reading import LogReader
 from tenfold.autoblocker_ledger._signing import LogKey, SignedTreeHead
 from tenfold.autoblocker_ledger._store import Receipt, frame, iter_frames
 from tenfold.autoblocker_ledger.errors import ChainError, ReplicationError
@@ -114,7 +115,7 @@ class _Block:
         return self.start + len(self.datas)
 
 
-class ReplicatedLedger:
+class ReplicatedLedger(LogReader):
     """A client of the etcd-ordered log with a local, verified replica.
 
     Use as ``async with ReplicatedLedger(endpoints) as led``. Reads from
@@ -169,6 +170,11 @@ class ReplicatedLedger:
         self._head = GENESIS
         self._lock = asyncio.Lock()
         self.retries = 0
+        # ReadIndex batching: readers wait for the next quorum read that *starts*
+        # after they arrived; one such read serves every reader waiting for it.
+        self._barrier_next: asyncio.Future[int] | None = None
+        self._barrier_task: asyncio.Task[None] | None = None
+        self.quorum_reads = 0  # quorum reads issued for linearizable reads (batching shows here)
 
     # -- connections ---------------------------------------------------------------
     def _client_at(self, i: int) -> aetcd.Client:
@@ -252,6 +258,11 @@ class ReplicatedLedger:
         await self.close()
 
     async def close(self) -> None:
+        task = self._barrier_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         for i, client in enumerate(self._clients):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -586,10 +597,8 @@ class ReplicatedLedger:
             await self._lock.acquire()
 
     # -- reading --------------------------------------------------------------------------
-    def get(self, index: int) -> Entry:
-        """A local read from this replica."""
-        if not 0 <= index < self.tree.size:
-            raise IndexError(f"entry {index} outside a replica of {self.tree.size}")
+    def _entry(self, index: int) -> Entry:
+        """A local read from this replica (its chain was walked when the block was applied)."""
         return Entry(
             index,
             self._datas[index][:HASH_SIZE],
@@ -597,24 +606,55 @@ class ReplicatedLedger:
             self.tree.leaf_hash_at(index),
         )
 
-    def get_by_id(self, event_id: str) -> Entry | None:
-        index = self._ids.get(event_id)
-        return None if index is None else self.get(index)
+    def _index_of(self, event_id: str) -> int | None:
+        return self._ids.get(event_id)
+
+    async def read_barrier(self) -> int:
+        """Return once this replica holds every append acknowledged before the call began.
+
+        ReadIndex-style batching: the caller waits for the next quorum read of the
+        log that starts after it arrived (one already running may have missed an
+        append acknowledged just before this call, so it is not used). Every
+        caller that arrives before that read starts shares it, so 64 concurrent
+        readers cost a couple of quorum reads, not 64. Returns the replica size.
+        """
+        fut = self._barrier_next
+        if fut is None or fut.done():
+            fut = self._barrier_next = asyncio.get_running_loop().create_future()
+            if self._barrier_task is None or self._barrier_task.done():
+                self._barrier_task = asyncio.create_task(self._run_barriers())
+        return await asyncio.shield(fut)
+
+    async def _run_barriers(self) -> None:
+        while (fut := self._barrier_next) is not None:
+            self._barrier_next = None  # callers from now on wait for the next round
+            self.quorum_reads += 1
+            try:
+                size = await self.sync(linearizable=True)
+            except BaseException as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+                if not fut.cancelled():
+                    fut.exception()  # marked retrieved: every waiter may have gone
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            if not fut.done():
+                fut.set_result(size)
 
     async def get_linearizable(self, index: int) -> Entry:
-        """A read that reflects every append acknowledged before it began (etcd quorum read)."""
-        await self.sync(linearizable=True)
+        """A read that reflects every append acknowledged before it began (batched quorum read)."""
+        await self.read_barrier()
         return self.get(index)
 
-    def range(
+    def _matching(
         self,
-        *,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        subject: str | None = None,
-        domain: str | None = None,
-        limit: int = 1000,
-    ) -> list[Entry]:
+        since_ms: int | None,
+        until_ms: int | None,
+        subject: str | None,
+        domain: str | None,
+        limit: int,
+    ) -> list[int]:
         """Local range query by time window [since, until), subject and domain, in log order."""
         self._catch_up_indexes()
         candidates: list[int] | None = None
@@ -633,8 +673,8 @@ class ReplicatedLedger:
             window = sorted(i for _t, i in self._times[lo:hi])
             candidates = window if candidates is None else sorted(set(candidates) & set(window))
         if candidates is None:
-            candidates = list(range(min(limit, self.tree.size)))
-        return [self.get(i) for i in candidates[:limit]]
+            return list(range(min(limit, self.tree.size)))
+        return candidates[:limit]
 
     def raw_entries(self) -> list[bytes]:
         return list(self._datas)

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gc
 import json
 import os
-import queue
 import sqlite3
-import struct
 import threading
 import time
 import zlib
@@ -41,45 +40,40 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
 
-import msgspec
-
-from tenfold.autoblocker_ledger._events import (
-    GENESIS,
-    Entry,
-    SecurityEvent,
-    decode_entry,
+from tenfold.autoblocker_ledger._events import GENESIS, Entry, SecurityEvent, decode_entry
+from tenfold.autoblocker_ledger._index import (
+    _ROW_CHUNK,
+    _IndexRebuild,
+    _Row,
+    contiguous_rows,
+    decode_rows,
+    matching,
+    open_index,
 )
 from tenfold.autoblocker_ledger._merkle import HASH_SIZE, MerkleTree, leaf_hash
-from tenfold.autoblocker_ledger._signing import LogKey, SignedTreeHead, verify_index_signature
+from tenfold.autoblocker_ledger._reading import LogReader
+from tenfold.autoblocker_ledger._segments import FULL_ERRNOS as _FULL_ERRNOS
+from tenfold.autoblocker_ledger._segments import HEADER as _HEADER
+from tenfold.autoblocker_ledger._segments import SEG_SHIFT as _SEG_SHIFT
+from tenfold.autoblocker_ledger._segments import frame, iter_frames
+from tenfold.autoblocker_ledger._segments import split_frames as _split_frames
+from tenfold.autoblocker_ledger._signing import LogKey, SignedTreeHead
+from tenfold.autoblocker_ledger._snapshot import recover_store, write_snapshot
 from tenfold.autoblocker_ledger.errors import (
-    ChainError,
     CorruptStore,
     MalformedEvent,
+    NoSuchStore,
     SignatureError,
     StoreError,
     StoreFull,
+    StoreLocked,
 )
-from tenfold.core.crypto import blake3
 
-_HEADER = struct.Struct("<II")
+__all__ = ["EmbeddedLedger", "Receipt", "events_from_lines", "frame", "iter_frames"]
+
 _SEGMENT_BYTES = 64 << 20
-_SNAPSHOT_MAGIC = b"TFLSNAP1"  # signed head + records (the index is rebuilt on recovery)
-_SNAPSHOT_MAGIC_V2 = b"TFLSNAP2"  # ... + the SQLite index with a signed BLAKE3 digest
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_SEG_SHIFT = 40  # a position packs segment number << 40 | byte offset
-
-
-class _IndexRow(msgspec.Struct):
-    """The fields of an event the SQLite index keeps (evidence is skipped while decoding)."""
-
-    event_id: str
-    time_ms: int
-    subject: str
-    domain: str
-    kind: str
-
-
-_ROW_DECODER = msgspec.json.Decoder(_IndexRow)
+MIN_SEGMENT_BYTES = 4096
+_LOCK_FILE = "lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,149 +94,7 @@ class _Slot:
     done: bool = False
 
 
-def frame(data: bytes) -> bytes:
-    return _HEADER.pack(len(data), zlib.crc32(data)) + data
-
-
-def iter_frames(buf: bytes | memoryview, *, where: str) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(offset, data)`` for each framed record; stops at a torn tail.
-
-    Raises :class:`CorruptStore` for a bad record that is followed by more data
-    (corruption, not a crash mid-append); the caller decides what a torn tail means.
-    """
-    data_of = bytes(buf) if isinstance(buf, memoryview) else buf
-    unpack = _HEADER.unpack_from
-    crc32 = zlib.crc32
-    pos = 0
-    end = len(data_of)
-    while end - pos >= _HEADER.size:
-        length, crc = unpack(data_of, pos)
-        start = pos + _HEADER.size
-        stop = start + length
-        if stop > end:
-            return
-        data = data_of[start:stop]
-        if crc32(data) != crc:
-            if stop >= end:
-                return  # torn last record
-            raise CorruptStore(f"{where}: record at byte {pos} fails its checksum")
-        yield pos, data
-        pos = stop
-
-
-def _split_frames(buf: bytes, *, where: str) -> tuple[list[int], list[bytes], int]:
-    """Offsets and payloads of every whole record, and where the last one ends.
-
-    Checksums are compared in one pass after the split. A bad record followed
-    by more data is corruption (:class:`CorruptStore`); a bad or short last
-    record is a torn tail, left out.
-    """
-    unpack = _HEADER.unpack_from
-    offsets: list[int] = []
-    datas: list[bytes] = []
-    crcs: list[int] = []
-    pos = 0
-    end = len(buf)
-    while end - pos >= _HEADER.size:
-        length, crc = unpack(buf, pos)
-        stop = pos + _HEADER.size + length
-        if stop > end:
-            break
-        offsets.append(pos)
-        crcs.append(crc)
-        datas.append(buf[pos + _HEADER.size : stop])
-        pos = stop
-    if list(map(zlib.crc32, datas)) != crcs:
-        bad = next(k for k, d in enumerate(datas) if zlib.crc32(d) != crcs[k])
-        if bad != len(datas) - 1 or pos != end:
-            raise CorruptStore(f"{where}: record at byte {offsets[bad]} fails its checksum")
-        pos = offsets.pop()  # torn last record
-        datas.pop()
-    return offsets, datas, pos
-
-
-_Row = tuple[int, str, int, str, str, str]
-_ROW_CHUNK = 65_536  # rows handed to the index thread at a time while a store opens
-
-
-class _IndexRebuild:
-    """Brings the SQLite index up to the segments while they are being verified.
-
-    The opening thread decodes rows and hands them over in chunks; a worker
-    thread inserts them (SQLite runs with the GIL released) and, for a bulk
-    rebuild, builds the secondary indexes once at the end, while the opening
-    thread goes on hashing. :meth:`finish` drops rows past the verified end,
-    commits, and returns the event-id map; :meth:`abort` rolls everything back.
-    """
-
-    def __init__(self, db: sqlite3.Connection, rows_from: int, where: Path) -> None:
-        self._db = db
-        self._rows_from = rows_from
-        self._where = where
-        self._queue: queue.SimpleQueue[list[_Row] | None] = queue.SimpleQueue()
-        self._size = -1  # set by finish(); -1 means abort
-        self._ids: dict[str, int] = {}
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="ledger-index", daemon=True)
-        self._thread.start()
-
-    def put(self, rows: list[_Row]) -> None:
-        self._queue.put(rows)
-
-    def _run(self) -> None:
-        db = self._db
-        bulk: bool | None = None
-        try:
-            while (rows := self._queue.get()) is not None:
-                if self._error is not None:
-                    continue  # drain after a failure
-                if bulk is None:
-                    # Building secondary indexes once is much cheaper than row by row.
-                    bulk = len(rows) > 10_000
-                    if bulk:
-                        for name in ("by_subject", "by_domain", "by_time"):
-                            db.execute(f"DROP INDEX IF EXISTS {name}")
-                db.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?)", rows)
-                self._ids.update({r[1]: r[0] for r in rows})
-            if self._error is not None:
-                return
-            if self._size < 0:
-                db.rollback()
-                return
-            db.execute("DELETE FROM events WHERE idx >= ?", (self._size,))
-            if bulk:
-                EmbeddedLedger._create_indexes(db)
-            db.commit()
-            kept = min(self._rows_from, self._size)
-            if kept:  # ids of rows indexed before this open come from SQLite
-                prefix = dict(db.execute("SELECT event_id, idx FROM events WHERE idx < ?", (kept,)))
-                prefix.update(self._ids)
-                self._ids = prefix
-        except BaseException as exc:  # handed to the opening thread by finish()
-            self._error = exc
-            with contextlib.suppress(sqlite3.Error):
-                db.rollback()
-
-    def finish(self, size: int) -> dict[str, int]:
-        self._size = size
-        self._queue.put(None)
-        self._thread.join()
-        if isinstance(self._error, sqlite3.Error):
-            raise StoreError(f"{self._where}: rebuilding the index failed: {self._error}")
-        if self._error is not None:
-            raise self._error
-        if len(self._ids) != size:
-            raise CorruptStore(f"{self._where}: the log holds a duplicated event id")
-        return self._ids
-
-    def abort(self) -> None:
-        if self._thread.is_alive():
-            self._size = -1
-            self._queue.put(None)
-            self._thread.join()
-
-
-class EmbeddedLedger:
+class EmbeddedLedger(LogReader):
     """A single-node, durable, tamper-evident event log.
 
     Thread-safe: any number of threads may :meth:`append` at once; their records
@@ -256,14 +108,80 @@ class EmbeddedLedger:
         key: LogKey | None = None,
         segment_bytes: int = _SEGMENT_BYTES,
         fsync: bool = True,
+        create: bool = True,
     ) -> None:
+        """Open (or, with ``create``, make) the store in directory ``path``.
+
+        One handle per store at a time: an OS lock (``flock`` on ``path/lock``)
+        is held until :meth:`close`, and a second opener, in this process or
+        another, gets :class:`StoreLocked` naming the holder's pid. With
+        ``create=False`` a directory without a store is :class:`NoSuchStore` and
+        nothing is created.
+        """
+        if (
+            isinstance(segment_bytes, bool)
+            or not isinstance(segment_bytes, int)
+            or segment_bytes < MIN_SEGMENT_BYTES
+        ):
+            raise StoreError(
+                f"segment_bytes must be an integer of at least {MIN_SEGMENT_BYTES}, "
+                f"got {segment_bytes!r}"
+            )
         self.path = Path(path)
         self.segment_bytes = segment_bytes
         self.fsync = fsync
+        self._lock_fd = -1
+        self._seg_fd = -1
+        self._readers: dict[int, int] = {}
+        if not create and not (self.path / "segments").is_dir():
+            raise NoSuchStore(f"{self.path}: no ledger store here (reads never create one)")
         try:
             (self.path / "segments").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store at {self.path}: {exc.strerror}") from None
+        self._lock_fd = self._take_lock()
+        try:
+            self._open(key)
+        except BaseException:
+            self._release()
+            raise
+
+    def _take_lock(self) -> int:
+        """Hold ``flock(LOCK_EX)`` on the store's lock file; the pid inside names the holder."""
+        lock_path = self.path / _LOCK_FILE
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open {lock_path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StoreLocked(
+                    f"{self.path}: store is in use by pid {holder} (one writer per store)"
+                ) from None
+            raise StoreError(f"cannot lock {lock_path}: {exc.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def _release(self) -> None:
+        if self._seg_fd >= 0:
+            os.close(self._seg_fd)
+            self._seg_fd = -1
+        for fd in self._readers.values():
+            os.close(fd)
+        self._readers.clear()
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = -1
+
+    def _open(self, key: LogKey | None) -> None:
         self.key = key or self._load_or_make_key()
         self.tree = MerkleTree()
         self._positions = array("Q")
@@ -273,9 +191,7 @@ class EmbeddedLedger:
         self._cv = threading.Condition(threading.Lock())  # guards the group-commit queue
         self._queue: list[_Slot] = []
         self._committing = False
-        self._readers: dict[int, int] = {}
         self._seg_no = 0
-        self._seg_fd = -1
         self._seg_size = 0
         self._db = self._open_index()
         self._rows_from = self._contiguous_rows()
@@ -364,34 +280,10 @@ class EmbeddedLedger:
         self._seg_no = n
 
     def _open_index(self) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(self.path / "index.sqlite", check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
-                " time_ms INTEGER NOT NULL, subject TEXT NOT NULL, domain TEXT NOT NULL,"
-                " kind TEXT NOT NULL)"
-            )
-            self._create_indexes(db)
-            db.commit()
-        except sqlite3.DatabaseError as exc:
-            raise CorruptStore(f"{self.path / 'index.sqlite'}: {exc}") from None
-        return db
-
-    @staticmethod
-    def _create_indexes(db: sqlite3.Connection) -> None:
-        db.execute("CREATE INDEX IF NOT EXISTS by_subject ON events(subject, idx)")
-        db.execute("CREATE INDEX IF NOT EXISTS by_domain ON events(domain, idx)")
-        db.execute("CREATE INDEX IF NOT EXISTS by_time ON events(time_ms)")
+        return open_index(self.path)
 
     def _contiguous_rows(self) -> int:
-        """How many index rows (0..n-1) are present; a gappy index is rebuilt from scratch."""
-        count, top = self._db.execute("SELECT count(*), max(idx) FROM events").fetchone()
-        if count and top != count - 1:
-            self._db.execute("DELETE FROM events")
-            return 0
-        return int(count)
+        return contiguous_rows(self._db)
 
     def _check_signed_head(self) -> None:
         head_path = self.path / "head.json"
@@ -402,6 +294,8 @@ class EmbeddedLedger:
             sth.verify(self.key.public_bytes)
         except (ValueError, SignatureError) as exc:
             raise CorruptStore(f"{head_path}: {exc}") from None
+        except RecursionError:
+            raise CorruptStore(f"{head_path}: nested too deeply to be a tree head") from None
         if sth.size > self.tree.size:
             raise CorruptStore(
                 f"{self.path}: the signed head covers {sth.size} entries but only "
@@ -413,27 +307,8 @@ class EmbeddedLedger:
                 f"head at size {sth.size} (history rewritten)"
             )
 
-    def _rows(self, first: int, datas: list[bytes]) -> list[tuple[int, str, int, str, str, str]]:
-        """Index rows for consecutive entries already proven by the chain walk."""
-        decode = _ROW_DECODER.decode
-        try:
-            decoded = [decode(d[HASH_SIZE:]) for d in datas]
-        except msgspec.DecodeError:
-            for k, d in enumerate(datas):  # find the culprit for the message
-                self._row(first + k, d)
-            raise
-        return [
-            (first + k, e.event_id, e.time_ms, e.subject, e.domain, e.kind)
-            for k, e in enumerate(decoded)
-        ]
-
-    def _row(self, index: int, data: bytes) -> tuple[int, str, int, str, str, str]:
-        """The index row of an entry already proven by the chain walk."""
-        try:
-            e = _ROW_DECODER.decode(data[HASH_SIZE:])
-        except msgspec.DecodeError as exc:
-            raise CorruptStore(f"{self.path}: entry {index} is not a valid event: {exc}") from None
-        return (index, e.event_id, e.time_ms, e.subject, e.domain, e.kind)
+    def _rows(self, first: int, datas: list[bytes]) -> list[_Row]:
+        return decode_rows(first, datas, self.path)
 
     # -- appending ----------------------------------------------------------------
     @property
@@ -525,9 +400,13 @@ class EmbeddedLedger:
             try:
                 self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows)
                 self._db.commit()
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OverflowError, ValueError) as exc:
+                # Events are range-checked when built; this is the last line of
+                # defence: nothing of a batch the index refused stays on disk.
                 self._db.rollback()
                 self._truncate(start)
+                if not isinstance(exc, sqlite3.Error):
+                    raise MalformedEvent(f"{self.path}: index refused the batch: {exc}") from None
                 if "full" in str(exc).lower():
                     raise StoreFull(f"{self.path}: index write refused, disk full: {exc}") from None
                 raise StoreError(f"{self.path}: index write failed: {exc}") from None
@@ -566,8 +445,7 @@ class EmbeddedLedger:
 
     # -- reading --------------------------------------------------------------------
     def _read_data(self, index: int) -> bytes:
-        if not 0 <= index < self.tree.size:
-            raise IndexError(f"entry {index} outside a log of {self.tree.size}")
+        self._check_index(index)
         pos = self._positions[index]
         seg, off = pos >> _SEG_SHIFT, pos & ((1 << _SEG_SHIFT) - 1)
         fd = self._readers.get(seg)
@@ -581,50 +459,33 @@ class EmbeddedLedger:
             raise CorruptStore(f"{self._segment_path(seg)}: entry {index} fails its checksum")
         return data
 
-    def get(self, index: int) -> Entry:
+    def _entry(self, index: int) -> Entry:
         data = self._read_data(index)
         entry = decode_entry(index, data)
         if entry.leaf != self.tree.leaf_hash_at(index):
             raise CorruptStore(f"entry {index} changed on disk since it was appended")
         return entry
 
-    def get_by_id(self, event_id: str) -> Entry | None:
-        index = self._ids.get(event_id)
-        return None if index is None else self.get(index)
+    def _index_of(self, event_id: str) -> int | None:
+        return self._ids.get(event_id)
 
-    def range(
+    def _matching(
         self,
-        *,
-        since_ms: int | None = None,
-        until_ms: int | None = None,
-        subject: str | None = None,
-        domain: str | None = None,
-        limit: int = 1000,
-    ) -> list[Entry]:
-        """Entries matching every given filter (time window is [since, until)), in log order."""
-        clauses: list[str] = []
-        args: list[object] = []
-        for column, op, value in (
-            ("time_ms", ">=", since_ms),
-            ("time_ms", "<", until_ms),
-            ("subject", "=", subject),
-            ("domain", "=", domain),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} ?")
-                args.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        args.append(limit)
+        since_ms: int | None,
+        until_ms: int | None,
+        subject: str | None,
+        domain: str | None,
+        limit: int,
+    ) -> list[int]:
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT idx FROM events {where} ORDER BY idx LIMIT ?", args
-            ).fetchall()
-        return [self.get(r[0]) for r in rows]
-
-    def entries(self, start: int = 0, end: int | None = None) -> Iterator[Entry]:
-        stop = self.tree.size if end is None else end
-        for i in range(start, stop):
-            yield self.get(i)
+            return matching(
+                self._db,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                subject=subject,
+                domain=domain,
+                limit=limit,
+            )
 
     def raw_entries(self, start: int = 0, end: int | None = None) -> list[bytes]:
         stop = self.tree.size if end is None else end
@@ -650,61 +511,11 @@ class EmbeddedLedger:
     def snapshot(self, dest: Path | str) -> SignedTreeHead:
         """Write a self-contained snapshot: a signed head, every record, and the signed index.
 
-        Layout: magic, header length, JSON header (signed tree head, public key,
-        byte counts, the index's BLAKE3 digest and the log key's signature over
-        size, root and that digest), the records, then the SQLite index file.
         Appends wait while the files are copied, so the snapshot is one
         consistent prefix of the log; the copy is fsynced before it is renamed
-        into place.
+        into place (see :mod:`tenfold.autoblocker_ledger._snapshot`).
         """
-        dest = Path(dest)
-        sth = self.tree_head()
-        with self._lock:
-            tmp = dest.with_name(dest.name + ".tmp")
-            try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in the main file
-                index = (self.path / "index.sqlite").read_bytes()
-                digest = blake3(index)
-                segments = [
-                    (self._segment_path(n), self._seg_size if n == self._seg_no else None)
-                    for n in range(self._first_segment(), self._seg_no + 1)
-                ]
-                records = sum(
-                    size if size is not None else p.stat().st_size for p, size in segments
-                )
-                header = json.dumps(
-                    {
-                        "sth": sth.to_dict(),
-                        "public_key": self.key.public_bytes.hex(),
-                        "records_bytes": records,
-                        "index": {
-                            "bytes": len(index),
-                            "blake3": digest.hex(),
-                            "signature": self.key.sign_index(sth.size, sth.root, digest).hex(),
-                        },
-                    }
-                ).encode()
-                with open(tmp, "wb") as out:
-                    out.write(_SNAPSHOT_MAGIC_V2 + struct.pack("<I", len(header)) + header)
-                    out.flush()
-                    for p, size in segments:
-                        with open(p, "rb") as src:
-                            length = size if size is not None else os.fstat(src.fileno()).st_size
-                            _copy_range(src.fileno(), out.fileno(), 0, length)
-                    out.seek(0, os.SEEK_END)
-                    out.write(index)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, dest)
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: cannot checkpoint the index: {exc}") from None
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                if exc.errno in _FULL_ERRNOS:
-                    raise StoreFull(f"{dest}: disk full while writing the snapshot") from None
-                raise StoreError(f"{dest}: snapshot failed: {exc.strerror}") from None
-        return sth
+        return write_snapshot(self, dest)
 
     def _first_segment(self) -> int:
         numbers = sorted(
@@ -728,94 +539,12 @@ class EmbeddedLedger:
         rebuilt tree's root must equal the signed root; otherwise nothing is
         written and :class:`CorruptStore` or :class:`SignatureError` is raised.
         """
-        snap = Path(snapshot)
-        try:
-            with open(snap, "rb") as fh:
-                lead = fh.read(12)
-                if lead[:8] not in (_SNAPSHOT_MAGIC, _SNAPSHOT_MAGIC_V2) or len(lead) < 12:
-                    raise CorruptStore(f"{snap}: not a ledger snapshot")
-                (hlen,) = struct.unpack_from("<I", lead, 8)
-                raw_header = fh.read(hlen)
-                after_header = os.fstat(fh.fileno()).st_size - 12 - len(raw_header)
-        except OSError as exc:
-            raise StoreError(f"cannot read snapshot {snap}: {exc.strerror}") from None
-        try:
-            header = json.loads(raw_header)
-            sth = SignedTreeHead.from_dict(header["sth"])
-            public = bytes.fromhex(header["public_key"])
-            index_meta = header.get("index") if lead[:8] == _SNAPSHOT_MAGIC_V2 else None
-            body_bytes = int(header["records_bytes"]) if index_meta else after_header
-            index_bytes = int(index_meta["bytes"]) if index_meta else 0
-            index_digest = bytes.fromhex(index_meta["blake3"]) if index_meta else b""
-            index_sig = bytes.fromhex(index_meta["signature"]) if index_meta else b""
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptStore(f"{snap}: malformed snapshot header: {exc}") from None
-        if body_bytes < 0 or body_bytes + index_bytes != after_header:
-            raise CorruptStore(f"{snap}: the snapshot is truncated or has trailing bytes")
-        signer = trusted_key if trusted_key is not None else public
-        sth.verify(signer)
-        if index_meta:
-            verify_index_signature(signer, sth.size, sth.root, index_digest, index_sig)
-        dest = Path(path)
-        if (dest / "segments").exists() and any((dest / "segments").iterdir()):
-            raise StoreError(f"{dest}: recovery target is not empty")
-        (dest / "segments").mkdir(parents=True, exist_ok=True)
-        records_at = 12 + len(raw_header)
-        try:
-            # The records are copied file to file by the kernel; opening the
-            # store below reads and verifies them once.
-            with open(snap, "rb") as src, open(dest / "segments" / f"{0:08d}.seg", "wb") as out:
-                _copy_range(src.fileno(), out.fileno(), records_at, body_bytes)
-                os.fsync(out.fileno())
-                if index_meta:
-                    # The index is derived data: instead of rebuilding it row by row,
-                    # take the one the log key vouched for, checked by its digest.
-                    index = os.pread(src.fileno(), index_bytes, records_at + body_bytes)
-                    if len(index) != index_bytes or blake3(index) != index_digest:
-                        raise CorruptStore(f"{snap}: the index does not match its signed digest")
-                    with open(dest / "index.sqlite", "wb") as idx_out:
-                        idx_out.write(index)
-                        os.fsync(idx_out.fileno())
-        except CorruptStore:
-            _discard(dest)
-            raise
-        except OSError as exc:
-            raise StoreError(
-                f"{dest}: cannot write the recovered segment: {exc.strerror}"
-            ) from None
-        if key is None:
-            src_key = snap.with_name("log.key")
-            key = LogKey.load(src_key) if src_key.exists() else None
-        if key is not None:
-            key.save(dest / "log.key")
-            (dest / "log.pub").write_text(key.public_bytes.hex() + "\n")
-        # Opening re-walks the chain and rebuilds the tree from the records; the
-        # result must reproduce the signed head exactly, or the copy is discarded.
-        try:
-            ledger = cls(dest, key=key, segment_bytes=max(_SEGMENT_BYTES, body_bytes + 1))
-        except (CorruptStore, ChainError):
-            _discard(dest)
-            raise
-        if ledger.size != sth.size or ledger.tree.root() != sth.root:
-            got = ledger.size
-            ledger.close()
-            _discard(dest)
-            raise CorruptStore(
-                f"{snap}: {got} records rebuild a tree that does not match the signed head "
-                f"(size {sth.size})"
-            )
-        return ledger
+        return recover_store(cls, snapshot, path, trusted_key=trusted_key, key=key)
 
     # -- closing -----------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
-            if self._seg_fd >= 0:
-                os.close(self._seg_fd)
-                self._seg_fd = -1
-            for fd in self._readers.values():
-                os.close(fd)
-            self._readers.clear()
-            self._db.close()
+            self._release()
 
     def __enter__(self) -> EmbeddedLedger:
         return self
@@ -828,35 +557,6 @@ class EmbeddedLedger:
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
-
-
-def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
-    """Copy ``count`` bytes of ``src`` from ``offset`` to the end of ``dst`` (in kernel when possible)."""
-    done = 0
-    try:
-        while done < count:
-            n = os.copy_file_range(src, dst, count - done, offset + done)
-            if n == 0:
-                break
-            done += n
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-            raise
-    while done < count:  # another filesystem, or no copy_file_range: copy through memory
-        chunk = os.pread(src, min(8 << 20, count - done), offset + done)
-        if not chunk:
-            break
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(dst, view) :]
-        done += len(chunk)
-
-
-def _discard(dest: Path) -> None:
-    """Remove a half-recovered store (only the files recovery itself creates)."""
-    for p in sorted(dest.rglob("*"), reverse=True):
-        with contextlib.suppress(OSError):
-            p.rmdir() if p.is_dir() else p.unlink()
 
 
 def events_from_lines(lines: Iterable[str]) -> Iterator[SecurityEvent]:

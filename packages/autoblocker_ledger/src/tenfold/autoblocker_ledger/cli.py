@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -22,14 +23,43 @@ STORE = click.option(
 )
 
 
-def _open(store: Path | None) -> Any:
+def _open(store: Path | None, *, create: bool = False) -> Any:
+    """Open the store; only commands that write (``create=True``) may make a new one."""
     from tenfold.autoblocker_ledger._config import load_config
     from tenfold.autoblocker_ledger._store import EmbeddedLedger
 
     cfg = load_config()
     return EmbeddedLedger(
-        store or Path(cfg.store), segment_bytes=cfg.segment_bytes, fsync=cfg.fsync
+        store or Path(cfg.store), segment_bytes=cfg.segment_bytes, fsync=cfg.fsync, create=create
     )
+
+
+def _text(raw: bytes, name: str) -> str:
+    """Input bytes as UTF-8; invalid bytes are refused naming the input and the offset."""
+    from tenfold.autoblocker_ledger.errors import MalformedEvent
+
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise MalformedEvent(f"{name}: not valid UTF-8 (byte {exc.start})") from None
+
+
+def _read_json(raw: bytes, name: str, what: str) -> Any:
+    """Parse a JSON document given as bytes; one clear error for bad UTF-8, JSON or nesting."""
+    from tenfold.autoblocker_ledger.errors import MalformedEvent
+
+    text = _text(raw, name)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise MalformedEvent(f"{name}: {what} is nested too deeply") from None
+    except ValueError as exc:
+        raise MalformedEvent(f"{name}: {what} is not JSON: {exc}") from None
+
+
+def _source_name(stream: IO[bytes]) -> str:
+    name = getattr(stream, "name", "<stdin>")
+    return "<stdin>" if name in ("-", "<stdin>") or not isinstance(name, str) else name
 
 
 def _entry_dict(entry: Any) -> dict[str, Any]:
@@ -42,14 +72,19 @@ def _entry_dict(entry: Any) -> dict[str, Any]:
 
 
 def _read_public_key(value: str) -> bytes:
+    from tenfold.autoblocker_ledger._events import shown
     from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
 
-    text = Path(value).read_text().strip() if Path(value).is_file() else value.strip()
     try:
-        key = bytes.fromhex(text)
+        is_file = len(value) < 4096 and Path(value).is_file()
+        text = Path(value).read_bytes().decode("ascii", "replace") if is_file else value
+    except (OSError, ValueError) as exc:
+        raise AutoblockerLedgerError(f"cannot read public key {shown(value)}: {exc}") from None
+    try:
+        key = bytes.fromhex(text.strip())
     except ValueError:
         raise AutoblockerLedgerError(
-            f"public key must be 64 hex digits or a file holding them: {value!r}"
+            f"public key must be 64 hex digits or a file holding them: {shown(value)}"
         ) from None
     if len(key) != 32:
         raise AutoblockerLedgerError(f"public key must be 32 bytes, got {len(key)}")
@@ -63,14 +98,19 @@ def ledger() -> None:
 
 @ledger.command("append")
 @STORE
-@click.argument("source", type=click.File("r"), default="-")
+@click.argument("source", type=click.File("rb"), default="-")
 @json_option
-def append_cmd(store: Path | None, source: IO[str], as_json: bool) -> None:
+def append_cmd(store: Path | None, source: IO[bytes], as_json: bool) -> None:
     """Append JSON-lines events from SOURCE (default stdin); duplicates by event id are skipped."""
     from tenfold.autoblocker_ledger._store import events_from_lines
+    from tenfold.autoblocker_ledger.errors import MalformedEvent
 
-    events = list(events_from_lines(source))
-    with _open(store) as led:
+    name = _source_name(source)
+    try:
+        events = list(events_from_lines(_text(line, name) for line in source))
+    except MalformedEvent as exc:
+        raise MalformedEvent(f"{name}: {exc}") from None
+    with _open(store, create=True) as led:
         receipts = led.append_batch(events)
         sth = led.tree_head()
     out = {
@@ -157,9 +197,10 @@ def proof_cmd(
         else:
             assert from_sth is not None
             try:
-                old = SignedTreeHead.from_dict(json.loads(from_sth.read_text()))
-            except (OSError, ValueError) as exc:
-                raise AutoblockerLedgerError(f"cannot read {from_sth}: {exc}") from None
+                raw = from_sth.read_bytes()
+            except OSError as exc:
+                raise AutoblockerLedgerError(f"cannot read {from_sth}: {exc.strerror}") from None
+            old = SignedTreeHead.from_dict(_read_json(raw, str(from_sth), "the tree head"))
             if not 0 < old.size <= sth.size:
                 raise AutoblockerLedgerError(f"old tree head size {old.size} outside 1..{sth.size}")
             bundle = consistency_bundle(led, old, sth)
@@ -168,24 +209,34 @@ def proof_cmd(
     if out is None:
         click.echo(text)
     else:
-        out.write_text(text + "\n")
+        _write_atomically(out, text + "\n")
+
+
+def _write_atomically(out: Path, text: str) -> None:
+    """Write ``out`` through a temporary file; an unwritable path is one clear error."""
+    from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # nothing half-written is left behind
+            tmp.unlink(missing_ok=True)
+        raise AutoblockerLedgerError(f"cannot write {out}: {exc.strerror}") from None
 
 
 @ledger.command("verify")
-@click.argument("bundle", type=click.File("r"), default="-")
+@click.argument("bundle", type=click.File("rb"), default="-")
 @click.option(
     "--public-key", required=True, help="The log's Ed25519 public key (hex, or a file holding it)."
 )
 @json_option
-def verify_cmd(bundle: IO[str], public_key: str, as_json: bool) -> None:
+def verify_cmd(bundle: IO[bytes], public_key: str, as_json: bool) -> None:
     """Verify a proof bundle as a third party: signature, then the RFC 9162 proof. Exit 1 if it fails."""
     from tenfold.autoblocker_ledger._verify import verify_bundle
-    from tenfold.autoblocker_ledger.errors import MalformedEvent
 
-    try:
-        doc = json.load(bundle)
-    except ValueError as exc:
-        raise MalformedEvent(f"proof bundle is not JSON: {exc}") from None
+    doc = _read_json(bundle.read(), _source_name(bundle), "the proof bundle")
     result = verify_bundle(doc, _read_public_key(public_key))
     emit(
         result, as_json, lambda: f"ok: {result['verified']} proof verifies at size {result['size']}"
@@ -243,7 +294,7 @@ def serve_cmd(store: Path | None, port: int, host: str) -> None:
     """Serve the log over HTTP: POST /events, GET /entries/N, /sth, /proof?index=N, /decisions."""
     from tenfold.autoblocker_ledger._server import serve
 
-    with _open(store) as led:
+    with _open(store, create=True) as led:
         serve(led, host, port)
 
 
@@ -252,16 +303,23 @@ def autoblock() -> None:
     """Turn detections into block decisions recorded in the ledger."""
 
 
-def _lines(log: IO[str]) -> Iterator[str]:
-    for line in log:
-        yield line.rstrip("\n")
+def _log_lines(log: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """``(byte offset, line)`` of every line; bytes that are not UTF-8 become U+FFFD.
+
+    Log lines are written by attackers: they are read as bytes, never decoded
+    strictly, so one bad byte sequence cannot stop the run.
+    """
+    offset = 0
+    for raw in log:
+        yield offset, raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", "replace")
+        offset += len(raw)
 
 
 @autoblock.command("run")
 @click.argument("rules", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @STORE
 @click.option(
-    "--log", "log", type=click.File("r"), default="-", help="Log lines to scan (default stdin)."
+    "--log", "log", type=click.File("rb"), default="-", help="Log lines to scan (default stdin)."
 )
 @click.option(
     "--nft",
@@ -272,22 +330,45 @@ def _lines(log: IO[str]) -> Iterator[str]:
 )
 @json_option
 def run_cmd(
-    rules: Path, store: Path | None, log: IO[str], nft_seconds: float | None, as_json: bool
+    rules: Path, store: Path | None, log: IO[bytes], nft_seconds: float | None, as_json: bool
 ) -> None:
-    """Scan log lines with RULES (fail2ban-style), record events and decisions, print the decisions."""
-    from tenfold.autoblocker_ledger._autoblock import Autoblocker, DecisionStream, load_rules
+    """Scan log lines with RULES (fail2ban-style), record events and decisions, print the decisions.
+
+    Event ids come from the input (the log's path, the line's byte offset and
+    its text), so scanning the same log again records nothing twice.
+    """
+    import os
+
+    from tenfold.autoblocker_ledger._autoblock import (
+        Autoblocker,
+        Decision,
+        DecisionStream,
+        load_rules,
+    )
 
     blocker = Autoblocker(load_rules(rules))
-    decisions = []
-    with _open(store) as led:
-        for line in _lines(log):
+    name = _source_name(log)
+    source = name if name == "<stdin>" else os.path.realpath(name)
+    decisions: list[Decision] = []
+    with _open(store, create=True) as led:
+        for offset, line in _log_lines(log):
             now = int(time.time() * 1000)
-            for ev in blocker.events_from_line(line, now):
-                led.append(ev)
+            for found in blocker.events_from_line(line, now, source=source, offset=offset):
+                receipt = led.append(found)
+                # Seen in an earlier run: replay it as it was recorded (its time too).
+                ev = led.get(receipt.index).event if receipt.duplicate else found
                 new = blocker.observe(ev)
                 if new:
-                    led.append_batch(blocker.decision_events(new))
-                    decisions.extend(new)
+                    receipts = led.append_batch(blocker.decision_events(new))
+                    decisions.extend(
+                        d for d, r in zip(new, receipts, strict=True) if not r.duplicate
+                    )
+        if blocker.skipped:
+            click.echo(
+                f"{name}: skipped {blocker.skipped} matches whose subject is not a valid "
+                "event subject (empty, over 256 characters, or not Unicode)",
+                err=True,
+            )
         out = [
             {
                 "action": d.action,

@@ -34,6 +34,18 @@ class StoreFull(StoreError):
     """The disk is full (or over quota): the append was refused and nothing was half-written."""
 
 
+class StoreLocked(StoreError):
+    """Another process (or another handle in this one) has the store open for writing."""
+
+
+class NoSuchStore(StoreError):
+    """A read named a directory that holds no store (reads never create one)."""
+
+
+class EntryOutOfRange(AutoblockerLedgerError, IndexError):
+    """An entry index outside the log (also an :class:`IndexError` for sequence-style callers)."""
+
+
 class CorruptStore(StoreError):
     """A segment, index or snapshot on disk does not match what was written (torn or edited)."""
 
