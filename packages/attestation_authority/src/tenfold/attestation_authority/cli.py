@@ -12,7 +12,7 @@ import click
 from tenfold.core.cli import emit, json_option
 
 if TYPE_CHECKING:
-    from tenfold.attestation_authority._http import TlsFiles
+    from tenfold.core.tls import TlsFiles
 
 _tls_dir = click.option(
     "--tls-dir",
@@ -23,7 +23,7 @@ _tls_dir = click.option(
 
 
 def _tls(tls_dir: Path | None, name: str) -> TlsFiles | None:
-    from tenfold.attestation_authority._http import TlsFiles
+    from tenfold.core.tls import TlsFiles
     from tenfold.attestation_authority.errors import AttestationAuthorityError
 
     if tls_dir is None:

@@ -7,6 +7,7 @@ from tenfold.core.errors import CryptoError as CryptoError
 from tenfold.core.errors import PluginError as PluginError
 from tenfold.core.errors import ResourceLimitExceeded as ResourceLimitExceeded
 from tenfold.core.errors import SandboxViolation as SandboxViolation
+from tenfold.core.errors import ServerError as ServerError
 from tenfold.core.errors import ServiceError as ServiceError
 from tenfold.core.errors import TenfoldError as TenfoldError
 
@@ -20,6 +21,7 @@ __all__ = [
     "PluginError",
     "ResourceLimitExceeded",
     "SandboxViolation",
+    "ServerError",
     "ServiceError",
     "TenfoldError",
     "__version__",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import click
 
 from tenfold.core.cli import emit, json_option
+from tenfold.core.server import server_cli_options
 from tenfold.semantic_lattice.errors import SemanticLatticeError
 
 __all__ = ["commands"]
@@ -123,9 +123,9 @@ def reason(
 
 
 def _run_query(store: Any, text: str) -> Any:
-    if "select" in text.lower() and "{" in text:
-        return store.sparql(text)
-    return store.datalog(text)
+    from tenfold.semantic_lattice._serve import run_query
+
+    return run_query(store, text)
 
 
 @lattice.command()
@@ -170,53 +170,30 @@ def export(store_path: Path, out: Path, as_json: bool) -> None:
 
 @lattice.command()
 @_store_option
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=7878, show_default=True)
-def serve(store_path: Path, host: str, port: int) -> None:
-    """Serve queries over HTTP: GET /query?q=... (SPARQL or Datalog) returns JSON."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Lock
-    from urllib.parse import parse_qs, urlparse
+@server_cli_options(7878)
+@click.option(
+    "--query-timeout-s",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    default=10.0,
+    show_default=True,
+    help="Time budget of one query; past it the client gets 413.",
+)
+def serve(store_path: Path, query_timeout_s: float, **server: Any) -> None:
+    """Serve queries over HTTP: GET /query?q=... (SPARQL or Datalog) returns JSON.
 
+    Loopback without credentials serves everyone; any other address needs
+    --credentials (API keys: tenfold credentials issue) or --tls-cert/--tls-key/--tls-ca.
+    """
+    from tenfold.core.server import Server, options_from_cli
+    from tenfold.semantic_lattice._serve import lattice_app
+
+    options = options_from_cli(server)
     store = _open(store_path)
-    lock = Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            if url.path == "/health":
-                self._send(200, {"ok": True, "triples": store.count()})
-                return
-            if url.path not in ("/query", "/sparql"):
-                self._send(404, {"error": f"no such path {url.path}"})
-                return
-            text = (parse_qs(url.query).get("q") or parse_qs(url.query).get("query") or [""])[0]
-            try:
-                with lock:
-                    result = _run_query(store, text)
-                self._send(200, {"columns": result.columns, "rows": [list(r) for r in result.rows]})
-            except SemanticLatticeError as exc:
-                self._send(400, {"error": str(exc)})
-
-        def _send(self, code: int, doc: dict[str, Any]) -> None:
-            body = json.dumps(doc, default=str).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            click.echo(f"{self.address_string()} {format % args}", err=True)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    click.echo(f"serving {store_path} on http://{host}:{server.server_address[1]}/query", err=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        Server(
+            lattice_app(store, timeout_s=query_timeout_s), options, name="lattice"
+        ).serve_forever(lambda url: click.echo(f"serving {store_path} on {url}/query", err=True))
     finally:
-        server.server_close()
         store.close()
 
 
