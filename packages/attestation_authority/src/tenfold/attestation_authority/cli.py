@@ -23,8 +23,8 @@ _tls_dir = click.option(
 
 
 def _tls(tls_dir: Path | None, name: str) -> TlsFiles | None:
-    from tenfold.core.tls import TlsFiles
     from tenfold.attestation_authority.errors import AttestationAuthorityError
+    from tenfold.core.tls import TlsFiles
 
     if tls_dir is None:
         return None
