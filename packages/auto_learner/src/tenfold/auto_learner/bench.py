@@ -523,6 +523,9 @@ def scenarios() -> list[Scenario]:
                 rounds=3,
             )
         )
+    from tenfold.auto_learner._bench_http import http_scenarios
+
+    out.extend(http_scenarios())
     return out
 
 

@@ -609,4 +609,7 @@ def scenarios() -> list[Scenario]:
             full_rounds=5,
         ),
     ]
+    from tenfold.semantic_lattice._bench_http import http_scenarios
+
+    out.extend(http_scenarios())
     return out
