@@ -46,6 +46,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -875,6 +876,7 @@ class Server:
         self.app = app
         self.guard = _Guard(app, self.options, role, list(on_refusal))
         self._sock: socket.socket | None = None
+        self._port: int | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -921,20 +923,21 @@ class Server:
             access_log=False,
             h11_max_incomplete_event_size=opts.max_header_bytes,
             timeout_keep_alive=int(max(1, opts.keepalive_s)),
-            timeout_graceful_shutdown=int(max(0, opts.graceful_s)) or None,
+            timeout_graceful_shutdown=max(1, math.ceil(opts.graceful_s)),  # never unbounded
             backlog=min(2048, opts.max_connections * 2),
             server_header=False,
             **kwargs,
         )
         self._sock = self._bind()
+        self._port = int(self._sock.getsockname()[1])
         self._server = uvicorn.Server(config)
         return self._server
 
     @property
     def port(self) -> int:
-        if self._sock is None:
+        if self._port is None:
             raise ServerError("server is not started")
-        return int(self._sock.getsockname()[1])
+        return self._port
 
     @property
     def url(self) -> str:
