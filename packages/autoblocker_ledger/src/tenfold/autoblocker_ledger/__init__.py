@@ -22,6 +22,7 @@ from tenfold.autoblocker_ledger._merkle import leaf_hash as leaf_hash
 from tenfold.autoblocker_ledger._merkle import verify_consistency as verify_consistency
 from tenfold.autoblocker_ledger._merkle import verify_inclusion as verify_inclusion
 from tenfold.autoblocker_ledger._replicated import ReplicatedLedger as ReplicatedLedger
+from tenfold.autoblocker_ledger._server import ledger_server as ledger_server
 from tenfold.autoblocker_ledger._signing import LogKey as LogKey
 from tenfold.autoblocker_ledger._signing import SignedTreeHead as SignedTreeHead
 from tenfold.autoblocker_ledger._store import EmbeddedLedger as EmbeddedLedger
@@ -53,6 +54,7 @@ __all__ = [
     "StreamBatch",
     "check_history",
     "leaf_hash",
+    "ledger_server",
     "load_history",
     "load_rules",
     "verify_bundle",
