@@ -62,3 +62,24 @@ def test_prediction_batch_limit(served: tuple[ModelServer, str, bytes], tmp_path
         assert r.status_code == 200 and len(r.json()["probabilities"]) == 50
         assert c.post("/predict", json={"rows": "x"}).status_code == 400
         assert c.post("/predict", json=[1]).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "-1"], "-1 is not in the range 0<=x<=65535"),
+        (["--port", "99999"], "99999 is not in the range"),
+        (["--host", "192.0.2.1"], "refusing to serve on 192.0.2.1:8088 without credentials"),
+        (["--max-batch-rows", "0"], "0 is not in the range x>=1"),
+    ],
+)
+def test_serve_refuses_bad_options_in_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tenfold.core.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["learn", "serve", str(tmp_path / "missing.tfm"), *args])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2
+    assert len(err.splitlines()) == 1 and message in err, err

@@ -62,3 +62,25 @@ def test_query_limits(served: tuple[Server, str]) -> None:
         assert c.get("/query").status_code == 400
         r = c.get("/query", params={"q": "SELECT ?x WHERE { ?x <http://nope/p> ?y }"})
         assert r.status_code == 400 and "error" in r.json()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "-1"], "-1 is not in the range 0<=x<=65535"),
+        (["--port", "65536"], "65536 is not in the range"),
+        (["--host", "0.0.0.0"], "refusing to serve on 0.0.0.0:7878 without credentials"),
+        (["--credentials", "/nonexistent/keys.json"], "credentials file /nonexistent/keys.json"),
+        (["--tls-cert", "x.pem"], "needs all of --tls-cert, --tls-key and --tls-ca"),
+    ],
+)
+def test_serve_refuses_bad_options_in_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: object
+) -> None:
+    from tenfold.core.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["lattice", "serve", "--store", "/nonexistent/kb.duckdb", *args])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2
+    assert len(err.splitlines()) == 1 and message in err, err

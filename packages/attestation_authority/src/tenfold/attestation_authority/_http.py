@@ -123,17 +123,25 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
 
 def _json_app(routes: list[Any]) -> Any:
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import JSONResponse
 
     async def bad_input(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"error": str(exc), "status": 400}, status_code=400)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's own 404/405 are plain text: every tenfold error is JSON.
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return JSONResponse({"error": detail, "status": status}, status_code=status)
 
     return Starlette(
         routes=routes,
         exception_handlers={
             AttestationAuthorityError: bad_input,
             ValueError: bad_input,
+            HTTPException: http_error,
         },
     )
 
@@ -141,7 +149,7 @@ def _json_app(routes: list[Any]) -> Any:
 async def _body(request: Any) -> dict[str, Any]:
     try:
         doc = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deeply
         raise MalformedStructure("request body is not JSON") from None
     if not isinstance(doc, dict):
         raise MalformedStructure("request body must be a JSON object")

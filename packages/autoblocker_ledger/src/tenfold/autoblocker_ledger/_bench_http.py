@@ -185,4 +185,57 @@ def http_scenarios() -> list[Scenario]:
                 warmup=0,
             ),
         ]
-    return rows
+    return rows + abuse_scenarios()
+
+
+def _abuse_target(ctx: BenchContext) -> Any:
+    from tenfold.autoblocker_ledger._server import ledger_server
+    from tenfold.autoblocker_ledger._store import EmbeddedLedger
+    from tenfold.core.server import Credentials
+    from tenfold.core.server_abuse import AbuseTarget, abuse_options
+
+    led = ctx.enter(EmbeddedLedger(ctx.workdir / "abuse-ledger"))
+    creds = Credentials()
+    key = creds.issue("sensor", ["writer", "reader"])
+    server, _ = ledger_server(led, abuse_options(credentials=creds))
+    ctx.enter(server)
+
+    def write(c: Any, i: int) -> Any:
+        r = c.post("/events", content=_EVENT.replace("@N@", f"abuse-{i}"))
+        return r.json()[0]["index"], f"load-abuse-{i}"
+
+    def read_back(c: Any, proof: Any) -> bool:
+        r = c.get(f"/entries/{proof[0]}")
+        return bool(r.status_code == 200 and r.json()["event_id"] == proof[1])
+
+    return AbuseTarget(
+        server=server,
+        normal=("GET", "/entries/0", None),
+        body_path="/events",
+        headers={"X-Api-Key": key},
+        write=write,
+        read_back=read_back,
+    )
+
+
+def abuse_scenarios() -> list[Scenario]:
+    from tenfold.core.server_abuse import after_attack_subject
+
+    return [
+        Scenario(
+            name="http_after_attack",
+            unit="attacks",
+            ours=Subject("tenfold ledger serve", after_attack_subject(_abuse_target)),
+            table="HTTP Load",
+            row="normal request answered after each attack (target 100 ms)",
+            counts=(
+                "the core abuse suite's nine attacks (slowloris heads, stalled uploads, oversized "
+                "and lying bodies, malformed HTTP, bad bodies, path tricks, bad credentials, a 10x "
+                "burst) against `ledger serve` with API keys on loopback; latency = the first "
+                "normal request after each attack; every acknowledged append read back after each"
+            ),
+            rounds=1,
+            full_rounds=3,
+            warmup=0,
+        )
+    ]

@@ -37,6 +37,7 @@ __all__ = [
     "ATTACKS",
     "AbuseTarget",
     "abuse_options",
+    "after_attack_subject",
     "run_attack",
 ]
 
@@ -168,6 +169,7 @@ def _stall(t: AbuseTarget, heads: list[bytes], served: Callable[[], object]) -> 
         f"{threading.active_count()} threads with {len(socks)} stalled clients"
     )
     assert t.server.connections() <= opts.max_connections
+    assert t.server.tasks() <= opts.max_connections
     # Every stalled client is cut off once the read timeout passes (or was refused at
     # once by its rate limit, when it holds credentials and sent its head whole).
     timed_out = 0
@@ -376,6 +378,8 @@ def burst(t: AbuseTarget, c: Any) -> None:
     r = t.normal_request(c)
     retry = r.headers.get("retry-after")
     assert r.status_code in (200, 429) and (r.status_code == 200 or retry), r.text
+    # Let the bucket refill, so the next attack meets the limits it is about, not this one.
+    time.sleep(opts.rate_burst / opts.rate_per_s)
 
 
 ATTACKS: dict[str, Callable[[AbuseTarget, Any], None]] = {
@@ -425,3 +429,33 @@ def run_attack(name: str, t: AbuseTarget) -> float:
             for proof in acked:
                 assert t.read_back(c, proof), f"acknowledged write {proof!r} lost"
     return elapsed
+
+
+def after_attack_subject(make: Callable[[Any], AbuseTarget]) -> Callable[[Any], Any]:
+    """A bench subject: every attack in turn; latency = the first normal request after each.
+
+    The suite asserts a generous bound (``AFTER_ATTACK_S``) so tests never flake on a
+    busy machine; this reports the real figure per attack against the 100 ms target.
+    """
+    from tenfold.core.bench import Outcome
+
+    def prepare(ctx: Any) -> Callable[[], Outcome]:
+        target = make(ctx)
+
+        def op() -> Outcome:
+            after = {name: 1000 * run_attack(name, target) for name in sorted(ATTACKS)}
+            worst = max(after, key=lambda k: after[k])
+            return Outcome(
+                len(after),
+                {
+                    "worst_after_attack_ms": round(after[worst], 2),
+                    "worst_attack": worst,
+                    "under_100ms": "yes" if after[worst] < 100 else "no",
+                    **{f"{k}_ms": round(v, 2) for k, v in after.items()},
+                },
+                latencies_ms=list(after.values()),
+            )
+
+        return op
+
+    return prepare

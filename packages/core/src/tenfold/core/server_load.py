@@ -235,17 +235,19 @@ def load_subject(
     modulo: int = 0,
     concurrency: Sequence[int] | None = None,
 ) -> Callable[[BenchContext], Op]:
-    """A bench subject: sustained load (10 s quick, 60 s full, 2 s smoke) on ``make``'s server."""
+    """A bench subject: sustained load (10 s quick, 60 s full, 1 s smoke) on ``make``'s server."""
 
     def prepare(ctx: BenchContext) -> Op:
         target = make(ctx)
         if check is not None:
             check(target)
-        duration = ctx.size(2.0, 10.0, 60.0)
+        duration = ctx.size(1.0, 10.0, 60.0)
         if concurrency is not None:
             conc = concurrency[0]
+        elif ctx.mode == "smoke":
+            conc = 2  # smoke proves the row runs; no sweep
         else:
-            conc, _ = _pick_concurrency(target, ctx.size(0.3, 1.0, 2.0), modulo)
+            conc, _ = _pick_concurrency(target, ctx.size(1.0, 1.0, 2.0), modulo)
         runs = itertools.count()
 
         def op() -> Outcome:
