@@ -175,3 +175,39 @@ def test_load_generator_runs_in_another_process() -> None:
     assert r.requests > 0 and r.errors == 0 and len(r.latencies_ms) == r.requests
     assert r.peak_rss_mb > 0
     json.dumps(r.latencies_ms[:3])
+
+
+def test_failed_authentication_is_rate_limited_per_address() -> None:
+    creds = Credentials()
+    key = creds.issue("ok", ["reader"])
+    app = Router([Route("GET", "/x", lambda r: {"ok": True})])
+    options = ServerOptions(credentials=creds, rate_per_s=5, rate_burst=5)
+    with Server(app, options) as server, httpx.Client(base_url=server.url) as c:
+        codes = [c.get("/x", headers={"X-Api-Key": f"tfk_guess{i}"}).status_code for i in range(12)]
+        assert codes[:5] == [401] * 5 and codes[-1] == 429
+        assert server.refused == 12
+        # A client with a valid key has its own bucket and is still served.
+        assert c.get("/x", headers={"X-Api-Key": key}).json() == {"ok": True}
+
+
+def test_credentials_cli_issue_list_revoke_tls(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tenfold.core._commands import credentials_group
+
+    runner = CliRunner()
+    keys = tmp_path / "keys.json"
+    out = runner.invoke(
+        credentials_group, ["issue", str(keys), "--name", "b1", "--role", "bouncer"]
+    )
+    assert out.exit_code == 0 and out.output.startswith("tfk_")
+    key = out.output.strip()
+    assert Credentials.load(keys).by_key(key) is not None
+    out = runner.invoke(credentials_group, ["list", str(keys), "--json"])
+    assert json.loads(out.output) == [{"name": "b1", "roles": ["bouncer"]}]
+    out = runner.invoke(credentials_group, ["revoke", str(keys), "--name", "b1"])
+    assert out.exit_code == 0 and Credentials.load(keys).clients() == []
+    out = runner.invoke(credentials_group, ["tls", str(tmp_path / "pki"), "server", "b1"])
+    assert out.exit_code == 0 and (tmp_path / "pki" / "b1.key").stat().st_mode & 0o777 == 0o600
+    out = runner.invoke(credentials_group, ["tls", str(tmp_path / "pki"), "x"])
+    assert out.exit_code == 2 and "already holds a CA" in out.output

@@ -667,7 +667,14 @@ class _Guard:
 
         try:
             self._check_path(scope)
-            client = self._identify(scope)
+            try:
+                client = self._identify(scope)
+            except _Refused:
+                # Failed authentication is rate-limited per address too, so guessing keys
+                # or flooding with bad ones costs the client its own bucket, not our CPU.
+                if self.limiter.take("unauthenticated:" + _host(scope)) > 0:
+                    raise _Refused(429, "rate limit exceeded (failed authentication)") from None
+                raise
             wait = self.limiter.take(client.name if self.options.authenticated else _host(scope))
             if wait > 0:
                 raise _Refused(
