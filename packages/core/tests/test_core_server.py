@@ -211,3 +211,16 @@ def test_credentials_cli_issue_list_revoke_tls(tmp_path: Path) -> None:
     assert out.exit_code == 0 and (tmp_path / "pki" / "b1.key").stat().st_mode & 0o777 == 0o600
     out = runner.invoke(credentials_group, ["tls", str(tmp_path / "pki"), "x"])
     assert out.exit_code == 2 and "already holds a CA" in out.output
+
+
+def test_no_product_module_serves_http_with_the_standard_library() -> None:
+    root = Path(__file__).resolve().parents[2]
+    offenders = [
+        str(path.relative_to(root))
+        for path in sorted(root.glob("*/src/**/*.py"))
+        if any(
+            marker in path.read_text(errors="replace")
+            for marker in ("import http.server", "from http.server", "socketserver")
+        )
+    ]
+    assert offenders == [], offenders
