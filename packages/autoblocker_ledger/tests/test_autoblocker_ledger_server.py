@@ -104,3 +104,18 @@ def test_beyond_loopback_without_credentials_is_refused(tmp_path: Path) -> None:
 
     with EmbeddedLedger(tmp_path / "s") as led, pytest.raises(ServerError, match="credentials"):
         ledger_server(led, ServerOptions(host="0.0.0.0"))
+
+
+def test_events_per_request_are_bounded_and_nothing_of_a_refused_batch_is_written(
+    tmp_path: Path,
+) -> None:
+    with EmbeddedLedger(tmp_path / "s") as led:
+        server, _ = ledger_server(led, ServerOptions(), max_batch_events=3)
+        with server, httpx.Client(base_url=server.url) as c:
+            r = c.post("/events", content="\n".join(_ev(i) for i in range(4)))
+            assert r.status_code == 413 and "more than 3 events" in r.json()["error"]
+            bad = "\n".join([_ev(10), '{"event_id": "x", "time_ms": 10000000000000000000}'])
+            assert c.post("/events", content=bad).status_code == 400
+            assert led.size == 0
+            assert c.post("/events", content="\n".join(_ev(i) for i in range(3))).status_code == 200
+            assert led.size == 3

@@ -189,15 +189,15 @@ def ledger_server(
     options: ServerOptions | None = None,
     *,
     snapshot_dir: Path | None = None,
+    max_batch_events: int = MAX_BATCH_EVENTS,
     refusals_per_event: int = 20,
     window_s: float = 60.0,
 ) -> tuple[Server, RefusalRecorder]:
     """A :class:`Server` for ``led`` that records repeated refusals in the ledger."""
     recorder = RefusalRecorder(led, every=refusals_per_event, window_s=window_s)
     hooks: list[Callable[[Refusal], None]] = [recorder]
-    server = Server(
-        ledger_app(led, snapshot_dir=snapshot_dir), options, on_refusal=hooks, name="ledger"
-    )
+    app = ledger_app(led, snapshot_dir=snapshot_dir, max_batch_events=max_batch_events)
+    server = Server(app, options, on_refusal=hooks, name="ledger")
     return server, recorder
 
 
