@@ -24,22 +24,17 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import datetime as dt
 import heapq
-import ipaddress
 import logging
 import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tenfold.attestation_authority._agent import Agent
 from tenfold.attestation_authority._authority import Authority
@@ -52,102 +47,22 @@ from tenfold.attestation_authority.errors import (
     MalformedStructure,
     RegistrationError,
 )
+from tenfold.core.tls import TlsFiles
+from tenfold.core.tls import make_tls_bundle as _make_tls_bundle
 
 logger = logging.getLogger("tenfold.attestation_authority.http")
 
 
 # -- TLS ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """One party's TLS material: its certificate and key, and the CA it trusts for peers."""
-
-    cert: Path
-    key: Path
-    ca: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.ca))
-        ctx.load_cert_chain(str(self.cert), str(self.key))
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
-
-    def client_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
-        ctx.load_cert_chain(str(self.cert), str(self.key))
-        return ctx
+# The TLS material and the server stack are the core's (tenfold.core.tls, tenfold.core.server);
+# the names stay importable from here.
 
 
 def make_tls_bundle(
     directory: Path, names: Sequence[str], *, days: int = 30
 ) -> dict[str, TlsFiles]:
     """A CA and one leaf per name (server and client auth, SAN 127.0.0.1/localhost)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tenfold attestation mTLS CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path = directory / "ca.pem"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    out = {}
-    for name in names:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_path.chmod(0o600)
-        out[name] = TlsFiles(cert_path, key_path, ca_path)
-    return out
+    return _make_tls_bundle(directory, names, days=days, ca_name="tenfold attestation mTLS CA")
 
 
 # -- wire helpers ------------------------------------------------------------------------
@@ -208,17 +123,25 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
 
 def _json_app(routes: list[Any]) -> Any:
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import JSONResponse
 
     async def bad_input(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"error": str(exc), "status": 400}, status_code=400)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's own 404/405 are plain text: every tenfold error is JSON.
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return JSONResponse({"error": detail, "status": status}, status_code=status)
 
     return Starlette(
         routes=routes,
         exception_handlers={
             AttestationAuthorityError: bad_input,
             ValueError: bad_input,
+            HTTPException: http_error,
         },
     )
 
@@ -226,7 +149,7 @@ def _json_app(routes: list[Any]) -> Any:
 async def _body(request: Any) -> dict[str, Any]:
     try:
         doc = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deeply
         raise MalformedStructure("request body is not JSON") from None
     if not isinstance(doc, dict):
         raise MalformedStructure("request body must be a JSON object")
@@ -566,36 +489,20 @@ def verifier_app(verifier: Verifier, poller: Poller) -> Any:
 def serve(
     app: Any, *, host: str = "127.0.0.1", port: int = 0, tls: TlsFiles | None = None
 ) -> Iterator[str]:
-    """Run ``app`` on uvicorn in a background thread; yields its base URL, stops on exit."""
-    import socket
+    """Run ``app`` on the core server stack in a background thread; yields its base URL.
 
-    import uvicorn
+    With ``tls`` every client must present a certificate from the deployment's CA
+    (any holder is trusted: the CA is the authority). Without it the server binds
+    only loopback, as every tenfold server does without credentials.
+    """
+    from tenfold.core.errors import ServerError
+    from tenfold.core.server import Server, ServerOptions
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    kwargs: dict[str, Any] = {}
-    if tls is not None:
-        kwargs = {
-            "ssl_certfile": str(tls.cert),
-            "ssl_keyfile": str(tls.key),
-            "ssl_ca_certs": str(tls.ca),
-            "ssl_cert_reqs": ssl.CERT_REQUIRED,
-        }
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", **kwargs)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise AttestationAuthorityError(f"HTTP server on {host} did not start")
-        time.sleep(0.01)
-    scheme = "https" if tls else "http"
     try:
-        yield f"{scheme}://{host}:{sock.getsockname()[1]}"
+        server = Server(app, ServerOptions(host=host, port=port, tls=tls), name="attest").start()
+    except ServerError as exc:
+        raise AttestationAuthorityError(str(exc)) from None
+    try:
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        server.stop()

@@ -12,7 +12,7 @@ import click
 from tenfold.core.cli import HTTP_URL, emit, json_option
 
 if TYPE_CHECKING:
-    from tenfold.attestation_authority._http import TlsFiles
+    from tenfold.core.tls import TlsFiles
 
 _tls_dir = click.option(
     "--tls-dir",
@@ -41,8 +41,8 @@ _AGENT_ID = _AgentId()
 
 
 def _tls(tls_dir: Path | None, name: str) -> TlsFiles | None:
-    from tenfold.attestation_authority._http import TlsFiles
     from tenfold.attestation_authority.errors import AttestationAuthorityError
+    from tenfold.core.tls import TlsFiles
 
     if tls_dir is None:
         return None

@@ -524,6 +524,9 @@ def scenarios() -> list[Scenario]:
                 unchecked_reason="two different fitted models: their probabilities are not compared",
             )
         )
+    from tenfold.auto_learner._bench_http import http_scenarios
+
+    out.extend(http_scenarios())
     return out
 
 

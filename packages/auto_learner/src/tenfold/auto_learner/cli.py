@@ -5,12 +5,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tenfold.auto_learner.errors import DataError
 from tenfold.core.cli import emit, json_option
+from tenfold.core.server import ServerOptions, server_cli_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -199,16 +200,26 @@ def report(model_path: Path, out: Path) -> None:
 
 @learn.command("serve")
 @click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8088, show_default=True)
-def serve(model_path: Path, host: str, port: int) -> None:
-    """Serve a saved model over HTTP: POST /predict {"rows": [...]}, GET /health."""
-    from tenfold.auto_learner._model import Model
-    from tenfold.auto_learner._serve import ModelServer
+@server_cli_options(8088)
+@click.option(
+    "--max-batch-rows",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Rows per POST /predict; more gets 413.",
+)
+def serve(model_path: Path, max_batch_rows: int, **server: Any) -> None:
+    """Serve a saved model over HTTP: POST /predict {"rows": [...]}, GET /health.
 
-    server = ModelServer(Model.load(model_path), host, port)
-    click.echo(f"serving {model_path} on http://{host}:{server.port}", err=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.stop()
+    Loopback without credentials serves everyone; any other address needs
+    --credentials (API keys: tenfold credentials issue) or --tls-cert/--tls-key/--tls-ca.
+    """
+    from tenfold.auto_learner._model import Model
+    from tenfold.auto_learner._serve import MAX_BODY, ModelServer
+    from tenfold.core.server import options_from_cli
+
+    if server.get("max_body_bytes") == ServerOptions.max_body_bytes:
+        server["max_body_bytes"] = MAX_BODY  # predictions batch many rows: a larger default
+    options = options_from_cli(server)
+    model = ModelServer(Model.load(model_path), options=options, max_batch_rows=max_batch_rows)
+    model.serve_forever(lambda url: click.echo(f"serving {model_path} on {url}", err=True))

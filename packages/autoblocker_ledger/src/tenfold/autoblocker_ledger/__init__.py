@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from tenfold.autoblocker_ledger._merkle import verify_consistency as verify_consistency
     from tenfold.autoblocker_ledger._merkle import verify_inclusion as verify_inclusion
     from tenfold.autoblocker_ledger._replicated import ReplicatedLedger as ReplicatedLedger
+    from tenfold.autoblocker_ledger._server import ledger_server as ledger_server
     from tenfold.autoblocker_ledger._signing import LogKey as LogKey
     from tenfold.autoblocker_ledger._signing import SignedTreeHead as SignedTreeHead
     from tenfold.autoblocker_ledger._store import EmbeddedLedger as EmbeddedLedger
@@ -58,6 +59,7 @@ __all__ = [
     "StreamBatch",
     "check_history",
     "leaf_hash",
+    "ledger_server",
     "load_history",
     "load_rules",
     "verify_bundle",
@@ -90,6 +92,7 @@ __getattr__, __dir__ = lazy_exports(
         ],
         "._merkle": ["MerkleTree", "leaf_hash", "verify_consistency", "verify_inclusion"],
         "._replicated": ["ReplicatedLedger"],
+        "._server": ["ledger_server"],
         "._signing": ["LogKey", "SignedTreeHead"],
         "._store": ["EmbeddedLedger", "Receipt"],
         "._verify": ["verify_bundle"],

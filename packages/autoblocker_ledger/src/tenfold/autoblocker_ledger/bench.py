@@ -931,7 +931,14 @@ def scenarios() -> list[Scenario]:
         *_consensus_scenarios(),
         *_other_scenarios(),
         *_scale_scenarios(),
+        *_http_scenarios(),
     ]
+
+
+def _http_scenarios() -> list[Scenario]:
+    from tenfold.autoblocker_ledger._bench_http import http_scenarios
+
+    return http_scenarios()
 
 
 if __name__ == "__main__":  # a writer process of the scaling scenarios

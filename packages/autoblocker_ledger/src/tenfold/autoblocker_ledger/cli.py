@@ -13,6 +13,7 @@ from typing import IO, Any
 import click
 
 from tenfold.core.cli import emit, json_option
+from tenfold.core.server import server_cli_options
 
 STORE = click.option(
     "--store",
@@ -288,14 +289,30 @@ def recover_cmd(store: Path | None, snapshot: Path, public_key: str | None, as_j
 
 @ledger.command("serve")
 @STORE
-@click.option("--port", type=click.IntRange(0, 65535), default=8089, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-def serve_cmd(store: Path | None, port: int, host: str) -> None:
-    """Serve the log over HTTP: POST /events, GET /entries/N, /sth, /proof?index=N, /decisions."""
-    from tenfold.autoblocker_ledger._server import serve
+@server_cli_options(8089)
+@click.option(
+    "--snapshot-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where POST /snapshot (admin) writes snapshots; off without it.",
+)
+def serve_cmd(store: Path | None, snapshot_dir: Path | None, **server: Any) -> None:
+    """Serve the log over HTTP: POST /events, GET /entries/N, /sth, /proof?index=N, /decisions.
 
+    Loopback without credentials serves everyone as admin; any other address needs
+    --credentials (API keys: tenfold credentials issue) or --tls-cert/--tls-key/--tls-ca.
+    """
+    from tenfold.autoblocker_ledger._server import serve
+    from tenfold.core.server import options_from_cli
+
+    options = options_from_cli(server)
     with _open(store, create=True) as led:
-        serve(led, host, port)
+        serve(
+            led,
+            options,
+            snapshot_dir=snapshot_dir,
+            announce=lambda url: click.echo(f"serving the ledger on {url}", err=True),
+        )
 
 
 @click.group("autoblock")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from tenfold.core.errors import PluginError as PluginError
     from tenfold.core.errors import ResourceLimitExceeded as ResourceLimitExceeded
     from tenfold.core.errors import SandboxViolation as SandboxViolation
+    from tenfold.core.errors import ServerError as ServerError
     from tenfold.core.errors import ServiceError as ServiceError
     from tenfold.core.errors import TenfoldError as TenfoldError
 
@@ -30,6 +31,7 @@ __all__ = [
     "PluginError",
     "ResourceLimitExceeded",
     "SandboxViolation",
+    "ServerError",
     "ServiceError",
     "TenfoldError",
     "__version__",
@@ -46,6 +48,7 @@ __getattr__, __dir__ = lazy_exports(
             "PluginError",
             "ResourceLimitExceeded",
             "SandboxViolation",
+            "ServerError",
             "ServiceError",
             "TenfoldError",
         ]

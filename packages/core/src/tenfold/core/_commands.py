@@ -547,5 +547,90 @@ def config_command(section: str | None, as_json: bool) -> None:
     emit({"file": str(path) if path else None, "sections": result}, as_json, text)
 
 
+@click.group("credentials")
+def credentials_group() -> None:
+    """Issue and revoke the API keys and TLS certificates that tenfold servers accept."""
+
+
+_CREDS_FILE = click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+
+
+@credentials_group.command("issue")
+@_CREDS_FILE
+@click.option("--name", required=True, help="The client's name (its identity in the logs).")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(["reader", "writer", "bouncer", "admin"]),
+    help="A role to grant (repeatable).",
+)
+@json_option
+def credentials_issue(file: Path, name: str, roles: tuple[str, ...], as_json: bool) -> None:
+    """Add a client to FILE with a new API key (printed once; FILE keeps only its digest)."""
+    from tenfold.core.server import Credentials
+
+    creds = Credentials.load(file) if file.exists() else Credentials()
+    key = creds.issue(name, roles)
+    creds.save(file)
+    emit({"name": name, "roles": sorted(set(roles)), "key": key}, as_json, key)
+
+
+@credentials_group.command("list")
+@_CREDS_FILE
+@json_option
+def credentials_list(file: Path, as_json: bool) -> None:
+    """List the clients in FILE and their roles (never their keys)."""
+    from tenfold.core.server import Credentials
+
+    clients = [{"name": c.name, "roles": sorted(c.roles)} for c in Credentials.load(file).clients()]
+    emit(
+        clients,
+        as_json,
+        lambda: "\n".join(f"{c['name']}\t{','.join(c['roles'])}" for c in clients) or "no clients",
+    )
+
+
+@credentials_group.command("revoke")
+@_CREDS_FILE
+@click.option("--name", required=True)
+@json_option
+def credentials_revoke(file: Path, name: str, as_json: bool) -> None:
+    """Remove a client (and its key) from FILE; servers read FILE when they start."""
+    from tenfold.core.server import Credentials
+
+    creds = Credentials.load(file)
+    creds.revoke(name)
+    creds.save(file)
+    emit({"revoked": name}, as_json, f"revoked {name}")
+
+
+@credentials_group.command("tls")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("names", nargs=-1, required=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True)
+@json_option
+def credentials_tls(directory: Path, names: tuple[str, ...], days: int, as_json: bool) -> None:
+    """Make a CA and a certificate per NAME in DIRECTORY (the CN is the client's identity)."""
+    from tenfold.core.tls import make_tls_bundle
+
+    if directory.exists() and (directory / "ca.pem").exists():
+        raise click.UsageError(f"{directory} already holds a CA (ca.pem); use a new directory")
+    try:
+        bundle = make_tls_bundle(directory, list(dict.fromkeys(names)), days=days)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write into {directory}: {exc.strerror}") from None
+    out = {n: {"cert": str(f.cert), "key": str(f.key), "ca": str(f.ca)} for n, f in bundle.items()}
+    emit(out, as_json, "\n".join(f"{n}: {f['cert']} {f['key']}" for n, f in out.items()))
+
+
 def core_commands() -> Sequence[click.Command]:
-    return [bench_command, profile_command, plugins_group, services_group, config_command]
+    return [
+        bench_command,
+        profile_command,
+        plugins_group,
+        services_group,
+        config_command,
+        credentials_group,
+    ]

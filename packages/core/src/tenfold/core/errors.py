@@ -50,3 +50,8 @@ class BenchError(TenfoldError):
 
 class CryptoError(TenfoldError):
     """A key, signature or ciphertext is malformed or does not verify."""
+
+
+class ServerError(TenfoldError):
+    """An HTTP server could not start: bad options, a port in use, or a bind beyond
+    loopback without credentials."""

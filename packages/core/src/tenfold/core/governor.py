@@ -23,12 +23,14 @@ inside that group alone.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import signal
 import subprocess
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +50,9 @@ __all__ = [
     "Cgroup",
     "Governor",
     "GovernorConfig",
+    "RateLimiter",
     "SandboxPolicy",
+    "TokenBucket",
     "cgroups_available",
     "leftover_cgroups",
 ]
@@ -240,6 +244,73 @@ class Governor:
             elif (os.path.normpath(path) + "/").startswith(prefixes):
                 return
         raise SandboxViolation(f"sandbox: {action} on {path!r} is not allowed")
+
+
+class TokenBucket:
+    """``rate_per_s`` tokens a second, holding at most ``burst``; starts full.
+
+    Invariant: over any interval of T seconds at most ``burst + rate_per_s * T``
+    tokens are granted. ``take`` never blocks; it says how long to wait instead.
+    """
+
+    __slots__ = ("_lock", "_stamp", "_tokens", "burst", "rate_per_s")
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        if not (rate_per_s > 0 and math.isfinite(rate_per_s)):
+            raise ConfigError(f"token bucket rate must be a positive number, got {rate_per_s}")
+        if not (burst >= 1 and math.isfinite(burst)):
+            raise ConfigError(f"token bucket burst must be at least 1, got {burst}")
+        self.rate_per_s = float(rate_per_s)
+        self.burst = float(burst)
+        self._tokens = self.burst
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self, n: float = 1.0) -> float:
+        """Take ``n`` tokens: 0.0 if granted, else the seconds until they would be."""
+        with self._lock:
+            now = time.monotonic()
+            tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate_per_s)
+            self._stamp = now
+            if tokens >= n:
+                self._tokens = tokens - n
+                return 0.0
+            self._tokens = tokens
+            return (n - tokens) / self.rate_per_s
+
+
+class RateLimiter:
+    """One :class:`TokenBucket` per key (a client), the least recently used forgotten first.
+
+    At most ``max_keys`` buckets are kept, so a flood of distinct keys costs bounded
+    memory; a forgotten key comes back with a full bucket, which is the most it could
+    have had anyway after being idle that long.
+    """
+
+    def __init__(self, rate_per_s: float, burst: float, *, max_keys: int = 10_000) -> None:
+        TokenBucket(rate_per_s, burst)  # validates the figures once, with the same messages
+        if max_keys < 1:
+            raise ConfigError(f"rate limiter max_keys must be at least 1, got {max_keys}")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str, n: float = 1.0) -> float:
+        """Take ``n`` tokens from ``key``'s bucket: 0.0 if granted, else seconds to wait."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = TokenBucket(self.rate_per_s, self.burst)
+                if len(self._buckets) > self.max_keys:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(key)
+        return bucket.take(n)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 # ----------------------------------------------------------------------------

@@ -833,6 +833,9 @@ def scenarios() -> list[Scenario]:
                 warmup=0,
             )
         )
+    from tenfold.pipeline_engine._bench_http import http_scenarios
+
+    rows.extend(http_scenarios())
     return rows
 
 

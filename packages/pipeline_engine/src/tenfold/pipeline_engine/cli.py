@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
 import signal
 import threading
 from pathlib import Path
@@ -13,24 +12,6 @@ import click
 from tenfold.core.cli import emit, json_option
 
 __all__ = ["pipeline_group"]
-
-
-def _serve_metrics(pipeline: Any, port: int) -> http.server.HTTPServer:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = pipeline.prometheus().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = http.server.HTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
-    return server
 
 
 def _progress(pipeline: Any) -> None:
@@ -145,7 +126,7 @@ def _supervise(
 )
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     help="Serve Prometheus metrics on 127.0.0.1 (worker i of --workers on PORT+i).",
 )
@@ -205,7 +186,11 @@ def run_cmd(
         return
     if partitions is not None:
         _kafka_source(p, "--partitions").use_partitions(_parse_partitions(partitions))
-    server = _serve_metrics(p, metrics_port) if metrics_port is not None else None
+    server = None
+    if metrics_port is not None:
+        from tenfold.pipeline_engine._metrics_http import serve_metrics
+
+        server = serve_metrics(p, metrics_port)
 
     def graceful(signum: int, frame: Any) -> None:
         p.stop()
@@ -224,7 +209,7 @@ def run_cmd(
         if in_main:
             signal.signal(signal.SIGTERM, old)
         if server is not None:
-            server.shutdown()
+            server.stop()
     doc = {
         "pipeline": report.pipeline,
         "events_read": report.events_read,

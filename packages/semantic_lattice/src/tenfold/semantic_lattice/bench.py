@@ -677,4 +677,7 @@ def scenarios() -> list[Scenario]:
             checks="nodes reached and the sum of distances compared equal before timing",
         ),
     ]
+    from tenfold.semantic_lattice._bench_http import http_scenarios
+
+    out.extend(http_scenarios())
     return out

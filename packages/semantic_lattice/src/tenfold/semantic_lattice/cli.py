@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from tenfold.core.cli import emit, json_option
+from tenfold.core.server import server_cli_options
 from tenfold.semantic_lattice.errors import SemanticLatticeError
 
 __all__ = ["lattice"]
@@ -178,23 +179,38 @@ def export(store_path: Path, out: Path, as_json: bool) -> None:
 
 @lattice.command()
 @_store_option
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=7878, show_default=True)
-@click.option("--timeout-s", type=float, default=30.0, show_default=True, help="per query")
-@click.option("--max-rows", type=int, default=1_000_000, show_default=True, help="per result")
-def serve(store_path: Path, host: str, port: int, timeout_s: float, max_rows: int) -> None:
+@server_cli_options(7878)
+@click.option(
+    "--query-timeout-s",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    default=30.0,
+    show_default=True,
+    help="Time budget of one query; past it the client gets 503.",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Rows in one result; more gets 413.",
+)
+def serve(store_path: Path, query_timeout_s: float, max_rows: int, **server: Any) -> None:
     """Serve the SPARQL 1.1 Protocol at /sparql (GET and POST, results by Accept header).
 
     Also GET /query?q=... (SPARQL or Datalog, JSON rows) and GET /health.
-    """
-    import uvicorn
 
+    Loopback without credentials serves everyone; any other address needs
+    --credentials (API keys: tenfold credentials issue) or --tls-cert/--tls-key/--tls-ca.
+    """
+    from tenfold.core.server import Server, options_from_cli
     from tenfold.semantic_lattice._protocol import ProtocolBudget, sparql_app
 
+    options = options_from_cli(server)
     store = _open(store_path)
-    app = sparql_app(store, budget=ProtocolBudget(timeout_s=timeout_s, max_rows=max_rows))
-    click.echo(f"serving {store_path} on http://{host}:{port}/sparql", err=True)
+    budget = ProtocolBudget(timeout_s=query_timeout_s, max_rows=max_rows)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        Server(
+            sparql_app(store, budget=budget), options, name="lattice", role="reader"
+        ).serve_forever(lambda url: click.echo(f"serving {store_path} on {url}/sparql", err=True))
     finally:
         store.close()
