@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import tenfold.auto_learner._omp  # noqa: F401  (before lightgbm loads OpenMP)
+
+# isort: split
 import lightgbm as lgb
 import numpy as np
 from sklearn.metrics import roc_auc_score
