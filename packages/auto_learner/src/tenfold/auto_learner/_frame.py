@@ -237,6 +237,28 @@ class Schema:
             self._lookup[j] = table
         return table
 
+    @staticmethod
+    def _category_codes(s: pd.Series, codes: dict[str, int]) -> np.ndarray[Any, Any]:
+        """Codes of a column's values, keyed once per distinct value (not per row)."""
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            per_category = np.array(
+                [codes.get(category_key(v), np.nan) for v in s.cat.categories], dtype=np.float32
+            )
+            raw = s.cat.codes.to_numpy()
+            out = np.full(len(s), np.nan, dtype=np.float32)
+            ok = raw >= 0
+            out[ok] = per_category[raw[ok]]
+            return out
+        index, uniques = pd.factorize(s.astype("object"), use_na_sentinel=True)
+        per_value = np.array(
+            [np.nan if _is_missing(v) else codes.get(category_key(v), np.nan) for v in uniques],
+            dtype=np.float32,
+        )
+        out = np.full(len(s), np.nan, dtype=np.float32)
+        ok = index >= 0
+        out[ok] = per_value[index[ok]]
+        return out
+
     def _date_parts(self, s: pd.Series, col: Column) -> np.ndarray[Any, np.dtype[np.float32]]:
         if not pd.api.types.is_datetime64_any_dtype(s.dtype):
             try:
@@ -269,11 +291,7 @@ class Schema:
             if col.kind == "datetime":
                 out[:, j : j + col.width] = self._date_parts(s, col)
             elif col.kind == "categorical":
-                codes = self._codes(k)
-                values = s.astype("object").map(
-                    lambda v, codes=codes: np.nan if _is_missing(v) else codes.get(category_key(v))
-                )
-                out[:, j] = values.to_numpy(dtype=np.float32, na_value=np.nan)
+                out[:, j] = self._category_codes(s, self._codes(k))
             elif pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
                 out[:, j] = s.to_numpy(dtype=np.float32, na_value=np.nan)
             elif pd.api.types.is_datetime64_any_dtype(s.dtype):

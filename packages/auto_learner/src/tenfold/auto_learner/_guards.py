@@ -188,15 +188,23 @@ def find_leaks(
     for name in features:
         s = sub[name]
         best = 0.5
+        categorical = _is_categorical(s)
+        if categorical:
+            codes = pd.factorize(s.astype("object"), use_na_sentinel=True)[0]
+            first, second = codes[:half], codes[half:]
+        else:
+            values = _numeric(s)
         for mask in targets:
             yb = mask.astype(np.int8)
-            if _is_categorical(s):
-                keys = s.astype(str).to_numpy()
-                rate = pd.Series(yb[:half]).groupby(keys[:half]).mean()
-                score = pd.Series(keys[half:]).map(rate).to_numpy(dtype=float)
-                auc = _auc(score, yb[half:])
+            if categorical:
+                # Per-category label rate fitted on the first half, scored on the second.
+                n_codes = int(codes.max()) + 2
+                hits = np.bincount(first + 1, weights=yb[:half], minlength=n_codes)
+                count = np.bincount(first + 1, minlength=n_codes)
+                rate = np.where(count > 0, hits / np.maximum(count, 1), np.nan)
+                auc = _auc(rate[second + 1], yb[half:])
             else:
-                auc = _auc(_numeric(s), yb)
+                auc = _auc(values, yb)
             best = max(best, auc, 1 - auc)
         if best >= threshold:
             leaks.append((name, round(best, 4)))

@@ -38,7 +38,7 @@ def shift_test(
     categorical: list[int],
     *,
     threshold: float = 0.6,
-    max_rows: int = 20_000,
+    max_rows: int = 10_000,
     seed: int = 0,
     clip: float = 20.0,
 ) -> ShiftReport:

@@ -97,7 +97,7 @@ class RunStore:
             raise DataError(f"run store {self.path} cannot be read: {exc}") from None
         target = np.array([meta[k_] for k_ in _KEYS]) / _SCALE
         scored = []
-        for domain, meta_json, config_json, _score in rows:
+        for domain, meta_json, config_json, score in rows:
             if exclude_domain is not None and domain == exclude_domain:
                 continue
             try:
@@ -107,10 +107,12 @@ class RunStore:
             except (TypeError, ValueError, AttributeError):
                 continue  # a row another version wrote: not a suggestion
             if isinstance(config, dict):
-                scored.append((float(np.linalg.norm(vec - target)), config))
-        scored.sort(key=lambda t: t[0])
+                scored.append(
+                    (round(float(np.linalg.norm(vec - target)), 6), -float(score), config)
+                )
+        scored.sort(key=lambda t: (t[0], t[1]))  # nearest run first, its best config first
         out: list[dict[str, Any]] = []
-        for _, config in scored:
+        for _, _, config in scored:
             if config not in out:
                 out.append(config)
             if len(out) == k:
