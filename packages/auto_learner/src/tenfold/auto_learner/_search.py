@@ -99,6 +99,8 @@ class Trial:
     source: str = "search"
     rows: int = 0  # training rows the trial used
     finished_s: float = 0.0  # seconds since the fit started when the trial ended
+    fit_s: float = 0.0  # of ``seconds``, the training itself (cached inputs excluded)
+    rounds_trained: int = 0  # boosting rounds built (early stopping's patience included)
 
 
 @dataclass
@@ -674,13 +676,16 @@ class AutoLearner:
             """Seconds the refit of the current best is expected to take."""
             if best is None or not refit:
                 return 0.0
-            rounds = 1.1 if best.family != "linear" else 1.0
-            return best.seconds * n_all / max(best.rows, 1) * rounds
+            per_row = best.fit_s * n_all / max(best.rows, 1)
+            if best.family == "linear":
+                return per_row
+            refit_rounds = max(10, int(best.iterations * 1.1))
+            return per_row * refit_rounds / max(best.rounds_trained, 1)
 
         def reserve() -> float:
             # The search stops this long before the deadline: the refit, with a margin
             # (trial times vary twofold on a loaded machine).
-            return max(1.5 * refit_cost(), 0.1 * budget_s) if refit else 0.0
+            return max(1.25 * refit_cost(), 0.05 * budget_s) if refit else 0.0
 
         y_va = y[va]
         with threadpool_limits(self.threads):
@@ -716,6 +721,7 @@ class AutoLearner:
                     if family == "lgbm":
                         w = weights if cfg.get("reweight") else None
                         data = cache.get(("lgbm_binned", w is not None), binned(w))
+                        t_fit = _now()
                         try:
                             model, pred, iters = self._lgbm(
                                 cfg,
@@ -735,9 +741,11 @@ class AutoLearner:
                                 f"the plain LightGBM default would overrun the budget: "
                                 f"finished on a {fraction:.0%} row sample per round"
                             )
+                            t_fit = _now()
                             model, pred, iters = self._lgbm(
                                 cfg, data, x_va, task, n_classes, seed, None, None, fraction
                             )
+                        trained = int(model.current_iteration())
                     elif family == "hist_gb":
                         x_tr = cache.get("x_train", lambda: _sized(x[tr]))
                         rows = _budget_rows(trials, len(tr), deadline, must_finish)
@@ -750,6 +758,7 @@ class AutoLearner:
                             )
                         else:
                             y_tr = y[tr]
+                        t_fit = _now()
                         model, pred, iters = self._hist_gb(
                             cfg,
                             (x_tr, x_va),
@@ -761,11 +770,14 @@ class AutoLearner:
                             stop_at,
                             metric,
                         )
+                        trained = iters
                     else:
                         x_tr = cache.get("x_train", lambda: _sized(x[tr]))
+                        t_fit = _now()
                         model, pred, iters = self._linear(
                             (x_tr, x_va), (y[tr], y_va), task, n_classes
                         )
+                        trained = 1
                     score = score_metrics(task, y_va, pred, metric)
                 except (ValueError, MemoryError, lgb.basic.LightGBMError) as exc:
                     broken.add(family)
@@ -789,6 +801,8 @@ class AutoLearner:
                     source,
                     rows,
                     round(_now() - started, 3),
+                    round(_now() - t_fit, 3),
+                    trained,
                 )
                 trials.append(trial)
                 preds[len(trials) - 1] = pred
@@ -1003,10 +1017,10 @@ def _budget_rows(trials: list[Trial], n: int, deadline: float, must_finish: bool
     lgbm = [t for t in trials if t.family == "lgbm" and t.rows]
     if not lgbm:
         return n
-    pace = min(t.seconds / max(t.rows * max(t.iterations, 1), 1) for t in lgbm)
+    pace = min(t.fit_s / max(t.rows * max(t.rounds_trained, 1), 1) for t in lgbm)
     left = deadline - _now()
     if must_finish:
-        left = max(left, 0.0) + 0.25 * max(t.seconds for t in lgbm)
+        left = max(left, 0.0) + 0.25 * max(t.fit_s for t in lgbm)
     affordable = int(left / max(pace * PLAIN_ROUNDS, 1e-12))
     return int(min(n, max(affordable, min(n, 2_000))))
 
@@ -1014,12 +1028,12 @@ def _budget_rows(trials: list[Trial], n: int, deadline: float, must_finish: bool
 def _first_step_s(trials: list[Trial], family: str) -> float:
     """Seconds before a trial of ``family`` can first stop: 10 LightGBM rounds, one
     chunk of 50 HistGradientBoosting rounds, or a whole linear fit (from earlier trials)."""
-    own = [t for t in trials if t.family == family and t.seconds > 0]
+    own = [t for t in trials if t.family == family and t.fit_s > 0]
     if not own:
         return 0.0
     if family == "linear":
-        return min(t.seconds for t in own)
-    per_round = min(t.seconds / max(t.iterations, 1) for t in own)
+        return min(t.fit_s for t in own)
+    per_round = min(t.fit_s / max(t.rounds_trained, 1) for t in own)
     return per_round * (10 if family == "lgbm" else 50)
 
 
