@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tenfold.auto_learner import (
     AutoLearner,
@@ -285,3 +287,35 @@ def test_regression_never_below_the_default_per_row_either() -> None:
     served = result.model.compiled().predict_values(result.model.schema.encode_rows(rows))
     assert np.allclose(direct, served)
     assert dt.datetime.fromisoformat(rows[0]["when"]).year == 2024
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.one_of(
+        st.integers(-(2**40), 2**40),
+        st.floats(allow_nan=False, allow_infinity=False, width=64),
+        st.text(max_size=8),
+        st.booleans(),
+    )
+)
+def test_a_category_is_found_whatever_type_it_arrives_as(value: object) -> None:
+    df = pd.DataFrame({"c": pd.Series([value, "other"], dtype=object)})
+    schema = Schema.infer(df, ["c"])
+    code = schema.encode(df)[0, 0]
+    assert schema.encode_rows([{"c": value}])[0, 0] == code
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        assert schema.encode_rows([{"c": int(value)}])[0, 0] == code
+        # a model file that stored the float's text still matches the integer
+        old = Schema.from_json(
+            {"columns": [{"name": "c", "kind": "categorical", "categories": [str(value)]}]}
+        )
+        assert old.encode_rows([{"c": int(value)}])[0, 0] == 0
+
+
+def test_a_damaged_model_file_is_refused(tmp_path: Path) -> None:
+    from tenfold.auto_learner import ModelFileError
+
+    path = tmp_path / "m.tfm"
+    path.write_text('{"format": "tenfold-auto-learner/1", "schema": {}}')
+    with pytest.raises(ModelFileError, match="damaged model file"):
+        Model.load(path)

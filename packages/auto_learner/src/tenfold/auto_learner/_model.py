@@ -215,19 +215,31 @@ class Model:
             raise ModelFileError(f"{path} is not a tenfold model file: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ModelFileError(f"{path} is not a {FORMAT} model file")
-        booster = lgb.Booster(model_str=doc["booster"]) if "booster" in doc else None
-        estimator = (
-            pickle.loads(base64.b64decode(doc["estimator_pickle"]))
-            if "estimator_pickle" in doc
-            else None
-        )
-        return cls(
-            Schema.from_json(doc["schema"]),
-            doc["classes"],
-            doc["family"],
-            doc["config"],
-            booster,
-            estimator,
-            doc.get("report", {}),
-            doc.get("task", ""),
-        )
+        try:
+            booster = lgb.Booster(model_str=doc["booster"]) if "booster" in doc else None
+            estimator = (
+                pickle.loads(base64.b64decode(doc["estimator_pickle"]))
+                if "estimator_pickle" in doc
+                else None
+            )
+            return cls(
+                Schema.from_json(doc["schema"]),
+                list(doc["classes"]),
+                str(doc["family"]),
+                dict(doc["config"]),
+                booster,
+                estimator,
+                doc.get("report", {}),
+                doc.get("task", ""),
+            )
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            pickle.UnpicklingError,
+            lgb.basic.LightGBMError,
+        ) as exc:
+            raise ModelFileError(
+                f"{path} is a damaged model file: {type(exc).__name__}: {exc}"
+            ) from None
