@@ -184,10 +184,6 @@ def score_metrics(task: str, y: Array, pred: Array, metric: str) -> float:
     return float(m.roc_auc_score(y, pred[:, 1]))
 
 
-class _Overrun(Exception):
-    """A must-finish trial would overrun the budget far: it restarts on a row subsample."""
-
-
 def _key(metric: str, score: float) -> float:
     """Higher is better, whatever the metric."""
     if not math.isfinite(score):
@@ -309,8 +305,10 @@ class AutoLearner:
         """One LightGBM trial with early stopping on validation; its validation predictions.
 
         ``stop_at``: stop adding rounds at this clock time (the search's deadline).
-        ``overrun_at``: a must-finish trial raises :class:`_Overrun` when its first
-        rounds project a finish past this time, so it can restart on fewer rows.
+        ``overrun_at``: when a must-finish trial's first five rounds project a finish
+        past this time, its remaining rounds grow each tree on a row sample (LightGBM's
+        bagging, switched on mid-training) sized to end near it, at least a quarter
+        of the rows; ``self.last_fraction`` says which share was used.
         """
         train, valid = data
         knobs = {k: v for k, v in cfg.items() if k not in ("n_estimators", "reweight")}
@@ -324,15 +322,19 @@ class AutoLearner:
             params.update(bagging_fraction=fraction, bagging_freq=1)
         rounds = int(cfg.get("n_estimators", 1000))
         started = _now()
+        self.last_fraction = fraction
 
         def watch(env: Any) -> None:
             it = env.iteration + 1
-            if stop_at is not None and _now() > stop_at and it > 10:
+            now = _now()
+            if stop_at is not None and now > stop_at and it > 10:
                 raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
-            if overrun_at is not None and it == 5:
-                projected = started + (_now() - started) / it * rounds
+            if overrun_at is not None and it == 5 and fraction == 1.0:
+                projected = now + (now - started) / it * (rounds - it)
                 if projected > overrun_at:
-                    raise _Overrun(projected - started)
+                    share = float(np.clip((overrun_at - now) / (projected - now), 0.25, 0.9))
+                    env.model.reset_parameter({"bagging_fraction": share, "bagging_freq": 1})
+                    self.last_fraction = share
 
         booster = lgb.train(
             params,
@@ -722,33 +724,26 @@ class AutoLearner:
                         w = weights if cfg.get("reweight") else None
                         data = cache.get(("lgbm_binned", w is not None), binned(w))
                         t_fit = _now()
-                        try:
-                            model, pred, iters = self._lgbm(
-                                cfg,
-                                data,
-                                x_va,
-                                task,
-                                n_classes,
-                                seed,
-                                stop_at,
-                                overrun_at=deadline + 2 * budget_s if must_finish else None,
-                            )
-                        except _Overrun as over:
-                            # Finish the default anyway, on the share of rows that fits.
-                            left = max(deadline - _now(), 0.1 * budget_s)
-                            fraction = float(np.clip(left / float(over.args[0]), 0.05, 0.9))
+                        model, pred, iters = self._lgbm(
+                            cfg,
+                            data,
+                            x_va,
+                            task,
+                            n_classes,
+                            seed,
+                            stop_at,
+                            overrun_at=deadline + 0.25 * budget_s if must_finish else None,
+                        )
+                        if self.last_fraction < 1.0:
+                            fraction = self.last_fraction
                             notes.append(
-                                f"the plain LightGBM default would overrun the budget: "
-                                f"finished on a {fraction:.0%} row sample per round"
-                            )
-                            t_fit = _now()
-                            model, pred, iters = self._lgbm(
-                                cfg, data, x_va, task, n_classes, seed, None, None, fraction
+                                "the plain LightGBM default would overrun the budget: after five "
+                                f"rounds each tree grew on a {fraction:.0%} row sample"
                             )
                         trained = int(model.current_iteration())
                     elif family == "hist_gb":
                         x_tr = cache.get("x_train", lambda: _sized(x[tr]))
-                        rows = _budget_rows(trials, len(tr), deadline, must_finish)
+                        rows = _budget_rows(trials, len(tr), deadline, must_finish, budget_s)
                         if rows < len(tr):
                             fraction = rows / len(tr)
                             pick = np.random.default_rng(seed).permutation(len(tr))[:rows]
@@ -826,7 +821,10 @@ class AutoLearner:
         # Refit the winner on everything we were given, for as long as validation chose.
         refitted = False
         if refit:
-            if _now() + refit_cost() <= deadline + 0.1 * budget_s:
+            # A model fit on 70% of the rows loses to the plain default fit on all of
+            # them: the refit may overrun by a quarter of the budget (on a loaded
+            # machine trial times vary twofold, so the reserve alone is not enough).
+            if _now() + refit_cost() <= deadline + 0.25 * budget_s:
                 with threadpool_limits(self.threads):
                     best_model = self._refit(best, x, y, task, n_classes, cat, seed)
                 refitted = True
@@ -1008,11 +1006,14 @@ def _best_of(trials: list[Trial], family: str, metric: str) -> Trial | None:
     return max(own, key=lambda t: _key(metric, t.score)) if own else None
 
 
-def _budget_rows(trials: list[Trial], n: int, deadline: float, must_finish: bool) -> int:
+def _budget_rows(
+    trials: list[Trial], n: int, deadline: float, must_finish: bool, budget_s: float
+) -> int:
     """Training rows a HistGradientBoosting trial can afford, from LightGBM's measured pace.
 
     The two cost about the same per row and round; a must-finish default gets at
-    least a quarter of the remaining budget's worth (and never fewer than 2,000 rows).
+    least a tenth of the budget's worth, even past the deadline (and never fewer
+    than 2,000 rows).
     """
     lgbm = [t for t in trials if t.family == "lgbm" and t.rows]
     if not lgbm:
@@ -1020,7 +1021,7 @@ def _budget_rows(trials: list[Trial], n: int, deadline: float, must_finish: bool
     pace = min(t.fit_s / max(t.rows * max(t.rounds_trained, 1), 1) for t in lgbm)
     left = deadline - _now()
     if must_finish:
-        left = max(left, 0.0) + 0.25 * max(t.fit_s for t in lgbm)
+        left = max(left, 0.1 * budget_s)
     affordable = int(left / max(pace * PLAIN_ROUNDS, 1e-12))
     return int(min(n, max(affordable, min(n, 2_000))))
 
