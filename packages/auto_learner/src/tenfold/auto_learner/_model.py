@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tenfold.auto_learner._omp  # noqa: F401  (before lightgbm loads OpenMP)
+
+# isort: split
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -22,25 +25,70 @@ FORMAT = "tenfold-auto-learner/1"
 Array = np.ndarray[Any, Any]
 
 
+class FullProba:
+    """A scikit-learn classifier whose probabilities always have one column per class.
+
+    A class absent from a training split (a class of two rows) gets no column from
+    scikit-learn; here it gets probability zero, so every family's output lines
+    up with the model's classes.
+    """
+
+    def __init__(self, estimator: Any, n_classes: int) -> None:
+        self.estimator = estimator
+        self.n_classes = n_classes
+
+    def predict_proba(self, x: Array) -> Array:
+        p = np.asarray(self.estimator.predict_proba(x), dtype=float)
+        seen = np.asarray(self.estimator.classes_, dtype=int)
+        if len(seen) == self.n_classes:
+            return p
+        out = np.zeros((len(x), self.n_classes))
+        out[:, seen] = p
+        return out
+
+
 class Predictor:
     """The hot path: a raw LightGBM booster (or a bare estimator) over float32 rows."""
 
-    __slots__ = ("_binary", "_booster", "_estimator", "_n_features")
+    __slots__ = ("_binary", "_booster", "_estimator", "_n_features", "_regression")
 
     def __init__(
-        self, booster: lgb.Booster | None, estimator: Any, n_features: int, binary: bool
+        self,
+        booster: lgb.Booster | None,
+        estimator: Any,
+        n_features: int,
+        binary: bool,
+        regression: bool = False,
     ) -> None:
         self._booster = booster
         self._estimator = estimator
         self._n_features = n_features
         self._binary = binary
+        self._regression = regression
+
+    def _check(self, x: Array) -> Array:
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[1] != self._n_features:
+            raise SchemaMismatch(f"expected {self._n_features} features per row, got {x.shape[-1]}")
+        return x
+
+    def predict_values(self, x: Array) -> Array:
+        """Predicted numbers for an encoded matrix (regression models)."""
+        x = self._check(x)
+        if not self._regression:
+            raise SchemaMismatch("this is a classifier: use predict_proba")
+        if self._booster is not None:
+            return np.asarray(self._booster.predict(x, num_threads=1), dtype=float)
+        return np.asarray(self._estimator.predict(x), dtype=float)
 
     def predict_proba(self, x: Array) -> Array:
         """Class probabilities for an encoded matrix (rows x features)."""
-        if x.ndim == 1:
-            x = x.reshape(1, -1)
-        if x.shape[1] != self._n_features:
-            raise SchemaMismatch(f"expected {self._n_features} features per row, got {x.shape[1]}")
+        x = self._check(x)
+        if self._regression:
+            raise SchemaMismatch(
+                "this is a regression model: it predicts values, not probabilities"
+            )
         if self._booster is not None:
             p = np.asarray(self._booster.predict(x, num_threads=1))
             return np.column_stack([1 - p, p]) if self._binary else p
@@ -48,7 +96,9 @@ class Predictor:
         return result
 
     def predict_one(self, row: Array) -> float:
-        """P(class 1) for one encoded row: the batch-1 serving path."""
+        """P(class 1) for one encoded row (a value for regression): the batch-1 serving path."""
+        if self._regression:
+            return float(self.predict_values(row.reshape(1, -1))[0])
         if self._booster is not None:
             out = np.asarray(self._booster.predict(row.reshape(1, -1), num_threads=1))
             return float(out[0] if self._binary else out[0, 1])
@@ -66,13 +116,20 @@ class Model:
     booster: lgb.Booster | None = None
     estimator: Any = None
     report: dict[str, Any] = field(default_factory=dict)
+    task: str = ""  # "binary" | "multiclass" | "regression"; "" in older files (classification)
 
     @property
     def binary(self) -> bool:
-        return len(self.classes) == 2
+        return self.task != "regression" and len(self.classes) == 2
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
 
     def compiled(self) -> Predictor:
-        return Predictor(self.booster, self.estimator, len(self.schema.columns), self.binary)
+        return Predictor(
+            self.booster, self.estimator, self.schema.width, self.binary, self.regression
+        )
 
     def encode(self, df: pd.DataFrame) -> Array:
         return self.schema.encode(df)
@@ -81,6 +138,9 @@ class Model:
         return self.compiled().predict_proba(self.encode(df))
 
     def predict(self, df: pd.DataFrame) -> Array:
+        """Predicted labels (classification) or values (regression)."""
+        if self.regression:
+            return self.compiled().predict_values(self.encode(df))
         proba = self.predict_proba(df)
         labels: Array = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
         return labels
@@ -116,10 +176,13 @@ class Model:
             booster,
             None,
             dict(self.report),
+            self.task,
         )
 
     # -- files ---------------------------------------------------------------------
-    def save(self, path: Path) -> None:
+    def save(self, path: Path | str) -> None:
+        """Write the model file atomically (a temporary file renamed into place)."""
+        path = Path(path)
         doc: dict[str, Any] = {
             "format": FORMAT,
             "schema": self.schema.to_json(),
@@ -127,17 +190,23 @@ class Model:
             "family": self.family,
             "config": self.config,
             "report": self.report,
+            "task": self.task,
         }
         if self.booster is not None:
             doc["booster"] = self.booster.model_to_string()
         else:
             doc["estimator_pickle"] = base64.b64encode(pickle.dumps(self.estimator)).decode()
+        text = json.dumps(doc, default=str)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc, default=str))
-        tmp.replace(path)
+        try:
+            tmp.write_text(text)
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ModelFileError(f"cannot write model file {path}: {exc.strerror or exc}") from None
 
     @classmethod
-    def load(cls, path: Path) -> Model:
+    def load(cls, path: Path | str) -> Model:
         try:
             doc = json.loads(Path(path).read_text())
         except FileNotFoundError:
@@ -146,18 +215,31 @@ class Model:
             raise ModelFileError(f"{path} is not a tenfold model file: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ModelFileError(f"{path} is not a {FORMAT} model file")
-        booster = lgb.Booster(model_str=doc["booster"]) if "booster" in doc else None
-        estimator = (
-            pickle.loads(base64.b64decode(doc["estimator_pickle"]))
-            if "estimator_pickle" in doc
-            else None
-        )
-        return cls(
-            Schema.from_json(doc["schema"]),
-            doc["classes"],
-            doc["family"],
-            doc["config"],
-            booster,
-            estimator,
-            doc.get("report", {}),
-        )
+        try:
+            booster = lgb.Booster(model_str=doc["booster"]) if "booster" in doc else None
+            estimator = (
+                pickle.loads(base64.b64decode(doc["estimator_pickle"]))
+                if "estimator_pickle" in doc
+                else None
+            )
+            return cls(
+                Schema.from_json(doc["schema"]),
+                list(doc["classes"]),
+                str(doc["family"]),
+                dict(doc["config"]),
+                booster,
+                estimator,
+                doc.get("report", {}),
+                doc.get("task", ""),
+            )
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            pickle.UnpicklingError,
+            lgb.basic.LightGBMError,
+        ) as exc:
+            raise ModelFileError(
+                f"{path} is a damaged model file: {type(exc).__name__}: {exc}"
+            ) from None

@@ -26,11 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import tenfold.auto_learner._omp  # noqa: F401  (before lightgbm loads OpenMP)
+
+# isort: split
 import lightgbm as lgb
 import numpy as np
 
 from tenfold.auto_learner._blend import KeyGroup, RecencyBlend
-from tenfold.auto_learner.errors import BudgetError
+from tenfold.auto_learner.errors import BudgetError, SchemaMismatch
 
 __all__ = ["Adwin", "OnlineLearner", "OnlineStats"]
 
@@ -203,6 +206,16 @@ class OnlineLearner:
         Row ``i`` is predicted before any label due after ``t[i]`` is used, and a
         label is used only once ``t[i] >= its row's time + label_delay``.
         """
+        x = np.asarray(x)
+        n_features = self.booster.num_feature()
+        if x.ndim != 2 or x.shape[1] != n_features:
+            raise SchemaMismatch(
+                f"expected rows of {n_features} encoded features, got shape {tuple(x.shape)}"
+            )
+        if not len(t) == len(y) == len(x):
+            raise SchemaMismatch(
+                f"times, rows and labels differ in length ({len(t)}, {len(x)}, {len(y)})"
+            )
         with self._lock:
             booster = self.booster
         n = len(x)

@@ -15,15 +15,21 @@ from typing import Any
 
 import numpy as np
 
+from tenfold.auto_learner.errors import DataError
+
 __all__ = ["RunStore", "meta_features"]
 
 
 def meta_features(
-    x: np.ndarray[Any, Any], y_index: np.ndarray[Any, Any], categorical: list[int]
+    x: np.ndarray[Any, Any], y_index: np.ndarray[Any, Any] | None, categorical: list[int]
 ) -> dict[str, float]:
+    """Dataset descriptors the warm start compares (``y_index`` None: a regression target)."""
     n, d = x.shape
-    counts = np.bincount(y_index.astype(int))
-    p = counts[counts > 0] / counts.sum()
+    if y_index is None:
+        p = np.ones(0)
+    else:
+        counts = np.bincount(y_index.astype(int))
+        p = counts[counts > 0] / counts.sum()
     missing = float(np.isnan(x).mean()) if x.size else 0.0
     return {
         "log_rows": math.log10(max(n, 1)),
@@ -40,15 +46,26 @@ _SCALE = np.array([1.0, 1.0, 0.5, 2.0, 0.5, 0.2])
 
 
 class RunStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path | str) -> None:
+        path = Path(path)
+        if path.is_dir():
+            raise DataError(f"run store {path} is a directory, not a SQLite file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path)
+        except (OSError, sqlite3.Error) as exc:
+            raise DataError(f"cannot open run store {path}: {exc}") from None
         self.path = path
-        self._db = sqlite3.connect(path)
-        self._db.execute(
-            "create table if not exists runs (id integer primary key, dataset text, domain text, meta text,"
-            " config text, score real, created real)"
-        )
-        self._db.commit()
+        try:
+            self._db.execute(
+                "create table if not exists runs (id integer primary key, dataset text, domain text,"
+                " meta text, config text, score real, created real)"
+            )
+            self._db.execute("select domain, meta, config, score from runs limit 1").fetchall()
+            self._db.commit()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise DataError(f"run store {path} is not a usable SQLite store: {exc}") from None
 
     def close(self) -> None:
         self._db.close()
@@ -74,18 +91,28 @@ class RunStore:
         self, meta: dict[str, float], k: int = 3, exclude_domain: str | None = None
     ) -> list[dict[str, Any]]:
         """The winning configurations of the ``k`` most similar past runs, nearest first."""
-        rows = self._db.execute("select domain, meta, config, score from runs").fetchall()
+        try:
+            rows = self._db.execute("select domain, meta, config, score from runs").fetchall()
+        except sqlite3.Error as exc:
+            raise DataError(f"run store {self.path} cannot be read: {exc}") from None
         target = np.array([meta[k_] for k_ in _KEYS]) / _SCALE
         scored = []
-        for domain, meta_json, config_json, _score in rows:
+        for domain, meta_json, config_json, score in rows:
             if exclude_domain is not None and domain == exclude_domain:
                 continue
-            m = json.loads(meta_json)
-            vec = np.array([m.get(k_, 0.0) for k_ in _KEYS]) / _SCALE
-            scored.append((float(np.linalg.norm(vec - target)), json.loads(config_json)))
-        scored.sort(key=lambda t: t[0])
+            try:
+                m = json.loads(meta_json)
+                config = json.loads(config_json)
+                vec = np.array([float(m.get(k_, 0.0)) for k_ in _KEYS]) / _SCALE
+            except (TypeError, ValueError, AttributeError):
+                continue  # a row another version wrote: not a suggestion
+            if isinstance(config, dict):
+                scored.append(
+                    (round(float(np.linalg.norm(vec - target)), 6), -float(score), config)
+                )
+        scored.sort(key=lambda t: (t[0], t[1]))  # nearest run first, its best config first
         out: list[dict[str, Any]] = []
-        for _, config in scored:
+        for _, _, config in scored:
             if config not in out:
                 out.append(config)
             if len(out) == k:

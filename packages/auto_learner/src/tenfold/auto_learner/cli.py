@@ -48,6 +48,29 @@ def _check_data(spec: str) -> None:
         raise DataError(f"data file not found: {spec}")
 
 
+def _check_writable(what: str, path: Path) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    import os
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a directory")
+    if not parent.is_dir():
+        raise DataError(f"{what} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise DataError(f"{what} {path} is not writable")
+
+
+def _write_text(what: str, path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+
+
 @click.group("learn")
 def learn() -> None:
     """AutoML across domains: fit, predict, report, serve."""
@@ -92,7 +115,19 @@ def learn() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the HTML report here.",
 )
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
+@click.option(
+    "--task",
+    type=click.Choice(["auto", "binary", "multiclass", "regression"]),
+    default="auto",
+    show_default=True,
+    help="Detected from the target unless forced.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["roc_auc", "log_loss", "accuracy", "macro_f1", "rmse", "mae", "r2"]),
+    help="Selection metric (default: roc_auc binary, log_loss multiclass, rmse regression).",
+)
 @json_option
 def fit(
     data: str,
@@ -106,6 +141,8 @@ def fit(
     inf_policy: str,
     report_path: Path | None,
     seed: int,
+    task: str,
+    metric: str | None,
     as_json: bool,
 ) -> None:
     """Search models for DATA's TARGET within the budget; save the winner."""
@@ -114,6 +151,9 @@ def fit(
     from tenfold.auto_learner._report import html_report
     from tenfold.auto_learner._search import AutoLearner
 
+    for what, path in (("--out", out), ("--report", report_path)):
+        if path is not None:
+            _check_writable(what, path)
     df = read_data(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -127,16 +167,28 @@ def fit(
             inf_policy=inf_policy,
             seed=seed,
             dataset=Path(data).stem,
+            task=task,
+            metric=metric,
         )
     result.model.report = {**result.summary(), "trial_log": [asdict(t) for t in result.trials]}
-    result.model.save(out)
+    # The report first: if it cannot be written, no model file is left behind either.
     if report_path is not None:
-        report_path.write_text(html_report(result.summary(), [asdict(t) for t in result.trials]))
+        _write_text(
+            "--report",
+            report_path,
+            html_report(result.summary(), [asdict(t) for t in result.trials]),
+        )
+    try:
+        result.model.save(out)
+    except BaseException:
+        if report_path is not None:
+            report_path.unlink(missing_ok=True)
+        raise
     summary = {**result.summary(), "model": str(out)}
 
     def text() -> str:
         lines = [
-            f"saved {out}: {result.best.family} ({result.best.source}), {len(result.trials)} trials"
+            f"saved {out}: {result.task}, {result.best.family} ({result.best.source}), {len(result.trials)} trials"
         ]
         lines.append(
             f"{result.metric}: validation {result.validation_score:.4f}, holdout {summary['holdout_score']}, gap {summary['validation_holdout_gap']}"
@@ -161,15 +213,22 @@ def predict(model_path: Path, data: str, out: Path | None, as_json: bool) -> Non
 
     from tenfold.auto_learner._model import Model
 
+    if out is not None:
+        _check_writable("--out", out)
     model = Model.load(model_path)
     df = read_data(data)
     unseen = model.schema.unseen_categories(df)
-    proba = model.predict_proba(df)
-    labels = [model.classes[i] for i in proba.argmax(axis=1)]
-    frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in model.classes])
-    frame["prediction"] = labels
+    if model.regression:
+        values = model.predict(df)
+        labels = [round(float(v), 6) for v in values]
+        frame = pd.DataFrame({"prediction": values})
+    else:
+        proba = model.predict_proba(df)
+        labels = [model.classes[i] for i in proba.argmax(axis=1)]
+        frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in model.classes])
+        frame["prediction"] = labels
     if out is not None:
-        frame.to_csv(out, index=False)
+        _write_text("--out", out, frame.to_csv(index=False))
     emit(
         {"rows": len(frame), "unseen_categories": unseen, "predictions": labels[:20]},
         as_json,
@@ -193,8 +252,9 @@ def report(model_path: Path, out: Path) -> None:
     from tenfold.auto_learner._model import Model
     from tenfold.auto_learner._report import html_report
 
+    _check_writable("--out", out)
     model = Model.load(model_path)
-    out.write_text(html_report(model.report, model.report.get("trial_log", [])))
+    _write_text("--out", out, html_report(model.report, model.report.get("trial_log", [])))
     click.echo(f"wrote {out}")
 
 
