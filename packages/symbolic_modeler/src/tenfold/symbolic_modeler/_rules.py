@@ -303,11 +303,7 @@ class RuleSet:
             guards = self._guards[index]
             if all(check(subst) for _, check, _ in guards):
                 out = instantiate(self.rules[index].rhs, subst)
-                if (
-                    keep_domain
-                    and term.partial
-                    and _drops_domain(out, subst, self._rhs_vars[index])
-                ):
+                if keep_domain and term.partial and drops_domain(out, subst, self._rhs_vars[index]):
                     continue
                 return out
         return None
@@ -316,7 +312,7 @@ class RuleSet:
         return len(self.rules)
 
 
-def _drops_domain(out: Term, subst: Subst, rhs_vars: frozenset[str]) -> bool:
+def drops_domain(out: Term, subst: Subst, rhs_vars: frozenset[str]) -> bool:
     """A rewrite of a partial term to ``out`` loses points where it was undefined."""
     if not out.partial:
         return True
