@@ -143,6 +143,7 @@ def test_size_never_grows(text: str) -> None:
 @given(terms())
 @example("z + sqrt(1 - (x + z))**2")
 @example("x + (y - 2*(x + z))**1")
+@example("-1/y + x/y - x/y")
 def test_reduce_is_idempotent(text: str) -> None:
     for kw in ({}, {"assume_nonzero": True}, {"rules": SHIPPED}):
         done = _reduced(text, **kw)
@@ -197,10 +198,12 @@ def _covered(f: Term, out: set[Term], rules: RuleSet | None) -> bool:
     if f in out:
         return True
     (a,) = f.args
+
+    def zero(d: Term) -> bool:  # x/x - x/x is 0/x: zero wherever defined counts
+        return reduce(d, rules, assume_nonzero=True) is num(0)
+
     return any(
-        n.op == f.op
-        and len(n.args) == 1
-        and num(0) in (reduce(add(a, n.args[0]), rules), reduce(add(a, -n.args[0]), rules))
+        n.op == f.op and len(n.args) == 1 and (zero(add(a, n.args[0])) or zero(add(a, -n.args[0])))
         for n in out
     )
 
@@ -228,6 +231,7 @@ def _check_domain(t: Term, r: Term, rules: RuleSet | None) -> None:
 @example("(x**(-y))**(-1)")
 @example("1**(1/x)")
 @example("sin(1/y)**2 + cos(1/y)**2")
+@example("x - tan(-x/x)")
 def test_no_pole_or_branch_point_disappears(text: str) -> None:
     for rules in (None, SHIPPED):
         done = _reduced(text, rules=rules)

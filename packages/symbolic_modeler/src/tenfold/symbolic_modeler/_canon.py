@@ -90,7 +90,8 @@ def _collect_sum(items: list[tuple[Number, Term]], flags: Flags) -> Term:
     if null:
         # one summand 0*(1/x)*(1/y) for all of them: 0/x + 0/x is 0/x
         z = canon_mul([ZERO, *null], flags)
-        if z is not ZERO:
+        # -1/y + 0/y is -1/y: a null term over a base that survives adds nothing
+        if z is not ZERO and not coeffs.get(_split(z)[1]):
             terms.append(z)
     if const != 0:
         terms.append(num(const))
