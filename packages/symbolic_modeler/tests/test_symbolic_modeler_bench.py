@@ -52,3 +52,23 @@ def test_only_the_1000_pattern_ac_row_takes_fewer_subjects(tmp_path: Path) -> No
     patterns, subjects = _match_inputs(ctx, 1000, True)
     assert len(patterns) == 1000 and len(subjects) == 12
     assert len(_match_inputs(ctx, 100, True)[1]) == len(_match_inputs(ctx, 1000, False)[1]) == 50
+
+
+def test_a_capped_simplify_call_is_no_result_and_gives_no_speedup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cap SymPy cannot meet: the call must count no unit and no latency (a capped
+    # call used to count as one result taking 10 s, so the row showed a speedup
+    # over a result that never came), and the row must say it did not finish.
+    import tenfold.symbolic_modeler.bench as bench
+
+    monkeypatch.setattr(bench, "SIMPLIFY_CAP_S", 0.0001)
+    (scenario,) = [s for s in scenarios() if s.name == "reduce_500_ops_vs_simplify"]
+    assert scenario.peer is not None
+    ctx = BenchContext(mode="full", workdir=tmp_path)
+    with ctx.stack:
+        out = scenario.peer.prepare(ctx)()
+    assert isinstance(out, Outcome)
+    assert out.ops == 0 and not out.latencies_ms
+    assert out.metrics["simplify_timeouts_10s"] == 1
+    assert "did not finish in 10 s on 1 of 1 calls" in str(out.metrics["peer_result"])

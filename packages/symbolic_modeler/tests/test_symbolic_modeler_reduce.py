@@ -93,7 +93,10 @@ def test_reduce_is_sound_idempotent_and_never_grows(text: str) -> None:
     assert reduce(once) is once
     assert once.size <= t.size
     assert compare(t, once, points=3) != "different"
-    strict_free = reduce(t, assume_nonzero=True)
+    try:
+        strict_free = reduce(t, assume_nonzero=True)
+    except ReductionError:  # sin((x - x)/x)**-1: defined nowhere once x/x is 1
+        return
     assert reduce(strict_free, assume_nonzero=True) is strict_free
 
 

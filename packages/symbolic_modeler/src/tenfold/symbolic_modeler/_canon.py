@@ -64,15 +64,6 @@ def _mul_of(coeff: Number, base: Term) -> Term:
     return intern(OP_MUL, None, (c, base))
 
 
-def _zero_times(base: Term) -> Term:
-    """``0 * base`` keeping only the factors that can be undefined (``0*(1/y)``)."""
-    factors = base.args if base.op == OP_MUL else (base,)
-    keep = [f for f in factors if f.partial]
-    if not keep:
-        return ZERO
-    return intern(OP_MUL, None, (ZERO, *sort_args(keep)))
-
-
 def _collect_sum(items: list[tuple[Number, Term]], flags: Flags) -> Term:
     const: Number = 0
     coeffs: dict[Term, Number] = {}
@@ -83,6 +74,7 @@ def _collect_sum(items: list[tuple[Number, Term]], flags: Flags) -> Term:
             coeffs[base] = coeffs.get(base, 0) + c
     terms: list[Term] = []
     nested = False
+    null: list[Term] = []  # the singular factors of summands that cancelled
     for base, c in coeffs.items():
         if c == 1:
             if base.op == OP_ADD:  # 2*(y + z) - (y + z): the sum itself comes back
@@ -92,11 +84,15 @@ def _collect_sum(items: list[tuple[Number, Term]], flags: Flags) -> Term:
                 terms.append(base)
         elif c == 0:
             if base.partial and not flags.nonzero:
-                z = _zero_times(base)
-                if z is not ZERO:
-                    terms.append(z)
+                null.extend(f for f in (base.args if base.op == OP_MUL else (base,)) if f.partial)
         else:
             terms.append(_mul_of(c, base))
+    if null:
+        # one summand 0*(1/x)*(1/y) for all of them: 0/x + 0/x is 0/x
+        z = canon_mul([ZERO, *null], flags)
+        # -1/y + 0/y is -1/y: a null term over a base that survives adds nothing
+        if z is not ZERO and not coeffs.get(_split(z)[1]):
+            terms.append(z)
     if const != 0:
         terms.append(num(const))
     if nested:
@@ -120,17 +116,19 @@ def _split(a: Term) -> tuple[Number, Term]:
 
 def canon_add(args: list[Term] | tuple[Term, ...], flags: Flags) -> Term:
     items: list[tuple[Number, Term]] = []
-    distributable = False
+    distributable = odd = False
     for a in args:
-        if a.op == OP_ADD:
-            for b in a.args:
-                items.append(_split(b))
-        else:
-            c, base = _split(a)
-            if base.op == OP_ADD and c != 0:
-                distributable = True
+        # summands of a nested sum (a power **1 or sqrt(...)**2 of a sum returns
+        # its sum here) are looked at like any other: 1 + z - (x + z) -> 1 - x
+        for b in a.args if a.op == OP_ADD else (a,):
+            c, base = _split(b)
+            if c != 0:
+                if base.op == OP_ADD:
+                    distributable = True
+                elif base.op in _ODD and _negated(base.args[0]) is not None:
+                    odd = True
             items.append((c, base))
-    plain = _collect_sum(items, flags)
+    plain = _collect_odd(items, flags) if odd else _collect_sum(items, flags)
     if not distributable:
         return plain
     # c*(u + v) inside a sum: distributing may let terms cancel; keep it only if smaller.
@@ -144,8 +142,34 @@ def canon_add(args: list[Term] | tuple[Term, ...], flags: Flags) -> Term:
                 work.append((c * bc, bb))
         else:
             spread.append((c, base))
-    other = _collect_sum(spread, flags)
+    other = _collect_odd(spread, flags)
     return other if other.size < plain.size else plain
+
+
+def _collect_odd(items: list[tuple[Number, Term]], flags: Flags) -> Term:
+    """The sum, with the sign taken out of odd functions when that makes it smaller.
+
+    sin(-x*y) stays (moving the sign out would grow it), but in a sum
+    sin(-x*y) + sin(x*y) -> 0.
+    """
+    plain = _collect_sum(items, flags)
+    if any(c != 0 and _odd_out(c, base)[1] is not base for c, base in items):
+        flipped = _collect_sum([_odd_out(c, base) for c, base in items], flags)
+        if flipped.size < plain.size:
+            return flipped
+    return plain
+
+
+_ODD = frozenset({"sin", "tan", "sinh", "tanh", "asin", "atan", "asinh", "atanh"})
+
+
+def _odd_out(c: Number, base: Term) -> tuple[Number, Term]:
+    """``c*f(-u)`` as ``-c*f(u)`` for an odd function ``f``; other summands unchanged."""
+    if base.op in _ODD and len(base.args) == 1:
+        u = _negated(base.args[0])
+        if u is not None:
+            return -c, intern(base.op, None, (u,))
+    return c, base
 
 
 def _exact_root(n: int, q: int) -> int | None:
@@ -209,7 +233,8 @@ def canon_pow(b: Term, e: Term, flags: Flags) -> Term:
         if ev < 0 and _is_null(b):  # defined nowhere, like 0**-1
             raise ReductionError(f"division by zero: {b} is zero wherever it is defined")
         if ev == 0:
-            return ONE
+            # (1/x)**0 and log(x)**0 are undefined at x = 0: keep them unless allowed
+            return ONE if flags.nonzero or not b.partial else pow_(b, e)
         if ev == 1:
             return b
         if b.op == OP_NUM:
@@ -223,18 +248,19 @@ def canon_pow(b: Term, e: Term, flags: Flags) -> Term:
                 # (x**-1)**-1 -> x would define the result at x = 0.
                 if flags.nonzero or not (f.value < 0 and fe > 0):
                     return canon_pow(inner, num(fe), flags)
-            else:
-                # (x**y)**n = x**(n*y) for integer n.
+            elif ev > 0 or flags.nonzero:
+                # (x**y)**n = x**(n*y) for integer n; for n < 0, (x**-y)**-1 -> x**y
+                # would define the result at x = 0, as with numbers above.
                 return canon_pow(inner, canon_mul([f, e], flags), flags)
-    elif b is ONE:
-        return ONE
+    elif b is ONE and (flags.nonzero or not e.partial):
+        return ONE  # but 1**(1/x) keeps its pole at x = 0
     return pow_(b, e)
 
 
 def canon_mul(args: list[Term] | tuple[Term, ...], flags: Flags) -> Term:
     coeff: Number = 1
-    # base -> [positive exponent sum, negative exponent sum, symbolic exponents]
-    powers: dict[Term, list[object]] = {}
+    # base -> exponents, in order of first appearance
+    powers: dict[Term, list[Term]] = {}
     work = list(args)
     i = 0
     while i < len(work):
@@ -253,38 +279,25 @@ def canon_mul(args: list[Term] | tuple[Term, ...], flags: Flags) -> Term:
             base, e = a, ONE
         slot = powers.get(base)
         if slot is None:
-            slot = powers[base] = [0, 0, []]
-        if e.op == OP_NUM:
-            if e.value > 0:
-                slot[0] = slot[0] + e.value
-            else:
-                slot[1] = slot[1] + e.value
+            powers[base] = [e]
         else:
-            symbolic = slot[2]
-            assert isinstance(symbolic, list)
-            symbolic.append(e)
+            slot.append(e)
     factors: list[Term] = []
     reenter = False
-    for base, (pos, neg, symbolic) in powers.items():
-        assert isinstance(pos, int | Fraction) and isinstance(neg, int | Fraction)
-        assert isinstance(symbolic, list)
-        merge = flags.nonzero or (base.op == OP_NUM and base.value != 0)
-        exps: list[Term] = []
-        if symbolic:
-            if merge:
-                exps.append(canon_add([*symbolic, num(pos + neg)], flags))
-            else:
-                exps.append(canon_add([*symbolic, num(pos)], flags))
-                if neg:
-                    exps.append(num(neg))
-        elif merge or not (pos and neg):
-            if pos + neg != 0 or merge:
-                exps.append(num(pos + neg))
-            else:  # pragma: no cover - pos and neg both zero cannot happen
-                continue
+    for base, exponents in powers.items():
+        if len(exponents) == 1:
+            groups = [exponents]
+        elif flags.nonzero or (base.op == OP_NUM and base.value != 0):
+            groups = [exponents]  # x**a * x**b = x**(a + b) where x != 0
         else:
-            exps.extend((num(pos), num(neg)))
-        for ex in exps:
+            groups = _same_sign_groups(exponents)
+        for group in groups:
+            if len(group) == 1:
+                ex = group[0]
+            elif all(g.op == OP_NUM for g in group):
+                ex = num(sum(g.value for g in group))
+            else:
+                ex = canon_add(group, flags)
             f = canon_pow(base, ex, flags)
             if f.op == OP_NUM:
                 coeff *= f.value
@@ -316,6 +329,26 @@ def canon_mul(args: list[Term] | tuple[Term, ...], flags: Flags) -> Term:
     return intern(OP_MUL, None, (num(coeff), *sort_args(factors)))
 
 
+def _same_sign_groups(exponents: list[Term]) -> list[list[Term]]:
+    """Exponents of one base that may be added without losing a point where it is undefined.
+
+    At x = 0, x**a is undefined when Re(a) <= 0 (a != 0). x**a * x**b and
+    x**(a + b) are undefined at the same points when a and b are positive multiples
+    of one term (x**2*x**3, x**y*x**(2*y), x**-1*x**-2), not otherwise (x**3*x**-1
+    and x**y*x**-y would lose the pole at 0; x**y*x would lose it where y = -1/2).
+    """
+    groups: dict[tuple[Term, int], list[Term]] = {}
+    for e in exponents:
+        c, u = _split(e)
+        key = (u, (c > 0) - (c < 0))
+        slot = groups.get(key)
+        if slot is None:
+            groups[key] = [e]
+        else:
+            slot.append(e)
+    return list(groups.values())
+
+
 def _negated(a: Term) -> Term | None:
     """``u`` when ``a`` is ``-1*u`` (exactly), else None."""
     if a.op == OP_MUL and a.args[0] is MINUS_ONE:
@@ -327,11 +360,13 @@ def _negated(a: Term) -> Term | None:
 def canon_fn(name: str, args: tuple[Term, ...], flags: Flags) -> Term:
     if len(args) == 1:
         (a,) = args
-        if name in ("sin", "tan", "sinh", "tanh", "asin", "atan"):
+        if name in _ODD:
             if a is ZERO:
                 return ZERO
             u = _negated(a)
-            if u is not None:  # odd function: f(-u) = -f(u)
+            if u is not None and u.op != OP_MUL:
+                # odd function: f(-u) = -f(u). Only for a single factor u, where the
+                # product moves outside at equal size; f(-x*y) -> -f(x*y) would grow.
                 return intern(OP_MUL, None, (MINUS_ONE, intern(name, None, (u,))))
         elif name in ("cos", "cosh"):
             if a is ZERO:

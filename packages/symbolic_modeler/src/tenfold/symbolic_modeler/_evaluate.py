@@ -127,10 +127,16 @@ _MP_FUNCTIONS = {
     "acos": "acos",
     "atan": "atan",
     "abs": "fabs",
+    "asinh": "asinh",
+    "acosh": "acosh",
+    "atanh": "atanh",
+    "re": "re",
+    "im": "im",
+    "conjugate": "conj",
 }
 # Functions that lose |a| * 2**-prec absolute (trig) or relative (exp) accuracy
 # from the rounding of a large argument ``a``.
-_BRANCHED = frozenset({"log", "asin", "acos", "atan"})
+_BRANCHED = frozenset({"log", "asin", "acos", "atan", "asinh", "acosh", "atanh"})
 _ARGUMENT_SENSITIVE = frozenset({"sin", "cos", "tan", "cot", "sec", "csc", "exp", "sinh", "cosh"})
 _DIGITS_PER_BIT = math.log10(2)
 
@@ -163,7 +169,13 @@ def _slope(mp: Any, op: str, a: Any, v: Any) -> Any:
         return 1 / abs(mp.sqrt(mp.mpc(1 - a * a)))
     if op == "atan":
         return 1 / abs(1 + a * a)
-    return mp.mpf(1)  # abs
+    if op == "asinh":
+        return 1 / abs(mp.sqrt(mp.mpc(1 + a * a)))
+    if op == "acosh":
+        return 1 / abs(mp.sqrt(mp.mpc(a * a - 1)))
+    if op == "atanh":
+        return 1 / abs(1 - a * a)
+    return mp.mpf(1)  # abs, re, im, conjugate
 
 
 def _near_cut(mp: Any, op: str, a: Any, error: Any) -> bool:
@@ -175,12 +187,14 @@ def _near_cut(mp: Any, op: str, a: Any, error: Any) -> bool:
     """
     if not isinstance(a, mp.mpc) or not error:
         return False
-    if op == "atan":
+    if op in ("atan", "asinh"):  # cuts on the imaginary axis beyond +-i
         return bool(abs(a.real) <= error and abs(a.imag) > 1)
     if abs(a.imag) > error:
         return False
-    if op in ("asin", "acos"):
+    if op in ("asin", "acos", "atanh"):
         return bool(abs(a.real) > 1)
+    if op == "acosh":
+        return bool(a.real < 1)
     return bool(a.real < 0)  # log and non-integer powers
 
 
@@ -264,12 +278,22 @@ def _eval_mp(term: Term, point: Mapping[str, Fraction], dps: int) -> tuple[Any, 
                 ea = err[t.args[0]]
                 if op == "log" and a == 0:
                     raise Undefined("log(0)")
+                if op == "atanh" and abs(a) == 1 and mpmath.im(a) == 0:
+                    raise Undefined("atanh(+-1)")
                 if op in _ARGUMENT_SENSITIVE and a != 0:
                     bits = int(mpmath.mag(a))
                     if bits > mp.prec - 100:  # the rounded argument has no correct fraction bits
                         raise _NeedPrecision(int((bits + 200) * _DIGITS_PER_BIT) + _START_DPS)
                 # the distance to a singularity of f' bounds where first order holds
-                scale = abs(a) if op == "log" else abs(1 - a * a) if op in ("asin", "acos") else 1
+                scale = (
+                    abs(a)
+                    if op == "log"
+                    else abs(1 - a * a)
+                    if op in ("asin", "acos", "acosh", "atanh")
+                    else abs(1 + a * a)
+                    if op == "asinh"
+                    else 1
+                )
                 if ea and ea > scale * small:
                     raise _NeedPrecision(2 * dps)  # first-order propagation not trusted
                 if op in _BRANCHED and _near_cut(mpmath, op, a, ea):

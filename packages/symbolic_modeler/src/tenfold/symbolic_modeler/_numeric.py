@@ -37,6 +37,9 @@ _NUMPY = {
     "acos": "np.arccos",
     "atan": "np.arctan",
     "abs": "np.abs",
+    "asinh": "np.arcsinh",
+    "acosh": "np.arccosh",
+    "atanh": "np.arctanh",
 }
 
 
@@ -106,7 +109,7 @@ _INTRINSICS = {
     "abs": "llvm.fabs.f64",
 }
 _LIBM = {"tan": "tan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "asin": "asin"}
-_LIBM |= {"acos": "acos", "atan": "atan"}
+_LIBM |= {"acos": "acos", "atan": "atan", "asinh": "asinh", "acosh": "acosh", "atanh": "atanh"}
 
 _engine_state: dict[str, Any] = {}
 

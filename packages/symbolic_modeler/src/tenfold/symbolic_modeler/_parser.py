@@ -102,6 +102,29 @@ def _negate(x: _Operand) -> _Operand:
     return _chain(OP_MUL, num(-1), x)
 
 
+_MAX_EXPONENT = 100_000  # 1e100000 is a 332,000-bit integer; 1e999999999 would not fit
+
+
+def _digits(d: str) -> int:
+    """``int(d)`` for a digit string of any length (``int`` refuses more than 4,300 digits)."""
+    if len(d) <= 4000:
+        return int(d)
+    half = len(d) // 2
+    high: int = _digits(d[:half]) * 10 ** (len(d) - half)
+    return high + _digits(d[half:])
+
+
+def _number(tok: str, text: str, pos: int) -> Fraction:
+    mantissa, _, exp_text = tok.lower().partition("e")
+    whole, _, frac = mantissa.partition(".")
+    exponent = int(exp_text) if exp_text else 0
+    if abs(exponent) > _MAX_EXPONENT:
+        raise ParseError(f"bad number {tok[:40]!r}: exponent beyond +-{_MAX_EXPONENT}", text, pos)
+    value = Fraction(_digits(whole + frac or "0"), 10 ** len(frac))
+    scale = Fraction(10) ** exponent
+    return value * scale
+
+
 def _call(name: str, args: list[Term], text: str, pos: int) -> Term:
     if name == "sqrt":
         if len(args) != 1:
@@ -158,10 +181,7 @@ def _parse(text: str, patterns: bool) -> Term:
         kind = m.lastgroup if m is not None and tok else None
         if expect_operand:
             if kind == "num":
-                try:
-                    out.append(num(Fraction(tok)))
-                except (ValueError, ZeroDivisionError) as exc:
-                    raise ParseError(f"bad number {tok!r}", text, tok_pos) from exc
+                out.append(num(_number(tok, text, tok_pos)))
                 expect_operand = False
             elif kind == "name":
                 after = _SPACE.match(text, pos)

@@ -28,14 +28,29 @@ __all__ = ["to_latex", "to_text"]
 
 _SUM, _PROD, _NEG, _POW, _ATOM = 1, 2, 3, 4, 5
 
+_CHUNK_BITS = 12_000  # about 3,600 digits: under Python's 4,300-digit str(int) limit
+
+
+def int_text(n: int) -> str:
+    """Decimal digits of ``n`` of any size (``str`` refuses more than 4,300 digits)."""
+    if n.bit_length() <= _CHUNK_BITS:
+        return str(n)
+    if n < 0:
+        return "-" + int_text(-n)
+    k = (n.bit_length() * 3) // 20  # about half the digits
+    high, low = divmod(n, 10**k)
+    return int_text(high) + int_text(low).rjust(k, "0")
+
+
 Pieces = list[str | Term]
 
 
 class _Style:
     def number(self, v: int | Fraction) -> tuple[str, int]:
+        # "-1/2" is a quotient at the top level: it binds like a product, not a negation
         if isinstance(v, Fraction):
-            return f"{v.numerator}/{v.denominator}", (_NEG if v < 0 else _PROD)
-        return str(v), (_NEG if v < 0 else _ATOM)
+            return f"{int_text(v.numerator)}/{int_text(v.denominator)}", _PROD
+        return int_text(v), (_NEG if v < 0 else _ATOM)
 
     def symbol(self, name: str) -> str:
         return name
@@ -54,12 +69,13 @@ class _Style:
             out.extend(part)
         return out
 
-    def frac(
-        self, num: Pieces, num_prec: int, den: Pieces, den_prec: int, den_count: int
-    ) -> Pieces:
-        n = num if num_prec >= _PROD else self.paren(num)
-        d = den if den_prec > _PROD and den_count == 1 else self.paren(den)
-        return [*n, "/", *d]
+    def frac(self, num: Pieces, num_prec: int, dens: list[tuple[Pieces, int]]) -> Pieces:
+        # One '/' per denominator factor: a/b/c reads back as a * b**-1 * c**-1, the
+        # very factors printed, where a/(b*c) would read back as (b*c)**-1.
+        out = num if num_prec >= _PROD else self.paren(num)
+        for d, p in dens:
+            out = [*out, "/", *(d if p > _PROD else self.paren(d))]
+        return out
 
     def power(self, base: Pieces, base_prec: int, exp: Pieces, exp_prec: int) -> Pieces:
         b = base if base_prec > _POW else self.paren(base)
@@ -87,9 +103,9 @@ class _Latex(_Style):
     def number(self, v: int | Fraction) -> tuple[str, int]:
         if isinstance(v, Fraction):
             sign = "-" if v < 0 else ""
-            text = f"{sign}\\frac{{{abs(v.numerator)}}}{{{v.denominator}}}"
+            text = f"{sign}\\frac{{{int_text(abs(v.numerator))}}}{{{int_text(v.denominator)}}}"
             return text, (_NEG if v < 0 else _ATOM)
-        return str(v), (_NEG if v < 0 else _ATOM)
+        return int_text(v), (_NEG if v < 0 else _ATOM)
 
     def symbol(self, name: str) -> str:
         if name in self._GREEK:
@@ -113,9 +129,10 @@ class _Latex(_Style):
             out.extend(part)
         return out
 
-    def frac(
-        self, num: Pieces, num_prec: int, den: Pieces, den_prec: int, den_count: int
-    ) -> Pieces:
+    def frac(self, num: Pieces, num_prec: int, dens: list[tuple[Pieces, int]]) -> Pieces:
+        den: Pieces = self.times([d if p > _PROD else self.paren(d) for d, p in dens])
+        if len(dens) == 1:
+            den = dens[0][0]
         return ["\\frac{", *num, "}{", *den, "}"]
 
     def power(self, base: Pieces, base_prec: int, exp: Pieces, exp_prec: int) -> Pieces:
@@ -149,25 +166,30 @@ def _render(term: Term, style: _Style) -> str:
     def product(factors: tuple[Term, ...], coeff: int | Fraction) -> tuple[Pieces, int]:
         """Render coeff * factors, splitting negative powers into a denominator."""
         numer: list[Pieces] = []
-        denom: list[Pieces] = []
-        num_prec = den_prec = _ATOM
+        denom: list[tuple[Pieces, int]] = []
+        num_prec = _ATOM
         if isinstance(coeff, Fraction):
             if coeff.numerator != 1:
-                numer.append([str(coeff.numerator)])
-            denom.append([str(coeff.denominator)])
+                numer.append([int_text(coeff.numerator)])
+            denom.append(([int_text(coeff.denominator)], _ATOM))
         elif coeff != 1:
-            numer.append([str(coeff)])
+            numer.append([int_text(coeff)])
         for f in factors:
-            if f.op == OP_POW and f.args[1].op == OP_NUM and f.args[1].value < 0:
+            # b**-2 prints as /b**2, which reads back as (b**2)**-1 = b**-2; not so for a
+            # power base ((x**-1)**-2 stays), which prints as (1/x)**(-2).
+            if (
+                f.op == OP_POW
+                and f.args[1].op == OP_NUM
+                and f.args[1].value < 0
+                and (f.args[1].value == -1 or f.args[0].op != OP_POW)
+            ):
                 base, e = f.args
                 p = prec[base]
                 if e.value == -1:
-                    denom.append(style.paren(ref(base)) if p < _PROD else ref(base))
-                    den_prec = min(den_prec, p)
+                    denom.append((ref(base), p))
                 else:
                     es, ep = style.number(-e.value)
-                    denom.append(style.power(ref(base), p, [es], ep))
-                    den_prec = min(den_prec, _POW)
+                    denom.append((style.power(ref(base), p, [es], ep), _POW))
                 continue
             p = prec[f]
             numer.append(ref(f) if p > _PROD else style.paren(ref(f)))
@@ -177,8 +199,7 @@ def _render(term: Term, style: _Style) -> str:
             num_prec = _PROD
         if not denom:
             return num_pieces, (num_prec if len(numer) == 1 else _PROD)
-        den_pieces = style.times(denom)
-        return style.frac(num_pieces, num_prec, den_pieces, den_prec, len(denom)), _PROD
+        return style.frac(num_pieces, num_prec, denom), _PROD
 
     for t in term.walk():
         op = t.op
@@ -207,8 +228,9 @@ def _render(term: Term, style: _Style) -> str:
         elif op == OP_MUL:
             neg = _neg_coefficient(t)
             if neg is not None:
-                body, _ = product(neg[1], neg[0])
-                pieces[t], prec[t] = ["-", *body], _NEG
+                body, body_prec = product(neg[1], neg[0])
+                # "-x" binds like a negation, "-2*x" and "-x/y" like a product
+                pieces[t], prec[t] = ["-", *body], (_NEG if body_prec > _PROD else _PROD)
             elif t.args[0].op == OP_NUM:
                 pieces[t], prec[t] = product(t.args[1:], t.args[0].value)
             else:
@@ -218,7 +240,7 @@ def _render(term: Term, style: _Style) -> str:
             if e.op == OP_NUM and e.value == Fraction(1, 2):
                 pieces[t], prec[t] = style.call("sqrt", [ref(base)]), _ATOM
             elif e.op == OP_NUM and e.value == -1 and type(style) is _Style:
-                pieces[t] = style.frac(["1"], _ATOM, ref(base), prec[base], 1)
+                pieces[t] = style.frac(["1"], _ATOM, [(ref(base), prec[base])])
                 prec[t] = _PROD
             else:
                 pieces[t] = style.power(ref(base), prec[base], ref(e), prec[e])

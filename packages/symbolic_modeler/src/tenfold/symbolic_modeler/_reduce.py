@@ -54,6 +54,7 @@ def reduce(
     memo: dict[Term, Term] = {}
     waiting: dict[Term, Term] = {}
     rewrite = rules.rewrite if rules is not None else None
+    keep_domain = not assume_nonzero
     steps = 0
     stack = [term]
     pop = stack.pop
@@ -97,7 +98,7 @@ def reduce(
                 push(r)
             continue
         if rewrite is not None:
-            r2 = rewrite(t)
+            r2 = rewrite(t, keep_domain=keep_domain)
             if r2 is not None and r2 is not t:
                 steps += 1
                 if steps > step_budget:

@@ -219,6 +219,7 @@ class RuleSet:
     match_budget: int = 10_000
     matcher: ManyToOneMatcher = field(init=False, repr=False)
     _guards: list[list[tuple[str, Condition, str]]] = field(init=False, repr=False)
+    _rhs_vars: list[frozenset[str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from tenfold.symbolic_modeler._reduce import reduce
@@ -259,6 +260,7 @@ class RuleSet:
                     raise RuleError(f"rule {rule}: condition {text!r} names unbound {var!r}")
             self._guards.append(guards)
         self.matcher = ManyToOneMatcher([r.lhs for r in oriented])
+        self._rhs_vars = [frozenset(pattern_variables(r.rhs)) for r in oriented]
 
     @classmethod
     def of(
@@ -287,17 +289,40 @@ class RuleSet:
             raise RuleError(f"cannot read rules file {p}: {exc.strerror}") from exc
         return cls(parse_rules(text, str(p)), orient=orient)
 
-    def rewrite(self, term: Term) -> Term | None:
-        """The first applicable rule's result at the root of ``term``, or None."""
+    def rewrite(self, term: Term, *, keep_domain: bool = False) -> Term | None:
+        """The first applicable rule's result at the root of ``term``, or None.
+
+        With ``keep_domain`` a rewrite of a term that can be undefined somewhere
+        (``term.partial``) is skipped when it would drop a point where the term is
+        undefined: when a variable bound to such a subterm is not used on the
+        right (``sin(1/y)**2 + cos(1/y)**2 -> 1``), or when the result is defined
+        everywhere (``exp(log(x)) -> x``).
+        """
         budget = MatchBudget(self.match_budget)
         for index, subst in self.matcher.match(term, budget):
             guards = self._guards[index]
             if all(check(subst) for _, check, _ in guards):
-                return instantiate(self.rules[index].rhs, subst)
+                out = instantiate(self.rules[index].rhs, subst)
+                if keep_domain and term.partial and drops_domain(out, subst, self._rhs_vars[index]):
+                    continue
+                return out
         return None
 
     def __len__(self) -> int:
         return len(self.rules)
+
+
+def drops_domain(out: Term, subst: Subst, rhs_vars: frozenset[str]) -> bool:
+    """A rewrite of a partial term to ``out`` loses points where it was undefined."""
+    if not out.partial:
+        return True
+    for name, value in subst.items():
+        if name in rhs_vars:
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, Term) and v.partial for v in values):
+            return True
+    return False
 
 
 def parse_rules(text: str, source: str = "<rules>") -> list[Rule]:

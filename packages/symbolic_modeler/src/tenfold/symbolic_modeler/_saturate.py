@@ -38,7 +38,14 @@ from typing import Any, NamedTuple
 
 from tenfold.symbolic_modeler._match import MatchBudget
 from tenfold.symbolic_modeler._reduce import reduce
-from tenfold.symbolic_modeler._rules import EXP_RULES, TRIG_RULES, Rule, RuleSet
+from tenfold.symbolic_modeler._rules import (
+    EXP_RULES,
+    TRIG_RULES,
+    Rule,
+    RuleSet,
+    drops_domain,
+    instantiate,
+)
 from tenfold.symbolic_modeler._terms import (
     AC_OPS,
     OP_ADD,
@@ -454,17 +461,18 @@ class _Rewrite:
     lhs: Term
     rhs: Term
     guards: tuple[Any, ...]
+    rhs_vars: frozenset[str] = frozenset()
 
 
 def _rewrites(rules: RuleSet, both_ways: bool) -> list[_Rewrite]:
     out: list[_Rewrite] = []
     for rule, guards in zip(rules.rules, rules._guards, strict=True):
-        out.append(_Rewrite(rule.lhs, rule.rhs, tuple(g[1] for g in guards)))
-        if both_ways and not guards and rule.rhs.op not in WILD_OPS and rule.rhs.args:
-            lhs_vars = {t.value for t in rule.lhs.walk() if t.op in WILD_OPS}
-            rhs_vars = {t.value for t in rule.rhs.walk() if t.op in WILD_OPS}
-            if lhs_vars <= rhs_vars:
-                out.append(_Rewrite(reduce(rule.rhs), rule.lhs, ()))
+        lhs_vars = frozenset(t.value for t in rule.lhs.walk() if t.op in WILD_OPS)
+        rhs_vars = frozenset(t.value for t in rule.rhs.walk() if t.op in WILD_OPS)
+        out.append(_Rewrite(rule.lhs, rule.rhs, tuple(g[1] for g in guards), rhs_vars))
+        reversible = both_ways and not guards and rule.rhs.op not in WILD_OPS
+        if reversible and rule.rhs.args and lhs_vars <= rhs_vars:
+            out.append(_Rewrite(reduce(rule.rhs), rule.lhs, (), lhs_vars))
     return out
 
 
@@ -540,6 +548,8 @@ def saturate(
                     for subst in graph.ematch(rw.lhs, c, {}, budget):
                         if rw.guards and not _guards_hold(graph, rw, subst, best, terms):
                             continue
+                        if _drops_a_pole(graph, rw, subst, best, terms):
+                            continue
                         found.append((c, rw, subst))
             changed = False
             for c, rw, subst in found:  # write phase
@@ -609,6 +619,36 @@ def _guards_hold(
         else:
             values[name] = _representative(graph, b, best, terms)
     return all(check(values) for check in rw.guards)
+
+
+def _drops_a_pole(
+    graph: EGraph,
+    rw: _Rewrite,
+    subst: ESubst,
+    best: dict[int, tuple[float, ENode]],
+    terms: dict[int, Term],
+) -> bool:
+    """The rewrite would lose a point where the matched term is undefined, as in reduce.
+
+    ``sin(1/y)**2 + cos(1/y)**2 -> 1`` drops the pole at y = 0: judged on the
+    classes' cheapest terms, the rewrite is skipped when the left side is partial
+    and the right side either is not or leaves out a partial bound subterm.
+    """
+    if not any(
+        isinstance(b, int) and _representative(graph, b, best, terms).partial
+        for b in subst.values()
+    ) and not (rw.lhs.partial or any(isinstance(b, _Seq) for b in subst.values())):
+        return False
+    values: dict[str, Any] = {}
+    for name, b in subst.items():
+        if isinstance(b, _Seq):
+            reps = tuple(_representative(graph, c, best, terms) for c in b.classes)
+            values[name] = reps if b.op is None else ac(b.op, reps)
+        else:
+            values[name] = _representative(graph, b, best, terms)
+    if not instantiate(rw.lhs, values).partial:
+        return False
+    return drops_domain(instantiate(rw.rhs, values), values, rw.rhs_vars)
 
 
 def _representative(

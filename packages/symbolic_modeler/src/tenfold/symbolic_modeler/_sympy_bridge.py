@@ -26,12 +26,26 @@ __all__ = ["from_sympy", "to_sympy"]
 # Functions with the same name and meaning on both sides.
 SYMPY_FUNCTIONS = frozenset(
     {"sin", "cos", "tan", "cot", "sec", "csc", "exp", "log", "sinh", "cosh", "tanh", "asin"}
-    | {"acos", "atan", "Abs"}
+    | {"acos", "atan", "asinh", "acosh", "atanh", "re", "im", "conjugate", "Abs"}
 )
+# SymPy objects that stand for no finite value: a term cannot hold them.
+_INFINITE = {
+    "zoo": "zoo (complex infinity)",
+    "oo": "oo (infinity)",
+    "-oo": "-oo (minus infinity)",
+    "nan": "nan (an undefined value)",
+}
 
 
-def to_sympy(term: Term, evaluate: bool = True) -> Any:
-    """The SymPy expression for ``term`` (``evaluate=False`` keeps its exact shape)."""
+def to_sympy(term: Term, evaluate: bool = False) -> Any:
+    """The SymPy expression for ``term``, built node for node.
+
+    ``evaluate=False`` (the default) keeps the term's exact shape and takes time
+    linear in the DAG; ``evaluate=True`` lets SymPy evaluate every node as it is
+    built, which is SymPy's own automatic simplification and can take minutes on
+    a term of a few hundred operators. Call ``sympy.simplify`` or ``.doit()`` on
+    the result for SymPy's normal form.
+    """
     import sympy
 
     done: dict[Term, Any] = {}
@@ -88,6 +102,11 @@ def from_sympy(expr: Any) -> Term:
 
 
 def _convert_node(e: Any, args: list[Term], sympy: Any) -> Term:
+    infinite = _INFINITE.get(str(e)) if e.is_number and not e.is_finite else None
+    if infinite is not None or e is sympy.nan:
+        raise UnsupportedExpression(
+            f"unsupported: {infinite or _INFINITE['nan']}: a term stands for a finite value"
+        )
     if e.is_Integer:
         return num(int(e))
     if e.is_Rational:
@@ -114,4 +133,12 @@ def _convert_node(e: Any, args: list[Term], sympy: Any) -> Term:
         name = type(e).__name__
         if name in SYMPY_FUNCTIONS or isinstance(e, sympy.core.function.AppliedUndef):
             return fn(name, *args)
-    raise UnsupportedExpression(f"no term for SymPy {type(e).__name__}: {e}")
+    raise UnsupportedExpression(
+        f"unsupported: SymPy {type(e).__name__} ({_short(e)}); supported are numbers, symbols, "
+        f"+, *, **, E, I, pi, undefined functions and {', '.join(sorted(SYMPY_FUNCTIONS))}"
+    )
+
+
+def _short(e: Any) -> str:
+    text = str(e)
+    return text if len(text) <= 60 else text[:57] + "..."

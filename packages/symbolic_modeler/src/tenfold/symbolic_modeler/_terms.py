@@ -76,9 +76,32 @@ def _seed(text: str) -> int:
     return s
 
 
-# Functions that are undefined somewhere on a finite argument: a term containing
-# one (applied to a non-number) is "partial" and guards domain-extending rewrites.
-_PARTIAL_FUNCTIONS = frozenset({"log", "tan", "cot", "sec", "csc"})
+# Functions undefined somewhere in the finite complex plane (a pole, log(0), the
+# poles of tanh at i*pi/2 and of atan at +-i), with the numbers where they are
+# undefined: a term containing one applied to a non-number (or to one of those
+# numbers) is "partial" and guards the rewrites that would drop the bad point.
+# Functions not listed (sin, exp, asin, abs, functions the modeler does not know)
+# are taken as defined everywhere.
+PARTIAL_FUNCTIONS: dict[str, frozenset[int]] = {
+    "log": frozenset({0}),
+    "tan": frozenset(),
+    "cot": frozenset({0}),
+    "sec": frozenset(),
+    "csc": frozenset({0}),
+    "tanh": frozenset(),
+    "coth": frozenset({0}),
+    "sech": frozenset(),
+    "csch": frozenset({0}),
+    "atan": frozenset(),
+    "acot": frozenset(),
+    "atanh": frozenset({1, -1}),
+    "acoth": frozenset({1, -1}),
+    "asec": frozenset({0}),
+    "acsc": frozenset({0}),
+    "asech": frozenset({0}),
+    "acsch": frozenset({0}),
+}
+_PARTIAL_FUNCTIONS = PARTIAL_FUNCTIONS
 
 
 class Term:
@@ -233,17 +256,33 @@ def _intern(op: str, value: Any, args: tuple[Term, ...]) -> Term:
             size += c.size
             partial = partial or c.partial
         if not partial:
-            if op == OP_POW:
-                e = args[1]
-                partial = args[0].op != OP_NUM and (e.op != OP_NUM or e.value < 0)
-            elif op in _PARTIAL_FUNCTIONS:
-                partial = args[0].op != OP_NUM
+            partial = _self_partial(op, args)
         _set(t, "skey", (2, op, h))
         _set(t, "size", size)
         _set(t, "partial", partial)
     _set(t, "shash", h)
     _table[key] = t
     return t
+
+
+def _self_partial(op: str, args: tuple[Term, ...]) -> bool:
+    """The node's own operation can be undefined for some value of its (defined) arguments."""
+    if op == OP_POW:
+        b, e = args
+        # b**e fails only at b = 0 with Re(e) <= 0, e != 0 (0**-1, 0**y for y <= 0)
+        if (b.op == OP_NUM and b.value != 0) or b.op == "exp":
+            return False  # never zero
+        return e.op != OP_NUM or e.value < 0
+    bad = _PARTIAL_FUNCTIONS.get(op)
+    if bad is None or len(args) != 1:
+        return False
+    a = args[0]
+    return a.op != OP_NUM or a.value in bad
+
+
+def self_partial(t: Term) -> bool:
+    """``t``'s root operation can fail (a division, a log, a pole of tan...) on defined arguments."""
+    return bool(t.args) and _self_partial(t.op, t.args)
 
 
 def num(value: int | Fraction | str) -> Term:
