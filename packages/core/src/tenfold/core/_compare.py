@@ -620,6 +620,7 @@ def run_gate(
             "systems from the diff: "
             + (", ".join(systems) + f" (e.g. {reasons[0]})" if systems else "none touched")
         )
+        log(report.notes[-1])
     else:
         systems = list(targets)
     report.systems = systems
