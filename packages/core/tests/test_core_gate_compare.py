@@ -242,7 +242,16 @@ def _no_leftover_worktrees() -> None:
 def test_planted_15_percent_is_caught_named_and_sized(cli, base_sha: str, tmp_path: Path) -> None:
     planted = _planted_commit(tmp_path, base_sha, 15)
     result = cli(
-        "bench", "--compare", f"{base_sha}..{planted}", "-p", PROBE, "--json", cwd=REPO, timeout=900
+        "bench",
+        "--compare",
+        f"{base_sha}..{planted}",
+        "-p",
+        PROBE,
+        "--rounds",
+        "12",
+        "--json",
+        cwd=REPO,
+        timeout=900,
     )
     assert result.returncode == 1, result.stderr[-2000:]
     gate = json.loads(result.stdout)
