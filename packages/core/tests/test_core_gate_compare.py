@@ -231,8 +231,9 @@ def base_sha() -> Iterator[str]:
 
 
 def _no_leftover_worktrees() -> None:
+    # Worktrees are listed for the whole repository (other checkouts run gates too).
     listed = _git(REPO, "worktree", "list", "--porcelain")
-    assert ".tenfold/compare/" not in listed
+    assert f"{REPO}/.tenfold/compare/" not in listed
     left = [p.name for p in (REPO / ".tenfold" / "compare").glob("*") if p.name != "shared"]
     assert not [n for n in left if n.endswith(f"-{os.getpid()}")]
 
