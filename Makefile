@@ -13,13 +13,25 @@ export UV_PYTHON_PREFERENCE := only-system
 export UV_PYTHON_DOWNLOADS := never
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: bench bench-full test lint check system-packages uv sync sync-peers clean
+.PHONY: bench bench-full bench-check test lint check system-packages uv sync sync-peers clean
 
 bench: sync-peers
 	$(UV) run --frozen tenfold bench --workspace --quick --report docs/benchmarks.md
 
 bench-full: sync-peers
 	$(UV) run --frozen tenfold bench --workspace --full --report docs/benchmarks.md
+
+# The A/B regression gate for a change (docs/regressions.md): the merge base of HEAD
+# and $(BENCH_BASE) against the working tree, interleaved on this machine, quick
+# sizes, only the systems the diff touches (the core, uv.lock or pyproject.toml:
+# all). Exit 1 when a row's whole interval is over its threshold.
+BENCH_BASE ?= origin/main
+BENCH_CHECK_ARGS ?=
+bench-check: sync-peers
+	@base=$$(git merge-base HEAD $(BENCH_BASE) 2>/dev/null || git merge-base HEAD main 2>/dev/null || true); \
+	if [ -z "$$base" ]; then echo "bench-check: no merge base of HEAD with $(BENCH_BASE) or main (set BENCH_BASE=REV)" >&2; exit 2; fi; \
+	echo "bench-check: the working tree against $$base (merge base with $(BENCH_BASE))"; \
+	$(UV) run --frozen tenfold bench --compare "$$base" --quick $(BENCH_CHECK_ARGS)
 
 test: sync-peers
 	@rc=0; $(UV) run --frozen pytest $(PYTEST_ARGS) || rc=$$?; \

@@ -231,8 +231,9 @@ def base_sha() -> Iterator[str]:
 
 
 def _no_leftover_worktrees() -> None:
+    # Worktrees are listed for the whole repository (other checkouts run gates too).
     listed = _git(REPO, "worktree", "list", "--porcelain")
-    assert ".tenfold/compare/" not in listed
+    assert f"{REPO}/.tenfold/compare/" not in listed
     left = [p.name for p in (REPO / ".tenfold" / "compare").glob("*") if p.name != "shared"]
     assert not [n for n in left if n.endswith(f"-{os.getpid()}")]
 
@@ -242,7 +243,16 @@ def _no_leftover_worktrees() -> None:
 def test_planted_15_percent_is_caught_named_and_sized(cli, base_sha: str, tmp_path: Path) -> None:
     planted = _planted_commit(tmp_path, base_sha, 15)
     result = cli(
-        "bench", "--compare", f"{base_sha}..{planted}", "-p", PROBE, "--json", cwd=REPO, timeout=900
+        "bench",
+        "--compare",
+        f"{base_sha}..{planted}",
+        "-p",
+        PROBE,
+        "--rounds",
+        "12",
+        "--json",
+        cwd=REPO,
+        timeout=900,
     )
     assert result.returncode == 1, result.stderr[-2000:]
     gate = json.loads(result.stdout)

@@ -81,7 +81,8 @@ def _print_tables(result: dict[str, Any]) -> None:
 @click.option(
     "--baseline",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Compare; exit 1 on a >10% regression.",
+    help="Compare with stored results (timings only on a matching machine fingerprint, "
+    "kernel instruction counts elsewhere); exit 1 on a >10% regression.",
 )
 @click.option(
     "--save-baseline",
@@ -137,7 +138,7 @@ def bench_command(
     as_json: bool,
 ) -> None:
     """Run benchmark scenarios: ours beside the peer, interleaved, with the document's figures."""
-    from tenfold.core import _runner
+    from tenfold.core import _baseline, _runner
     from tenfold.core._report import markdown_report
 
     if compare is not None:
@@ -171,27 +172,34 @@ def bench_command(
             for system in systems:
                 with contextlib.suppress(BenchError):
                     result["systems"][system]["kernel_instructions"] = _runner.run_callgrind(system)
+        _baseline.attach_fingerprints(result)
     problems: list[str] = []
     if baseline is not None:
-        problems = _runner.compare_baseline(result, baseline)
-        if problems and from_json is None:
-            # Confirm each regression with a re-run of the affected systems before failing.
-            again = sorted({p.split("/")[0] for p in problems})
+        check = _baseline.check_baseline(result, baseline)
+        # Timings can be unlucky; instruction counts cannot. Confirm a timing regression
+        # with a re-run of the affected systems (keeping each row's best) before failing.
+        timing = [p for p in check.problems if not p.split(": ", 1)[0].endswith("/kernel")]
+        if timing and from_json is None:
+            again = sorted({p.split("/")[0] for p in timing})
             click.echo(
                 f"possible regression in {', '.join(again)}: re-running to confirm", err=True
             )
             rerun = _runner.run_systems(again, cast(Mode, mode), only)
             for system, data in rerun["systems"].items():
-                old = {s["name"]: s for s in result["systems"][system].get("scenarios", [])}
+                first = result["systems"][system]
+                old = {s["name"]: s for s in first.get("scenarios", [])}
                 for sc in data.get("scenarios", []):
                     prev = old.get(sc["name"], {})
                     if (prev.get("best_ops_per_s") or 0) > (sc.get("best_ops_per_s") or 0):
                         sc["best_ops_per_s"] = prev["best_ops_per_s"]
-                if "kernel_instructions" in result["systems"][system]:
-                    data["kernel_instructions"] = result["systems"][system]["kernel_instructions"]
+                for key in ("kernel_instructions", "kernel_fingerprint", "fingerprint"):
+                    if key in first:
+                        data[key] = first[key]
                 result["systems"][system] = data
-            problems = _runner.compare_baseline(result, baseline)
+            check = _baseline.check_baseline(result, baseline)
+        problems = check.problems
         result["regressions"] = problems
+        result["baseline_check"] = check.as_json()
     if save_baseline is not None:
         _runner.save_baseline(result, save_baseline)
     if report is not None:
@@ -206,6 +214,8 @@ def bench_command(
         _print_tables(result)
         if report is not None:
             click.echo(f"wrote {report}")
+        for note in result.get("baseline_check", {}).get("notes", []):
+            click.echo(f"baseline: {note}")
     errors = [
         f"{system}/{sc['name']}: {sc['error']}"
         for system, data in result["systems"].items()

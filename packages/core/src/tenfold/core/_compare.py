@@ -579,10 +579,6 @@ def compare_sides(
                     if child.proc.poll() is None:
                         with contextlib.suppress(_SideFailed):
                             child.ask({"cmd": "finish"}, timeout_s=300)
-        if settings.only:
-            known = {s["name"] for s in hello_b["scenarios"]}
-            for missing in sorted(set(settings.only) - known):
-                rows.append(Row(name, missing, verdict="skipped", note="no such scenario here"))
         for gone in sorted(set(base_sc) - {s["name"] for s in hello_b["scenarios"]}):
             if not settings.only or gone in settings.only:
                 rows.append(Row(name, gone, verdict="gone", note="in the base revision only"))
@@ -620,6 +616,7 @@ def run_gate(
             "systems from the diff: "
             + (", ".join(systems) + f" (e.g. {reasons[0]})" if systems else "none touched")
         )
+        log(report.notes[-1])
     else:
         systems = list(targets)
     report.systems = systems
@@ -635,6 +632,9 @@ def run_gate(
                 base, head, target, settings, system=None if ":" in target else target, log=log
             )
         report.measure_s = time.monotonic() - measuring
+    missing = sorted(set(settings.only) - {r.scenario for r in report.rows})
+    if missing:
+        report.notes.append(f"no scenario named {', '.join(missing)} in {', '.join(systems)}")
     report.build_s = timings.get("build_s", 0.0)
     report.cleanup_s = timings.get("cleanup_s", 0.0)
     report.total_s = time.monotonic() - started
@@ -703,7 +703,7 @@ def format_report(report: GateReport) -> str:
             )
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
+    for row in table if report.rows else []:
         cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     regs = report.regressions
