@@ -27,7 +27,7 @@ def test_scenarios_cover_the_documents_rows() -> None:
 
 
 @pytest.mark.service
-def test_verify_quote_smoke_accepts_every_recorded_quote(tmp_path: pathlib.Path) -> None:
+def test_verify_quote_smoke_accepts_every_recorded_quote_and_rejects_the_tampered_one(tmp_path: pathlib.Path) -> None:
     scenario = next(s for s in plugin.scenarios() if s.name == "verify_quote")
     ctx = BenchContext(mode="smoke", workdir=tmp_path)
     with ctx.stack:
@@ -35,8 +35,10 @@ def test_verify_quote_smoke_accepts_every_recorded_quote(tmp_path: pathlib.Path)
         assert scenario.peer is not None
         peer = scenario.peer.prepare(ctx)()
     assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
-    assert ours.ops == peer.ops == 10
+    # Ten recorded quotes accepted and one tampered quote rejected, on both sides.
+    assert ours.ops == peer.ops == 11
     assert ours.metrics["accepted"] == peer.metrics["accepted"] == 10
+    assert ours.metrics["tampered_rejected"] == peer.metrics["tampered_rejected"] == 1
 
 
 def test_kernel_runs() -> None:
