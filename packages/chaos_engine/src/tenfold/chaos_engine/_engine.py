@@ -336,6 +336,13 @@ class ChaosEngine:
         gov = self.governor
         if gov is None:
             return None
+        check_rss = getattr(gov, "check_rss", None)
+        if callable(check_rss):
+            # The engine's hard memory bound: refuse the next fault, never grow into an OOM kill.
+            try:
+                check_rss(f"chaos engine {self.experiment!r}")
+            except Exception as exc:
+                raise self._refuse("memory", f"governor refused {fault.kind}: {exc}") from None
         if isinstance(fault, CpuHog):
             throttle = getattr(gov, "throttle_cpu", None)
             if callable(throttle) and throttle():
