@@ -90,7 +90,15 @@ def _systems_for(sweep: Sweep, chosen: Sequence[str] | None, known: Sequence[str
 
 
 SWEEP_HEADERS = ["Value", "Row", "Ours /s", "p50 ms", "p95 ms", "Latency", "MB", "CPU %", "Note"]
-MEMORY_SWEEP_HEADERS = ["Value", "Component", "Baseline MB", "Per-op KB", "Maximum MB"]
+MEMORY_SWEEP_HEADERS = [
+    "Value",
+    "Component",
+    "Baseline MB",
+    "Per-op KB",
+    "Maximum MB",
+    "Largest size: s",
+    "units/s",
+]
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -126,8 +134,9 @@ def memory_sweep_rows(record: dict[str, Any]) -> list[list[str]]:
     for point in record["points"]:
         for m in point.get("memory", []):
             if m.get("error"):
-                rows.append([point["value"], m["row"], "error", m["error"][:100], ""])
+                rows.append([point["value"], m["row"], "error", m["error"][:100], "", "", ""])
                 continue
+            secs = (m.get("seconds") or [None])[-1]
             rows.append(
                 [
                     point["value"],
@@ -135,6 +144,8 @@ def memory_sweep_rows(record: dict[str, Any]) -> list[list[str]]:
                     _num(m.get("baseline_mb"), ",.1f"),
                     _num(m.get("per_op_kb"), "+,.2f"),
                     _num(m.get("max_mb"), ",.1f"),
+                    _num(secs, ",.2f"),
+                    _num(m["max_size"] / secs if secs else None, ",.0f"),
                 ]
             )
     return rows
