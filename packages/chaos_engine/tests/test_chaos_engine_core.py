@@ -436,3 +436,37 @@ def test_config_rejects_unknown_key(tmp_path: Path) -> None:
     path.write_text("[chaos_engine.performance]\nfault_queue_size = 0\n")
     with pytest.raises(ConfigError, match="fault_queue_size"):
         load_config(path)
+
+
+def _rss() -> int:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_governor_memory_bound_refuses_faults_instead_of_growing(journal_dir: Path) -> None:
+    """The engine's hard upper bound: past the governor's limit a fault is refused
+    with a clear error (the process keeps running), and admitted again once
+    memory is back under the limit."""
+    from tenfold.core.governor import Governor, GovernorConfig
+
+    limit = _rss() + (64 << 20)
+    governor = Governor(
+        GovernorConfig.model_validate({"memory_limit_bytes": limit}), start_sampler=False
+    )
+
+    async def main() -> None:
+        async with await ChaosEngine.create(perf(), governor, journal_dir=journal_dir) as engine:
+            await engine.inject_fault(PointFault(point="a", duration_s=60))
+            ballast = b"x" * (96 << 20)  # written, so resident
+            with pytest.raises(FaultRefused, match=r"memory limit of [\d,]+ MiB reached"):
+                await engine.inject_fault(PointFault(point="b", duration_s=60))
+            assert engine.active_faults == 1
+            snap = engine.collect_metrics(sample_kernel=False)
+            assert snap.counters['faults_refused_total{reason="memory"}'] == 1
+            del ballast
+            await engine.inject_fault(PointFault(point="b", duration_s=60))
+            assert engine.active_faults == 2
+
+    asyncio.run(main())

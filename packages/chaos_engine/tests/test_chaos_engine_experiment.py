@@ -388,3 +388,72 @@ def test_reading_commands_create_no_folders(tmp_path: Path) -> None:
     recover = tenfold("chaos", "recover", "--journal-dir", "missing", cwd=tmp_path)
     assert recover.returncode == 2 and "no journal directory missing" in recover.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quiet.toml"]
+
+
+def test_configured_performance_defaults_match_the_section_model() -> None:
+    """The start-up fast path's defaults are the configuration model's, field for field."""
+    import dataclasses
+
+    from tenfold.chaos_engine._config import PerformanceConfig
+    from tenfold.chaos_engine._engine import _DefaultPerformance
+
+    fast = dataclasses.asdict(_DefaultPerformance())
+    assert fast == PerformanceConfig.model_validate({}).model_dump()
+
+
+def test_an_action_only_run_loads_neither_pydantic_nor_the_fault_models(tmp_path: Path) -> None:
+    """`chaos run` of probes and actions starts without the configuration models, the
+    governor or the fault classes; with a variable set, the configuration is read."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "steps_mod.py").write_text("def step(i=0):\n    return 1\n")
+    exp = {
+        "title": "actions",
+        "steady_state": {
+            "probes": [
+                {
+                    "name": "p",
+                    "provider": {"module": "steps_mod", "func": "step"},
+                    "tolerance": {"equals": 1},
+                }
+            ]
+        },
+        "method": [
+            {
+                "id": f"s{i}",
+                "action": {"module": "steps_mod", "func": "step", "arguments": {"i": i}},
+            }
+            for i in range(3)
+        ],
+    }
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(exp))
+    code = (
+        "import sys; from pathlib import Path; from tenfold.chaos_engine._runner import run_file;"
+        f"_, r = run_file(Path({str(path)!r}), Path({str(tmp_path / 'j')!r}));"
+        "print(r['status'], r['steps'], 'pydantic' in sys.modules,"
+        " 'tenfold.chaos_engine._faults' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENFOLD_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.split() == ["completed", "3", "False", "False"], out.stderr
+    env["TENFOLD_CHAOS_ENGINE__PERFORMANCE__FAULT_QUEUE_SIZE"] = "0"
+    bad = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "fault_queue_size" in bad.stderr

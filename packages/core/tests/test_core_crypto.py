@@ -72,6 +72,31 @@ def test_aes_gcm_roundtrip_and_tamper(plaintext: bytes, aad: bytes) -> None:
         aes.decrypt(blob, aad + b"x")
 
 
+@given(st.binary(max_size=2000), st.binary(max_size=32))
+def test_aes_gcm_frames_as_raw_aesgcm_with_a_fresh_nonce(plaintext: bytes, aad: bytes) -> None:
+    """The framing is ``nonce || ciphertext || tag``, readable by raw AESGCM both ways,
+    and every message gets its own random 96-bit nonce."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key = b"\x03" * 32
+    aes, raw = AesGcm(key), AESGCM(key)
+    a, b = aes.encrypt(plaintext, aad), aes.encrypt(plaintext, aad)
+    assert type(a) is bytes and len(a) == 12 + len(plaintext) + 16
+    assert a[:12] != b[:12]
+    assert raw.decrypt(a[:12], a[12:], aad or None) == plaintext
+    nonce = b"\x07" * 12
+    assert aes.decrypt(nonce + raw.encrypt(nonce, plaintext, aad or None), aad) == plaintext
+
+
+def test_aes_gcm_short_messages_are_named_short() -> None:
+    aes = AesGcm(b"\x02" * 32)
+    for n in range(28):
+        with pytest.raises(CryptoError, match=rf"message too short \({n} bytes\)"):
+            aes.decrypt(b"\x00" * n)
+    with pytest.raises(CryptoError, match="authentication failed"):
+        aes.decrypt(b"\x00" * 28)
+
+
 def test_key_files_are_private(tmp_path: Path) -> None:
     key = Ed25519Key.generate()
     path = tmp_path / "signing.key"

@@ -263,3 +263,39 @@ def test_window_state_is_checkpointed_and_restored(tmp_path) -> None:
     assert {k: (r.n, r.window_start) for k, r in sink.by_key.items()} == {
         k: (r.n, r.window_start) for k, r in ref.by_key.items()
     }
+
+
+class _LeakySink(Sink[Order]):
+    """Keeps a megabyte per batch: a sink that grows until something stops it."""
+
+    name = "leaky"
+
+    def __init__(self) -> None:
+        self.kept: list[bytes] = []
+        self.count = 0
+
+    def write(self, batch: Batch[Order]) -> None:
+        self.kept.append(b"x" * (1 << 20))
+        self.count += len(batch.items)
+
+
+def test_governor_memory_bound_stops_a_growing_pipeline_with_a_clear_error() -> None:
+    import os
+
+    from tenfold.core.governor import Governor, GovernorConfig
+
+    with open("/proc/self/statm") as f:
+        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    governor = Governor(
+        GovernorConfig.model_validate({"memory_limit_bytes": rss + (48 << 20)}),
+        start_sampler=False,
+    )
+    sink = _LeakySink()
+    pipeline = Flow(GeneratorSource(Order, encode=False)).into(
+        sink, name="leaky", batch_size=100, governor=governor
+    )
+    with pytest.raises(PipelineFailed, match=r"pipeline 'leaky': memory limit of [\d,]+ MiB"):
+        pipeline.run(duration_s=60)
+    # Stopped near the limit: about 48 one-megabyte batches, not a runaway.
+    assert 10 <= len(sink.kept) <= 200
+    sink.kept.clear()

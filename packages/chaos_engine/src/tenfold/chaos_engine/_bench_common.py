@@ -44,15 +44,19 @@ def _run(ctx: BenchContext, coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _engine(ctx: BenchContext, **perf: int) -> Any:
-    from tenfold.chaos_engine._config import PerformanceConfig
+    from tenfold.chaos_engine._config import PerformanceConfig, load_config
     from tenfold.chaos_engine._engine import ChaosEngine
     from tenfold.chaos_engine._points import FaultPoints
+
+    # The configured limits (so `tenfold bench --sweep chaos_engine.performance.KEY=...`
+    # reaches the engine), with what the scenario pins on top.
+    limits = load_config().performance.model_dump() | perf
 
     def make() -> Any:
         engine = _run(
             ctx,
             ChaosEngine.create(
-                PerformanceConfig.model_validate(perf),
+                PerformanceConfig.model_validate(limits),
                 journal_dir=ctx.workdir / "journal",
                 experiment=EXPERIMENT,
                 points=FaultPoints(seed=ctx.seed),

@@ -24,18 +24,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from tenfold.chaos_engine._config import ChaosConfig, PerformanceConfig, load_config
-from tenfold.chaos_engine._faults import (
-    CpuHog,
-    Fault,
-    MemoryHog,
-    PluginFault,
-    PointFault,
-    ProxyFault,
-    fault_to_dict,
-)
+if TYPE_CHECKING:
+    from tenfold.chaos_engine._config import ChaosConfig, PerformanceConfig
+    from tenfold.chaos_engine._faults import Fault, PointFault
 from tenfold.chaos_engine._journal import Journal
 from tenfold.chaos_engine._monitor import MetricsSnapshot, Monitor
 from tenfold.chaos_engine._points import ActiveRule, FaultPoints, chaos
@@ -51,6 +44,34 @@ from tenfold.chaos_engine.errors import (
 
 _EXPERIMENT = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
 DEFAULT_JOURNAL_DIR = Path(".tenfold/chaos")
+
+
+@dataclass(frozen=True)
+class _DefaultPerformance:
+    """``[chaos_engine.performance]``'s defaults, without importing the configuration models."""
+
+    max_concurrent_faults: int = 5000
+    fault_queue_size: int = 1000
+    monitoring_buffer_size: int = 1000
+
+
+def configured_performance() -> PerformanceConfig:
+    """The ``[chaos_engine.performance]`` in force.
+
+    With no configuration file and no ``TENFOLD_<SECTION>__<KEY>`` variable, that
+    is the defaults, returned without loading pydantic and the configuration
+    models (a third of ``chaos run``'s start-up); otherwise the section is read
+    and validated as usual (errors name the file and key).
+    """
+    from tenfold.core._config_path import config_path
+
+    if config_path() is None and not any(
+        k.startswith("TENFOLD_") and "__" in k[8:] for k in os.environ
+    ):
+        return cast("PerformanceConfig", _DefaultPerformance())
+    from tenfold.chaos_engine._config import load_config
+
+    return load_config().performance
 
 
 class Applied(Protocol):
@@ -226,8 +247,9 @@ class ChaosEngine:
                 f"experiment name must be 1-24 letters, digits, '_' or '-', got {experiment!r}"
             )
         if config is None:
-            config = load_config()
-        perf = config.performance if isinstance(config, ChaosConfig) else config
+            perf = configured_performance()
+        else:
+            perf = cast("PerformanceConfig", getattr(config, "performance", config))
         directory = journal_dir if journal_dir is not None else DEFAULT_JOURNAL_DIR
         engine = cls(
             perf,
@@ -336,6 +358,15 @@ class ChaosEngine:
         gov = self.governor
         if gov is None:
             return None
+        check_rss = getattr(gov, "check_rss", None)
+        if callable(check_rss):
+            # The engine's hard memory bound: refuse the next fault, never grow into an OOM kill.
+            try:
+                check_rss(f"chaos engine {self.experiment!r}")
+            except Exception as exc:
+                raise self._refuse("memory", f"governor refused {fault.kind}: {exc}") from None
+        from tenfold.chaos_engine._faults import CpuHog, MemoryHog
+
         if isinstance(fault, CpuHog):
             throttle = getattr(gov, "throttle_cpu", None)
             if callable(throttle) and throttle():
@@ -360,6 +391,8 @@ class ChaosEngine:
         actuator = self._actuators.get(fault.kind)
         if actuator is not None:
             return actuator
+        from tenfold.chaos_engine._faults import PluginFault, ProxyFault
+
         if isinstance(fault, ProxyFault):
             from tenfold.chaos_engine._proxy import ProxyActuator
 
@@ -383,6 +416,8 @@ class ChaosEngine:
 
     async def inject_fault(self, fault: Fault) -> FaultHandle:
         """Put ``fault`` in place and return its handle (refusals raise :class:`FaultRefused`)."""
+        from tenfold.chaos_engine._faults import Fault, fault_to_dict
+
         if not isinstance(fault, Fault):
             raise InvalidFault(f"inject_fault needs a Fault, got {type(fault).__name__}")
         self._admit()
@@ -445,6 +480,8 @@ class ChaosEngine:
         namespace, one nft transaction. If any fault is refused or fails, the
         others are reverted and the first error is raised.
         """
+        from tenfold.chaos_engine._faults import Fault
+
         ids = [f.fault_id for f in faults if isinstance(f, Fault) and f.fault_id]
         if len(ids) != len(set(ids)):
             dup = next(i for i in ids if ids.count(i) > 1)

@@ -15,10 +15,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from tenfold.chaos_engine._faults import PointFault
 from tenfold.chaos_engine.errors import InjectedFault
+
+if TYPE_CHECKING:
+    from tenfold.chaos_engine._faults import PointFault
 
 F = TypeVar("F", bound=Callable[..., Any])
 

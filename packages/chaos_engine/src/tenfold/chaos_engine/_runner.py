@@ -1,4 +1,4 @@
-"""``chaos run`` without the CLI framework: load, run under a governor, report.
+"""``chaos run`` without the CLI framework: load, run (under a governor when it injects faults), report.
 
 Both the click command (``tenfold chaos run``) and the start-up fast path of
 ``python -m tenfold.chaos_engine run`` call :func:`run_file`, so they behave the
@@ -31,10 +31,14 @@ def run_file(
 
     exp = load_experiment(experiment)
 
-    from tenfold.core.governor import Governor
-
     async def main() -> dict[str, object]:
-        governor = Governor.from_config()
+        # The governor (and the core configuration it reads) only where a fault can use it:
+        # an experiment of actions and probes alone injects nothing for it to budget.
+        governor: Any = None
+        if exp.fault_steps:
+            from tenfold.core.governor import Governor
+
+            governor = Governor.from_config()
         try:
             engine = await ChaosEngine.create(
                 None, governor, experiment=experiment_name(experiment), journal_dir=journal_dir
@@ -44,7 +48,8 @@ def run_file(
             async with engine:
                 report = await run_experiment(exp, engine, seed=seed)
         finally:
-            governor.close()
+            if governor is not None:
+                governor.close()
         return report.as_dict()
 
     return exp.title, asyncio.run(main())

@@ -56,6 +56,19 @@ def _print_tables(result: dict[str, Any]) -> None:
         for sc in data["scenarios"]:
             table.add_row(*scenario_row(sc))
         console.print(table)
+    if result.get("memory"):
+        from tenfold.core._memory import MEMORY_HEADERS, memory_rows
+
+        mem = Table(
+            title="Memory Footprint (ours, one fresh process per size, beside the document)"
+        )
+        for header in MEMORY_HEADERS:
+            mem.add_column(header, overflow="fold")
+        for row in memory_rows(result["memory"]):
+            mem.add_row(*row)
+        console.print(mem)
+    if not result["systems"]:
+        return
     quick = Table(title="Quick Reference (ours on this machine beside the document's figures)")
     for header in QUICK_HEADERS:
         quick.add_column(header, overflow="fold")
@@ -121,6 +134,24 @@ def _print_tables(result: dict[str, Any]) -> None:
     show_default=True,
     help="--compare: % more time per unit that counts as a regression (rows may set their own).",
 )
+@click.option(
+    "--memory",
+    is_flag=True,
+    help="Also measure the document's Memory Footprint table (one fresh process per size).",
+)
+@click.option(
+    "--memory-only",
+    is_flag=True,
+    help="Measure only the Memory Footprint table (no scenarios).",
+)
+@click.option(
+    "--sweep",
+    "sweeps",
+    multiple=True,
+    metavar="KEY=V1,V2,...",
+    help="Rerun the chosen scenarios once per value of a configuration key "
+    "(SECTION.KEY..., applied as TENFOLD_<SECTION>__<KEY> to each run's processes).",
+)
 @json_option
 def bench_command(
     packages: tuple[str, ...],
@@ -135,11 +166,30 @@ def bench_command(
     compare: str | None,
     rounds: int,
     threshold: float,
+    memory: bool,
+    memory_only: bool,
+    sweeps: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Run benchmark scenarios: ours beside the peer, interleaved, with the document's figures."""
     from tenfold.core import _baseline, _runner
     from tenfold.core._report import markdown_report
+
+    if sweeps:
+        from tenfold.core import _sweep
+
+        _sweep.run_sweeps(
+            sweeps,
+            list(packages) or None,
+            _system_names(),
+            cast(Mode, mode),
+            only,
+            memory=memory or memory_only,
+            scenarios=not memory_only,
+            as_json=as_json,
+            report=report,
+        )
+        return
 
     if compare is not None:
         clash = [
@@ -166,7 +216,18 @@ def bench_command(
         unknown = [s for s in systems if s not in known]
         if unknown:
             raise BenchError(f"unknown system(s): {', '.join(unknown)} (known: {', '.join(known)})")
-        result = _run_with_progress(systems, cast(Mode, mode), only, quiet=as_json)
+        if memory_only:
+            result = {"machine": _machine(), "mode": mode, "systems": {}}
+        else:
+            result = _run_with_progress(systems, cast(Mode, mode), only, quiet=as_json)
+        if memory or memory_only:
+            from tenfold.core._memory import measure
+
+            result["memory"] = measure(
+                systems,
+                mode,
+                progress=lambda what: click.echo(f"[memory] {what} ...", err=True),
+            )
         do_callgrind = callgrind if callgrind is not None else bool(baseline or save_baseline)
         if do_callgrind and shutil.which("valgrind"):
             for system in systems:
@@ -216,16 +277,24 @@ def bench_command(
             click.echo(f"wrote {report}")
         for note in result.get("baseline_check", {}).get("notes", []):
             click.echo(f"baseline: {note}")
-    errors = [
-        f"{system}/{sc['name']}: {sc['error']}"
-        for system, data in result["systems"].items()
-        for sc in data.get("scenarios", [])
-        if "error" in sc
-    ] + [
-        f"{system}: {data['error']}"
-        for system, data in result["systems"].items()
-        if data.get("error")
-    ]
+    errors = (
+        [
+            f"{system}/{sc['name']}: {sc['error']}"
+            for system, data in result["systems"].items()
+            for sc in data.get("scenarios", [])
+            if "error" in sc
+        ]
+        + [
+            f"{system}: {data['error']}"
+            for system, data in result["systems"].items()
+            if data.get("error")
+        ]
+        + [
+            f"memory/{m['system']}: {m['error']}"
+            for m in result.get("memory", [])
+            if m.get("error")
+        ]
+    )
     for line in errors:
         click.echo(f"tenfold: scenario failed: {line}", err=True)
     if problems:
@@ -289,6 +358,12 @@ def _compare_command(
         )
     if failed:
         sys.exit(1)
+
+
+def _machine() -> dict[str, Any]:
+    from tenfold.core._harness import machine_info
+
+    return machine_info()
 
 
 def _run_with_progress(

@@ -393,4 +393,19 @@ def markdown_report(result: dict[str, Any]) -> str:
                 lines += ["What both sides did:", "", *fair, ""]
             if extra:
                 lines += ["Measured alongside:", "", *extra, ""]
+    if result.get("memory"):
+        from tenfold.core._memory import MEMORY_HEADERS, memory_rows
+
+        lines += [
+            "## Memory Footprint",
+            "",
+            "Each figure is from its own fresh process (`python -m tenfold.core._memory SYSTEM"
+            " SIZE`): *baseline* is the resident set once the system is imported and set up"
+            " (median over the sizes); *per-operation* is the least-squares slope of the"
+            " process's peak resident set over the sizes; *maximum* is that peak at the largest"
+            " size. The document's figures (Rust) are shown beside ours.",
+            "",
+            _md_table(MEMORY_HEADERS, memory_rows(result["memory"])),
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"

@@ -62,6 +62,7 @@ _PARENT = "tenfold"
 _CONTROLLERS = ("cpu", "memory", "pids", "freezer", "blkio")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _CPU_PERIOD_US = 100_000
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class GovernorConfig(Section):
@@ -178,6 +179,29 @@ class Governor:
     def check_memory(self, nbytes: int = 0) -> bool:
         """True if ``nbytes`` more would stay within the memory limit (nothing is reserved)."""
         return self._mem_reserved + self._mem_unreserved + nbytes <= self._mem_limit
+
+    def check_rss(self, what: str = "this process") -> None:
+        """Raise :class:`ResourceLimitExceeded` when this process's resident memory,
+        read now, plus what is reserved, is over the memory limit.
+
+        The hard upper bound a system sets on its own growth: it calls this
+        between units of work (a fault, a batch of events) and stops with a clear
+        error naming ``what`` before the kernel's OOM killer would have to act.
+        Reading ``/proc/self/statm`` costs a few microseconds, so call it per
+        unit of work, not per item of a batch.
+        """
+        try:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            return
+        self._mem_unreserved = max(0, rss - self._mem_reserved)
+        if rss + self._mem_reserved > self._mem_limit:
+            raise ResourceLimitExceeded(
+                f"{what}: memory limit of {self._mem_limit / 1024**2:,.0f} MiB reached "
+                f"(resident {rss / 1024**2:,.0f} MiB, reserved "
+                f"{self._mem_reserved / 1024**2:,.0f} MiB; [core.governor] memory_limit_bytes)"
+            )
 
     def reserve_memory(self, nbytes: int) -> None:
         """Reserve ``nbytes``; raises :class:`ResourceLimitExceeded` if over the limit."""

@@ -9,11 +9,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
 from tenfold.pipeline_engine._batch import Batch
+
+if TYPE_CHECKING:
+    from tenfold.core.governor import Governor
 from tenfold.pipeline_engine._buffer import BoundedBuffer, Closed
 from tenfold.pipeline_engine._checkpoint import CheckpointStore
 from tenfold.pipeline_engine._metrics import StageMetrics, percentile, prometheus_text
@@ -86,7 +89,11 @@ class Pipeline(Generic[T]):
     stages are saved every ``checkpoint_interval_s`` at a batch boundary and
     restored on the next run, which then resumes the source from the oldest
     checkpointed position (outputs of stateful stages carry deterministic ids,
-    so an upserting sink absorbs the replay).
+    so an upserting sink absorbs the replay). With ``governor`` (a
+    :class:`tenfold.core.governor.Governor`), the source and the sink check the
+    process's resident memory against the governor's limit before each batch
+    (read or written: a sink that holds rows grows while the source waits) and the run
+    stops with :class:`PipelineFailed` naming the limit once it is reached.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class Pipeline(Generic[T]):
         checkpoints: str | Path | CheckpointStore | None = None,
         checkpoint_interval_s: float = 5.0,
         group_commit_events: int | None = None,
+        governor: Governor | None = None,
     ) -> None:
         if batch_size <= 0:
             raise PipelineDefinitionError(f"batch_size must be positive, got {batch_size}")
@@ -130,6 +138,7 @@ class Pipeline(Generic[T]):
             checkpoints = CheckpointStore(checkpoints)
         self.checkpoints = checkpoints
         self.checkpoint_interval_s = checkpoint_interval_s
+        self.governor = governor
         seen: dict[str, int] = {}
         self._stage_names = []
         for stage in self.stages:
@@ -179,6 +188,9 @@ class Pipeline(Generic[T]):
                 )
                 if want <= 0:
                     break
+                if self.governor is not None:
+                    # The hard memory bound: stop reading with a clear error, not an OOM kill.
+                    self.governor.check_rss(f"pipeline {self.name!r}")
                 t0 = time.perf_counter()
                 batch = src.read(want, self.linger_s)
                 if batch is None:
@@ -252,6 +264,8 @@ class Pipeline(Generic[T]):
                     end = one is None
                     group = [] if one is None else [one]
                 if group:
+                    if self.governor is not None:
+                        self.governor.check_rss(f"pipeline {self.name!r}")
                     batch = Batch.merge(group) if len(group) > 1 else group[0]
                     t0 = time.perf_counter()
                     sink.write(batch)
