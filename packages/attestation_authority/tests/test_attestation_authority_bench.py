@@ -27,7 +27,9 @@ def test_scenarios_cover_the_documents_rows() -> None:
 
 
 @pytest.mark.service
-def test_verify_quote_smoke_accepts_every_recorded_quote_and_rejects_the_tampered_one(tmp_path: pathlib.Path) -> None:
+def test_verify_quote_smoke_accepts_every_recorded_quote_and_rejects_the_tampered_one(
+    tmp_path: pathlib.Path,
+) -> None:
     scenario = next(s for s in plugin.scenarios() if s.name == "verify_quote")
     ctx = BenchContext(mode="smoke", workdir=tmp_path)
     with ctx.stack:

@@ -44,7 +44,13 @@ def read_data(spec: str) -> pd.DataFrame:
 
 def _check_data(spec: str) -> None:
     """Refuse a missing data file before the heavy imports (a typo answers at once)."""
-    if spec != "flights" and not spec.startswith("synthetic:") and not Path(spec).is_file():
+    if spec == "flights" or spec.startswith("synthetic:"):
+        return
+    try:
+        found = Path(spec).is_file()
+    except OSError as exc:  # a name too long for the file system, say
+        raise DataError(f"data file {spec[:60]!r}: {exc.strerror}") from None
+    if not found:
         raise DataError(f"data file not found: {spec}")
 
 

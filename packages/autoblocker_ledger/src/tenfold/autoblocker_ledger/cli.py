@@ -30,9 +30,13 @@ def _open(store: Path | None, *, create: bool = False) -> Any:
     from tenfold.autoblocker_ledger._store import EmbeddedLedger
 
     cfg = load_config()
-    return EmbeddedLedger(
-        store or Path(cfg.store), segment_bytes=cfg.segment_bytes, fsync=cfg.fsync, create=create
-    )
+    path = store or Path(cfg.store)
+    if create and store is not None and not path.exists() and not path.parent.is_dir():
+        from tenfold.autoblocker_ledger.errors import NoSuchStore
+
+        # A typo'd --store is not created with its parents (the default path is).
+        raise NoSuchStore(f"cannot create store {path}: folder {path.parent} does not exist")
+    return EmbeddedLedger(path, segment_bytes=cfg.segment_bytes, fsync=cfg.fsync, create=create)
 
 
 def _text(raw: bytes, name: str) -> str:

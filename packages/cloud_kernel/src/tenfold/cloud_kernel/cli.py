@@ -25,6 +25,24 @@ def _root() -> None:
         raise NotPermitted("this command loads BPF programs and needs root")
 
 
+class _InterfaceName(click.ParamType[str, Any]):
+    """A Linux network interface name: 1-15 characters, no '/', ':' or whitespace."""
+
+    name = "interface"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not 1 <= len(text) <= 15 or any(c in text for c in "/: \t\n") or not text.isprintable():
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            self.fail(
+                f"{shown!r} is not an interface name (1-15 characters, no '/' or ':')", param, ctx
+            )
+        return text
+
+
+_INTERFACE = _InterfaceName()
+
+
 @click.group("kernel")
 def kernel() -> None:
     """eBPF programs driven from Python: XDP block lists, syscall tracing, socket filters."""
@@ -46,7 +64,7 @@ def xdp() -> None:
 
 
 @xdp.command("attach")
-@click.argument("interface")
+@click.argument("interface", type=_INTERFACE)
 @click.option("--mode", type=click.Choice(["auto", "native", "generic"]), default="auto")
 @click.option(
     "--block", "prefixes", multiple=True, help="An address or prefix to block (repeatable)."
@@ -67,7 +85,7 @@ def xdp_attach(interface: str, mode: str, prefixes: tuple[str, ...]) -> None:
 
 
 @xdp.command("detach")
-@click.argument("interface")
+@click.argument("interface", type=_INTERFACE)
 def xdp_detach(interface: str) -> None:
     """Detach the pinned block list from INTERFACE."""
     from tenfold.cloud_kernel._xdp import XdpBlockList
@@ -79,7 +97,7 @@ def xdp_detach(interface: str) -> None:
 
 
 @xdp.command("block")
-@click.argument("interface")
+@click.argument("interface", type=_INTERFACE)
 @click.argument("prefixes", nargs=-1, required=True)
 def xdp_block(interface: str, prefixes: tuple[str, ...]) -> None:
     """Add addresses or prefixes to INTERFACE's block list."""
@@ -94,7 +112,7 @@ def xdp_block(interface: str, prefixes: tuple[str, ...]) -> None:
 
 
 @xdp.command("unblock")
-@click.argument("interface")
+@click.argument("interface", type=_INTERFACE)
 @click.argument("prefixes", nargs=-1, required=True)
 def xdp_unblock(interface: str, prefixes: tuple[str, ...]) -> None:
     """Remove addresses or prefixes from INTERFACE's block list."""
@@ -108,7 +126,7 @@ def xdp_unblock(interface: str, prefixes: tuple[str, ...]) -> None:
 
 
 @xdp.command("stats")
-@click.argument("interface")
+@click.argument("interface", type=_INTERFACE)
 @json_option
 def xdp_stats(interface: str, as_json: bool) -> None:
     """Verdict counters and per-rule counters of INTERFACE's block list."""
@@ -140,7 +158,7 @@ def xdp_stats(interface: str, as_json: bool) -> None:
 
 
 @xdp.command("follow")
-@click.argument("interface")
+@click.argument("interface", type=_INTERFACE)
 @click.option(
     "--decisions",
     type=click.File("r"),

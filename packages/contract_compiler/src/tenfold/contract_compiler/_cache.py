@@ -38,8 +38,6 @@ class ArtifactCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
-        if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
 
     @property
     def size_bytes(self) -> int:
@@ -71,6 +69,8 @@ class ArtifactCache:
             return
         self._remember(key, value)
         if self.directory is not None:
+            # Made on the first artifact, not before: a compile that fails leaves nothing.
+            self.directory.mkdir(parents=True, exist_ok=True)
             tmp = self.directory / f".{key}.{os.getpid()}.tmp"
             tmp.write_bytes(value)
             tmp.replace(self.directory / key)

@@ -47,9 +47,16 @@ def lattice() -> None:
 def load(store_path: Path, files: tuple[Path, ...], fmt: str | None, as_json: bool) -> None:
     """Load N-Triples, Turtle or CSV files into the store (created if missing)."""
     start = time.perf_counter()
-    with _open(store_path, must_exist=False) as store:
-        added = {str(f): store.load(f, fmt=fmt) for f in files}
-        total = store.count()
+    created = not store_path.exists()
+    try:
+        with _open(store_path, must_exist=False) as store:
+            added = {str(f): store.load(f, fmt=fmt) for f in files}
+            total = store.count()
+    except BaseException:
+        if created:  # a load that failed leaves no empty store behind
+            for leftover in (store_path, store_path.with_name(store_path.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+        raise
     result = {
         "store": str(store_path),
         "added": added,
