@@ -50,3 +50,7 @@ class BenchError(TenfoldError):
 
 class CryptoError(TenfoldError):
     """A key, signature or ciphertext is malformed or does not verify."""
+
+
+class DecisionStreamError(TenfoldError):
+    """A decision-stream line or a security event is malformed: not JSON, a missing or bad field."""
