@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from tenfold.core.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from tenfold.cloud_kernel._bouncer import XdpBouncer as XdpBouncer
     from tenfold.cloud_kernel._build import build_object as build_object
     from tenfold.cloud_kernel._sockfilter import SocketFilter as SocketFilter
     from tenfold.cloud_kernel._sockfilter import SocketFilterStats as SocketFilterStats
@@ -42,6 +43,7 @@ __all__ = [
     "SyscallTracer",
     "VerifierRejected",
     "XdpBlockList",
+    "XdpBouncer",
     "XdpStats",
     "build_object",
     "parse_prefix",
@@ -50,6 +52,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "._bouncer": ["XdpBouncer"],
         "._build": ["build_object"],
         "._sockfilter": ["SocketFilter", "SocketFilterStats"],
         "._trace": ["SyscallStats", "SyscallTracer"],
