@@ -154,7 +154,10 @@ def netpair() -> Iterator[tuple[str, str]]:
         pytest.skip("network namespaces and nftables need root")
     tag = secrets.token_hex(3)
     a, b = f"tfl-{tag}-a", f"tfl-{tag}-b"
-    run = lambda *argv: subprocess.run(argv, check=True, capture_output=True)  # noqa: E731
+
+    def run(*argv: str) -> None:
+        subprocess.run(argv, check=True, capture_output=True)
+
     try:
         run("ip", "netns", "add", a)
         run("ip", "netns", "add", b)

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from tenfold.autoblocker_ledger._autoblock import StreamBatch as StreamBatch
     from tenfold.autoblocker_ledger._autoblock import load_rules as load_rules
     from tenfold.autoblocker_ledger._bouncer import NftBouncer as NftBouncer
+    from tenfold.autoblocker_ledger._bouncer import stream_decision as stream_decision
+    from tenfold.autoblocker_ledger._bouncer import stream_decisions as stream_decisions
     from tenfold.autoblocker_ledger._events import Entry as Entry
     from tenfold.autoblocker_ledger._events import SecurityEvent as SecurityEvent
     from tenfold.autoblocker_ledger._linearizability import KV as KV
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from tenfold.autoblocker_ledger._signing import SignedTreeHead as SignedTreeHead
     from tenfold.autoblocker_ledger._store import EmbeddedLedger as EmbeddedLedger
     from tenfold.autoblocker_ledger._store import Receipt as Receipt
+    from tenfold.autoblocker_ledger._verify import inclusion_bundle as inclusion_bundle
     from tenfold.autoblocker_ledger._verify import verify_bundle as verify_bundle
     from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError as AutoblockerLedgerError
 
@@ -57,9 +60,12 @@ __all__ = [
     "SignedTreeHead",
     "StreamBatch",
     "check_history",
+    "inclusion_bundle",
     "leaf_hash",
     "load_history",
     "load_rules",
+    "stream_decision",
+    "stream_decisions",
     "verify_bundle",
     "verify_consistency",
     "verify_inclusion",
@@ -76,7 +82,7 @@ __getattr__, __dir__ = lazy_exports(
             "StreamBatch",
             "load_rules",
         ],
-        "._bouncer": ["NftBouncer"],
+        "._bouncer": ["NftBouncer", "stream_decision", "stream_decisions"],
         "._events": ["Entry", "SecurityEvent"],
         "._linearizability": [
             "CheckResult",
@@ -92,7 +98,7 @@ __getattr__, __dir__ = lazy_exports(
         "._replicated": ["ReplicatedLedger"],
         "._signing": ["LogKey", "SignedTreeHead"],
         "._store": ["EmbeddedLedger", "Receipt"],
-        "._verify": ["verify_bundle"],
+        "._verify": ["inclusion_bundle", "verify_bundle"],
         ".errors": ["AutoblockerLedgerError"],
     },
     __all__,

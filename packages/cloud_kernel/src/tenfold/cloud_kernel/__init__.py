@@ -13,6 +13,7 @@ from tenfold.core.exports import lazy_exports
 if TYPE_CHECKING:
     from tenfold.cloud_kernel._bouncer import XdpBouncer as XdpBouncer
     from tenfold.cloud_kernel._build import build_object as build_object
+    from tenfold.cloud_kernel._netns import in_netns as in_netns
     from tenfold.cloud_kernel._sockfilter import SocketFilter as SocketFilter
     from tenfold.cloud_kernel._sockfilter import SocketFilterStats as SocketFilterStats
     from tenfold.cloud_kernel._trace import SyscallStats as SyscallStats
@@ -46,6 +47,7 @@ __all__ = [
     "XdpBouncer",
     "XdpStats",
     "build_object",
+    "in_netns",
     "parse_prefix",
 ]
 
@@ -54,6 +56,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "._bouncer": ["XdpBouncer"],
         "._build": ["build_object"],
+        "._netns": ["in_netns"],
         "._sockfilter": ["SocketFilter", "SocketFilterStats"],
         "._trace": ["SyscallStats", "SyscallTracer"],
         "._xdp": ["BlockRule", "XdpBlockList", "XdpStats", "parse_prefix"],
