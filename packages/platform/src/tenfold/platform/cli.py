@@ -102,7 +102,7 @@ def _status_text(s: dict[str, Any]) -> str:
         [
             f"namespaces: {ns}",
             f"bouncer: {'running' if b['running'] else 'stopped'}"
-            + (f" (pid {b['pid']}, {b['where']}, {b['mode']})" if b["running"] else ""),
+            + (f" (pid {b['pid']}, {b['where']})" if b["running"] else ""),
             f"ledger: {led['entries']} entries, {led['events']} events, {led['decisions']} decisions",
             f"enforced: {len(bans)} bans, last ledger index applied {enf['last_index']}"
             + "".join(f"\n  {v} for {max(0.0, u - now):.0f} s more" for v, u in bans.items()),
@@ -118,8 +118,8 @@ def _replay_text(r: dict[str, Any]) -> str:
         dec, proof, enf = d["decision"], d["proof"], d["enforced"]
         out.append(f"{dec['action']} {dec['scope']} {dec['value']} ({dec['reason']})")
         out.append(
-            f"  ledger index {d['ledger_index']}: inclusion proof of {proof['hashes']} hashes "
-            f"verified against tree size {proof['tree_size']}, root {proof['root'][:16]}..."
+            f"  ledger index {d['ledger_index']}: inclusion proof ({proof['hashes']} hashes) "
+            f"verified against the signed tree head of size {proof['tree_size']}"
         )
         probe = enf["probe_from"]
         seen = (
