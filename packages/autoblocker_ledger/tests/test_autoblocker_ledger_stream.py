@@ -212,9 +212,22 @@ def test_nft_bouncer_drops_a_banned_source_until_the_ban_lapses(netpair: tuple[s
             Decision(action="ban", scope="range", value="198.18.0.0/31", until=until + 99, index=5)
         )
         assert not _delivered(a, b, "198.18.0.1") and _delivered(a, b, "198.18.0.3")
+        # A host inside the banned range, and a wider range around it: nftables refuses
+        # overlapping elements in one interval set, so each must land in its own.
+        far = until + 99
+        bouncer.apply(Decision(action="ban", scope="ip", value="198.18.0.1", until=far, index=6))
         bouncer.apply(
-            Decision(action="unban", scope="range", value="198.18.0.0/31", until=0, index=6)
+            Decision(action="ban", scope="range", value="198.18.0.0/16", until=far, index=7)
         )
+        assert bouncer.blocked() == ["198.18.0.0/16", "198.18.0.0/31", "198.18.0.1"]
+        assert not _delivered(a, b, "198.18.0.3")  # the /16 covers it
+        for index, value in ((8, "198.18.0.0/31"), (9, "198.18.0.0/16")):
+            bouncer.apply(
+                Decision(action="unban", scope="range", value=value, until=0, index=index)
+            )
+        assert bouncer.blocked() == ["198.18.0.1"]
+        assert not _delivered(a, b, "198.18.0.1") and _delivered(a, b, "198.18.0.3")
+        bouncer.apply(Decision(action="unban", scope="ip", value="198.18.0.1", until=0, index=10))
         assert _delivered(a, b, "198.18.0.1")
     tables = subprocess.run(
         ["ip", "netns", "exec", b, "nft", "list", "tables"],

@@ -81,6 +81,7 @@ class NftBouncer:
         self.bans = BanTable()
         self._clock = clock
         self._created = False
+        self._sets: set[str] = set()
 
     def _run(self, script: str) -> str:
         try:
@@ -117,6 +118,7 @@ class NftBouncer:
         if self._created:
             self._run(f"delete table inet {self.table}\n")
             self._created = False
+            self._sets.clear()
 
     def __enter__(self) -> NftBouncer:
         return self.open()
@@ -124,31 +126,42 @@ class NftBouncer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @staticmethod
-    def _element(d: Decision) -> tuple[str, str] | None:
-        if d.scope == "subject":
-            return None  # not an address: nothing for a packet filter to do
+    def _place(self, value: str) -> tuple[str, str] | None:
+        """The set an address or prefix goes in, and its element text; None for loopback.
+
+        Hosts share one set per family; prefixes get one set per family and length
+        (``net4_24``), made on first use. nftables refuses overlapping elements in an
+        interval set, and a host inside a banned /24, or a /24 inside a banned /16, is
+        what escalation produces: within one set of one length no two can overlap.
+        """
         try:
-            net = ipaddress.ip_network(d.value, strict=False)
+            net = ipaddress.ip_network(value, strict=False)
         except ValueError:
             return None
         if net.is_loopback:
             return None
-        family = "ban4" if net.version == 4 else "ban6"
-        text = str(net.network_address) if net.num_addresses == 1 else str(net)
-        return family, text
+        v = net.version
+        if net.prefixlen == net.max_prefixlen:
+            return f"ban{v}", str(net.network_address)
+        name = f"net{v}_{net.prefixlen}"
+        if name not in self._sets:
+            t, kind, match = self.table, f"ipv{v}_addr", "ip" if v == 4 else "ip6"
+            self._run(
+                f"add set inet {t} {name} {{ type {kind}; flags interval; }}\n"
+                f"add rule inet {t} input {match} saddr @{name} drop\n"
+            )
+            self._sets.add(name)
+        return name, str(net)
 
-    @staticmethod
-    def _stream_element(d: StreamDecision) -> tuple[str, str] | None:
-        net = ipaddress.ip_network(d.value)
-        if net.is_loopback:
-            return None
-        return ("ban4" if net.version == 4 else "ban6"), d.value
+    def _element(self, d: Decision) -> tuple[str, str] | None:
+        if d.scope == "subject":
+            return None  # not an address: nothing for a packet filter to do
+        return self._place(d.value)
 
     def apply(self, decision: StreamDecision) -> None:
         """One decision of the stream: add a ban, remove an unban (the Bouncer protocol)."""
         change = self.bans.apply(decision, self._clock())
-        el = self._stream_element(decision)
+        el = self._place(decision.value)
         if el is None:
             return
         if change == "add":
@@ -164,8 +177,9 @@ class NftBouncer:
         """Remove every ban whose ``until`` has passed; returns the values removed."""
         gone = self.bans.expire(now)
         for value in gone:
-            net = ipaddress.ip_network(value)
-            self._remove(("ban4" if net.version == 4 else "ban6", value))
+            el = self._place(value)
+            if el is not None:
+                self._remove(el)
         return gone
 
     def apply_batch(self, batch: StreamBatch) -> int:
@@ -194,21 +208,20 @@ class NftBouncer:
 
     def blocked(self) -> list[str]:
         """Addresses and ranges currently in the table's sets."""
+        proc = subprocess.run(
+            [*self._argv, "-j", "list", "table", "inet", self.table],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise BouncerError(f"nft list failed: {proc.stderr.strip()}")
         out: list[str] = []
-        for family in ("ban4", "ban6"):
-            proc = subprocess.run(
-                [*self._argv, "-j", "list", "set", "inet", self.table, family],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-            if proc.returncode != 0:
-                raise BouncerError(f"nft list failed: {proc.stderr.strip()}")
-            for item in json.loads(proc.stdout)["nftables"]:
-                for el in item.get("set", {}).get("elem", []):
-                    if isinstance(el, str):
-                        out.append(el)
-                    elif "prefix" in el:
-                        out.append(f"{el['prefix']['addr']}/{el['prefix']['len']}")
+        for item in json.loads(proc.stdout)["nftables"]:
+            for el in item.get("set", {}).get("elem", []):
+                if isinstance(el, str):
+                    out.append(el)
+                elif "prefix" in el:
+                    out.append(f"{el['prefix']['addr']}/{el['prefix']['len']}")
         return sorted(out)
