@@ -227,3 +227,47 @@ def test_autoblock_run_piped_into_xdp_follow(tmp_path: Path) -> None:
     finally:
         plat.down()
     _nothing_left(None)
+
+
+@root_only
+@pytest.mark.root
+def test_a_killed_bouncer_catches_up_from_the_ledger_exactly_once(tmp_path: Path) -> None:
+    import signal
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.format(ban=600))
+    home = tmp_path / "home"
+    plat = Platform(home)
+    try:
+        plat.up(rules)
+        first = plat.replay(_burst(tmp_path, "203.0.113.7"))
+        assert first.decisions[0]["enforced"]["frame_dropped"] is True
+        pid = plat.status()["bouncer"]["pid"]
+        os.kill(pid, signal.SIGKILL)  # its XDP program goes with it: nothing is pinned
+        deadline = time.monotonic() + 10
+        while _alive(pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert _delivered("203.0.113.7")
+
+        # A decision made while the bouncer is down is recorded; the replay says so.
+        r = _cli(
+            "platform", "replay", str(_burst(tmp_path, "198.51.100.4")), "--home", str(home),
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert r.returncode == 2 and "recorded at ledger index 8" in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1
+
+        up = _cli("platform", "up", "--home", str(home), "--json", cwd=tmp_path)  # recovers
+        assert up.returncode == 0, up.stderr
+        st = json.loads(up.stdout)
+        assert st["bouncer"]["running"] and st["enforced"]["last_index"] == 8
+        assert sorted(st["enforced"]["bans"]) == ["198.51.100.4", "203.0.113.7"]
+        assert not _delivered("203.0.113.7") and not _delivered("198.51.100.4")
+        assert _delivered("198.51.100.5")
+        log = plat.log.read_text()
+        assert log.count("(ledger index 3)") == 1  # applied before the kill, never again
+        assert log.count("caught up: ban 198.51.100.4 (ledger index 8)") == 1
+    finally:
+        plat.down()
+    _nothing_left(None)

@@ -46,6 +46,7 @@ __all__ = [
     "decode_event",
     "encode_decision",
     "encode_event",
+    "feed",
     "follow",
     "iter_decisions",
 ]
@@ -254,6 +255,31 @@ class FollowState:
         os.replace(tmp, self.path)
 
 
+def feed(
+    bouncer: Bouncer,
+    decision: Decision,
+    state: FollowState,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> bool:
+    """Apply one decision unless ``state`` shows it applied (its index is not past
+    ``state.index``); record it and save. Returns whether it was applied.
+
+    This is the whole exactly-once rule: a catch-up from the ledger and a live
+    stream may both carry a decision, and only the first one to arrive applies it.
+    """
+    if decision.index <= state.index:
+        return False
+    bouncer.apply(decision)
+    state.index = decision.index
+    if decision.action == "ban" and decision.until > clock():
+        state.bans[decision.value] = max(state.bans.get(decision.value, 0.0), decision.until)
+    elif decision.action == "unban":
+        state.bans.pop(decision.value, None)
+    state.save()
+    return True
+
+
 @dataclass
 class FollowReport:
     applied: int = 0
@@ -340,16 +366,9 @@ def follow(
             if not line.strip():
                 continue
             decision = decode_decision(line, source=source, lineno=lineno)
-            if decision.index <= st.index:
+            if not feed(bouncer, decision, st, clock=clock):
                 report.skipped += 1
                 continue
-            bouncer.apply(decision)
-            st.index = decision.index
-            if decision.action == "ban" and decision.until > clock():
-                st.bans[decision.value] = max(st.bans.get(decision.value, 0.0), decision.until)
-            elif decision.action == "unban":
-                st.bans.pop(decision.value, None)
-            st.save()
             report.applied += 1
             if on_change:
                 on_change("applied", decision)

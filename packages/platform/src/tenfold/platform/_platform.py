@@ -113,7 +113,13 @@ class Platform:
             raise PlatformError("the platform creates namespaces and loads XDP: it needs root")
         if self.is_up():
             raise PlatformError(f"the platform is already up (home {self.home})")
-        if any((NETNS_DIR / ns).exists() for ns in (ATTACKER, VICTIM)):
+        present = [(NETNS_DIR / ns).exists() for ns in (ATTACKER, VICTIM)]
+        if all(present) and self.fifo.exists() and self._pid() is None:
+            # The bouncer died (killed, crashed): start it again. It catches up from
+            # the ledger after the last index it applied, so nothing is lost or doubled.
+            self._start_bouncer(timeout_s)
+            return self.status()
+        if any(present):
             raise PlatformError(
                 f"namespace {ATTACKER} or {VICTIM} exists: run tenfold platform down first"
             )
@@ -251,7 +257,7 @@ class Platform:
         )
         from tenfold.core.events import encode_decision
 
-        if not self.is_up():
+        if not self.ready.exists():
             raise NotUp("the platform is not up (run: tenfold platform up)")
         try:
             lines = path.read_text().splitlines()
@@ -282,8 +288,11 @@ class Platform:
             verify_bundle(bundle, key)  # as a third party would, with the public key only
         try:
             fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            raise NotUp(f"the XDP bouncer is not reading {self.fifo}: {exc}") from None
+        except OSError:
+            raise NotUp(
+                f"recorded at ledger index {', '.join(str(d.index) for d in found)}, but the "
+                "XDP bouncer is not running: tenfold platform up restarts it and it catches up"
+            ) from None
         try:
             os.set_blocking(fd, True)
             os.write(fd, b"".join(encode_decision(d) for d in found))
@@ -376,7 +385,7 @@ def _delivered(src: str, *, tries: int = 3) -> bool:
 def run_bouncer(home: Path) -> None:
     """The background XDP bouncer ``up`` starts: attach, then follow the stream until SIGTERM."""
     from tenfold.cloud_kernel import XdpBlockList, XdpBouncer, in_netns
-    from tenfold.core.events import Decision, FollowState, follow
+    from tenfold.core.events import Decision, FollowState, feed, follow
 
     p = Platform(home)
 
@@ -388,6 +397,17 @@ def run_bouncer(home: Path) -> None:
         blocklist = XdpBlockList()
         mode = blocklist.attach(DEV_V)
     bouncer = XdpBouncer(blocklist)
+    state = FollowState.load(p.state)
+    if p.ledger_dir.exists():
+        # Catch up: every decision the ledger recorded after the last one applied
+        # (those a replay wrote while this bouncer was down).
+        from tenfold.autoblocker_ledger import EmbeddedLedger, stream_decisions
+
+        with EmbeddedLedger(p.ledger_dir) as led:
+            missed = list(stream_decisions(led, state.index))
+        for d in missed:
+            if feed(bouncer, d, state):
+                print(f"caught up: {d.action} {d.value} (ledger index {d.index})", flush=True)
     # Opened read-write: this process is also a writer, so the stream never ends
     # when a replay closes its end.
     fd = os.open(p.fifo, os.O_RDWR)
@@ -407,7 +427,7 @@ def run_bouncer(home: Path) -> None:
             follow(
                 bouncer,
                 stream,
-                state=FollowState.load(p.state),
+                state=state,
                 source=str(p.fifo),
                 on_change=show,
             )
