@@ -271,3 +271,43 @@ def test_a_killed_bouncer_catches_up_from_the_ledger_exactly_once(tmp_path: Path
     finally:
         plat.down()
     _nothing_left(None)
+
+
+@root_only
+@pytest.mark.root
+def test_replay_of_recorded_security_events_a_port_scan(tmp_path: Path) -> None:
+    from tenfold.core.events import SecurityEvent, encode_event
+
+    scan = tmp_path / "scan.jsonl"
+    scan.write_bytes(
+        b"".join(
+            encode_event(
+                SecurityEvent(
+                    source="flowlog",
+                    kind="port_scan",
+                    subject="198.51.100.23",
+                    domain="network",
+                    time=1_700_000_000 + i / 10,
+                    attributes={"dport": 20 + i},
+                )
+            )
+            for i in range(12)
+        )
+    )
+    home = tmp_path / "home"
+    plat = Platform(home)
+    try:
+        plat.up()  # the default rules: sshd and portscan (10 probes in 60 s)
+        result = plat.replay(scan)
+        assert (result.lines, result.events) == (12, 12)
+        (d,) = result.decisions
+        assert d["decision"]["value"] == "198.51.100.23" and d["ledger_index"] == 10
+        assert d["decision"]["until"] > time.time() + 500  # moved to now, not lapsed
+        assert d["enforced"]["frame_dropped"] is True
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(scan.read_text().splitlines()[0] + '\n{"source": "x"}\n')
+        r = _cli("platform", "replay", str(bad), "--home", str(home), cwd=tmp_path)
+        assert r.returncode == 2 and f"{bad}:2: bad security event" in r.stderr
+    finally:
+        plat.down()
+    _nothing_left(None)

@@ -49,6 +49,16 @@ pattern = 'Failed password for (invalid user )?\\S+ from (?P<subject>[0-9a-fA-F.
 max_retry = 5
 find_time_s = 60
 ban_time_s = 600
+
+# Security events from other systems (JSON lines of tenfold.core.events.SecurityEvent),
+# e.g. one per port probed, as a flow analyser would emit them.
+[[rule]]
+name = "portscan"
+domain = "network"
+kind = "port_scan"
+max_retry = 10
+find_time_s = 60
+ban_time_s = 600
 """
 
 
@@ -266,10 +276,15 @@ class Platform:
         blocker = Autoblocker(load_rules(self.rules))
         result = ReplayResult(str(path), len(lines), 0)
         found = []
+        recorded = _recorded_events(path, lines)
         with EmbeddedLedger(self.ledger_dir) as led:
-            for line in lines:
+            for n, line in enumerate(lines):
                 now_ms = int(time.time() * 1000)
-                for ev in blocker.events_from_line(line, now_ms, source=str(path)):
+                if recorded is not None:
+                    events = [recorded[n]] if recorded[n] is not None else []
+                else:
+                    events = blocker.events_from_line(line, now_ms, source=str(path))
+                for ev in events:
                     led.append(ev)
                     result.events += 1
                     new = blocker.observe(ev)
@@ -339,6 +354,43 @@ class Platform:
             return int(json.loads(self.state.read_text())["index"])
         except (OSError, ValueError, KeyError):
             return -1
+
+
+def _recorded_events(path: Path, lines: list[str]) -> list[Any] | None:
+    """A file of JSON-lines security events, as ledger events; None for a plain log.
+
+    Recorded times keep their spacing but are moved so that the last event is now:
+    a replay is an attack happening now, and its bans must not be lapsed already.
+    """
+    from tenfold.autoblocker_ledger import SecurityEvent as LedgerEvent
+    from tenfold.core.events import decode_event
+
+    first = next((line for line in lines if line.strip()), "")
+    if not first.lstrip().startswith("{"):
+        return None
+    parsed = [
+        decode_event(line, source=str(path), lineno=n) if line.strip() else None
+        for n, line in enumerate(lines, 1)
+    ]
+    latest = max((ev.time for ev in parsed if ev is not None), default=0.0)
+    shift = time.time() - latest
+    out: list[Any] = []
+    for n, ev in enumerate(parsed):
+        if ev is None:
+            out.append(None)
+            continue
+        time_ms = int((ev.time + shift) * 1000)
+        out.append(
+            LedgerEvent(
+                f"replay:{ev.source}:{time_ms}:{n}",
+                ev.domain,
+                ev.kind,
+                ev.subject,
+                time_ms,
+                {**ev.attributes, "source": ev.source},
+            )
+        )
+    return out
 
 
 def _probe_address(value: str) -> str | None:
