@@ -440,6 +440,8 @@ def run_bouncer(home: Path) -> None:
     from tenfold.core.events import Decision, FollowState, feed, follow
 
     p = Platform(home)
+    if not p.fifo.exists() or not p.pid_file.exists():
+        raise PlatformError(f"{home}: no platform here to serve (tenfold platform up starts it)")
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)
