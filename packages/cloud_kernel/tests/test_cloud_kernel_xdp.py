@@ -262,8 +262,13 @@ def test_cli_attach_block_stats_detach_on_a_real_interface() -> None:
         assert run_cli("kernel", "xdp", "block", "tfk-dum0", "203.0.113.0/24").returncode == 0
         bad = run_cli("kernel", "xdp", "block", "tfk-dum0", "203.0.113.0/33")
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "bad address" in bad.stderr
-        decisions = "ban 192.0.2.1/32\n" + '{"action": "unban", "value": "203.0.113.0/24"}\n'
-        assert run_cli("kernel", "xdp", "follow", "tfk-dum0", input=decisions).returncode == 0
+        far = __import__("time").time() + 3600
+        decisions = (
+            f'{{"action":"ban","scope":"ip","value":"192.0.2.1","until":{far},"index":1}}\n'
+            '{"action":"unban","scope":"range","value":"203.0.113.0/24","until":0,"index":2}\n'
+        )
+        follow = run_cli("kernel", "xdp", "follow", "tfk-dum0", "--exit-at-eof", input=decisions)
+        assert follow.returncode == 0, follow.stderr
         stats = __import__("json").loads(
             run_cli("kernel", "xdp", "stats", "tfk-dum0", "--json").stdout
         )

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from tenfold.autoblocker_ledger._autoblock import StreamBatch as StreamBatch
     from tenfold.autoblocker_ledger._autoblock import load_rules as load_rules
     from tenfold.autoblocker_ledger._bouncer import NftBouncer as NftBouncer
+    from tenfold.autoblocker_ledger._bouncer import stream_decision as stream_decision
+    from tenfold.autoblocker_ledger._bouncer import stream_decisions as stream_decisions
     from tenfold.autoblocker_ledger._events import Entry as Entry
     from tenfold.autoblocker_ledger._events import SecurityEvent as SecurityEvent
     from tenfold.autoblocker_ledger._linearizability import KV as KV
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from tenfold.autoblocker_ledger._signing import SignedTreeHead as SignedTreeHead
     from tenfold.autoblocker_ledger._store import EmbeddedLedger as EmbeddedLedger
     from tenfold.autoblocker_ledger._store import Receipt as Receipt
+    from tenfold.autoblocker_ledger._verify import inclusion_bundle as inclusion_bundle
     from tenfold.autoblocker_ledger._verify import verify_bundle as verify_bundle
     from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError as AutoblockerLedgerError
 
@@ -58,10 +61,13 @@ __all__ = [
     "SignedTreeHead",
     "StreamBatch",
     "check_history",
+    "inclusion_bundle",
     "leaf_hash",
     "ledger_server",
     "load_history",
     "load_rules",
+    "stream_decision",
+    "stream_decisions",
     "verify_bundle",
     "verify_consistency",
     "verify_inclusion",
@@ -78,7 +84,7 @@ __getattr__, __dir__ = lazy_exports(
             "StreamBatch",
             "load_rules",
         ],
-        "._bouncer": ["NftBouncer"],
+        "._bouncer": ["NftBouncer", "stream_decision", "stream_decisions"],
         "._events": ["Entry", "SecurityEvent"],
         "._linearizability": [
             "CheckResult",
@@ -95,7 +101,7 @@ __getattr__, __dir__ = lazy_exports(
         "._server": ["ledger_server"],
         "._signing": ["LogKey", "SignedTreeHead"],
         "._store": ["EmbeddedLedger", "Receipt"],
-        "._verify": ["verify_bundle"],
+        "._verify": ["inclusion_bundle", "verify_bundle"],
         ".errors": ["AutoblockerLedgerError"],
     },
     __all__,

@@ -1,4 +1,10 @@
-"""An nftables bouncer: applies the decision stream to the kernel's packet filter.
+"""An nftables bouncer, and the ledger's decisions as the one stream every bouncer reads.
+
+:class:`NftBouncer` implements :class:`tenfold.core.events.Bouncer`: it takes
+the stream decisions of ``tenfold.core.events`` one at a time (and, for the
+embedded loop of ``autoblock run --nft``, batches from :class:`DecisionStream`).
+:func:`stream_decisions` turns the ledger's entries into that stream, each
+decision carrying the index of the entry that records it.
 
 It owns one named table (``inet <table>``) holding two interval sets, one per
 address family, and an input-hook chain that drops packets from them. It never
@@ -9,15 +15,48 @@ from its own etcd and services). Needs root.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from tenfold.autoblocker_ledger._autoblock import Decision, DecisionStream, StreamBatch
 from tenfold.autoblocker_ledger.errors import BouncerError
+from tenfold.core.events import BanTable
+from tenfold.core.events import Decision as StreamDecision
+
+
+def stream_decision(decision: Decision, index: int) -> StreamDecision | None:
+    """The stream form of a ledger decision recorded at ``index``; None for a non-address scope."""
+    if decision.scope == "subject":
+        return None  # a user name or a key: nothing a packet filter can enforce
+    return StreamDecision(
+        action=decision.action,
+        scope=decision.scope,
+        value=decision.value,
+        until=(decision.until_ms if decision.action == "ban" else decision.time_ms) / 1000,
+        reason=f"{decision.rule}: {decision.reason}" if decision.rule else decision.reason,
+        index=index,
+    )
+
+
+def stream_decisions(ledger: Any, after: int = -1) -> Iterator[StreamDecision]:
+    """Every address decision recorded after entry ``after``, in ledger order.
+
+    A follower passes the last index it applied and so neither misses nor repeats
+    one; from ``-1`` this is the whole history, whose lapsed bans a bouncer skips.
+    """
+    for index in range(max(after + 1, 0), ledger.size):
+        d = Decision.from_event(ledger.get(index).event)
+        if d is not None and (sd := stream_decision(d, index)) is not None:
+            yield sd
+
 
 _TABLE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 
@@ -25,18 +64,29 @@ _TABLE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 class NftBouncer:
     """Keeps an nftables table in step with a decision stream."""
 
-    def __init__(self, table: str | None = None) -> None:
+    def __init__(
+        self,
+        table: str | None = None,
+        *,
+        netns: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.table = table or f"tenfold_ledger_{os.getpid()}"
         if not _TABLE.match(self.table):
             raise BouncerError(f"bad nftables table name {self.table!r}")
-        self._nft = shutil.which("nft") or "/usr/sbin/nft"
+        nft = shutil.which("nft") or "/usr/sbin/nft"
+        # In a named network namespace, nft runs there (``ip netns exec``).
+        self._argv = ["ip", "netns", "exec", netns, nft] if netns else [nft]
         self.position = 0
+        self.bans = BanTable()
+        self._clock = clock
         self._created = False
+        self._sets: set[str] = set()
 
     def _run(self, script: str) -> str:
         try:
             proc = subprocess.run(
-                [self._nft, "-f", "-"],
+                [*self._argv, "-f", "-"],
                 input=script,
                 capture_output=True,
                 text=True,
@@ -68,6 +118,7 @@ class NftBouncer:
         if self._created:
             self._run(f"delete table inet {self.table}\n")
             self._created = False
+            self._sets.clear()
 
     def __enter__(self) -> NftBouncer:
         return self.open()
@@ -75,21 +126,63 @@ class NftBouncer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @staticmethod
-    def _element(d: Decision) -> tuple[str, str] | None:
-        if d.scope == "subject":
-            return None  # not an address: nothing for a packet filter to do
+    def _place(self, value: str) -> tuple[str, str] | None:
+        """The set an address or prefix goes in, and its element text; None for loopback.
+
+        Hosts share one set per family; prefixes get one set per family and length
+        (``net4_24``), made on first use. nftables refuses overlapping elements in an
+        interval set, and a host inside a banned /24, or a /24 inside a banned /16, is
+        what escalation produces: within one set of one length no two can overlap.
+        """
         try:
-            net = ipaddress.ip_network(d.value, strict=False)
+            net = ipaddress.ip_network(value, strict=False)
         except ValueError:
             return None
         if net.is_loopback:
             return None
-        family = "ban4" if net.version == 4 else "ban6"
-        text = str(net.network_address) if net.num_addresses == 1 else str(net)
-        return family, text
+        v = net.version
+        if net.prefixlen == net.max_prefixlen:
+            return f"ban{v}", str(net.network_address)
+        name = f"net{v}_{net.prefixlen}"
+        if name not in self._sets:
+            t, kind, match = self.table, f"ipv{v}_addr", "ip" if v == 4 else "ip6"
+            self._run(
+                f"add set inet {t} {name} {{ type {kind}; flags interval; }}\n"
+                f"add rule inet {t} input {match} saddr @{name} drop\n"
+            )
+            self._sets.add(name)
+        return name, str(net)
 
-    def apply(self, batch: StreamBatch) -> int:
+    def _element(self, d: Decision) -> tuple[str, str] | None:
+        if d.scope == "subject":
+            return None  # not an address: nothing for a packet filter to do
+        return self._place(d.value)
+
+    def apply(self, decision: StreamDecision) -> None:
+        """One decision of the stream: add a ban, remove an unban (the Bouncer protocol)."""
+        change = self.bans.apply(decision, self._clock())
+        el = self._place(decision.value)
+        if el is None:
+            return
+        if change == "add":
+            self._run(f"add element inet {self.table} {el[0]} {{ {el[1]} }}\n")
+        elif change == "remove":
+            self._remove(el)
+
+    def _remove(self, el: tuple[str, str]) -> None:
+        with contextlib.suppress(BouncerError):  # an element already gone is fine
+            self._run(f"delete element inet {self.table} {el[0]} {{ {el[1]} }}\n")
+
+    def expire(self, now: float) -> list[str]:
+        """Remove every ban whose ``until`` has passed; returns the values removed."""
+        gone = self.bans.expire(now)
+        for value in gone:
+            el = self._place(value)
+            if el is not None:
+                self._remove(el)
+        return gone
+
+    def apply_batch(self, batch: StreamBatch) -> int:
         """Add the batch's bans and remove its unbans; returns the number of set changes."""
         lines = []
         for d in batch.deleted:
@@ -111,25 +204,24 @@ class NftBouncer:
     def sync(self, stream: DecisionStream, now_ms: int) -> int:
         """Startup snapshot the first time, then the changes since the last position."""
         batch = stream.snapshot(now_ms) if self.position == 0 else stream.changes(self.position)
-        return self.apply(batch)
+        return self.apply_batch(batch)
 
     def blocked(self) -> list[str]:
         """Addresses and ranges currently in the table's sets."""
+        proc = subprocess.run(
+            [*self._argv, "-j", "list", "table", "inet", self.table],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise BouncerError(f"nft list failed: {proc.stderr.strip()}")
         out: list[str] = []
-        for family in ("ban4", "ban6"):
-            proc = subprocess.run(
-                [self._nft, "-j", "list", "set", "inet", self.table, family],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-            if proc.returncode != 0:
-                raise BouncerError(f"nft list failed: {proc.stderr.strip()}")
-            for item in json.loads(proc.stdout)["nftables"]:
-                for el in item.get("set", {}).get("elem", []):
-                    if isinstance(el, str):
-                        out.append(el)
-                    elif "prefix" in el:
-                        out.append(f"{el['prefix']['addr']}/{el['prefix']['len']}")
+        for item in json.loads(proc.stdout)["nftables"]:
+            for el in item.get("set", {}).get("elem", []):
+                if isinstance(el, str):
+                    out.append(el)
+                elif "prefix" in el:
+                    out.append(f"{el['prefix']['addr']}/{el['prefix']['len']}")
         return sorted(out)

@@ -24,6 +24,7 @@ def _b64(items: list[bytes]) -> list[str]:
 
 
 def inclusion_bundle(ledger: EmbeddedLedger, index: int, sth: SignedTreeHead) -> dict[str, Any]:
+    """A self-contained proof that entry ``index`` is in the tree ``sth`` signs (JSON-ready)."""
     data = ledger.raw_entries(index, index + 1)[0]
     return {
         "type": "inclusion",

@@ -349,9 +349,23 @@ def _log_lines(log: IO[bytes]) -> Iterator[tuple[int, str]]:
     default=None,
     help="Also run the nftables bouncer (root) for this many seconds, then remove its table.",
 )
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["text", "jsonl"]),
+    default="text",
+    show_default=True,
+    help="jsonl: print each decision as it is recorded, in the decision stream every bouncer "
+    "reads (tenfold kernel xdp follow, tenfold autoblock nft-follow).",
+)
 @json_option
 def run_cmd(
-    rules: Path, store: Path | None, log: IO[bytes], nft_seconds: float | None, as_json: bool
+    rules: Path,
+    store: Path | None,
+    log: IO[bytes],
+    nft_seconds: float | None,
+    out_format: str,
+    as_json: bool,
 ) -> None:
     """Scan log lines with RULES (fail2ban-style), record events and decisions, print the decisions.
 
@@ -366,7 +380,11 @@ def run_cmd(
         DecisionStream,
         load_rules,
     )
+    from tenfold.autoblocker_ledger._bouncer import stream_decision
+    from tenfold.core.events import encode_decision
 
+    if as_json and out_format == "jsonl":
+        raise click.UsageError("give --json or --format jsonl, not both")
     blocker = Autoblocker(load_rules(rules))
     name = _source_name(log)
     source = name if name == "<stdin>" else os.path.realpath(name)
@@ -381,9 +399,14 @@ def run_cmd(
                 new = blocker.observe(ev)
                 if new:
                     receipts = led.append_batch(blocker.decision_events(new))
-                    decisions.extend(
-                        d for d, r in zip(new, receipts, strict=True) if not r.duplicate
-                    )
+                    fresh = [(d, r) for d, r in zip(new, receipts, strict=True) if not r.duplicate]
+                    decisions.extend(d for d, _ in fresh)
+                    if out_format == "jsonl":
+                        for d, r in fresh:
+                            sd = stream_decision(d, r.index)
+                            if sd is not None:
+                                sys.stdout.buffer.write(encode_decision(sd))
+                        sys.stdout.buffer.flush()
         if blocker.skipped:
             click.echo(
                 f"{name}: skipped {blocker.skipped} matches whose subject is not a valid "
@@ -402,17 +425,18 @@ def run_cmd(
             }
             for d in decisions
         ]
-        emit(
-            out,
-            as_json,
-            lambda: (
-                "\n".join(
-                    f"{o['action']} {o['scope']} {o['value']} for {o['duration_s']:g} s ({o['rule']}: {o['reason']})"
-                    for o in out
-                )
-                or "no decisions"
-            ),
-        )
+        if out_format != "jsonl":
+            emit(
+                out,
+                as_json,
+                lambda: (
+                    "\n".join(
+                        f"{o['action']} {o['scope']} {o['value']} for {o['duration_s']:g} s ({o['rule']}: {o['reason']})"
+                        for o in out
+                    )
+                    or "no decisions"
+                ),
+            )
         if nft_seconds is not None:
             from tenfold.autoblocker_ledger._bouncer import NftBouncer
 
@@ -429,3 +453,70 @@ def run_cmd(
                         break
                     time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     sys.stdout.flush()
+
+
+@autoblock.command("decisions")
+@STORE
+@click.option(
+    "--after",
+    type=click.IntRange(-1),
+    default=-1,
+    show_default=True,
+    help="Only decisions recorded after this ledger index (a follower's last one).",
+)
+def decisions_cmd(store: Path | None, after: int) -> None:
+    """Print the ledger's decisions as the decision stream (JSON lines), in ledger order."""
+    from tenfold.autoblocker_ledger._bouncer import stream_decisions
+    from tenfold.core.events import encode_decision
+
+    with _open(store) as led:
+        for d in stream_decisions(led, after):
+            sys.stdout.buffer.write(encode_decision(d))
+    sys.stdout.buffer.flush()
+
+
+@autoblock.command("nft-follow")
+@click.option(
+    "--decisions",
+    type=click.File("rb"),
+    default="-",
+    help="The decision stream: JSON lines, one decision each (default: stdin).",
+)
+@click.option("--table", default=None, help="nftables table name (default tenfold_ledger_<pid>).")
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Resume file: decisions at or below its ledger index are skipped.",
+)
+@click.option(
+    "--exit-at-eof",
+    is_flag=True,
+    help="Return when the stream ends instead of staying to lift bans as they lapse.",
+)
+def nft_follow_cmd(
+    decisions: IO[bytes], table: str | None, state_path: Path | None, exit_at_eof: bool
+) -> None:
+    """The nftables bouncer (root): apply the decision stream to its own table, removed on exit."""
+    from tenfold.autoblocker_ledger._bouncer import NftBouncer
+    from tenfold.core.events import Decision, FollowState, follow
+
+    def show(what: str, item: Decision | str) -> None:
+        if isinstance(item, Decision):
+            click.echo(
+                f"{item.action} {item.value} until {item.until:.0f} (ledger index {item.index})"
+            )
+        else:
+            click.echo(f"expired {item}")
+        sys.stdout.flush()
+
+    with NftBouncer(table) as bouncer:
+        follow(
+            bouncer,
+            decisions,
+            state=FollowState.load(state_path),
+            source=str(getattr(decisions, "name", "<stdin>")),
+            linger=not exit_at_eof,
+            on_change=show,
+        )

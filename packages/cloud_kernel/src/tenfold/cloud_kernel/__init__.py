@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 from tenfold.core.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from tenfold.cloud_kernel._bouncer import XdpBouncer as XdpBouncer
     from tenfold.cloud_kernel._build import build_object as build_object
+    from tenfold.cloud_kernel._netns import in_netns as in_netns
     from tenfold.cloud_kernel._sockfilter import SocketFilter as SocketFilter
     from tenfold.cloud_kernel._sockfilter import SocketFilterStats as SocketFilterStats
     from tenfold.cloud_kernel._trace import SyscallStats as SyscallStats
@@ -42,15 +44,19 @@ __all__ = [
     "SyscallTracer",
     "VerifierRejected",
     "XdpBlockList",
+    "XdpBouncer",
     "XdpStats",
     "build_object",
+    "in_netns",
     "parse_prefix",
 ]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "._bouncer": ["XdpBouncer"],
         "._build": ["build_object"],
+        "._netns": ["in_netns"],
         "._sockfilter": ["SocketFilter", "SocketFilterStats"],
         "._trace": ["SyscallStats", "SyscallTracer"],
         "._xdp": ["BlockRule", "XdpBlockList", "XdpStats", "parse_prefix"],

@@ -9,7 +9,8 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -161,41 +162,59 @@ def xdp_stats(interface: str, as_json: bool) -> None:
 @click.argument("interface", type=_INTERFACE)
 @click.option(
     "--decisions",
-    type=click.File("r"),
+    type=click.File("rb"),
     default="-",
-    help="Decision lines: 'ban PREFIX' / 'unban PREFIX' (default: stdin).",
+    help="The decision stream: JSON lines, one decision each (default: stdin).",
 )
-def xdp_follow(interface: str, decisions: TextIO) -> None:
-    """A bouncer: apply ban/unban decisions (one per line, or JSON objects) to INTERFACE's list."""
-    from tenfold.cloud_kernel._xdp import XdpBlockList, parse_prefix
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Resume file: decisions at or below its ledger index are skipped; its bans still lapse.",
+)
+@click.option(
+    "--exit-at-eof",
+    is_flag=True,
+    help="Return when the stream ends instead of staying to lift bans as they lapse.",
+)
+def xdp_follow(
+    interface: str, decisions: BinaryIO, state_path: Path | None, exit_at_eof: bool
+) -> None:
+    """A bouncer: apply the decision stream (``tenfold autoblock run --format jsonl``) to INTERFACE's list.
+
+    Bans are added, unbans removed, and each ban is removed once its ``until``
+    has passed. With --state, a follower that restarts resumes after the last
+    ledger index it applied.
+    """
+    from tenfold.cloud_kernel._bouncer import XdpBouncer
+    from tenfold.cloud_kernel._xdp import XdpBlockList
+    from tenfold.core.events import Decision, FollowState, follow
 
     _root()
-    with XdpBlockList.open_pinned(interface) as bl:
-        for lineno, raw in enumerate(decisions, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("{"):
-                try:
-                    obj = json.loads(line)
-                    action, value = str(obj["action"]), str(obj["value"])
-                except (ValueError, KeyError) as exc:
-                    raise CloudKernelError(f"line {lineno}: bad decision {line!r}: {exc}") from None
-            else:
-                parts = line.split()
-                if len(parts) != 2:
-                    raise CloudKernelError(
-                        f"line {lineno}: expected 'ban PREFIX' or 'unban PREFIX', got {line!r}"
-                    )
-                action, value = parts
-            net = parse_prefix(value)
-            if action == "ban":
-                bl.block(net)
-            elif action == "unban":
-                bl.unblock(net)
-            else:
-                raise CloudKernelError(f"line {lineno}: unknown action {action!r} (ban or unban)")
-            click.echo(f"{action} {net}")
+
+    def show(what: str, item: Decision | str) -> None:
+        if isinstance(item, Decision):
+            click.echo(
+                f"{item.action} {item.value} until {item.until:.0f} (ledger index {item.index})"
+            )
+        else:
+            click.echo(f"expired {item}")
+        sys.stdout.flush()
+
+    name = getattr(decisions, "name", "<stdin>")
+    bouncer = XdpBouncer(XdpBlockList.open_pinned(interface))
+    try:
+        follow(
+            bouncer,
+            decisions,
+            state=FollowState.load(state_path),
+            source=str(name),
+            linger=not exit_at_eof,
+            on_change=show,
+        )
+    finally:
+        bouncer.close()
 
 
 @kernel.group("trace")

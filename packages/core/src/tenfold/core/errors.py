@@ -55,3 +55,7 @@ class CryptoError(TenfoldError):
 class ServerError(TenfoldError):
     """An HTTP server could not start: bad options, a port in use, or a bind beyond
     loopback without credentials."""
+
+
+class DecisionStreamError(TenfoldError):
+    """A decision-stream line or a security event is malformed: not JSON, a missing or bad field."""
