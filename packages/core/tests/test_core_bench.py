@@ -358,3 +358,17 @@ def test_quick_reference_takes_the_like_for_like_row() -> None:
     fair = {**base, "name": "b", "like_for_like": True, "speedup_vs_peer": 1.1}
     assert quick_pick([unfair, fair])["name"] == "b"
     assert quick_pick([{**unfair, "like_for_like": True}, fair])["name"] == "a"
+
+
+def test_a_peer_stopped_at_a_cap_gets_no_ratio(tmp_path: Path) -> None:
+    def capped(ctx: BenchContext):
+        return lambda: Outcome(1, {"unfinished_calls": 1, "peer_result": "did not finish"})
+
+    scenario = Scenario(
+        "capped", "things", Subject("ours", _counting(10, [], "A")), Subject("peer", capped),
+        rounds=2, fairness="both simplify the same expression", checks="values compared",
+    )  # fmt: skip
+    rec = run_scenario(scenario, "quick", workdir=tmp_path)
+    assert "error" not in rec, rec.get("traceback")
+    assert rec["speedup_vs_peer"] is None
+    assert rec["peer"]["metrics"]["peer_result"] == "did not finish"

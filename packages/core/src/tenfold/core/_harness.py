@@ -636,10 +636,20 @@ def run_scenario(
     return record
 
 
+UNFINISHED_CALLS = "unfinished_calls"
+"""A peer's :class:`Outcome` metric: how many of its calls were stopped at a cap (no result)."""
+
+
 def _ratios(record: dict[str, Any], scenario: Scenario) -> None:
     """The speedup (same work), nothing (different work), or overhead over a baseline."""
     peer = record["peer"]
     if not record["ops_per_s"] or not peer.get("ops_per_s"):
+        return
+    unfinished = (peer.get("metrics") or {}).get(UNFINISHED_CALLS)
+    if isinstance(unfinished, int | float) and unfinished > 0:
+        # Some peer calls were stopped at a cap: a rate over the calls that finished is no
+        # figure to divide by (the row's metrics say how many did not finish).
+        record["speedup_vs_peer"] = None
         return
     if scenario.comparison == "speedup":
         record["speedup_vs_peer"] = round(record["ops_per_s"] / peer["ops_per_s"], 3)
