@@ -16,10 +16,10 @@ export DEBIAN_FRONTEND := noninteractive
 .PHONY: bench bench-full bench-check test lint check system-packages uv sync sync-peers clean
 
 bench: sync-peers
-	$(UV) run --frozen tenfold bench --workspace --quick --report docs/benchmarks.md
+	$(UV) run --frozen tenfold bench --workspace --quick --memory --report docs/benchmarks.md
 
 bench-full: sync-peers
-	$(UV) run --frozen tenfold bench --workspace --full --report docs/benchmarks.md
+	$(UV) run --frozen tenfold bench --workspace --full --memory --report docs/benchmarks.md
 
 # The A/B regression gate for a change (docs/regressions.md): the merge base of HEAD
 # and $(BENCH_BASE) against the working tree, interleaved on this machine, quick
