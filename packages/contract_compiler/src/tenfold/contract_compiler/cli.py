@@ -109,9 +109,9 @@ def compile_command(
     as_json: bool,
 ) -> None:
     """Compile a contract: check types, prove its guards and specs, generate native code."""
+    data = _read(file)  # before the compiler's imports: a typo answers at once
     from tenfold.contract_compiler._compiler import CompiledContract, ast_json, compile_source
 
-    data = _read(file)
     kind = "none" if verify_only else (emit_kind or "obj")
     opts = _options(opt_level, emit=kind, gas=gas)
     result: CompiledContract = compile_source(data, str(file), opts)

@@ -58,12 +58,14 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Mu
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from tenfold.core.errors import ServerError, TenfoldError
-from tenfold.core.governor import RateLimiter
 from tenfold.core.tls import TlsFiles, make_tls_bundle, peer_common_name
+
+if TYPE_CHECKING:
+    from tenfold.core.governor import RateLimiter
 
 __all__ = [
     "ROLES",
@@ -569,7 +571,9 @@ class _Guard:
         self.options = options
         self.default_role = role
         self.hooks = hooks
-        self.limiter = RateLimiter(options.rate_per_s, options.rate_burst)
+        from tenfold.core.governor import RateLimiter  # the governor loads the config models
+
+        self.limiter: RateLimiter = RateLimiter(options.rate_per_s, options.rate_burst)
         self.refused = 0
         self._log_counts: dict[tuple[str, str], int] = {}
         self.executor: ThreadPoolExecutor | None = None

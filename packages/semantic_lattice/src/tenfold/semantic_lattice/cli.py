@@ -47,6 +47,11 @@ def lattice() -> None:
 def load(store_path: Path, files: tuple[Path, ...], fmt: str | None, as_json: bool) -> None:
     """Load N-Triples, Turtle or CSV files into the store (created if missing)."""
     start = time.perf_counter()
+    for f in files:  # before the store opens: a typo answers at once and creates nothing
+        try:
+            f.stat()
+        except OSError as exc:
+            raise SemanticLatticeError(f"cannot read {f}: {exc.strerror}") from None
     created = not store_path.exists()
     try:
         with _open(store_path, must_exist=False) as store:
