@@ -499,6 +499,11 @@ def nft_follow_cmd(
     decisions: IO[bytes], table: str | None, state_path: Path | None, exit_at_eof: bool
 ) -> None:
     """The nftables bouncer (root): apply the decision stream to its own table, removed on exit."""
+    import re
+
+    if table is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", table):
+        shown = table if len(table) <= 40 else table[:40] + "..."
+        raise click.BadParameter(f"{shown!r}: 1-64 letters, digits or '_'", param_hint="--table")
     from tenfold.autoblocker_ledger._bouncer import NftBouncer
     from tenfold.core.events import Decision, FollowState, follow
 

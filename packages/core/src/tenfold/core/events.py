@@ -237,13 +237,15 @@ class FollowState:
 
     @classmethod
     def load(cls, path: Path | None) -> FollowState:
+        if path is not None and not path.parent.is_dir():
+            raise DecisionStreamError(f"state file {path}: folder {path.parent} does not exist")
         if path is None or not path.exists():
             return cls(path=path)
         try:
             doc = json.loads(path.read_text())
             index = int(doc["index"])
             bans = {str(k): float(v) for k, v in dict(doc.get("bans", {})).items()}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise DecisionStreamError(f"{path}: bad follower state: {exc}") from None
         return cls(index=index, bans=bans, path=path)
 
@@ -251,8 +253,12 @@ class FollowState:
         if self.path is None:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"index": self.index, "bans": self.bans}))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps({"index": self.index, "bans": self.bans}))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DecisionStreamError(f"cannot save state {self.path}: {exc.strerror}") from None
 
 
 def feed(

@@ -183,10 +183,30 @@ _LATTICE_SQL = {
 }
 
 
+def _refuse_foreign_file(path: Path) -> None:
+    """Refuse a file that is not a DuckDB database before DuckDB opens it.
+
+    DuckDB reads a ``.json``, ``.csv`` or ``.parquet`` path as a table instead of refusing
+    it, so a store given the wrong file would seem empty; a database file carries
+    ``DUCK`` at byte 8.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot open store {path}: {exc.strerror}") from None
+    if head[8:12] != b"DUCK":
+        raise StoreError(f"{path} is not a lattice store (not a DuckDB database file)")
+
+
 class Engine:
     """A Datalog program over a DuckDB database; see the module docstring."""
 
     def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
+        if path:
+            _refuse_foreign_file(Path(path))
         try:
             self.con = duckdb.connect(str(path) if path else ":memory:")
         except duckdb.Error as exc:
