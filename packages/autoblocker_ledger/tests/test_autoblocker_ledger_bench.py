@@ -17,12 +17,9 @@ def test_one_headline_and_unique_names() -> None:
     assert sum(s.headline for s in all_scenarios) == 1
     names = [s.name for s in all_scenarios]
     assert len(names) == len(set(names))
-    assert {s.row for s in all_scenarios if s.table == "Write Performance"} == {
-        "3 nodes",
-        "5 nodes",
-        "7 nodes",
-        "9 nodes",
-    }
+    rows = {s.row for s in all_scenarios if s.table == "Write Performance"}
+    nodes = {"3 nodes", "5 nodes", "7 nodes", "9 nodes"}
+    assert rows == nodes | {f"{n}, beside batched etcd transactions" for n in nodes}
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,10 @@ def http_scenarios() -> list[Scenario]:
                 "under 10 ms; the peer is the same server without TLS, so the row shows what "
                 "mutual TLS costs (no outside peer serves this model)"
             ),
+            fairness="the same server with and without mutual TLS, the same generator and requests",
+            comparison="overhead",
+            like_for_like=False,
+            unchecked_reason="both sides are the same code; status codes are counted (error rate)",
             rounds=1,
             full_rounds=1,
             warmup=0,

@@ -265,7 +265,7 @@ def report(model_path: Path, out: Path) -> None:
 
 
 @learn.command("serve")
-@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("model_path", type=click.Path(path_type=Path, dir_okay=False))
 @server_cli_options(8088)
 @click.option(
     "--max-batch-rows",

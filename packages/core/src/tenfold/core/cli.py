@@ -76,10 +76,15 @@ class HttpUrl(click.ParamType[str, Any]):
 HTTP_URL = HttpUrl()
 
 
+_json_written = False  # stdout already holds this command's JSON document
+
+
 def emit(obj: Any, as_json: bool, text: str | Callable[[], str] | None = None) -> None:
     """Print ``obj`` as JSON (``--json``) or ``text`` (default: JSON, indented) for people."""
+    global _json_written
     if as_json:
         click.echo(json.dumps(obj, default=str))
+        _json_written = True
     elif text is None:
         click.echo(json.dumps(obj, indent=2, default=str))
     else:
@@ -222,7 +227,9 @@ def shorten(message: str) -> str:
 
 def _error(message: str, kind: str, code: int, as_json: bool) -> NoReturn:
     message = shorten(message)
-    if as_json:
+    # With --json, stdout holds one document: the error is that document unless the
+    # command already wrote its result (a check that ran and failed): then stderr.
+    if as_json and not _json_written:
         click.echo(json.dumps({"error": message, "kind": kind, "exit_code": code}))
     else:
         click.echo(f"tenfold: error: {message}", err=True)
@@ -237,6 +244,8 @@ def run(command: click.Command, argv: Sequence[str] | None = None, *, prog_name:
     interrupted; a bare group prints its help and exits 0; no traceback for user errors.
     Returns normally when the command succeeds.
     """
+    global _json_written
+    _json_written = False
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
     _accept_negative_numbers()

@@ -48,6 +48,10 @@ def http_scenarios() -> list[Scenario]:
                 "loop at the concurrency whose p99 stays under 10 ms; the peer is the same "
                 "endpoint without TLS, so the row shows what mutual TLS costs"
             ),
+            fairness="the same server with and without mutual TLS, the same generator and requests",
+            comparison="overhead",
+            like_for_like=False,
+            unchecked_reason="both sides are the same code; status codes are counted (error rate)",
             rounds=1,
             full_rounds=1,
             warmup=0,

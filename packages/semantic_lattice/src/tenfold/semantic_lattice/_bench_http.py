@@ -120,6 +120,10 @@ def http_scenarios() -> list[Scenario]:
                 "members (1/50 of the subjects) as JSON; the peer is pyoxigraph on the same "
                 "transport (it ships no Python HTTP server)"
             ),
+            fairness="both answer the same SPARQL query per request from the same generator "
+            "through the same server stack; ours from the lattice store, the peer from a "
+            "pyoxigraph Store holding the same triples",
+            checks="every response's rows are checked by the generator (the class's members)",
             **common,  # type: ignore[arg-type]
         ),
         Scenario(
@@ -132,6 +136,10 @@ def http_scenarios() -> list[Scenario]:
             ),
             row="SPARQL SELECT per request (mutual TLS vs none)",
             counts="the same queries with a client certificate checked on every connection; peer: no TLS",
+            fairness="the same server with and without mutual TLS, the same generator and queries",
+            comparison="overhead",
+            like_for_like=False,
+            checks="ours' responses are checked by the generator; the baseline's are counted",
             **common,  # type: ignore[arg-type]
         ),
     ]

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -168,12 +169,18 @@ def sparql_app(store: LatticeStore, *, budget: ProtocolBudget | None = None) -> 
             count = store.count()
         return JSONResponse({"ok": True, "triples": count})
 
+    async def http_error(_: Request, exc: Exception) -> Response:
+        # Routing errors (404, 405) as JSON, like every other error of the server stack.
+        status = getattr(exc, "status_code", 500)
+        return JSONResponse({"error": str(getattr(exc, "detail", exc))}, status_code=status)
+
     return Starlette(
         routes=[
             Route("/sparql", sparql_endpoint, methods=["GET", "POST"]),
             Route("/query", rows_endpoint, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
-        ]
+        ],
+        exception_handlers={HTTPException: http_error},
     )
 
 
