@@ -24,6 +24,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -99,9 +100,22 @@ def matches(shown: list[str], printed: str) -> str | None:
     return None
 
 
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
+
+
+def _open_quote(cmd: str) -> bool:
+    """Whether bash would ask for more input: a quote opened and not closed."""
+    try:
+        shlex.split(cmd, comments=True)
+    except ValueError:
+        return True
+    return False
+
+
 def _commands(body: str) -> list[tuple[str, list[str]]]:
-    """``(command, shown output lines)`` pairs of a console block; continuation lines
-    (ending in a backslash) are joined."""
+    """``(command, shown output lines)`` pairs of a console block. As bash reads them:
+    a line ending in a backslash, or one with a quote still open, continues on the next
+    line; a here-document (``<<'EOF'``) takes the lines up to its end word."""
     out: list[tuple[str, list[str]]] = []
     lines = body.splitlines()
     i = 0
@@ -109,9 +123,16 @@ def _commands(body: str) -> list[tuple[str, list[str]]]:
         line = lines[i]
         if line.startswith("$ "):
             cmd = line[2:]
-            while cmd.endswith("\\") and i + 1 < len(lines):
+            while (cmd.endswith("\\") or _open_quote(cmd)) and i + 1 < len(lines):
                 i += 1
-                cmd = cmd[:-1] + "\n" + lines[i]
+                cmd = (cmd[:-1] if cmd.endswith("\\") else cmd) + "\n" + lines[i]
+            heredoc = _HEREDOC.search(cmd)
+            if heredoc:
+                while i + 1 < len(lines):
+                    i += 1
+                    cmd += "\n" + lines[i]
+                    if lines[i].strip() == heredoc.group(2):
+                        break
             out.append((cmd, []))
         elif out:
             out[-1][1].append(line)
