@@ -8,7 +8,8 @@ run in document order, so a command may read a file a Python block wrote and the
 way round. A command ending in ``&`` runs in the background until the guide ends (a
 server the next commands talk to).
 
-The output a guide shows is compared with what the command printed (stdout and stderr):
+The output a guide shows is compared with what the command printed (stdout and stderr,
+interleaved as on a terminal):
 each shown line must appear, in order; numbers may differ (timings, scores: every run
 of digits matches any other), ``...`` stands for any lines. A block preceded by
 ``<!-- guide: needs root -->`` or ``<!-- guide: needs tpm -->`` is skipped, saying so,
@@ -187,7 +188,8 @@ class _Runner:
                     ["bash", "-c", cmd],
                     cwd=self.folder,
                     env=self.env,
-                    capture_output=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,  # interleaved, as on a terminal
                     text=True,
                     timeout=self.timeout_s,
                     check=False,
@@ -195,7 +197,7 @@ class _Runner:
             except subprocess.TimeoutExpired:
                 problems.append(f"$ {cmd}: still running after {self.timeout_s:.0f} s")
                 continue
-            printed = proc.stdout + proc.stderr
+            printed = proc.stdout
             expects_failure = any(line.startswith("tenfold: error:") for line in shown)
             if proc.returncode != 0 and not expects_failure:
                 tail = printed.strip().splitlines()[-1:] or [""]
