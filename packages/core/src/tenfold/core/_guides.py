@@ -154,11 +154,11 @@ class _Runner:
         self.background: list[subprocess.Popen[bytes]] = []
 
     def python(self, block: Block) -> list[str]:
-        code = compile(block.text, f"<guide line {block.line}>", "exec")
         out = io.StringIO()
         old = Path.cwd()
         os.chdir(self.folder)
         try:
+            code = compile(block.text, f"<guide line {block.line}>", "exec")
             with contextlib.redirect_stdout(out):
                 exec(code, self.namespace)
         except Exception:
