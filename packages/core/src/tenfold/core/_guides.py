@@ -209,6 +209,19 @@ class _Runner:
         return problems
 
     def close(self) -> None:
+        # Servers a guide started with `tenfold services up` and did not stop (a block
+        # failed first) go down with the guide, as background commands do.
+        state = Path(self.env.get("TENFOLD_RUN_DIR") or self.folder / ".tenfold" / "run")
+        if (state / "services.json").is_file():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(
+                    ["tenfold", "services", "down"],
+                    cwd=self.folder,
+                    env=self.env,
+                    capture_output=True,
+                    timeout=120,
+                    check=False,
+                )
         for proc in self.background:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
