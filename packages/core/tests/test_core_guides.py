@@ -59,3 +59,18 @@ def test_guide_runs_as_written(guide: Path, tmp_path: Path) -> None:
         if not r["ok"]
     ]
     assert not failed, f"{guide.name}:\n" + "\n".join(failed)
+
+
+def test_commands_continue_as_bash_reads_them() -> None:
+    from tenfold.core._guides import _commands
+
+    body = (
+        "$ cat > a.ttl <<'EOF'\n<a> <b> <c> .\n$ not a command\nEOF\n"
+        "$ tenfold lattice query 'SELECT ?x\n    WHERE { ?x ?p ?o }'   # it's one command\nx\n"
+        "$ echo a \\\n  b\na b\n"
+    )
+    assert _commands(body) == [
+        ("cat > a.ttl <<'EOF'\n<a> <b> <c> .\n$ not a command\nEOF", []),
+        ("tenfold lattice query 'SELECT ?x\n    WHERE { ?x ?p ?o }'   # it's one command", ["x"]),
+        ("echo a \n  b", ["a b"]),
+    ]

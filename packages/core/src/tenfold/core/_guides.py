@@ -8,7 +8,8 @@ run in document order, so a command may read a file a Python block wrote and the
 way round. A command ending in ``&`` runs in the background until the guide ends (a
 server the next commands talk to).
 
-The output a guide shows is compared with what the command printed (stdout and stderr):
+The output a guide shows is compared with what the command printed (stdout and stderr,
+interleaved as on a terminal):
 each shown line must appear, in order; numbers may differ (timings, scores: every run
 of digits matches any other), ``...`` stands for any lines. A block preceded by
 ``<!-- guide: needs root -->`` or ``<!-- guide: needs tpm -->`` is skipped, saying so,
@@ -24,6 +25,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -99,9 +101,22 @@ def matches(shown: list[str], printed: str) -> str | None:
     return None
 
 
+_HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
+
+
+def _open_quote(cmd: str) -> bool:
+    """Whether bash would ask for more input: a quote opened and not closed."""
+    try:
+        shlex.split(cmd, comments=True)
+    except ValueError:
+        return True
+    return False
+
+
 def _commands(body: str) -> list[tuple[str, list[str]]]:
-    """``(command, shown output lines)`` pairs of a console block; continuation lines
-    (ending in a backslash) are joined."""
+    """``(command, shown output lines)`` pairs of a console block. As bash reads them:
+    a line ending in a backslash, or one with a quote still open, continues on the next
+    line; a here-document (``<<'EOF'``) takes the lines up to its end word."""
     out: list[tuple[str, list[str]]] = []
     lines = body.splitlines()
     i = 0
@@ -109,9 +124,16 @@ def _commands(body: str) -> list[tuple[str, list[str]]]:
         line = lines[i]
         if line.startswith("$ "):
             cmd = line[2:]
-            while cmd.endswith("\\") and i + 1 < len(lines):
+            while (cmd.endswith("\\") or _open_quote(cmd)) and i + 1 < len(lines):
                 i += 1
-                cmd = cmd[:-1] + "\n" + lines[i]
+                cmd = (cmd[:-1] if cmd.endswith("\\") else cmd) + "\n" + lines[i]
+            heredoc = _HEREDOC.search(cmd)
+            if heredoc:
+                while i + 1 < len(lines):
+                    i += 1
+                    cmd += "\n" + lines[i]
+                    if lines[i].strip() == heredoc.group(2):
+                        break
             out.append((cmd, []))
         elif out:
             out[-1][1].append(line)
@@ -132,11 +154,11 @@ class _Runner:
         self.background: list[subprocess.Popen[bytes]] = []
 
     def python(self, block: Block) -> list[str]:
-        code = compile(block.text, f"<guide line {block.line}>", "exec")
         out = io.StringIO()
         old = Path.cwd()
         os.chdir(self.folder)
         try:
+            code = compile(block.text, f"<guide line {block.line}>", "exec")
             with contextlib.redirect_stdout(out):
                 exec(code, self.namespace)
         except Exception:
@@ -166,7 +188,8 @@ class _Runner:
                     ["bash", "-c", cmd],
                     cwd=self.folder,
                     env=self.env,
-                    capture_output=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,  # interleaved, as on a terminal
                     text=True,
                     timeout=self.timeout_s,
                     check=False,
@@ -174,7 +197,7 @@ class _Runner:
             except subprocess.TimeoutExpired:
                 problems.append(f"$ {cmd}: still running after {self.timeout_s:.0f} s")
                 continue
-            printed = proc.stdout + proc.stderr
+            printed = proc.stdout
             expects_failure = any(line.startswith("tenfold: error:") for line in shown)
             if proc.returncode != 0 and not expects_failure:
                 tail = printed.strip().splitlines()[-1:] or [""]
@@ -186,6 +209,19 @@ class _Runner:
         return problems
 
     def close(self) -> None:
+        # Servers a guide started with `tenfold services up` and did not stop (a block
+        # failed first) go down with the guide, as background commands do.
+        state = Path(self.env.get("TENFOLD_RUN_DIR") or self.folder / ".tenfold" / "run")
+        if (state / "services.json").is_file():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run(
+                    ["tenfold", "services", "down"],
+                    cwd=self.folder,
+                    env=self.env,
+                    capture_output=True,
+                    timeout=120,
+                    check=False,
+                )
         for proc in self.background:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
