@@ -236,6 +236,7 @@ class _Runner:
 def run_guide(path: Path, folder: Path, *, timeout_s: float = 300.0) -> list[BlockResult]:
     """Run every block of the guide at ``path`` in ``folder``; one result per block."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    os.environ["PATH"] = env["PATH"]  # python blocks that run `tenfold` find it too
     env.pop("TENFOLD_CONFIG", None)
     runner = _Runner(folder, env, timeout_s)
     results = []
