@@ -28,8 +28,9 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "chaos_engine.md"
 
 
 def doc_experiment() -> str:
-    blocks = re.findall(r"```toml\n(.*?)```", DOC.read_text(), re.S)
-    return blocks[0]
+    """The guide's experiment file, as its first command session writes it."""
+    (text,) = re.findall(r"\$ cat > experiment\.toml <<'EOF'\n(.*?)\nEOF\n", DOC.read_text(), re.S)
+    return text + "\n"
 
 
 def tenfold(*args: str, cwd: Path, core: bool = False) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "pipeline_engine.md"
 
 def _doc_toml() -> str:
     text = DOC.read_text()
-    block = re.search(r"```toml\n(# orders.toml\n.*?)```", text, re.S)
+    block = re.search(r"\$ cat > orders\.toml <<'EOF'\n(.*?\n)EOF\n", text, re.S)
     assert block is not None
     return block.group(1)
 
@@ -73,13 +73,13 @@ def test_the_documented_error_line_is_what_the_cli_prints(tmp_path, capsys, monk
     from tenfold.pipeline_engine.__main__ import main
 
     text = DOC.read_text()
-    shown = re.search(r"tenfold: error: orders.toml: (.*)", text)
+    shown = re.search(r"tenfold: error: bad.toml: (.*)", text)
     assert shown is not None
     toml = _doc_toml().replace("amount > 0", "price > 0")
-    (tmp_path / "orders.toml").write_text(toml)
+    (tmp_path / "bad.toml").write_text(toml)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        main(["check", "orders.toml"])
+        main(["check", "bad.toml"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"tenfold: error: orders.toml: {shown.group(1)}"
+    assert err.strip() == f"tenfold: error: bad.toml: {shown.group(1)}"
