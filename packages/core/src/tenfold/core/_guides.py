@@ -80,8 +80,11 @@ def parse_guide(text: str) -> list[Block]:
     return blocks
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
 def _normal(line: str) -> str:
-    return re.sub(r"\d+", "#", " ".join(line.split()))
+    return _NUMBER.sub("#", " ".join(line.split()))
 
 
 def matches(shown: list[str], printed: str) -> str | None:
