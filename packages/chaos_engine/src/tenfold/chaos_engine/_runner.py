@@ -1,8 +1,7 @@
 """``chaos run`` without the CLI framework: load, run (under a governor when it injects faults), report.
 
-Both the click command (``tenfold chaos run``) and the start-up fast path of
-``python -m tenfold.chaos_engine run`` call :func:`run_file`, so they behave the
-same; the fast path only skips importing click for a well-formed command line.
+``tenfold chaos run`` and ``python -m tenfold.chaos_engine run`` are the same click
+command, run through the core's runner; both end in :func:`run_file`.
 """
 
 from __future__ import annotations
