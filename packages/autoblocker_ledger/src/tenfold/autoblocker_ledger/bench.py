@@ -274,13 +274,15 @@ def _write_scenario(members: int) -> Scenario:
             "ours: hash-chained blocks in pipelined head-CAS transactions; peer: one put per "
             f"event, {_PEER_INFLIGHT} in flight, a fifth of the same events)"
         ),
-        headline=members == 3,
         rounds=3,
         full_rounds=5,
         modes=("smoke", "quick", "full") if members in (3, 5) else ("full",),
+        # An expert batches etcd writes: the row beside batched transactions is the fair one
+        # and carries the headline; this one shows what per-put clients pay.
+        like_for_like=False,
         fairness="both commit the same kind of events to the same etcd cluster from one client; "
         "ours chains them into blocks written in batched transactions, the peer writes one put "
-        "per event (a fifth as many events)",
+        "per event (a fifth as many events), which is not how an expert batches etcd writes",
         unchecked_reason="the two write different records (hash-chained blocks, plain keys); ours "
         "fails the row if a fresh event is reported as a duplicate",
     )
@@ -303,6 +305,7 @@ def _write_txn_scenario(members: int) -> Scenario:
             f"{_TXN_OPS} puts, a batch's transactions all in flight, no chain and no proofs, "
             "every key counted after the run"
         ),
+        headline=members == 3,
         rounds=3,
         full_rounds=5,
         modes=("smoke", "quick", "full") if members in (3, 5) else ("full",),
