@@ -13,6 +13,8 @@ from tenfold.core.exports import lazy_exports
 if TYPE_CHECKING:
     from tenfold.chaos_engine._config import ChaosConfig as ChaosConfig
     from tenfold.chaos_engine._config import PerformanceConfig as PerformanceConfig
+    from tenfold.chaos_engine._controller import AgentRef as AgentRef
+    from tenfold.chaos_engine._controller import Controller as Controller
     from tenfold.chaos_engine._engine import ChaosEngine as ChaosEngine
     from tenfold.chaos_engine._engine import FaultHandle as FaultHandle
     from tenfold.chaos_engine._faults import Bandwidth as Bandwidth
@@ -47,11 +49,13 @@ if TYPE_CHECKING:
     from tenfold.chaos_engine.errors import ChaosEngineError as ChaosEngineError
 
 __all__ = [
+    "AgentRef",
     "Bandwidth",
     "ChaosConfig",
     "ChaosEngine",
     "ChaosEngineError",
     "ConnectionReset",
+    "Controller",
     "CpuHog",
     "DiskError",
     "DiskLatency",
@@ -87,6 +91,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "._config": ["ChaosConfig", "PerformanceConfig"],
+        "._controller": ["AgentRef", "Controller"],
         "._engine": ["ChaosEngine", "FaultHandle"],
         "._faults": [
             "Bandwidth",

@@ -299,6 +299,7 @@ class FaultStep(_Model):
     probability: float = 1.0
     duration_s: float | None = None
     wait: bool = False
+    agent: str = ""
 
     @classmethod
     def _from(cls, data: Any, loc: str) -> FaultStep:
@@ -315,6 +316,7 @@ class FaultStep(_Model):
                 "probability",
                 "duration_s",
                 "wait",
+                "agent",
             ),
             ("id", "fault"),
         )
@@ -335,6 +337,7 @@ class FaultStep(_Model):
             probability=_number(d.get("probability", 1.0), _at(loc, "probability"), ge=0, le=1),
             duration_s=None if duration is None else _seconds(duration, _at(loc, "duration_s")),
             wait=_flag(d.get("wait", False), _at(loc, "wait")),
+            agent=_text(d.get("agent", ""), _at(loc, "agent")),
         )
         if out.mode == "percent" and out.value > 100:
             raise _Invalid(loc, f"percent must be <= 100, got {out.value:g}")
@@ -386,13 +389,15 @@ class Experiment(_Model):
     steady_state: SteadyState = field(default_factory=SteadyState)
     rollbacks: list[ActionStep] = field(default_factory=list)
     safety: Safety = field(default_factory=Safety)
+    agents: dict[str, str] = field(default_factory=dict)
+    """Chaos agents by name: where each listens (``https://HOST:PORT``)."""
 
     @classmethod
     def _from(cls, data: Any, loc: str) -> Experiment:
         d = _table(
             data,
             loc,
-            ("title", "description", "steady_state", "method", "rollbacks", "safety"),
+            ("title", "description", "steady_state", "method", "rollbacks", "safety", "agents"),
             ("title", "method"),
         )
         method: list[FaultStep | ActionStep] = []
@@ -413,6 +418,7 @@ class Experiment(_Model):
             steady_state=SteadyState._from(d.get("steady_state", {}), "steady_state"),
             rollbacks=rollbacks,
             safety=Safety._from(d.get("safety", {}), "safety"),
+            agents=_agents(d.get("agents", {})),
         )
         exp._check()
         return exp
@@ -437,7 +443,11 @@ class Experiment(_Model):
 
         for step in self.method:
             if isinstance(step, FaultStep):
-                for params in _expand(step):
+                for agent, params in _placed(step):
+                    if agent and agent not in self.agents:
+                        raise _Invalid(
+                            "", f"step {step.id!r}: agent {agent!r} is not declared in [agents]"
+                        )
                     try:
                         fault_from_dict(step.fault, params)
                     except InvalidFault as exc:
@@ -455,6 +465,32 @@ def _expand(step: FaultStep) -> list[dict[str, Any]]:
     if not step.targets:
         return [base]
     return [{**base, **target} for target in step.targets]
+
+
+def _agents(value: Any) -> dict[str, str]:
+    from tenfold.chaos_engine._controller import check_agent
+
+    table = _dict_of_any(value, "agents")
+    for name, url in table.items():
+        try:
+            check_agent(name, url)
+        except ExperimentError as exc:
+            raise _Invalid("agents", str(exc)) from None
+    return {str(k): str(v) for k, v in table.items()}
+
+
+def _placed(
+    step: FaultStep, targets: list[dict[str, Any]] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each parameter set with the agent it runs on ("" for this host), ``agent`` taken out."""
+    out = []
+    for given in _expand(step) if targets is None else targets:
+        params = dict(given)
+        agent = params.pop("agent", step.agent)
+        if not isinstance(agent, str):
+            raise _Invalid("", f"step {step.id!r}: agent must be a string, got {agent!r}")
+        out.append((agent, params))
+    return out
 
 
 def select_targets(step: FaultStep, rng: random.Random) -> list[dict[str, Any]]:
@@ -759,8 +795,18 @@ async def run_experiment(
                 # one batch: the targets' journal records share a write, nft changes a commit
                 from tenfold.chaos_engine._faults import fault_from_dict
 
-                faults = [fault_from_dict(step.fault, p) for p in select_targets(step, rng)]
-                handles = await engine.inject_faults(faults)
+                placed = [
+                    (agent, fault_from_dict(step.fault, p))
+                    for agent, p in _placed(step, select_targets(step, rng))
+                ]
+                if any(agent for agent, _ in placed):
+                    if not hasattr(engine, "inject_placed"):
+                        raise ExperimentError(
+                            f"step {step.id!r} names an agent, but no controller is running"
+                        )
+                    handles = await engine.inject_placed(placed)
+                else:
+                    handles = await engine.inject_faults([f for _, f in placed])
                 report.faults_injected += len(handles)
                 if step.wait:
                     await asyncio.sleep(max(h.fault.duration_s for h in handles))
@@ -794,7 +840,16 @@ async def run_experiment(
             violation.setdefault("why", "interrupted by SIGTERM")
             method_task.cancel()
 
+    async def agents_watch() -> None:
+        why = await engine.failures()
+        violation["why"] = why
+        violation["t"] = time.perf_counter()
+        violation["lost"] = why
+        if method_task is not None:
+            method_task.cancel()
+
     watcher: asyncio.Task[None] | None = None
+    lost_watcher: asyncio.Task[None] | None = None
     sigterm_installed = False
     try:
         why = await check_steady_state(experiment.steady_state, engine.monitor)
@@ -810,6 +865,8 @@ async def run_experiment(
         method_task = asyncio.ensure_future(method())
         if experiment.steady_state.continuous and experiment.steady_state.probes:
             watcher = asyncio.ensure_future(watch())
+        if hasattr(engine, "failures"):
+            lost_watcher = asyncio.ensure_future(agents_watch())
         try:
             await asyncio.wait_for(method_task, experiment.safety.max_duration_s)
         except asyncio.CancelledError:
@@ -821,6 +878,8 @@ async def run_experiment(
             )
         if violation:
             report.status = "interrupted" if "SIGTERM" in str(violation["why"]) else "deviated"
+            if "lost" in violation:
+                report.status = "failed"
             report.reason = str(violation["why"])
         else:
             why = await check_steady_state(experiment.steady_state, engine.monitor)
@@ -837,6 +896,8 @@ async def run_experiment(
     finally:
         if watcher is not None:
             watcher.cancel()
+        if lost_watcher is not None:
+            lost_watcher.cancel()
         if sigterm_installed:
             loop.remove_signal_handler(signal.SIGTERM)
         interrupted = False

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +19,75 @@ def experiment_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)[:24] or "experiment"
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """What the command line says about agents: URL overrides and the controller's TLS files."""
+
+    agents: dict[str, str] = field(default_factory=dict)
+    tls: Any = None
+
+    @classmethod
+    def from_cli(
+        cls,
+        agents: Sequence[str],
+        cert: Path | None,
+        key: Path | None,
+        ca: Path | None,
+    ) -> Cluster:
+        from tenfold.chaos_engine._controller import parse_agent
+        from tenfold.chaos_engine.errors import AgentError
+
+        refs = [parse_agent(text) for text in agents]
+        tls = None
+        if cert or key or ca:
+            if not (cert and key and ca):
+                raise AgentError("the controller needs all of --tls-cert, --tls-key and --tls-ca")
+            from tenfold.core.tls import TlsFiles
+
+            tls = TlsFiles(cert, key, ca)
+        return cls({r.name: r.url for r in refs}, tls)
+
+    def controller(self, declared: dict[str, str]) -> Any:
+        """A controller over the experiment's agents (URLs overridden from the command line)."""
+        from tenfold.chaos_engine._controller import AgentRef, Controller
+        from tenfold.chaos_engine.errors import AgentError
+
+        unknown = sorted(set(self.agents) - set(declared))
+        if unknown:
+            raise AgentError(f"--agent {unknown[0]}: the experiment declares no such agent")
+        if self.tls is None:
+            raise AgentError(
+                "the experiment runs faults on agents: pass the controller's --tls-cert, "
+                "--tls-key and --tls-ca"
+            )
+        urls = declared | self.agents
+        return Controller([AgentRef(n, u) for n, u in urls.items()], self.tls)
+
+
 def run_file(
     experiment: Path,
     journal_dir: Path,
     seed: int | None = None,
     on_event: Callable[[Any], None] | None = None,
+    *,
+    cluster: Cluster | None = None,
 ) -> tuple[str, dict[str, object]]:
-    """Run the experiment in ``experiment``; return its title and the report as a dict."""
+    """Run the experiment in ``experiment``; return its title and the report as a dict.
+
+    An experiment that declares agents runs their steps through a controller
+    (``cluster`` gives its TLS files and URL overrides).
+    """
     from tenfold.chaos_engine._engine import ChaosEngine
     from tenfold.chaos_engine._experiment import load_experiment, run_experiment
 
     exp = load_experiment(experiment)
+    controller = None
+    if exp.agents:
+        controller = (cluster or Cluster()).controller(exp.agents)
+    elif cluster is not None and cluster.agents:
+        from tenfold.chaos_engine.errors import AgentError
+
+        raise AgentError(f"--agent given, but {experiment} declares no [agents]")
 
     async def main() -> dict[str, object]:
         # The governor (and the core configuration it reads) only where a fault can use it:
@@ -45,10 +104,24 @@ def run_file(
             if on_event is not None:
                 engine.monitor.listener = on_event
             async with engine:
-                report = await run_experiment(exp, engine, seed=seed)
+                if controller is None:
+                    report = await run_experiment(exp, engine, seed=seed)
+                else:
+                    from tenfold.chaos_engine._controller import ClusterEngine
+
+                    try:
+                        await asyncio.to_thread(controller.connect)
+                        cluster_engine = ClusterEngine(engine, controller)
+                        report = await run_experiment(exp, cluster_engine, seed=seed)
+                    finally:
+                        await asyncio.to_thread(controller.close)
         finally:
             if governor is not None:
                 governor.close()
-        return report.as_dict()
+        out = report.as_dict()
+        if controller is not None:
+            out["agents"] = controller.agents
+            out["agents_lost"] = controller.lost()
+        return out
 
     return exp.title, asyncio.run(main())

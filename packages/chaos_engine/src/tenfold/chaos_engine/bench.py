@@ -1,10 +1,11 @@
 """Benchmark scenarios of the Chaos Engine, beside the tools a Python user would otherwise run.
 
-The rows live in four modules, as the cloud kernel's do: ``_bench_common``
+The rows live in five modules, as the cloud kernel's do: ``_bench_common``
 (the engine, the event loop, kernel fixtures, effects observed from outside),
 ``_bench_osfaults`` (OS-plane faults, monitoring, decisions),
 ``_bench_dataplane`` (the TCP proxy, the NFQUEUE latency fault) and
-``_bench_runs`` (orchestration, safety, concurrency, crash recovery). This
+``_bench_runs`` (orchestration, safety, concurrency, crash recovery) and
+``_bench_nodes`` (faults per second across 1/2/4/8 nodes, an agent in each). This
 module only lists them.
 
 What each row counts, honestly:
@@ -41,6 +42,7 @@ from tenfold.chaos_engine._bench_dataplane import (
     _peer_network_latency,
     _raw_proxy,
 )
+from tenfold.chaos_engine._bench_nodes import node_scenarios
 from tenfold.chaos_engine._bench_osfaults import (
     _ours_cpu,
     _ours_decisions,
@@ -333,6 +335,7 @@ def scenarios() -> list[Scenario]:
             )
         )
     rows.append(_crash_scenario())
+    rows += node_scenarios()
     return rows
 
 

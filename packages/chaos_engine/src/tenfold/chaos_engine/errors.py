@@ -68,3 +68,11 @@ class EngineClosed(ChaosEngineError):
 
 class InjectedFault(ChaosEngineError):
     """Raised into the caller's code by a fault point with a ``raise`` fault active."""
+
+
+class AgentError(ChaosEngineError):
+    """A chaos agent could not start, or refused or failed a controller's request."""
+
+
+class AgentLost(AgentError):
+    """A chaos agent stopped answering its controller (its node died or was cut off)."""

@@ -36,6 +36,10 @@ class CgroupError(TenfoldError):
     """A cgroup could not be created, configured or removed (often: not root)."""
 
 
+class NodeError(TenfoldError):
+    """A measured node (namespace, veth, cgroup) could not be made, used or removed."""
+
+
 class PluginError(TenfoldError):
     """A plugin failed to import, initialize or execute, hung past its timeout, or clashed."""
 

@@ -31,7 +31,7 @@ import subprocess
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -466,8 +466,18 @@ class Cgroup:
             except OSError as exc:
                 raise CgroupError(f"cannot add pid {pid} to {self.name}: {exc.strerror}") from None
 
-    def spawn(self, argv: Sequence[str], **popen_kw: Any) -> subprocess.Popen[Any]:
-        """Start ``argv`` already inside this group (it joins before it execs)."""
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        then: Callable[[], None] | None = None,
+        **popen_kw: Any,
+    ) -> subprocess.Popen[Any]:
+        """Start ``argv`` already inside this group (it joins before it execs).
+
+        ``then``, when given, runs in the child right after it has joined and
+        before the exec (to enter a namespace, say): it must be fork-safe.
+        """
         procs_files = [str(self.path(c) / "cgroup.procs") for c in self.controllers]
 
         def join() -> None:
@@ -475,6 +485,8 @@ class Cgroup:
             for file in procs_files:
                 with open(file, "w") as f:
                     f.write(pid)
+            if then is not None:
+                then()
 
         try:
             return subprocess.Popen(list(argv), preexec_fn=join, **popen_kw)  # noqa: PLW1509

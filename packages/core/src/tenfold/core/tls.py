@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,14 +68,47 @@ def peer_common_name(peercert: Any) -> str | None:
     return None
 
 
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*$"
+)
+
+
+def _alt_names(name: str, extra: Sequence[str]) -> list[Any]:
+    """localhost, 127.0.0.1, the name itself when it is an address or a host name, ``extra``."""
+    from cryptography import x509
+
+    out: list[Any] = []
+    for value in ["localhost", "127.0.0.1", name, *extra]:
+        try:
+            entry: Any = x509.IPAddress(ipaddress.ip_address(value))
+        except ValueError:
+            if not _HOSTNAME.match(value):
+                if value in extra:
+                    raise CryptoError(
+                        f"{value!r} is neither an IP address nor a host name"
+                    ) from None
+                continue
+            entry = x509.DNSName(value)
+        if entry not in out:
+            out.append(entry)
+    return out
+
+
 def make_tls_bundle(
-    directory: Path, names: Sequence[str], *, days: int = 30, ca_name: str = "tenfold mTLS CA"
+    directory: Path,
+    names: Sequence[str],
+    *,
+    days: int = 30,
+    ca_name: str = "tenfold mTLS CA",
+    hosts: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, TlsFiles]:
-    """A CA and one leaf per name (server and client auth, SAN 127.0.0.1/localhost).
+    """A CA and one leaf per name (server and client auth).
 
     Writes ``ca.pem`` and ``<name>.pem`` / ``<name>.key`` (mode 0600) into
     ``directory``; the leaf's common name is ``name``, which servers take as the
-    client's identity.
+    client's identity. Each leaf is valid for localhost and 127.0.0.1, for its
+    name when that is an IP address or a host name (name a server's leaf after
+    the host clients dial), and for ``hosts[name]``.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -117,9 +151,7 @@ def make_tls_bundle(
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
+                x509.SubjectAlternativeName(_alt_names(name, (hosts or {}).get(name, ()))),
                 critical=False,
             )
             .add_extension(
