@@ -19,7 +19,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenfold.pipeline_engine import SupervisorError, split_partitions
+from tenfold.core.placement import LocalPlace
+from tenfold.pipeline_engine import Supervisor, SupervisorError, split_partitions
 
 
 @given(
@@ -162,6 +163,16 @@ def _ids(dsn: str, table: str) -> list[int]:
         return [r[0] for r in conn.execute(f'SELECT id FROM "{table}" ORDER BY id').fetchall()]
 
 
+def _offsets(dsn: str, pipeline: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        return dict(
+            conn.execute(
+                "SELECT stream, next_offset FROM tenfold_pipeline_offsets WHERE pipeline = %s",
+                (pipeline,),
+            ).fetchall()
+        )
+
+
 def _alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
@@ -277,14 +288,9 @@ def test_a_sigkilled_worker_is_restarted_and_no_row_is_lost_or_written_twice(
     assert _count(postgres.dsn, topic) == (len(expected), len(expected)), log
     assert _ids(postgres.dsn, topic) == expected
     # Each worker stored its own partitions' offsets, and only those: the end of each.
-    with psycopg.connect(postgres.dsn) as conn:
-        offsets = dict(
-            conn.execute(
-                "SELECT stream, next_offset FROM tenfold_pipeline_offsets WHERE pipeline = %s",
-                (topic,),
-            ).fetchall()
-        )
-    assert offsets == {f"{topic}/{p}": n // PARTITIONS for p in range(PARTITIONS)}
+    assert _offsets(postgres.dsn, topic) == {
+        f"{topic}/{p}": n // PARTITIONS for p in range(PARTITIONS)
+    }
     assert not [p for p in sup.all_pids() if _alive(p)]
 
 
@@ -380,3 +386,83 @@ def test_a_worker_that_keeps_failing_stops_the_supervisor_after_max_restarts(
     pids = [int(p) for p in re.findall(r"started: pid (\d+)", err)]
     assert len(pids) >= 3  # two workers, then at least one restart
     assert not [p for p in pids if _alive(p)]
+
+
+class _LosablePlace(LocalPlace):
+    """This host, until ``lost`` is set: then it refuses processes, as a node that is gone."""
+
+    lost = False
+
+    def spawn(self, argv, **popen_kw):
+        if self.lost:
+            raise OSError(f"{self.name} is unreachable")
+        return super().spawn(argv, **popen_kw)
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_a_killed_engine_whose_place_is_gone_rebalances_and_every_row_lands_once(
+    tmp_path, kafka_broker, postgres
+) -> None:
+    topic = _topic(kafka_broker)
+    n = 16_000
+    _produce(kafka_broker, topic, 0, 2_000)
+    path = tmp_path / f"{topic}.toml"
+    path.write_text(
+        PIPELINE_TOML.format(
+            name=topic, bootstrap=kafka_broker.bootstrap, topic=topic, dsn=postgres.dsn, idle=""
+        )
+    )
+    places = [_LosablePlace(f"place{i}") for i in range(3)]
+    events: list[str] = []
+    sup = Supervisor(
+        path,
+        split_partitions(range(PARTITIONS), 3),
+        places=places,
+        rebalance=True,
+        on_event=events.append,
+        restart_delay_s=0.2,
+        stop_timeout_s=20,
+    )
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(sup.run()), daemon=True)
+    expected = _kept(n)
+
+    def wait_for(what, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not what():
+            assert runner.is_alive() and time.monotonic() < deadline, "\n".join(events)
+            time.sleep(0.05)
+
+    runner.start()
+    try:
+        wait_for(lambda: len(sup.pids()) == 3 and _count(postgres.dsn, topic)[0] > 0)
+        trickle = threading.Thread(target=_produce, args=(kafka_broker, topic, 2_000, n, 4_000))
+        trickle.start()
+        wait_for(lambda: _count(postgres.dsn, topic)[0] > 3_000)
+        victim = sup.workers[0]
+        assert victim.proc is not None
+        places[0].lost = True  # its node is gone: it cannot come back
+        os.kill(victim.proc.pid, signal.SIGKILL)
+        wait_for(lambda: any("rebalance 1: 2 member(s)" in e for e in events))
+        wait_for(lambda: "could not start in place0" in "\n".join(events))
+        # The lost place is probed before each rejoin: it stays out, the survivors keep all.
+        assert sup.rebalances == 1 and not sup.workers[0].member
+        survivors = [w for w in sup.workers if w.index != 0]
+        assert sorted(p for w in survivors for p in w.partitions) == list(range(PARTITIONS))
+        trickle.join(60)
+        wait_for(lambda: _count(postgres.dsn, topic)[0] >= len(expected), timeout_s=120)
+        time.sleep(0.5)  # a duplicate, if any, would land now
+    finally:
+        sup.stop()
+        runner.join(60)
+    log = "\n".join(events)
+    assert not runner.is_alive(), log
+    assert result["rebalances"] >= 1 and result["workers"][0]["exit_codes"][0] == -signal.SIGKILL
+    assert "could not start in place0" in log
+    assert _count(postgres.dsn, topic) == (len(expected), len(expected)), log
+    assert _ids(postgres.dsn, topic) == expected
+    assert _offsets(postgres.dsn, topic) == {
+        f"{topic}/{p}": n // PARTITIONS for p in range(PARTITIONS)
+    }
+    assert not [p for w in sup.workers for p in w.pids if _alive(p)]

@@ -10,10 +10,29 @@ two live workers never read the same partition. With a PostgreSQL sink the
 restarted worker resumes from the offsets stored with its rows, so a crash
 neither loses nor duplicates a row.
 
+With ``rebalance=True`` the group changes instead when a worker dies: its
+partitions go to the live workers at once, and it rejoins when it is started
+again. Each change is a stop-the-world rebalance, as in Kafka's eager
+protocol: every live worker is asked to stop (SIGTERM: drain, commit, exit),
+and only once all have exited are the partitions split again over the
+members and the workers started with their new shares. No two processes ever
+hold one partition, and each new owner resumes from the offsets stored with
+the rows, so a death still neither loses nor duplicates a row; what it costs
+is a pause of the whole group instead of the dead worker's partitions alone.
+This is what keeps the group going when a worker's *place* is gone (a node
+whose processes cannot be started again).
+
+Each worker runs in a :class:`tenfold.core.placement.Place` (worker ``i`` in
+place ``i % len(places)``): this host by default, or a node with its own
+address and CPU and memory budget.
+
 Invariants kept by :class:`Supervisor`:
 
 * at most one live process per worker slot: a slot is restarted only after
   its previous process has been reaped;
+* at most one live process per partition: with ``rebalance``, new shares are
+  handed out only after every process of the previous generation has been
+  reaped;
 * every worker dies with the supervisor: workers ask for ``PR_SET_PDEATHSIG``
   (SIGTERM) as they start, and run in their own session, so a terminal's Ctrl-C reaches the
   supervisor alone, which then stops them in order;
@@ -38,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tenfold.core.errors import TenfoldError
+from tenfold.core.placement import Place, place_name
 from tenfold.pipeline_engine.errors import SupervisorError
 
 __all__ = ["Supervisor", "WorkerState", "die_with_supervisor", "split_partitions"]
@@ -101,6 +122,10 @@ class WorkerState:
     report: dict[str, Any] | None = None
     next_start: float = 0.0
     backoff_s: float = 0.0
+    place: Place | None = None
+    member: bool = True
+    draining: bool = False
+    events_written: int = 0
 
 
 class Supervisor:
@@ -114,6 +139,10 @@ class Supervisor:
     with :class:`SupervisorError`. :meth:`stop` (or SIGTERM/SIGINT through
     :meth:`install_signal_handlers`) sends SIGTERM to every worker, which
     drains what it read and exits; :meth:`run` then returns.
+
+    ``places`` puts worker ``i`` in ``places[i % len(places)]`` (default: this
+    host). ``rebalance`` hands a dead worker's partitions to the others until
+    it is back (see the module's docstring).
     """
 
     def __init__(
@@ -130,9 +159,21 @@ class Supervisor:
         metrics_port: int | None = None,
         python: str = sys.executable,
         on_event: Callable[[str], None] | None = None,
+        places: Sequence[Place] = (),
+        rebalance: bool = False,
     ) -> None:
         self.pipeline_file = Path(pipeline_file)
-        self.workers = [WorkerState(i, list(p)) for i, p in enumerate(partitions)]
+        places = list(places)
+        self.workers = [
+            WorkerState(i, list(p), place=places[i % len(places)] if places else None)
+            for i, p in enumerate(partitions)
+        ]
+        self.all_partitions = sorted({p for share in partitions for p in share})
+        self.rebalance = rebalance
+        self.generation = 0
+        self.rebalances = 0
+        self._want_rebalance = False
+        self._draining = False
         self.worker_args = list(worker_args)
         self.restart_delay_s = restart_delay_s
         self.max_restart_delay_s = max_restart_delay_s
@@ -190,21 +231,36 @@ class Supervisor:
     def _start(self, w: WorkerState) -> None:
         env = dict(os.environ, TENFOLD_PIPELINE_WORKER=str(w.index))
         env[SUPERVISOR_ENV] = str(os.getpid())
-        w.proc = subprocess.Popen(
-            self._argv(w),
-            stdout=subprocess.PIPE,
-            stderr=None,  # the worker's log lines go where ours go
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
+        popen_kw: dict[str, Any] = {
+            "stdout": subprocess.PIPE,
+            "stderr": None,  # the worker's log lines go where ours go
+            "stdin": subprocess.DEVNULL,
+            "text": True,
+            "env": env,
+            "start_new_session": True,
+        }
         w.started_at = time.monotonic()
+        try:
+            if w.place is not None:
+                w.proc = w.place.spawn(self._argv(w), **popen_kw)
+            else:
+                w.proc = subprocess.Popen(self._argv(w), **popen_kw)
+        except (OSError, subprocess.SubprocessError, TenfoldError) as exc:
+            # The place is gone or refuses processes: counted like a crash at start.
+            self.on_event(f"worker {w.index} could not start in {self._where(w)}: {exc}")
+            w.proc = None
+            self._failed(w, "a failed start")
+            return
         w.pids.append(w.proc.pid)
         self.on_event(
             f"worker {w.index} started: pid {w.proc.pid}, partitions {w.partitions}"
+            + (f" in {place_name(w.place)}" if w.place is not None else "")
             + (f" (restart {w.restarts})" if w.restarts else "")
         )
+
+    @staticmethod
+    def _where(w: WorkerState) -> str:
+        return place_name(w.place) if w.place is not None else "this host"
 
     def _reap(self, w: WorkerState, code: int) -> None:
         assert w.proc is not None
@@ -218,6 +274,13 @@ class Supervisor:
                 w.report = json.loads(out) if out.strip() else None
             except json.JSONDecodeError:
                 w.report = None
+            w.events_written += int((w.report or {}).get("events_written") or 0)
+        if w.draining:
+            # Stopped for a rebalance: it drained and committed (or died trying, which the
+            # stored offsets make safe); it is started again with its new share.
+            w.draining = False
+            return
+        if code == 0:
             w.done = True
             self.on_event(f"worker {w.index} {'stopped' if self._stop.is_set() else 'finished'}")
             return
@@ -226,6 +289,11 @@ class Supervisor:
             self.on_event(f"worker {w.index} stopped ({how})")
             w.done = True
             return
+        self._failed(w, how)
+
+    def _failed(self, w: WorkerState, how: str) -> None:
+        """A worker died (or could not start): schedule its restart; with ``rebalance``
+        its partitions go to the others meanwhile."""
         if w.restarts >= self.max_restarts:
             raise SupervisorError(
                 f"worker {w.index} (partitions {w.partitions}) failed {w.restarts + 1} times,"
@@ -240,7 +308,60 @@ class Supervisor:
         w.next_start = time.monotonic() + w.backoff_s
         self.on_event(
             f"worker {w.index} died ({how}) after {ran_s:.1f} s; restarting in {w.backoff_s:g} s"
+            + (f"; partitions {w.partitions} go to the others meanwhile" if self.rebalance else "")
         )
+        if self.rebalance and w.member:
+            w.member = False
+            self._want_rebalance = True
+
+    def _place_ready(self, w: WorkerState) -> bool:
+        """Can ``w``'s place start a process (``true``)? A failure counts as a failed restart."""
+        if w.place is None:
+            return True
+        try:
+            probe = w.place.spawn(["true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            ok = probe.wait(10) == 0
+        except (OSError, subprocess.SubprocessError, TenfoldError) as exc:
+            self.on_event(f"worker {w.index} could not start in {self._where(w)}: {exc}")
+            ok = False
+        if not ok:
+            self._failed(w, "a failed start")
+        return ok
+
+    def _rebalance_step(self) -> None:
+        """Advance a rebalance: rejoin restarted members, drain the group, hand out shares."""
+        now = time.monotonic()
+        for w in self.workers:
+            if not w.done and not w.member and w.proc is None and now >= w.next_start:
+                if not self._place_ready(w):
+                    continue  # still gone: no rebalance for a member that cannot start
+                w.member = True  # back after its backoff: it rejoins the group,
+                # in the split under way if there is one, else in a new rebalance
+                self._want_rebalance = self._want_rebalance or not self._draining
+        if self._want_rebalance and not self._draining:
+            self._want_rebalance = False
+            self._draining = True
+            for w in self.workers:
+                if w.proc is not None and w.proc.poll() is None:
+                    w.draining = True
+                    w.proc.send_signal(signal.SIGTERM)
+        if not self._draining or any(w.proc is not None for w in self.workers):
+            return
+        # Every process of the previous generation is reaped: no partition has an owner.
+        self._draining = False
+        members = [w for w in self.workers if w.member and not w.done]
+        if not members:
+            return  # every worker is waiting for its restart; the rejoin rebalances again
+        shares = split_partitions(self.all_partitions, min(len(members), len(self.all_partitions)))
+        self.generation += 1
+        self.rebalances += 1
+        self.on_event(
+            f"rebalance {self.rebalances}: {len(members)} member(s),"
+            + " ".join(f" worker {w.index} <- {s}" for w, s in zip(members, shares, strict=False))
+        )
+        for w, share in zip(members, shares, strict=False):
+            w.partitions = share
+            self._start(w)
 
     def _stop_all(self) -> None:
         live = [w for w in self.workers if w.proc is not None]
@@ -273,12 +394,14 @@ class Supervisor:
                         continue
                     pending = True
                     if w.proc is None:
-                        if time.monotonic() >= w.next_start:
+                        if not self.rebalance and time.monotonic() >= w.next_start:
                             self._start(w)
                         continue
                     code = w.proc.poll()
                     if code is not None:
                         self._reap(w, code)
+                if self.rebalance:
+                    self._rebalance_step()
                 if not pending:
                     break
                 self._stop.wait(poll_s)
@@ -300,10 +423,13 @@ class Supervisor:
                     "exit_codes": w.exit_codes,
                     "events_read": r.get("events_read"),
                     "events_written": r.get("events_written"),
+                    "events_written_total": w.events_written,
+                    "place": self._where(w),
                 }
             )
         return {
             "workers": workers,
             "restarts": sum(w.restarts for w in self.workers),
+            "rebalances": self.rebalances,
             "stopped": all(w.proc is None for w in self.workers),
         }

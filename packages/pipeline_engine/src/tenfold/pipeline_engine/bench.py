@@ -836,6 +836,9 @@ def scenarios() -> list[Scenario]:
     from tenfold.pipeline_engine._bench_http import http_scenarios
 
     rows.extend(http_scenarios())
+    from tenfold.pipeline_engine._bench_nodes import node_scenarios
+
+    rows.extend(node_scenarios())
     return rows
 
 

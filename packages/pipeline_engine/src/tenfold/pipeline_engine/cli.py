@@ -80,6 +80,7 @@ def _supervise(
     duration_s: float | None,
     metrics_port: int | None,
     max_restarts: int,
+    rebalance: bool,
     as_json: bool,
 ) -> None:
     from tenfold.pipeline_engine._supervisor import Supervisor, split_partitions
@@ -99,6 +100,7 @@ def _supervise(
         max_restarts=max_restarts,
         metrics_port=metrics_port,
         on_event=lambda line: click.echo(f"supervisor: {line}", err=True),
+        rebalance=rebalance,
     )
     in_main = threading.current_thread() is threading.main_thread()
     restore = sup.install_signal_handlers() if in_main else None
@@ -153,6 +155,12 @@ def _supervise(
     show_default=True,
     help="With --workers: give up once one worker has been restarted this many times.",
 )
+@click.option(
+    "--rebalance",
+    is_flag=True,
+    help="With --workers: when a worker dies, the others take over its partitions until it is"
+    " back (a stop-the-world rebalance each time) instead of waiting for its restart.",
+)
 @json_option
 def run_cmd(
     pipeline_file: Path,
@@ -163,6 +171,7 @@ def run_cmd(
     workers: int | None,
     partitions: str | None,
     max_restarts: int,
+    rebalance: bool,
     as_json: bool,
 ) -> None:
     """Run PIPELINE (a TOML file) until its source ends, a limit is hit, or SIGINT/SIGTERM."""
@@ -181,9 +190,12 @@ def run_cmd(
             duration_s=duration_s,
             metrics_port=metrics_port,
             max_restarts=max_restarts,
+            rebalance=rebalance,
             as_json=as_json,
         )
         return
+    if rebalance:
+        raise SupervisorError("--rebalance needs --workers")
     if partitions is not None:
         _kafka_source(p, "--partitions").use_partitions(_parse_partitions(partitions))
     server = None

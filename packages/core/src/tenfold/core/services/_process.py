@@ -30,10 +30,10 @@ def run_dir() -> Path:
     return base
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` (127.0.0.1 by default) that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -62,9 +62,9 @@ def _adjacent_free_ports() -> tuple[int, int]:
     raise ServiceError("found no two adjacent free ports on 127.0.0.1")
 
 
-def _require_port_free(port: int, what: str) -> None:
-    if _port_open(port):
-        raise ServiceError(f"{what}: port {port} on 127.0.0.1 is already in use")
+def _require_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
+    if _port_open(port, host):
+        raise ServiceError(f"{what}: port {port} on {host} is already in use")
 
 
 def _which(name: str, *extra_dirs: str) -> str:

@@ -31,7 +31,11 @@ def tansu_binary() -> str:
 
 class KafkaBroker(Service):
     """A Kafka-protocol broker (Tansu). Storage is in memory unless ``storage_engine`` is given
-    (e.g. a ``postgres://`` URL, which makes topics survive a broker restart)."""
+    (e.g. a ``postgres://`` URL, which makes topics survive a broker restart).
+
+    It listens on, and advertises, ``host`` (127.0.0.1 unless given): pass the host-side
+    address of a set of nodes (network namespaces) so that clients inside them reach it;
+    clients on this host reach that address as well."""
 
     kind = "kafka"
 
@@ -41,36 +45,40 @@ class KafkaBroker(Service):
         *,
         port: int | None = None,
         storage_engine: str = "memory://tansu/",
+        host: str = "127.0.0.1",
     ) -> None:
         super().__init__(workdir)
+        self.host = host
         self.port = port or 0
         self.storage_engine = storage_engine
         self._proc: _Process | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self) -> None:
         if self._proc is not None and self._proc.alive():
             return
         if not self.port:
-            self.port = free_port()
-        _require_port_free(self.port, "kafka broker")
+            self.port = free_port(self.host)
+        _require_port_free(self.port, "kafka broker", self.host)
         argv = [
             tansu_binary(),
             "broker",
             "--listener-url",
-            f"tcp://127.0.0.1:{self.port}",
+            f"tcp://{self.host}:{self.port}",
             "--advertised-listener-url",
-            f"tcp://127.0.0.1:{self.port}",
+            f"tcp://{self.host}:{self.port}",
             "--storage-engine",
             self.storage_engine,
         ]
         env = {**os.environ, "RUST_LOG": os.environ.get("TENFOLD_TANSU_LOG", "warn")}
         self._proc = _Process("kafka-broker", argv, self.workdir / "tansu.log", env=env)
         self._proc.start()
-        self._proc.wait_ready(lambda: _port_open(self.port), 30, f"kafka broker on {self.port}")
+        self._proc.wait_ready(
+            lambda: _port_open(self.port, self.host), 30, f"kafka broker on {self.bootstrap}"
+        )
 
     @property
     def pid(self) -> int | None:

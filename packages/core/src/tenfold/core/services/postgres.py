@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tenfold.core.errors import ServiceError
@@ -43,6 +45,10 @@ class Postgres(Service):
     PostgreSQL refuses to run as root: when we are root, the server runs as the
     ``postgres`` system user (created by the Debian package), in a data directory
     it owns.
+
+    It listens on ``host`` (127.0.0.1 unless given; e.g. the host-side address of a
+    set of nodes) and trusts clients from 127.0.0.1 and from the networks in
+    ``trusted_networks`` (CIDR, e.g. the nodes' ``10.77.0.0/16``).
     """
 
     kind = "postgres"
@@ -54,8 +60,14 @@ class Postgres(Service):
         port: int | None = None,
         settings: dict[str, str] | None = None,
         keep_data: bool = False,
+        host: str = "127.0.0.1",
+        trusted_networks: Sequence[str] = (),
     ) -> None:
         super().__init__(workdir, keep_data=keep_data)
+        self.host = host
+        self.trusted_networks = [
+            str(ipaddress.ip_network(n, strict=False)) for n in trusted_networks
+        ]
         self.port = port or 0
         self.settings = {
             "fsync": "on",
@@ -83,7 +95,7 @@ class Postgres(Service):
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
     def _init(self) -> None:
         bindir = _pg_bindir()
@@ -120,6 +132,12 @@ class Postgres(Service):
             )
         if result.returncode != 0:
             raise ServiceError(f"initdb failed: {_tail(log)}")
+        if self.trusted_networks:
+            # initdb's trust lines cover loopback only; clients in nodes connect from
+            # their own addresses. (Appending keeps the file's owner.)
+            with (self.datadir / "pg_hba.conf").open("a") as hba:
+                for network in self.trusted_networks:
+                    hba.write(f"host all all {network} trust\n")
         self._initialized = True
 
     def start(self) -> None:
@@ -128,8 +146,8 @@ class Postgres(Service):
         if not self._initialized:
             self._init()
         if not self.port:
-            self.port = free_port()
-        _require_port_free(self.port, "postgres")
+            self.port = free_port(self.host)
+        _require_port_free(self.port, "postgres", self.host)
         argv = [
             f"{_pg_bindir()}/postgres",
             "-D",
@@ -139,7 +157,7 @@ class Postgres(Service):
             "-k",
             str(self.datadir),
             "-c",
-            "listen_addresses=127.0.0.1",
+            "listen_addresses=" + ",".join(dict.fromkeys(["127.0.0.1", self.host])),
         ]
         for key, value in self.settings.items():
             argv += ["-c", f"{key}={value}"]
@@ -154,7 +172,7 @@ class Postgres(Service):
 
     def _ready(self) -> bool:
         # A startup packet answered by an authentication/ready message means accepting.
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+        with socket.create_connection((self.host, self.port), timeout=1) as sock:
             user, db = b"postgres", b"postgres"
             body = (196608).to_bytes(4, "big") + b"user\0" + user + b"\0database\0" + db + b"\0\0"
             sock.sendall((len(body) + 4).to_bytes(4, "big") + body)
@@ -176,7 +194,7 @@ class Postgres(Service):
             self._proc.kill()
             # Children of a killed postmaster exit when they notice; wait for the port.
             deadline = time.monotonic() + 10
-            while _port_open(self.port) and time.monotonic() < deadline:
+            while _port_open(self.port, self.host) and time.monotonic() < deadline:
                 time.sleep(0.05)
 
 
