@@ -56,3 +56,25 @@ def test_scaling_writers_run_in_their_own_processes_and_stop(tmp_path: Path) -> 
         ["pgrep", "-P", str(os.getpid()), "-f", "--", pattern], check=False, capture_output=True
     )
     assert out.returncode == 1, out  # 1: no process matched
+
+
+def test_shard_rows_are_named_for_the_scaling_table() -> None:
+    rows = [s for s in scenarios() if s.table == "Horizontal Scaling"]
+    assert [s.name for s in rows] == [f"append_{n}_nodes" for n in (1, 2, 4, 8)]
+    assert [s.modes for s in rows] == [("smoke", "quick", "full")] * 2 + [("full",)] * 2
+    assert all(s.seed is not None and s.peer is not None for s in rows)
+
+
+@pytest.mark.service
+def test_two_shard_row_runs_both_sides_and_checks_them(tmp_path: Path) -> None:
+    """Both sides put the same events in the same shards; the after-run checks pass."""
+    (scenario,) = [s for s in scenarios() if s.name == "append_2_nodes"]
+    assert scenario.peer is not None
+    ctx = BenchContext(mode="smoke", workdir=tmp_path)
+    with ctx.stack:  # closing it runs ours' checkpoint check and the peer's key count
+        ours = scenario.ours.prepare(ctx)()
+        peer = scenario.peer.prepare(ctx)()
+        assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
+        assert ours.ops == peer.ops == 2000
+        assert ours.result == peer.result and len(ours.result) == 2  # type: ignore[arg-type]
+        assert all(n > 0 for n in ours.result)  # type: ignore[union-attr]

@@ -75,3 +75,18 @@ def test_jit_row_checks_results(tmp_path: Path) -> None:
     with ctx.stack:
         out = scenario.ours.prepare(ctx)()
     assert isinstance(out, Outcome) and out.metrics["result_matches"] == "yes"
+
+
+def test_vertical_rows_compile_the_same_contracts_at_1_and_2_workers(tmp_path: Path) -> None:
+    rows = {s.name: s for s in scenarios() if s.table == "Vertical Scaling"}
+    assert sorted(rows) == ["compile_1_workers", "compile_2_workers"]
+    assert rows["compile_1_workers"].seed is None  # the document has no 1-core column
+    assert rows["compile_2_workers"].seed is not None
+    scenario = rows["compile_2_workers"]
+    assert scenario.peer is not None
+    ctx = BenchContext(mode="smoke", workdir=tmp_path)
+    with ctx.stack:
+        ours = scenario.ours.prepare(ctx)()
+        peer = scenario.peer.prepare(ctx)()
+    assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
+    assert ours.ops == peer.ops == 2 and ours.metrics["workers"] == 2

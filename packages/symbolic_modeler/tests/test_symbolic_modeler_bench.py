@@ -72,3 +72,17 @@ def test_a_capped_simplify_call_is_no_result_and_gives_no_speedup(
     assert out.ops == 0 and not out.latencies_ms
     assert out.metrics["simplify_timeouts_10s"] == 1
     assert "did not finish in 10 s on 1 of 1 calls" in str(out.metrics["peer_result"])
+
+
+def test_vertical_rows_reduce_the_same_batch_at_1_and_2_workers(tmp_path: Path) -> None:
+    rows = {s.name: s for s in scenarios() if s.table == "Vertical Scaling"}
+    assert sorted(rows) == ["reduce_1_workers", "reduce_2_workers"]
+    assert rows["reduce_2_workers"].seed is not None and rows["reduce_1_workers"].seed is None
+    scenario = rows["reduce_2_workers"]
+    assert scenario.peer is not None
+    ctx = BenchContext(mode="smoke", workdir=tmp_path)
+    with ctx.stack:
+        ours = scenario.ours.prepare(ctx)()
+        peer = scenario.peer.prepare(ctx)()
+    assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
+    assert ours.ops == peer.ops == 32 and ours.metrics["workers"] == 2

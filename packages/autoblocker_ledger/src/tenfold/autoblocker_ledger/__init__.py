@@ -30,6 +30,12 @@ if TYPE_CHECKING:
     from tenfold.autoblocker_ledger._merkle import verify_inclusion as verify_inclusion
     from tenfold.autoblocker_ledger._replicated import ReplicatedLedger as ReplicatedLedger
     from tenfold.autoblocker_ledger._server import ledger_server as ledger_server
+    from tenfold.autoblocker_ledger._sharded import Checkpoint as Checkpoint
+    from tenfold.autoblocker_ledger._sharded import EmbeddedShards as EmbeddedShards
+    from tenfold.autoblocker_ledger._sharded import ShardedLedger as ShardedLedger
+    from tenfold.autoblocker_ledger._sharded import ShardLayout as ShardLayout
+    from tenfold.autoblocker_ledger._sharded import ShardReceipt as ShardReceipt
+    from tenfold.autoblocker_ledger._sharded import shard_for as shard_for
     from tenfold.autoblocker_ledger._signing import LogKey as LogKey
     from tenfold.autoblocker_ledger._signing import SignedTreeHead as SignedTreeHead
     from tenfold.autoblocker_ledger._store import EmbeddedLedger as EmbeddedLedger
@@ -45,9 +51,11 @@ __all__ = [
     "Autoblocker",
     "AutoblockerLedgerError",
     "CheckResult",
+    "Checkpoint",
     "Decision",
     "DecisionStream",
     "EmbeddedLedger",
+    "EmbeddedShards",
     "Entry",
     "LogKey",
     "MerkleTree",
@@ -58,6 +66,9 @@ __all__ = [
     "ReplicatedLedger",
     "Rule",
     "SecurityEvent",
+    "ShardLayout",
+    "ShardReceipt",
+    "ShardedLedger",
     "SignedTreeHead",
     "StreamBatch",
     "check_history",
@@ -66,6 +77,7 @@ __all__ = [
     "ledger_server",
     "load_history",
     "load_rules",
+    "shard_for",
     "stream_decision",
     "stream_decisions",
     "verify_bundle",
@@ -99,6 +111,14 @@ __getattr__, __dir__ = lazy_exports(
         "._merkle": ["MerkleTree", "leaf_hash", "verify_consistency", "verify_inclusion"],
         "._replicated": ["ReplicatedLedger"],
         "._server": ["ledger_server"],
+        "._sharded": [
+            "Checkpoint",
+            "EmbeddedShards",
+            "ShardLayout",
+            "ShardReceipt",
+            "ShardedLedger",
+            "shard_for",
+        ],
         "._signing": ["LogKey", "SignedTreeHead"],
         "._store": ["EmbeddedLedger", "Receipt"],
         "._verify": ["inclusion_bundle", "verify_bundle"],

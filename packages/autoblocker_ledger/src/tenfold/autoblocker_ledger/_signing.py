@@ -21,6 +21,7 @@ from tenfold.core.errors import CryptoError
 
 _CONTEXT = b"tenfold-ledger-sth-v1"
 _INDEX_CONTEXT = b"tenfold-ledger-index-v1"
+CHECKPOINT_CONTEXT = b"tenfold-ledger-checkpoint-v1"  # sharded checkpoints (see _sharded)
 
 
 def _index_message(size: int, root: bytes, digest: bytes) -> bytes:
@@ -69,6 +70,17 @@ class LogKey:
         except CryptoError as exc:
             raise SignatureError(f"log key: {exc}") from None
 
+    @classmethod
+    def load_or_create(cls, folder: Path) -> LogKey:
+        """``folder/log.key``, made (with ``log.pub`` beside it, 64 hex digits) when absent."""
+        key_path = folder / "log.key"
+        if key_path.exists():
+            return cls.load(key_path)
+        key = cls.generate()
+        key.save(key_path)
+        (folder / "log.pub").write_text(key.public_bytes.hex() + "\n")
+        return key
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._key.save(path)
@@ -80,6 +92,12 @@ class LogKey:
     def sign_index(self, size: int, root: bytes, digest: bytes) -> bytes:
         """Vouch that the SQLite index with BLAKE3 ``digest`` was built from the tree at ``size``."""
         return self._key.sign(_index_message(size, root, digest))
+
+    def sign_checkpoint(self, message: bytes) -> bytes:
+        """Sign a sharded checkpoint's message (built by ``_sharded``, which owns its context)."""
+        if not message.startswith(CHECKPOINT_CONTEXT):
+            raise SignatureError("a checkpoint message starts with the checkpoint context")
+        return self._key.sign(message)
 
     def sign_tree_head(self, size: int, root: bytes, time_ms: int) -> SignedTreeHead:
         sig = self._key.sign(_message(size, time_ms, root))

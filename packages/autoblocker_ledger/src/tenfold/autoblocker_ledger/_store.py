@@ -214,13 +214,7 @@ class EmbeddedLedger(LogReader):
 
     # -- opening ----------------------------------------------------------------
     def _load_or_make_key(self) -> LogKey:
-        key_path = self.path / "log.key"
-        if key_path.exists():
-            return LogKey.load(key_path)
-        key = LogKey.generate()
-        key.save(key_path)
-        (self.path / "log.pub").write_text(key.public_bytes.hex() + "\n")
-        return key
+        return LogKey.load_or_create(self.path)
 
     def _segment_path(self, n: int) -> Path:
         return self.path / "segments" / f"{n:08d}.seg"

@@ -56,9 +56,19 @@ def _decode_list(raw: object) -> list[bytes]:
 
 
 def verify_bundle(bundle: object, public_key: bytes) -> dict[str, Any]:
-    """Check a bundle against the log's key; raises a :class:`VerificationFailed` subclass."""
+    """Check a bundle against the log's key; raises a :class:`VerificationFailed` subclass.
+
+    A ``sharded_inclusion`` bundle (from a sharded ledger) is checked through its
+    signed checkpoint: see :func:`~tenfold.autoblocker_ledger._sharded.verify_checkpoint_bundle`.
+    """
+    if isinstance(bundle, dict) and bundle.get("type") == "sharded_inclusion":
+        from tenfold.autoblocker_ledger._sharded import verify_checkpoint_bundle
+
+        return verify_checkpoint_bundle(bundle, public_key)
     if not isinstance(bundle, dict) or bundle.get("type") not in ("inclusion", "consistency"):
-        raise MalformedEvent("a proof bundle is a JSON object with type inclusion or consistency")
+        raise MalformedEvent(
+            "a proof bundle is a JSON object with type inclusion, consistency or sharded_inclusion"
+        )
     sth = SignedTreeHead.from_dict(bundle.get("sth"))
     sth.verify(public_key)
     proof = _decode_list(bundle.get("proof"))

@@ -180,20 +180,7 @@ def _peer_write_txn(members: int) -> Callable[[BenchContext], Op]:
         written = [0]
 
         async def put_batch(chunk: list[Any]) -> None:
-            tx = client.transactions
-            await asyncio.gather(
-                *(
-                    client.transaction(
-                        compare=[],
-                        success=[
-                            tx.put(prefix + ev.event_id.encode(), ev.canonical())
-                            for ev in chunk[k : k + _TXN_OPS]
-                        ],
-                        failure=[],
-                    )
-                    for k in range(0, len(chunk), _TXN_OPS)
-                )
-            )
+            await asyncio.gather(*txn_puts(client, prefix, chunk))
 
         def op() -> Outcome:
             events = next(batches)
@@ -216,6 +203,22 @@ def _peer_write_txn(members: int) -> Callable[[BenchContext], Op]:
         return op
 
     return prepare
+
+
+def txn_puts(client: Any, prefix: bytes, events: list[Any]) -> list[Coroutine[Any, Any, Any]]:
+    """The peer's writes of ``events``: etcd transactions of up to 128 plain puts each."""
+    tx = client.transactions
+    return [
+        client.transaction(
+            compare=[],
+            success=[
+                tx.put(prefix + ev.event_id.encode(), ev.canonical())
+                for ev in events[k : k + _TXN_OPS]
+            ],
+            failure=[],
+        )
+        for k in range(0, len(events), _TXN_OPS)
+    ]
 
 
 async def _count_prefix(client: Any, prefix: bytes) -> int:
@@ -905,8 +908,8 @@ def _scale_scenarios() -> list[Scenario]:
             ours=Subject("tenfold", _scale_subject(w, "ours")),
             peer=Subject("aetcd put", _scale_subject(w, "peer")),
             seed=doc_seed("Horizontal Scaling", "Autoblocker Ledger", column=_NODES[w]),
-            table="Horizontal Scaling",
-            row=f"{w} {'node' if w == 1 else 'nodes'}",
+            table="Writers on one cluster",
+            row=f"{w} {'writer' if w == 1 else 'writers'}",
             counts=(
                 f"events committed by {w} writer process(es), each its own ledger client, on one "
                 "3-member etcd cluster (peer: the same number of processes doing plain puts, "
@@ -934,8 +937,15 @@ def scenarios() -> list[Scenario]:
         *_consensus_scenarios(),
         *_other_scenarios(),
         *_scale_scenarios(),
+        *_shard_scenarios(),
         *_http_scenarios(),
     ]
+
+
+def _shard_scenarios() -> list[Scenario]:
+    from tenfold.autoblocker_ledger._bench_shards import shard_scenarios
+
+    return shard_scenarios()
 
 
 def _http_scenarios() -> list[Scenario]:

@@ -24,19 +24,63 @@ STORE = click.option(
 )
 
 
+def _store_path(store: Path | None) -> Path:
+    from tenfold.autoblocker_ledger._config import load_config
+
+    return store or Path(load_config().store)
+
+
+def _sharded(store: Path | None) -> bool:
+    from tenfold.autoblocker_ledger._sharded import is_sharded_store
+
+    return is_sharded_store(_store_path(store))
+
+
 def _open(store: Path | None, *, create: bool = False) -> Any:
     """Open the store; only commands that write (``create=True``) may make a new one."""
     from tenfold.autoblocker_ledger._config import load_config
     from tenfold.autoblocker_ledger._store import EmbeddedLedger
 
     cfg = load_config()
-    path = store or Path(cfg.store)
+    path = _store_path(store)
+    if _sharded(store):
+        from tenfold.autoblocker_ledger.errors import ShardLayoutError
+
+        raise ShardLayoutError(
+            f"{path} is a sharded store: this command works on one store "
+            "(sharded stores take append, get --shard, range, proof --event-id and checkpoint)"
+        )
     if create and store is not None and not path.exists() and not path.parent.is_dir():
         from tenfold.autoblocker_ledger.errors import NoSuchStore
 
         # A typo'd --store is not created with its parents (the default path is).
         raise NoSuchStore(f"cannot create store {path}: folder {path.parent} does not exist")
     return EmbeddedLedger(path, segment_bytes=cfg.segment_bytes, fsync=cfg.fsync, create=create)
+
+
+def _open_shards(store: Path | None, shards: int | None = None, *, create: bool = False) -> Any:
+    """Open (or, given ``shards`` and ``create``, make) a sharded embedded store."""
+    from tenfold.autoblocker_ledger._config import load_config
+    from tenfold.autoblocker_ledger._sharded import EmbeddedShards
+
+    cfg = load_config()
+    path = _store_path(store)
+    if create and store is not None and not path.exists() and not path.parent.is_dir():
+        from tenfold.autoblocker_ledger.errors import NoSuchStore
+
+        raise NoSuchStore(f"cannot create store {path}: folder {path.parent} does not exist")
+    if shards is not None and not _sharded(store) and (path / "segments").is_dir():
+        from tenfold.autoblocker_ledger.errors import ShardLayoutError
+
+        raise ShardLayoutError(f"{path} is a single store; it cannot be opened with --shards")
+    return EmbeddedShards(
+        path,
+        shards,
+        route_by=cfg.shard_route_by,
+        create=create,
+        segment_bytes=cfg.segment_bytes,
+        fsync=cfg.fsync,
+    )
 
 
 def _text(raw: bytes, name: str) -> str:
@@ -101,11 +145,21 @@ def ledger() -> None:
     """The tamper-evident security-event log (embedded store)."""
 
 
+SHARDS = click.option(
+    "--shards",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Create the store as N shards routed by subject (blake2b-64 mod N), one signed "
+    "checkpoint over them; an existing sharded store is found by itself.",
+)
+
+
 @ledger.command("append")
 @STORE
+@SHARDS
 @click.argument("source", type=click.File("rb"), default="-")
 @json_option
-def append_cmd(store: Path | None, source: IO[bytes], as_json: bool) -> None:
+def append_cmd(store: Path | None, shards: int | None, source: IO[bytes], as_json: bool) -> None:
     """Append JSON-lines events from SOURCE (default stdin); duplicates by event id are skipped."""
     from tenfold.autoblocker_ledger._store import events_from_lines
     from tenfold.autoblocker_ledger.errors import MalformedEvent
@@ -115,6 +169,25 @@ def append_cmd(store: Path | None, source: IO[bytes], as_json: bool) -> None:
         events = list(events_from_lines(_text(line, name) for line in source))
     except MalformedEvent as exc:
         raise MalformedEvent(f"{name}: {exc}") from None
+    if shards is not None or _sharded(store):
+        with _open_shards(store, shards, create=True) as sled:
+            got = sled.append_batch(events)
+            cp = sled.checkpoint()
+        sout = {
+            "appended": sum(not r.duplicate for r in got),
+            "duplicates": sum(r.duplicate for r in got),
+            "positions": [[r.shard, r.index] for r in got],
+            "checkpoint": cp.to_dict(),
+        }
+        emit(
+            sout,
+            as_json,
+            lambda: (
+                f"appended {sout['appended']}, duplicates {sout['duplicates']}, "
+                f"size {cp.size} in {cp.layout.shards} shards"
+            ),
+        )
+        return
     with _open(store, create=True) as led:
         receipts = led.append_batch(events)
         sth = led.tree_head()
@@ -133,12 +206,26 @@ def append_cmd(store: Path | None, source: IO[bytes], as_json: bool) -> None:
 
 @ledger.command("get")
 @STORE
+@click.option("--shard", type=int, default=None, help="The shard of a sharded store.")
 @click.argument("index", type=int)
 @json_option
-def get_cmd(store: Path | None, index: int, as_json: bool) -> None:
-    """Print entry INDEX."""
+def get_cmd(store: Path | None, shard: int | None, index: int, as_json: bool) -> None:
+    """Print entry INDEX (of shard --shard in a sharded store)."""
     from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
 
+    if _sharded(store):
+        if shard is None:
+            raise AutoblockerLedgerError("a sharded store needs --shard for get")
+        with _open_shards(store) as sled:
+            one = sled.shard(shard)
+            if not 0 <= index < one.tree.size:
+                raise AutoblockerLedgerError(
+                    f"entry {index} outside shard {shard} of {one.tree.size} entries"
+                )
+            emit({"shard": shard, **_entry_dict(one.get(index))}, as_json)
+        return
+    if shard is not None:
+        raise AutoblockerLedgerError("--shard is for sharded stores; this one is single")
     with _open(store) as led:
         if not 0 <= index < led.size:
             raise AutoblockerLedgerError(f"entry {index} outside a log of {led.size} entries")
@@ -162,7 +249,21 @@ def range_cmd(
     limit: int,
     as_json: bool,
 ) -> None:
-    """Entries by time window, subject and domain, in log order."""
+    """Entries by time window, subject and domain, in log order (by time across shards)."""
+    if _sharded(store):
+        with _open_shards(store) as sled:
+            rows = [
+                {"shard": sh, **_entry_dict(e)}
+                for sh, e in sled.range(
+                    since_ms=since_ms,
+                    until_ms=until_ms,
+                    subject=subject,
+                    domain=domain,
+                    limit=limit,
+                )
+            ]
+        emit(rows, as_json, lambda: "\n".join(json.dumps(r) for r in rows))
+        return
     with _open(store) as led:
         rows = [
             _entry_dict(e)
@@ -182,15 +283,38 @@ def range_cmd(
     default=None,
     help="Consistency proof from this older signed tree head (JSON file).",
 )
+@click.option(
+    "--event-id",
+    default=None,
+    help="Sharded stores: inclusion of this event through a fresh signed checkpoint.",
+)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def proof_cmd(
-    store: Path | None, index: int | None, from_sth: Path | None, out: Path | None
+    store: Path | None,
+    index: int | None,
+    from_sth: Path | None,
+    event_id: str | None,
+    out: Path | None,
 ) -> None:
-    """Write a proof bundle (inclusion of --index, or consistency from --from-sth) for third parties."""
+    """Write a proof bundle (inclusion of --index, or consistency from --from-sth) for third parties.
+
+    In a sharded store, --event-id gives one bundle: the event's inclusion in its
+    shard plus that shard head's place in the signed checkpoint over all shards.
+    """
     from tenfold.autoblocker_ledger._signing import SignedTreeHead
     from tenfold.autoblocker_ledger._verify import consistency_bundle, inclusion_bundle
     from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
 
+    if _sharded(store):
+        if event_id is None or index is not None or from_sth is not None:
+            raise AutoblockerLedgerError("a sharded store takes --event-id (and only that)")
+        with _open_shards(store) as sled:
+            bundle = sled.proof(event_id)
+            bundle["public_key"] = sled.key.public_bytes.hex()
+        _emit_bundle(bundle, out)
+        return
+    if event_id is not None:
+        raise AutoblockerLedgerError("--event-id is for sharded stores; give --index here")
     if (index is None) == (from_sth is None):
         raise AutoblockerLedgerError("give exactly one of --index or --from-sth")
     with _open(store) as led:
@@ -210,6 +334,11 @@ def proof_cmd(
                 raise AutoblockerLedgerError(f"old tree head size {old.size} outside 1..{sth.size}")
             bundle = consistency_bundle(led, old, sth)
         bundle["public_key"] = led.key.public_bytes.hex()
+    _emit_bundle(bundle, out)
+
+
+def _emit_bundle(bundle: dict[str, Any], out: Path | None) -> None:
+    """A proof bundle on stdout, or written atomically to ``out``."""
     text = json.dumps(bundle, indent=2)
     if out is None:
         click.echo(text)
@@ -243,8 +372,39 @@ def verify_cmd(bundle: IO[bytes], public_key: str, as_json: bool) -> None:
 
     doc = _read_json(bundle.read(), _source_name(bundle), "the proof bundle")
     result = verify_bundle(doc, _read_public_key(public_key))
+
+    def text() -> str:
+        if result["verified"] == "sharded_inclusion":
+            return (
+                f"ok: inclusion proof verifies in shard {result['shard']} at size "
+                f"{result['size']}, through the checkpoint over {result['checkpoint_size']} shards"
+            )
+        return f"ok: {result['verified']} proof verifies at size {result['size']}"
+
+    emit(result, as_json, text)
+
+
+@ledger.command("checkpoint")
+@STORE
+@json_option
+def checkpoint_cmd(store: Path | None, as_json: bool) -> None:
+    """Sign and print a checkpoint over every shard's head (sharded stores)."""
+    from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
+
+    if not _sharded(store):
+        raise AutoblockerLedgerError(
+            f"{_store_path(store)} is not a sharded store (create one with append --shards N)"
+        )
+    with _open_shards(store) as sled:
+        cp = sled.checkpoint()
+    out = cp.to_dict()
     emit(
-        result, as_json, lambda: f"ok: {result['verified']} proof verifies at size {result['size']}"
+        out,
+        as_json,
+        lambda: (
+            f"checkpoint over {cp.layout.shards} shards, {cp.size} entries, "
+            f"root {cp.root.hex()[:16]}..."
+        ),
     )
 
 

@@ -72,3 +72,7 @@ class ChainError(VerificationFailed):
 
 class SignatureError(VerificationFailed):
     """A signed tree head is signed by an unknown key or its signature does not verify."""
+
+
+class ShardLayoutError(AutoblockerLedgerError):
+    """A sharded ledger's layout is invalid, or differs from the one its shards recorded."""

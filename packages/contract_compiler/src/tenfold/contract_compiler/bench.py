@@ -227,29 +227,73 @@ def _vyper_one(text: str) -> bytes:
 
 
 def _concurrent(n: int, vyper_side: bool) -> Callable[[BenchContext], Op]:
+    """``n`` contracts compiled at once in ``n`` warm worker processes."""
+    return _workers(n, vyper_side, count=n)
+
+
+def _workers(n: int, vyper_side: bool, count: int | None = None) -> Callable[[BenchContext], Op]:
+    """``count`` 100-line contracts (by mode when None) through ``n`` warm workers.
+
+    With the default count every worker count compiles the same contracts, so
+    contracts/s at 1 and 2 workers give the vertical scaling factor. The pool is
+    started and warmed outside the timer, and every output must match the warm-up's.
+    """
+
     def prepare(ctx: BenchContext) -> Op:
         import multiprocessing
 
         pair = _pair(ctx, 100)
         text = pair.vyper if vyper_side else pair.ours
         work = _vyper_one if vyper_side else _compile_one
+        total = ctx.size(2, 8, 16) if count is None else count
         pool = ctx.enter(
             ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("forkserver"))
         )
-        # Start and warm every worker outside the timer; every later output must match.
         reference = set(pool.map(work, [text] * n))
         if len(reference) != 1 or b"" in reference:
             raise BenchError("the warm-up compiles gave no output or different outputs")
 
-        def op() -> int:
-            outputs = list(pool.map(work, [text] * n))
+        def op() -> Outcome:
+            outputs = list(pool.map(work, [text] * total))
             if set(outputs) != reference:
-                raise BenchError("a concurrent compile's output differs from the warm-up's")
-            return len(outputs)
+                raise BenchError("a compile's output differs from the warm-up's")
+            return Outcome(len(outputs), {"workers": n})
 
         return op
 
     return prepare
+
+
+def _vertical_scenarios(vyper_version: str) -> list[Scenario]:
+    from tenfold.core.bench import doc_seed
+
+    return [
+        Scenario(
+            name=f"compile_{n}_workers",
+            unit="contracts",
+            ours=Subject(f"tenfold ({_processes(n)}, 1 process per compile)", _workers(n, False)),
+            peer=Subject(f"vyper {vyper_version} ({_processes(n)})", _workers(n, True)),
+            seed=doc_seed("Vertical Scaling", "Contract Compiler", column="2 Cores")
+            if n == 2
+            else None,
+            table="Vertical Scaling",
+            row=f"{n} {'worker' if n == 1 else 'workers'}",
+            counts=(
+                "the same generated 100-line contracts (2 smoke, 8 quick, 16 full per call) "
+                f"compiled through {_processes(n)} started and warmed outside the timer; a "
+                "worker is one process on this 2-core machine (the 4/8/16-core columns need "
+                "more cores); ours to native objects with every guard proved, Vyper to bytecode"
+            ),
+            rounds=3,
+            modes=("quick", "full"),
+            fairness=f"both compile the same number of contracts through {n} warm worker "
+            "process(es) with the same pool (ours to native objects with z3 proofs, Vyper to "
+            "EVM bytecode)",
+            unchecked_reason="different targets (native objects, EVM bytecode): each side's "
+            "outputs are checked equal to its own warm-up compile",
+        )
+        for n in (1, 2)
+    ]
 
 
 def _reference_object(ctx: BenchContext) -> bytes:
@@ -527,4 +571,5 @@ def scenarios() -> list[Scenario]:
             "the timer",
         )
     )
+    out += _vertical_scenarios(vyper.__version__)
     return out

@@ -343,6 +343,9 @@ def markdown_report(result: dict[str, Any]) -> str:
         _md_table(QUICK_HEADERS, quick_reference_rows(result["systems"])),
         "",
     ]
+    from tenfold.core._scaling import scaling_markdown
+
+    lines += [scaling_markdown(result), ""]
     for key in SYSTEM_ORDER:
         data = result["systems"].get(key)
         if not data:

@@ -457,6 +457,105 @@ def _saturate_ours(n_ops: int) -> Callable[[BenchContext], Op]:
     return prepare
 
 
+_CHUNK = 16  # expressions per task sent to a worker
+
+
+def _reduce_chunk(texts: list[str]) -> bytes:
+    """Worker task: parse and reduce each expression; a digest of the normal forms."""
+    import hashlib
+
+    from tenfold.symbolic_modeler._parser import parse_expression
+    from tenfold.symbolic_modeler._printing import to_text
+    from tenfold.symbolic_modeler._reduce import reduce
+
+    out = "\n".join(to_text(reduce(parse_expression(t))) for t in texts)
+    return hashlib.blake2b(out.encode(), digest_size=16).digest()
+
+
+def _sympify_chunk(texts: list[str]) -> bytes:
+    """Worker task: SymPy's automatic evaluation of each expression; a digest of the results."""
+    import hashlib
+
+    import sympy
+
+    out = "\n".join(str(sympy.sympify(t)) for t in texts)
+    return hashlib.blake2b(out.encode(), digest_size=16).digest()
+
+
+def _workers(n: int, sympy_side: bool) -> Callable[[BenchContext], Op]:
+    """The same batch of 20-operator expressions through ``n`` warm worker processes.
+
+    Every count reduces the same batch, so reductions/s at 1 and 2 workers give
+    the vertical scaling factor. The pool is started and warmed outside the
+    timer (each worker reduces the whole batch once, which also fills each
+    side's caches equally); every call's digests must equal the warm-up's.
+    """
+
+    def prepare(ctx: BenchContext) -> Op:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from tenfold.symbolic_modeler._corpus import random_expressions
+
+        texts = ctx.once(
+            "vertical-exprs", lambda: random_expressions(ctx.seed, 20, ctx.size(32, 256, 1024))
+        )
+        chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
+        work = _sympify_chunk if sympy_side else _reduce_chunk
+        pool = ctx.enter(
+            ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("forkserver"))
+        )
+        reference = list(pool.map(work, chunks))
+        for _ in range(n - 1):  # every worker warm
+            if list(pool.map(work, chunks)) != reference:
+                raise BenchError("workers disagree on the same expressions")
+
+        def op() -> Outcome:
+            if list(pool.map(work, chunks)) != reference:
+                raise BenchError("a batch's results differ from the warm-up's")
+            return Outcome(len(texts), {"workers": n})
+
+        return op
+
+    return prepare
+
+
+def _vertical_scenarios() -> list[Scenario]:
+    from tenfold.core.bench import doc_seed
+
+    return [
+        Scenario(
+            name=f"reduce_{n}_workers",
+            unit="reductions",
+            ours=Subject(
+                f"tenfold ({n} worker process{'es' if n > 1 else ''})", _workers(n, False)
+            ),
+            peer=Subject(
+                f"{_sympy_version()} ({n} worker process{'es' if n > 1 else ''})", _workers(n, True)
+            ),
+            seed=doc_seed("Vertical Scaling", "Symbolic Modeler", column="2 Cores")
+            if n == 2
+            else None,
+            table="Vertical Scaling",
+            row=f"{n} {'worker' if n == 1 else 'workers'}",
+            counts=(
+                "parse + reduce of a batch of seeded 20-operator expressions (32 smoke, 256 "
+                f"quick, 1,024 full), {_CHUNK} per task, through {n} warm worker process(es); a "
+                "worker is one process on this 2-core machine (the 4/8/16-core columns need more "
+                "cores)"
+            ),
+            rounds=3,
+            modes=("quick", "full"),
+            fairness=f"both take the same expression texts through the same {n}-process pool, "
+            "warmed outside the timer; ours reduces each to a normal form, SymPy runs only its "
+            "automatic evaluation (sympify), which does less",
+            checks="every call's per-task digests equal that side's warm-up run (and the normal "
+            "forms' equivalence with SymPy is checked in the reduction rows)",
+        )
+        for n in (1, 2)
+    ]
+
+
 def scenarios() -> list[Scenario]:
     out: list[Scenario] = [
         Scenario(
@@ -552,6 +651,7 @@ def scenarios() -> list[Scenario]:
                     "on every timed call",
                 )
             )
+    out += _vertical_scenarios()
     return out
 
 

@@ -1,0 +1,98 @@
+"""The Scalability Analysis tables: rows named ``<op>_<N>_nodes`` / ``_workers`` in, tables out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tenfold.core._report import markdown_report
+from tenfold.core._scaling import SCALING_TABLES, scaling_factor, scaling_markdown, scaling_rows
+
+
+def _row(name: str, ours: float, peer: float | None = None, **extra: Any) -> dict[str, Any]:
+    sc: dict[str, Any] = {"name": name, "unit": "events", "ops_per_s": ours, **extra}
+    sc["ours"] = {"name": "tenfold"}
+    if peer is not None:
+        sc["peer"] = {"name": "plain etcd", "ops_per_s": peer}
+    return sc
+
+
+def _result(cores: int = 2) -> dict[str, Any]:
+    return {
+        "machine": {"cores": cores, "cpu": "test", "python": "3.11"},
+        "mode": "quick",
+        "systems": {
+            "autoblocker_ledger": {
+                "title": "Autoblocker Ledger",
+                "scenarios": [
+                    _row("append_1_nodes", 1000.0, 2000.0, counts="a shard is an etcd cluster"),
+                    _row("append_2_nodes", 1600.0, 3000.0, counts="a shard is an etcd cluster"),
+                    _row("write_3_nodes", 99.0),  # cluster size, not a scaling row
+                    _row("write_3_nodes_vs_txn", 99.0),
+                ],
+            },
+            "contract_compiler": {
+                "title": "Contract Compiler",
+                "scenarios": [
+                    _row("compile_1_workers", 10.0, 8.0),
+                    _row("compile_2_workers", 19.0, 8.0),
+                ],
+            },
+            "pipeline_engine": {"title": "Pipeline Engine", "scenarios": [_row("other", 5.0)]},
+        },
+    }
+
+
+def test_scaling_factor_is_actual_over_ideal_speedup() -> None:
+    assert scaling_factor(1800, 1000, 2) == pytest.approx(0.9)
+    assert scaling_factor(4000, 1000, 4) == pytest.approx(1.0)
+    assert scaling_factor(5, 0, 2) is None
+
+
+def test_horizontal_table_fills_cells_from_nodes_rows() -> None:
+    horizontal = SCALING_TABLES[0]
+    headers, rows, notes = scaling_rows(horizontal, _result()["systems"], 2)
+    assert headers == [
+        "System",
+        "operation",
+        "1 Node",
+        "2 Nodes",
+        "4 Nodes",
+        "8 Nodes",
+        "Scaling Factor",
+    ]
+    by_system = {r[0]: r for r in rows}
+    ledger = by_system["Autoblocker Ledger"]
+    assert ledger[1] == "append"
+    assert "ours 1,000/s" in ledger[2] and "peer 2,000/s" in ledger[2] and "doc 50K/s" in ledger[2]
+    # 1600/1000 over 2 = 0.80; the peer 3000/2000 over 2 = 0.75.
+    assert "scaling 0.80 (peer 0.75)" in ledger[3] and "doc 85K/s" in ledger[3]
+    assert ledger[4].startswith("not run") and "doc 145K/s" in ledger[4]
+    assert ledger[6] == "ours 0.80 at 2; peer 0.75; doc 0.60"
+    assert not any(r[1] == "write" for r in rows), "a cluster-size row leaked into the table"
+    assert by_system["Chaos Engine"][2].startswith("not run")
+    assert by_system["Pipeline Engine"][2].startswith("no rows named")
+    assert any("a shard is an etcd cluster" in n for n in notes)
+
+
+def test_vertical_table_marks_counts_beyond_the_cores() -> None:
+    vertical = SCALING_TABLES[1]
+    _h, rows, _n = scaling_rows(vertical, _result()["systems"], 2)
+    compiler = next(r for r in rows if r[0] == "Contract Compiler")
+    assert "ours 10.0/s" in compiler[2]
+    assert "scaling 0.95" in compiler[3] and "doc 250/s" in compiler[3]
+    for cell, doc in zip(compiler[4:7], ("480/s", "920/s", "1,700/s"), strict=True):
+        assert cell.startswith("needs more cores") and f"doc {doc}" in cell
+    learner = next(r for r in rows if r[0] == "Auto Learner")
+    assert learner[3].startswith("not run") and learner[4].startswith("needs more cores")
+    # On a 16-core machine the same missing columns are "not run", never "needs more cores".
+    _h, rows16, _n = scaling_rows(vertical, _result(16)["systems"], 16)
+    assert not any("needs more cores" in c for r in rows16 for c in r)
+
+
+def test_report_carries_both_tables() -> None:
+    text = markdown_report(_result())
+    assert "## Scalability Analysis" in text
+    assert text.index("### Horizontal Scaling") < text.index("### Vertical Scaling")
+    assert scaling_markdown(_result()).count("| Autoblocker Ledger | append |") == 1
