@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from tenfold.auto_learner._model import FullProba, Model
 from tenfold.auto_learner._omp import available_cpus
 from tenfold.auto_learner._shift import shift_test
 from tenfold.auto_learner._store import RunStore, meta_features
+from tenfold.auto_learner._trials import TrialInputs, TrialPool, TrialRun, TrialSpec, execute_trial
 from tenfold.auto_learner.errors import BudgetError, DataError
 
 __all__ = ["AutoLearner", "FitResult", "Trial", "score_metrics"]
@@ -73,6 +74,11 @@ DEFAULT_HIST: dict[str, Any] = {
     "max_iter": PLAIN_ROUNDS,
 }
 FAMILIES = ("lgbm", "hist_gb", "linear")
+# The least budget for which a fit starts local trial workers itself: each loads
+# LightGBM and scikit-learn first, 4 to 6 s measured on this 2-core machine (far
+# more under load), which a smaller budget cannot repay. Workers already running
+# (``start_workers``) serve a fit of any budget.
+PARALLEL_MIN_BUDGET_S = 30.0
 METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("roc_auc", "log_loss", "accuracy"),
     "multiclass": ("log_loss", "accuracy", "macro_f1"),
@@ -101,6 +107,7 @@ class Trial:
     finished_s: float = 0.0  # seconds since the fit started when the trial ended
     fit_s: float = 0.0  # of ``seconds``, the training itself (cached inputs excluded)
     rounds_trained: int = 0  # boosting rounds built (early stopping's patience included)
+    worker: int = 0  # the process that ran it
 
 
 @dataclass
@@ -195,12 +202,26 @@ class AutoLearner:
     """Fit the best model a time budget allows; remember what won for the next domain."""
 
     def __init__(
-        self, config: AutoLearnerConfig | None = None, *, store: Path | str | None = None
+        self,
+        config: AutoLearnerConfig | None = None,
+        *,
+        store: Path | str | None = None,
+        address: str | None = None,
     ) -> None:
+        """``config``: ``[auto_learner.performance]`` (``num_workers`` trials at once,
+        ``max_cache_mb`` per trial cache). ``address``: run the trials on that Ray
+        cluster; otherwise, with ``num_workers`` above one, on worker processes here."""
         self.config = config or AutoLearnerConfig()
         self.store_path = Path(store) if store is not None else None
+        self.address = address or None
         self.cache_stats: CacheStats | None = None  # the last fit's trial cache
-        self.threads = max(1, min(self.config.performance.num_workers, available_cpus()))
+        self.threads = available_cpus()  # per trial run in this process
+        self.trial_threads = self.threads  # per trial in a worker, num_workers at once
+        self.last_fraction = 1.0
+        # The trial workers, in a box the finalizer can close without holding the
+        # learner: workers left running by a learner nobody closed stop with it.
+        self._pools: list[TrialPool] = []
+        weakref.finalize(self, _close_pools, self._pools)
 
     # -- splits -----------------------------------------------------------------------
     @staticmethod
@@ -553,12 +574,113 @@ class AutoLearner:
             raise DataError(f"need at least 50 rows to train and validate, got {len(df)}")
         started = _now()
         deadline = started + budget_s
-        # Below ~100K rows a round is too short for a second thread to pay for its
-        # wake-ups (measured: 100 rounds on 2,100 rows, 0.14 s on one thread and 0.22 s
-        # on two; HistGradientBoosting 0.27 s and 0.61 s, 12 s with spinning waits).
-        self.threads = max(1, min(self.config.performance.num_workers, available_cpus()))
+        # num_workers trials at once, each with its share of the cores: two trials of two
+        # threads on two cores oversubscribe them (every OpenMP barrier then waits for a
+        # descheduled thread). Below ~100K rows a round is too short for a second thread
+        # to pay for its wake-ups (measured: 100 rounds on 2,100 rows, 0.14 s on one thread
+        # and 0.22 s on two; HistGradientBoosting 0.27 s and 0.61 s, 12 s with spinning waits).
+        # A trial alone (in this process: one at a time, the LightGBM default while the
+        # workers start, the refit) takes every core.
+        workers = self.config.performance.num_workers
+        self.threads = available_cpus()
+        self.trial_threads = max(1, available_cpus() // workers)
         if len(df) < 100_000:
-            self.threads = 1
+            self.threads = self.trial_threads = 1
+        pool = self._trial_pool(workers, budget_s)
+        return self._fit(
+            df,
+            target,
+            time,
+            domain,
+            budget_s,
+            seed,
+            leakage,
+            inf_policy,
+            reweight,
+            warm_start,
+            dataset,
+            valid_frac,
+            holdout_frac,
+            families,
+            refit,
+            task,
+            metric,
+            started,
+            deadline,
+            pool,
+        )
+
+    def start_workers(self, *, wait: bool = False) -> None:
+        """Start the trial workers now (``num_workers`` above one, or a Ray address);
+        ``wait``: return once they have loaded the trainers.
+
+        They stay up for every later fit of this learner until :meth:`close`; a fit
+        that finds none starts them itself, inside its budget, when the budget is
+        at least ``PARALLEL_MIN_BUDGET_S``.
+        """
+        workers = self.config.performance.num_workers
+        if not self._pools and (self.address is not None or workers > 1):
+            pool = TrialPool(workers, address=self.address)
+            try:
+                pool.warm_up()
+            except BaseException:
+                pool.close()
+                raise
+            self._pools.append(pool)
+        if wait and self._pools:
+            self._pools[0].ready()
+
+    def close(self) -> None:
+        """Stop the trial workers (a later fit starts new ones when it needs them)."""
+        _close_pools(self._pools)
+
+    def __enter__(self) -> AutoLearner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _trial_pool(self, workers: int, budget_s: float) -> TrialPool | None:
+        """The executor for parallel trials, or None to run them one at a time here.
+
+        Local workers take seconds to start (each loads LightGBM and scikit-learn:
+        4 to 6 s measured on this loaded 2-core machine), so a fit that has none
+        running starts them only when its budget is at least
+        ``PARALLEL_MIN_BUDGET_S``; they then load while this process prepares the
+        data and trains the plain LightGBM default.
+        """
+        if (
+            not self._pools
+            and self.address is None
+            and (workers < 2 or budget_s < PARALLEL_MIN_BUDGET_S)
+        ):
+            return None
+        self.start_workers()
+        return self._pools[0] if self._pools else None
+
+    def _fit(
+        self,
+        df: pd.DataFrame,
+        target: str,
+        time: str | None,
+        domain: str | None,
+        budget_s: float,
+        seed: int,
+        leakage: str,
+        inf_policy: str,
+        reweight: str,
+        warm_start: bool,
+        dataset: str,
+        valid_frac: float,
+        holdout_frac: float,
+        families: tuple[str, ...],
+        refit: bool,
+        task: str,
+        metric: str | None,
+        started: float,
+        deadline: float,
+        pool: TrialPool | None,
+    ) -> FitResult:
         y_raw = check_target(df, target)
         task, task_note = detect_task(df[target], target, task)
         metric = metric or METRICS[task][0]
@@ -641,24 +763,22 @@ class AutoLearner:
         # while they fit under max_cache_mb (dropped when the search ends).
         cache = TrialCache(self.config.performance.max_cache_mb * 1024 * 1024)
         self.cache_stats = cache.stats
+        inputs = TrialInputs(x, y, tr, va, weights, cat, task, n_classes, seed, metric, cache)
 
-        def binned(w: Array | None) -> Callable[[], tuple[tuple[lgb.Dataset, lgb.Dataset], int]]:
-            return lambda: self._binned(
-                cache.get("x_train", lambda: _sized(x[tr])),
-                cache.get("x_valid", lambda: _sized(x[va])),
-                (y[tr], y[va]),
-                w,
-                cat,
-                seed,
-            )
-
-        # The queue: (family, config, source, must_finish). Plain defaults first.
+        # The queue: (family, config, source, must_finish). The plain LightGBM default
+        # first, then what won on the most similar past datasets, each bounded by the
+        # rounds early stopping kept there (twice as many, at least 50: a new domain may
+        # want more, a configuration with a small learning rate must not run away).
         queue: list[tuple[str, dict[str, Any], str, bool]] = []
         if "lgbm" in families:
             queue.append(("lgbm", {**DEFAULT_LGBM, "n_estimators": PLAIN_ROUNDS}, "default", True))
-            queue += [
-                ("lgbm", cfg, "warm start", False) for cfg in suggestions if cfg != DEFAULT_LGBM
-            ]
+            for suggested in suggestions:
+                rounds = suggested.get("rounds")
+                cfg = {k: v for k, v in suggested.items() if k != "rounds"}
+                if cfg != DEFAULT_LGBM:
+                    if isinstance(rounds, int) and rounds > 0:
+                        cfg["n_estimators"] = max(50, 2 * rounds)
+                    queue.append(("lgbm", cfg, "warm start", False))
         if "hist_gb" in families:
             queue.append(("hist_gb", dict(DEFAULT_HIST), "default", True))
         if weights is not None and "lgbm" in families:
@@ -667,7 +787,6 @@ class AutoLearner:
             queue.append(("linear", {}, "family", False))
         rng = np.random.default_rng(seed)
         trials: list[Trial] = []
-        preds: dict[int, Array] = {}
         models: dict[int, Any] = {}
         best: Trial | None = None
         broken: set[str] = set()
@@ -689,17 +808,18 @@ class AutoLearner:
             # (trial times vary twofold on a loaded machine).
             return max(1.25 * refit_cost(), 0.05 * budget_s) if refit else 0.0
 
-        y_va = y[va]
-        with threadpool_limits(self.threads):
+        def next_spec() -> TrialSpec | None:
+            """The next trial worth starting, or None when the budget is spent."""
+            nonlocal step
             while True:
                 if queue:
                     family, cfg, source, must_finish = queue.pop(0)
                 else:
                     if _now() + reserve() >= deadline or step > 500:
-                        break
+                        return None
                     live = [f for f in ("lgbm", "hist_gb") if f in families and f not in broken]
                     if not live:
-                        break
+                        return None
                     family = live[step % 4 == 3 and len(live) > 1]
                     if family == "lgbm":
                         base = _best_of(trials, "lgbm", metric)
@@ -716,94 +836,101 @@ class AutoLearner:
                 stop_at = None if must_finish else deadline - reserve()
                 if stop_at is not None and _now() + 2 * _first_step_s(trials, family) > stop_at:
                     continue  # its first uninterruptible step would not end in time
-                t0 = _now()
-                fraction = 1.0
-                try:
-                    x_va = cache.get("x_valid", lambda: _sized(x[va]))
-                    if family == "lgbm":
-                        w = weights if cfg.get("reweight") else None
-                        data = cache.get(("lgbm_binned", w is not None), binned(w))
-                        t_fit = _now()
-                        model, pred, iters = self._lgbm(
-                            cfg,
-                            data,
-                            x_va,
-                            task,
-                            n_classes,
-                            seed,
-                            stop_at,
-                            overrun_at=deadline + 0.25 * budget_s if must_finish else None,
-                        )
-                        if self.last_fraction < 1.0:
-                            fraction = self.last_fraction
-                            notes.append(
-                                "the plain LightGBM default would overrun the budget: after five "
-                                f"rounds each tree grew on a {fraction:.0%} row sample"
-                            )
-                        trained = int(model.current_iteration())
-                    elif family == "hist_gb":
-                        x_tr = cache.get("x_train", lambda: _sized(x[tr]))
-                        rows = _budget_rows(trials, len(tr), deadline, must_finish, budget_s)
-                        if rows < len(tr):
-                            fraction = rows / len(tr)
-                            pick = np.random.default_rng(seed).permutation(len(tr))[:rows]
-                            x_tr, y_tr = x_tr[pick], y[tr][pick]
-                            notes.append(
-                                f"HistGradientBoosting {source} trained on {rows:,} of {len(tr):,} rows to fit the budget"
-                            )
-                        else:
-                            y_tr = y[tr]
-                        t_fit = _now()
-                        model, pred, iters = self._hist_gb(
-                            cfg,
-                            (x_tr, x_va),
-                            (y_tr, y_va),
-                            task,
-                            n_classes,
-                            cat,
-                            seed,
-                            stop_at,
-                            metric,
-                        )
-                        trained = iters
-                    else:
-                        x_tr = cache.get("x_train", lambda: _sized(x[tr]))
-                        t_fit = _now()
-                        model, pred, iters = self._linear(
-                            (x_tr, x_va), (y[tr], y_va), task, n_classes
-                        )
-                        trained = 1
-                    score = score_metrics(task, y_va, pred, metric)
-                except (ValueError, MemoryError, lgb.basic.LightGBMError) as exc:
-                    broken.add(family)
-                    notes.append(
-                        f"{family} skipped: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
-                    )
-                    continue
-                if must_finish and _now() > deadline:
-                    notes.append(
-                        f"the plain {'LightGBM' if family == 'lgbm' else 'HistGradientBoosting'} "
-                        f"default ran {_now() - deadline:.1f} s past the budget: finished anyway, "
-                        "so the result is never one validation ranks below it"
-                    )
-                rows = int(len(tr) * fraction)
-                trial = Trial(
+                return TrialSpec(
                     family,
                     cfg,
-                    round(score, 6),
-                    round(_now() - t0, 3),
-                    iters,
                     source,
-                    rows,
-                    round(_now() - started, 3),
-                    round(_now() - t_fit, 3),
-                    trained,
+                    must_finish,
+                    stop_at,
+                    overrun_at=(
+                        deadline + 0.25 * budget_s if (must_finish and family == "lgbm") else None
+                    ),
+                    hist_rows=(
+                        _budget_rows(trials, len(tr), deadline, must_finish, budget_s)
+                        if family == "hist_gb"
+                        else 0
+                    ),
                 )
-                trials.append(trial)
-                preds[len(trials) - 1] = pred
-                if best is None or _key(metric, trial.score) > _key(metric, best.score):
-                    best = trial
-                    models = {len(trials) - 1: model}
+
+        def record(spec: TrialSpec, run: TrialRun) -> None:
+            nonlocal best, models
+            if run.error is not None:
+                broken.add(spec.family)
+                notes.append(f"{spec.family} skipped: {run.error}")
+                return
+            notes.extend(run.notes)
+            if spec.must_finish and _now() > deadline:
+                notes.append(
+                    f"the plain {'LightGBM' if spec.family == 'lgbm' else 'HistGradientBoosting'} "
+                    f"default ran {_now() - deadline:.1f} s past the budget: finished anyway, "
+                    "so the result is never one validation ranks below it"
+                )
+            trial = Trial(
+                spec.family,
+                spec.config,
+                round(run.score, 6),
+                round(run.seconds, 3),
+                run.iterations,
+                spec.source,
+                run.rows,
+                # When it ended, by the machine's one monotonic clock (a trial that ran
+                # in a remote worker: when its result arrived).
+                round(
+                    (run.ended_at if pool is None or pool.address is None else _now()) - started, 3
+                ),
+                round(run.fit_s, 3),
+                run.rounds_trained,
+                worker=run.worker_pid,
+            )
+            trials.append(trial)
+            if best is None or _key(metric, trial.score) > _key(metric, best.score):
+                best = trial
+                models = {len(trials) - 1: run.model}
+
+        if pool is None:
+            with threadpool_limits(self.threads):
+                while (spec := next_spec()) is not None:
+                    record(spec, execute_trial(self, inputs, spec))
+        else:
+            # Trials ``pool.workers`` at a time: each round proposes that many from the
+            # incumbent, runs them at once, and records them in the order proposed.
+            try:
+                if queue and queue[0][3] and queue[0][0] == "lgbm":
+                    # While the workers start, this process trains the plain LightGBM
+                    # default itself (its pace then sizes the HistGB default's rows).
+                    spec = next_spec()
+                    assert spec is not None
+                    with threadpool_limits(self.threads):
+                        record(spec, execute_trial(self, inputs, spec))
+                pool.share(
+                    inputs,
+                    threads=self.trial_threads,
+                    max_cache_mb=self.config.performance.max_cache_mb,
+                )
+                while True:
+                    specs: list[TrialSpec] = []
+                    deferred: list[tuple[str, dict[str, Any], str, bool]] = []
+                    while len(specs) < pool.workers and (spec := next_spec()) is not None:
+                        if (
+                            spec.family == "hist_gb"
+                            and spec.must_finish
+                            and any(s.family == "lgbm" for s in specs)
+                        ):
+                            # Its row budget comes from LightGBM's measured pace: it
+                            # starts once the LightGBM default has finished.
+                            deferred.append((spec.family, spec.config, spec.source, True))
+                            continue
+                        specs.append(spec)
+                    queue[:0] = deferred
+                    if not specs:
+                        break
+                    # A trial past this is killed: the must-finish defaults may overrun the
+                    # deadline by a quarter of the budget, any trial by half of it.
+                    limit = deadline + 0.5 * budget_s - _now() + 5.0
+                    for spec, run in zip(specs, pool.run(specs, limit), strict=True):
+                        record(spec, run)
+            finally:
+                pool.release()
         cache.clear()
         if best is None:
             if store is not None:
@@ -869,7 +996,8 @@ class AutoLearner:
         result.model.report = result.summary()
         if store is not None:
             try:
-                # The three best distinct LightGBM configurations: the next domain's warm start.
+                # The three best distinct LightGBM configurations, each with the rounds
+                # early stopping kept: the next domain's warm start.
                 ranked = sorted(
                     (t for t in trials if t.family == "lgbm"), key=lambda t: -_key(metric, t.score)
                 )
@@ -878,7 +1006,13 @@ class AutoLearner:
                     cfg = {k: v for k, v in t.config.items() if k != "n_estimators"}
                     if cfg not in kept and len(kept) < 3:
                         kept.append(cfg)
-                        store.record(dataset, str(domain or ""), meta, cfg, _key(metric, t.score))
+                        store.record(
+                            dataset,
+                            str(domain or ""),
+                            meta,
+                            {**cfg, "rounds": int(t.iterations)},
+                            _key(metric, t.score),
+                        )
             finally:
                 store.close()
         return result
@@ -937,6 +1071,11 @@ class AutoLearner:
     @staticmethod
     def _predict(trial: Trial, model: Any, x: Array, task: str, n_classes: int) -> Array:
         return _predict(trial, model, x, task, n_classes)
+
+
+def _close_pools(pools: list[TrialPool]) -> None:
+    while pools:
+        pools.pop().close()
 
 
 class HistCodes:
@@ -1036,10 +1175,6 @@ def _first_step_s(trials: list[Trial], family: str) -> float:
         return min(t.fit_s for t in own)
     per_round = min(t.fit_s / max(t.rounds_trained, 1) for t in own)
     return per_round * (10 if family == "lgbm" else 50)
-
-
-def _sized(a: Array) -> tuple[Array, int]:
-    return a, int(a.nbytes)
 
 
 def _now() -> float:

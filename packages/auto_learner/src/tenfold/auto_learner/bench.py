@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject
+from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject, doc_seed
 
 TRAIN = "Training Performance"
 INFER = "Inference Performance"
@@ -375,6 +375,85 @@ def _new_domain(source: str, warm: bool | None) -> Callable[[BenchContext], Op]:
         return op
 
     return prepare
+
+
+def _search_workers(workers: int) -> Callable[[BenchContext], Op]:
+    """The same search with ``workers`` trials at once (vertical scaling).
+
+    One worker: trials one after another in the searching process (no executor).
+    Two: the parallel framework's process workers, started (and their imports
+    done) before the timer as the searching process's own imports are, each
+    trial on one thread (two threads each would oversubscribe two cores).
+    """
+
+    def prepare(ctx: BenchContext) -> Op:
+        from tenfold.auto_learner._config import AutoLearnerConfig, PerformanceConfig
+        from tenfold.auto_learner._search import AutoLearner
+
+        train, test = _dataset(ctx, ctx.size(20_000, 60_000, 200_000))
+        budget_s = ctx.size(3.0, 12.0, 60.0)
+        config = AutoLearnerConfig(performance=PerformanceConfig(num_workers=workers))
+        learner = AutoLearner(config)
+        learner.start_workers(wait=True)  # start-up outside the timer, like the imports
+        ctx.callback(learner.close)
+
+        def op() -> Outcome:
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = learner.fit(
+                    train, "late", time="time_hour", budget_s=budget_s, seed=ctx.seed
+                )
+            used = time.perf_counter() - t0
+            search = [t for t in result.trials if t.source != "default"]
+            return Outcome(
+                sum(t.rows for t in result.trials),
+                {
+                    "workers": workers,
+                    "budget_s": budget_s,
+                    "seconds_used": round(used, 2),
+                    "trials": len(result.trials),
+                    "trials_per_s": round(len(result.trials) / used, 2),
+                    "search_trials_after_defaults": len(search),
+                    "worker_processes": len({t.worker for t in result.trials}),
+                    "validation_roc_auc": round(result.validation_score, 4),
+                    "test_roc_auc": _auc(test["late"], result.model.predict_proba(test)[:, 1]),
+                },
+            )
+
+        return op
+
+    return prepare
+
+
+def _vertical_scenarios() -> list[Scenario]:
+    return [
+        Scenario(
+            f"search_trials_{w}_workers",
+            "samples",
+            Subject(
+                "tenfold, trials one at a time in process"
+                if w == 1
+                else f"tenfold, {w} trials at once on the parallel framework's process workers",
+                _search_workers(w),
+            ),
+            None,
+            doc_seed("Vertical Scaling", "Auto Learner", column=f"{w} Cores") if w > 1 else None,
+            "Vertical Scaling",
+            f"{w} {'worker' if w == 1 else 'workers'}",
+            "training rows summed over every trial the search finished in a fixed budget on "
+            "flights (time split), over the seconds it used; trials, trials/s and the test AUC "
+            "are in the metrics (worker processes started, like every import, before the timer; "
+            "each fit's data sharing and trials inside it)",
+            rounds=1,
+            full_rounds=3,
+            warmup=0,
+            modes=("quick", "full"),
+            fairness="the same search, data, seed and budget at each worker count; only the "
+            "number of trials run at once differs",
+        )
+        for w in (1, 2)
+    ]
 
 
 def _stream(ctx: BenchContext) -> tuple[pd.DataFrame, Any, Any, np.ndarray[Any, Any]]:
@@ -762,6 +841,7 @@ def scenarios() -> list[Scenario]:
                 unchecked_reason="two different fitted models: their probabilities are not compared",
             )
         )
+    out.extend(_vertical_scenarios())
     from tenfold.auto_learner._bench_http import http_scenarios
 
     out.extend(http_scenarios())
