@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tenfold.autoblocker_ledger import Autoblocker, EmbeddedLedger, load_rules
+from tenfold.chaos_engine._journal import locked
 from tenfold.pipeline_engine import Batch
 from tenfold.platform import Platform
 from tenfold.platform._engine import fetch
@@ -135,8 +136,20 @@ def test_engine_killed_mid_stream_every_event_in_the_ledger_once(
     ensure_topic(kafka_broker.bootstrap, topic)
     ensure_topic(kafka_broker.bootstrap, topic)  # a second call finds it
     load_assets(postgres.dsn, [Asset("203.0.113.5", "web-5", "ops", "high", "203.0.113.0/24")])
+    chaos = tmp_path / "chaos"
+    chaos.mkdir()
+    with locked(chaos / "platform-faults.journal") as journal:  # as the chaos engine writes it
+        journal.append({"op": "inject", "id": "f1", "kind": "process_kill", "deadline": 1.0})
+        journal.append({"op": "reverted", "id": "f1", "why": "expired"})
     plat.transport_conf.write_text(
-        json.dumps({"kafka": kafka_broker.bootstrap, "postgres": postgres.dsn, "topic": topic})
+        json.dumps(
+            {
+                "kafka": kafka_broker.bootstrap,
+                "postgres": postgres.dsn,
+                "topic": topic,
+                "chaos": str(chaos),
+            }
+        )
     )
     n, attackers = 3000, 30
     lines = [_line(i, f"203.0.113.{i % attackers}").encode() for i in range(n)]
@@ -172,7 +185,7 @@ def test_engine_killed_mid_stream_every_event_in_the_ledger_once(
         counts = json.loads(fetch(f"{url}/platform")[0])
         assert counts["transport"]["positions"] == {f"{topic}/0": n}
         # A ban per attacker, and the policy's one escalation: all 30 share a /24.
-        assert (counts["events"], counts["decisions"]) == (len(expected) + 1, attackers + 1)
+        assert (counts["events"], counts["decisions"]) == (len(expected) + 3, attackers + 1)
         # The decision stream over HTTP: every ban once, resumable from any index.
         body, headers = fetch(f"{url}/stream?after=-1")
         stream = [json.loads(line) for line in body.splitlines()]
@@ -191,6 +204,8 @@ def test_engine_killed_mid_stream_every_event_in_the_ledger_once(
     enriched = [ev for ev in entries if ev.subject == "203.0.113.5" and ev.kind != "decision.ban"]
     assert enriched and all(ev.evidence["asset_host"] == "web-5" for ev in enriched)
     assert all(ev.evidence["asset_network"] == "203.0.113.0/24" for ev in enriched)
+    faults = [(ev.domain, ev.kind, ev.subject) for ev in entries if ev.domain == "chaos"]
+    assert faults == [("chaos", "fault_injected", "f1"), ("chaos", "fault_reverted", "f1")]
     (dead,) = [ev for ev in entries if ev.kind == "dead_letter"]  # refused, and recorded once
     assert (dead.subject, dead.evidence["stage"]) == (f"{topic}/0@11", "decode")
     assert "bad security event" in str(dead.evidence["reason"])

@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -130,6 +131,20 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
         def on_term(signum: int, frame: object) -> None:
             stop.set()
             pipeline.stop()
+
+        if conf.get("chaos"):
+            from tenfold.platform._chaos import ChaosFollower
+
+            chaos = ChaosFollower(Path(conf["chaos"]))
+
+            def follow_chaos() -> None:
+                while not stop.wait(0.2):
+                    events = chaos.poll(int(time.time() * 1000))
+                    if events:
+                        fresh = [r for r in led.append_batch(events) if not r.duplicate]
+                        chaos.recorded += len(fresh)
+
+            threading.Thread(target=follow_chaos, name="chaos", daemon=True).start()
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)

@@ -205,6 +205,7 @@ class Platform:
         topic: str | None = None,
         model: Path | None = None,
         enforce: str = "xdp",
+        chaos: Path | None = None,
         timeout_s: float = 120.0,
     ) -> dict[str, Any]:
         """Create the namespaces, start the engine (with ``kafka`` and ``postgres``) and the bouncer.
@@ -226,6 +227,8 @@ class Platform:
             raise PlatformError("the transport needs both --kafka and --postgres")
         if enforce not in ENFORCERS:
             raise PlatformError(f"enforce with xdp or nft, not {enforce!r}")
+        if chaos is not None and kafka is None:
+            raise PlatformError("chaos journals are followed by the engine: it needs --kafka")
         if model is not None and kafka is None:
             raise PlatformError("the learned detector runs in the engine: it needs --kafka")
         present = [(NETNS_DIR / ns).exists() for ns in (ATTACKER, VICTIM)]
@@ -271,6 +274,8 @@ class Platform:
                 conf = {"kafka": kafka, "postgres": postgres, "topic": topic}
                 if model is not None:
                     conf["model"] = str(model.resolve())
+                if chaos is not None:
+                    conf["chaos"] = str(chaos.resolve())
                 self.transport_conf.write_text(json.dumps(conf))
                 self._start_engine(timeout_s)
             self._start_bouncer(timeout_s)

@@ -58,6 +58,14 @@ def platform() -> None:
 )
 @click.option("--topic", default=None, help="The signals topic (default tenfold.signals).")
 @click.option(
+    "--chaos-journals",
+    "chaos",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Record the chaos engine's faults from its journals here (tenfold chaos run "
+    "--journal-dir); needs --kafka.",
+)
+@click.option(
     "--enforce",
     type=click.Choice(["xdp", "nft"]),
     default="xdp",
@@ -81,6 +89,7 @@ def up_cmd(
     topic: str | None,
     model: Path | None,
     enforce: str,
+    chaos: Path | None,
     as_json: bool,
 ) -> None:
     """Create the namespaces and start the XDP bouncer (root); with --kafka and
