@@ -90,3 +90,33 @@ def test_through_the_sink_the_same_after_a_restart(tmp_path: Path) -> None:
         ("decision.ban", "203.0.113.0/24"),
         ("policy.refused", "10.0.0.5"),  # a batch's refusals follow its decisions
     ]
+
+
+def test_the_ban_policy_contract_is_proved_and_bounds_every_ban() -> None:
+    from tenfold.platform._contract import MAX_ESCALATIONS, ContractPolicy, chained
+
+    policy = ContractPolicy(["192.0.2.0/24"])
+    assert policy.proved and all(p.endswith("proved") for p in policy.proved)
+    short = Decision("ban", "ip", "203.0.113.1", 5.0, "auth", "r", "sshd", 1, "c1")
+    long = Decision("ban", "ip", "203.0.113.2", 10**7, "auth", "r", "sshd", 1, "c2")
+    allowed = Decision("ban", "ip", "192.0.2.9", 600.0, "auth", "r", "sshd", 1, "c3")
+    kept, refused = policy([short, long, allowed])
+    assert [(d.value, d.duration_s) for d in kept] == [
+        ("203.0.113.1", 60.0),
+        ("203.0.113.2", 86400.0),
+    ]
+    assert [(e.subject, e.evidence["why"]) for e in refused] == [
+        ("192.0.2.9", "allowlisted: never banned")
+    ]
+    nets = [
+        Decision("ban", "range", f"10.{i}.0.0/24", 600.0, "policy", "r", "escalation", 1, f"n{i}")
+        for i in range(MAX_ESCALATIONS + 2)
+    ]
+    kept, refused = policy(nets)
+    assert len(kept) == MAX_ESCALATIONS and len(refused) == 2
+    assert "escalation cap" in str(refused[0].evidence["why"])
+
+    # Chained after the lattice: the lattice's escalation goes through the contract too.
+    both = chained(LatticePolicy(ASSETS), ContractPolicy())
+    kept, _ = both([_ban(f"198.18.7.{i}") for i in range(3)])
+    assert [d.value for d in kept][-1] == "198.18.7.0/24"

@@ -77,10 +77,13 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
 
         detectors.append(LearnedDetector(Model.load(conf["model"])))
     blocker = Autoblocker(load_rules(p.rules), detectors)
+    from tenfold.platform._contract import ContractPolicy, chained
     from tenfold.platform._policy import LatticePolicy
     from tenfold.platform._transport import inventory
 
-    policy = LatticePolicy(inventory(conf["postgres"]))
+    policy = chained(
+        LatticePolicy(inventory(conf["postgres"])), ContractPolicy(conf.get("allow", []))
+    )
     with EmbeddedLedger(p.ledger_dir) as led:
         pipeline, sink = transport_pipeline(
             led,

@@ -206,6 +206,7 @@ class Platform:
         model: Path | None = None,
         enforce: str = "xdp",
         chaos: Path | None = None,
+        allow: tuple[str, ...] = (),
         timeout_s: float = 120.0,
     ) -> dict[str, Any]:
         """Create the namespaces, start the engine (with ``kafka`` and ``postgres``) and the bouncer.
@@ -227,6 +228,13 @@ class Platform:
             raise PlatformError("the transport needs both --kafka and --postgres")
         if enforce not in ENFORCERS:
             raise PlatformError(f"enforce with xdp or nft, not {enforce!r}")
+        for a in allow:
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError as exc:
+                raise PlatformError(f"--allow {a!r}: {exc}") from None
+        if allow and kafka is None:
+            raise PlatformError("the ban policy runs in the engine: --allow needs --kafka")
         if chaos is not None and kafka is None:
             raise PlatformError("chaos journals are followed by the engine: it needs --kafka")
         if model is not None and kafka is None:
@@ -271,11 +279,13 @@ class Platform:
                 topic = topic or TOPIC
                 ensure_topic(kafka, topic)
                 load_assets(postgres, inventory)
-                conf = {"kafka": kafka, "postgres": postgres, "topic": topic}
+                conf: dict[str, Any] = {"kafka": kafka, "postgres": postgres, "topic": topic}
                 if model is not None:
                     conf["model"] = str(model.resolve())
                 if chaos is not None:
                     conf["chaos"] = str(chaos.resolve())
+                if allow:
+                    conf["allow"] = list(allow)
                 self.transport_conf.write_text(json.dumps(conf))
                 self._start_engine(timeout_s)
             self._start_bouncer(timeout_s)

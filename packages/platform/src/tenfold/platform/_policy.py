@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from tenfold.autoblocker_ledger import SecurityEvent as LedgerEvent
     from tenfold.platform._transport import Asset
 
-__all__ = ["RULES", "LatticePolicy", "inventory_triples"]
+__all__ = ["RULES", "LatticePolicy", "inventory_triples", "refusal_event"]
 
 TF = "urn:tenfold:"
 RULES = f"""
@@ -80,18 +80,8 @@ class LatticePolicy:
         return str(ipaddress.ip_network(f"{value}/{self.prefix}", strict=False))
 
     def _refusal(self, d: Decision, why: str) -> LedgerEvent:
-        from tenfold.autoblocker_ledger import SecurityEvent as LedgerEvent
-
         self.refused += 1
-        key = "\x00".join((d.rule, d.scope, d.value, d.cause, str(d.time_ms)))
-        return LedgerEvent(
-            f"policy:refused:{blake2b(key.encode(), digest_size=16).hexdigest()}",
-            "platform",
-            "policy.refused",
-            d.value,
-            d.time_ms,
-            {"rule": d.rule, "scope": d.scope, "why": why, "reason": d.reason[:1000]},
-        )
+        return refusal_event(d, why)
 
     def __call__(self, decisions: list[Decision]) -> tuple[list[Decision], list[Any]]:
         from tenfold.autoblocker_ledger import Decision
@@ -141,6 +131,21 @@ class LatticePolicy:
 
     def close(self) -> None:
         self.store.close()
+
+
+def refusal_event(d: Decision, why: str) -> LedgerEvent:
+    """A ``platform``/``policy.refused`` event for a decision not recorded (id from the decision)."""
+    from tenfold.autoblocker_ledger import SecurityEvent as LedgerEvent
+
+    key = "\x00".join((d.rule, d.scope, d.value, d.cause, str(d.time_ms)))
+    return LedgerEvent(
+        f"policy:refused:{blake2b(key.encode(), digest_size=16).hexdigest()}",
+        "platform",
+        "policy.refused",
+        d.value,
+        d.time_ms,
+        {"rule": d.rule, "scope": d.scope, "why": why, "reason": d.reason[:1000]},
+    )
 
 
 def _within(address: str, net: str) -> bool:

@@ -66,6 +66,12 @@ def platform() -> None:
     "--journal-dir); needs --kafka.",
 )
 @click.option(
+    "--allow",
+    multiple=True,
+    metavar="CIDR",
+    help="Never ban this address or network (repeatable; the ban policy contract proves it).",
+)
+@click.option(
     "--enforce",
     type=click.Choice(["xdp", "nft"]),
     default="xdp",
@@ -90,6 +96,7 @@ def up_cmd(
     model: Path | None,
     enforce: str,
     chaos: Path | None,
+    allow: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create the namespaces and start the XDP bouncer (root); with --kafka and
