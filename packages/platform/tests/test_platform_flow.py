@@ -311,3 +311,27 @@ def test_replay_of_recorded_security_events_a_port_scan(tmp_path: Path) -> None:
     finally:
         plat.down()
     _nothing_left(None)
+
+
+@root_only
+@pytest.mark.root
+def test_the_nft_bouncer_enforces_the_same_stream(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.format(ban=600))
+    plat = Platform(tmp_path / "home")
+    try:
+        st = plat.up(rules, enforce="nft")
+        assert st["bouncer"]["running"] and st["bouncer"]["mode"] == "nftables"
+        assert _delivered("203.0.113.7")
+        (d,) = plat.replay(_burst(tmp_path, "203.0.113.7")).decisions
+        assert d["enforced"]["where"] == f"nftables table inet tenfold_platform in netns {VICTIM}"
+        assert d["enforced"]["frame_dropped"] is True
+        assert _delivered("203.0.113.8")
+        listed = subprocess.run(
+            ["ip", "netns", "exec", VICTIM, "nft", "list", "table", "inet", "tenfold_platform"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "203.0.113.7" in listed
+    finally:
+        plat.down()
+    _nothing_left(None)

@@ -76,6 +76,7 @@ OUTPUTS: frozenset[tuple[str, str]] = frozenset(
         ("ledger proof", "out"),
         ("ledger snapshot", "out"),
         ("lattice export", "out"),
+        ("platform train-detector", "out"),
         ("attest tls-bundle", "directory"),
         ("credentials tls", "directory"),
         ("profile", "out"),

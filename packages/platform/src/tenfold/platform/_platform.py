@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +32,14 @@ from typing import Any
 
 from tenfold.platform.errors import NotUp, PlatformError
 
-__all__ = ["Platform", "ReplayResult", "run_bouncer"]
+__all__ = ["Platform", "ReplayResult", "run_bouncer", "services_endpoints"]
 
 ATTACKER, VICTIM = "tfp-attacker", "tfp-victim"
 DEV_A, DEV_V = "tfp-a0", "tfp-v0"
 ADDR_A, ADDR_V = "198.18.0.1", "198.18.0.2"
 NETNS_DIR = Path("/var/run/netns")
+NFT_TABLE = "tenfold_platform"
+ENFORCERS = ("xdp", "nft")
 _TENFOLD = (sys.executable, "-m", "tenfold.core")
 
 DEFAULT_RULES = """\
@@ -68,12 +71,51 @@ def _ip(*argv: str) -> None:
         raise PlatformError(f"ip {' '.join(argv)}: {proc.stderr.strip() or proc.stdout.strip()}")
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, role: bytes = b"_bouncer") -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"_bouncer" in cmdline and b"platform" in cmdline
+    return role in cmdline and b"platform" in cmdline
+
+
+def _stop(pid: int, role: bytes) -> None:
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _alive(pid, role) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid, role):
+        os.kill(pid, signal.SIGKILL)
+        while _alive(pid, role):
+            time.sleep(0.05)
+
+
+def _start(argv: list[str], log_path: Path, pid_file: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes], ready: Path, log: Path, what: str, timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready.exists():
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise PlatformError(f"the {what} exited: {' | '.join(tail)}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise PlatformError(f"the {what} was not ready within {timeout_s:g} s")
+        time.sleep(0.05)
 
 
 @dataclass
@@ -106,6 +148,25 @@ class Platform:
         self.pid_file = home / "bouncer.pid"
         self.ready = home / "bouncer.ready"
         self.log = home / "bouncer.log"
+        # The transport (``up --kafka --postgres``): the engine process owns the ledger.
+        self.transport_conf = home / "transport.json"
+        self.positions = home / "kafka-positions.json"
+        self.engine_pid_file = home / "engine.pid"
+        self.engine_ready = home / "engine.ready"
+        self.engine_log = home / "engine.log"
+        self.enforce_file = home / "enforce"
+
+    def enforcement(self) -> str:
+        """Which bouncer enforces: ``xdp`` (the default) or ``nft``."""
+        try:
+            return self.enforce_file.read_text().strip() or "xdp"
+        except OSError:
+            return "xdp"
+
+    def where(self) -> str:
+        if self.enforcement() == "nft":
+            return f"nftables table inet {NFT_TABLE} in netns {VICTIM}"
+        return f"XDP on {DEV_V} in netns {VICTIM}"
 
     # -- lifecycle ----------------------------------------------------------------
     def _pid(self) -> int | None:
@@ -115,28 +176,92 @@ class Platform:
             return None
         return pid if _alive(pid) else None
 
+    def _engine_pid(self) -> int | None:
+        try:
+            pid = int(self.engine_pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid, b"_engine") else None
+
+    def engine_url(self) -> str | None:
+        """The engine's HTTP address when the transport runs, else None."""
+        if self._engine_pid() is None:
+            return None
+        try:
+            return str(json.loads(self.engine_ready.read_text())["url"])
+        except (OSError, ValueError, KeyError):
+            return None
+
     def is_up(self) -> bool:
         return self._pid() is not None and self.ready.exists()
 
-    def up(self, rules: Path | None = None, *, timeout_s: float = 120.0) -> dict[str, Any]:
+    def up(
+        self,
+        rules: Path | None = None,
+        *,
+        kafka: str | None = None,
+        postgres: str | None = None,
+        assets: Path | None = None,
+        topic: str | None = None,
+        model: Path | None = None,
+        enforce: str = "xdp",
+        chaos: Path | None = None,
+        allow: tuple[str, ...] = (),
+        timeout_s: float = 120.0,
+    ) -> dict[str, Any]:
+        """Create the namespaces, start the engine (with ``kafka`` and ``postgres``) and the bouncer.
+
+        With the transport, the engine process runs the pipeline Kafka -> decode ->
+        asset enrichment -> ledger and serves the ledger; the bouncer follows its
+        decision stream over HTTP. Without it, ``replay`` writes the ledger itself.
+        """
         if os.geteuid() != 0:
             raise PlatformError("the platform creates namespaces and loads XDP: it needs root")
         if self.is_up():
+            if self.transport_conf.exists() and self._engine_pid() is None:
+                # The engine died, the bouncer did not: the engine resumes from its
+                # stored Kafka positions, the bouncer's poller finds its new address.
+                self._start_engine(timeout_s)
+                return self.status()
             raise PlatformError(f"the platform is already up (home {self.home})")
+        if (kafka is None) != (postgres is None):
+            raise PlatformError("the transport needs both --kafka and --postgres")
+        if enforce not in ENFORCERS:
+            raise PlatformError(f"enforce with xdp or nft, not {enforce!r}")
+        for a in allow:
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError as exc:
+                raise PlatformError(f"--allow {a!r}: {exc}") from None
+        if allow and kafka is None:
+            raise PlatformError("the ban policy runs in the engine: --allow needs --kafka")
+        if chaos is not None and kafka is None:
+            raise PlatformError("chaos journals are followed by the engine: it needs --kafka")
+        if model is not None and kafka is None:
+            raise PlatformError("the learned detector runs in the engine: it needs --kafka")
         present = [(NETNS_DIR / ns).exists() for ns in (ATTACKER, VICTIM)]
         if all(present) and self.fifo.exists() and self._pid() is None:
-            # The bouncer died (killed, crashed): start it again. It catches up from
-            # the ledger after the last index it applied, so nothing is lost or doubled.
+            # The bouncer (or the engine) died: start it again. The engine resumes
+            # from its stored Kafka positions; the bouncer catches up from the ledger
+            # after the last index it applied, so nothing is lost or doubled.
+            if self.transport_conf.exists() and self._engine_pid() is None:
+                self._start_engine(timeout_s)
             self._start_bouncer(timeout_s)
             return self.status()
         if any(present):
             raise PlatformError(
                 f"namespace {ATTACKER} or {VICTIM} exists: run tenfold platform down first"
             )
-        if rules is not None:
-            from tenfold.autoblocker_ledger import load_rules
+        from tenfold.autoblocker_ledger import load_rules
 
+        if rules is not None:
             load_rules(rules)  # refused here, before anything is created
+        inventory = _read_assets(assets) if assets is not None else []
+        if model is not None:
+            from tenfold.auto_learner import Model
+            from tenfold.platform._detect import LearnedDetector
+
+            LearnedDetector(Model.load(model))  # refused here, before anything is created
         self.home.mkdir(parents=True, exist_ok=True)
         try:
             self._make_network()
@@ -147,6 +272,22 @@ class Platform:
             with contextlib.suppress(FileNotFoundError):
                 self.fifo.unlink()
             os.mkfifo(self.fifo, 0o600)
+            self.enforce_file.write_text(enforce)
+            if kafka is not None and postgres is not None:
+                from tenfold.platform._transport import TOPIC, ensure_topic, load_assets
+
+                topic = topic or TOPIC
+                ensure_topic(kafka, topic)
+                load_assets(postgres, inventory)
+                conf: dict[str, Any] = {"kafka": kafka, "postgres": postgres, "topic": topic}
+                if model is not None:
+                    conf["model"] = str(model.resolve())
+                if chaos is not None:
+                    conf["chaos"] = str(chaos.resolve())
+                if allow:
+                    conf["allow"] = list(allow)
+                self.transport_conf.write_text(json.dumps(conf))
+                self._start_engine(timeout_s)
             self._start_bouncer(timeout_s)
         except BaseException:
             self.down()
@@ -171,48 +312,44 @@ class Platform:
     def _start_bouncer(self, timeout_s: float) -> None:
         for p in (self.ready, self.pid_file):
             p.unlink(missing_ok=True)
-        with self.log.open("ab") as log:
-            proc = subprocess.Popen(
-                [*_TENFOLD, "platform", "_bouncer", "--home", str(self.home)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(f"{proc.pid}\n")
-        deadline = time.monotonic() + timeout_s
-        while not self.ready.exists():
-            if proc.poll() is not None:
-                tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
-                raise PlatformError(f"the XDP bouncer exited: {' | '.join(tail)}")
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise PlatformError(f"the XDP bouncer was not ready within {timeout_s:g} s")
-            time.sleep(0.05)
+        proc = _start(
+            [*_TENFOLD, "platform", "_bouncer", "--home", str(self.home)], self.log, self.pid_file
+        )
+        _wait_ready(proc, self.ready, self.log, "XDP bouncer", timeout_s)
+
+    def _start_engine(self, timeout_s: float) -> None:
+        for p in (self.engine_ready, self.engine_pid_file):
+            p.unlink(missing_ok=True)
+        proc = _start(
+            [*_TENFOLD, "platform", "_engine", "--home", str(self.home)],
+            self.engine_log,
+            self.engine_pid_file,
+        )
+        _wait_ready(proc, self.engine_ready, self.engine_log, "platform engine", timeout_s)
 
     def down(self) -> dict[str, Any]:
         """Stop the bouncer and delete the namespaces; idempotent. The ledger stays."""
         stopped = None
         pid = self._pid()
         if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-                while _alive(pid):
-                    time.sleep(0.05)
+            _stop(pid, b"_bouncer")
             stopped = pid
+        engine = self._engine_pid()
+        if engine is not None:
+            _stop(engine, b"_engine")
         removed = []
         for ns in (ATTACKER, VICTIM):
             if (NETNS_DIR / ns).exists():
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
                 removed.append(ns)
-        for p in (self.fifo, self.pid_file, self.ready, self.state):
+        for p in (
+            self.fifo, self.pid_file, self.ready, self.state,
+            self.engine_pid_file, self.engine_ready, self.transport_conf, self.enforce_file,
+        ):  # fmt: skip
             p.unlink(missing_ok=True)
         return {
             "bouncer_stopped": stopped,
+            "engine_stopped": engine,
             "namespaces_removed": removed,
             "ledger_kept": str(self.ledger_dir) if self.ledger_dir.exists() else None,
         }
@@ -227,7 +364,7 @@ class Platform:
         bouncer = {
             "running": pid is not None and bool(ready),
             "pid": pid,
-            "where": f"XDP on {DEV_V} in netns {VICTIM}",
+            "where": self.where(),
             "mode": ready.get("mode"),
         }
         state: dict[str, Any] = {"index": -1, "bans": {}}
@@ -235,7 +372,18 @@ class Platform:
             with contextlib.suppress(OSError, ValueError):
                 state = json.loads(self.state.read_text())
         ledger: dict[str, Any] = {"entries": 0, "events": 0, "decisions": 0}
-        if self.ledger_dir.exists():
+        engine: dict[str, Any] | None = None
+        url = self.engine_url()
+        if url is not None:
+            from tenfold.platform._engine import fetch
+
+            counts = json.loads(fetch(f"{url}/platform")[0])
+            transport = counts.pop("transport")
+            ledger = counts
+            engine = {"running": True, "pid": self._engine_pid(), "url": url, **transport}
+        elif self.transport_conf.exists():
+            engine = {"running": False, "pid": None}
+        if url is None and self.ledger_dir.exists():
             from tenfold.autoblocker_ledger import EmbeddedLedger
 
             with EmbeddedLedger(self.ledger_dir) as led:
@@ -250,6 +398,7 @@ class Platform:
             "home": str(self.home),
             "namespaces": {ns: (NETNS_DIR / ns).exists() for ns in (ATTACKER, VICTIM)},
             "bouncer": bouncer,
+            "engine": engine,
             "ledger": ledger,
             "enforced": {"last_index": state.get("index", -1), "bans": state.get("bans", {})},
         }
@@ -273,6 +422,11 @@ class Platform:
             lines = path.read_text().splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise PlatformError(f"cannot read {path}: {exc}") from None
+        if self.transport_conf.exists():
+            url = self.engine_url()
+            if url is None:
+                raise NotUp("the platform engine is not running: tenfold platform up restarts it")
+            return self._replay_via_kafka(url, path, lines, timeout_s)
         blocker = Autoblocker(load_rules(self.rules))
         result = ReplayResult(str(path), len(lines), 0)
         found = []
@@ -313,6 +467,70 @@ class Platform:
             os.write(fd, b"".join(encode_decision(d) for d in found))
         finally:
             os.close(fd)
+        self._enforced(result, found, bundles, sth.size, sth.root.hex(), key.hex(), timeout_s)
+        return result
+
+    def _replay_via_kafka(
+        self, url: str, path: Path, lines: list[str], timeout_s: float
+    ) -> ReplayResult:
+        """The lines go into Kafka; the engine's pipeline records them and their decisions."""
+        from tenfold.autoblocker_ledger import verify_bundle
+        from tenfold.core.events import decode_decision, encode_event
+        from tenfold.platform._engine import fetch, stream_after
+        from tenfold.platform._transport import produce
+
+        conf = json.loads(self.transport_conf.read_text())
+        shifted = _shifted_events(path, lines)
+        if shifted is not None:
+            messages = [encode_event(ev) for ev in shifted if ev is not None]
+        else:
+            messages = [line.encode() for line in lines if line.strip()]
+        before = json.loads(fetch(f"{url}/platform")[0])
+        result = ReplayResult(str(path), len(lines), 0)
+        if not messages:
+            return result
+        last = produce(conf["kafka"], conf["topic"], messages)
+        stream = f"{conf['topic']}/0"
+        deadline = time.monotonic() + timeout_s
+        while self._stored_position(stream) <= last:
+            if time.monotonic() > deadline:
+                raise PlatformError(
+                    f"the pipeline did not record {stream}@{last} within {timeout_s:g} s"
+                )
+            time.sleep(0.01)
+        after = json.loads(fetch(f"{url}/platform")[0])
+        result.events = after["events"] - before["events"]
+        body, _ = stream_after(url, before["entries"] - 1)
+        found = [decode_decision(line, source=url) for line in body.splitlines() if line]
+        if not found:
+            return result
+        key = bytes.fromhex((self.ledger_dir / "log.pub").read_text().strip())
+        bundles = [json.loads(fetch(f"{url}/proof?index={d.index}")[0]) for d in found]
+        for bundle in bundles:
+            verify_bundle(bundle, key)  # as a third party would, with the public key only
+        sth = bundles[-1]["sth"]
+        self._enforced(
+            result, found, bundles, int(sth["size"]), str(sth["root"]), key.hex(), timeout_s
+        )
+        return result
+
+    def _stored_position(self, stream: str) -> int:
+        try:
+            return int(json.loads(self.positions.read_text()).get(stream, 0))
+        except (OSError, ValueError):
+            return 0
+
+    def _enforced(
+        self,
+        result: ReplayResult,
+        found: list[Any],
+        bundles: list[dict[str, Any]],
+        size: int,
+        root: str,
+        key: str,
+        timeout_s: float,
+    ) -> None:
+        """Wait until the bouncer applied ``found``, then probe each ban across the pair."""
         last = found[-1].index
         deadline = time.monotonic() + timeout_s
         while self._applied_index() < last:
@@ -334,20 +552,19 @@ class Platform:
                     },
                     "ledger_index": d.index,
                     "proof": {
-                        "tree_size": sth.size,
-                        "root": sth.root.hex(),
+                        "tree_size": size,
+                        "root": root,
                         "hashes": len(bundle["proof"]),
                         "verified": True,
-                        "public_key": key.hex(),
+                        "public_key": key,
                     },
                     "enforced": {
-                        "where": f"XDP on {DEV_V} in netns {VICTIM}",
+                        "where": self.where(),
                         "probe_from": probe,
                         "frame_dropped": (not _delivered(probe)) if probe else None,
                     },
                 }
             )
-        return result
 
     def _applied_index(self) -> int:
         try:
@@ -356,13 +573,14 @@ class Platform:
             return -1
 
 
-def _recorded_events(path: Path, lines: list[str]) -> list[Any] | None:
-    """A file of JSON-lines security events, as ledger events; None for a plain log.
+def _shifted_events(path: Path, lines: list[str]) -> list[Any] | None:
+    """A file of JSON-lines security events, parsed; None for a plain log.
 
     Recorded times keep their spacing but are moved so that the last event is now:
     a replay is an attack happening now, and its bans must not be lapsed already.
     """
-    from tenfold.autoblocker_ledger import SecurityEvent as LedgerEvent
+    import msgspec
+
     from tenfold.core.events import decode_event
 
     first = next((line for line in lines if line.strip()), "")
@@ -374,12 +592,24 @@ def _recorded_events(path: Path, lines: list[str]) -> list[Any] | None:
     ]
     latest = max((ev.time for ev in parsed if ev is not None), default=0.0)
     shift = time.time() - latest
+    return [
+        None if ev is None else msgspec.structs.replace(ev, time=ev.time + shift) for ev in parsed
+    ]
+
+
+def _recorded_events(path: Path, lines: list[str]) -> list[Any] | None:
+    """:func:`_shifted_events` as ledger events (ids from the file's source, time and line)."""
+    from tenfold.autoblocker_ledger import SecurityEvent as LedgerEvent
+
+    shifted = _shifted_events(path, lines)
+    if shifted is None:
+        return None
     out: list[Any] = []
-    for n, ev in enumerate(parsed):
+    for n, ev in enumerate(shifted):
         if ev is None:
             out.append(None)
             continue
-        time_ms = int((ev.time + shift) * 1000)
+        time_ms = int(ev.time * 1000)
         out.append(
             LedgerEvent(
                 f"replay:{ev.source}:{time_ms}:{n}",
@@ -391,6 +621,37 @@ def _recorded_events(path: Path, lines: list[str]) -> list[Any] | None:
             )
         )
     return out
+
+
+def services_endpoints() -> tuple[str, str]:
+    """The Kafka bootstrap and PostgreSQL DSN of the servers ``tenfold services up`` started."""
+    from tenfold.core.services import run_dir
+
+    path = run_dir() / "services.json"
+    try:
+        state = json.loads(path.read_text())
+        return str(state["kafka"]["bootstrap"]), str(state["postgres"]["dsn"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise PlatformError(
+            "no Kafka and PostgreSQL from tenfold services (run: tenfold services up kafka postgres)"
+        ) from None
+
+
+def _read_assets(path: Path) -> list[Any]:
+    """The asset inventory from a TOML file of ``[[asset]]`` tables (address, host, ...)."""
+    import tomllib
+
+    import msgspec
+
+    from tenfold.platform._transport import Asset
+
+    try:
+        doc = tomllib.loads(path.read_text())
+        return msgspec.convert(doc.get("asset", []), list[Asset])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PlatformError(f"cannot read assets {path}: {exc}") from None
+    except msgspec.ValidationError as exc:
+        raise PlatformError(f"{path}: bad asset: {exc}") from None
 
 
 def _probe_address(value: str) -> str | None:
@@ -434,6 +695,29 @@ def _delivered(src: str, *, tries: int = 3) -> bool:
             _ip("-n", ATTACKER, "addr", "del", f"{src}/32", "dev", DEV_A)
 
 
+def _poll_engine(p: Platform, url: str, after: int, fd: int, *, every_s: float = 0.02) -> None:
+    from tenfold.platform._engine import stream_after
+
+    down = False
+    while True:
+        try:
+            if down:  # a restarted engine listens on a new port
+                url = p.engine_url() or url
+            body, after = stream_after(url, after)
+        except PlatformError as exc:
+            if not down:
+                print(f"engine unreachable ({exc}); retrying", flush=True)
+            down = True
+            time.sleep(0.5)
+            continue
+        if down:
+            print("engine reachable again", flush=True)
+            down = False
+        if body:
+            os.write(fd, body)
+        time.sleep(every_s)
+
+
 def run_bouncer(home: Path) -> None:
     """The background XDP bouncer ``up`` starts: attach, then follow the stream until SIGTERM."""
     from tenfold.cloud_kernel import XdpBlockList, XdpBouncer, in_netns
@@ -447,12 +731,22 @@ def run_bouncer(home: Path) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    with in_netns(VICTIM):
-        blocklist = XdpBlockList()
-        mode = blocklist.attach(DEV_V)
-    bouncer = XdpBouncer(blocklist)
+    bouncer: Any
+    if p.enforcement() == "nft":
+        from tenfold.autoblocker_ledger import NftBouncer
+
+        bouncer = NftBouncer(NFT_TABLE, netns=VICTIM).open()
+        mode = "nftables"
+    else:
+        with in_netns(VICTIM):
+            blocklist = XdpBlockList()
+            mode = blocklist.attach(DEV_V)
+        bouncer = XdpBouncer(blocklist)
     state = FollowState.load(p.state)
-    if p.ledger_dir.exists():
+    url = p.engine_url() if p.transport_conf.exists() else None
+    if p.transport_conf.exists() and url is None:
+        raise PlatformError("the platform engine is not running: tenfold platform up starts it")
+    if url is None and p.ledger_dir.exists():
         # Catch up: every decision the ledger recorded after the last one applied
         # (those a replay wrote while this bouncer was down).
         from tenfold.autoblocker_ledger import EmbeddedLedger, stream_decisions
@@ -465,6 +759,14 @@ def run_bouncer(home: Path) -> None:
     # Opened read-write: this process is also a writer, so the stream never ends
     # when a replay closes its end.
     fd = os.open(p.fifo, os.O_RDWR)
+    if url is not None:
+        # With the engine, the stream comes from the ledger over HTTP: a poller
+        # asks for what was recorded after the last index it passed on (from the
+        # last one applied at start) and feeds it to the follower through the
+        # pipe; the follower skips any index it applied, so nothing is repeated.
+        threading.Thread(
+            target=_poll_engine, args=(p, url, state.index, fd), name="stream", daemon=True
+        ).start()
 
     def show(what: str, item: Decision | str) -> None:
         text = (
@@ -477,7 +779,7 @@ def run_bouncer(home: Path) -> None:
     try:
         with os.fdopen(fd, "rb", buffering=0) as stream:
             p.ready.write_text(json.dumps({"pid": os.getpid(), "mode": mode}))
-            print(f"XDP ({mode}) on {DEV_V} in {VICTIM}: following {p.fifo}", flush=True)
+            print(f"{p.where()} ({mode}): following {url or p.fifo}", flush=True)
             follow(
                 bouncer,
                 stream,

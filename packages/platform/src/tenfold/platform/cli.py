@@ -32,12 +32,88 @@ def platform() -> None:
     default=None,
     help="Autoblocker rules (TOML); default: an sshd brute-force rule (5 in 60 s, 600 s ban).",
 )
+@click.option(
+    "--kafka",
+    metavar="BOOTSTRAP",
+    default=None,
+    help="Read signals from this Kafka broker (tenfold services up kafka); needs --postgres.",
+)
+@click.option(
+    "--postgres",
+    metavar="DSN",
+    default=None,
+    help="The asset inventory's PostgreSQL (tenfold services up postgres); needs --kafka.",
+)
+@click.option(
+    "--assets",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Asset inventory to load (TOML, [[asset]] tables: address, host, owner, criticality, network).",
+)
+@click.option(
+    "--services",
+    "use_services",
+    is_flag=True,
+    help="Take --kafka and --postgres from the servers `tenfold services up` started.",
+)
+@click.option("--topic", default=None, help="The signals topic (default tenfold.signals).")
+@click.option(
+    "--chaos-journals",
+    "chaos",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Record the chaos engine's faults from its journals here (tenfold chaos run "
+    "--journal-dir); needs --kafka.",
+)
+@click.option(
+    "--allow",
+    multiple=True,
+    metavar="CIDR",
+    help="Never ban this address or network (repeatable; the ban policy contract proves it).",
+)
+@click.option(
+    "--enforce",
+    type=click.Choice(["xdp", "nft"]),
+    default="xdp",
+    show_default=True,
+    help="The bouncer: the XDP block list (cloud kernel) or an nftables table (ledger).",
+)
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A learned detector (tenfold platform train-detector) scoring every event; needs --kafka.",
+)
 @json_option
-def up_cmd(home: Path, rules: Path | None, as_json: bool) -> None:
-    """Create the namespaces and start the XDP bouncer (root)."""
-    from tenfold.platform._platform import Platform
+def up_cmd(
+    home: Path,
+    rules: Path | None,
+    kafka: str | None,
+    postgres: str | None,
+    assets: Path | None,
+    use_services: bool,
+    topic: str | None,
+    model: Path | None,
+    enforce: str,
+    chaos: Path | None,
+    allow: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Create the namespaces and start the XDP bouncer (root); with --kafka and
+    --postgres also the engine: the pipeline from Kafka into the ledger."""
+    from tenfold.platform._platform import Platform, services_endpoints
 
-    status = Platform(home).up(rules)
+    if use_services:
+        kafka, postgres = services_endpoints()
+    status = Platform(home).up(
+        rules,
+        kafka=kafka,
+        postgres=postgres,
+        assets=assets,
+        topic=topic,
+        model=model,
+        enforce=enforce,
+    )
     emit(status, as_json, lambda: _status_text(status))
 
 
@@ -93,6 +169,40 @@ def bouncer_cmd(home: Path) -> None:
     run_bouncer(home)
 
 
+@platform.command("train-detector")
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--sources", default=2000, show_default=True, type=click.IntRange(10, 1_000_000))
+@click.option("--budget", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**31 - 1))
+@json_option
+def train_cmd(out: Path, sources: int, budget: float, seed: int, as_json: bool) -> None:
+    """Fit the learned detector on simulated sources (benign users, attackers) and save it."""
+    import math
+
+    from tenfold.platform._detect import train_detector
+
+    if not math.isfinite(budget):
+        raise click.BadParameter(f"{budget} is not a number of seconds", param_hint="--budget")
+    r = train_detector(out, n_sources=sources, budget_s=budget, seed=seed)
+    emit(
+        r,
+        as_json,
+        lambda: (
+            f"{r['model']}: {r['rows']} rows; {r['metric']} validation "
+            f"{r['validation']:.3f}, holdout {r['holdout']:.3f}"
+        ),
+    )
+
+
+@platform.command("_engine", hidden=True)
+@HOME
+def engine_cmd(home: Path) -> None:
+    """The background engine that ``up --kafka --postgres`` starts."""
+    from tenfold.platform._engine import run_engine
+
+    run_engine(home)
+
+
 def _status_text(s: dict[str, Any]) -> str:
     b, led, enf = s["bouncer"], s["ledger"], s["enforced"]
     ns = ", ".join(f"{k} {'up' if v else 'absent'}" for k, v in s["namespaces"].items())
@@ -103,11 +213,24 @@ def _status_text(s: dict[str, Any]) -> str:
             f"namespaces: {ns}",
             f"bouncer: {'running' if b['running'] else 'stopped'}"
             + (f" (pid {b['pid']}, {b['where']})" if b["running"] else ""),
+            *_engine_text(s.get("engine")),
             f"ledger: {led['entries']} entries, {led['events']} events, {led['decisions']} decisions",
             f"enforced: {len(bans)} bans, last ledger index applied {enf['last_index']}"
             + "".join(f"\n  {v} for {max(0.0, u - now):.0f} s more" for v, u in bans.items()),
         ]
     )
+
+
+def _engine_text(e: dict[str, Any] | None) -> list[str]:
+    if e is None:
+        return []
+    if not e["running"]:
+        return ["engine: stopped (tenfold platform up restarts it)"]
+    pos = ", ".join(f"{k} at {v}" for k, v in (e.get("positions") or {}).items()) or "nothing read"
+    return [
+        f"engine: running (pid {e['pid']}, ledger served at {e['url']}); "
+        f"{e['topic']}: {pos}; {e['appended']} appended, {e['duplicates']} duplicates skipped"
+    ]
 
 
 def _replay_text(r: dict[str, Any]) -> str:
