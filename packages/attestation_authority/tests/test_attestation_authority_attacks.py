@@ -320,3 +320,23 @@ def test_extend_without_logging_is_caught_by_replay(setup, caplog) -> None:
     )
     agent.esapi.pcr_extend(ESYS_TR.PCR16, hidden)
     refused(verifier, fresh_quote(agent, verifier), Reason.EVENT_LOG_MISMATCH, caplog)
+
+
+def test_quote_after_a_pcr_changed_behind_the_agent_carries_the_new_values(agent: Agent) -> None:
+    # The agent remembers the values of its last quote instead of reading PCRs each time;
+    # an extend it did not make (another TPM user) must still end in the values quoted.
+    from tpm2_pytss import ESYS_TR, TPM2_ALG, TPML_DIGEST_VALUES, TPMT_HA, TPMU_HA
+
+    selection = (PcrSelection(TPM_ALG_SHA256, (0, 23)),)
+    first = agent.quote(b"n" * 20, selection)
+    digest = TPMT_HA(hashAlg=TPM2_ALG.SHA256, digest=TPMU_HA(sha256=b"\x17" * 32))
+    agent.esapi.pcr_extend(ESYS_TR.PCR23, TPML_DIGEST_VALUES([digest]))
+    second = agent.quote(b"m" * 20, selection)
+    current = agent.read_pcrs(selection)
+    assert second.pcrs == encode_tools_pcrs(current)
+    assert second.pcrs != first.pcrs
+    registrar = Registrar()
+    enroll(agent, registrar, "node-2")
+    verifier = Verifier(registrar, parse_policy(f"sha256:0 = {ZERO}\nsha256:23 = *\n"))
+    nonce = verifier.generate_nonce("node-2")
+    assert verifier.verify_quote("node-2", agent.quote(nonce, selection)).ok

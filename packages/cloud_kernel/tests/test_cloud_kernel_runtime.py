@@ -33,6 +33,18 @@ def test_nftables_peer_gives_the_same_verdicts() -> None:
     assert result.delivered_allowed == result.allowed_sent
 
 
+@pytest.mark.parametrize("kind", ["xdp", "nftables"])
+def test_frames_made_as_pages_get_the_same_verdicts(kind: str) -> None:
+    # The in-kernel source sends pktgen.c's sequence: half the frames from the blocked /24.
+    result = run_e2e(kind, entries=1_000, count=20_000, blocked_every=2, source="pages")
+    assert result.sent == 20_000
+    assert result.dropped == result.blocked_sent == 10_000
+    assert result.delivered_blocked == 0
+    assert result.delivered_allowed == result.allowed_sent == 10_000
+    assert len(result.cpu_busy_s) == os.cpu_count()
+    assert result.sender_cpu_s > 0
+
+
 def test_tracer_counts_this_process_syscalls_with_latency() -> None:
     with SyscallTracer(pid=os.getpid()) as tracer:
         for _ in range(5_000):

@@ -83,6 +83,8 @@ class Agent:
         self.ima_log_path = ima_log_path
         self._events: list[Event] = []
         self._ima: list[ImaEntry] = []
+        # PCR values per selection spec as of the last quote whose digest matched them.
+        self._quoted_pcrs: dict[str, dict[int, dict[int, bytes]]] = {}
         with _tss(f"connection to {tcti!r}"):
             self._tcti = TCTILdr.parse(tcti)
             self._esapi = ESAPI(self._tcti)
@@ -244,8 +246,14 @@ class Agent:
             f"{BANK_NAMES[s.bank]}:{','.join(str(i) for i in s.indices)}" for s in selection
         )
         tpm_selection = TPML_PCR_SELECTION.parse(spec)
-        for _ in range(_QUOTE_ATTEMPTS):
-            values = self.read_pcrs(selection)
+        # The values last quoted for this selection stand in for a PCR_Read: the quote's
+        # own PCR digest is checked against them, so values that changed since are never
+        # sent; they are read again (and the quote repeated) only then. One TPM command
+        # a check instead of two, as long as the PCRs hold still.
+        values = self._quoted_pcrs.get(spec)
+        for _ in range(_QUOTE_ATTEMPTS + 1):  # one more: the remembered values may be stale
+            if values is None:
+                values = self.read_pcrs(selection)
             with _tss("Quote"):
                 attest, signature = self.esapi.quote(self._ak, tpm_selection, TPM2B_DATA(nonce))
             attest_bytes = bytes(attest)
@@ -254,6 +262,7 @@ class Agent:
                 for index in sel.indices:
                     digest.update(values[sel.bank][index])
             if parse_attest(attest_bytes).pcr_digest == digest.digest():
+                self._quoted_pcrs[spec] = values
                 return Evidence(
                     attest_bytes,
                     bytes(signature.marshal()),
@@ -261,7 +270,9 @@ class Agent:
                     self.event_log(),
                     self.ima_log(),
                 )
-            logger.info("PCRs changed between read and quote; quoting again")
+            values = None
+            self._quoted_pcrs.pop(spec, None)
+            logger.info("PCRs changed since they were read; reading and quoting again")
         raise TpmError(f"PCRs kept changing during {_QUOTE_ATTEMPTS} quote attempts")
 
     def extend(self, pcr: int, data: bytes) -> Event:
@@ -277,6 +288,7 @@ class Agent:
         )
         with _tss("PCR_Extend"):
             self.esapi.pcr_extend(_pcr_handle(pcr), values)
+        self._quoted_pcrs.clear()
         self._events.append(event)
         return event
 
@@ -296,6 +308,7 @@ class Agent:
         )
         with _tss("PCR_Extend"):
             self.esapi.pcr_extend(_pcr_handle(IMA_PCR), values)
+        self._quoted_pcrs.clear()
         self._ima.append(entry)
         return entry
 

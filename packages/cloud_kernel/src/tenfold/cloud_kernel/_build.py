@@ -21,7 +21,7 @@ from tenfold.cloud_kernel.errors import BuildError, NotPermitted
 
 __all__ = ["SOURCES", "build_object", "cache_dir", "ensure_mounts"]
 
-SOURCES = ("xdp_blocklist", "syscall_trace", "sockfilter", "xdp_pass")
+SOURCES = ("xdp_blocklist", "syscall_trace", "sockfilter", "xdp_pass", "xdp_redirect")
 BTF = Path("/sys/kernel/btf/vmlinux")
 BPFFS = Path("/sys/fs/bpf")
 TRACEFS = Path("/sys/kernel/tracing")
