@@ -58,7 +58,7 @@ from tenfold.semantic_lattice.errors import (
     StoreError,
 )
 
-__all__ = ["Budget", "Dictionary", "Engine", "ReasonStats"]
+__all__ = ["Budget", "Dictionary", "Engine", "ReasonStats", "merge_program"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,39 @@ class Dictionary:
         self.size = int(row[0]) if row else 0
 
 
+def merge_program(current: Program, parsed: Program) -> tuple[Program, list[Rule]]:
+    """``current`` with ``parsed``'s rules and declarations added (neither is changed).
+
+    Returns the checked and stratified program (rules with a body only) and
+    ``parsed``'s facts (rules without a body), which the caller stores as base facts.
+    Raises the schema, safety and stratification errors of the combined program.
+    """
+    trial = Program(
+        rules=list(current.rules),
+        queries=[],
+        relations={
+            k: Relation(v.name, list(v.columns), list(v.types), v.lattice, v.declared)
+            for k, v in current.relations.items()
+        },
+        lattice_types=dict(current.lattice_types),
+        prefixes=dict(current.prefixes),
+    )
+    facts = [r for r in parsed.rules if not r.body]
+    trial.merge(
+        Program(
+            rules=[r for r in parsed.rules if r.body],
+            relations=parsed.relations,
+            lattice_types=parsed.lattice_types,
+            prefixes=parsed.prefixes,
+        )
+    )
+    trial.rules.extend(facts)
+    check_program(trial)
+    trial.rules = [r for r in trial.rules if r.body]
+    stratify(trial)
+    return trial, facts
+
+
 def _refuse_foreign_file(path: Path) -> None:
     """Refuse a file that is not a DuckDB database before DuckDB opens it.
 
@@ -270,29 +303,7 @@ class Engine:
         return parsed
 
     def _add_program(self, parsed: Program, *, persist: bool, text: str) -> None:
-        trial = Program(
-            rules=list(self.program.rules),
-            queries=[],
-            relations={
-                k: Relation(v.name, list(v.columns), list(v.types), v.lattice, v.declared)
-                for k, v in self.program.relations.items()
-            },
-            lattice_types=dict(self.program.lattice_types),
-            prefixes=dict(self.program.prefixes),
-        )
-        facts = [r for r in parsed.rules if not r.body]
-        parsed_rules = Program(
-            rules=[r for r in parsed.rules if r.body],
-            relations=parsed.relations,
-            lattice_types=parsed.lattice_types,
-            prefixes=parsed.prefixes,
-        )
-        trial.merge(parsed_rules)
-        for fact in facts:
-            trial.rules.append(fact)
-        check_program(trial)
-        trial.rules = [r for r in trial.rules if r.body]
-        stratify(trial)
+        trial, facts = merge_program(self.program, parsed)
         self.program = trial
         self.sqlgen.program = trial
         for lt in trial.lattice_types.values():
@@ -456,6 +467,36 @@ class Engine:
                 JOIN dict dob ON dob.term = st.o""",
         )
 
+    def adopt(self, derived: dict[str, list[tuple[str, ...]]], *, settled: bool) -> None:
+        """Take facts derived elsewhere (a light store's fixpoint) into the relations.
+
+        ``settled``: they are the fixpoint of everything stored, so nothing is pending;
+        else the pending work stays and the next :meth:`materialize` re-derives.
+        """
+        for name, rows in derived.items():
+            if not rows:
+                continue
+            self._stage_rows(self.relation(name), rows)
+            try:
+                self.con.execute(
+                    f"INSERT INTO r_{name} SELECT * FROM stage_facts EXCEPT SELECT * FROM r_{name}"
+                )
+            finally:
+                self.con.execute("DROP TABLE IF EXISTS stage_facts")
+        self.generation += 1
+        if settled:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Forget the pending work: the relations hold the fixpoint of what is stored."""
+        for table in self._changed.values():
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        self._changed = {}
+        self._new_rules = set()
+        self._reset = set()
+        self._recompute = False
+        self.con.execute("DELETE FROM catalog WHERE kind IN ('pending', 'recompute')")
+
     def retract_facts(self, name: str, rows: Sequence[Sequence[object]]) -> int:
         """Remove base facts; the next :meth:`materialize` removes what no longer follows."""
         rel = self.relation(name)
@@ -614,13 +655,7 @@ class Engine:
         finally:
             if timer is not None:
                 timer.cancel()
-        for table in self._changed.values():
-            self.con.execute(f"DROP TABLE IF EXISTS {table}")
-        self._changed = {}
-        self._new_rules = set()
-        self._reset = set()
-        self._recompute = False
-        self.con.execute("DELETE FROM catalog WHERE kind IN ('pending', 'recompute')")
+        self._settle()
         # The in-memory path knows what it added; the SQL path counts the tables.
         counts = self._counts() if after_counts is None else after_counts
         for name, after in counts.items():
