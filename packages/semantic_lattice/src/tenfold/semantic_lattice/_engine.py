@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,7 @@ class Engine:
         self._recompute = False
         self._deleted: set[str] = set()
         self._reset: set[str] = set()
+        self._in_transaction = False
         # Bumped on every write to a relation table: in-memory indexes built at an
         # older generation are stale.
         self.generation = 0
@@ -293,6 +295,48 @@ class Engine:
 
     def close(self) -> None:
         self.con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make a file store's writes in the block one DuckDB transaction.
+
+        A process killed inside the block leaves the store as it was before it (the
+        write-ahead log replays committed transactions only); an exception rolls the
+        database back and reloads this object's state from it, as a reopen would.
+        Nested blocks join the outer one; in memory the block is a no-op.
+        """
+        if not self.path or self._in_transaction:
+            yield
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._in_transaction = False
+            with suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
+            self._reload()
+            raise
+        self._in_transaction = False
+        self.con.execute("COMMIT")
+
+    def _reload(self) -> None:
+        """Forget everything cached in Python and read the store's state again."""
+        self.dictionary = Dictionary(self.con)
+        self.program = Program()
+        self.sqlgen = SqlGen(self.program, self.dictionary.encode)
+        self._macros = set()
+        self._texts = set()
+        self._changed = {}
+        self._new_rules = set()
+        self._retracted = False
+        self._recompute = False
+        self._deleted = set()
+        self._reset = set()
+        self._tables = set()
+        self.generation += 1
+        self._load_catalog()
 
     def add_program(self, text: str, source: str = "<program>") -> Program:
         """Add rules and declarations (kept in the store); returns the parsed program."""
@@ -596,12 +640,14 @@ class Engine:
         budget = budget or Budget()
         self.generation += 1
         try:
-            return self._materialize(budget)
+            with self.transaction():
+                return self._materialize(budget)
         except BaseException:
-            # An aborted run leaves partial results and lost deltas: the next run
-            # starts over from the base facts (remembered in a file store too).
-            self._recompute = True
-            self.con.execute("INSERT INTO catalog VALUES ('recompute', '', '')")
+            if not self.path:
+                # In memory an aborted run leaves partial results and lost deltas: the
+                # next run starts over from the base facts. A file store rolled back.
+                self._recompute = True
+                self.con.execute("INSERT INTO catalog VALUES ('recompute', '', '')")
             raise
         finally:
             self.generation += 1

@@ -206,7 +206,8 @@ class LatticeStore:
         light = self._light
         if light is not None and light.size() + len(triples) <= IN_MEMORY_MAX_ROWS:
             return light.add(TRIPLE, triples, loaded=True)
-        return self._add_triples_sql(triples)
+        with self.engine.transaction():
+            return self._add_triples_sql(triples)
 
     def _add_triples_sql(self, triples: Sequence[Triple]) -> int:
         """Add checked triples through DuckDB, with the facts about their terms."""
@@ -304,7 +305,8 @@ class LatticeStore:
 
     def retract_triples(self, triples: Sequence[Triple]) -> int:
         """Remove base triples; the next :meth:`reason` re-derives what still follows."""
-        return self.engine.retract_facts(TRIPLE, list(triples))
+        with self.engine.transaction():
+            return self.engine.retract_facts(TRIPLE, list(triples))
 
     def load(self, path: str | Path, *, fmt: str | None = None, base: str | None = None) -> int:
         """Load an N-Triples (.nt), Turtle (.ttl) or CSV (s,p,o per row) file."""
@@ -333,9 +335,10 @@ class LatticeStore:
                 triples = parse_turtle(text, base=iri, source=str(path), bnode_prefix=prefix)
         if self._light is not None:
             self._light.loads.append(str(path))
-        else:
+            return self.add_triples(triples)
+        with self.engine.transaction():  # a file store has all of the file or none of it
             self.engine.con.execute("INSERT INTO catalog VALUES ('load', ?, '')", [str(path)])
-        return self.add_triples(triples)
+            return self.add_triples(triples)
 
     def load_text(self, text: str, *, fmt: str = "ttl", base: str = "") -> int:
         self._bnode_loads += 1
@@ -356,14 +359,15 @@ class LatticeStore:
                 self._plans.clear()
                 return
         had_datatypes = "recognized_datatype" in self.engine.program.relations
-        self.engine.add_program(text, source)
-        if not had_datatypes and "recognized_datatype" in self.engine.program.relations:
-            self._recognize()
-            self._add_ill_typed(
-                """SELECT dl.term AS l, dd.term AS d FROM r_literal_of lo
-                   JOIN dict dl ON dl.id = lo.c0 JOIN dict dd ON dd.id = lo.c1"""
-            )
         self._plans.clear()
+        with self.engine.transaction():
+            self.engine.add_program(text, source)
+            if not had_datatypes and "recognized_datatype" in self.engine.program.relations:
+                self._recognize()
+                self._add_ill_typed(
+                    """SELECT dl.term AS l, dd.term AS d FROM r_literal_of lo
+                       JOIN dict dl ON dl.id = lo.c0 JOIN dict dd ON dd.id = lo.c1"""
+                )
 
     def reason(self, budget: Budget | None = None) -> ReasonStats:
         """Materialise every rule to its fixpoint (incrementally after additions)."""
