@@ -171,3 +171,20 @@ def test_same_rules_twice_and_bad_rules_behave_as_in_duckdb() -> None:
 def test_thread_counts_are_checked_up_front(threads: Any) -> None:
     with pytest.raises(StoreError, match="threads must be a positive whole number"):
         LatticeStore(threads=threads)
+
+
+@pytest.mark.parametrize("light", [True, False])
+def test_reason_reports_each_round(light: bool) -> None:
+    seen: list[tuple[int, int]] = []
+    with LatticeStore() as store:
+        if not light:
+            store.engine.in_memory_max_rows = 0
+        store.add_rules(
+            ".decl edge(a, b)\npath(X, Y) :- edge(X, Y).\npath(X, Z) :- path(X, Y), edge(Y, Z).\n"
+            + "\n".join(f'edge("n{i}", "n{i + 1}").' for i in range(6))
+        )
+        budget = None if light else Budget(rounds=100)  # a round budget runs in DuckDB
+        stats = store.reason(budget, on_round=lambda r, n: seen.append((r, n)))
+        assert (store._engine is None) == light
+    assert seen and seen[-1][0] == stats.rounds
+    assert [r for r, _ in seen] == sorted(r for r, _ in seen)

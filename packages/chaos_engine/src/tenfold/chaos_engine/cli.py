@@ -66,7 +66,18 @@ def run(experiment: Path, journal_dir: Path, seed: int | None, events: bool, as_
 
         # A typo'd path is not created: only the default (under .tenfold/) gets its parents.
         raise JournalError(f"journal directory {journal_dir}: {journal_dir.parent} does not exist")
-    title, result = run_file(experiment, journal_dir, seed, _stream_event if events else None)
+    from tenfold.core.progress import Progress
+
+    with Progress("chaos run", unit="events", quiet=as_json, interval_s=10) as progress:
+
+        def on_event(sample: Any) -> None:
+            progress.advance()
+            if events:
+                _stream_event(sample)
+
+        title, result = run_file(
+            experiment, journal_dir, seed, on_event if events or not as_json else None
+        )
     emit(result, as_json, f"{title}: {result['status']} ({result['steps']} steps)")
     if result["status"] != "completed":
         raise SteadyStateViolated(f"{title}: {result['status']}: {result['reason']}")

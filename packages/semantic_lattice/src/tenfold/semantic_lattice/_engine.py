@@ -26,9 +26,10 @@ far and ``d_X`` exactly what changed in the last round.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,16 +60,43 @@ from tenfold.semantic_lattice.errors import (
     StoreError,
 )
 
+# The longest time budget: a year, well within what threading timers can wait.
+MAX_TIME_S = 365 * 86_400.0
+
 __all__ = ["Budget", "Dictionary", "Engine", "ReasonStats", "merge_program"]
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Limits on one materialisation; ``None`` means unlimited."""
+    """Limits on one materialisation; ``None`` means unlimited.
+
+    ``time_s``: finite seconds, 0 to a year (0 stops after the first round); ``rounds``
+    and ``rows``: whole numbers from 0. Anything else is refused when the budget is
+    made, with :class:`SemanticLatticeError`: an infinite time budget is no budget.
+    """
 
     time_s: float | None = None
     rounds: int | None = None
     rows: int | None = None
+
+    def __post_init__(self) -> None:
+        t = self.time_s
+        if t is not None and (
+            isinstance(t, bool)
+            or not isinstance(t, int | float)
+            or not math.isfinite(t)
+            or not 0 <= t <= MAX_TIME_S
+        ):
+            raise SemanticLatticeError(
+                f"time budget must be a finite number of seconds from 0 to {MAX_TIME_S:g}, "
+                f"not {t!r} (leave it out for no limit)"
+            )
+        for name in ("rounds", "rows"):
+            n = getattr(self, name)
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+                raise SemanticLatticeError(
+                    f"{name} budget must be a whole number from 0, not {n!r}"
+                )
 
 
 @dataclass
@@ -255,6 +283,7 @@ class Engine:
         self._deleted: set[str] = set()
         self._reset: set[str] = set()
         self._in_transaction = False
+        self._on_round: Callable[[int, int], None] | None = None
         # Bumped on every write to a relation table: in-memory indexes built at an
         # older generation are stale.
         self.generation = 0
@@ -635,9 +664,16 @@ class Engine:
                 self.con.execute(statement)
         return changed
 
-    def materialize(self, budget: Budget | None = None) -> ReasonStats:
-        """Run the rules to their fixpoint (only what changed since the last run when possible)."""
+    def materialize(
+        self, budget: Budget | None = None, on_round: Callable[[int, int], None] | None = None
+    ) -> ReasonStats:
+        """Run the rules to their fixpoint (only what changed since the last run when possible).
+
+        ``on_round(rounds, derived)``: called after each round (rounds so far, facts
+        derived so far in the current stratum), for progress reports.
+        """
         budget = budget or Budget()
+        self._on_round = on_round
         self.generation += 1
         try:
             with self.transaction():
@@ -744,7 +780,7 @@ class Engine:
         fixpoint = Fixpoint(
             self.program.rules, facts, lambda c: int(self.sqlgen.const_sql(c, "symbol"))
         )
-        rounds, derived = fixpoint.run(budget.time_s, start)
+        rounds, derived = fixpoint.run(budget.time_s, start, self._on_round)
         stats.rounds += rounds
         for name, rows in derived.items():
             table = np.array(list(rows), dtype=np.int64)
@@ -982,6 +1018,8 @@ class Engine:
                     new_deltas[head] = delta
                     rows_total += changed
                     self._note_change(head, delta)
+            if self._on_round is not None:
+                self._on_round(stats.rounds, rows_total)
             if budget.rows is not None and rows_total > budget.rows:
                 raise BudgetExceededError(
                     f"row budget of {budget.rows} exceeded: {rows_total} rows derived "

@@ -20,7 +20,7 @@ so far, so every store that adds the same rule pack shares one parse.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 from tenfold.semantic_lattice._datalog import Const, Program, Rule, parse_program, stratify
@@ -160,7 +160,9 @@ class Light:
         """Whether :meth:`reason` may run here (else the store moves to DuckDB)."""
         return budget.rounds is None and budget.rows is None and self.size() <= IN_MEMORY_MAX_ROWS
 
-    def reason(self, budget: Budget) -> ReasonStats:
+    def reason(
+        self, budget: Budget, on_round: Callable[[int, int], None] | None = None
+    ) -> ReasonStats:
         """Run every rule to the fixpoint over everything known (see :class:`Fixpoint`)."""
         start = time.perf_counter()
         stats = ReasonStats(strata=len(stratify(self.program)))
@@ -170,7 +172,7 @@ class Light:
             # A copy: an aborted run (time budget) leaves the known facts as they were.
             work = {name: set(f) for name, f in self.facts.items()}
             fixpoint = Fixpoint(self.plan, work, lambda c: int(gen.const_sql(c, "symbol")))
-            stats.rounds, _ = fixpoint.run(budget.time_s, start)
+            stats.rounds, _ = fixpoint.run(budget.time_s, start, on_round)
             self.facts = work
         self.reasoned = True
         self.pending = False

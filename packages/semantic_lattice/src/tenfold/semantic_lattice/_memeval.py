@@ -299,8 +299,16 @@ class Fixpoint:
     def _possible(self, guards: list[tuple[Pattern, Any]]) -> bool:
         return all(key in self._index(pattern) for pattern, key in guards)
 
-    def run(self, time_budget_s: float | None, start: float) -> tuple[int, dict[str, set[Fact]]]:
-        """Run to the fixpoint; returns the rounds and the facts derived per relation."""
+    def run(
+        self,
+        time_budget_s: float | None,
+        start: float,
+        on_round: Callable[[int, int], None] | None = None,
+    ) -> tuple[int, dict[str, set[Fact]]]:
+        """Run to the fixpoint; returns the rounds and the facts derived per relation.
+
+        ``on_round(rounds, derived)`` is called after each round (for progress).
+        """
         derived: dict[str, set[Fact]] = {}
         rounds = 0
         delta: dict[str, set[Fact]] = {}
@@ -339,6 +347,8 @@ class Fixpoint:
                     derived.setdefault(relation, set()).update(new)
             for relation, new in delta.items():
                 self._add(relation, new)
+            if on_round is not None:
+                on_round(rounds, sum(map(len, derived.values())))
             if not delta:
                 return rounds, derived
             if time_budget_s is not None and time.perf_counter() - start > time_budget_s:

@@ -369,12 +369,20 @@ class LatticeStore:
                        JOIN dict dl ON dl.id = lo.c0 JOIN dict dd ON dd.id = lo.c1"""
                 )
 
-    def reason(self, budget: Budget | None = None) -> ReasonStats:
-        """Materialise every rule to its fixpoint (incrementally after additions)."""
+    def reason(
+        self,
+        budget: Budget | None = None,
+        *,
+        on_round: Callable[[int, int], None] | None = None,
+    ) -> ReasonStats:
+        """Materialise every rule to its fixpoint (incrementally after additions).
+
+        ``on_round(rounds, derived)`` is called after each round, for progress reports.
+        """
         light = self._light
         if light is not None and light.fits(budget or Budget()):
-            return light.reason(budget or Budget())
-        stats = self.engine.materialize(budget)
+            return light.reason(budget or Budget(), on_round)
+        stats = self.engine.materialize(budget, on_round)
         self._plans.clear()
         return stats
 
