@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -134,6 +135,7 @@ class LatticeStore:
         self.cache_misses = 0
         self._bnode_loads = 0
         self._engine: Engine | None = None
+        self._move_lock = threading.Lock()
         # An in-memory store starts light (see ._light): no DuckDB until it is needed.
         self._light: Light | None = Light((_DECLS,)) if path is None else None
         if path is not None:
@@ -158,7 +160,9 @@ class LatticeStore:
     def engine(self) -> Engine:
         """The DuckDB engine; a light store moves its content into one on first use."""
         if self._engine is None:
-            self._engine_now()
+            with self._move_lock:  # server threads may ask at once: move once
+                if self._engine is None:
+                    self._engine_now()
         assert self._engine is not None
         return self._engine
 
