@@ -41,3 +41,20 @@ def test_a_terminal_gets_a_bar_that_goes_away() -> None:
         assert progress.interactive
         progress.update(2, note="core")
     assert "Traceback" not in out.getvalue()
+
+
+def test_a_clock_ticks_for_work_that_reports_nothing() -> None:
+    import threading
+    import time
+
+    out = io.StringIO()
+    with Progress("fit", total=30, unit="s", interval_s=0, stream=out, clock=True):
+        time.sleep(1.2)
+    lines = out.getvalue().splitlines()
+    assert lines and lines[0].startswith("fit: ") and "/30 s" in lines[0]
+    assert "left" in lines[-1]
+    assert not any(t.name == "progress-clock" for t in threading.enumerate())  # stopped
+    quiet = io.StringIO()
+    with Progress("fit", quiet=True, interval_s=0, stream=quiet, clock=True):
+        time.sleep(0.6)
+    assert quiet.getvalue() == ""

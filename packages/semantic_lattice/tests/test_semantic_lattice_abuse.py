@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tenfold.core.server import Credentials, Server
 from tenfold.core.server_abuse import ATTACKS, AbuseTarget, abuse_options, run_attack
-from tenfold.semantic_lattice import LatticeStore
+from tenfold.semantic_lattice import Budget, LatticeStore, SemanticLatticeError
 from tenfold.semantic_lattice._protocol import ProtocolBudget, sparql_app
 
 EX = "http://example.org/"
@@ -88,3 +92,49 @@ def test_serve_refuses_bad_options_in_one_line(
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--timeout-s", "inf"], "inf is not a finite number"),
+        (["--timeout-s", "nan"], "nan is not a finite number"),
+        (["--timeout-s", "-1"], "must be at least 0 s"),
+        (["--timeout-s", "1e308"], "must be at most"),
+        (["--max-rounds", "-1"], "-1 is not in the range x>=0"),
+        (["--max-rows", "-5"], "-5 is not in the range x>=0"),
+    ],
+)
+def test_reason_refuses_bad_budgets_before_opening_the_store(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    store = tmp_path / "s.duckdb"
+    with LatticeStore(store) as s:
+        s.load_text(f"<{EX}a> <{EX}p> <{EX}b> .", fmt="nt")
+    r = subprocess.run(
+        [sys.executable, "-m", "tenfold.core", "lattice", "reason", "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"time_s": math.inf},
+        {"time_s": math.nan},
+        {"time_s": -0.5},
+        {"time_s": "5"},
+        {"rounds": -1},
+        {"rows": 2.5},
+        {"rounds": True},
+    ],
+)
+def test_budget_refuses_what_is_no_budget(kwargs: dict[str, object]) -> None:
+    with pytest.raises(SemanticLatticeError, match="budget must be"):
+        Budget(**kwargs)  # type: ignore[arg-type]

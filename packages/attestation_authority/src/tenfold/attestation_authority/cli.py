@@ -234,7 +234,8 @@ def ek_hash_cmd(agent_url: str, tls_dir: Path | None, as_json: bool) -> None:
 @attest.command("tls-bundle")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--name", "names", multiple=True, default=("agent", "registrar", "verifier", "admin"))
-def tls_bundle_cmd(directory: Path, names: tuple[str, ...]) -> None:
+@json_option
+def tls_bundle_cmd(directory: Path, names: tuple[str, ...], as_json: bool) -> None:
     """Make a mutual-TLS CA and one certificate per party (for a lab or a test)."""
     from tenfold.attestation_authority._http import make_tls_bundle
     from tenfold.attestation_authority.errors import AttestationAuthorityError
@@ -243,7 +244,11 @@ def tls_bundle_cmd(directory: Path, names: tuple[str, ...]) -> None:
         make_tls_bundle(directory, names)
     except OSError as exc:
         raise AttestationAuthorityError(f"cannot write {directory}: {exc.strerror}") from None
-    click.echo(f"wrote {directory}/ca.pem and {', '.join(names)}")
+    emit(
+        {"directory": str(directory), "ca": str(directory / "ca.pem"), "names": list(names)},
+        as_json,
+        f"wrote {directory}/ca.pem and {', '.join(names)}",
+    )
 
 
 @attest.command("verify-quote")

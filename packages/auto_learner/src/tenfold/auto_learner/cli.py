@@ -161,7 +161,13 @@ def fit(
         if path is not None:
             _check_writable(what, path)
     df = read_data(data)
-    with warnings.catch_warnings():
+    from tenfold.core.progress import Progress
+
+    # The search reports nothing while it runs: the bar shows the budget's seconds used.
+    with (
+        warnings.catch_warnings(),
+        Progress("learn fit", total=budget_s, unit="s", quiet=as_json, clock=True, interval_s=10),
+    ):
         warnings.simplefilter("ignore")
         result = AutoLearner(load_config(), store=store).fit(
             df,
@@ -253,7 +259,8 @@ def predict(model_path: Path, data: str, out: Path | None, as_json: bool) -> Non
     default=Path("report.html"),
     show_default=True,
 )
-def report(model_path: Path, out: Path) -> None:
+@json_option
+def report(model_path: Path, out: Path, as_json: bool) -> None:
     """Write the search plot and shift diagnostics of a saved model as HTML."""
     from tenfold.auto_learner._model import Model
     from tenfold.auto_learner._report import html_report
@@ -261,7 +268,7 @@ def report(model_path: Path, out: Path) -> None:
     _check_writable("--out", out)
     model = Model.load(model_path)
     _write_text("--out", out, html_report(model.report, model.report.get("trial_log", [])))
-    click.echo(f"wrote {out}")
+    emit({"out": str(out)}, as_json, f"wrote {out}")
 
 
 @learn.command("serve")

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import click
 
-from tenfold.core.cli import emit, json_option
+from tenfold.core.cli import Finite, emit, json_option
 from tenfold.core.server import server_cli_options
 
 STORE = click.option(
@@ -289,12 +289,14 @@ def range_cmd(
     help="Sharded stores: inclusion of this event through a fresh signed checkpoint.",
 )
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@json_option
 def proof_cmd(
     store: Path | None,
     index: int | None,
     from_sth: Path | None,
     event_id: str | None,
     out: Path | None,
+    as_json: bool,
 ) -> None:
     """Write a proof bundle (inclusion of --index, or consistency from --from-sth) for third parties.
 
@@ -311,7 +313,7 @@ def proof_cmd(
         with _open_shards(store) as sled:
             bundle = sled.proof(event_id)
             bundle["public_key"] = sled.key.public_bytes.hex()
-        _emit_bundle(bundle, out)
+        _emit_bundle(bundle, out, as_json)
         return
     if event_id is not None:
         raise AutoblockerLedgerError("--event-id is for sharded stores; give --index here")
@@ -334,16 +336,20 @@ def proof_cmd(
                 raise AutoblockerLedgerError(f"old tree head size {old.size} outside 1..{sth.size}")
             bundle = consistency_bundle(led, old, sth)
         bundle["public_key"] = led.key.public_bytes.hex()
-    _emit_bundle(bundle, out)
+    _emit_bundle(bundle, out, as_json)
 
 
-def _emit_bundle(bundle: dict[str, Any], out: Path | None) -> None:
+def _emit_bundle(bundle: dict[str, Any], out: Path | None, as_json: bool) -> None:
     """A proof bundle on stdout, or written atomically to ``out``."""
     text = json.dumps(bundle, indent=2)
     if out is None:
-        click.echo(text)
+        emit(bundle, as_json, text)  # the bundle is JSON either way; --json prints it compact
     else:
         _write_atomically(out, text + "\n")
+        if as_json:
+            sth = bundle.get("sth")
+            size = sth.get("size") if isinstance(sth, dict) else None
+            emit({"out": str(out), "type": bundle.get("type"), "size": size}, True)
 
 
 def _write_atomically(out: Path, text: str) -> None:
@@ -443,9 +449,13 @@ def recover_cmd(store: Path | None, snapshot: Path, public_key: str | None, as_j
     trusted = _read_public_key(public_key) if public_key else None
     t0 = time.perf_counter()
     from tenfold.autoblocker_ledger._config import load_config
+    from tenfold.core.progress import Progress
 
     target = store or Path(load_config().store)
-    with EmbeddedLedger.recover(snapshot, target, trusted_key=trusted) as led:
+    with (
+        Progress("ledger recover", unit="s", quiet=as_json, clock=True, interval_s=10),
+        EmbeddedLedger.recover(snapshot, target, trusted_key=trusted) as led,
+    ):
         size, root = led.size, led.tree.root().hex()
     out = {"size": size, "root": root, "seconds": time.perf_counter() - t0}
     emit(out, as_json, f"recovered {size} entries, root {root[:16]}...")
@@ -505,7 +515,7 @@ def _log_lines(log: IO[bytes]) -> Iterator[tuple[int, str]]:
 @click.option(
     "--nft",
     "nft_seconds",
-    type=float,
+    type=Finite(0.0, open_min=True),
     default=None,
     help="Also run the nftables bouncer (root) for this many seconds, then remove its table.",
 )

@@ -109,9 +109,22 @@ def run(
         from tenfold.chaos_engine._runner import Cluster
 
         cluster = Cluster.from_cli(agents, tls_cert, tls_key, tls_ca)
-    title, result = run_file(
-        experiment, journal_dir, seed, _stream_event if events else None, cluster=cluster
-    )
+    from tenfold.core.progress import Progress
+
+    with Progress("chaos run", unit="events", quiet=as_json, interval_s=10) as progress:
+
+        def on_event(sample: Any) -> None:
+            progress.advance()
+            if events:
+                _stream_event(sample)
+
+        title, result = run_file(
+            experiment,
+            journal_dir,
+            seed,
+            on_event if events or not as_json else None,
+            cluster=cluster,
+        )
     emit(result, as_json, f"{title}: {result['status']} ({result['steps']} steps)")
     if result["status"] != "completed":
         raise SteadyStateViolated(f"{title}: {result['status']}: {result['reason']}")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import click
 
 from tenfold.cloud_kernel.errors import CloudKernelError, NotPermitted
-from tenfold.core.cli import emit, json_option
+from tenfold.core.cli import Finite, emit, json_option
 
 if TYPE_CHECKING:
     from tenfold.cloud_kernel._trace import SyscallStats
@@ -70,7 +70,8 @@ def xdp() -> None:
 @click.option(
     "--block", "prefixes", multiple=True, help="An address or prefix to block (repeatable)."
 )
-def xdp_attach(interface: str, mode: str, prefixes: tuple[str, ...]) -> None:
+@json_option
+def xdp_attach(interface: str, mode: str, prefixes: tuple[str, ...], as_json: bool) -> None:
     """Attach to INTERFACE and pin it there (it stays until `xdp detach` or `cleanup`)."""
     from tenfold.cloud_kernel._xdp import XdpBlockList, ifindex, pin_dir
 
@@ -82,25 +83,31 @@ def xdp_attach(interface: str, mode: str, prefixes: tuple[str, ...]) -> None:
         bl.block_many(prefixes)
         used = bl.attach(interface, mode)
         bl.pin_to(interface)
-    click.echo(f"attached to {interface} ({used} XDP), {len(prefixes)} rule(s)")
+    emit(
+        {"interface": interface, "mode": used, "rules": len(prefixes)},
+        as_json,
+        f"attached to {interface} ({used} XDP), {len(prefixes)} rule(s)",
+    )
 
 
 @xdp.command("detach")
 @click.argument("interface", type=_INTERFACE)
-def xdp_detach(interface: str) -> None:
+@json_option
+def xdp_detach(interface: str, as_json: bool) -> None:
     """Detach the pinned block list from INTERFACE."""
     from tenfold.cloud_kernel._xdp import XdpBlockList
 
     _root()
     if not XdpBlockList.unpin(interface):
         raise CloudKernelError(f"no tenfold block list is attached to {interface}")
-    click.echo(f"detached from {interface}")
+    emit({"interface": interface, "detached": True}, as_json, f"detached from {interface}")
 
 
 @xdp.command("block")
 @click.argument("interface", type=_INTERFACE)
 @click.argument("prefixes", nargs=-1, required=True)
-def xdp_block(interface: str, prefixes: tuple[str, ...]) -> None:
+@json_option
+def xdp_block(interface: str, prefixes: tuple[str, ...], as_json: bool) -> None:
     """Add addresses or prefixes to INTERFACE's block list."""
     from tenfold.cloud_kernel._xdp import XdpBlockList, parse_prefix
 
@@ -109,13 +116,18 @@ def xdp_block(interface: str, prefixes: tuple[str, ...]) -> None:
     with XdpBlockList.open_pinned(interface) as bl:
         for net in nets:
             bl.block(net)
-    click.echo(f"blocked {len(nets)} on {interface}")
+    emit(
+        {"interface": interface, "blocked": len(nets)},
+        as_json,
+        f"blocked {len(nets)} on {interface}",
+    )
 
 
 @xdp.command("unblock")
 @click.argument("interface", type=_INTERFACE)
 @click.argument("prefixes", nargs=-1, required=True)
-def xdp_unblock(interface: str, prefixes: tuple[str, ...]) -> None:
+@json_option
+def xdp_unblock(interface: str, prefixes: tuple[str, ...], as_json: bool) -> None:
     """Remove addresses or prefixes from INTERFACE's block list."""
     from tenfold.cloud_kernel._xdp import XdpBlockList, parse_prefix
 
@@ -123,7 +135,11 @@ def xdp_unblock(interface: str, prefixes: tuple[str, ...]) -> None:
     nets = [parse_prefix(p) for p in prefixes]
     with XdpBlockList.open_pinned(interface) as bl:
         removed = sum(bl.unblock(n) for n in nets)
-    click.echo(f"unblocked {removed} on {interface}")
+    emit(
+        {"interface": interface, "unblocked": removed},
+        as_json,
+        f"unblocked {removed} on {interface}",
+    )
 
 
 @xdp.command("stats")
@@ -227,12 +243,17 @@ def trace() -> None:
 @click.option("--cgroup", help="Only this cgroup (a cgroup directory path).")
 @click.option("--comm", help="Only processes with this command name.")
 @click.option(
-    "--duration", "duration_s", type=float, default=5.0, show_default=True, help="Seconds to trace."
+    "--duration",
+    "duration_s",
+    type=Finite(0.0, open_min=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds to trace.",
 )
 @click.option(
     "--interval",
     "interval_s",
-    type=float,
+    type=Finite(0.0, open_min=True),
     default=1.0,
     show_default=True,
     help="Seconds between live views.",
@@ -309,7 +330,7 @@ def _show(stats: Sequence[SyscallStats]) -> None:
 @click.option(
     "--drop-port", type=int, default=0, help="Drop datagrams to this port (0: count only)."
 )
-@click.option("--duration", "duration_s", type=float, default=5.0)
+@click.option("--duration", "duration_s", type=Finite(0.0, open_min=True), default=5.0)
 @json_option
 def sockfilter(protocol: str, port: int, drop_port: int, duration_s: float, as_json: bool) -> None:
     """Attach a BPF filter to a UDP socket on 127.0.0.1:PORT and report what it saw and dropped."""
@@ -348,14 +369,17 @@ def status(as_json: bool) -> None:
 
 
 @kernel.command("cleanup")
-def cleanup() -> None:
+@json_option
+def cleanup(as_json: bool) -> None:
     """Remove everything tenfold pinned (which detaches its programs)."""
     from tenfold.cloud_kernel._status import cleanup_all
 
     _root()
     removed = cleanup_all()
-    click.echo(
-        f"removed {len(removed)} pinned object(s)" + (": " + ", ".join(removed) if removed else "")
+    emit(
+        {"removed": removed},
+        as_json,
+        f"removed {len(removed)} pinned object(s)" + (": " + ", ".join(removed) if removed else ""),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 import click
 
 from tenfold.core.bench import Mode
-from tenfold.core.cli import emit, json_option
+from tenfold.core.cli import Finite, emit, json_option
 from tenfold.core.errors import BenchError, CheckFailed, ServiceError
 
 
@@ -129,7 +129,7 @@ def _print_tables(result: dict[str, Any]) -> None:
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(0, 1000, min_open=True),
+    type=Finite(0.0, 1000.0, open_min=True, unit="%"),
     default=10.0,
     show_default=True,
     help="--compare: % more time per unit that counts as a regression (rows may set their own).",
@@ -400,7 +400,8 @@ def _run_with_progress(
 @click.option(
     "-o", "--out", type=click.Path(path_type=Path, file_okay=False), default=Path("profile")
 )
-def profile_command(scenario: str, system: str | None, mode: str, out: Path) -> None:
+@json_option
+def profile_command(scenario: str, system: str | None, mode: str, out: Path, as_json: bool) -> None:
     """Profile one scenario (ours): a py-spy flame graph and a memray memory flame graph."""
     from tenfold.core import _runner
     from tenfold.core.plugins import load_system, system_plugins
@@ -419,8 +420,8 @@ def profile_command(scenario: str, system: str | None, mode: str, out: Path) -> 
         raise BenchError(f"no scenario named {scenario!r}" + (f" in {system}" if system else ""))
     if len(owners) > 1:
         raise BenchError(f"scenario {scenario!r} is in {', '.join(owners)}: pass -p SYSTEM")
-    for path in _runner.run_profile(owners[0], scenario, cast(Mode, mode), out):
-        click.echo(f"wrote {path}")
+    paths = [str(p) for p in _runner.run_profile(owners[0], scenario, cast(Mode, mode), out)]
+    emit({"wrote": paths}, as_json, lambda: "\n".join(f"wrote {p}" for p in paths))
 
 
 @click.group("plugins")
@@ -575,9 +576,11 @@ def services_status(as_json: bool) -> None:
 
 @services_group.command("down")
 @click.argument("kinds", nargs=-1, type=click.Choice(_SERVICE_KINDS))
-def services_down(kinds: tuple[str, ...]) -> None:
+@json_option
+def services_down(kinds: tuple[str, ...], as_json: bool) -> None:
     """Stop servers by their own pids and remove their data."""
     state = _read_state()
+    stopped: list[str] = []
     for kind in kinds or tuple(state):
         info = state.pop(kind, None)
         if info is None:
@@ -592,8 +595,12 @@ def services_down(kinds: tuple[str, ...]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(info["workdir"], ignore_errors=True)
-        click.echo(f"stopped {kind}")
+        stopped.append(kind)
+        if not as_json:
+            click.echo(f"stopped {kind}")
     _write_state(state)
+    if as_json:
+        emit({"stopped": stopped}, True)
 
 
 @click.command("config")

@@ -241,7 +241,14 @@ def run_guide(path: Path, folder: Path, *, timeout_s: float = 300.0) -> list[Blo
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     os.environ["PATH"] = env["PATH"]  # python blocks that run `tenfold` find it too
     env.pop("TENFOLD_CONFIG", None)
-    runner = _Runner(folder, env, timeout_s)
+    # Guides read test data as a checkout does, at ../shared: the blocks run in
+    # FOLDER/work beside a FOLDER/shared that points at the checkout's.
+    shared = path.resolve().parent.parent.parent / "shared"
+    work = folder / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    if shared.is_dir() and not (folder / "shared").exists():
+        (folder / "shared").symlink_to(shared.resolve(), target_is_directory=True)
+    runner = _Runner(work, env, timeout_s)
     results = []
     try:
         for block in parse_guide(path.read_text()):

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HTTP_URL",
+    "Finite",
     "HttpUrl",
     "cli",
     "emit",
@@ -74,6 +75,51 @@ class HttpUrl(click.ParamType[str, Any]):
 
 
 HTTP_URL = HttpUrl()
+
+
+class Finite(click.ParamType[float, Any]):
+    """A finite number in [minimum, maximum]: a budget, timeout, interval or rate.
+
+    ``nan`` and ``inf`` are refused (an infinite budget is no budget: leave the
+    option out). The default range is 0 s to a year, within what timers and
+    ``time_t`` hold; ``unit`` is named in the messages (``s``, ``/s``).
+    """
+
+    name = "number"
+
+    def __init__(
+        self,
+        minimum: float = 0.0,
+        maximum: float = 365 * 86_400.0,
+        *,
+        open_min: bool = False,
+        unit: str = "s",
+    ) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.open_min = open_min
+        self.unit = unit
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{str(value)[:40]!r} is not a number", param, ctx)
+        unit = self.unit
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number (leave the option out for none)", param, ctx)
+        if number < self.minimum or (self.open_min and number == self.minimum):
+            if self.open_min and self.minimum == 0:
+                self.fail(f"{number:g} {unit}: must be positive", param, ctx)
+            low = "above" if self.open_min else "at least"
+            self.fail(f"{number:g} {unit}: must be {low} {self.minimum:g} {unit}", param, ctx)
+        if number > self.maximum:
+            self.fail(f"{number:g} {unit}: must be at most {self.maximum:g} {unit}", param, ctx)
+        return number
 
 
 _json_written = False  # stdout already holds this command's JSON document

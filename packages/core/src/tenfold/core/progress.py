@@ -13,6 +13,7 @@ which of the three is showing them::
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from types import TracebackType
 from typing import IO, Any, Self
@@ -32,8 +33,14 @@ class Progress:
         quiet: bool = False,
         interval_s: float = 2.0,
         stream: IO[str] | None = None,
+        clock: bool = False,
     ) -> None:
+        """``clock``: the work reports nothing itself; show the seconds elapsed (of
+        ``total`` seconds, when the work has a time budget), ticked by a thread."""
         self.what = what
+        self.clock = clock
+        self._stop: threading.Event | None = None
+        self._ticker: threading.Thread | None = None
         self.total = total
         self.unit = unit
         self.quiet = quiet
@@ -77,7 +84,17 @@ class Progress:
             )
             self._bar.__enter__()
             self._task = self._bar.add_task(self.what, total=self.total, note="")
+        if self.clock and not self.quiet:
+            self._stop = threading.Event()
+            self._ticker = threading.Thread(target=self._tick, name="progress-clock", daemon=True)
+            self._ticker.start()
         return self
+
+    def _tick(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(0.5):
+            elapsed = time.monotonic() - self._started
+            self.update(elapsed if self.total is None else min(elapsed, self.total))
 
     def update(self, done: float, *, total: float | None = None, note: str = "") -> None:
         """Report ``done`` units so far (and the total, when it becomes known)."""
@@ -118,6 +135,10 @@ class Progress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._stop is not None and self._ticker is not None:
+            self._stop.set()
+            self._ticker.join()
+            self._stop = self._ticker = None
         if self._bar is not None:
             self._bar.__exit__(exc_type, exc, tb)
             self._bar = None

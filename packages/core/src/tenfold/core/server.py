@@ -1043,6 +1043,8 @@ def server_cli_options(default_port: int) -> Callable[[Callable[..., Any]], Call
     """The options every ``serve`` command takes: where to listen, credentials, limits."""
     import click
 
+    from tenfold.core.cli import Finite
+
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         opts = [
             click.option(
@@ -1082,7 +1084,7 @@ def server_cli_options(default_port: int) -> Callable[[Callable[..., Any]], Call
             click.option(
                 "--rate",
                 "rate_per_s",
-                type=click.FloatRange(min=0, min_open=True),
+                type=Finite(0.0, 1e9, open_min=True, unit="/s"),
                 default=ServerOptions.rate_per_s,
                 show_default=True,
                 help="Requests per second per client (burst: twice that).",

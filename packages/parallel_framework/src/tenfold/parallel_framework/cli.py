@@ -78,10 +78,14 @@ def run_command(
     GRAPH_FILE defines `graph` (a Graph, a Dask-style dict or a list of (key, fn, deps))
     or `build_graph()`. Exit 1 when a task failed.
     """
+    from tenfold.core.progress import Progress
     from tenfold.parallel_framework._api import Executor
 
     graph = load_graph_file(graph_file)
-    with Executor(backend, workers, address=address) as executor:
+    with (
+        Progress("parallel run", unit="s", quiet=as_json, clock=True, interval_s=10),
+        Executor(backend, workers, address=address) as executor,
+    ):
         result = executor.run(graph, keys or None)
     doc = {
         "results": {repr(k): repr(result[k]) for k in result if k not in result.failures},

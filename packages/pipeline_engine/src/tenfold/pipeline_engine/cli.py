@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from tenfold.core.cli import emit, json_option
+from tenfold.core.cli import Finite, emit, json_option
 
 __all__ = ["pipeline_group"]
 
@@ -122,9 +122,17 @@ def _supervise(
 
 @pipeline_group.command("run")
 @click.argument("pipeline_file", metavar="PIPELINE", type=click.Path(path_type=Path))
-@click.option("--max-events", type=int, default=None, help="Stop after reading this many events.")
 @click.option(
-    "--duration-s", type=float, default=None, help="Stop reading after this many seconds."
+    "--max-events",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after reading this many events.",
+)
+@click.option(
+    "--duration-s",
+    type=Finite(0.0, open_min=True),
+    default=None,
+    help="Stop reading after this many seconds.",
 )
 @click.option(
     "--metrics-port",
@@ -137,7 +145,7 @@ def _supervise(
 )
 @click.option(
     "--workers",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Run N engine processes under a supervisor, sharing the Kafka topic's partitions"
     " (restarted when they crash; SIGTERM/Ctrl-C stops them all).",
@@ -150,7 +158,7 @@ def _supervise(
 )
 @click.option(
     "--max-restarts",
-    type=int,
+    type=click.IntRange(min=0),
     default=100,
     show_default=True,
     help="With --workers: give up once one worker has been restarted this many times.",

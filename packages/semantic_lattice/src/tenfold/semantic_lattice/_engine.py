@@ -1,5 +1,10 @@
 """Semi-naive Datalog evaluation compiled to DuckDB SQL over integer-encoded terms.
 
+This module is the I/O edge: it owns the DuckDB connection, the dictionary and
+the catalog, and runs statements. The SQL text comes from :mod:`._sqlgen` (pure,
+tested as text without a database); small positive fixpoints run in Python
+(:mod:`._memeval`).
+
 Storage, one DuckDB database (in memory or a file):
 
 * ``dict(id BIGINT, term VARCHAR)``: every RDF term / symbol once; ids are
@@ -21,9 +26,11 @@ far and ``d_X`` exactly what changed in the last round.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,23 +41,18 @@ import numpy as np
 from tenfold.semantic_lattice._datalog import (
     Agg,
     Atom,
-    BinOp,
-    Call,
-    Compare,
     Const,
-    Expr,
     LatticeType,
     Program,
     Query,
     Relation,
     Rule,
-    Var,
-    bound_order,
     check_program,
     parse_program,
     stratify,
 )
 from tenfold.semantic_lattice._memeval import IN_MEMORY_MAX_ROWS, Fixpoint, supported
+from tenfold.semantic_lattice._sqlgen import SqlGen
 from tenfold.semantic_lattice.errors import (
     BudgetExceededError,
     SchemaError,
@@ -58,16 +60,43 @@ from tenfold.semantic_lattice.errors import (
     StoreError,
 )
 
-__all__ = ["Budget", "Dictionary", "Engine", "ReasonStats"]
+# The longest time budget: a year, well within what threading timers can wait.
+MAX_TIME_S = 365 * 86_400.0
+
+__all__ = ["Budget", "Dictionary", "Engine", "ReasonStats", "merge_program"]
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Limits on one materialisation; ``None`` means unlimited."""
+    """Limits on one materialisation; ``None`` means unlimited.
+
+    ``time_s``: finite seconds, 0 to a year (0 stops after the first round); ``rounds``
+    and ``rows``: whole numbers from 0. Anything else is refused when the budget is
+    made, with :class:`SemanticLatticeError`: an infinite time budget is no budget.
+    """
 
     time_s: float | None = None
     rounds: int | None = None
     rows: int | None = None
+
+    def __post_init__(self) -> None:
+        t = self.time_s
+        if t is not None and (
+            isinstance(t, bool)
+            or not isinstance(t, int | float)
+            or not math.isfinite(t)
+            or not 0 <= t <= MAX_TIME_S
+        ):
+            raise SemanticLatticeError(
+                f"time budget must be a finite number of seconds from 0 to {MAX_TIME_S:g}, "
+                f"not {t!r} (leave it out for no limit)"
+            )
+        for name in ("rounds", "rows"):
+            n = getattr(self, name)
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+                raise SemanticLatticeError(
+                    f"{name} budget must be a whole number from 0, not {n!r}"
+                )
 
 
 @dataclass
@@ -175,12 +204,37 @@ class Dictionary:
         self.size = int(row[0]) if row else 0
 
 
-_LATTICE_SQL = {
-    "min": "DOUBLE",
-    "max": "DOUBLE",
-    "set": "BIGINT[]",
-    "interval": "STRUCT(lo DOUBLE, hi DOUBLE)",
-}
+def merge_program(current: Program, parsed: Program) -> tuple[Program, list[Rule]]:
+    """``current`` with ``parsed``'s rules and declarations added (neither is changed).
+
+    Returns the checked and stratified program (rules with a body only) and
+    ``parsed``'s facts (rules without a body), which the caller stores as base facts.
+    Raises the schema, safety and stratification errors of the combined program.
+    """
+    trial = Program(
+        rules=list(current.rules),
+        queries=[],
+        relations={
+            k: Relation(v.name, list(v.columns), list(v.types), v.lattice, v.declared)
+            for k, v in current.relations.items()
+        },
+        lattice_types=dict(current.lattice_types),
+        prefixes=dict(current.prefixes),
+    )
+    facts = [r for r in parsed.rules if not r.body]
+    trial.merge(
+        Program(
+            rules=[r for r in parsed.rules if r.body],
+            relations=parsed.relations,
+            lattice_types=parsed.lattice_types,
+            prefixes=parsed.prefixes,
+        )
+    )
+    trial.rules.extend(facts)
+    check_program(trial)
+    trial.rules = [r for r in trial.rules if r.body]
+    stratify(trial)
+    return trial, facts
 
 
 def _refuse_foreign_file(path: Path) -> None:
@@ -218,6 +272,7 @@ class Engine:
         self.path = path
         self.dictionary = Dictionary(self.con)
         self.program = Program()
+        self.sqlgen = SqlGen(self.program, self.dictionary.encode)
         self._macros: set[str] = set()
         self._texts: set[str] = set()
         # Relations with rows added since the last fixpoint: name -> table of those rows.
@@ -227,6 +282,8 @@ class Engine:
         self._recompute = False
         self._deleted: set[str] = set()
         self._reset: set[str] = set()
+        self._in_transaction = False
+        self._on_round: Callable[[int, int], None] | None = None
         # Bumped on every write to a relation table: in-memory indexes built at an
         # older generation are stale.
         self.generation = 0
@@ -268,6 +325,48 @@ class Engine:
     def close(self) -> None:
         self.con.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make a file store's writes in the block one DuckDB transaction.
+
+        A process killed inside the block leaves the store as it was before it (the
+        write-ahead log replays committed transactions only); an exception rolls the
+        database back and reloads this object's state from it, as a reopen would.
+        Nested blocks join the outer one; in memory the block is a no-op.
+        """
+        if not self.path or self._in_transaction:
+            yield
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
+        try:
+            yield
+        except BaseException:
+            self._in_transaction = False
+            with suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
+            self._reload()
+            raise
+        self._in_transaction = False
+        self.con.execute("COMMIT")
+
+    def _reload(self) -> None:
+        """Forget everything cached in Python and read the store's state again."""
+        self.dictionary = Dictionary(self.con)
+        self.program = Program()
+        self.sqlgen = SqlGen(self.program, self.dictionary.encode)
+        self._macros = set()
+        self._texts = set()
+        self._changed = {}
+        self._new_rules = set()
+        self._retracted = False
+        self._recompute = False
+        self._deleted = set()
+        self._reset = set()
+        self._tables = set()
+        self.generation += 1
+        self._load_catalog()
+
     def add_program(self, text: str, source: str = "<program>") -> Program:
         """Add rules and declarations (kept in the store); returns the parsed program."""
         parsed = parse_program(text, source)
@@ -277,30 +376,9 @@ class Engine:
         return parsed
 
     def _add_program(self, parsed: Program, *, persist: bool, text: str) -> None:
-        trial = Program(
-            rules=list(self.program.rules),
-            queries=[],
-            relations={
-                k: Relation(v.name, list(v.columns), list(v.types), v.lattice, v.declared)
-                for k, v in self.program.relations.items()
-            },
-            lattice_types=dict(self.program.lattice_types),
-            prefixes=dict(self.program.prefixes),
-        )
-        facts = [r for r in parsed.rules if not r.body]
-        parsed_rules = Program(
-            rules=[r for r in parsed.rules if r.body],
-            relations=parsed.relations,
-            lattice_types=parsed.lattice_types,
-            prefixes=parsed.prefixes,
-        )
-        trial.merge(parsed_rules)
-        for fact in facts:
-            trial.rules.append(fact)
-        check_program(trial)
-        trial.rules = [r for r in trial.rules if r.body]
-        stratify(trial)
+        trial, facts = merge_program(self.program, parsed)
         self.program = trial
+        self.sqlgen.program = trial
         for lt in trial.lattice_types.values():
             self._define_lattice(lt)
         self._ensure_tables(list(trial.relations.values()))
@@ -334,17 +412,9 @@ class Engine:
     def _define_lattice(self, lt: LatticeType) -> None:
         if lt.name in self._macros:
             return
-        self.con.execute(f"CREATE OR REPLACE TEMP MACRO lat_join_{lt.name}(a, b) AS ({lt.join})")
-        leq = lt.leq or f"lat_join_{lt.name}(a, b) = b"
-        self.con.execute(f"CREATE OR REPLACE TEMP MACRO lat_leq_{lt.name}(a, b) AS ({leq})")
+        for statement in self.sqlgen.lattice_macros(lt.name):
+            self.con.execute(statement)
         self._macros.add(lt.name)
-
-    def _sql_type(self, rel: Relation, i: int) -> str:
-        if rel.lattice and i == rel.arity - 1:
-            if rel.lattice in _LATTICE_SQL:
-                return _LATTICE_SQL[rel.lattice]
-            return self.program.lattice_types[rel.lattice].sql_type
-        return "BIGINT" if rel.types[i] == "symbol" else "DOUBLE"
 
     def _ensure_tables(self, relations: list[Relation]) -> None:
         """Create the r_/e_ tables of the relations that have none yet, in one call."""
@@ -352,18 +422,13 @@ class Engine:
         for rel in relations:
             if rel.name in self._tables:
                 continue  # every program added re-lists all relations: create each once
-            cols = ", ".join(f"c{i} {self._sql_type(rel, i)}" for i in range(rel.arity))
-            statements.append(f"CREATE TABLE IF NOT EXISTS r_{rel.name}({cols})")
-            statements.append(f"CREATE TABLE IF NOT EXISTS e_{rel.name}({cols})")
+            statements += self.sqlgen.create_tables(rel)
             self._tables.add(rel.name)
         if statements:
             self.con.execute("; ".join(statements))
 
     def relation(self, name: str) -> Relation:
-        rel = self.program.relations.get(name)
-        if rel is None:
-            raise SchemaError(f"unknown relation {name!r}")
-        return rel
+        return self.sqlgen.relation(name)
 
     def declare(self, name: str, arity: int) -> Relation:
         """Make sure a plain symbol relation exists (for loading data before rules)."""
@@ -412,7 +477,7 @@ class Engine:
                 except (TypeError, ValueError):
                     raise SchemaError(f"{name}: column {rel.columns[i]} takes numbers") from None
         staged = columns  # noqa: F841 - scanned by DuckDB below
-        sel = ", ".join(f"c{i}::{self._sql_type(rel, i)} AS c{i}" for i in range(rel.arity))
+        sel = ", ".join(f"c{i}::{self.sqlgen.sql_type(rel, i)} AS c{i}" for i in range(rel.arity))
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE stage_facts AS SELECT DISTINCT {sel} FROM staged"
         )
@@ -475,6 +540,36 @@ class Engine:
                 JOIN dict dob ON dob.term = st.o""",
         )
 
+    def adopt(self, derived: dict[str, list[tuple[str, ...]]], *, settled: bool) -> None:
+        """Take facts derived elsewhere (a light store's fixpoint) into the relations.
+
+        ``settled``: they are the fixpoint of everything stored, so nothing is pending;
+        else the pending work stays and the next :meth:`materialize` re-derives.
+        """
+        for name, rows in derived.items():
+            if not rows:
+                continue
+            self._stage_rows(self.relation(name), rows)
+            try:
+                self.con.execute(
+                    f"INSERT INTO r_{name} SELECT * FROM stage_facts EXCEPT SELECT * FROM r_{name}"
+                )
+            finally:
+                self.con.execute("DROP TABLE IF EXISTS stage_facts")
+        self.generation += 1
+        if settled:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Forget the pending work: the relations hold the fixpoint of what is stored."""
+        for table in self._changed.values():
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        self._changed = {}
+        self._new_rules = set()
+        self._reset = set()
+        self._recompute = False
+        self.con.execute("DELETE FROM catalog WHERE kind IN ('pending', 'recompute')")
+
     def retract_facts(self, name: str, rows: Sequence[Sequence[object]]) -> int:
         """Remove base facts; the next :meth:`materialize` removes what no longer follows."""
         rel = self.relation(name)
@@ -521,15 +616,10 @@ class Engine:
         rel = self.relation(name)
         raw = self.con.execute(f"SELECT * FROM r_{rel.name}").fetchall()
         return (
-            self._decode_rows(raw, [self._kind(rel, i) for i in range(rel.arity)])
+            self._decode_rows(raw, [self.sqlgen.kind(rel, i) for i in range(rel.arity)])
             if decode
             else raw
         )
-
-    def _kind(self, rel: Relation, i: int) -> str:
-        if rel.lattice and i == rel.arity - 1:
-            return rel.lattice
-        return rel.types[i]
 
     def _decode_rows(
         self, raw: list[tuple[Any, ...]], kinds: Sequence[str]
@@ -563,196 +653,37 @@ class Engine:
             out.append(tuple(dec))
         return out
 
-    # -- compilation -----------------------------------------------------------------
-    def _const_sql(self, c: Const, kind: str) -> str:
-        if isinstance(c.value, str):
-            if kind == "symbol":
-                return str(self.dictionary.encode(c.value))
-            raise SchemaError(f"constant {c.value} used where a number is expected")
-        if kind == "symbol":
-            from tenfold.semantic_lattice._rdf import XSD, literal
-
-            dt = "integer" if isinstance(c.value, int) else "double"
-            return str(self.dictionary.encode(literal(str(c.value), XSD + dt)))
-        return f"{float(c.value)!r}::DOUBLE"
-
-    def _expr_sql(self, e: Expr, env: dict[str, tuple[str, str]]) -> str:
-        if isinstance(e, Var):
-            return env[e.name][0]
-        if isinstance(e, Const):
-            if isinstance(e.value, str):
-                return str(self.dictionary.encode(e.value))
-            return f"{float(e.value)!r}::DOUBLE"
-        if isinstance(e, BinOp):
-            return f"({self._expr_sql(e.left, env)} {e.op} {self._expr_sql(e.right, env)})"
-        args = [self._expr_sql(a, env) for a in e.args]
-        if e.func == "interval":
-            return f"{{'lo': ({args[0]})::DOUBLE, 'hi': ({args[1]})::DOUBLE}}"
-        if e.func in ("lo", "hi"):
-            return f"({args[0]}).{e.func}"
-        return {"min": "least", "max": "greatest", "abs": "abs"}[e.func] + f"({', '.join(args)})"
-
-    def _expr_kind(self, e: Expr, env: dict[str, tuple[str, str]]) -> str:
-        if isinstance(e, Var):
-            return env[e.name][1]
-        if isinstance(e, Const):
-            return "symbol" if isinstance(e.value, str) else "number"
-        if isinstance(e, Call) and e.func == "interval":
-            return "interval"
-        return "number"
-
-    def _compile_body(
-        self, body: Sequence[Any], rule: Rule | Query, sources: dict[int, str]
-    ) -> tuple[list[str], list[str], dict[str, tuple[str, str]]]:
-        """FROM items, WHERE conditions and variable bindings (sql, kind) of a body."""
-        froms: list[str] = []
-        where: list[str] = []
-        env: dict[str, tuple[str, str]] = {}
-        for i, b in enumerate(body):
-            if not isinstance(b, Atom) or b.negated:
-                continue
-            rel = self.relation(b.relation)
-            alias = f"a{i}"
-            froms.append(f"{sources.get(i, 'r_' + rel.name)} {alias}")
-            for j, arg in enumerate(b.args):
-                col = f"{alias}.c{j}"
-                kind = self._kind(rel, j)
-                if isinstance(arg, Var):
-                    if arg.name in env:
-                        where.append(f"{col} = {env[arg.name][0]}")
-                    else:
-                        env[arg.name] = (col, kind)
-                elif isinstance(arg, Const):
-                    where.append(f"{col} = {self._const_sql(arg, kind)}")
-        for assign in bound_order(rule):
-            env[assign.var.name] = (
-                f"({self._expr_sql(assign.expr, env)})",
-                self._expr_kind(assign.expr, env),
-            )
-        for b in body:
-            if isinstance(b, Compare):
-                op = "<>" if b.op == "!=" else b.op
-                where.append(f"{self._expr_sql(b.left, env)} {op} {self._expr_sql(b.right, env)}")
-            elif isinstance(b, Atom) and b.negated:
-                rel = self.relation(b.relation)
-                conds = []
-                for j, arg in enumerate(b.args):
-                    if isinstance(arg, Var) and arg.name in env:
-                        conds.append(f"n.c{j} = {env[arg.name][0]}")
-                    elif isinstance(arg, Const):
-                        conds.append(f"n.c{j} = {self._const_sql(arg, self._kind(rel, j))}")
-                cond = " AND ".join(conds) or "TRUE"
-                where.append(f"NOT EXISTS (SELECT 1 FROM r_{rel.name} n WHERE {cond})")
-        if not froms:
-            froms.append("(SELECT 1) unit")
-        return froms, where, env
-
-    def _compile_rule(self, rule: Rule, sources: dict[int, str]) -> str:
-        froms, where, env = self._compile_body(rule.body, rule, sources)
-        head = self.relation(rule.head.relation)
-        cols: list[str] = []
-        group: list[str] = []
-        has_agg = False
-        for j, arg in enumerate(rule.head.args):
-            kind = self._kind(head, j)
-            if isinstance(arg, Agg):
-                has_agg = True
-                ref = env[arg.var.name][0]
-                func = {"count": "count(DISTINCT {})", "mean": "avg({})"}.get(
-                    arg.func, arg.func + "({})"
-                )
-                cols.append(f"({func.format(ref)})::DOUBLE")
-                continue
-            if isinstance(arg, Const):
-                sql = self._const_sql(arg, "symbol" if kind == "symbol" else "number")
-                if head.lattice == "set" and j == head.arity - 1:
-                    sql = f"[{self._const_sql(arg, 'symbol')}]"
-            else:
-                sql, vkind = env[arg.name]
-                if head.lattice == "set" and j == head.arity - 1 and vkind == "symbol":
-                    sql = f"[{sql}]"
-                elif kind == "number" and vkind == "symbol":
-                    raise SchemaError(
-                        f"rule at line {rule.line}: {arg.name} is a symbol, {head.name} column {j} takes numbers"
-                    )
-            cols.append(
-                f"{sql} AS c{j}"
-                if head.lattice is None
-                else f"({sql})::{self._sql_type(head, j)} AS c{j}"
-            )
-            group.append(sql)
-        sql = f"SELECT {', '.join(cols)} FROM {', '.join(froms)}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        if has_agg and group:
-            sql += " GROUP BY " + ", ".join(group)
-        return sql
-
     # -- evaluation ----------------------------------------------------------------------
-    def _lattice_agg(self, rel: Relation, col: str) -> str:
-        lat = rel.lattice
-        if lat in ("min", "max"):
-            return f"{lat}({col})"
-        if lat == "set":
-            return f"list_sort(list_distinct(flatten(list({col}))))"
-        if lat == "interval":
-            return f"{{'lo': min({col}.lo), 'hi': max({col}.hi)}}"
-        return f"list_reduce(list({col}), lambda a, b: lat_join_{lat}(a, b))"
-
-    def _lattice_join(self, rel: Relation, a: str, b: str) -> str:
-        lat = rel.lattice
-        if lat == "min":
-            return f"least({a}, {b})"
-        if lat == "max":
-            return f"greatest({a}, {b})"
-        if lat == "set":
-            return f"list_sort(list_distinct(list_concat({a}, {b})))"
-        if lat == "interval":
-            return f"{{'lo': least({a}.lo, {b}.lo), 'hi': greatest({a}.hi, {b}.hi)}}"
-        return f"lat_join_{lat}({a}, {b})"
-
     def _merge_lattice(self, rel: Relation, cand: str, delta: str) -> int:
         """Join candidate rows into r_<rel> by key; ``delta`` gets the keys whose value grew."""
-        n = rel.arity
-        keys = [f"c{i}" for i in range(n - 1)]
-        last = f"c{n - 1}"
-        key_list = ", ".join(keys)
-        grouped = f"SELECT {key_list + ', ' if keys else ''}{self._lattice_agg(rel, last)} AS {last} FROM {cand}"
-        if keys:
-            grouped += f" GROUP BY {key_list}"
-        on = " AND ".join(f"o.{k} = g.{k}" for k in keys) or "TRUE"
-        joined = self._lattice_join(rel, "o." + last, "g." + last)
-        gsel = ", ".join(f"g.{k}" for k in keys)
-        row = self.con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {delta} AS
-                SELECT {gsel + ", " if keys else ""}
-                       CASE WHEN o.{last} IS NULL THEN g.{last} ELSE {joined} END AS {last}
-                FROM ({grouped}) g LEFT JOIN r_{rel.name} o ON {on}
-                WHERE o.{last} IS NULL OR ({joined}) IS DISTINCT FROM o.{last}"""
-        ).fetchone()
+        merge = self.sqlgen.merge_lattice(rel, cand, delta)
+        row = self.con.execute(merge.compute).fetchone()
         changed = int(row[0]) if row else 0
         if changed:
-            if keys:
-                match = " AND ".join(f"r_{rel.name}.{k} = d.{k}" for k in keys)
-                self.con.execute(
-                    f"DELETE FROM r_{rel.name} WHERE EXISTS (SELECT 1 FROM {delta} d WHERE {match})"
-                )
-            else:
-                self.con.execute(f"DELETE FROM r_{rel.name}")
-            self.con.execute(f"INSERT INTO r_{rel.name} SELECT * FROM {delta}")
+            for statement in merge.apply:
+                self.con.execute(statement)
         return changed
 
-    def materialize(self, budget: Budget | None = None) -> ReasonStats:
-        """Run the rules to their fixpoint (only what changed since the last run when possible)."""
+    def materialize(
+        self, budget: Budget | None = None, on_round: Callable[[int, int], None] | None = None
+    ) -> ReasonStats:
+        """Run the rules to their fixpoint (only what changed since the last run when possible).
+
+        ``on_round(rounds, derived)``: called after each round (rounds so far, facts
+        derived so far in the current stratum), for progress reports.
+        """
         budget = budget or Budget()
+        self._on_round = on_round
         self.generation += 1
         try:
-            return self._materialize(budget)
+            with self.transaction():
+                return self._materialize(budget)
         except BaseException:
-            # An aborted run leaves partial results and lost deltas: the next run
-            # starts over from the base facts (remembered in a file store too).
-            self._recompute = True
-            self.con.execute("INSERT INTO catalog VALUES ('recompute', '', '')")
+            if not self.path:
+                # In memory an aborted run leaves partial results and lost deltas: the
+                # next run starts over from the base facts. A file store rolled back.
+                self._recompute = True
+                self.con.execute("INSERT INTO catalog VALUES ('recompute', '', '')")
             raise
         finally:
             self.generation += 1
@@ -806,13 +737,7 @@ class Engine:
         finally:
             if timer is not None:
                 timer.cancel()
-        for table in self._changed.values():
-            self.con.execute(f"DROP TABLE IF EXISTS {table}")
-        self._changed = {}
-        self._new_rules = set()
-        self._reset = set()
-        self._recompute = False
-        self.con.execute("DELETE FROM catalog WHERE kind IN ('pending', 'recompute')")
+        self._settle()
         # The in-memory path knows what it added; the SQL path counts the tables.
         counts = self._counts() if after_counts is None else after_counts
         for name, after in counts.items():
@@ -852,8 +777,10 @@ class Engine:
             got = self.con.execute(f"SELECT * FROM r_{name}").fetchnumpy()
             columns = [got[f"c{i}"].tolist() for i in range(rel.arity)]
             facts[name] = set(zip(*columns, strict=True))
-        fixpoint = Fixpoint(self.program.rules, facts, lambda c: int(self._const_sql(c, "symbol")))
-        rounds, derived = fixpoint.run(budget.time_s, start)
+        fixpoint = Fixpoint(
+            self.program.rules, facts, lambda c: int(self.sqlgen.const_sql(c, "symbol"))
+        )
+        rounds, derived = fixpoint.run(budget.time_s, start, self._on_round)
         stats.rounds += rounds
         for name, rows in derived.items():
             table = np.array(list(rows), dtype=np.int64)
@@ -863,13 +790,7 @@ class Engine:
         return {name: n + len(derived.get(name, ())) for name, n in counts.items()}
 
     def _probe_key(self, table: str, atom: Atom) -> tuple[str, tuple[tuple[int, str], ...]]:
-        rel = self.relation(atom.relation)
-        consts = tuple(
-            (j, self._const_sql(a, self._kind(rel, j)))
-            for j, a in enumerate(atom.args)
-            if isinstance(a, Const)
-        )
-        return (table, consts)
+        return self.sqlgen.probe_key(table, atom)
 
     def _probe(
         self,
@@ -885,11 +806,8 @@ class Engine:
         unknown = [k for k in keys if k not in seen]
         for start in range(0, len(unknown), 200):
             chunk = unknown[start : start + 200]
-            parts = []
-            for n, (table, consts) in enumerate(chunk):
-                where = " AND ".join(f"c{j} = {v}" for j, v in consts) or "TRUE"
-                parts.append(f"SELECT {n} AS k WHERE EXISTS (SELECT 1 FROM {table} WHERE {where})")
-            found = {int(r[0]) for r in self.con.execute(" UNION ALL ".join(parts)).fetchall()}
+            sql = self.sqlgen.probe(chunk)
+            found = {int(r[0]) for r in self.con.execute(sql).fetchall()}
             for n, key in enumerate(chunk):
                 seen[key] = n in found
 
@@ -922,7 +840,7 @@ class Engine:
             for rule in self.program.rules:
                 for i, b in enumerate(rule.body):
                     if isinstance(b, Atom) and b.relation in deltas:
-                        sql = self._compile_rule(rule, {i: deltas[b.relation]})
+                        sql = self.sqlgen.rule(rule, {i: deltas[b.relation]})
                         per_head.setdefault(rule.head.relation, []).append(sql)
             new: dict[str, str] = {}
             for head, selects in per_head.items():
@@ -957,7 +875,7 @@ class Engine:
             )
         for name in over:
             selects = [
-                self._compile_rule(rule, {})
+                self.sqlgen.rule(rule, {})
                 for rule in self.program.rules
                 if rule.head.relation == name
             ]
@@ -1003,57 +921,16 @@ class Engine:
     def _run_recursive_cte(self, stratum: list[str], rules: list[Rule], stats: ReasonStats) -> bool:
         """Evaluate a linear single-relation stratum as one DuckDB recursive query.
 
-        Fits when the stratum is one relation R, plain or a min/max lattice with at
-        least one key column, and every rule reads R at most once, without negation
-        or aggregation. Plain R becomes ``WITH RECURSIVE ... UNION`` (DuckDB keeps
-        only new rows in the working table: semi-naive); a min/max lattice becomes
-        ``USING KEY`` recursion whose step keeps the keys whose value improved.
-        Returns False (and does nothing) when the stratum does not fit.
+        See :meth:`SqlGen.recursive_stratum` for when it fits; returns False (and does
+        nothing) when it does not.
         """
         if len(stratum) != 1:
             return False
         name = stratum[0]
-        rel = self.relation(name)
-        if rel.lattice not in (None, "min", "max") or (rel.lattice and rel.arity < 2):
+        query = self.sqlgen.recursive_stratum(name, rules)
+        if query is None:
             return False
-        base: list[str] = []
-        step: list[str] = []
-        for rule in rules:
-            if any(isinstance(a, Agg) for a in rule.head.args):
-                return False
-            own = [i for i, b in enumerate(rule.body) if isinstance(b, Atom) and b.relation == name]
-            if any(rule.body[i].negated for i in own) or len(own) > 1:  # type: ignore[union-attr]
-                return False
-            if own:
-                step.append(self._compile_rule(rule, {own[0]: "rec"}))
-            else:
-                base.append(self._compile_rule(rule, {}))
-        if not step:
-            return False
-        cols = ", ".join(f"c{i}" for i in range(rel.arity))
-        seed = " UNION ALL ".join([f"SELECT * FROM e_{name}", *(f"({b})" for b in base)])
-        steps = " UNION ALL ".join(f"({s})" for s in step)
-        if rel.lattice is None:
-            body = f"SELECT * FROM ({seed}) s UNION SELECT * FROM ({steps}) t"
-            head = f"rec({cols})"
-        else:
-            keys = [f"c{i}" for i in range(rel.arity - 1)]
-            last = f"c{rel.arity - 1}"
-            key_list = ", ".join(keys)
-            better = "<" if rel.lattice == "min" else ">"
-            on = " AND ".join(f"o.{k} = g.{k}" for k in keys)
-            body = (
-                f"SELECT {key_list}, {rel.lattice}({last}) FROM ({seed}) s GROUP BY {key_list} "
-                f"UNION SELECT {', '.join('g.' + k for k in keys)}, g.{last} FROM "
-                f"(SELECT {key_list}, {rel.lattice}({last}) AS {last} FROM ({steps}) t "
-                f"GROUP BY {key_list}) g LEFT JOIN recurring.rec o ON {on} "
-                f"WHERE o.{last} IS NULL OR g.{last} {better} o.{last}"
-            )
-            head = f"rec({cols}) USING KEY ({key_list})"
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE cte_{name} AS "
-            f"WITH RECURSIVE {head} AS ({body}) SELECT * FROM rec"
-        )
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE cte_{name} AS {query}")
         self.con.execute(f"DELETE FROM r_{name}")
         self.con.execute(f"INSERT INTO r_{name} SELECT * FROM cte_{name}")
         self.con.execute(f"DROP TABLE cte_{name}")
@@ -1094,7 +971,7 @@ class Engine:
                     (i, b) for i, b in enumerate(rule.body) if isinstance(b, Atom) and not b.negated
                 ]
                 if first and (naive or id(rule) in self._new_rules):
-                    per_head.setdefault(rule.head.relation, []).append(self._compile_rule(rule, {}))
+                    per_head.setdefault(rule.head.relation, []).append(self.sqlgen.rule(rule, {}))
                     continue
                 if aggregating:
                     continue
@@ -1111,7 +988,7 @@ class Engine:
             )
             for rule, i, table, tables, atoms in candidates:
                 if all(seen[self._probe_key(tables[j], a)] for j, a in atoms):
-                    sql = self._compile_rule(rule, {i: table})
+                    sql = self.sqlgen.rule(rule, {i: table})
                     per_head.setdefault(rule.head.relation, []).append(sql)
             if not per_head:
                 break
@@ -1141,6 +1018,8 @@ class Engine:
                     new_deltas[head] = delta
                     rows_total += changed
                     self._note_change(head, delta)
+            if self._on_round is not None:
+                self._on_round(stats.rounds, rows_total)
             if budget.rows is not None and rows_total > budget.rows:
                 raise BudgetExceededError(
                     f"row budget of {budget.rows} exceeded: {rows_total} rows derived "
@@ -1158,16 +1037,7 @@ class Engine:
     # -- queries -----------------------------------------------------------------------
     def compile_query(self, query: Query) -> tuple[str, list[str], list[str]]:
         """SQL, output variable names and their kinds for a Datalog query body."""
-        for b in query.body:
-            if isinstance(b, Atom) and b.relation not in self.program.relations:
-                raise SchemaError(f"query at line {query.line}: unknown relation {b.relation!r}")
-        froms, where, env = self._compile_body(query.body, query, {})
-        names = [n for n in env if "#" not in n]
-        cols = ", ".join(env[n][0] for n in names) or "1"
-        sql = f"SELECT DISTINCT {cols} FROM {', '.join(froms)}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return sql, names, [env[n][1] for n in names]
+        return self.sqlgen.query(query)
 
     def run_sql(
         self, sql: str, kinds: Sequence[str], params: Sequence[object] = ()

@@ -19,6 +19,11 @@ soon as their variables are bound. Indexes are built the first time a variant
 needs them and extended as facts are added, so each holds every known fact.
 A variant whose constant-only atom pattern has no fact yet is skipped for the
 round (the SQL path prunes the same way).
+
+A :class:`Plan` (the variants of a rule set) depends on the rules only:
+constants are parameters of the generated functions, bound to a store's ids
+when a :class:`Fixpoint` runs, and the compiled code of each source is kept per
+process, so a rule pack used by many stores is generated and compiled once.
 """
 
 from __future__ import annotations
@@ -31,11 +36,16 @@ from typing import Any
 from tenfold.semantic_lattice._datalog import Atom, Compare, Const, Rule, Var
 from tenfold.semantic_lattice.errors import BudgetExceededError
 
-__all__ = ["IN_MEMORY_MAX_ROWS", "Fixpoint", "supported"]
+__all__ = ["IN_MEMORY_MAX_ROWS", "Fixpoint", "Plan", "supported"]
 
 # Stored facts (all relations together) up to which the in-memory path runs; above
 # it DuckDB's joins are faster than Python loops and memory stays in DuckDB.
 IN_MEMORY_MAX_ROWS = 60_000
+
+# Generated variant source -> its function (constants are parameters, so the source is
+# the same for every store); bounded so user programs cannot grow it without end.
+_COMPILED: dict[str, Callable[..., None]] = {}
+_COMPILED_MAX = 4096
 
 Fact = tuple[int, ...]
 Pattern = tuple[str, tuple[int, ...]]  # relation, bound positions
@@ -72,16 +82,14 @@ def _getter(positions: tuple[int, ...]) -> Callable[[Fact], Any]:
 
 
 class _Variant:
-    """One rule with one body atom (or none, for round one) reading the delta."""
+    """One rule with one body atom (or none, for round one) reading the delta.
 
-    def __init__(
-        self,
-        rule: Rule,
-        delta_atom: int | None,
-        const: Callable[[Const], int],
-    ) -> None:
+    Built from the rule alone: constants stay :class:`Const` terms (bound to ids per
+    store by :class:`Fixpoint`), so a plan is shared by every store with the same rules.
+    """
+
+    def __init__(self, rule: Rule, delta_atom: int | None) -> None:
         self.rule = rule
-        self.const = const
         self.head = rule.head.relation
         atoms = [b for b in rule.body if isinstance(b, Atom)]
 
@@ -94,39 +102,54 @@ class _Variant:
         self.first_atom = delta_atom
         first = atoms[delta_atom]
         self.first: Pattern = (first.relation, consts(first))
-        self.first_key = _key([const(first.args[j]) for j in self.first[1]])  # type: ignore[arg-type]
+        self.first_consts: tuple[Const, ...] = tuple(first.args[j] for j in self.first[1])  # type: ignore[misc]
         # (pattern, constants) of every atom with constants: all must match for any result.
-        self.guards = [
-            ((a.relation, consts(a)), _key([const(a.args[j]) for j in consts(a)]))  # type: ignore[arg-type]
+        self.guards: list[tuple[Pattern, tuple[Const, ...]]] = [
+            ((a.relation, consts(a)), tuple(a.args[j] for j in consts(a)))  # type: ignore[misc]
             for a in atoms
             if consts(a)
         ]
         self.patterns: list[Pattern] = []  # full-relation indexes the function reads
-        self.source = ""
+        self.params: tuple[Const | float, ...] = ()  # the function's constant parameters
+        self.source = self._generate()
         self._run: Callable[..., None] | None = None
 
     def compiled(self) -> Callable[..., None]:
-        """The variant's function, generated the first time a round needs it."""
+        """The variant's function, compiled the first time a round needs it."""
         if self._run is None:
-            self._run = self._compile()
+            run = _COMPILED.get(self.source)
+            if run is None:
+                namespace: dict[str, Any] = {}
+                code = compile(self.source, f"<rule at line {self.rule.line}>", "exec")
+                exec(code, namespace)  # generated from the rule: ids and names only
+                run = namespace["_variant"]
+                if len(_COMPILED) < _COMPILED_MAX:
+                    _COMPILED[self.source] = run
+            self._run = run
         return self._run
 
-    def _compile(self) -> Callable[..., None]:
-        rule, const = self.rule, self.const
+    def _generate(self) -> str:
+        """The Python source of the variant: nested loops over indexes (module docstring)."""
+        rule = self.rule
         atoms = [b for b in rule.body if isinstance(b, Atom)]
         compares = [b for b in rule.body if isinstance(b, Compare)]
         names: dict[str, str] = {}
         bound: set[str] = set()
 
+        consts: dict[Const | float, str] = {}  # a term (an id at run time), a number -> name
+
+        def param(value: Const | float) -> str:
+            return consts.setdefault(value, f"k{len(consts)}")
+
         def ref(term: Any) -> str:
             if isinstance(term, Var):
                 return names[term.name]
-            return repr(const(term))
+            return param(term)
 
         def operand(term: Any) -> str:
             # As the SQL path compiles comparisons: a symbol is its id, a number its value.
             if isinstance(term, Const) and not isinstance(term.value, str):
-                return repr(float(term.value))
+                return param(float(term.value))
             return ref(term)
 
         def bound_positions(atom: Atom) -> tuple[int, ...]:
@@ -200,11 +223,23 @@ class _Variant:
         params = ["first", "add"] + [
             f"full{i}" if p[1] == _MEMBERSHIP else f"idx{i}" for i, p in enumerate(self.patterns)
         ]
-        self.source = f"def _variant({', '.join(params)}):\n" + "\n".join(lines) + "\n"
-        namespace: dict[str, Any] = {}
-        exec(compile(self.source, f"<rule at line {rule.line}>", "exec"), namespace)  # ids only
-        run: Callable[..., None] = namespace["_variant"]
-        return run
+        # Constants are parameters, so the source depends on the rule only and its code
+        # object is shared by every store in the process (a rule pack compiles once).
+        params += consts.values()
+        self.params = tuple(consts)
+        return f"def _variant({', '.join(params)}):\n" + "\n".join(lines) + "\n"
+
+
+class Plan:
+    """The variants of a rule set: round one's, and one per (rule, body atom) after."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.full_variants = [_Variant(r, None) for r in rules]
+        self.delta_variants: list[tuple[str, _Variant]] = []
+        for rule in rules:
+            atoms = [b for b in rule.body if isinstance(b, Atom)]
+            for k, atom in enumerate(atoms):
+                self.delta_variants.append((atom.relation, _Variant(rule, k)))
 
 
 class Fixpoint:
@@ -212,18 +247,34 @@ class Fixpoint:
 
     def __init__(
         self,
-        rules: list[Rule],
+        rules: list[Rule] | Plan,
         facts: dict[str, set[Fact]],
         const: Callable[[Const], int],
     ) -> None:
         self.facts = facts
         self.indexes: dict[Pattern, dict[Fact, list[Fact]]] = {}
-        self.full_variants = [_Variant(r, None, const) for r in rules]
-        self.delta_variants: list[tuple[str, _Variant]] = []
-        for rule in rules:
-            atoms = [b for b in rule.body if isinstance(b, Atom)]
-            for k, atom in enumerate(atoms):
-                self.delta_variants.append((atom.relation, _Variant(rule, k, const)))
+        self.plan = rules if isinstance(rules, Plan) else Plan(rules)
+        self._const = const
+        self._ids: dict[Const, int] = {}
+        # variant -> (first key, guard keys, parameter values) with this store's ids
+        self._bound: dict[_Variant, tuple[Any, list[tuple[Pattern, Any]], tuple[Any, ...]]] = {}
+
+    def _id(self, term: Const) -> int:
+        ident = self._ids.get(term)
+        if ident is None:
+            ident = self._ids[term] = self._const(term)
+        return ident
+
+    def _bind(self, v: _Variant) -> tuple[Any, list[tuple[Pattern, Any]], tuple[Any, ...]]:
+        got = self._bound.get(v)
+        if got is None:
+            ids = self._id
+            got = self._bound[v] = (
+                _key([ids(c) for c in v.first_consts]),
+                [(pattern, _key([ids(c) for c in cs])) for pattern, cs in v.guards],
+                tuple(p if isinstance(p, float) else ids(p) for p in v.params),
+            )
+        return got
 
     def _index(self, pattern: Pattern) -> dict[Fact, list[Fact]]:
         index = self.indexes.get(pattern)
@@ -245,11 +296,19 @@ class Fixpoint:
             for fact in new:
                 index.setdefault(key(fact), []).append(fact)
 
-    def _possible(self, variant: _Variant) -> bool:
-        return all(key in self._index(pattern) for pattern, key in variant.guards)
+    def _possible(self, guards: list[tuple[Pattern, Any]]) -> bool:
+        return all(key in self._index(pattern) for pattern, key in guards)
 
-    def run(self, time_budget_s: float | None, start: float) -> tuple[int, dict[str, set[Fact]]]:
-        """Run to the fixpoint; returns the rounds and the facts derived per relation."""
+    def run(
+        self,
+        time_budget_s: float | None,
+        start: float,
+        on_round: Callable[[int, int], None] | None = None,
+    ) -> tuple[int, dict[str, set[Fact]]]:
+        """Run to the fixpoint; returns the rounds and the facts derived per relation.
+
+        ``on_round(rounds, derived)`` is called after each round (for progress).
+        """
         derived: dict[str, set[Fact]] = {}
         rounds = 0
         delta: dict[str, set[Fact]] = {}
@@ -257,10 +316,10 @@ class Fixpoint:
             candidates: dict[str, set[Fact]] = {}
             delta_indexes: dict[Pattern, dict[Fact, list[Fact]]] = {}
             if rounds == 0:
-                work = [(v, self._index(v.first)) for v in self.full_variants]
+                work = [(v, self._index(v.first)) for v in self.plan.full_variants]
             else:
                 work = []
-                for relation, v in self.delta_variants:
+                for relation, v in self.plan.delta_variants:
                     if relation not in delta:
                         continue
                     index = delta_indexes.get(v.first)
@@ -272,12 +331,13 @@ class Fixpoint:
                         delta_indexes[v.first] = index
                     work.append((v, index))
             for v, index in work:
-                first = index.get(v.first_key)
-                if not first or not self._possible(v):
+                first_key, guards, values = self._bind(v)
+                first = index.get(first_key)
+                if not first or not self._possible(guards):
                     continue
                 out = candidates.setdefault(v.head, set())
                 run = v.compiled()
-                run(first, out.add, *(self._full(p) for p in v.patterns))
+                run(first, out.add, *(self._full(p) for p in v.patterns), *values)
             rounds += 1
             delta = {}
             for relation, cand in candidates.items():
@@ -287,6 +347,8 @@ class Fixpoint:
                     derived.setdefault(relation, set()).update(new)
             for relation, new in delta.items():
                 self._add(relation, new)
+            if on_round is not None:
+                on_round(rounds, sum(map(len, derived.values())))
             if not delta:
                 return rounds, derived
             if time_budget_s is not None and time.perf_counter() - start > time_budget_s:

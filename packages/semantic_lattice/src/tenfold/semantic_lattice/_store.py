@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -23,6 +24,8 @@ from tenfold.semantic_lattice._datalog import parse_program
 from tenfold.semantic_lattice._datatypes import RECOGNIZED, is_well_typed, lexical_form
 from tenfold.semantic_lattice._engine import Budget, Engine, ReasonStats
 from tenfold.semantic_lattice._index import OUTPUT_CREDIT, WORK_LIMIT, IndexPlan, TripleIndex
+from tenfold.semantic_lattice._light import Light
+from tenfold.semantic_lattice._memeval import IN_MEMORY_MAX_ROWS
 from tenfold.semantic_lattice._packs import rule_pack
 from tenfold.semantic_lattice._rdf import RDF, XSD, Triple, parse_ntriples, parse_turtle
 from tenfold.semantic_lattice.errors import (
@@ -40,6 +43,12 @@ if TYPE_CHECKING:
 __all__ = ["Inconsistency", "LatticeStore", "QueryResult"]
 
 TRIPLE = "triple"
+# Relations every store has, and the program that declares them.
+_DECLARED = ((TRIPLE, 3), ("literal_of", 2), ("membership_property", 1))
+_DECLS = (
+    "\n".join(f".decl {n}({', '.join(f'c{i}' for i in range(a))})." for n, a in _DECLARED),
+    "<program>",
+)
 
 
 @dataclass(frozen=True)
@@ -114,29 +123,74 @@ class LatticeStore:
             )
         if datatypes is None:
             self._datatypes = sorted(RECOGNIZED)
-        self.engine = Engine(path, threads=threads)
-        missing = [
-            f".decl {name}({', '.join(f'c{i}' for i in range(arity))})."
-            for name, arity in ((TRIPLE, 3), ("literal_of", 2), ("membership_property", 1))
-            if name not in self.engine.program.relations
-        ]
-        if missing:
-            self.engine.add_program("\n".join(missing))  # one program: one catalog entry
-        if "recognized_datatype" in self.engine.program.relations:
-            self._recognize()  # a file store that has the rdfs-full pack already
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise StoreError(f"threads must be a positive whole number, not {threads!r}")
+        self._threads = threads
         self._plans: dict[str, _Plan] = {}
-        self._index = TripleIndex(self.engine.con, f"r_{TRIPLE}")
         self._eval_graph: Graph | None = None
         self._eval_generation = -1
         self.cache_hits = 0
         self.cache_misses = 0
         self._bnode_loads = 0
-        row = self.engine.con.execute("SELECT count(*) FROM catalog WHERE kind = 'load'").fetchone()
+        self._engine: Engine | None = None
+        self._move_lock = threading.Lock()
+        # An in-memory store starts light (see ._light): no DuckDB until it is needed.
+        self._light: Light | None = Light((_DECLS,)) if path is None else None
+        if path is not None:
+            self._open_engine(Engine(path, threads=threads))
+
+    def _open_engine(self, engine: Engine) -> None:
+        self._engine = engine
+        missing = [
+            f".decl {name}({', '.join(f'c{i}' for i in range(arity))})."
+            for name, arity in _DECLARED
+            if name not in engine.program.relations
+        ]
+        if missing:
+            engine.add_program("\n".join(missing))  # one program: one catalog entry
+        if "recognized_datatype" in engine.program.relations:
+            self._recognize()  # a file store that has the rdfs-full pack already
+        self._index = TripleIndex(engine.con, f"r_{TRIPLE}")
+        row = engine.con.execute("SELECT count(*) FROM catalog WHERE kind = 'load'").fetchone()
         self._bnode_loads = int(row[0]) if row else 0
+
+    @property
+    def engine(self) -> Engine:
+        """The DuckDB engine; a light store moves its content into one on first use."""
+        if self._engine is None:
+            with self._move_lock:  # server threads may ask at once: move once
+                if self._engine is None:
+                    self._engine_now()
+        assert self._engine is not None
+        return self._engine
+
+    def _engine_now(self) -> None:
+        """Move a light store's facts, programs and fixpoint into a new DuckDB engine."""
+        light = self._light
+        assert light is not None
+        loads = self._bnode_loads  # blank-node prefixes handed out so far
+        self._open_engine(Engine(None, threads=self._threads))
+        self._light = None
+        engine = self.engine
+        for path in light.loads:
+            engine.con.execute("INSERT INTO catalog VALUES ('load', ?, '')", [path])
+        self._bnode_loads = max(loads, len(light.loads))
+        self._add_triples_sql([tuple(map(light.terms.__getitem__, f)) for f in light.loaded])  # type: ignore[misc]
+        for text, source in light.texts[1:]:
+            engine.add_program(text, source)
+        if light.reasoned:
+            # The derived facts follow from what is stored; with nothing added since the
+            # fixpoint the engine starts settled, else its next run re-derives everything.
+            engine.adopt(light.derived(), settled=not light.pending)
+        self._plans.clear()
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
-        self.engine.close()
+        self._light = None
+        if self._engine is not None:
+            self._engine.close()
 
     def __enter__(self) -> LatticeStore:
         return self
@@ -153,6 +207,16 @@ class LatticeStore:
             if s.startswith('"'):
                 raise SchemaError(f"a literal cannot be a subject: {s} (triple {s} {_p} {_o})")
         triples = _lowercase_language_tags(triples)
+        light = self._light
+        if light is not None and light.size() + len(triples) <= IN_MEMORY_MAX_ROWS:
+            return light.add(TRIPLE, triples, loaded=True)
+        with self.engine.transaction():
+            return self._add_triples_sql(triples)
+
+    def _add_triples_sql(self, triples: Sequence[Triple]) -> int:
+        """Add checked triples through DuckDB, with the facts about their terms."""
+        if not triples:
+            return 0
         arrays = {  # noqa: F841 - scanned by DuckDB
             "s": np.array([t[0] for t in triples], dtype=object),
             "p": np.array([t[1] for t in triples], dtype=object),
@@ -245,7 +309,8 @@ class LatticeStore:
 
     def retract_triples(self, triples: Sequence[Triple]) -> int:
         """Remove base triples; the next :meth:`reason` re-derives what still follows."""
-        return self.engine.retract_facts(TRIPLE, list(triples))
+        with self.engine.transaction():
+            return self.engine.retract_facts(TRIPLE, list(triples))
 
     def load(self, path: str | Path, *, fmt: str | None = None, base: str | None = None) -> int:
         """Load an N-Triples (.nt), Turtle (.ttl) or CSV (s,p,o per row) file."""
@@ -272,8 +337,12 @@ class LatticeStore:
             else:
                 iri = base or path.resolve().as_uri()
                 triples = parse_turtle(text, base=iri, source=str(path), bnode_prefix=prefix)
-        self.engine.con.execute("INSERT INTO catalog VALUES ('load', ?, '')", [str(path)])
-        return self.add_triples(triples)
+        if self._light is not None:
+            self._light.loads.append(str(path))
+            return self.add_triples(triples)
+        with self.engine.transaction():  # a file store has all of the file or none of it
+            self.engine.con.execute("INSERT INTO catalog VALUES ('load', ?, '')", [str(path)])
+            return self.add_triples(triples)
 
     def load_text(self, text: str, *, fmt: str = "ttl", base: str = "") -> int:
         self._bnode_loads += 1
@@ -286,19 +355,38 @@ class LatticeStore:
     def add_rules(self, text_or_pack: str, source: str = "<rules>") -> None:
         """Add a named rule pack (``rdfs``, ``rdfs-full``, ``owl-rl``) or Datalog text."""
         text = rule_pack(text_or_pack) if _is_pack_name(text_or_pack) else text_or_pack
+        light = self._light
+        if light is not None:
+            if any(text == t for t, _ in light.texts):
+                return  # the same rules again: nothing new (as the engine does)
+            if light.add_program((*light.texts, (text, source))):
+                self._plans.clear()
+                return
         had_datatypes = "recognized_datatype" in self.engine.program.relations
-        self.engine.add_program(text, source)
-        if not had_datatypes and "recognized_datatype" in self.engine.program.relations:
-            self._recognize()
-            self._add_ill_typed(
-                """SELECT dl.term AS l, dd.term AS d FROM r_literal_of lo
-                   JOIN dict dl ON dl.id = lo.c0 JOIN dict dd ON dd.id = lo.c1"""
-            )
         self._plans.clear()
+        with self.engine.transaction():
+            self.engine.add_program(text, source)
+            if not had_datatypes and "recognized_datatype" in self.engine.program.relations:
+                self._recognize()
+                self._add_ill_typed(
+                    """SELECT dl.term AS l, dd.term AS d FROM r_literal_of lo
+                       JOIN dict dl ON dl.id = lo.c0 JOIN dict dd ON dd.id = lo.c1"""
+                )
 
-    def reason(self, budget: Budget | None = None) -> ReasonStats:
-        """Materialise every rule to its fixpoint (incrementally after additions)."""
-        stats = self.engine.materialize(budget)
+    def reason(
+        self,
+        budget: Budget | None = None,
+        *,
+        on_round: Callable[[int, int], None] | None = None,
+    ) -> ReasonStats:
+        """Materialise every rule to its fixpoint (incrementally after additions).
+
+        ``on_round(rounds, derived)`` is called after each round, for progress reports.
+        """
+        light = self._light
+        if light is not None and light.fits(budget or Budget()):
+            return light.reason(budget or Budget(), on_round)
+        stats = self.engine.materialize(budget, on_round)
         self._plans.clear()
         return stats
 
@@ -337,9 +425,14 @@ class LatticeStore:
 
     # -- reading ---------------------------------------------------------------------------
     def count(self, relation: str = TRIPLE) -> int:
+        light = self._light
+        if light is not None and relation in light.facts:
+            return len(light.facts[relation])
         return self.engine.count(relation)
 
     def triples(self, *, base_only: bool = False) -> list[Triple]:
+        if self._light is not None:
+            return self._light.decoded(TRIPLE, base_only=base_only)  # type: ignore[return-value]
         table = f"e_{TRIPLE}" if base_only else f"r_{TRIPLE}"
         raw = self.engine.con.execute(f"SELECT * FROM {table}").fetchall()
         names = self.engine.dictionary.decode_many(i for row in raw for i in row)
@@ -502,7 +595,8 @@ class LatticeStore:
             if forced:
                 raise QueryError(f"the index path does not answer {compiled.why_not_index}")
             return None
-        self._index.sync(self.engine.generation)
+        generation = self.engine.generation  # a light store moves to DuckDB first
+        self._index.sync(generation)
         if index_plan.fits(self._index) or (forced and index_plan.compiled):
             return index_plan
         if forced:

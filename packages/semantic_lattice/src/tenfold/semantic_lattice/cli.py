@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from tenfold.core.cli import emit, json_option
+from tenfold.core.cli import Finite, emit, json_option
 from tenfold.core.server import server_cli_options
 from tenfold.semantic_lattice.errors import SemanticLatticeError
 
@@ -81,9 +81,11 @@ def load(store_path: Path, files: tuple[Path, ...], fmt: str | None, as_json: bo
     show_default=True,
     help="A pack (rdfs, rdfs-full, owl-rl, owl-rl-core) or a Datalog file; repeatable.",
 )
-@click.option("--timeout-s", type=float, default=None, help="Time budget.")
-@click.option("--max-rounds", type=int, default=None, help="Round budget.")
-@click.option("--max-rows", type=int, default=None, help="Budget of derived rows.")
+@click.option("--timeout-s", type=Finite(), default=None, help="Time budget (seconds).")
+@click.option("--max-rounds", type=click.IntRange(min=0), default=None, help="Round budget.")
+@click.option(
+    "--max-rows", type=click.IntRange(min=0), default=None, help="Budget of derived rows."
+)
 @click.option("--check", is_flag=True, help="Exit 1 when the data is inconsistent.")
 @json_option
 def reason(
@@ -110,7 +112,13 @@ def reason(
                         f"--rules {rule}: neither a pack ({', '.join(PACKS)}) nor a file"
                     )
                 store.add_rules(path.read_text("utf-8"), source=str(path))
-        stats = store.reason(Budget(time_s=timeout_s, rounds=max_rounds, rows=max_rows))
+        from tenfold.core.progress import Progress
+
+        budget = Budget(time_s=timeout_s, rounds=max_rounds, rows=max_rows)
+        with Progress("lattice reason", unit="rounds", quiet=as_json) as progress:
+            stats = store.reason(
+                budget, on_round=lambda r, n: progress.update(r, note=f"{n:,} facts derived")
+            )
         store.optimize()
         found = store.inconsistencies()
         result = {
@@ -194,7 +202,7 @@ def export(store_path: Path, out: Path, as_json: bool) -> None:
 @server_cli_options(7878)
 @click.option(
     "--query-timeout-s",
-    type=click.FloatRange(min=0, min_open=True, max=3600),
+    type=Finite(0.0, 3600.0, open_min=True),
     default=30.0,
     show_default=True,
     help="Time budget of one query; past it the client gets 503.",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tenfold.core.cli import emit, json_option
+from tenfold.core.cli import Finite, emit, json_option
 
 
 @click.group("symbolic")
@@ -103,9 +103,7 @@ def match_command(pattern: str, expr: str, budget: int, as_json: bool) -> None:
 @click.option("--both-ways", is_flag=True, help="Also apply each rule right to left.")
 @click.option("--node-limit", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--iteration-limit", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option(
-    "--time-limit", "time_limit_s", type=click.FloatRange(min=0.001), default=5.0, show_default=True
-)
+@click.option("--time-limit", "time_limit_s", type=Finite(0.001), default=5.0, show_default=True)
 @click.option("--strict", is_flag=True, help="Fail (exit 2) when a limit stops the run.")
 @json_option
 def saturate_command(
