@@ -61,7 +61,7 @@ def _nothing_left(pid: int | None) -> None:
 @pytest.mark.root
 def test_up_replay_status_down(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES.format(ban=4))
+    rules.write_text(RULES.format(ban=8))  # long enough for status on a loaded machine
     home = tmp_path / "home"
     plat = Platform(home)
     pid = None
@@ -102,6 +102,18 @@ def test_up_replay_status_down(tmp_path: Path) -> None:
         }
         assert _delivered("203.0.113.8")  # the neighbour is not banned
 
+        st = json.loads(
+            _cli("platform", "status", "--home", str(home), "--json", cwd=tmp_path).stdout
+        )
+        assert st["ledger"] | {"root": None} == {
+            "entries": 5,
+            "events": 4,
+            "decisions": 1,
+            "root": None,
+        }
+        assert st["enforced"]["last_index"] == d["ledger_index"]
+        assert list(st["enforced"]["bans"]) == ["203.0.113.7"]
+
         # The decision is a ledger entry whose proof a third party checks with the CLI.
         store = home / "ledger"
         proof = _cli(
@@ -119,18 +131,6 @@ def test_up_replay_status_down(tmp_path: Path) -> None:
             "ledger", "verify", str(bundle), "--public-key", d["proof"]["public_key"], cwd=tmp_path
         )
         assert ok.returncode == 0, ok.stderr
-
-        st = json.loads(
-            _cli("platform", "status", "--home", str(home), "--json", cwd=tmp_path).stdout
-        )
-        assert st["ledger"] | {"root": None} == {
-            "entries": 5,
-            "events": 4,
-            "decisions": 1,
-            "root": None,
-        }
-        assert st["enforced"]["last_index"] == d["ledger_index"]
-        assert list(st["enforced"]["bans"]) == ["203.0.113.7"]
 
         # The ban lapses on its own: the bouncer lifts it and the frame passes again.
         until = d["decision"]["until"]

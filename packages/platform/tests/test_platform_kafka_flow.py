@@ -16,7 +16,7 @@ from tenfold.core.testing import needs_root
 from tenfold.platform import Platform
 from tenfold.platform._platform import ATTACKER, NETNS_DIR, VICTIM, _alive, _delivered
 
-pytestmark = [pytest.mark.service, needs_root("network namespaces and XDP")]
+pytestmark = [pytest.mark.service, pytest.mark.slow, needs_root("network namespaces and XDP")]
 
 ASSETS = """
 [[asset]]

@@ -125,6 +125,7 @@ class _Trickle(threading.Thread):
 
 
 @pytest.mark.service
+@pytest.mark.slow
 def test_engine_killed_mid_stream_every_event_in_the_ledger_once(
     tmp_path: Path, kafka_broker, postgres
 ) -> None:
