@@ -16,11 +16,13 @@ checked against a sequential run.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
 from tenfold.core.errors import BenchError
+from tenfold.core.scaling import scaling_factor
 
 __all__ = ["node_scenarios"]
 
@@ -119,11 +121,20 @@ def _subject(backend: str, workload: str, nodes: int, ours: bool) -> Callable[[B
 
         run()  # warm: worker processes up, functions shipped
 
+        series = f"{backend}-{workload}-{'ours' if ours else 'peer'}"
+
         def op() -> Outcome:
+            t0 = time.perf_counter()
             total = run()
+            rate = len(dsk) / (time.perf_counter() - t0)
             if total != expected:
                 raise BenchError(f"{backend}: graph sum {total}, expected {expected}")
-            return Outcome(len(dsk), {"nodes": nodes, "check": "equal"}, result=total)
+            factor = scaling_factor(series, nodes, rate) or "-"
+            return Outcome(
+                len(dsk),
+                {"nodes": nodes, "check": "equal", "scaling_factor": factor},
+                result=total,
+            )
 
         return op
 

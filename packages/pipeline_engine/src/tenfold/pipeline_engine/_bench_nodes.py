@@ -35,6 +35,7 @@ from typing import Any
 
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
 from tenfold.core.errors import BenchError
+from tenfold.core.scaling import scaling_factor
 
 __all__ = ["node_scenarios"]
 
@@ -244,10 +245,11 @@ def _subject(nodes: int, kind: str) -> Callable[[BenchContext], Op]:
             messages = _events(start, n, ctx.seed)
             want = expected_count(messages)
             cpu0 = cluster.cpu_s(nodes)
-            t0 = time.perf_counter()
+            t0 = started = time.perf_counter()
             cluster.produce(topic, messages)  # in the timer, on both sides alike
             produce_s = time.perf_counter() - t0
             _wait_rows(cluster, table, start, start + n, want, alive)
+            rate = n / (time.perf_counter() - started)
             cpu = cluster.cpu_s(nodes) - cpu0
             digest = cluster.digest(table, start, start + n)
             if not digest.startswith(f"{want} rows, {want} distinct"):
@@ -258,6 +260,7 @@ def _subject(nodes: int, kind: str) -> Callable[[BenchContext], Op]:
                     "nodes": nodes,
                     "rows": want,
                     "produce_s": round(produce_s, 3),
+                    "scaling_factor": scaling_factor(f"kafka_pg-{kind}", nodes, rate) or "-",
                     "nodes_cpu_us_per_event": round(cpu / n * 1e6, 2),
                     "node": f"netns + cgroup, {NODE_CPU:g} core, {NODE_MEMORY_MB} MiB",
                 },
