@@ -5,6 +5,12 @@ ports and a private ``--temp-dir``, so stopping the cluster touches only our
 processes: the ``ray start`` process groups get SIGTERM, then SIGKILL, and any
 straggler whose command line names our temp dir is killed by pid. (``ray stop``
 would stop every Ray on the machine, other users' included.)
+
+Given ``places`` (nodes of :class:`tenfold.core.nodes.NodeSet`, or any
+:class:`tenfold.core.placement.Place`), the head runs here on ``host`` (the
+nodes' host-side address) with no CPUs of its own, and each place runs one
+``ray start --address`` node at its own address: one raylet per node, tasks only
+on the nodes.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tenfold.core.placement import Place
 from tenfold.parallel_framework.errors import BackendUnavailable
 
 
@@ -30,6 +38,23 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def stop_groups(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:
+    """SIGTERM each process's group (last started first), wait up to ``grace_s``, then
+    SIGKILL the groups; every process is reaped."""
+    for proc in reversed(procs):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.1, deadline - time.monotonic()))
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
 
 
 def _ray_bin() -> str:
@@ -41,15 +66,27 @@ class LocalRayCluster:
     """``nodes`` Ray nodes on 127.0.0.1 with ``cpus_per_node`` CPUs each; ``address`` is the head's."""
 
     def __init__(
-        self, nodes: int = 2, cpus_per_node: int = 1, *, start_timeout_s: float = 90.0
+        self,
+        nodes: int = 2,
+        cpus_per_node: int = 1,
+        *,
+        start_timeout_s: float = 90.0,
+        places: Sequence[Place] = (),
+        host: str = "127.0.0.1",
+        object_store_mb: int = 200,
     ) -> None:
+        self.places = list(places)
+        if self.places:
+            nodes = len(self.places)
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
         self.nodes = nodes
         self.cpus_per_node = cpus_per_node
         self.start_timeout_s = start_timeout_s
+        self.host = host
+        self.object_store_mb = object_store_mb
         self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"{host}:{self.port}"
         self.temp_dir = tempfile.mkdtemp(prefix="tfray-", dir="/tmp")  # short: Ray's socket paths
         self.procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Path] = []
@@ -75,12 +112,12 @@ class LocalRayCluster:
     ) -> None:
         self.stop()
 
-    def _node_args(self) -> list[str]:
+    def _node_args(self, ip: str = "", cpus: int | None = None) -> list[str]:
         return [
             "--node-ip-address",
-            "127.0.0.1",
+            ip or self.host,
             "--num-cpus",
-            str(self.cpus_per_node),
+            str(self.cpus_per_node if cpus is None else cpus),
             "--node-manager-port",
             str(free_port()),
             "--object-manager-port",
@@ -94,24 +131,22 @@ class LocalRayCluster:
             "--metrics-export-port",
             str(free_port()),
             "--object-store-memory",
-            str(200 * 1024 * 1024),
+            str(self.object_store_mb * 1024 * 1024),
             "--disable-usage-stats",
             "--include-log-monitor",
             "false",
             "--block",
         ]
 
-    def _spawn(self, argv: list[str], name: str) -> None:
+    def _spawn(self, argv: list[str], name: str, place: Place | None = None) -> None:
         log = Path(self.temp_dir) / f"{name}.log"
         self._logs.append(log)
         env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
         env.setdefault("RAY_AUTH_MODE", "disabled")
+        kw: dict[str, Any] = {"stderr": subprocess.STDOUT, "start_new_session": True, "env": env}
         with open(log, "wb") as out:
-            self.procs.append(
-                subprocess.Popen(
-                    argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
-                )
-            )
+            start = place.spawn if place is not None else subprocess.Popen
+            self.procs.append(start(argv, stdout=out, **kw))
 
     def start(self) -> None:
         ray = _ray_bin()
@@ -120,7 +155,8 @@ class LocalRayCluster:
         for attempt in range(3):
             head = [ray, "start", "--head", "--port", str(self.port), "--temp-dir", self.temp_dir]
             head += ["--include-dashboard", "false", "--ray-client-server-port", str(free_port())]
-            self._spawn(head + self._node_args(), "head")
+            # With places the head only coordinates: its CPUs are 0, tasks go to the nodes.
+            self._spawn(head + self._node_args(cpus=0 if self.places else None), "head")
             try:
                 self._wait_port()
                 self.wait_nodes(1)
@@ -133,14 +169,19 @@ class LocalRayCluster:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 self.port = free_port()
-                self.address = f"127.0.0.1:{self.port}"
-        for k in range(1, self.nodes):
+                self.address = f"{self.host}:{self.port}"
+        first = 0 if self.places else 1  # the head is node 0 unless it runs apart
+        for k in range(first, self.nodes):
+            place = self.places[k] if self.places else None
+            ip = place.address if place is not None else ""
             for attempt in range(3):
                 self._spawn(
-                    [ray, "start", "--address", self.address, *self._node_args()], f"node{k}"
+                    [ray, "start", "--address", self.address, *self._node_args(ip)],
+                    f"node{k}",
+                    place,
                 )
                 try:
-                    self.wait_nodes(k + 1)
+                    self.wait_nodes(k + 1 + (1 - first))
                     break
                 except BackendUnavailable:
                     if self.procs[-1].poll() is None or attempt == 2:
@@ -160,7 +201,7 @@ class LocalRayCluster:
             self._check_alive()
             with (
                 contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.5),
+                socket.create_connection((self.host, self.port), 0.5),
             ):
                 return
             time.sleep(0.1)
@@ -207,18 +248,7 @@ class LocalRayCluster:
 
     def stop(self) -> None:
         """Stop our nodes (by process group and by pid), then remove the temp dir."""
-        for proc in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+        stop_groups(self.procs)
         for pid in self.stragglers():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -399,6 +399,12 @@ class RayBackend:
                 failure = next(iter(roots[0].values()))
                 root = RemoteFailure("upstream", failure.error, "", failure.root)
             broken[b] = {slot: root for slot in batch.slots}
+        self._lost_once(batches, refs, broken)
+        for b, batch in enumerate(batches):  # what depends on a lost batch fails upstream
+            if b not in broken and (roots := [broken[d] for d in batch.deps if d in broken]):
+                failure = next(iter(roots[0].values()))
+                up = RemoteFailure("upstream", failure.error, "", failure.root)
+                broken[b] = {slot: up for slot in batch.slots}
         try:
             fetched = self._ray.get([refs[b] for b in needed if b not in broken])
         except Exception as exc:
@@ -408,6 +414,27 @@ class RayBackend:
         parts = iter(fetched)
         values = [broken[b] if b in broken else next(parts) for b in needed]
         return collect(plan, "ray", par, batches, values, keys, time.perf_counter() - t0)
+
+    def _lost_once(
+        self, batches: Sequence[Batch], refs: list[Any], broken: dict[int, dict[int, Any]]
+    ) -> None:
+        """At-most-once batches (a task with a timeout: ``max_retries=0``) whose node or
+        worker died under them: each becomes a ``crashed`` failure of its task, never a
+        rerun. Every other batch is retried by Ray (``max_retries``, lineage
+        reconstruction), so a lost node costs time, not results."""
+        ray = self._ray
+        for b, batch in enumerate(batches):
+            if not batch.alone or b in broken:
+                continue
+            try:
+                ray.get(refs[b])
+            except (ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError) as exc:
+                error = f"{type(exc).__name__}: its node or worker died during the call"
+                broken[b] = {
+                    slot: RemoteFailure("crashed", error, "", slot) for slot in batch.slots
+                }
+            except Exception:
+                continue  # anything else is reported by the fetch below
 
     def _watch(self, plan: Plan, batches: Sequence[Batch], refs: list[Any]) -> dict[int, Any]:
         """Cancel (``force=True``: Ray kills the worker) a lone timeout task that has not

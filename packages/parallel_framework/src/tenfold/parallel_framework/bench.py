@@ -655,4 +655,7 @@ def scenarios() -> list[Scenario]:
             rounds=2,
         )
     )
+    from tenfold.parallel_framework._bench_nodes import node_scenarios
+
+    out.extend(node_scenarios())
     return out
