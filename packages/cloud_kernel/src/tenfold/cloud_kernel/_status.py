@@ -12,7 +12,14 @@ from tenfold.cloud_kernel._xdp import PIN_ROOT
 
 __all__ = ["cleanup_all", "program_ids_of", "tenfold_programs", "tenfold_status"]
 
-PROGRAM_NAMES = {"xdp_blocklist", "xdp_pass", "xdp_redirect", "trace_enter", "trace_exit", "sock_filter"}
+PROGRAM_NAMES = {
+    "xdp_blocklist",
+    "xdp_pass",
+    "xdp_redirect",
+    "trace_enter",
+    "trace_exit",
+    "sock_filter",
+}
 
 
 def tenfold_programs() -> list[dict[str, Any]]:
