@@ -66,6 +66,7 @@ def test_horizontal_table_fills_cells_from_nodes_rows() -> None:
     ledger = by_system["Autoblocker Ledger"]
     assert ledger[1] == "append"
     assert "ours 1,000/s" in ledger[2] and "peer 2,000/s" in ledger[2] and "doc 50K/s" in ledger[2]
+    assert "scaling" not in ledger[2]  # 1 by definition at one node
     # 1600/1000 over 2 = 0.80; the peer 3000/2000 over 2 = 0.75.
     assert "scaling 0.80 (peer 0.75)" in ledger[3] and "doc 85K/s" in ledger[3]
     assert ledger[4].startswith("not run") and "doc 145K/s" in ledger[4]
