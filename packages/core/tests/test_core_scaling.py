@@ -28,6 +28,7 @@ def _result(cores: int = 2) -> dict[str, Any]:
                 "scenarios": [
                     _row("append_1_nodes", 1000.0, 2000.0, counts="a shard is an etcd cluster"),
                     _row("append_2_nodes", 1600.0, 3000.0, counts="a shard is an etcd cluster"),
+                    _row("append_8_nodes", 2400.0, 4000.0, mode="full"),
                     _row("write_3_nodes", 99.0),  # cluster size, not a scaling row
                     _row("write_3_nodes_vs_txn", 99.0),
                 ],
@@ -70,7 +71,9 @@ def test_horizontal_table_fills_cells_from_nodes_rows() -> None:
     # 1600/1000 over 2 = 0.80; the peer 3000/2000 over 2 = 0.75.
     assert "scaling 0.80 (peer 0.75)" in ledger[3] and "doc 85K/s" in ledger[3]
     assert ledger[4].startswith("not run") and "doc 145K/s" in ledger[4]
-    assert ledger[6] == "ours 0.80 at 2; peer 0.75; doc 0.60"
+    # 2400/1000 over 8 = 0.30, marked as measured at --full sizes.
+    assert "ours 2,400/s [--full]" in ledger[5] and "scaling 0.30 (peer 0.25)" in ledger[5]
+    assert ledger[6] == "ours 0.30 at 8; peer 0.25; doc 0.60"
     assert not any(r[1] == "write" for r in rows), "a cluster-size row leaked into the table"
     assert by_system["Chaos Engine"][2].startswith("not run")
     assert by_system["Pipeline Engine"][2].startswith("no rows named")

@@ -121,6 +121,8 @@ def _cell(
     f_ours = scaling_factor(ours, ours_1, n) if ours and ours_1 else None
     f_peer = scaling_factor(peer, peer_1, n) if peer and peer_1 else None
     parts = [f"ours {fmt_rate(ours)}/s" if ours else "ours -"]
+    if sc.get("mode") == "full":  # sizes differ from a quick base row: say so
+        parts[0] += " [--full]"
     parts.append(f"peer {fmt_rate(peer)}/s" if peer else "peer -")
     parts.append(doc_text)
     if f_ours is not None and n > 1:  # at N = 1 the factor is 1 by definition
