@@ -72,5 +72,9 @@ def test_commands_continue_as_bash_reads_them() -> None:
     assert _commands(body) == [
         ("cat > a.ttl <<'EOF'\n<a> <b> <c> .\n$ not a command\nEOF", []),
         ("tenfold lattice query 'SELECT ?x\n    WHERE { ?x ?p ?o }'   # it's one command", ["x"]),
-        ("echo a \n  b", ["a b"]),
+        ("echo a \\\n  b", ["a b"]),
     ]
+    # what bash prints for the joined command is what the guide shows
+    joined = _commands(body)[2][0]
+    ran = subprocess.run(["bash", "-c", joined], capture_output=True, text=True, check=True)
+    assert ran.stdout == "a b\n"

@@ -129,7 +129,7 @@ def _commands(body: str) -> list[tuple[str, list[str]]]:
             cmd = line[2:]
             while (cmd.endswith("\\") or _open_quote(cmd)) and i + 1 < len(lines):
                 i += 1
-                cmd = (cmd[:-1] if cmd.endswith("\\") else cmd) + "\n" + lines[i]
+                cmd += "\n" + lines[i]  # bash itself joins a backslash-newline
             heredoc = _HEREDOC.search(cmd)
             if heredoc:
                 while i + 1 < len(lines):
