@@ -40,7 +40,7 @@ def test_two_workers_run_trials_at_once_in_two_processes() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with _learner(2) as learner:
-            # A fit of 30 s or more starts the workers itself; here they start first.
+            # A fit of 60 s or more starts the workers itself; here they start first.
             learner.start_workers(wait=True)
             result = learner.fit(df, "target", time="t", budget_s=8.0, seed=0)
             again = learner.fit(df, "target", time="t", budget_s=8.0, seed=0)

@@ -73,6 +73,7 @@ class RecencyBlend:
         self._spec_scale = [taus.index(tau) for _, tau in specs]
         self._max_inv = max(self._inv_taus, default=0.0)
         self._ref: float | None = None
+        self._scale_memo: dict[tuple[float, float, float], list[float]] = {}
         self._groups = sorted({g for g, _ in specs if g})
         self.prior_rows = prior_rows
         self.l2 = l2
@@ -131,7 +132,7 @@ class RecencyBlend:
         if (now - ref) * self._max_inv > _MAX_EXPONENT:
             self._rebase(now)  # a change of representation only: every rate stays the same
             ref = now
-        scales = [math.exp((ref - now) * inv) for inv in self._inv_taus]
+        scales = self._scales(ref, now, -1.0)
         log = math.log
         for table, key, si in zip(self._tables, keys, self._spec_scale, strict=True):
             cell = table.get(key)
@@ -168,7 +169,7 @@ class RecencyBlend:
             self._rebase(row_time)
             ref = row_time
         # Labels may arrive out of order: an older one simply gets a smaller scale.
-        scales = [math.exp((row_time - ref) * inv) for inv in self._inv_taus]
+        scales = self._scales(ref, row_time, 1.0)
         for table, key, si in zip(self._tables, keys, self._spec_scale, strict=True):
             k = scales[si]
             cell = table.get(key)
@@ -202,6 +203,18 @@ class RecencyBlend:
         self._g2 += (rows * rows).sum(axis=0)
         self._w -= self._lr * rows.sum(axis=0) / np.sqrt(self._g2)
         self.w = self._w.tolist()
+
+    def _scales(self, ref: float, t: float, sign: float) -> list[float]:
+        """exp(sign * (t - ref) / tau) per timescale; rows arrive many to a timestamp
+        (flights are stamped by the hour), so the last few are remembered."""
+        key = (ref, t, sign)
+        hit = self._scale_memo.get(key)
+        if hit is None:
+            hit = [math.exp(sign * (t - ref) * inv) for inv in self._inv_taus]
+            if len(self._scale_memo) >= 8:
+                self._scale_memo.clear()
+            self._scale_memo[key] = hit
+        return hit
 
     def _rebase(self, new_ref: float) -> None:
         assert self._ref is not None
