@@ -32,6 +32,8 @@ NO_JSON: dict[str, str] = {
     "autoblock nft-follow": "a bouncer applying the decision stream until it ends",
     "kernel xdp follow": "applies a decision stream until it ends; prints no result",
     "platform _bouncer": "internal: the bouncer process `platform up` starts",
+    "platform _engine": "internal: the engine process `platform up` starts",
+    "chaos agent": "a daemon serving one node's faults until stopped; prints no result",
 }
 
 
