@@ -249,7 +249,7 @@ def test_planted_15_percent_is_caught_named_and_sized(cli, base_sha: str, tmp_pa
         "-p",
         PROBE,
         "--rounds",
-        "12",
+        "40",
         "--json",
         cwd=REPO,
         timeout=900,

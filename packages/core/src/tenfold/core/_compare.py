@@ -86,6 +86,12 @@ class CompareSettings:
     """Per scenario: fewer rounds (never under ``min_rounds``) when samples are long."""
     only: tuple[str, ...] = ()
     seed: int = 1234
+    fresh_every: int = 2
+    """Rounds per pair of driver processes. A process carries its own luck for its whole
+    life (where the address-space layout put its hot code and data): two processes of one
+    tree can differ by 10-15% on a tight loop. Fresh processes for both sides every few
+    rounds turn that luck into noise the interval sees, instead of a bias it cannot.
+    0 keeps one pair for the whole scenario."""
 
 
 @dataclass
@@ -106,6 +112,8 @@ class Row:
     rounds: int = 0
     calls_per_sample: int = 0
     log_ratios: list[float] = field(default_factory=list)
+    processes: int = 0
+    """Driver processes each side ran this row's rounds in (see ``fresh_every``)."""
     clock: str = ""
     note: str = ""
     error: str = ""
@@ -465,13 +473,27 @@ def _sample(child: _Child, calls: int, timeout_s: float) -> tuple[float, bool]:
     return _net_ns(reply) / float(reply["units"]), reply.get("delay_ns") is not None
 
 
-def _measure_row(
-    row: Row, a: _Child, b: _Child, warmup: int, settings: CompareSettings, log: Log
-) -> None:
-    """Warm both sides up, pick the calls per sample, run the rounds, fill in the row."""
+def _warm(a: _Child, b: _Child, warmup: int) -> None:
     for _ in range(max(1, warmup)):
         a.ask({"cmd": "run", "calls": 1})
         b.ask({"cmd": "run", "calls": 1})
+
+
+def _measure_row(
+    row: Row,
+    a: _Child,
+    b: _Child,
+    warmup: int,
+    settings: CompareSettings,
+    log: Log,
+    fresh: Callable[[], tuple[_Child, _Child]] | None = None,
+) -> tuple[_Child, _Child]:
+    """Warm both sides up, pick the calls per sample, run the rounds, fill in the row.
+
+    With ``fresh``, both sides get new (prepared) driver processes every
+    ``settings.fresh_every`` rounds; the pair in use at the end is returned.
+    """
+    _warm(a, b, warmup)
     one_a = a.ask({"cmd": "run", "calls": 1})
     one_b = b.ask({"cmd": "run", "calls": 1})
     if one_a["units"] != one_b["units"]:
@@ -492,7 +514,12 @@ def _measure_row(
     a_all: list[float] = []
     b_all: list[float] = []
     all_corrected = True
+    processes = 1
     for r in range(rounds):
+        if fresh is not None and settings.fresh_every > 0 and r and r % settings.fresh_every == 0:
+            a, b = fresh()
+            _warm(a, b, warmup)
+            processes += 1
         order = (a, b, b, a) if r % 2 == 0 else (b, a, a, b)
         got: dict[int, list[float]] = {id(a): [], id(b): []}
         for child in order:
@@ -512,6 +539,8 @@ def _measure_row(
     row.rounds, row.calls_per_sample = rounds, calls
     row.log_ratios = [round(d, 6) for d in diffs]
     row.clock = "wall less run-queue wait" if all_corrected else "wall"
+    row.processes = processes
+    return a, b
 
 
 def compare_sides(
@@ -564,10 +593,25 @@ def compare_sides(
                 row.verdict, row.note = "new", "not in the base revision: nothing to compare"
                 continue
             first, second = (a, b) if len(rows) % 2 else (b, a)
+            prepare = {"cmd": "prepare", "scenario": sc["name"], "seed": settings.seed}
+
+            def fresh(prepare: dict[str, Any] = prepare) -> tuple[_Child, _Child]:
+                nonlocal a, b
+                for child in (a, b):
+                    with contextlib.suppress(_SideFailed):
+                        child.ask({"cmd": "finish"}, timeout_s=300)
+                    child.close()
+                a = _Child(base, target, settings.mode)
+                b = _Child(head, target, settings.mode)
+                for child in (a, b):
+                    child.ask({"cmd": "hello"}, timeout_s=900)
+                    child.ask(prepare)
+                return a, b
+
             try:
                 for child in (first, second):
-                    child.ask({"cmd": "prepare", "scenario": sc["name"], "seed": settings.seed})
-                _measure_row(row, a, b, sc["warmup"], settings, log)
+                    child.ask(prepare)
+                a, b = _measure_row(row, a, b, sc["warmup"], settings, log, fresh)
             except _SideFailed as exc:
                 # Only a failure of this tree fails the gate; a broken base is just not compared.
                 row.verdict = "error" if exc.side is head else "not compared"
