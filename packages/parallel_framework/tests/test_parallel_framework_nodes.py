@@ -78,6 +78,8 @@ def test_a_killed_raylet_mid_graph_reruns_its_tasks_elsewhere(tmp_path: Path, no
     with LocalRayCluster(
         places=nodes.nodes, host=nodes.host_address, object_store_mb=80, start_timeout_s=180
     ) as cluster:
+        # The cluster has turned off Ray's `uv run` runtime env (workers re-resolving the
+        # environment on a busy machine never registered, and no task started).
         ray.init(address=cluster.address, _node_ip_address=nodes.host_address, log_to_driver=False)
         try:
             backend = RayBackend(cluster.address, 3)

@@ -105,9 +105,20 @@ def test_a_decision_lost_between_the_two_commits_is_recorded_at_open(tmp_path: P
 
 
 class _Trickle(threading.Thread):
-    def __init__(self, bootstrap: str, topic: str, lines: list[bytes], per_s: float) -> None:
+    """Produces ``lines`` at ``per_s``; holds after ``hold_at`` lines until ``release`` is set."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        lines: list[bytes],
+        per_s: float,
+        hold_at: int | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.args = (bootstrap, topic, lines, per_s)
+        self.hold_at = len(lines) if hold_at is None else hold_at
+        self.release = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -116,6 +127,9 @@ class _Trickle(threading.Thread):
             step = 100
             t0 = time.monotonic()
             for k in range(0, len(lines), step):
+                if k >= self.hold_at and not self.release.is_set():
+                    self.release.wait()
+                    t0 = time.monotonic() - k / per_s
                 produce(bootstrap, topic, lines[k : k + step])
                 lag = (k + step) / per_s - (time.monotonic() - t0)
                 if lag > 0:
@@ -158,7 +172,9 @@ def test_engine_killed_mid_stream_every_event_in_the_ledger_once(
         lines[i] = f"Dec  6 01:00:00 web cron[{i}]: session opened".encode()
     lines[11] = b'{"source": "x"}'
     expected = [line.decode() for line in lines if b"Failed" in line]
-    trickle = _Trickle(kafka_broker.bootstrap, topic, lines, per_s=2000)
+    # The second part waits for the kill: a slow engine start on a busy machine must
+    # not let the engine catch up with the whole stream before it is killed.
+    trickle = _Trickle(kafka_broker.bootstrap, topic, lines, per_s=2000, hold_at=1200)
     trickle.start()
     killed_at = None
     try:
@@ -174,6 +190,7 @@ def test_engine_killed_mid_stream_every_event_in_the_ledger_once(
         while _alive(pid, b"_engine"):
             time.sleep(0.02)
         assert killed_at < n
+        trickle.release.set()
         plat._start_engine(60)  # resumes from the stored positions
         trickle.join(60)
         assert trickle.error is None
@@ -195,6 +212,7 @@ def test_engine_killed_mid_stream_every_event_in_the_ledger_once(
         later, _ = fetch(f"{url}/stream?after={stream[9]['index']}")
         assert [json.loads(x) for x in later.splitlines()] == stream[10:]
     finally:
+        trickle.release.set()
         plat.down()
     with EmbeddedLedger(home / "ledger") as led:
         entries = [led.get(i).event for i in range(led.size)]

@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from tenfold.core.placement import Place
+from tenfold.parallel_framework._remote import disable_uv_runtime_env
 from tenfold.parallel_framework.errors import BackendUnavailable
 
 
@@ -97,6 +98,9 @@ class LocalRayCluster:
         # process's clients could then disagree. A throwaway loopback cluster runs
         # without tokens, said explicitly for every process involved.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # This process's driver (ray.init against this cluster) must not ship the
+        # working directory to workers through `uv run` either.
+        disable_uv_runtime_env()
         try:
             self.start()
         except BaseException:

@@ -307,6 +307,11 @@ def disable_uv_runtime_env() -> None:
     workers here already share our virtualenv, so plain ``python`` is right.
     """
     os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
+    try:  # Ray reads the variable once, when it is imported
+        from ray._private import ray_constants
+    except ImportError:  # pragma: no cover - ray is a dependency
+        return
+    ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
 
 
 class RayBackend:
@@ -319,7 +324,6 @@ class RayBackend:
         except ImportError as exc:  # pragma: no cover - ray is a dependency
             raise BackendUnavailable(f"Ray is not installed: {exc}") from None
         ray: Any = ray_module  # partly typed: keep mypy out of its signatures
-        ray._private.ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = False
         self._ray = ray
         self._owned = False
         if address:
