@@ -98,6 +98,10 @@ def test_core_smoke_has_a_peer_and_speedup_everywhere(tmp_path: Path) -> None:
     }
     text = markdown_report(full)
     assert "## Quick Reference" in text and "### Resource Governor" in text and "2 cores" in text
+    # A system the document does not list (the platform) gets its section after the others.
+    both = {**full, "systems": {"zz_extra": dict(result, title="Extra System"), "core": result}}
+    text_both = markdown_report(both)
+    assert text_both.index("## Shared Core") < text_both.index("## Extra System")
     save_baseline(full, tmp_path / "baseline")
     assert compare_baseline(full, tmp_path / "baseline") == []
     worse = json.loads(json.dumps(full))

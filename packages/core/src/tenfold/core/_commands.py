@@ -128,6 +128,14 @@ def _print_tables(result: dict[str, Any]) -> None:
     help="--compare: rounds of A B B A per scenario.",
 )
 @click.option(
+    "--max-rounds",
+    type=click.IntRange(0, 600),
+    default=0,
+    show_default=True,
+    help="--compare: while a row is inconclusive, add rounds up to this many "
+    "(0: three times --rounds; equal to --rounds: a fixed-length run).",
+)
+@click.option(
     "--threshold",
     type=Finite(0.0, 1000.0, open_min=True, unit="%"),
     default=10.0,
@@ -165,6 +173,7 @@ def bench_command(
     from_json: Path | None,
     compare: str | None,
     rounds: int,
+    max_rounds: int,
     threshold: float,
     memory: bool,
     memory_only: bool,
@@ -205,7 +214,15 @@ def bench_command(
         if clash:
             raise BenchError(f"--compare does not combine with {', '.join(clash)}")
         _compare_command(
-            compare, packages, workspace, cast(Mode, mode), only, rounds, threshold, as_json
+            compare,
+            packages,
+            workspace,
+            cast(Mode, mode),
+            only,
+            rounds,
+            threshold,
+            as_json,
+            max_rounds=max_rounds,
         )
         return
     if from_json is not None:
@@ -312,6 +329,8 @@ def _compare_command(
     rounds: int,
     threshold_pct: float,
     as_json: bool,
+    *,
+    max_rounds: int = 0,
 ) -> None:
     """``--compare``: the A/B gate (see :mod:`tenfold.core._compare`)."""
     from tenfold.core import _compare
@@ -332,6 +351,7 @@ def _compare_command(
         mode=mode,
         rounds=rounds,
         min_rounds=min(6, rounds),
+        extend_to=max(max_rounds, rounds) if max_rounds else 0,
         threshold=threshold_pct / 100,
         only=only,
     )

@@ -92,6 +92,11 @@ class CompareSettings:
     tree can differ by 10-15% on a tight loop. Fresh processes for both sides every few
     rounds turn that luck into noise the interval sees, instead of a bias it cannot.
     0 keeps one pair for the whole scenario."""
+    extend_to: int = 0
+    """While a row is inconclusive after its rounds, add rounds (half as many again
+    each time) up to this many in all, within ``budget_s``: a straddling interval
+    is a request for more data, and a real change then usually resolves. 0 means
+    three times ``rounds``; set it to ``rounds`` for a fixed-length run."""
 
 
 @dataclass
@@ -510,28 +515,46 @@ def _measure_row(
         rounds = max(settings.min_rounds, int(settings.budget_s / (4 * sample_s)))
     timeout_s = max(300.0, 50 * sample_s)
     log(f"{row.name}: {rounds} rounds of A B B A, {calls} call(s) per sample (~{sample_s:.2f} s)")
+    ceiling = settings.extend_to or 3 * rounds
+    ceiling = max(rounds, min(ceiling, int(settings.budget_s / (4 * sample_s))))
     pairs: list[tuple[list[float], list[float]]] = []
     a_all: list[float] = []
     b_all: list[float] = []
     all_corrected = True
     processes = 1
-    for r in range(rounds):
-        if fresh is not None and settings.fresh_every > 0 and r and r % settings.fresh_every == 0:
-            a, b = fresh()
-            _warm(a, b, warmup)
-            processes += 1
-        order = (a, b, b, a) if r % 2 == 0 else (b, a, a, b)
-        got: dict[int, list[float]] = {id(a): [], id(b): []}
-        for child in order:
-            per_unit, corrected = _sample(child, calls, timeout_s)
-            got[id(child)].append(per_unit)
-            all_corrected = all_corrected and corrected
-        pairs.append((got[id(a)], got[id(b)]))
-        a_all += got[id(a)]
-        b_all += got[id(b)]
-    diffs = paired_log_ratios(pairs)
-    interval = signed_rank_interval(diffs, settings.confidence)
-    row.verdict = decide(interval, row.threshold)
+    r = 0
+    while True:
+        while r < rounds:
+            if (
+                fresh is not None
+                and settings.fresh_every > 0
+                and r
+                and r % settings.fresh_every == 0
+            ):
+                a, b = fresh()
+                _warm(a, b, warmup)
+                processes += 1
+            order = (a, b, b, a) if r % 2 == 0 else (b, a, a, b)
+            got: dict[int, list[float]] = {id(a): [], id(b): []}
+            for child in order:
+                per_unit, corrected = _sample(child, calls, timeout_s)
+                got[id(child)].append(per_unit)
+                all_corrected = all_corrected and corrected
+            pairs.append((got[id(a)], got[id(b)]))
+            a_all += got[id(a)]
+            b_all += got[id(b)]
+            r += 1
+        diffs = paired_log_ratios(pairs)
+        interval = signed_rank_interval(diffs, settings.confidence)
+        row.verdict = decide(interval, row.threshold)
+        if row.verdict != "inconclusive" or rounds >= ceiling:
+            break
+        more = min(ceiling - rounds, max(2, rounds // 2))
+        log(
+            f"{row.name}: inconclusive after {rounds} rounds"
+            f" ({interval.change_low:+.1%} to {interval.change_high:+.1%}); {more} more"
+        )
+        rounds += more
     row.base_ns, row.head_ns = _median(a_all), _median(b_all)
     row.change = interval.change
     row.low, row.high = interval.change_low, interval.change_high

@@ -346,7 +346,9 @@ def markdown_report(result: dict[str, Any]) -> str:
     from tenfold.core._scaling import scaling_markdown
 
     lines += [scaling_markdown(result), ""]
-    for key in SYSTEM_ORDER:
+    # The document's systems in its order, then any other system (the platform) by name.
+    extra = sorted(set(result["systems"]) - set(SYSTEM_ORDER))
+    for key in [*SYSTEM_ORDER, *extra]:
         data = result["systems"].get(key)
         if not data:
             continue

@@ -122,7 +122,7 @@ class AesGcm:
 
     def decrypt(self, blob: bytes, aad: bytes = b"") -> bytes:
         try:
-            return self._decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
+            return self._decrypt(blob[:12], blob[12:], aad)  # _NONCE_BYTES, inlined
         except (InvalidTag, ValueError):
             if len(blob) < _NONCE_BYTES + 16:
                 raise CryptoError(f"AES-GCM message too short ({len(blob)} bytes)") from None
