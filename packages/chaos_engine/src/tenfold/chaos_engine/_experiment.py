@@ -468,9 +468,11 @@ def _expand(step: FaultStep) -> list[dict[str, Any]]:
 
 
 def _agents(value: Any) -> dict[str, str]:
+    table = _dict_of_any(value, "agents")
+    if not table:
+        return {}  # no agents: the controller's modules stay unloaded
     from tenfold.chaos_engine._controller import check_agent
 
-    table = _dict_of_any(value, "agents")
     for name, url in table.items():
         try:
             check_agent(name, url)

@@ -34,6 +34,8 @@ class Cluster:
         key: Path | None,
         ca: Path | None,
     ) -> Cluster:
+        if not agents and not (cert or key or ca):
+            return cls()  # a plain local run: the controller's modules (TLS, HTTP) stay unloaded
         from tenfold.chaos_engine._controller import parse_agent
         from tenfold.chaos_engine.errors import AgentError
 
