@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from tenfold.core._rows import declared_rows
+
 __all__ = [
     "BenchContext",
     "Comparison",
@@ -51,6 +53,7 @@ __all__ = [
     "Scenario",
     "Seed",
     "Subject",
+    "declared_rows",
     "doc_seed",
 ]
 
