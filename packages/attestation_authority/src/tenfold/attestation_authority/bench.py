@@ -5,7 +5,8 @@ quote); verification scenarios run on recorded quote files, the same bytes for
 ours and the peer, with one in ten recorded quotes also sent again with its
 signature tampered: both must accept every genuine quote and reject every
 tampered one, inside the timed loop. Each check is timed on its own (latency
-per quote).
+per quote). What each row is (name, unit, document row, what it counts, its
+fairness sentence) is data, in ``bench.toml`` beside this module.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, declared_rows
 from tenfold.core.errors import BenchError
 
 ZERO = "0" * 64
@@ -588,15 +589,8 @@ def _crypto(kind: str, peer: bool) -> Callable[[BenchContext], Op]:
     return prepare
 
 
-_TAMPER = (
-    "every genuine quote must be accepted and every tampered copy (one in ten, its signature "
-    "flipped) rejected by both, inside the timed loop; the harness compares the two counts"
-)
-
-
 def scenarios() -> Sequence[Scenario]:
     keylime = f"keylime {_version('keylime')}"
-    tools = "tpm2-tools CLI"
     crypto_rows = [
         ("ed25519_sign", "Ed25519 Sign", "sign", True),
         ("ed25519_verify", "Ed25519 Verify", "verify", True),
@@ -604,129 +598,13 @@ def scenarios() -> Sequence[Scenario]:
         ("aes_gcm_encrypt_1kb", "AES-GCM Encrypt (1KB)", "encrypt", False),
         ("aes_gcm_decrypt_1kb", "AES-GCM Decrypt (1KB)", "decrypt", False),
     ]
-    table = "Attestation Performance"
-    out = [
-        Scenario(
-            name="generate_nonce",
-            unit="nonces",
-            table=table,
-            row="Generate Nonce",
-            counts="20-byte one-time nonces issued into a TTL store (2 s, expiry included)",
-            ours=Subject("tenfold NonceStore", _ours_nonce, sequential=True),
-            peer=Subject(f"{keylime} random_password(20)", _keylime_nonce, sequential=True),
-            like_for_like=False,
-            fairness="both make 20-byte random nonces one after another; ours also stores each "
-            "in a TTL store and expires old ones, Keylime only draws random characters",
-            checks="the harness compares the length of the last nonce of each side",
-        ),
-        Scenario(
-            name="tpm_quote",
-            unit="quotes",
-            table=table,
-            row="TPM Quote",
-            counts="swtpm quotes (not a hardware TPM: one takes about 85 ms), PCRs read and attached",
-            ours=Subject(
-                f"tenfold (tpm2-pytss {_version('tpm2-pytss')}, one session)",
-                _ours_quote,
-                sequential=True,
-            ),
-            peer=Subject(
-                f"{tools} tpm2_quote (a process per quote)", _tools_quote, sequential=True
-            ),
-            rounds=3,
-            fairness="both ask their own swtpm for ECDSA P-256 quotes of PCRs 0-7 over fresh "
-            "nonces, one after another; tpm2-tools starts a process per quote, as its CLI does",
-            unchecked_reason="each side quotes with its own AK on its own swtpm, so the quotes "
-            "differ; a failed quote fails the row on either side",
-        ),
-        Scenario(
-            name="verify_quote",
-            unit="quotes",
-            table=table,
-            row="Verify Quote",
-            counts="recorded swtpm quotes, full checks: signature, nonce, PCR digest, policy",
-            ours=Subject("tenfold Verifier", _ours_verify),
-            peer=Subject(f"{keylime} {keylime_label()}", _keylime_verify),
-            headline=True,
-            fairness="both check the same recorded swtpm quotes (RSA AKs) one at a time: "
-            "signature, nonce, PCR digest, policy; ours also runs its nonce store and per-agent "
-            "clock state",
-            checks=_TAMPER,
-        ),
-        Scenario(
-            name="verify_quote_ecdsa",
-            unit="quotes",
-            table=table,
-            row="Verify Quote (ECDSA P-256 AK)",
-            counts="as Verify Quote, with ECDSA AKs: the signature check dominates both sides",
-            ours=Subject("tenfold Verifier", _ours_verify_ecdsa),
-            peer=Subject(f"{keylime} {keylime_label()}", _keylime_verify_ecdsa),
-            fairness="both check the same recorded quotes (ECDSA P-256 AKs) one at a time",
-            checks=_TAMPER,
-        ),
-        Scenario(
-            name="verify_quote_vs_tpm2_checkquote",
-            unit="quotes",
-            table=table,
-            row="Verify Quote (vs tpm2_checkquote)",
-            counts="the same quote files; the CLI pays a process start per quote",
-            ours=Subject("tenfold Verifier", _ours_verify_sample),
-            peer=Subject(f"{tools} tpm2_checkquote (a process per quote)", _tpm2_tools_verify),
-            rounds=3,
-            like_for_like=False,
-            fairness="both check the same quote files one at a time; the CLI starts a process "
-            "per quote and reads its inputs from files",
-            checks=_TAMPER,
-        ),
-        Scenario(
-            name="sign_certificate",
-            unit="certificates",
-            table=table,
-            row="Sign Certificate",
-            counts="X.509 v3, Ed25519-signed, binding a P-256 node key to its attested state",
-            ours=Subject("tenfold", _ours_sign_cert, sequential=True),
-        ),
-        Scenario(
-            name="verify_certificate",
-            unit="certificates",
-            table=table,
-            row="Verify Certificate",
-            counts="DER parse, Ed25519 signature, validity window, revocation",
-            ours=Subject("tenfold", _ours_verify_cert, sequential=True),
-        ),
-        Scenario(
-            name="fleet_100_agents",
-            unit="agent checks",
-            table="Verifier Throughput",
-            row="100 agents, one polling round",
-            counts="100 simulated agents replaying recorded swtpm quotes, full checks",
-            ours=Subject("tenfold", _fleet(100)),
-            rounds=5,
-        ),
-        Scenario(
-            name="fleet_1000_agents",
-            unit="agent checks",
-            table="Verifier Throughput",
-            row="1,000 agents, one polling round",
-            counts="1,000 simulated agents replaying recorded swtpm quotes, full checks",
-            ours=Subject("tenfold", _fleet(1000)),
-            rounds=5,
-        ),
-    ]
-    out.append(
-        Scenario(
-            name="fleet_1000_agents_http",
-            unit="agent checks",
-            table="Verifier Throughput",
-            row="1,000 agents over mTLS, one polling round",
-            counts="HTTPS (mutual TLS) request, fresh nonce, real swtpm quote, full checks;"
-            " a round under 10 s keeps 1,000 agents at a 10 s period",
-            ours=Subject("tenfold Poller (8 workers)", _fleet_http),
-            rounds=2,
-            full_rounds=3,
-            warmup=0,  # a round is 1,000 real quotes; the first opens only 8 TLS connections
-        )
+    rows = declared_rows(
+        __name__,
+        keylime=keylime,
+        checker=keylime_label(),
+        pytss=f"tpm2-pytss {_version('tpm2-pytss')}",
     )
+    out = [*rows["attestation"], *rows["fleet"]]
     for name, row, kind, has_peer in crypto_rows:
         out.append(
             Scenario(
