@@ -3,7 +3,9 @@
 Every etcd scenario starts its own real cluster (``tenfold.core.services.Etcd``)
 and both subjects use that same cluster. The peer is what a Python user would
 write without the ledger: one ``aetcd`` put (or get) per event, with up to 64
-requests in flight on one client.
+requests in flight on one client. The rows declared one by one (reads, consensus,
+Merkle, the embedded store) are data, in ``bench.toml`` beside this module; the
+rows built per cluster size or writer count are built here.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import (
+    BenchContext,
+    Op,
+    Outcome,
+    Scenario,
+    Subject,
+    declared_rows,
+    doc_seed,
+)
 
 _PEER_INFLIGHT = 64
 _BATCH = 1_000
@@ -439,48 +449,6 @@ def _peer_read(kind: str) -> Callable[[BenchContext], Op]:
     return prepare
 
 
-def _read_scenarios() -> list[Scenario]:
-    return [
-        Scenario(
-            name="read_local",
-            unit="reads",
-            ours=Subject("tenfold", _ours_read("local")),
-            peer=Subject("aetcd get (serializable)", _peer_read("local")),
-            table="Read Performance",
-            row="Local Read",
-            counts="entries read from the client's verified local replica; peer: serializable get from the nearest member",
-            fairness="ours reads entries from its verified local replica in process; the peer makes "
-            "a serializable get from the nearest member over gRPC (fewer reads per call)",
-            unchecked_reason="the two read different stores (the ledger's replica, plain etcd keys)",
-        ),
-        Scenario(
-            name="read_linearizable",
-            unit="reads",
-            ours=Subject("tenfold", _ours_read("linearizable")),
-            peer=Subject("aetcd get (linearizable)", _peer_read("linearizable")),
-            table="Read Performance",
-            row="Linearizable Read",
-            counts=(
-                f"reads by {READERS} concurrent readers, each waiting for a quorum read (ReadIndex) "
-                "of the log that began after it did (one such read serves every reader waiting); "
-                f"peer: {READERS} concurrent linearizable etcd gets"
-            ),
-            fairness=f"{READERS} concurrent readers on both sides, each read linearizable: ours "
-            "waits for a quorum read of the log head that began after it (shared by every reader "
-            "waiting) and then reads its local replica, the peer sends one linearizable etcd get",
-            unchecked_reason="the two read different stores (the ledger's replica, plain etcd keys)",
-        ),
-        Scenario(
-            name="read_range",
-            unit="range queries",
-            ours=Subject("tenfold", _ours_read("range")),
-            table="Read Performance",
-            row="Range Query",
-            counts="pairs of local range queries (a 50 ms time window, then one subject), up to 100 entries each",
-        ),
-    ]
-
-
 # -- consensus ----------------------------------------------------------------------
 
 
@@ -617,52 +585,6 @@ def _ours_recover(ctx: BenchContext) -> Op:
     return op
 
 
-def _consensus_scenarios() -> list[Scenario]:
-    return [
-        Scenario(
-            name="commit_latency",
-            unit="events",
-            ours=Subject("tenfold", _ours_commit),
-            peer=Subject("aetcd put", _peer_commit),
-            table="Consensus Performance",
-            row="Commit Latency",
-            counts="one event per transaction, one at a time, 3-member cluster",
-            rounds=3,
-            fairness="both commit one event at a time on the same 3-member cluster, each "
-            "acknowledged before the next; ours a chained ledger transaction, the peer a plain put",
-            unchecked_reason="the two write different records (a chained block, a plain key)",
-        ),
-        Scenario(
-            name="leader_failover",
-            unit="failovers",
-            ours=Subject("tenfold", _ours_failover),
-            table="Consensus Performance",
-            row="Leader Election",
-            counts="SIGKILL of the leader to the next acknowledged append (election + client failover)",
-            rounds=3,
-        ),
-        Scenario(
-            name="snapshot",
-            unit="events",
-            ours=Subject("tenfold", _ours_snapshot),
-            table="Consensus Performance",
-            row="Snapshot Time",
-            counts="events in a signed, fsynced snapshot of the embedded store (50K quick, 1M full)",
-            rounds=3,
-        ),
-        Scenario(
-            name="recovery",
-            unit="events",
-            ours=Subject("tenfold", _ours_recover),
-            table="Consensus Performance",
-            row="Recovery Time",
-            counts="events recovered from a snapshot: signature, chain and tree re-verified, index rebuilt",
-            rounds=2,
-            full_rounds=2,
-        ),
-    ]
-
-
 # -- Merkle and the embedded store ----------------------------------------------------------
 
 
@@ -758,34 +680,6 @@ def _peer_embedded(ctx: BenchContext) -> Op:
         return Outcome(threads * per_thread, latencies_ms=lat)
 
     return op
-
-
-def _other_scenarios() -> list[Scenario]:
-    return [
-        Scenario(
-            name="merkle_inclusion_proofs",
-            unit="proofs",
-            ours=Subject("tenfold", _ours_proofs),
-            table="Merkle Proofs",
-            row="Inclusion proof, generated and verified",
-            counts="RFC 9162 inclusion proofs generated and verified at 100K leaves (quick) / 1M (full)",
-        ),
-        Scenario(
-            name="embedded_group_commit",
-            unit="events",
-            ours=Subject("tenfold", _ours_embedded),
-            peer=Subject("sqlite3 (WAL, synchronous=FULL)", _peer_embedded),
-            table="Embedded Store",
-            row="Appends with fsync group commit",
-            counts="single-event appends from 16 threads, each acknowledged after fsync; peer: one committed INSERT per event",
-            rounds=3,
-            fairness="16 threads append single events on both sides, each acknowledged after "
-            "fsync; ours group-commits concurrent appends, sqlite commits each INSERT (WAL, "
-            "synchronous=FULL)",
-            unchecked_reason="different stores (a chained log, a table): what was written is not "
-            "read back and compared",
-        ),
-    ]
 
 
 # -- horizontal scaling: more writers on one cluster ------------------------------------
@@ -930,12 +824,14 @@ _NODES = {1: "1 Node", 2: "2 Nodes", 4: "4 Nodes", 8: "8 Nodes"}
 
 
 def scenarios() -> list[Scenario]:
+    rows = declared_rows(__name__, readers=str(READERS))
     return [
         *(_write_scenario(m) for m in (3, 5, 7, 9)),
         *(_write_txn_scenario(m) for m in (3, 5, 7, 9)),
-        *_read_scenarios(),
-        *_consensus_scenarios(),
-        *_other_scenarios(),
+        *rows["read"],
+        *rows["consensus"],
+        *rows["merkle"],
+        *rows["embedded"],
         *_scale_scenarios(),
         *_shard_scenarios(),
         *_http_scenarios(),
