@@ -22,7 +22,8 @@ sentence) is data, in ``<module>.toml`` beside it::
 Every key is a :class:`~tenfold.core.bench.Scenario` field, spelled the same. A
 side's ``prepare`` is an attribute of the bench module (``"_ours_cpu"``), an
 import string (``"pkg.mod:attr"``), or a factory called with arguments
-(``{ factory = "_ours_sized", args = [1000] }``). ``seed`` is left out for the
+(``{ factory = "_ours_sized", args = [1000] }``; an array argument is
+passed as a tuple). ``seed`` is left out for the
 document's figure, ``"none"`` for a row without one, or a table of
 :func:`~tenfold.core.bench.doc_seed` arguments (``{ section = "Horizontal
 Scaling", row = "Chaos Engine", column = "2 Nodes" }``) for a figure from
@@ -60,13 +61,20 @@ def _resolve(target: str, module: Any) -> Any:
         raise ConfigError(f"{module.__name__} has no {target!r}") from None
 
 
+def _frozen(value: object) -> object:
+    """A TOML array as the tuple a factory's sizes are written as in Python."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+
+
 def _prepare(spec: object, module: Any, where: str) -> Callable[..., Any]:
     if isinstance(spec, str):
         fn: Callable[..., Any] = _resolve(spec, module)
         return fn
     if isinstance(spec, dict) and set(spec) <= {"factory", "args", "kwargs"} and "factory" in spec:
         factory = _resolve(spec["factory"], module)
-        made: Callable[..., Any] = factory(*spec.get("args", ()), **spec.get("kwargs", {}))
+        args = [_frozen(a) for a in spec.get("args", ())]
+        kwargs = {k: _frozen(v) for k, v in spec.get("kwargs", {}).items()}
+        made: Callable[..., Any] = factory(*args, **kwargs)
         return made
     raise ConfigError(f"{where}: prepare must be a name, an import string or a factory table")
 
