@@ -174,26 +174,9 @@ class _Cluster:
 
 def _events(start: int, n: int, seed: int) -> list[bytes]:
     """``n`` benchmark orders with ids from ``start`` (the same events on both sides)."""
-    import random
+    from tenfold.pipeline_engine.bench import make_messages
 
-    import msgspec
-
-    from tenfold.pipeline_engine.bench import KINDS, USERS, Order
-
-    rng = random.Random(seed + start)
-    enc = msgspec.json.Encoder().encode
-    return [
-        enc(
-            Order(
-                i,
-                rng.randrange(USERS),
-                KINDS[rng.randrange(4)],
-                round(rng.random() * 500, 2),
-                float(i),
-            )
-        )
-        for i in range(start, start + n)
-    ]
+    return make_messages(n, seed, start=start)
 
 
 def _warm_events() -> list[bytes]:

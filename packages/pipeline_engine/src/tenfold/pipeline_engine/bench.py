@@ -66,9 +66,13 @@ def _version(dist: str) -> str:
         return "?"
 
 
-def make_messages(n: int, seed: int = 1234) -> list[bytes]:
-    """``n`` JSON orders, seeded; a quarter are filtered out (kind ``view``)."""
-    rng = random.Random(seed)
+def make_messages(n: int, seed: int = 1234, *, start: int = 0) -> list[bytes]:
+    """``n`` JSON orders, seeded; a quarter are filtered out (kind ``view``).
+
+    ``start``: the first order id; a slice from ``start`` draws from its own seeded
+    stream, so both sides of a scaling row build the same slice independently.
+    """
+    rng = random.Random(seed + start)
     enc = msgspec.json.Encoder().encode
     return [
         enc(
@@ -80,7 +84,7 @@ def make_messages(n: int, seed: int = 1234) -> list[bytes]:
                 float(i),
             )
         )
-        for i in range(n)
+        for i in range(start, start + n)
     ]
 
 
