@@ -44,6 +44,7 @@ from typing import Any, Literal, TypeVar
 from tenfold.core._rows import declared_rows
 
 __all__ = [
+    "NODE_COUNTS",
     "BenchContext",
     "Comparison",
     "LatencyKind",
@@ -55,6 +56,7 @@ __all__ = [
     "Subject",
     "declared_rows",
     "doc_seed",
+    "scaling_seed",
 ]
 
 Mode = Literal["smoke", "quick", "full"]
@@ -246,6 +248,21 @@ def doc_seed(section: str, row: str, *, table: str = "", column: str | None = No
     if cell is None:
         return None
     return Seed(ops_per_s=to_rate(cell), extra={column.lower(): cell})
+
+
+NODE_COUNTS = (1, 2, 4, 8)
+"""The node counts of the document's Horizontal Scaling table (its columns)."""
+
+
+def scaling_seed(section: str, system: str, n: int) -> Seed | None:
+    """The document's scaling figure for ``system`` on ``n`` nodes or cores.
+
+    ``section`` is ``"Horizontal Scaling"`` (columns "1 Node" ... "8 Nodes") or
+    ``"Vertical Scaling"`` ("2 Cores" ... "16 Cores"); ``None`` where the table has
+    no such column (one core).
+    """
+    unit = "Node" if section == "Horizontal Scaling" else "Core"
+    return doc_seed(section, system, column=f"{n} {unit}" + ("" if n == 1 else "s"))
 
 
 @contextlib.contextmanager
