@@ -18,24 +18,52 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tenfold.core.bench import (
+    NODE_COUNTS,
     BenchContext,
     Op,
     Outcome,
     Scenario,
     Subject,
     declared_rows,
-    doc_seed,
+    scaling_seed,
 )
 
 _PEER_INFLIGHT = 64
 _BATCH = 1_000
 _PEER_KEYS = 2_000
 READERS = 64  # concurrent readers in the linearizable read rows (issue 23)
+
+
+R = TypeVar("R")
+
+
+def timed_batches(
+    events: Sequence[Any], step: int, submit: Callable[[list[Any]], R]
+) -> tuple[list[float], list[R]]:
+    """Submit ``events`` ``step`` at a time; per-event latencies (ms) and each batch's answer.
+
+    Each event's latency is its batch's submit-to-acknowledge time: all of a batch
+    is durable when ``submit`` returns.
+    """
+    lat: list[float] = []
+    answers: list[R] = []
+    for start in range(0, len(events), step):
+        chunk = list(events[start : start + step])
+        t0 = time.perf_counter()
+        answers.append(submit(chunk))
+        lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
+    return lat, answers
+
+
+def check_fresh(receipts: Iterable[Sequence[Any]]) -> None:
+    """Every event of a benchmark is new: a receipt marked duplicate fails the row."""
+    if any(r.duplicate for batch in receipts for r in batch):
+        raise RuntimeError("a fresh event was reported as a duplicate")
 
 
 def _split(n: int, parts: int) -> list[int]:
@@ -134,16 +162,8 @@ def _ours_write(members: int, tag: str = "") -> Callable[[BenchContext], Op]:
 
         def op() -> Outcome:
             events = next(batches)
-            lat: list[float] = []
-            # Events are submitted in batches of _BATCH; each event's latency is
-            # its batch's submit-to-acknowledge time (all of it is durable then).
-            for start in range(0, len(events), _BATCH):
-                chunk = events[start : start + _BATCH]
-                t0 = time.perf_counter()
-                receipts = run(led.append_batch(chunk))
-                lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
-                if any(r.duplicate for r in receipts):
-                    raise RuntimeError("a fresh event was reported as a duplicate")
+            lat, receipts = timed_batches(events, _BATCH, lambda c: run(led.append_batch(c)))
+            check_fresh(receipts)
             return Outcome(len(events), {"retries": led.retries}, latencies_ms=lat)
 
         def check_chain() -> None:
@@ -194,12 +214,7 @@ def _peer_write_txn(members: int) -> Callable[[BenchContext], Op]:
 
         def op() -> Outcome:
             events = next(batches)
-            lat: list[float] = []
-            for start in range(0, len(events), _BATCH):
-                chunk = events[start : start + _BATCH]
-                t0 = time.perf_counter()
-                run(put_batch(chunk))
-                lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
+            lat, _ = timed_batches(events, _BATCH, lambda c: run(put_batch(c)))
             written[0] += len(events)
             return Outcome(len(events), latencies_ms=lat)
 
@@ -801,7 +816,7 @@ def _scale_scenarios() -> list[Scenario]:
             unit="events",
             ours=Subject("tenfold", _scale_subject(w, "ours")),
             peer=Subject("aetcd put", _scale_subject(w, "peer")),
-            seed=doc_seed("Horizontal Scaling", "Autoblocker Ledger", column=_NODES[w]),
+            seed=scaling_seed("Horizontal Scaling", "Autoblocker Ledger", w),
             table="Writers on one cluster",
             row=f"{w} {'writer' if w == 1 else 'writers'}",
             counts=(
@@ -816,11 +831,8 @@ def _scale_scenarios() -> list[Scenario]:
             "batched blocks, the peer's do one put per event (a fifth as many events)",
             unchecked_reason="the two write different records (hash-chained blocks, plain keys)",
         )
-        for w in _NODES
+        for w in NODE_COUNTS
     ]
-
-
-_NODES = {1: "1 Node", 2: "2 Nodes", 4: "4 Nodes", 8: "8 Nodes"}
 
 
 def scenarios() -> list[Scenario]:
