@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject, scaling_seed
 
 TRAIN = "Training Performance"
 INFER = "Inference Performance"
@@ -438,7 +438,7 @@ def _vertical_scenarios() -> list[Scenario]:
                 _search_workers(w),
             ),
             None,
-            doc_seed("Vertical Scaling", "Auto Learner", column=f"{w} Cores") if w > 1 else None,
+            scaling_seed("Vertical Scaling", "Auto Learner", w),
             "Vertical Scaling",
             f"{w} {'worker' if w == 1 else 'workers'}",
             "training rows summed over every trial the search finished in a fixed budget on "
