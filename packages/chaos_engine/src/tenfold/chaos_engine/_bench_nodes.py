@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tenfold.chaos_engine._bench_common import PacketDrop, UdpProbe, wait_until
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, scaling_seed
 from tenfold.core.errors import BenchError
 
 NODE_CPU = 0.125
@@ -332,7 +332,7 @@ def node_scenarios() -> list[Scenario]:
             unit="faults",
             ours=Subject(f"tenfold: controller + {n} agent(s), mutual TLS", _ours(n)),
             peer=Subject(f"chaostoolkit 1.19: chaos run per node, {n} node(s)", _peer(n)),
-            seed=doc_seed("Horizontal Scaling", "Chaos Engine", column=NODES[n]),
+            seed=scaling_seed("Horizontal Scaling", "Chaos Engine", n),
             table="Horizontal Scaling",
             row=f"Chaos Engine, {NODES[n].lower()}",
             doc_row="Chaos Engine",
