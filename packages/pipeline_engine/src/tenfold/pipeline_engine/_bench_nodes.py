@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, scaling_seed
 from tenfold.core.errors import BenchError
 
 __all__ = ["node_scenarios"]
@@ -43,7 +43,6 @@ NODE_CPU = 0.25  # cores per node: 8 nodes fill this machine's 2 cores
 NODE_MEMORY_MB = 768
 _COLUMNS = "id, user_id, kind, amount, ts, country, tier"
 _WARM_BASE = 1_000_000_000  # warm-up event ids, apart from the measured ones
-_NODES_COLUMN = {1: "1 Node", 2: "2 Nodes", 4: "4 Nodes", 8: "8 Nodes"}
 
 _TOML = """
 [pipeline]
@@ -419,7 +418,7 @@ def node_scenarios() -> list[Scenario]:
                     f"quixstreams {_version('quixstreams')} ({n} consumers in one group)",
                     _subject(n, "peer"),
                 ),
-                seed=doc_seed("Horizontal Scaling", "Pipeline Engine", column=_NODES_COLUMN[n]),
+                seed=scaling_seed("Horizontal Scaling", "Pipeline Engine", n),
                 modes=("quick", "full") if n <= 2 else ("full",),
                 needs_root=True,
                 rounds=2,
