@@ -275,7 +275,7 @@ def _workers(n: int, vyper_side: bool, count: int | None = None) -> Callable[[Be
 
 
 def _vertical_scenarios(vyper_version: str) -> list[Scenario]:
-    from tenfold.core.bench import doc_seed
+    from tenfold.core.bench import scaling_seed
 
     return [
         Scenario(
@@ -283,9 +283,7 @@ def _vertical_scenarios(vyper_version: str) -> list[Scenario]:
             unit="contracts",
             ours=Subject(f"tenfold ({_processes(n)}, 1 process per compile)", _workers(n, False)),
             peer=Subject(f"vyper {vyper_version} ({_processes(n)})", _workers(n, True)),
-            seed=doc_seed("Vertical Scaling", "Contract Compiler", column="2 Cores")
-            if n == 2
-            else None,
+            seed=scaling_seed("Vertical Scaling", "Contract Compiler", n),
             table="Vertical Scaling",
             row=f"{n} {'worker' if n == 1 else 'workers'}",
             counts=(
