@@ -524,7 +524,7 @@ def _workers(n: int, sympy_side: bool) -> Callable[[BenchContext], Op]:
 
 
 def _vertical_scenarios() -> list[Scenario]:
-    from tenfold.core.bench import doc_seed
+    from tenfold.core.bench import scaling_seed
 
     return [
         Scenario(
@@ -536,9 +536,7 @@ def _vertical_scenarios() -> list[Scenario]:
             peer=Subject(
                 f"{_sympy_version()} ({n} worker process{'es' if n > 1 else ''})", _workers(n, True)
             ),
-            seed=doc_seed("Vertical Scaling", "Symbolic Modeler", column="2 Cores")
-            if n == 2
-            else None,
+            seed=scaling_seed("Vertical Scaling", "Symbolic Modeler", n),
             table="Vertical Scaling",
             row=f"{n} {'worker' if n == 1 else 'workers'}",
             counts=(
