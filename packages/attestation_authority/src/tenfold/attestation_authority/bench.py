@@ -145,6 +145,36 @@ def _verdicts(genuine: int, accepted: int, tampered_n: int, rejected: int, who: 
         )
 
 
+def _timed_verdicts(
+    work: Sequence[tuple[bool, Sequence[Any]]],
+    check: Callable[..., bool],
+    genuine_n: int,
+    tampered_n: int,
+    who: str,
+) -> Outcome:
+    """One timed call of a verification row: ``check(*item)`` for every (genuine, item), one at a
+    time and each timed alone; every genuine quote must be accepted and every tampered one
+    rejected (the row fails otherwise), and the two counts are the call's comparable result."""
+    accepted = rejected = 0
+    lat: list[float] = []
+    clock = time.perf_counter
+    for genuine, item in work:
+        t0 = clock()
+        ok = check(*item)
+        lat.append((clock() - t0) * 1000)
+        if genuine:
+            accepted += ok
+        else:
+            rejected += not ok
+    _verdicts(genuine_n, accepted, tampered_n, rejected, who)
+    return Outcome(
+        len(work),
+        {"accepted": accepted, "tampered_rejected": rejected},
+        latencies_ms=lat,
+        result=(accepted, rejected),
+    )
+
+
 def _verify_op(ctx: BenchContext, size: int, ak_type: str = "rsa") -> Op:
     """Our full verification of ``size`` recorded quotes, each from its own (simulated) agent."""
     from tenfold.attestation_authority import Verifier, parse_policy
@@ -155,28 +185,11 @@ def _verify_op(ctx: BenchContext, size: int, ak_type: str = "rsa") -> Op:
     work = with_tampered(fleet.checks)
     bad = sum(1 for genuine, _ in work if not genuine)
 
-    def op() -> Outcome:
-        accepted = rejected = 0
-        lat: list[float] = []
-        clock = time.perf_counter
-        for genuine, (agent_id, nonce, evidence) in work:
-            t0 = clock()
-            admit(nonce, agent_id)  # the recorded nonce becomes live again: full store check
-            ok = verify(agent_id, evidence).ok
-            lat.append((clock() - t0) * 1000)
-            if genuine:
-                accepted += ok
-            else:
-                rejected += not ok
-        _verdicts(size, accepted, bad, rejected, "ours")
-        return Outcome(
-            len(work),
-            {"accepted": accepted, "tampered_rejected": rejected},
-            latencies_ms=lat,
-            result=(accepted, rejected),
-        )
+    def check(agent_id: str, nonce: bytes, evidence: Any) -> bool:
+        admit(nonce, agent_id)  # the recorded nonce becomes live again: full store check
+        return bool(verify(agent_id, evidence).ok)
 
-    return op
+    return lambda: _timed_verdicts(work, check, size, bad, "ours")
 
 
 def _ours_verify(ctx: BenchContext) -> Op:
@@ -246,27 +259,7 @@ def _keylime_verify(ctx: BenchContext, ak_type: str = "rsa") -> Op:
         except Exception:  # Keylime's checkquote raises on a bad signature: a rejection
             return False
 
-    def op() -> Outcome:
-        accepted = rejected = 0
-        lat: list[float] = []
-        clock = time.perf_counter
-        for genuine, (ak, nonce, quote) in work:
-            t0 = clock()
-            ok = accepts(ak, nonce, quote)
-            lat.append((clock() - t0) * 1000)
-            if genuine:
-                accepted += ok
-            else:
-                rejected += not ok
-        _verdicts(len(work) - bad, accepted, bad, rejected, "keylime")
-        return Outcome(
-            len(work),
-            {"accepted": accepted, "tampered_rejected": rejected},
-            latencies_ms=lat,
-            result=(accepted, rejected),
-        )
-
-    return op
+    return lambda: _timed_verdicts(work, accepts, len(work) - bad, bad, "keylime")
 
 
 def _keylime_verify_ecdsa(ctx: BenchContext) -> Op:
@@ -300,27 +293,11 @@ def _tpm2_tools_verify(ctx: BenchContext) -> Op:
              "-g", "sha256", "-q", nonce.hex()]
         )  # fmt: skip
 
-    def op() -> Outcome:
-        accepted = rejected = 0
-        lat: list[float] = []
-        clock = time.perf_counter
-        for (genuine, _), job in zip(work, jobs, strict=True):
-            t0 = clock()
-            ok = subprocess.run(job, capture_output=True, check=False).returncode == 0
-            lat.append((clock() - t0) * 1000)
-            if genuine:
-                accepted += ok
-            else:
-                rejected += not ok
-        _verdicts(len(work) - bad, accepted, bad, rejected, "tpm2_checkquote")
-        return Outcome(
-            len(work),
-            {"accepted": accepted, "tampered_rejected": rejected},
-            latencies_ms=lat,
-            result=(accepted, rejected),
-        )
+    def check(job: list[str]) -> bool:
+        return subprocess.run(job, capture_output=True, check=False).returncode == 0
 
-    return op
+    runs = [(genuine, (job,)) for (genuine, _), job in zip(work, jobs, strict=True)]
+    return lambda: _timed_verdicts(runs, check, len(work) - bad, bad, "tpm2_checkquote")
 
 
 def _ours_verify_sample(ctx: BenchContext) -> Op:
