@@ -626,6 +626,24 @@ def _ours_proofs(ctx: BenchContext) -> Op:
     return op
 
 
+def _in_threads(batches: list[list[Any]], work: Callable[[list[Any]], list[float]]) -> list[float]:
+    """Run ``work`` on every batch at once, a thread each; every thread's latencies (ms)."""
+    lat: list[float] = []
+    lock = threading.Lock()
+
+    def run(events: list[Any]) -> None:
+        mine = work(events)
+        with lock:
+            lat.extend(mine)
+
+    ts = [threading.Thread(target=run, args=(b,)) for b in batches]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return lat
+
+
 def _ours_embedded(ctx: BenchContext) -> Op:
     from tenfold.autoblocker_ledger._store import EmbeddedLedger
 
@@ -633,27 +651,18 @@ def _ours_embedded(ctx: BenchContext) -> Op:
     threads, per_thread = 16, ctx.size(20, 30, 1_000)
     counter = iter(range(10**9))
 
+    def work(events: list[Any]) -> list[float]:
+        mine = []
+        for ev in events:
+            t0 = time.perf_counter()
+            led.append(ev)
+            mine.append((time.perf_counter() - t0) * 1000)
+        return mine
+
     def op() -> Outcome:
         k = next(counter)
         batches = [_events(f"e{k}-{t}", per_thread) for t in range(threads)]
-        lat: list[float] = []
-        lock = threading.Lock()
-
-        def work(events: list[Any]) -> None:
-            mine = []
-            for ev in events:
-                t0 = time.perf_counter()
-                led.append(ev)
-                mine.append((time.perf_counter() - t0) * 1000)
-            with lock:
-                lat.extend(mine)
-
-        ts = [threading.Thread(target=work, args=(b,)) for b in batches]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        return Outcome(threads * per_thread, latencies_ms=lat)
+        return Outcome(threads * per_thread, latencies_ms=_in_threads(batches, work))
 
     return op
 
@@ -668,31 +677,22 @@ def _peer_embedded(ctx: BenchContext) -> Op:
     threads, per_thread = 16, ctx.size(20, 30, 1_000)
     counter = iter(range(10**9))
 
+    def work(events: list[Any]) -> list[float]:
+        db = sqlite3.connect(path, timeout=60)
+        db.execute("PRAGMA synchronous=FULL")
+        mine = []
+        for ev in events:
+            t0 = time.perf_counter()
+            with db:
+                db.execute("INSERT INTO events VALUES (?, ?)", (ev.event_id, ev.canonical()))
+            mine.append((time.perf_counter() - t0) * 1000)
+        db.close()
+        return mine
+
     def op() -> Outcome:
         k = next(counter)
         batches = [_events(f"p{k}-{t}", per_thread) for t in range(threads)]
-        lat: list[float] = []
-        lock = threading.Lock()
-
-        def work(events: list[Any]) -> None:
-            db = sqlite3.connect(path, timeout=60)
-            db.execute("PRAGMA synchronous=FULL")
-            mine = []
-            for ev in events:
-                t0 = time.perf_counter()
-                with db:
-                    db.execute("INSERT INTO events VALUES (?, ?)", (ev.event_id, ev.canonical()))
-                mine.append((time.perf_counter() - t0) * 1000)
-            db.close()
-            with lock:
-                lat.extend(mine)
-
-        ts = [threading.Thread(target=work, args=(b,)) for b in batches]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        return Outcome(threads * per_thread, latencies_ms=lat)
+        return Outcome(threads * per_thread, latencies_ms=_in_threads(batches, work))
 
     return op
 
