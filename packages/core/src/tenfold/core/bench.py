@@ -55,6 +55,7 @@ __all__ = [
     "Seed",
     "Subject",
     "declared_rows",
+    "dist_version",
     "doc_seed",
     "scaling_seed",
 ]
@@ -248,6 +249,16 @@ def doc_seed(section: str, row: str, *, table: str = "", column: str | None = No
     if cell is None:
         return None
     return Seed(ops_per_s=to_rate(cell), extra={column.lower(): cell})
+
+
+def dist_version(dist: str) -> str:
+    """An installed distribution's version for a subject's label (``"?"`` when it is absent)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 NODE_COUNTS = (1, 2, 4, 8)
