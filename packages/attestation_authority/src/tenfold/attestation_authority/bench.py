@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import importlib.metadata
 import shutil
 import subprocess
 import time
@@ -21,19 +20,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, declared_rows
+from tenfold.core.bench import (
+    BenchContext,
+    Op,
+    Outcome,
+    Scenario,
+    Subject,
+    declared_rows,
+    dist_version,
+)
 from tenfold.core.errors import BenchError
 
 ZERO = "0" * 64
 _AK_PERSISTENT = "0x81010002"
 POLICY_TEXT = f"sha256:0-7 = {ZERO}\n"
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
 
 
 @dataclass
@@ -567,7 +567,7 @@ def _crypto(kind: str, peer: bool) -> Callable[[BenchContext], Op]:
 
 
 def scenarios() -> Sequence[Scenario]:
-    keylime = f"keylime {_version('keylime')}"
+    keylime = f"keylime {dist_version('keylime')}"
     crypto_rows = [
         ("ed25519_sign", "Ed25519 Sign", "sign", True),
         ("ed25519_verify", "Ed25519 Verify", "verify", True),
@@ -579,7 +579,7 @@ def scenarios() -> Sequence[Scenario]:
         __name__,
         keylime=keylime,
         checker=keylime_label(),
-        pytss=f"tpm2-pytss {_version('tpm2-pytss')}",
+        pytss=f"tpm2-pytss {dist_version('tpm2-pytss')}",
     )
     out = [*rows["attestation"], *rows["fleet"]]
     for name, row, kind, has_peer in crypto_rows:
@@ -592,7 +592,9 @@ def scenarios() -> Sequence[Scenario]:
                 counts="1 KiB messages" if kind != "sign" else "1 KiB messages, PyNaCl",
                 ours=Subject("tenfold.core.crypto", _crypto(kind, False), sequential=True),
                 peer=Subject(
-                    f"cryptography {_version('cryptography')}", _crypto(kind, True), sequential=True
+                    f"cryptography {dist_version('cryptography')}",
+                    _crypto(kind, True),
+                    sequential=True,
                 )
                 if has_peer
                 else None,
