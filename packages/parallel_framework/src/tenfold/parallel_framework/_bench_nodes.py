@@ -135,12 +135,12 @@ def _subject(backend: str, workload: str, nodes: int, ours: bool) -> Callable[[B
 
 def node_scenarios() -> list[Scenario]:
     """``<ray|dask>_<cpu|io>_<N>_nodes`` for N = 1, 2 (quick) and 4, 8 (--full)."""
-    from tenfold.parallel_framework.bench import _version
+    from tenfold.core.bench import dist_version
 
     rows = []
     for backend in ("ray", "dask"):
         label = "Ray" if backend == "ray" else "Dask"
-        version = _version("ray" if backend == "ray" else "distributed")
+        version = dist_version("ray" if backend == "ray" else "distributed")
         for workload in ("cpu", "io"):
             what = "pure-Python loop tasks" if workload == "cpu" else "20 ms sleep tasks"
             for n in (1, 2, 4, 8):
