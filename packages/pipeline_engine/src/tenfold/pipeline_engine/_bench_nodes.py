@@ -400,7 +400,7 @@ def _quix_consumer(config: dict[str, Any]) -> None:
 
 def node_scenarios() -> list[Scenario]:
     """``kafka_pg_<N>_nodes`` for N = 1, 2 (quick) and 4, 8 (--full)."""
-    from tenfold.pipeline_engine.bench import _version
+    from tenfold.core.bench import dist_version
 
     rows = []
     for n in (1, 2, 4, 8):
@@ -415,7 +415,7 @@ def node_scenarios() -> list[Scenario]:
                 f" {NODE_MEMORY_MB} MiB); broker and database on the host",
                 ours=Subject(f"tenfold --workers {n} (one engine per node)", _subject(n, "ours")),
                 peer=Subject(
-                    f"quixstreams {_version('quixstreams')} ({n} consumers in one group)",
+                    f"quixstreams {dist_version('quixstreams')} ({n} consumers in one group)",
                     _subject(n, "peer"),
                 ),
                 seed=scaling_seed("Horizontal Scaling", "Pipeline Engine", n),

@@ -20,14 +20,21 @@ and when the sink has it (after the COPY commit, for PostgreSQL).
 
 from __future__ import annotations
 
-import importlib.metadata
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, declared_rows
+from tenfold.core.bench import (
+    BenchContext,
+    Op,
+    Outcome,
+    Scenario,
+    Subject,
+    declared_rows,
+    dist_version,
+)
 from tenfold.core.errors import BenchError
 
 __all__ = ["Enriched", "Order", "kernel", "make_messages", "scenarios"]
@@ -57,13 +64,6 @@ class Enriched(msgspec.Struct):
 
 USERS = 10_000
 KINDS = ("view", "click", "cart", "buy")
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
 
 
 def make_messages(n: int, seed: int = 1234, *, start: int = 0) -> list[bytes]:
@@ -732,8 +732,8 @@ def _kafka_source_alone(ctx: BenchContext) -> Op:
 def scenarios() -> list[Scenario]:
     rows = declared_rows(
         __name__,
-        bytewax=f"bytewax {_version('bytewax')}",
-        quix=f"quixstreams {_version('quixstreams')}",
+        bytewax=f"bytewax {dist_version('bytewax')}",
+        quix=f"quixstreams {dist_version('quixstreams')}",
     )["comparison"]
     for name, label, prepare in (
         ("stage_kafka_source", "Source (Kafka)", _kafka_source_alone),
