@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, declared_rows
+from tenfold.core.bench import (
+    BenchContext,
+    Op,
+    Outcome,
+    Scenario,
+    Subject,
+    declared_rows,
+    dist_version,
+)
 from tenfold.core.errors import BenchError
 from tenfold.semantic_lattice._lubm import UB, generate_lubm, lubm_tbox
 from tenfold.semantic_lattice._rdf import OWL, RDF, Triple, literal, serialize_ntriples
@@ -40,13 +47,6 @@ __all__ = ["abox_projection", "from_rdflib", "oxigraph_rows", "scenarios"]
 
 # The document's rows: ontology size, facts -> (label, inferred facts, inference time ms).
 _INFERENCE_ROWS = {1_000: "Small", 10_000: "Medium", 100_000: "Large", 1_000_000: "Extra Large"}
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
 
 
 def abox_projection(triples: Iterable[Triple], individuals: set[str]) -> set[Triple]:
@@ -550,7 +550,7 @@ def scenarios() -> list[Scenario]:
                     "tenfold (owl-rl-core, parses the file)",
                     _ours_inference(n, "owl-rl-core", parse=True),
                 ),
-                peer=Subject(f"reasonable {_version('reasonable')}", _reasonable_inference(n)),
+                peer=Subject(f"reasonable {dist_version('reasonable')}", _reasonable_inference(n)),
                 table="Inference Performance",
                 row=f"{label} ({n:,} facts)",
                 counts=(
@@ -580,7 +580,7 @@ def scenarios() -> list[Scenario]:
                         "tenfold (owl-rl, parsed triples)",
                         _ours_inference(n, "owl-rl", parse=False),
                     ),
-                    peer=Subject(f"owlrl {_version('owlrl')}", _owlrl_inference(n)),
+                    peer=Subject(f"owlrl {dist_version('owlrl')}", _owlrl_inference(n)),
                     table="Inference Performance",
                     row=f"{label} ({n:,} facts), full OWL 2 RL",
                     counts=(
@@ -610,7 +610,7 @@ def scenarios() -> list[Scenario]:
                     unit="queries",
                     ours=Subject("tenfold", _ours_query(row, n), sequential=True),
                     peer=Subject(
-                        f"pyoxigraph {_version('pyoxigraph')}",
+                        f"pyoxigraph {dist_version('pyoxigraph')}",
                         _oxigraph_query(row, n),
                         sequential=True,
                     ),
@@ -637,7 +637,7 @@ def scenarios() -> list[Scenario]:
                 )
             )
     rows = declared_rows(
-        __name__, duckdb=f"DuckDB {_version('duckdb')}", scipy=f"scipy {_version('scipy')}"
+        __name__, duckdb=f"DuckDB {dist_version('duckdb')}", scipy=f"scipy {dist_version('scipy')}"
     )
     out += rows["lattice"]
     from tenfold.semantic_lattice._bench_http import http_scenarios
