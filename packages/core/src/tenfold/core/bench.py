@@ -54,6 +54,7 @@ __all__ = [
     "Scenario",
     "Seed",
     "Subject",
+    "command_version",
     "declared_rows",
     "dist_version",
     "doc_seed",
@@ -259,6 +260,27 @@ def dist_version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "?"
+
+
+def command_version(name: str, *args: str, timeout_s: float = 10.0) -> str | None:
+    """What an installed command prints for its version (``name *args``), stripped.
+
+    ``None`` when the command is not on the PATH; ``""`` when it cannot be run or
+    does not answer within ``timeout_s``. The caller trims the tool's own wording.
+    """
+    import shutil
+    import subprocess
+
+    tool = shutil.which(name)
+    if tool is None:
+        return None
+    try:
+        run = subprocess.run(
+            [tool, *args], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return run.stdout.strip()
 
 
 NODE_COUNTS = (1, 2, 4, 8)
