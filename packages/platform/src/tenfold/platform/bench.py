@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, command_version
 from tenfold.core.errors import BenchError
 
 TABLE = "Platform"
@@ -174,16 +174,10 @@ failregex = Failed password for \\S+ from <HOST> port \\d+
 
 
 def fail2ban_version() -> str:
-    tool = shutil.which("fail2ban-server")
-    if tool is None:
+    out = command_version("fail2ban-server", "-V", timeout_s=20)
+    if out is None:
         return "(not installed)"
-    try:
-        out = subprocess.run(
-            [tool, "-V"], capture_output=True, text=True, timeout=20, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.strip().splitlines()[0].removeprefix("Fail2Ban v") if out.strip() else ""
+    return out.splitlines()[0].removeprefix("Fail2Ban v") if out else ""
 
 
 def _peer(ctx: BenchContext) -> Op:
