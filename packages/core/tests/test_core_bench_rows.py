@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tenfold.core.bench import Scenario, Seed, Subject, declared_rows
+from tenfold.core.bench import Scenario, Seed, Subject
+from tenfold.core.declare import declared_rows
 from tenfold.core.errors import ConfigError
 
 MODULE = """

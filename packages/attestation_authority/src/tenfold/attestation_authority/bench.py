@@ -20,15 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tenfold.core.bench import (
-    BenchContext,
-    Op,
-    Outcome,
-    Scenario,
-    Subject,
-    declared_rows,
-    dist_version,
-)
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import declared_rows, dist_version
 from tenfold.core.errors import BenchError
 
 ZERO = "0" * 64

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject, scaling_seed
+from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 
 TRAIN = "Training Performance"
 INFER = "Inference Performance"

@@ -19,7 +19,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, scaling_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 
 SHARD_COUNTS = (1, 2, 4, 8)
 _PER_SHARD_BATCH = 1_000  # events per shard in one submitted batch

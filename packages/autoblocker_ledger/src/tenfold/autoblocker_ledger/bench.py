@@ -22,16 +22,8 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tenfold.core.bench import (
-    NODE_COUNTS,
-    BenchContext,
-    Op,
-    Outcome,
-    Scenario,
-    Subject,
-    declared_rows,
-    scaling_seed,
-)
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import NODE_COUNTS, declared_rows, scaling_seed
 
 _PEER_INFLIGHT = 64
 _BATCH = 1_000

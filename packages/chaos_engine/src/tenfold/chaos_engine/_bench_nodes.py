@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from tenfold.chaos_engine._bench_common import PacketDrop, UdpProbe, wait_until
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, scaling_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 from tenfold.core.errors import BenchError
 
 NODE_CPU = 0.125

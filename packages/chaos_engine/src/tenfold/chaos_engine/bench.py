@@ -36,7 +36,8 @@ from __future__ import annotations
 
 from tenfold.chaos_engine._bench_nodes import node_scenarios
 from tenfold.chaos_engine._bench_runs import _ours_concurrent
-from tenfold.core.bench import Scenario, Subject, declared_rows
+from tenfold.core.bench import Scenario, Subject
+from tenfold.core.declare import declared_rows
 
 __all__ = ["scenarios"]
 

@@ -8,7 +8,8 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, command_version
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import command_version
 from tenfold.core.errors import BenchError
 
 if TYPE_CHECKING:

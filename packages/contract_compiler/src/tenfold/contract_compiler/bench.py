@@ -24,16 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from tenfold.core.bench import (
-    BenchContext,
-    Op,
-    Outcome,
-    Scenario,
-    Seed,
-    Subject,
-    declared_rows,
-    doc_seed,
-)
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Seed, Subject, doc_seed
+from tenfold.core.declare import declared_rows
 from tenfold.core.errors import BenchError
 
 __all__ = ["scenarios"]
@@ -275,7 +267,7 @@ def _workers(n: int, vyper_side: bool, count: int | None = None) -> Callable[[Be
 
 
 def _vertical_scenarios(vyper_version: str) -> list[Scenario]:
-    from tenfold.core.bench import scaling_seed
+    from tenfold.core.declare import scaling_seed
 
     return [
         Scenario(

@@ -21,8 +21,9 @@ from fractions import Fraction
 from importlib.metadata import version
 from pathlib import Path
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, declared_rows
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario
 from tenfold.core.crypto import AesGcm, Ed25519Key, blake3, verify_ed25519
+from tenfold.core.declare import declared_rows
 from tenfold.core.errors import BenchError, SandboxViolation
 from tenfold.core.governor import Governor, GovernorConfig, SandboxPolicy
 from tenfold.core.plugins import PluginManager, PluginRecord, PluginState

@@ -41,10 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from tenfold.core._rows import declared_rows
-
 __all__ = [
-    "NODE_COUNTS",
     "BenchContext",
     "Comparison",
     "LatencyKind",
@@ -54,11 +51,7 @@ __all__ = [
     "Scenario",
     "Seed",
     "Subject",
-    "command_version",
-    "declared_rows",
-    "dist_version",
     "doc_seed",
-    "scaling_seed",
 ]
 
 Mode = Literal["smoke", "quick", "full"]
@@ -250,52 +243,6 @@ def doc_seed(section: str, row: str, *, table: str = "", column: str | None = No
     if cell is None:
         return None
     return Seed(ops_per_s=to_rate(cell), extra={column.lower(): cell})
-
-
-def dist_version(dist: str) -> str:
-    """An installed distribution's version for a subject's label (``"?"`` when it is absent)."""
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
-
-
-def command_version(name: str, *args: str, timeout_s: float = 10.0) -> str | None:
-    """What an installed command prints for its version (``name *args``), stripped.
-
-    ``None`` when the command is not on the PATH; ``""`` when it cannot be run or
-    does not answer within ``timeout_s``. The caller trims the tool's own wording.
-    """
-    import shutil
-    import subprocess
-
-    tool = shutil.which(name)
-    if tool is None:
-        return None
-    try:
-        run = subprocess.run(
-            [tool, *args], capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return run.stdout.strip()
-
-
-NODE_COUNTS = (1, 2, 4, 8)
-"""The node counts of the document's Horizontal Scaling table (its columns)."""
-
-
-def scaling_seed(section: str, system: str, n: int) -> Seed | None:
-    """The document's scaling figure for ``system`` on ``n`` nodes or cores.
-
-    ``section`` is ``"Horizontal Scaling"`` (columns "1 Node" ... "8 Nodes") or
-    ``"Vertical Scaling"`` ("2 Cores" ... "16 Cores"); ``None`` where the table has
-    no such column (one core).
-    """
-    unit = "Node" if section == "Horizontal Scaling" else "Core"
-    return doc_seed(section, system, column=f"{n} {unit}" + ("" if n == 1 else "s"))
 
 
 @contextlib.contextmanager

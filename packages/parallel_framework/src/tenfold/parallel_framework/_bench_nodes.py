@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, scaling_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 from tenfold.core.errors import BenchError
 
 __all__ = ["node_scenarios"]
@@ -135,7 +136,7 @@ def _subject(backend: str, workload: str, nodes: int, ours: bool) -> Callable[[B
 
 def node_scenarios() -> list[Scenario]:
     """``<ray|dask>_<cpu|io>_<N>_nodes`` for N = 1, 2 (quick) and 4, 8 (--full)."""
-    from tenfold.core.bench import dist_version
+    from tenfold.core.declare import dist_version
 
     rows = []
     for backend in ("ray", "dask"):

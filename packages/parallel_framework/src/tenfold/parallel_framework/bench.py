@@ -26,16 +26,8 @@ import tracemalloc
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tenfold.core.bench import (
-    BenchContext,
-    Mode,
-    Op,
-    Outcome,
-    Scenario,
-    Subject,
-    dist_version,
-    doc_seed,
-)
+from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.declare import dist_version
 from tenfold.core.errors import BenchError
 
 TASK_TABLE = "Task Execution Performance"

@@ -33,7 +33,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, scaling_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 from tenfold.core.errors import BenchError
 
 __all__ = ["node_scenarios"]
@@ -400,7 +401,7 @@ def _quix_consumer(config: dict[str, Any]) -> None:
 
 def node_scenarios() -> list[Scenario]:
     """``kafka_pg_<N>_nodes`` for N = 1, 2 (quick) and 4, 8 (--full)."""
-    from tenfold.core.bench import dist_version
+    from tenfold.core.declare import dist_version
 
     rows = []
     for n in (1, 2, 4, 8):

@@ -26,15 +26,8 @@ from typing import Any
 
 import msgspec
 
-from tenfold.core.bench import (
-    BenchContext,
-    Op,
-    Outcome,
-    Scenario,
-    Subject,
-    declared_rows,
-    dist_version,
-)
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import declared_rows, dist_version
 from tenfold.core.errors import BenchError
 
 __all__ = ["Enriched", "Order", "kernel", "make_messages", "scenarios"]

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, command_version
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import command_version
 from tenfold.core.errors import BenchError
 
 TABLE = "Platform"

@@ -28,15 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from tenfold.core.bench import (
-    BenchContext,
-    Op,
-    Outcome,
-    Scenario,
-    Subject,
-    declared_rows,
-    dist_version,
-)
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import declared_rows, dist_version
 from tenfold.core.errors import BenchError
 from tenfold.semantic_lattice._lubm import UB, generate_lubm, lubm_tbox
 from tenfold.semantic_lattice._rdf import OWL, RDF, Triple, literal, serialize_ntriples

@@ -25,7 +25,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, declared_rows
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import declared_rows
 from tenfold.core.errors import BenchError
 
 __all__ = ["scenarios"]
@@ -524,7 +525,7 @@ def _workers(n: int, sympy_side: bool) -> Callable[[BenchContext], Op]:
 
 
 def _vertical_scenarios() -> list[Scenario]:
-    from tenfold.core.bench import scaling_seed
+    from tenfold.core.declare import scaling_seed
 
     return [
         Scenario(

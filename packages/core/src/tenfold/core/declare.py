@@ -1,4 +1,11 @@
-"""Benchmark rows declared as data: a TOML file beside the bench module, one table per family.
+"""Declaring benchmark rows: as data, with the document's scaling figures, with peers' versions.
+
+:func:`declared_rows` reads a system's rows from a TOML file beside its bench
+module, one table per family; :func:`scaling_seed` finds a scaling row's figure
+in the document; :func:`dist_version` and :func:`command_version` give the
+installed peers' versions its subjects' labels show.
+
+The TOML file:
 
 A system's bench module keeps the code (each side's ``prepare``); what a row *is*
 (its name, unit, document row, rounds, what one unit counts, the fairness
@@ -43,9 +50,15 @@ from typing import TYPE_CHECKING, Any
 from tenfold.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tenfold.core.bench import Scenario, Subject
+    from tenfold.core.bench import Scenario, Seed, Subject
 
-__all__ = ["declared_rows"]
+__all__ = [
+    "NODE_COUNTS",
+    "command_version",
+    "declared_rows",
+    "dist_version",
+    "scaling_seed",
+]
 
 _SIDE_KEYS = {"name", "prepare", "sequential"}
 
@@ -151,3 +164,51 @@ def declared_rows(module_name: str, **phrases: str) -> dict[str, list[Scenario]]
             for row in table.get("row", [])
         ]
     return out
+
+
+def dist_version(dist: str) -> str:
+    """An installed distribution's version for a subject's label (``"?"`` when it is absent)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def command_version(name: str, *args: str, timeout_s: float = 10.0) -> str | None:
+    """What an installed command prints for its version (``name *args``), stripped.
+
+    ``None`` when the command is not on the PATH; ``""`` when it cannot be run or
+    does not answer within ``timeout_s``. The caller trims the tool's own wording.
+    """
+    import shutil
+    import subprocess
+
+    tool = shutil.which(name)
+    if tool is None:
+        return None
+    try:
+        run = subprocess.run(
+            [tool, *args], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return run.stdout.strip()
+
+
+NODE_COUNTS = (1, 2, 4, 8)
+"""The node counts of the document's Horizontal Scaling table (its columns)."""
+
+
+def scaling_seed(section: str, system: str, n: int) -> Seed | None:
+    """The document's scaling figure for ``system`` on ``n`` nodes or cores.
+
+    ``section`` is ``"Horizontal Scaling"`` (columns "1 Node" ... "8 Nodes") or
+    ``"Vertical Scaling"`` ("2 Cores" ... "16 Cores"); ``None`` where the table has
+    no such column (one core).
+    """
+    unit = "Node" if section == "Horizontal Scaling" else "Core"
+    from tenfold.core.bench import doc_seed
+
+    return doc_seed(section, system, column=f"{n} {unit}" + ("" if n == 1 else "s"))
