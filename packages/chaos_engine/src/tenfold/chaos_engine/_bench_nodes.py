@@ -124,12 +124,7 @@ def _ours(count: int) -> Any:
             active = sum(s.get("active", 0) for s in controller.status().values())
             if active:
                 raise BenchError(f"ours: {active} faults still active after the round")
-            return Outcome(
-                len(lat),
-                {"nodes": count, "p50_ms": round(statistics.median(lat), 3)},
-                lat,
-                result=True,
-            )
+            return _round_outcome(lat, count)
 
         return op
 
@@ -313,16 +308,21 @@ def _peer(count: int) -> Any:
             lat = barrier.run_round(rnd, 300)
             if any(proc.poll() is not None for proc in procs):
                 raise BenchError("peer: a Chaos Toolkit run ended early")
-            return Outcome(
-                len(lat),
-                {"nodes": count, "p50_ms": round(statistics.median(lat), 3)},
-                lat,
-                result=True,
-            )
+            return _round_outcome(lat, count)
 
         return op
 
     return prepare
+
+
+def _round_outcome(lat: list[float], count: int) -> Outcome:
+    """One round across ``count`` nodes: a fault per latency, the round's median beside it."""
+    return Outcome(
+        len(lat),
+        {"nodes": count, "p50_ms": round(statistics.median(lat), 3)},
+        lat,
+        result=True,
+    )
 
 
 def node_scenarios() -> list[Scenario]:
