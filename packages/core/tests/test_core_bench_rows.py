@@ -119,3 +119,13 @@ def test_a_wrong_row_is_an_error_naming_it(
     with pytest.raises(ConfigError, match=message) as info:
         declared_rows(name)
     assert "x" in str(info.value) or "_nope" in str(info.value)
+
+
+def test_scaling_seed_reads_the_column_of_n_nodes_or_cores() -> None:
+    from tenfold.core.declare import scaling_seed
+
+    assert scaling_seed("Vertical Scaling", "Contract Compiler", 1) is None  # no 1-core column
+    two_cores = scaling_seed("Vertical Scaling", "Contract Compiler", 2)
+    assert two_cores is not None and "2 cores" in two_cores.extra
+    four_nodes = scaling_seed("Horizontal Scaling", "Chaos Engine", 4)
+    assert four_nodes is not None and "4 nodes" in four_nodes.extra
