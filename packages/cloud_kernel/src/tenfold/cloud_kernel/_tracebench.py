@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tenfold.cloud_kernel._trace import SyscallTracer
 from tenfold.cloud_kernel.errors import CloudKernelError
-from tenfold.core.lifecycle import Started
+from tenfold.core.lifecycle import Started, reap
 
 __all__ = ["BpftraceRun", "LoopWorker", "TraceRig", "bpftrace_program"]
 
@@ -115,11 +115,7 @@ class LoopWorker:
         with contextlib.suppress(OSError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        reap(self.proc, 5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
