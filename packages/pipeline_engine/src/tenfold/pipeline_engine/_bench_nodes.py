@@ -20,11 +20,9 @@ each side (count, distinct ids, a digest of the enriched columns) and compared.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +34,7 @@ from typing import Any
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
 from tenfold.core.declare import scaling_seed
 from tenfold.core.errors import BenchError
+from tenfold.core.lifecycle import stop_processes
 
 __all__ = ["node_scenarios"]
 
@@ -324,15 +323,8 @@ def _start_quix(
         )
 
     def stop() -> None:
+        stop_processes(procs, 20)
         for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
             if proc.stderr is not None:
                 proc.stderr.close()
 
