@@ -15,6 +15,7 @@ address in the set, and the call ends when every attacker is in.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from pathlib import Path
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
 from tenfold.core.declare import command_version
 from tenfold.core.errors import BenchError
+from tenfold.core.lifecycle import stop_processes
 
 TABLE = "Platform"
 _ELEMENT = re.compile(r"add element (?:inet|ip) \S+ \S+ \{ ([^}]*) \}")
@@ -206,15 +208,7 @@ def _peer(ctx: BenchContext) -> Op:
         start_new_session=True,
     )
 
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    ctx.callback(stop)
+    ctx.callback(functools.partial(stop_processes, [proc], 20))
     _wait_for(lambda: "Jail 'bench' started" in _text(d / "fail2ban.log"), proc, 60)
     monitor = _Monitor(ns)
     ctx.callback(monitor.close)
