@@ -5,8 +5,6 @@ module, one table per family; :func:`scaling_seed` finds a scaling row's figure
 in the document; :func:`dist_version` and :func:`command_version` give the
 installed peers' versions its subjects' labels show.
 
-The TOML file:
-
 A system's bench module keeps the code (each side's ``prepare``); what a row *is*
 (its name, unit, document row, rounds, what one unit counts, the fairness
 sentence) is data, in ``<module>.toml`` beside it::
@@ -29,9 +27,9 @@ sentence) is data, in ``<module>.toml`` beside it::
 Every key is a :class:`~tenfold.core.bench.Scenario` field, spelled the same. A
 side's ``prepare`` is an attribute of the bench module (``"_ours_cpu"``), an
 import string (``"pkg.mod:attr"``), or a factory called with arguments
-(``{ factory = "_ours_sized", args = [1000] }``; an array argument is
-passed as a tuple). ``seed`` is left out for the
-document's figure, ``"none"`` for a row without one, or a table of
+(``{ factory = "_ours_sized", args = [1000] }``; an array argument is passed as
+a tuple). ``seed`` is left out for the document's figure, ``"none"`` for a row
+without one, or a table of
 :func:`~tenfold.core.bench.doc_seed` arguments (``{ section = "Horizontal
 Scaling", row = "Chaos Engine", column = "2 Nodes" }``) for a figure from
 another part of the document. An unknown key is an error naming the row.
