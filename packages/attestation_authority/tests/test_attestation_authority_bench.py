@@ -5,7 +5,8 @@ import pathlib
 import pytest
 
 from tenfold.attestation_authority._plugin import plugin
-from tenfold.core.bench import BenchContext, Outcome
+from tenfold.core.bench import Outcome
+from tenfold.core.testing import run_both_sides
 
 
 def test_scenarios_cover_the_documents_rows() -> None:
@@ -31,11 +32,7 @@ def test_verify_quote_smoke_accepts_every_recorded_quote_and_rejects_the_tampere
     tmp_path: pathlib.Path,
 ) -> None:
     scenario = next(s for s in plugin.scenarios() if s.name == "verify_quote")
-    ctx = BenchContext(mode="smoke", workdir=tmp_path)
-    with ctx.stack:
-        ours = scenario.ours.prepare(ctx)()
-        assert scenario.peer is not None
-        peer = scenario.peer.prepare(ctx)()
+    ours, peer = run_both_sides(scenario, tmp_path)
     assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
     # Ten recorded quotes accepted and one tampered quote rejected, on both sides.
     assert ours.ops == peer.ops == 11

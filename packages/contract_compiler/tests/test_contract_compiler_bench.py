@@ -7,6 +7,7 @@ from pathlib import Path
 from tenfold.contract_compiler._generate import generate_contract
 from tenfold.contract_compiler.bench import scenarios
 from tenfold.core.bench import BenchContext, Outcome
+from tenfold.core.testing import run_both_sides
 
 
 def test_scenarios_are_well_formed() -> None:
@@ -42,11 +43,7 @@ def test_generated_sizes_are_close_to_the_target() -> None:
 
 def test_smallest_compile_row_runs_for_both_sides(tmp_path: Path) -> None:
     scenario = next(s for s in scenarios() if s.name == "compile_100_loc")
-    ctx = BenchContext(mode="smoke", workdir=tmp_path)
-    with ctx.stack:
-        ours = scenario.ours.prepare(ctx)()
-        assert scenario.peer is not None
-        peer = scenario.peer.prepare(ctx)()
+    ours, peer = run_both_sides(scenario, tmp_path)
     assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
     assert ours.metrics["guards_proved"] > 0
     assert int(ours.metrics["object_calls_checked"]) >= 3 * int(ours.metrics["functions"])
@@ -82,11 +79,6 @@ def test_vertical_rows_compile_the_same_contracts_at_1_and_2_workers(tmp_path: P
     assert sorted(rows) == ["compile_1_workers", "compile_2_workers"]
     assert rows["compile_1_workers"].seed is None  # the document has no 1-core column
     assert rows["compile_2_workers"].seed is not None
-    scenario = rows["compile_2_workers"]
-    assert scenario.peer is not None
-    ctx = BenchContext(mode="smoke", workdir=tmp_path)
-    with ctx.stack:
-        ours = scenario.ours.prepare(ctx)()
-        peer = scenario.peer.prepare(ctx)()
+    ours, peer = run_both_sides(rows["compile_2_workers"], tmp_path)
     assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
     assert ours.ops == peer.ops == 2 and ours.metrics["workers"] == 2

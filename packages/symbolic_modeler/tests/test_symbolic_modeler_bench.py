@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tenfold.core.bench import BenchContext, Outcome
+from tenfold.core.testing import run_both_sides
 from tenfold.symbolic_modeler.bench import scenarios
 
 
@@ -14,10 +15,7 @@ from tenfold.symbolic_modeler.bench import scenarios
 def test_smoke_scenarios_run_and_agree_with_the_peer(name: str, tmp_path: Path) -> None:
     (scenario,) = [s for s in scenarios() if s.name == name]
     assert scenario.peer is not None
-    ctx = BenchContext(mode="smoke", workdir=tmp_path)
-    with ctx.stack:
-        ours = scenario.ours.prepare(ctx)()
-        peer = scenario.peer.prepare(ctx)()
+    ours, peer = run_both_sides(scenario, tmp_path)
     assert isinstance(ours, Outcome)
     assert ours.ops >= 1 and (peer if isinstance(peer, int) else 1) >= 1
     if name.endswith("simplify"):  # the worker times simplify itself, within the 10 s cap
@@ -78,11 +76,6 @@ def test_vertical_rows_reduce_the_same_batch_at_1_and_2_workers(tmp_path: Path) 
     rows = {s.name: s for s in scenarios() if s.table == "Vertical Scaling"}
     assert sorted(rows) == ["reduce_1_workers", "reduce_2_workers"]
     assert rows["reduce_2_workers"].seed is not None and rows["reduce_1_workers"].seed is None
-    scenario = rows["reduce_2_workers"]
-    assert scenario.peer is not None
-    ctx = BenchContext(mode="smoke", workdir=tmp_path)
-    with ctx.stack:
-        ours = scenario.ours.prepare(ctx)()
-        peer = scenario.peer.prepare(ctx)()
+    ours, peer = run_both_sides(rows["reduce_2_workers"], tmp_path)
     assert isinstance(ours, Outcome) and isinstance(peer, Outcome)
     assert ours.ops == peer.ops == 32 and ours.metrics["workers"] == 2

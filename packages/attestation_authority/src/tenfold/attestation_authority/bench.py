@@ -5,14 +5,14 @@ quote); verification scenarios run on recorded quote files, the same bytes for
 ours and the peer, with one in ten recorded quotes also sent again with its
 signature tampered: both must accept every genuine quote and reject every
 tampered one, inside the timed loop. Each check is timed on its own (latency
-per quote).
+per quote). What each row is (name, unit, document row, what it counts, its
+fairness sentence) is data, in ``bench.toml`` beside this module.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import importlib.metadata
 import shutil
 import subprocess
 import time
@@ -21,18 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import declared_rows, dist_version
 from tenfold.core.errors import BenchError
 
 ZERO = "0" * 64
 _AK_PERSISTENT = "0x81010002"
 POLICY_TEXT = f"sha256:0-7 = {ZERO}\n"
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
 
 
 @dataclass
@@ -144,6 +138,36 @@ def _verdicts(genuine: int, accepted: int, tampered_n: int, rejected: int, who: 
         )
 
 
+def _timed_verdicts(
+    work: Sequence[tuple[bool, Sequence[Any]]],
+    check: Callable[..., bool],
+    genuine_n: int,
+    tampered_n: int,
+    who: str,
+) -> Outcome:
+    """One timed call of a verification row: ``check(*item)`` for every (genuine, item), one at a
+    time and each timed alone; every genuine quote must be accepted and every tampered one
+    rejected (the row fails otherwise), and the two counts are the call's comparable result."""
+    accepted = rejected = 0
+    lat: list[float] = []
+    clock = time.perf_counter
+    for genuine, item in work:
+        t0 = clock()
+        ok = check(*item)
+        lat.append((clock() - t0) * 1000)
+        if genuine:
+            accepted += ok
+        else:
+            rejected += not ok
+    _verdicts(genuine_n, accepted, tampered_n, rejected, who)
+    return Outcome(
+        len(work),
+        {"accepted": accepted, "tampered_rejected": rejected},
+        latencies_ms=lat,
+        result=(accepted, rejected),
+    )
+
+
 def _verify_op(ctx: BenchContext, size: int, ak_type: str = "rsa") -> Op:
     """Our full verification of ``size`` recorded quotes, each from its own (simulated) agent."""
     from tenfold.attestation_authority import Verifier, parse_policy
@@ -154,28 +178,11 @@ def _verify_op(ctx: BenchContext, size: int, ak_type: str = "rsa") -> Op:
     work = with_tampered(fleet.checks)
     bad = sum(1 for genuine, _ in work if not genuine)
 
-    def op() -> Outcome:
-        accepted = rejected = 0
-        lat: list[float] = []
-        clock = time.perf_counter
-        for genuine, (agent_id, nonce, evidence) in work:
-            t0 = clock()
-            admit(nonce, agent_id)  # the recorded nonce becomes live again: full store check
-            ok = verify(agent_id, evidence).ok
-            lat.append((clock() - t0) * 1000)
-            if genuine:
-                accepted += ok
-            else:
-                rejected += not ok
-        _verdicts(size, accepted, bad, rejected, "ours")
-        return Outcome(
-            len(work),
-            {"accepted": accepted, "tampered_rejected": rejected},
-            latencies_ms=lat,
-            result=(accepted, rejected),
-        )
+    def check(agent_id: str, nonce: bytes, evidence: Any) -> bool:
+        admit(nonce, agent_id)  # the recorded nonce becomes live again: full store check
+        return bool(verify(agent_id, evidence).ok)
 
-    return op
+    return lambda: _timed_verdicts(work, check, size, bad, "ours")
 
 
 def _ours_verify(ctx: BenchContext) -> Op:
@@ -245,27 +252,7 @@ def _keylime_verify(ctx: BenchContext, ak_type: str = "rsa") -> Op:
         except Exception:  # Keylime's checkquote raises on a bad signature: a rejection
             return False
 
-    def op() -> Outcome:
-        accepted = rejected = 0
-        lat: list[float] = []
-        clock = time.perf_counter
-        for genuine, (ak, nonce, quote) in work:
-            t0 = clock()
-            ok = accepts(ak, nonce, quote)
-            lat.append((clock() - t0) * 1000)
-            if genuine:
-                accepted += ok
-            else:
-                rejected += not ok
-        _verdicts(len(work) - bad, accepted, bad, rejected, "keylime")
-        return Outcome(
-            len(work),
-            {"accepted": accepted, "tampered_rejected": rejected},
-            latencies_ms=lat,
-            result=(accepted, rejected),
-        )
-
-    return op
+    return lambda: _timed_verdicts(work, accepts, len(work) - bad, bad, "keylime")
 
 
 def _keylime_verify_ecdsa(ctx: BenchContext) -> Op:
@@ -299,27 +286,11 @@ def _tpm2_tools_verify(ctx: BenchContext) -> Op:
              "-g", "sha256", "-q", nonce.hex()]
         )  # fmt: skip
 
-    def op() -> Outcome:
-        accepted = rejected = 0
-        lat: list[float] = []
-        clock = time.perf_counter
-        for (genuine, _), job in zip(work, jobs, strict=True):
-            t0 = clock()
-            ok = subprocess.run(job, capture_output=True, check=False).returncode == 0
-            lat.append((clock() - t0) * 1000)
-            if genuine:
-                accepted += ok
-            else:
-                rejected += not ok
-        _verdicts(len(work) - bad, accepted, bad, rejected, "tpm2_checkquote")
-        return Outcome(
-            len(work),
-            {"accepted": accepted, "tampered_rejected": rejected},
-            latencies_ms=lat,
-            result=(accepted, rejected),
-        )
+    def check(job: list[str]) -> bool:
+        return subprocess.run(job, capture_output=True, check=False).returncode == 0
 
-    return op
+    runs = [(genuine, (job,)) for (genuine, _), job in zip(work, jobs, strict=True)]
+    return lambda: _timed_verdicts(runs, check, len(work) - bad, bad, "tpm2_checkquote")
 
 
 def _ours_verify_sample(ctx: BenchContext) -> Op:
@@ -588,15 +559,8 @@ def _crypto(kind: str, peer: bool) -> Callable[[BenchContext], Op]:
     return prepare
 
 
-_TAMPER = (
-    "every genuine quote must be accepted and every tampered copy (one in ten, its signature "
-    "flipped) rejected by both, inside the timed loop; the harness compares the two counts"
-)
-
-
 def scenarios() -> Sequence[Scenario]:
-    keylime = f"keylime {_version('keylime')}"
-    tools = "tpm2-tools CLI"
+    keylime = f"keylime {dist_version('keylime')}"
     crypto_rows = [
         ("ed25519_sign", "Ed25519 Sign", "sign", True),
         ("ed25519_verify", "Ed25519 Verify", "verify", True),
@@ -604,129 +568,13 @@ def scenarios() -> Sequence[Scenario]:
         ("aes_gcm_encrypt_1kb", "AES-GCM Encrypt (1KB)", "encrypt", False),
         ("aes_gcm_decrypt_1kb", "AES-GCM Decrypt (1KB)", "decrypt", False),
     ]
-    table = "Attestation Performance"
-    out = [
-        Scenario(
-            name="generate_nonce",
-            unit="nonces",
-            table=table,
-            row="Generate Nonce",
-            counts="20-byte one-time nonces issued into a TTL store (2 s, expiry included)",
-            ours=Subject("tenfold NonceStore", _ours_nonce, sequential=True),
-            peer=Subject(f"{keylime} random_password(20)", _keylime_nonce, sequential=True),
-            like_for_like=False,
-            fairness="both make 20-byte random nonces one after another; ours also stores each "
-            "in a TTL store and expires old ones, Keylime only draws random characters",
-            checks="the harness compares the length of the last nonce of each side",
-        ),
-        Scenario(
-            name="tpm_quote",
-            unit="quotes",
-            table=table,
-            row="TPM Quote",
-            counts="swtpm quotes (not a hardware TPM: one takes about 85 ms), PCRs read and attached",
-            ours=Subject(
-                f"tenfold (tpm2-pytss {_version('tpm2-pytss')}, one session)",
-                _ours_quote,
-                sequential=True,
-            ),
-            peer=Subject(
-                f"{tools} tpm2_quote (a process per quote)", _tools_quote, sequential=True
-            ),
-            rounds=3,
-            fairness="both ask their own swtpm for ECDSA P-256 quotes of PCRs 0-7 over fresh "
-            "nonces, one after another; tpm2-tools starts a process per quote, as its CLI does",
-            unchecked_reason="each side quotes with its own AK on its own swtpm, so the quotes "
-            "differ; a failed quote fails the row on either side",
-        ),
-        Scenario(
-            name="verify_quote",
-            unit="quotes",
-            table=table,
-            row="Verify Quote",
-            counts="recorded swtpm quotes, full checks: signature, nonce, PCR digest, policy",
-            ours=Subject("tenfold Verifier", _ours_verify),
-            peer=Subject(f"{keylime} {keylime_label()}", _keylime_verify),
-            headline=True,
-            fairness="both check the same recorded swtpm quotes (RSA AKs) one at a time: "
-            "signature, nonce, PCR digest, policy; ours also runs its nonce store and per-agent "
-            "clock state",
-            checks=_TAMPER,
-        ),
-        Scenario(
-            name="verify_quote_ecdsa",
-            unit="quotes",
-            table=table,
-            row="Verify Quote (ECDSA P-256 AK)",
-            counts="as Verify Quote, with ECDSA AKs: the signature check dominates both sides",
-            ours=Subject("tenfold Verifier", _ours_verify_ecdsa),
-            peer=Subject(f"{keylime} {keylime_label()}", _keylime_verify_ecdsa),
-            fairness="both check the same recorded quotes (ECDSA P-256 AKs) one at a time",
-            checks=_TAMPER,
-        ),
-        Scenario(
-            name="verify_quote_vs_tpm2_checkquote",
-            unit="quotes",
-            table=table,
-            row="Verify Quote (vs tpm2_checkquote)",
-            counts="the same quote files; the CLI pays a process start per quote",
-            ours=Subject("tenfold Verifier", _ours_verify_sample),
-            peer=Subject(f"{tools} tpm2_checkquote (a process per quote)", _tpm2_tools_verify),
-            rounds=3,
-            like_for_like=False,
-            fairness="both check the same quote files one at a time; the CLI starts a process "
-            "per quote and reads its inputs from files",
-            checks=_TAMPER,
-        ),
-        Scenario(
-            name="sign_certificate",
-            unit="certificates",
-            table=table,
-            row="Sign Certificate",
-            counts="X.509 v3, Ed25519-signed, binding a P-256 node key to its attested state",
-            ours=Subject("tenfold", _ours_sign_cert, sequential=True),
-        ),
-        Scenario(
-            name="verify_certificate",
-            unit="certificates",
-            table=table,
-            row="Verify Certificate",
-            counts="DER parse, Ed25519 signature, validity window, revocation",
-            ours=Subject("tenfold", _ours_verify_cert, sequential=True),
-        ),
-        Scenario(
-            name="fleet_100_agents",
-            unit="agent checks",
-            table="Verifier Throughput",
-            row="100 agents, one polling round",
-            counts="100 simulated agents replaying recorded swtpm quotes, full checks",
-            ours=Subject("tenfold", _fleet(100)),
-            rounds=5,
-        ),
-        Scenario(
-            name="fleet_1000_agents",
-            unit="agent checks",
-            table="Verifier Throughput",
-            row="1,000 agents, one polling round",
-            counts="1,000 simulated agents replaying recorded swtpm quotes, full checks",
-            ours=Subject("tenfold", _fleet(1000)),
-            rounds=5,
-        ),
-    ]
-    out.append(
-        Scenario(
-            name="fleet_1000_agents_http",
-            unit="agent checks",
-            table="Verifier Throughput",
-            row="1,000 agents over mTLS, one polling round",
-            counts="HTTPS (mutual TLS) request, fresh nonce, real swtpm quote, full checks;"
-            " a round under 10 s keeps 1,000 agents at a 10 s period",
-            ours=Subject("tenfold Poller (8 workers)", _fleet_http),
-            rounds=2,
-            full_rounds=3,
-            warmup=0,  # a round is 1,000 real quotes; the first opens only 8 TLS connections
-        )
+    rows = declared_rows(
+        __name__,
+        keylime=keylime,
+        checker=keylime_label(),
+        pytss=f"tpm2-pytss {dist_version('tpm2-pytss')}",
     )
+    out = [*rows["attestation"], *rows["fleet"]]
     for name, row, kind, has_peer in crypto_rows:
         out.append(
             Scenario(
@@ -737,7 +585,9 @@ def scenarios() -> Sequence[Scenario]:
                 counts="1 KiB messages" if kind != "sign" else "1 KiB messages, PyNaCl",
                 ours=Subject("tenfold.core.crypto", _crypto(kind, False), sequential=True),
                 peer=Subject(
-                    f"cryptography {_version('cryptography')}", _crypto(kind, True), sequential=True
+                    f"cryptography {dist_version('cryptography')}",
+                    _crypto(kind, True),
+                    sequential=True,
                 )
                 if has_peer
                 else None,

@@ -7,7 +7,7 @@ import warnings
 from typing import Any
 
 from tenfold.core.bench import BenchContext, Scenario, Subject
-from tenfold.core.server_load import LoadTarget, load_subject, served
+from tenfold.core.server_load import LoadTarget, http_load_row, load_subject, served
 
 
 def _model_and_body(ctx: BenchContext) -> tuple[Any, bytes]:
@@ -46,12 +46,10 @@ def _ours(mtls: bool) -> Any:
 
 def http_scenarios() -> list[Scenario]:
     return [
-        Scenario(
-            name="http_predict_mtls",
-            unit="requests",
-            ours=Subject("tenfold learn serve (mutual TLS)", load_subject(_ours(True))),
-            peer=Subject("tenfold learn serve (no TLS)", load_subject(_ours(False))),
-            table="HTTP Load",
+        http_load_row(
+            "http_predict_mtls",
+            Subject("tenfold learn serve (mutual TLS)", load_subject(_ours(True))),
+            Subject("tenfold learn serve (no TLS)", load_subject(_ours(False))),
             row="POST /predict, 10 rows per request (mutual TLS vs none)",
             counts=(
                 "prediction requests (10 rows each, compiled model) over HTTP/1.1 from a load "
@@ -59,12 +57,7 @@ def http_scenarios() -> list[Scenario]:
                 "under 10 ms; the peer is the same server without TLS, so the row shows what "
                 "mutual TLS costs (no outside peer serves this model)"
             ),
-            fairness="the same server with and without mutual TLS, the same generator and requests",
-            comparison="overhead",
-            like_for_like=False,
+            mtls_overhead=True,
             unchecked_reason="both sides are the same code; status codes are counted (error rate)",
-            rounds=1,
-            full_rounds=1,
-            warmup=0,
         )
     ]

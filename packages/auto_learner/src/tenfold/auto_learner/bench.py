@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 
 TRAIN = "Training Performance"
 INFER = "Inference Performance"
@@ -89,6 +90,29 @@ def _automl() -> Any:
     return flaml.AutoML()  # type: ignore[attr-defined, no-untyped-call]
 
 
+def _features(df: pd.DataFrame) -> pd.DataFrame:
+    """The model's inputs: every column but the label and the time split's column."""
+    return df.drop(columns=["late", "time_hour"])
+
+
+def _flaml_fit(x: Any, y: Any, task: str, metric: str, budget_s: float, seed: int) -> Any:
+    """The search rows' peer: FLAML's AutoML fitted as its docs show, its warnings silenced."""
+    automl = _automl()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        automl.fit(
+            x,
+            y,
+            task=task,
+            metric=metric,
+            time_budget=budget_s,
+            verbose=0,
+            seed=seed,
+            n_jobs=2,
+        )
+    return automl
+
+
 def _auc(y: Any, p: Any) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -119,8 +143,7 @@ def _default_lgbm(train: pd.DataFrame, test: pd.DataFrame, kind: str = "binary")
     """The plain default an expert would try first: LightGBM with its defaults."""
     import lightgbm as lgb
 
-    x_tr = train.drop(columns=["late", "time_hour"])
-    x_te = test.drop(columns=["late", "time_hour"])
+    x_tr, x_te = _features(train), _features(test)
     if kind == "regression":
         reg = lgb.LGBMRegressor(verbose=-1, n_jobs=2)
         reg.fit(x_tr, train["late"])
@@ -186,26 +209,11 @@ def _train_flaml(
         budget_s = ctx.size(*budget)
         metric, flaml_metric, flaml_task = _TASK[kind]
         default = ctx.once(f"default-{kind}-{rows}", lambda: _default_lgbm(train, test, kind))
-        x_tr, x_te = (
-            train.drop(columns=["late", "time_hour"]),
-            test.drop(columns=["late", "time_hour"]),
-        )
+        x_tr, x_te = _features(train), _features(test)
 
         def op() -> Outcome:
             t0 = time.perf_counter()
-            automl = _automl()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                automl.fit(
-                    x_tr,
-                    train["late"],
-                    task=flaml_task,
-                    metric=flaml_metric,
-                    time_budget=budget_s,
-                    verbose=0,
-                    seed=ctx.seed,
-                    n_jobs=2,
-                )
+            automl = _flaml_fit(x_tr, train["late"], flaml_task, flaml_metric, budget_s, ctx.seed)
             used = time.perf_counter() - t0
             pred = automl.predict(x_te) if kind == "regression" else automl.predict_proba(x_te)
             score = _test_score(kind, test["late"], pred)
@@ -277,26 +285,13 @@ def _new_domain(source: str, warm: bool | None) -> Callable[[BenchContext], Op]:
         if warm is None:
             import flaml  # noqa: F401  (outside the timer)
 
-            x_tr, x_te = (
-                new_train.drop(columns=["late", "time_hour"]),
-                new_test.drop(columns=["late", "time_hour"]),
-            )
+            x_tr, x_te = _features(new_train), _features(new_test)
 
             def flaml_op() -> Outcome:
                 t0 = time.perf_counter()
-                automl = _automl()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    automl.fit(
-                        x_tr,
-                        new_train["late"],
-                        task="classification",
-                        metric="roc_auc",
-                        time_budget=budget_s,
-                        verbose=0,
-                        seed=ctx.seed,
-                        n_jobs=2,
-                    )
+                automl = _flaml_fit(
+                    x_tr, new_train["late"], "classification", "roc_auc", budget_s, ctx.seed
+                )
                 return Outcome(
                     len(new_train),
                     {
@@ -438,7 +433,7 @@ def _vertical_scenarios() -> list[Scenario]:
                 _search_workers(w),
             ),
             None,
-            doc_seed("Vertical Scaling", "Auto Learner", column=f"{w} Cores") if w > 1 else None,
+            scaling_seed("Vertical Scaling", "Auto Learner", w),
             "Vertical Scaling",
             f"{w} {'worker' if w == 1 else 'workers'}",
             "training rows summed over every trial the search finished in a fixed budget on "
@@ -594,7 +589,7 @@ def _fitted(ctx: BenchContext) -> tuple[Any, Any, list[dict[str, Any]]]:
             )
             automl = _automl()
             automl.fit(
-                train.drop(columns=["late", "time_hour"]),
+                _features(train),
                 train["late"],
                 task="classification",
                 metric="roc_auc",
@@ -603,7 +598,7 @@ def _fitted(ctx: BenchContext) -> tuple[Any, Any, list[dict[str, Any]]]:
                 estimator_list=["lgbm"],
                 n_jobs=1,
             )
-        rows = test.drop(columns=["late", "time_hour"]).head(512)
+        rows = _features(test).head(512)
         records = [
             {
                 k: (

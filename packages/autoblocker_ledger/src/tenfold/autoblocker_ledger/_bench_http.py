@@ -13,7 +13,13 @@ import json
 from typing import Any
 
 from tenfold.core.bench import BenchContext, Scenario, Subject
-from tenfold.core.server_load import LoadTarget, load_subject, served
+from tenfold.core.server_load import (
+    MTLS_FAIRNESS,
+    LoadTarget,
+    http_load_row,
+    load_subject,
+    served,
+)
 
 _EVENT = (
     '{"event_id":"load-@N@","domain":"auth","kind":"ssh_failed_login",'
@@ -119,11 +125,10 @@ def http_scenarios() -> list[Scenario]:
         suffix = "_mtls" if mtls else ""
         auth = "mutual TLS (client certificate, role checked)" if mtls else "loopback, no TLS"
         rows += [
-            Scenario(
-                name=f"http_append{suffix}",
-                unit="requests",
-                ours=Subject("tenfold serve", load_subject(_ours("/events", "POST", _EVENT, mtls))),
-                peer=(
+            http_load_row(
+                f"http_append{suffix}",
+                Subject("tenfold serve", load_subject(_ours("/events", "POST", _EVENT, mtls))),
+                (
                     Subject(
                         "tenfold serve (no TLS)",
                         load_subject(_ours("/events", "POST", _EVENT, False)),
@@ -133,7 +138,6 @@ def http_scenarios() -> list[Scenario]:
                         "etcd 3.4 gateway /v3/kv/put", load_subject(_peer("/v3/kv/put", _PUT))
                     )
                 ),
-                table="HTTP Load",
                 row=f"append one event per request ({auth})",
                 counts=(
                     "durable appends over HTTP/1.1 from a load generator in another process, "
@@ -145,31 +149,24 @@ def http_scenarios() -> list[Scenario]:
                         else "peer: etcd's JSON gateway, one put per request on a 1-member cluster"
                     )
                 ),
-                fairness=(
-                    "the same server with and without mutual TLS, the same generator and requests"
-                    if mtls
-                    else "both take one small record per HTTP request from the same generator in "
-                    "another process; ours validates, hash-chains and fsyncs each event into the "
-                    "signed log, etcd's gateway stores a plain key through a 1-member raft"
-                ),
-                comparison="overhead" if mtls else "speedup",
-                like_for_like=not mtls,
+                mtls_overhead=mtls,
+                fairness=MTLS_FAIRNESS
+                if mtls
+                else "both take one small record per HTTP request from the same generator in "
+                "another process; ours validates, hash-chains and fsyncs each event into the "
+                "signed log, etcd's gateway stores a plain key through a 1-member raft",
                 unchecked_reason="each side's status codes are counted (the error rate is "
                 "reported); ours' appends are read back by the abuse row",
-                rounds=1,
-                full_rounds=1,
-                warmup=0,
             ),
-            Scenario(
-                name=f"http_read{suffix}",
-                unit="requests",
-                ours=Subject(
+            http_load_row(
+                f"http_read{suffix}",
+                Subject(
                     "tenfold serve",
                     load_subject(
                         _ours("/entries/@N@", "GET", "", mtls), check=_check_read, modulo=1000
                     ),
                 ),
-                peer=(
+                (
                     Subject(
                         "tenfold serve (no TLS)",
                         load_subject(_ours("/entries/@N@", "GET", "", False), modulo=1000),
@@ -180,7 +177,6 @@ def http_scenarios() -> list[Scenario]:
                         load_subject(_peer("/v3/kv/range", _RANGE), check=_check_read, modulo=1000),
                     )
                 ),
-                table="HTTP Load",
                 row=f"read one entry per request ({auth})",
                 counts=(
                     "reads of preloaded entries over HTTP/1.1, same generator; ours: GET /entries/N "
@@ -191,15 +187,12 @@ def http_scenarios() -> list[Scenario]:
                         else "peer: etcd range on one key (linearizable, the gateway's default)"
                     )
                 ),
-                fairness=(
-                    "the same server with and without mutual TLS, the same generator and requests"
-                    if mtls
-                    else "both answer one read per HTTP request from the same generator; ours "
-                    "returns a log entry with its leaf hash from its replica, etcd a linearizable "
-                    "range of one key"
-                ),
-                comparison="overhead" if mtls else "speedup",
-                like_for_like=not mtls,
+                mtls_overhead=mtls,
+                fairness=MTLS_FAIRNESS
+                if mtls
+                else "both answer one read per HTTP request from the same generator; ours "
+                "returns a log entry with its leaf hash from its replica, etcd a linearizable "
+                "range of one key",
                 checks=(
                     "ours' response bodies are checked by the generator (the entry asked for); "
                     "the baseline's are counted by status"
@@ -207,9 +200,6 @@ def http_scenarios() -> list[Scenario]:
                     else "every response body on both sides is checked by the generator (the "
                     "entry or key asked for); failures count as errors"
                 ),
-                rounds=1,
-                full_rounds=1,
-                warmup=0,
             ),
         ]
     return rows + abuse_scenarios()

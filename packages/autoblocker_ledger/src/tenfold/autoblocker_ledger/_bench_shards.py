@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 
 SHARD_COUNTS = (1, 2, 4, 8)
-_DOC_COLUMN = {1: "1 Node", 2: "2 Nodes", 4: "4 Nodes", 8: "8 Nodes"}
 _PER_SHARD_BATCH = 1_000  # events per shard in one submitted batch
 
 
@@ -50,7 +49,7 @@ def _ours(shards: int) -> Callable[[BenchContext], Op]:
     def prepare(ctx: BenchContext) -> Op:
         from tenfold.autoblocker_ledger._sharded import ShardedLedger
         from tenfold.autoblocker_ledger._signing import LogKey
-        from tenfold.autoblocker_ledger.bench import _loop
+        from tenfold.autoblocker_ledger.bench import _loop, check_fresh, timed_batches
 
         clusters = _clusters(ctx, shards)
         run = _loop(ctx)
@@ -64,16 +63,9 @@ def _ours(shards: int) -> Callable[[BenchContext], Op]:
 
         def op() -> Outcome:
             events = next(batches)
-            lat: list[float] = []
-            per_shard: Counter[int] = Counter()
-            for start in range(0, len(events), step):
-                chunk = events[start : start + step]
-                t0 = time.perf_counter()
-                receipts = run(led.append_batch(chunk))
-                lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
-                if any(r.duplicate for r in receipts):
-                    raise RuntimeError("a fresh event was reported as a duplicate")
-                per_shard.update(r.shard for r in receipts)
+            lat, receipts = timed_batches(events, step, lambda c: run(led.append_batch(c)))
+            check_fresh(receipts)
+            per_shard = Counter(r.shard for batch in receipts for r in batch)
             return Outcome(
                 len(events),
                 {"shards": shards, "retries": led.retries},
@@ -111,7 +103,13 @@ def _peer(shards: int) -> Callable[[BenchContext], Op]:
 
     def prepare(ctx: BenchContext) -> Op:
         from tenfold.autoblocker_ledger._sharded import shard_for
-        from tenfold.autoblocker_ledger.bench import _aetcd_client, _count_prefix, _loop, txn_puts
+        from tenfold.autoblocker_ledger.bench import (
+            _aetcd_client,
+            _count_prefix,
+            _loop,
+            timed_batches,
+            txn_puts,
+        )
 
         clusters = _clusters(ctx, shards)
         run = _loop(ctx)
@@ -134,13 +132,10 @@ def _peer(shards: int) -> Callable[[BenchContext], Op]:
 
         def op() -> Outcome:
             events = next(batches)
-            lat: list[float] = []
+            lat, counts = timed_batches(events, step, lambda c: run(put_batch(c)))
             per_shard: Counter[int] = Counter()
-            for start in range(0, len(events), step):
-                chunk = events[start : start + step]
-                t0 = time.perf_counter()
-                per_shard.update(run(put_batch(chunk)))
-                lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
+            for count in counts:
+                per_shard.update(count)
             written.update(per_shard)
             return Outcome(
                 len(events), latencies_ms=lat, result=tuple(per_shard[i] for i in range(shards))
@@ -170,7 +165,7 @@ def shard_scenarios() -> list[Scenario]:
             unit="events",
             ours=Subject(f"tenfold ShardedLedger ({n} shard{'s' if n > 1 else ''})", _ours(n)),
             peer=Subject(f"aetcd txn per shard ({n} cluster{'s' if n > 1 else ''})", _peer(n)),
-            seed=doc_seed("Horizontal Scaling", "Autoblocker Ledger", column=_DOC_COLUMN[n]),
+            seed=scaling_seed("Horizontal Scaling", "Autoblocker Ledger", n),
             table="Horizontal Scaling",
             row=f"{n} {'shard' if n == 1 else 'shards'}",
             counts=(

@@ -3,7 +3,9 @@
 Every etcd scenario starts its own real cluster (``tenfold.core.services.Etcd``)
 and both subjects use that same cluster. The peer is what a Python user would
 write without the ledger: one ``aetcd`` put (or get) per event, with up to 64
-requests in flight on one client.
+requests in flight on one client. The rows declared one by one (reads, consensus,
+Merkle, the embedded store) are data, in ``bench.toml`` beside this module; the
+rows built per cluster size or writer count are built here.
 """
 
 from __future__ import annotations
@@ -16,16 +18,44 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import NODE_COUNTS, declared_rows, scaling_seed
 
 _PEER_INFLIGHT = 64
 _BATCH = 1_000
 _PEER_KEYS = 2_000
 READERS = 64  # concurrent readers in the linearizable read rows (issue 23)
+
+
+R = TypeVar("R")
+
+
+def timed_batches(
+    events: Sequence[Any], step: int, submit: Callable[[list[Any]], R]
+) -> tuple[list[float], list[R]]:
+    """Submit ``events`` ``step`` at a time; per-event latencies (ms) and each batch's answer.
+
+    Each event's latency is its batch's submit-to-acknowledge time: all of a batch
+    is durable when ``submit`` returns.
+    """
+    lat: list[float] = []
+    answers: list[R] = []
+    for start in range(0, len(events), step):
+        chunk = list(events[start : start + step])
+        t0 = time.perf_counter()
+        answers.append(submit(chunk))
+        lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
+    return lat, answers
+
+
+def check_fresh(receipts: Iterable[Sequence[Any]]) -> None:
+    """Every event of a benchmark is new: a receipt marked duplicate fails the row."""
+    if any(r.duplicate for batch in receipts for r in batch):
+        raise RuntimeError("a fresh event was reported as a duplicate")
 
 
 def _split(n: int, parts: int) -> list[int]:
@@ -124,16 +154,8 @@ def _ours_write(members: int, tag: str = "") -> Callable[[BenchContext], Op]:
 
         def op() -> Outcome:
             events = next(batches)
-            lat: list[float] = []
-            # Events are submitted in batches of _BATCH; each event's latency is
-            # its batch's submit-to-acknowledge time (all of it is durable then).
-            for start in range(0, len(events), _BATCH):
-                chunk = events[start : start + _BATCH]
-                t0 = time.perf_counter()
-                receipts = run(led.append_batch(chunk))
-                lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
-                if any(r.duplicate for r in receipts):
-                    raise RuntimeError("a fresh event was reported as a duplicate")
+            lat, receipts = timed_batches(events, _BATCH, lambda c: run(led.append_batch(c)))
+            check_fresh(receipts)
             return Outcome(len(events), {"retries": led.retries}, latencies_ms=lat)
 
         def check_chain() -> None:
@@ -184,12 +206,7 @@ def _peer_write_txn(members: int) -> Callable[[BenchContext], Op]:
 
         def op() -> Outcome:
             events = next(batches)
-            lat: list[float] = []
-            for start in range(0, len(events), _BATCH):
-                chunk = events[start : start + _BATCH]
-                t0 = time.perf_counter()
-                run(put_batch(chunk))
-                lat += [(time.perf_counter() - t0) * 1000] * len(chunk)
+            lat, _ = timed_batches(events, _BATCH, lambda c: run(put_batch(c)))
             written[0] += len(events)
             return Outcome(len(events), latencies_ms=lat)
 
@@ -439,48 +456,6 @@ def _peer_read(kind: str) -> Callable[[BenchContext], Op]:
     return prepare
 
 
-def _read_scenarios() -> list[Scenario]:
-    return [
-        Scenario(
-            name="read_local",
-            unit="reads",
-            ours=Subject("tenfold", _ours_read("local")),
-            peer=Subject("aetcd get (serializable)", _peer_read("local")),
-            table="Read Performance",
-            row="Local Read",
-            counts="entries read from the client's verified local replica; peer: serializable get from the nearest member",
-            fairness="ours reads entries from its verified local replica in process; the peer makes "
-            "a serializable get from the nearest member over gRPC (fewer reads per call)",
-            unchecked_reason="the two read different stores (the ledger's replica, plain etcd keys)",
-        ),
-        Scenario(
-            name="read_linearizable",
-            unit="reads",
-            ours=Subject("tenfold", _ours_read("linearizable")),
-            peer=Subject("aetcd get (linearizable)", _peer_read("linearizable")),
-            table="Read Performance",
-            row="Linearizable Read",
-            counts=(
-                f"reads by {READERS} concurrent readers, each waiting for a quorum read (ReadIndex) "
-                "of the log that began after it did (one such read serves every reader waiting); "
-                f"peer: {READERS} concurrent linearizable etcd gets"
-            ),
-            fairness=f"{READERS} concurrent readers on both sides, each read linearizable: ours "
-            "waits for a quorum read of the log head that began after it (shared by every reader "
-            "waiting) and then reads its local replica, the peer sends one linearizable etcd get",
-            unchecked_reason="the two read different stores (the ledger's replica, plain etcd keys)",
-        ),
-        Scenario(
-            name="read_range",
-            unit="range queries",
-            ours=Subject("tenfold", _ours_read("range")),
-            table="Read Performance",
-            row="Range Query",
-            counts="pairs of local range queries (a 50 ms time window, then one subject), up to 100 entries each",
-        ),
-    ]
-
-
 # -- consensus ----------------------------------------------------------------------
 
 
@@ -617,52 +592,6 @@ def _ours_recover(ctx: BenchContext) -> Op:
     return op
 
 
-def _consensus_scenarios() -> list[Scenario]:
-    return [
-        Scenario(
-            name="commit_latency",
-            unit="events",
-            ours=Subject("tenfold", _ours_commit),
-            peer=Subject("aetcd put", _peer_commit),
-            table="Consensus Performance",
-            row="Commit Latency",
-            counts="one event per transaction, one at a time, 3-member cluster",
-            rounds=3,
-            fairness="both commit one event at a time on the same 3-member cluster, each "
-            "acknowledged before the next; ours a chained ledger transaction, the peer a plain put",
-            unchecked_reason="the two write different records (a chained block, a plain key)",
-        ),
-        Scenario(
-            name="leader_failover",
-            unit="failovers",
-            ours=Subject("tenfold", _ours_failover),
-            table="Consensus Performance",
-            row="Leader Election",
-            counts="SIGKILL of the leader to the next acknowledged append (election + client failover)",
-            rounds=3,
-        ),
-        Scenario(
-            name="snapshot",
-            unit="events",
-            ours=Subject("tenfold", _ours_snapshot),
-            table="Consensus Performance",
-            row="Snapshot Time",
-            counts="events in a signed, fsynced snapshot of the embedded store (50K quick, 1M full)",
-            rounds=3,
-        ),
-        Scenario(
-            name="recovery",
-            unit="events",
-            ours=Subject("tenfold", _ours_recover),
-            table="Consensus Performance",
-            row="Recovery Time",
-            counts="events recovered from a snapshot: signature, chain and tree re-verified, index rebuilt",
-            rounds=2,
-            full_rounds=2,
-        ),
-    ]
-
-
 # -- Merkle and the embedded store ----------------------------------------------------------
 
 
@@ -689,6 +618,24 @@ def _ours_proofs(ctx: BenchContext) -> Op:
     return op
 
 
+def _in_threads(batches: list[list[Any]], work: Callable[[list[Any]], list[float]]) -> list[float]:
+    """Run ``work`` on every batch at once, a thread each; every thread's latencies (ms)."""
+    lat: list[float] = []
+    lock = threading.Lock()
+
+    def run(events: list[Any]) -> None:
+        mine = work(events)
+        with lock:
+            lat.extend(mine)
+
+    ts = [threading.Thread(target=run, args=(b,)) for b in batches]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return lat
+
+
 def _ours_embedded(ctx: BenchContext) -> Op:
     from tenfold.autoblocker_ledger._store import EmbeddedLedger
 
@@ -696,27 +643,18 @@ def _ours_embedded(ctx: BenchContext) -> Op:
     threads, per_thread = 16, ctx.size(20, 30, 1_000)
     counter = iter(range(10**9))
 
+    def work(events: list[Any]) -> list[float]:
+        mine = []
+        for ev in events:
+            t0 = time.perf_counter()
+            led.append(ev)
+            mine.append((time.perf_counter() - t0) * 1000)
+        return mine
+
     def op() -> Outcome:
         k = next(counter)
         batches = [_events(f"e{k}-{t}", per_thread) for t in range(threads)]
-        lat: list[float] = []
-        lock = threading.Lock()
-
-        def work(events: list[Any]) -> None:
-            mine = []
-            for ev in events:
-                t0 = time.perf_counter()
-                led.append(ev)
-                mine.append((time.perf_counter() - t0) * 1000)
-            with lock:
-                lat.extend(mine)
-
-        ts = [threading.Thread(target=work, args=(b,)) for b in batches]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        return Outcome(threads * per_thread, latencies_ms=lat)
+        return Outcome(threads * per_thread, latencies_ms=_in_threads(batches, work))
 
     return op
 
@@ -731,61 +669,24 @@ def _peer_embedded(ctx: BenchContext) -> Op:
     threads, per_thread = 16, ctx.size(20, 30, 1_000)
     counter = iter(range(10**9))
 
+    def work(events: list[Any]) -> list[float]:
+        db = sqlite3.connect(path, timeout=60)
+        db.execute("PRAGMA synchronous=FULL")
+        mine = []
+        for ev in events:
+            t0 = time.perf_counter()
+            with db:
+                db.execute("INSERT INTO events VALUES (?, ?)", (ev.event_id, ev.canonical()))
+            mine.append((time.perf_counter() - t0) * 1000)
+        db.close()
+        return mine
+
     def op() -> Outcome:
         k = next(counter)
         batches = [_events(f"p{k}-{t}", per_thread) for t in range(threads)]
-        lat: list[float] = []
-        lock = threading.Lock()
-
-        def work(events: list[Any]) -> None:
-            db = sqlite3.connect(path, timeout=60)
-            db.execute("PRAGMA synchronous=FULL")
-            mine = []
-            for ev in events:
-                t0 = time.perf_counter()
-                with db:
-                    db.execute("INSERT INTO events VALUES (?, ?)", (ev.event_id, ev.canonical()))
-                mine.append((time.perf_counter() - t0) * 1000)
-            db.close()
-            with lock:
-                lat.extend(mine)
-
-        ts = [threading.Thread(target=work, args=(b,)) for b in batches]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        return Outcome(threads * per_thread, latencies_ms=lat)
+        return Outcome(threads * per_thread, latencies_ms=_in_threads(batches, work))
 
     return op
-
-
-def _other_scenarios() -> list[Scenario]:
-    return [
-        Scenario(
-            name="merkle_inclusion_proofs",
-            unit="proofs",
-            ours=Subject("tenfold", _ours_proofs),
-            table="Merkle Proofs",
-            row="Inclusion proof, generated and verified",
-            counts="RFC 9162 inclusion proofs generated and verified at 100K leaves (quick) / 1M (full)",
-        ),
-        Scenario(
-            name="embedded_group_commit",
-            unit="events",
-            ours=Subject("tenfold", _ours_embedded),
-            peer=Subject("sqlite3 (WAL, synchronous=FULL)", _peer_embedded),
-            table="Embedded Store",
-            row="Appends with fsync group commit",
-            counts="single-event appends from 16 threads, each acknowledged after fsync; peer: one committed INSERT per event",
-            rounds=3,
-            fairness="16 threads append single events on both sides, each acknowledged after "
-            "fsync; ours group-commits concurrent appends, sqlite commits each INSERT (WAL, "
-            "synchronous=FULL)",
-            unchecked_reason="different stores (a chained log, a table): what was written is not "
-            "read back and compared",
-        ),
-    ]
 
 
 # -- horizontal scaling: more writers on one cluster ------------------------------------
@@ -907,7 +808,7 @@ def _scale_scenarios() -> list[Scenario]:
             unit="events",
             ours=Subject("tenfold", _scale_subject(w, "ours")),
             peer=Subject("aetcd put", _scale_subject(w, "peer")),
-            seed=doc_seed("Horizontal Scaling", "Autoblocker Ledger", column=_NODES[w]),
+            seed=scaling_seed("Horizontal Scaling", "Autoblocker Ledger", w),
             table="Writers on one cluster",
             row=f"{w} {'writer' if w == 1 else 'writers'}",
             counts=(
@@ -922,20 +823,19 @@ def _scale_scenarios() -> list[Scenario]:
             "batched blocks, the peer's do one put per event (a fifth as many events)",
             unchecked_reason="the two write different records (hash-chained blocks, plain keys)",
         )
-        for w in _NODES
+        for w in NODE_COUNTS
     ]
 
 
-_NODES = {1: "1 Node", 2: "2 Nodes", 4: "4 Nodes", 8: "8 Nodes"}
-
-
 def scenarios() -> list[Scenario]:
+    rows = declared_rows(__name__, readers=str(READERS))
     return [
         *(_write_scenario(m) for m in (3, 5, 7, 9)),
         *(_write_txn_scenario(m) for m in (3, 5, 7, 9)),
-        *_read_scenarios(),
-        *_consensus_scenarios(),
-        *_other_scenarios(),
+        *rows["read"],
+        *rows["consensus"],
+        *rows["merkle"],
+        *rows["embedded"],
         *_scale_scenarios(),
         *_shard_scenarios(),
         *_http_scenarios(),

@@ -10,7 +10,6 @@ only the URLs differ.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import subprocess
@@ -22,6 +21,7 @@ from typing import Any, Self
 
 from tenfold.chaos_engine._controller import AgentRef, Controller
 from tenfold.chaos_engine.errors import AgentError
+from tenfold.core.lifecycle import stop_processes
 from tenfold.core.nodes import NodeSet
 from tenfold.core.tls import TlsFiles, make_tls_bundle
 
@@ -128,15 +128,8 @@ class AgentNodes:
 
     def close(self) -> None:
         """Stop the agents (SIGTERM: each reverts its faults), then remove the nodes."""
+        stop_processes(self.procs, 15)
         for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
         self.procs.clear()

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from tenfold.chaos_engine._bench_common import PacketDrop, UdpProbe, wait_until
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 from tenfold.core.errors import BenchError
 
 NODE_CPU = 0.125
@@ -123,12 +124,7 @@ def _ours(count: int) -> Any:
             active = sum(s.get("active", 0) for s in controller.status().values())
             if active:
                 raise BenchError(f"ours: {active} faults still active after the round")
-            return Outcome(
-                len(lat),
-                {"nodes": count, "p50_ms": round(statistics.median(lat), 3)},
-                lat,
-                result=True,
-            )
+            return _round_outcome(lat, count)
 
         return op
 
@@ -312,16 +308,21 @@ def _peer(count: int) -> Any:
             lat = barrier.run_round(rnd, 300)
             if any(proc.poll() is not None for proc in procs):
                 raise BenchError("peer: a Chaos Toolkit run ended early")
-            return Outcome(
-                len(lat),
-                {"nodes": count, "p50_ms": round(statistics.median(lat), 3)},
-                lat,
-                result=True,
-            )
+            return _round_outcome(lat, count)
 
         return op
 
     return prepare
+
+
+def _round_outcome(lat: list[float], count: int) -> Outcome:
+    """One round across ``count`` nodes: a fault per latency, the round's median beside it."""
+    return Outcome(
+        len(lat),
+        {"nodes": count, "p50_ms": round(statistics.median(lat), 3)},
+        lat,
+        result=True,
+    )
 
 
 def node_scenarios() -> list[Scenario]:
@@ -332,7 +333,7 @@ def node_scenarios() -> list[Scenario]:
             unit="faults",
             ours=Subject(f"tenfold: controller + {n} agent(s), mutual TLS", _ours(n)),
             peer=Subject(f"chaostoolkit 1.19: chaos run per node, {n} node(s)", _peer(n)),
-            seed=doc_seed("Horizontal Scaling", "Chaos Engine", column=NODES[n]),
+            seed=scaling_seed("Horizontal Scaling", "Chaos Engine", n),
             table="Horizontal Scaling",
             row=f"Chaos Engine, {NODES[n].lower()}",
             doc_row="Chaos Engine",

@@ -34,6 +34,7 @@ from tenfold.chaos_engine.errors import (
 if TYPE_CHECKING:
     from tenfold.chaos_engine._osplane import OsPlane
 from tenfold.chaos_engine._os_common import _cgroup_of, _StepsApplied
+from tenfold.core.lifecycle import reap
 
 
 def _throttle_steps(fault: DiskThrottle, name: str) -> list[dict[str, Any]]:
@@ -149,11 +150,7 @@ class FuseMount:
     def stop(self) -> None:
         run_steps(self.undo_steps(self.mount))
         if self.proc is not None:
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            reap(self.proc, 5)
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
         self.rules_file.unlink(missing_ok=True)

@@ -35,6 +35,7 @@ from tenfold.chaos_engine.errors import (
 if TYPE_CHECKING:
     from tenfold.chaos_engine._osplane import OsPlane
 from tenfold.chaos_engine._os_common import _qdisc_handle, _StepsApplied
+from tenfold.core.lifecycle import reap
 
 
 def _nft_rules(fault: PacketLoss | Partition | ConnectionReset, table: str) -> str:
@@ -299,11 +300,7 @@ class Delayer:
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        reap(self.proc, 5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 

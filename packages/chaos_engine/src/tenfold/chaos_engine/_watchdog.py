@@ -27,6 +27,7 @@ from typing import Any
 from tenfold.chaos_engine._journal import Outstanding, locked, read_records
 from tenfold.chaos_engine._undo import run_steps
 from tenfold.chaos_engine.errors import ChaosEngineError, JournalError
+from tenfold.core.lifecycle import reap
 
 GRACE_S = 0.5
 POLL_S = 0.05
@@ -109,11 +110,7 @@ class WatchdogProcess:
     proc: subprocess.Popen[bytes]
 
     def wait_exit(self, timeout_s: float = 5.0) -> None:
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        reap(self.proc, timeout_s)
 
 
 def start_watchdog(path: Path, engine_pid: int) -> WatchdogProcess:

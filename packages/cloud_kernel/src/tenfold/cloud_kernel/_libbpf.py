@@ -15,10 +15,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from tenfold.cloud_kernel.errors import BpfError, MapEntryExists, NotPermitted, VerifierRejected
+from tenfold.core.lifecycle import Closing
 
 __all__ = ["BpfLink", "BpfMap", "BpfObject", "BpfProgram", "num_possible_cpus"]
 
@@ -350,7 +350,7 @@ class BpfProgram:
         raise _fail(f"attach XDP program {self.name} to interface {ifindex}", last)
 
 
-class BpfObject:
+class BpfObject(Closing):
     """A compiled BPF object file, opened and loaded into the kernel."""
 
     def __init__(self, path: Path, *, log_size: int = 1 << 20) -> None:
@@ -420,14 +420,3 @@ class BpfObject:
         if self.handle:
             lib().bpf_object__close(self.handle)
             self.handle = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from tenfold.cloud_kernel._build import build_object
 from tenfold.cloud_kernel._libbpf import BpfObject
 from tenfold.cloud_kernel.errors import CloudKernelError
+from tenfold.core.lifecycle import Closing
 
 __all__ = ["SocketFilter", "SocketFilterStats"]
 
@@ -25,7 +24,7 @@ class SocketFilterStats:
     dropped: int
 
 
-class SocketFilter:
+class SocketFilter(Closing):
     """Drop packets of ``protocol`` (tcp/udp/icmp/any) to ``dst_port`` (0: any) on attached sockets."""
 
     def __init__(self, protocol: str = "any", dst_port: int = 0, *, drop: bool = True) -> None:
@@ -70,14 +69,3 @@ class SocketFilter:
 
     def close(self) -> None:
         self._obj.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

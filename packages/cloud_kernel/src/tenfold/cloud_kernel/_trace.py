@@ -14,13 +14,12 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from tenfold.cloud_kernel._build import build_object, ensure_mounts
 from tenfold.cloud_kernel._libbpf import BpfObject
 from tenfold.cloud_kernel._syscalls import syscall_name
 from tenfold.cloud_kernel.errors import CloudKernelError
+from tenfold.core.lifecycle import Closing
 
 __all__ = ["SyscallStats", "SyscallTracer"]
 
@@ -74,7 +73,7 @@ def _cgroup_id(path: str) -> int:
         raise CloudKernelError(f"no cgroup directory {path!r}") from None
 
 
-class SyscallTracer:
+class SyscallTracer(Closing):
     """Attach the tracer (root); read per-syscall stats; detach on close or process exit."""
 
     def __init__(
@@ -108,17 +107,6 @@ class SyscallTracer:
 
     def close(self) -> None:
         self._obj.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def count(self, number: int) -> int:
         """How many calls of syscall ``number`` were seen so far (one map lookup)."""

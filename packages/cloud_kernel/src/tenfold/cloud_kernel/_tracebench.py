@@ -34,11 +34,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from tenfold.cloud_kernel._trace import SyscallTracer
 from tenfold.cloud_kernel.errors import CloudKernelError
+from tenfold.core.lifecycle import Started, reap
 
 __all__ = ["BpftraceRun", "LoopWorker", "TraceRig", "bpftrace_program"]
 
@@ -116,11 +115,7 @@ class LoopWorker:
         with contextlib.suppress(OSError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        reap(self.proc, 5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
@@ -262,7 +257,7 @@ def _readlink(path: str) -> str:
 
 
 @dataclass
-class TraceRig:
+class TraceRig(Started):
     """Workers A (ours) and B (bpftrace), the baselines, the count check, then both tracers on."""
 
     workdir: Path
@@ -274,30 +269,20 @@ class TraceRig:
     ours: SyscallTracer | None = None
     peer: BpftraceRun | None = None
 
-    def __enter__(self) -> Self:
+    def start(self) -> None:
         self._stack = contextlib.ExitStack()
-        try:
-            self.a = LoopWorker()
-            self._stack.callback(self.a.close)
-            self.b = LoopWorker()
-            self._stack.callback(self.b.close)
-            self._baselines()
-            self._check_counts()
-            self.ours = SyscallTracer(pid=self.a.pid)
-            self._stack.callback(self.ours.close)
-            self.peer = BpftraceRun(bpftrace_program(self.b.pid), self.workdir / "bpftrace.out")
-            self._stack.callback(self.peer.stop)
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
+        self.a = LoopWorker()
+        self._stack.callback(self.a.close)
+        self.b = LoopWorker()
+        self._stack.callback(self.b.close)
+        self._baselines()
+        self._check_counts()
+        self.ours = SyscallTracer(pid=self.a.pid)
+        self._stack.callback(self.ours.close)
+        self.peer = BpftraceRun(bpftrace_program(self.b.pid), self.workdir / "bpftrace.out")
+        self._stack.callback(self.peer.stop)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self._stack.close()
 
     def _best(self, worker: LoopWorker) -> float:

@@ -23,12 +23,11 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from tenfold.cloud_kernel._build import BPFFS, build_object, ensure_mounts
 from tenfold.cloud_kernel._libbpf import BPF_NOEXIST, BpfLink, BpfMap, BpfObject, BpfProgram
 from tenfold.cloud_kernel.errors import BadAddress, BpfError, MapEntryExists, NoSuchInterface
+from tenfold.core.lifecycle import Closing
 
 __all__ = ["BlockRule", "XdpBlockList", "XdpStats", "parse_prefix"]
 
@@ -100,7 +99,7 @@ def pin_dir(interface: str) -> Path:
     return PIN_ROOT / f"xdp-{interface}"
 
 
-class XdpBlockList:
+class XdpBlockList(Closing):
     """The XDP block-list program and its maps.
 
     ``XdpBlockList()`` loads a fresh program (root); attach it per interface, and
@@ -182,17 +181,6 @@ class XdpBlockList:
         else:
             for m in [*self._maps.values(), self._stats, self._marks_map]:
                 m.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def capacity(self) -> int:

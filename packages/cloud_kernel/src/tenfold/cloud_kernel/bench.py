@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import command_version
 from tenfold.core.errors import BenchError
 
 if TYPE_CHECKING:
@@ -237,16 +237,10 @@ def _traced(ours: bool) -> Callable[[BenchContext], Op]:
 
 
 def _bpftrace_version() -> str:
-    tool = shutil.which("bpftrace")
-    if tool is None:
+    out = command_version("bpftrace", "--version")
+    if out is None:
         return "(not installed)"
-    try:
-        out = subprocess.run(
-            [tool, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.strip().removeprefix("bpftrace ").lstrip("v")
+    return out.removeprefix("bpftrace ").lstrip("v")
 
 
 def _sockfilter(with_filter: bool) -> Callable[[BenchContext], Op]:

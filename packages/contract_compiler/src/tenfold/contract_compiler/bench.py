@@ -13,7 +13,8 @@ running it: linked into the process, each function is called with seeded
 arguments beside the reference interpreter (same results, same failing
 check, same state). Vyper's bytecode is only checked to be non-empty: there
 is no EVM here to run it. The cache and JIT rows compare ours with ours, so
-each side is its own row, with no speedup.
+each side is its own row, with no speedup; those rows are declared as data, in
+``bench.toml`` beside this module.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Seed, Subject, doc_seed
+from tenfold.core.declare import declared_rows
 from tenfold.core.errors import BenchError
 
 __all__ = ["scenarios"]
@@ -265,7 +267,7 @@ def _workers(n: int, vyper_side: bool, count: int | None = None) -> Callable[[Be
 
 
 def _vertical_scenarios(vyper_version: str) -> list[Scenario]:
-    from tenfold.core.bench import doc_seed
+    from tenfold.core.declare import scaling_seed
 
     return [
         Scenario(
@@ -273,9 +275,7 @@ def _vertical_scenarios(vyper_version: str) -> list[Scenario]:
             unit="contracts",
             ours=Subject(f"tenfold ({_processes(n)}, 1 process per compile)", _workers(n, False)),
             peer=Subject(f"vyper {vyper_version} ({_processes(n)})", _workers(n, True)),
-            seed=doc_seed("Vertical Scaling", "Contract Compiler", column="2 Cores")
-            if n == 2
-            else None,
+            seed=scaling_seed("Vertical Scaling", "Contract Compiler", n),
             table="Vertical Scaling",
             row=f"{n} {'worker' if n == 1 else 'workers'}",
             counts=(
@@ -506,70 +506,7 @@ def scenarios() -> list[Scenario]:
                 unchecked_reason="different targets (native objects, EVM bytecode)",
             )
         )
-    out.append(
-        Scenario(
-            name="cache_hit_500_loc",
-            unit="contracts",
-            ours=Subject("tenfold (cache hit, 1 process)", _cache_hit),
-            table="Compilation Cache",
-            row="Recompile of an unchanged 500-line contract: cache hit",
-            counts=(
-                "whole-file artifact found by content hash; its object file is compared "
-                "with a fresh compile's (ours against ours: no peer, no speedup)"
-            ),
-            rounds=5,
-            modes=("smoke", "quick", "full"),
-            like_for_like=False,
-            fairness="ours against ours: the same contract recompiled with its artifact in the "
-            "cache beside a compile with an empty cache",
-            unchecked_reason="the hit returns the artifact the miss built; they are not compared "
-            "byte for byte",
-        )
-    )
-    out.append(
-        Scenario(
-            name="cache_miss_500_loc",
-            unit="contracts",
-            ours=Subject("tenfold (cache miss, 1 process)", _cache_miss),
-            table="Compilation Cache",
-            row="Recompile of an unchanged 500-line contract: cache miss",
-            counts=(
-                "an empty cache: every artifact built and stored; object file compared with "
-                "a fresh compile's (ours against ours: no peer, no speedup)"
-            ),
-            rounds=3,
-            modes=("smoke", "quick", "full"),
-        )
-    )
-    out.append(
-        Scenario(
-            name="jit_calls",
-            unit="calls",
-            ours=Subject("tenfold JIT (-O2)", _exec_prepare(True)),
-            table="Execution",
-            row="Contract function calls (64-iteration loop): JIT",
-            counts=(
-                "calls of Ledger.settle through the Python call interface, each batch's "
-                "result compared with the interpreter's (no peer: ours against ours)"
-            ),
-            rounds=5,
-        )
-    )
-    out.append(
-        Scenario(
-            name="interpreter_calls",
-            unit="calls",
-            ours=Subject("tenfold reference interpreter", _exec_prepare(False)),
-            table="Execution",
-            row="Contract function calls (64-iteration loop): reference interpreter",
-            counts="the same calls on the reference interpreter (no peer: ours against ours)",
-            rounds=5,
-            like_for_like=False,
-            fairness="ours against ours: the same compiled function called through the JIT and "
-            "through the reference interpreter (a hundredth as many calls)",
-            checks="each side's last result must equal the interpreter's answer computed outside "
-            "the timer",
-        )
-    )
+    rows = declared_rows(__name__)
+    out += [*rows["cache"], *rows["execution"]]
     out += _vertical_scenarios(vyper.__version__)
     return out

@@ -4,7 +4,9 @@ Micro-operations are timed in batches: one op call does ``n`` checks one after
 another and reports ``n`` units, so its latency is the mean per unit of each
 call (the subjects are declared ``sequential``). Each op also returns what its
 checks decided (the share of checks allowed, a digest, a signature), and the
-harness compares ours with the peer's call by call.
+harness compares ours with the peer's call by call. What each row is (name,
+unit, document row, what it counts, its fairness sentence) is data, in
+``_core_bench.toml`` beside this module.
 """
 
 from __future__ import annotations
@@ -19,15 +21,12 @@ from fractions import Fraction
 from importlib.metadata import version
 from pathlib import Path
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario
 from tenfold.core.crypto import AesGcm, Ed25519Key, blake3, verify_ed25519
+from tenfold.core.declare import declared_rows
 from tenfold.core.errors import BenchError, SandboxViolation
 from tenfold.core.governor import Governor, GovernorConfig, SandboxPolicy
 from tenfold.core.plugins import PluginManager, PluginRecord, PluginState
-
-GOV = "Resource Governor"
-PLUG = "Plugin System"
-CRYPTO = "Cryptography"
 
 
 def _ver(dist: str) -> str:
@@ -60,11 +59,6 @@ def _last(n: int, fn: Callable[[], bytes], check: Callable[[bytes], object]) -> 
         return Outcome(n, result=check(out))
 
     return op
-
-
-def _seq(name: str, prepare: Callable[[BenchContext], Op]) -> Subject:
-    """A subject whose op runs its units one after another (latency: mean per unit)."""
-    return Subject(name, prepare, sequential=True)
 
 
 # A CPU limit no process reaches (every check must answer "not throttled"), and a
@@ -632,139 +626,17 @@ def _peer_aes(decrypt: bool) -> Callable[[BenchContext], Op]:
     return prepare
 
 
-_MICRO = "both sides run the same number of checks one after another in one thread"
-_SAME_ANSWERS = "the harness compares the share of checks each side allowed, call by call"
-
-
 def scenarios() -> list[Scenario]:
-    limits = _ver("limits")
-    psutil = _ver("psutil")
-    pluggy = _ver("pluggy")
-    crypt = _ver("cryptography")
-    b3 = _ver("blake3")
-    return [
-        Scenario("governor_cpu_throttle_check", "checks",
-                 _seq("tenfold Governor (sampled share)", _ours_throttle),
-                 _seq(f"{psutil} cpu_percent, sampled by a thread", _peer_throttle), "doc",
-                 GOV, "CPU Throttle Check", "one throttle decision from the sampled CPU share",
-                 headline=True, rounds=20,
-                 fairness=f"{_MICRO}; each reads a CPU share its own thread samples every 100 ms "
-                 "(the governor's /proc/self times, psutil's cpu_percent) and compares it with the limit",
-                 checks="with a limit no process reaches, every decision of both must be 'not "
-                 f"throttled'; {_SAME_ANSWERS}"),
-        Scenario("governor_memory_check", "checks",
-                 _seq("tenfold Governor (sampled RSS)", _ours_memory),
-                 _seq(f"{psutil} memory_info, sampled by a thread", _peer_memory), "doc",
-                 GOV, "Memory Check", "one would-this-fit decision against the memory limit",
-                 rounds=20,
-                 fairness=f"{_MICRO}; each compares the RSS its own thread samples every 100 ms plus "
-                 "the request with a 2 GiB limit",
-                 checks=f"requests alternate 4 KiB (fits) and 1 PiB (does not): both must allow half; "
-                 f"{_SAME_ANSWERS}"),
-        Scenario("governor_io_gate_acquire", "acquires", _seq("tenfold Governor", _ours_io),
-                 _seq(f"{limits} FixedWindow hit", _peer_io), "doc",
-                 GOV, "I/O Gate Acquire", "one token-bucket acquisition of 4 KiB, uncontended", rounds=20,
-                 fairness=f"{_MICRO}; ours is a token bucket, limits a fixed window counter in memory "
-                 "(its nearest in-process limiter); the peer runs a fifth as many per call",
-                 checks=f"with a limit far above the rate used, every acquisition must be granted; {_SAME_ANSWERS}"),
-        Scenario("governor_io_gate_contended", "acquires", Subject("tenfold Governor (2 threads)", _ours_io_contended),
-                 Subject(f"{limits} FixedWindow hit (2 threads)", _peer_io_contended), "doc",
-                 GOV, "I/O Gate Acquire (2 threads)", "acquisitions by two threads at once", rounds=20,
-                 doc_row="I/O Gate Acquire",
-                 fairness="two threads acquire at once on both sides (latency per call: the threads "
-                 "overlap, so no unit is timed); the peer runs a fifth as many per call",
-                 checks=f"every acquisition must be granted; {_SAME_ANSWERS}"),
-        Scenario("governor_sandbox_check", "checks", _seq("tenfold Governor", _ours_sandbox),
-                 _seq("pathlib normpath + is_relative_to", _peer_sandbox), "doc",
-                 GOV, "Sandbox Check", "one path/action policy decision (half allowed, half refused)",
-                 rounds=20,
-                 fairness=f"{_MICRO} over the same four paths (one a '..' traversal); the peer runs a "
-                 "tenth as many per call",
-                 checks=f"half the paths are allowed and half refused on both sides; {_SAME_ANSWERS}"),
-        Scenario("governor_cgroup_cpu_quota", "runs", Subject("tenfold (cgroup v1 cpu quota)", _ours_cgroup_quota),
-                 Subject("stress-ng --cpu-load 50", _peer_stress_ng_load), None, GOV, "CPU quota on a busy child (50%)",
-                 "one busy child held to a 50% quota; share_pct is what it got (error_pp: percentage points off)",
-                 needs_root=True, rounds=3, comparison="no_ratio",
-                 fairness="ours holds a busy child to 50% by a kernel CPU quota; stress-ng holds its "
-                 "worker near 50% by its own duty cycle: the two wait different start-up times, so "
-                 "only each one's error against 50% is reported, not a rate ratio",
-                 checks="each side's share is read from the kernel's CPU accounting (the cgroup's "
-                 "cpuacct, the worker's /proc times) over the same window length"),
-        Scenario("plugin_load", "plugins", _seq("tenfold PluginManager", _ours_load),
-                 _seq(f"{pluggy} register", _peer_load), "doc",
-                 PLUG, "Plugin Load", "a fresh import of a real plugin module plus registration",
-                 fairness="both import the same module afresh (sys.modules cleared) and register it; "
-                 "ours also records its lifecycle state and runs the import under a timeout in a thread",
-                 checks="each side must hold every plugin it registered (the harness compares the two answers)"),
-        Scenario("plugin_initialize", "plugins", _seq("tenfold PluginManager", _ours_init),
-                 _seq(f"{pluggy} hook call", _peer_init), "doc",
-                 PLUG, "Plugin Initialize", "initialize() under a timeout, in an isolated thread",
-                 like_for_like=False,
-                 fairness="both call the plugin's initialize with a context; ours also creates a "
-                 "fresh record per plugin and runs initialize in a watchdog thread under a timeout, "
-                 "pluggy calls a hook in the caller's thread",
-                 checks="the plugin must hold the last context it was given on both sides"),
-        Scenario("plugin_execute", "calls", _seq("tenfold PluginManager.execute (watchdog thread)", _ours_execute),
-                 _seq(f"{pluggy} hook call", _peer_execute), "doc",
-                 PLUG, "Plugin Execute (isolated, with timeout)",
-                 "a no-op execute() run in a watchdog thread with a timeout", like_for_like=False,
-                 doc_row="Plugin Execute",
-                 fairness="both call a no-op execute; ours runs it in a watchdog thread under a "
-                 "timeout (the isolation pluggy does not offer), pluggy calls it in place",
-                 checks=f"every call must return its argument; {_SAME_ANSWERS}"),
-        Scenario("plugin_execute_fast", "calls", _seq("tenfold PluginManager.execute_fast", _ours_execute_fast),
-                 _seq(f"{pluggy} hook call", _peer_execute), "doc",
-                 PLUG, "Plugin Execute (hot path)", "dispatch around a no-op execute()", rounds=20,
-                 doc_row="Plugin Execute",
-                 fairness=f"{_MICRO}: both dispatch to a no-op execute in the caller's thread",
-                 checks=f"every call must return its argument; {_SAME_ANSWERS}"),
-        Scenario("plugin_state_transition", "transitions", _seq("tenfold PluginRecord", _ours_transition),
-                 _seq(f"{pluggy} register/unregister", _peer_transition), "doc",
-                 PLUG, "State Transition", "one checked lifecycle transition (pluggy has no state "
-                 "machine: its register/unregister is the nearest state change)", rounds=20,
-                 comparison="no_ratio",
-                 fairness="ours makes a checked lifecycle transition; pluggy has no lifecycle, so "
-                 "its register/unregister is shown beside it as the nearest state change, not as "
-                 "the same work (no ratio)",
-                 checks="ours must end in the state it started from with every transition recorded; "
-                 "pluggy must hold no plugin after unregistering"),
-        Scenario("crypto_ed25519_sign", "signatures", _seq("tenfold (libsodium via PyNaCl)", _ours_sign),
-                 _seq(f"{crypt} Ed25519", _peer_sign), "doc",
-                 CRYPTO, "Ed25519 Sign", "a detached signature of a 1 KiB message",
-                 fairness=f"{_MICRO}: the same key signs the same 1 KiB message",
-                 checks="Ed25519 is deterministic: the harness compares the two signatures, call by call"),
-        Scenario("crypto_ed25519_verify", "verifications", _seq("tenfold (libsodium via PyNaCl)", _ours_verify),
-                 _seq(f"{crypt} Ed25519", _peer_verify), "doc",
-                 CRYPTO, "Ed25519 Verify", "a verification of a 1 KiB message",
-                 fairness=f"{_MICRO}: the same signature over the same message is verified",
-                 checks=f"every verification must pass (a failure raises); {_SAME_ANSWERS}"),
-        Scenario("crypto_blake3_4k", "hashes", _seq("tenfold crypto.blake3", _ours_blake3(4096, (200, 50_000, 200_000))),
-                 _seq(f"{b3} (called directly)", _peer_blake3(4096, (200, 50_000, 200_000))), "doc",
-                 CRYPTO, "BLAKE3 Hash (4KB)", "a digest of 4 KiB",
-                 fairness=f"{_MICRO}: the same BLAKE3 over the same 4 KiB; ours wraps the blake3 "
-                 "package, so the ratio is the wrapper's cost",
-                 checks="the harness compares the two digests, call by call"),
-        Scenario("crypto_blake3_1m", "hashes", _seq("tenfold crypto.blake3", _ours_blake3(1 << 20, (3, 200, 1_000))),
-                 _seq(f"{b3} (called directly)", _peer_blake3(1 << 20, (3, 200, 1_000))), "doc",
-                 CRYPTO, "BLAKE3 Hash (1MB)", "a digest of 1 MiB",
-                 fairness=f"{_MICRO}: the same BLAKE3 over the same 1 MiB; ours wraps the blake3 "
-                 "package, so the ratio is the wrapper's cost",
-                 checks="the harness compares the two digests, call by call"),
-        Scenario("crypto_aes_gcm_encrypt_4k", "messages", _seq("tenfold AesGcm", _ours_aes(False)),
-                 _seq(f"{crypt} AESGCM (raw)", _peer_aes(False)), "doc",
-                 CRYPTO, "AES-GCM Encrypt (4KB)", "4 KiB sealed with a fresh random nonce",
-                 fairness=f"{_MICRO}: both seal 4 KiB under the same key with a fresh random nonce "
-                 "(ours over the same cryptography AESGCM, framing nonce and ciphertext)",
-                 checks="the last sealed message of each side is opened by the other implementation "
-                 "and must give the data back; the harness compares the two digests"),
-        Scenario("crypto_aes_gcm_decrypt_4k", "messages", _seq("tenfold AesGcm", _ours_aes(True)),
-                 _seq(f"{crypt} AESGCM (raw)", _peer_aes(True)), "doc",
-                 CRYPTO, "AES-GCM Decrypt (4KB)", "4 KiB opened and authenticated",
-                 fairness=f"{_MICRO}: both open and authenticate the same framed 4 KiB message "
-                 "(nonce || ciphertext || tag, as both sides seal it); the peer cuts it with two "
-                 "slices inline, ours through its method",
-                 checks="the harness compares digests of the two plaintexts, call by call"),
-    ]  # fmt: skip
+    """The core's rows, declared in ``_core_bench.toml`` beside this module."""
+    rows = declared_rows(
+        __name__,
+        limits=_ver("limits"),
+        psutil=_ver("psutil"),
+        pluggy=_ver("pluggy"),
+        cryptography=_ver("cryptography"),
+        blake3=_ver("blake3"),
+    )
+    return [*rows["governor"], *rows["plugins"], *rows["crypto"]]
 
 
 def kernel() -> None:

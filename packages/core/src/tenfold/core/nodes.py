@@ -45,11 +45,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from tenfold.core.errors import CgroupError, NodeError
 from tenfold.core.governor import Cgroup, cgroups_available, leftover_cgroups
+from tenfold.core.lifecycle import Closing
 
 __all__ = ["Node", "NodeSet", "leftover_nodes", "recover_nodes"]
 
@@ -142,7 +142,7 @@ class Node:
 
 
 @dataclass
-class NodeSet:
+class NodeSet(Closing):
     """``count`` nodes of ``cpu`` cores and ``memory_mb`` MiB each, on one bridge.
 
     A context manager: made on enter, removed (processes included) on exit.
@@ -243,14 +243,6 @@ class NodeSet:
 
     def __enter__(self) -> Self:
         return self.create()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Kill every process in the nodes, then remove namespaces, bridge and cgroups."""

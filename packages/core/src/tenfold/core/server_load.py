@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from tenfold.core.bench import BenchContext, Op, Outcome
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
 from tenfold.core.tls import TlsFiles
 
-__all__ = ["LoadResult", "LoadTarget", "load_subject", "run_load"]
+__all__ = ["MTLS_FAIRNESS", "LoadResult", "LoadTarget", "http_load_row", "load_subject", "run_load"]
 
 P99_TARGET_MS = 10.0
 _SWEEP = (1, 2, 4, 8, 16)
@@ -275,6 +275,47 @@ def load_subject(
         return op
 
     return prepare
+
+
+MTLS_FAIRNESS = "the same server with and without mutual TLS, the same generator and requests"
+
+
+def http_load_row(
+    name: str,
+    ours: Subject,
+    peer: Subject | None,
+    *,
+    row: str,
+    counts: str,
+    mtls_overhead: bool = False,
+    **fields: Any,
+) -> Scenario:
+    """A row of the document's HTTP Load table: one sustained-load call per side, no warm-up.
+
+    Every system's HTTP rows share the unit, the table and the rounds (a call is a
+    whole :func:`load_subject` run, 10 s quick, 60 s full). ``mtls_overhead``: the
+    peer is the same server without TLS, so the row reports what mutual TLS costs,
+    an overhead rather than a like-for-like speedup (``fields`` may still override
+    any of it, such as the fairness sentence).
+    """
+    defaults: dict[str, Any] = (
+        {"comparison": "overhead", "like_for_like": False, "fairness": MTLS_FAIRNESS}
+        if mtls_overhead
+        else {}
+    )
+    return Scenario(
+        name=name,
+        unit="requests",
+        ours=ours,
+        peer=peer,
+        table="HTTP Load",
+        row=row,
+        counts=counts,
+        rounds=1,
+        full_rounds=1,
+        warmup=0,
+        **{**defaults, **fields},
+    )
 
 
 if __name__ == "__main__":

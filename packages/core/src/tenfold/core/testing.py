@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tenfold.core.bench import BenchContext, Mode, Outcome, Scenario
 from tenfold.core.services import Etcd, KafkaBroker, Postgres, Redis, Swtpm
 
 
@@ -51,6 +53,22 @@ def needs_root(reason: str) -> pytest.MarkDecorator:
     "needs root: REASON"; CI runs as root, so it always runs there.
     """
     return pytest.mark.root(reason=reason)
+
+
+def run_both_sides(
+    scenario: Scenario, workdir: Path, mode: Mode = "smoke"
+) -> tuple[int | Outcome | None, int | Outcome | None]:
+    """One call of each side of a benchmark row, set up and torn down as the harness does.
+
+    Ours is prepared and called, then the peer (``None`` for a row without one), in one
+    :class:`~tenfold.core.bench.BenchContext` at ``mode``'s sizes; the context's
+    after-run checks (callbacks) run before this returns.
+    """
+    ctx = BenchContext(mode=mode, workdir=workdir)
+    with ctx.stack:
+        ours = scenario.ours.prepare(ctx)()
+        peer = scenario.peer.prepare(ctx)() if scenario.peer is not None else None
+    return ours, peer
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

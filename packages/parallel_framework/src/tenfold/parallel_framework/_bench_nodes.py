@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 from tenfold.core.errors import BenchError
 
 __all__ = ["node_scenarios"]
 
 NODE_CPU = 0.25  # cores per node: 8 nodes fill this machine's 2 cores
 NODE_MEMORY_MB = 1024  # a raylet, its workers and a 80 MiB object store fit
-_NODES_COLUMN = {1: "1 Node", 2: "2 Nodes", 4: "4 Nodes", 8: "8 Nodes"}
 
 
 def _graph(ctx: BenchContext, workload: str) -> tuple[dict[Any, Any], list[str], int]:
@@ -136,12 +136,12 @@ def _subject(backend: str, workload: str, nodes: int, ours: bool) -> Callable[[B
 
 def node_scenarios() -> list[Scenario]:
     """``<ray|dask>_<cpu|io>_<N>_nodes`` for N = 1, 2 (quick) and 4, 8 (--full)."""
-    from tenfold.parallel_framework.bench import _version
+    from tenfold.core.declare import dist_version
 
     rows = []
     for backend in ("ray", "dask"):
         label = "Ray" if backend == "ray" else "Dask"
-        version = _version("ray" if backend == "ray" else "distributed")
+        version = dist_version("ray" if backend == "ray" else "distributed")
         for workload in ("cpu", "io"):
             what = "pure-Python loop tasks" if workload == "cpu" else "20 ms sleep tasks"
             for n in (1, 2, 4, 8):
@@ -164,9 +164,7 @@ def node_scenarios() -> list[Scenario]:
                             + ("(a task per graph task)" if backend == "ray" else "(Client.get)"),
                             _subject(backend, workload, n, False),
                         ),
-                        seed=doc_seed(
-                            "Horizontal Scaling", "Parallel Framework", column=_NODES_COLUMN[n]
-                        ),
+                        seed=scaling_seed("Horizontal Scaling", "Parallel Framework", n),
                         modes=("quick", "full") if n <= 2 else ("full",),
                         needs_root=True,
                         rounds=2,

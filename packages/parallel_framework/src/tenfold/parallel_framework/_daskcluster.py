@@ -17,9 +17,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from tenfold.core.lifecycle import Started
 from tenfold.core.placement import Place
 from tenfold.parallel_framework._raycluster import free_port, stop_groups
 from tenfold.parallel_framework.errors import BackendUnavailable
@@ -30,7 +30,7 @@ def _dask_bin() -> str:
     return str(candidate) if candidate.exists() else (shutil.which("dask") or "dask")
 
 
-class NodeDaskCluster:
+class NodeDaskCluster(Started):
     """A scheduler on ``host`` and one ``dask worker`` (1 thread) per place; ``address`` is
     the scheduler's ``tcp://host:port``."""
 
@@ -47,22 +47,6 @@ class NodeDaskCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="tfdask-", dir="/tmp")
         self.procs: list[subprocess.Popen[bytes]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
-
-    def __enter__(self) -> NodeDaskCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _spawn(self, argv: list[str], name: str, place: Place | None) -> subprocess.Popen[bytes]:
         kw: dict[str, Any] = {"stderr": subprocess.STDOUT, "start_new_session": True}

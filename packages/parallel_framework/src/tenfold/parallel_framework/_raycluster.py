@@ -26,9 +26,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from tenfold.core.lifecycle import Started
 from tenfold.core.placement import Place
 from tenfold.parallel_framework._remote import disable_uv_runtime_env
 from tenfold.parallel_framework.errors import BackendUnavailable
@@ -63,7 +63,7 @@ def _ray_bin() -> str:
     return str(candidate) if candidate.exists() else (shutil.which("ray") or "ray")
 
 
-class LocalRayCluster:
+class LocalRayCluster(Started):
     """``nodes`` Ray nodes on 127.0.0.1 with ``cpus_per_node`` CPUs each; ``address`` is the head's."""
 
     def __init__(
@@ -91,30 +91,6 @@ class LocalRayCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="tfray-", dir="/tmp")  # short: Ray's socket paths
         self.procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Path] = []
-
-    def __enter__(self) -> LocalRayCluster:
-        # Ray turns token authentication on by itself when ~/.ray/auth_token exists and
-        # RAY_AUTH_MODE is unset, in each process separately: the nodes and this
-        # process's clients could then disagree. A throwaway loopback cluster runs
-        # without tokens, said explicitly for every process involved.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        # This process's driver (ray.init against this cluster) must not ship the
-        # working directory to workers through `uv run` either.
-        disable_uv_runtime_env()
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _node_args(self, ip: str = "", cpus: int | None = None) -> list[str]:
         return [
@@ -153,6 +129,14 @@ class LocalRayCluster:
             self.procs.append(start(argv, stdout=out, **kw))
 
     def start(self) -> None:
+        # Ray turns token authentication on by itself when ~/.ray/auth_token exists and
+        # RAY_AUTH_MODE is unset, in each process separately: the nodes and this
+        # process's clients could then disagree. A throwaway loopback cluster runs
+        # without tokens, said explicitly for every process involved.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # This process's driver (ray.init against this cluster) must not ship the
+        # working directory to workers through `uv run` either.
+        disable_uv_runtime_env()
         ray = _ray_bin()
         # Ray gives a raylet 30 s to register with the GCS; on a loaded machine that
         # can pass and the node exits. Such a node is started again (3 tries each).

@@ -19,7 +19,6 @@ op).
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import time
@@ -28,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tenfold.core.bench import BenchContext, Mode, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.declare import dist_version
 from tenfold.core.errors import BenchError
 
 TASK_TABLE = "Task Execution Performance"
@@ -476,21 +476,14 @@ def _fixed(smoke: int, n: int) -> Callable[[BenchContext], int]:
     return lambda ctx: ctx.size(smoke, n, n)
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        return "?"
-
-
 _SAME_GRAPH = "the sum of the last layer is compared with a sequential evaluation on both sides, on every call, and the harness compares the two sums"
 
 
 def scenarios() -> list[Scenario]:
-    dask_version, dist_version, ray_version = (
-        _version("dask"),
-        _version("distributed"),
-        _version("ray"),
+    dask_version, distributed_version, ray_version = (
+        dist_version("dask"),
+        dist_version("distributed"),
+        dist_version("ray"),
     )
     threaded = f"dask {dask_version} threaded (2 workers)"
     out: list[Scenario] = []
@@ -525,7 +518,8 @@ def scenarios() -> list[Scenario]:
                 unit="tasks",
                 ours=Subject("tenfold processes x2", _ours_stencil("processes", size)),
                 peer=Subject(
-                    f"dask distributed {dist_version} LocalCluster(2)", _dask_cluster_stencil(size)
+                    f"dask distributed {distributed_version} LocalCluster(2)",
+                    _dask_cluster_stencil(size),
                 ),
                 table=TASK_TABLE,
                 row=_row(n),

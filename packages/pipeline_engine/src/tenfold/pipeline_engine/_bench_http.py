@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tenfold.core.bench import BenchContext, Scenario, Subject
-from tenfold.core.server_load import LoadTarget, load_subject, served
+from tenfold.core.server_load import LoadTarget, http_load_row, load_subject, served
 
 _TOML = (
     '[pipeline]\nname = "scraped"\n'
@@ -36,24 +36,17 @@ def _ours(mtls: bool) -> Any:
 
 def http_scenarios() -> list[Scenario]:
     return [
-        Scenario(
-            name="http_metrics_mtls",
-            unit="requests",
-            ours=Subject("tenfold metrics (mutual TLS)", load_subject(_ours(True))),
-            peer=Subject("tenfold metrics (no TLS)", load_subject(_ours(False))),
-            table="HTTP Load",
+        http_load_row(
+            "http_metrics_mtls",
+            Subject("tenfold metrics (mutual TLS)", load_subject(_ours(True))),
+            Subject("tenfold metrics (no TLS)", load_subject(_ours(False))),
             row="GET /metrics, Prometheus text (mutual TLS vs none)",
             counts=(
                 "metrics scrapes over HTTP/1.1 from a load generator in another process, closed "
                 "loop at the concurrency whose p99 stays under 10 ms; the peer is the same "
                 "endpoint without TLS, so the row shows what mutual TLS costs"
             ),
-            fairness="the same server with and without mutual TLS, the same generator and requests",
-            comparison="overhead",
-            like_for_like=False,
+            mtls_overhead=True,
             unchecked_reason="both sides are the same code; status codes are counted (error rate)",
-            rounds=1,
-            full_rounds=1,
-            warmup=0,
         )
     ]

@@ -20,11 +20,9 @@ each side (count, distinct ids, a digest of the enriched columns) and compared.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,8 +31,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import scaling_seed
 from tenfold.core.errors import BenchError
+from tenfold.core.lifecycle import stop_processes
 
 __all__ = ["node_scenarios"]
 
@@ -43,7 +43,6 @@ NODE_CPU = 0.25  # cores per node: 8 nodes fill this machine's 2 cores
 NODE_MEMORY_MB = 768
 _COLUMNS = "id, user_id, kind, amount, ts, country, tier"
 _WARM_BASE = 1_000_000_000  # warm-up event ids, apart from the measured ones
-_NODES_COLUMN = {1: "1 Node", 2: "2 Nodes", 4: "4 Nodes", 8: "8 Nodes"}
 
 _TOML = """
 [pipeline]
@@ -174,26 +173,9 @@ class _Cluster:
 
 def _events(start: int, n: int, seed: int) -> list[bytes]:
     """``n`` benchmark orders with ids from ``start`` (the same events on both sides)."""
-    import random
+    from tenfold.pipeline_engine.bench import make_messages
 
-    import msgspec
-
-    from tenfold.pipeline_engine.bench import KINDS, USERS, Order
-
-    rng = random.Random(seed + start)
-    enc = msgspec.json.Encoder().encode
-    return [
-        enc(
-            Order(
-                i,
-                rng.randrange(USERS),
-                KINDS[rng.randrange(4)],
-                round(rng.random() * 500, 2),
-                float(i),
-            )
-        )
-        for i in range(start, start + n)
-    ]
+    return make_messages(n, seed, start=start)
 
 
 def _warm_events() -> list[bytes]:
@@ -341,15 +323,8 @@ def _start_quix(
         )
 
     def stop() -> None:
+        stop_processes(procs, 20)
         for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
             if proc.stderr is not None:
                 proc.stderr.close()
 
@@ -418,7 +393,7 @@ def _quix_consumer(config: dict[str, Any]) -> None:
 
 def node_scenarios() -> list[Scenario]:
     """``kafka_pg_<N>_nodes`` for N = 1, 2 (quick) and 4, 8 (--full)."""
-    from tenfold.pipeline_engine.bench import _version
+    from tenfold.core.declare import dist_version
 
     rows = []
     for n in (1, 2, 4, 8):
@@ -433,10 +408,10 @@ def node_scenarios() -> list[Scenario]:
                 f" {NODE_MEMORY_MB} MiB); broker and database on the host",
                 ours=Subject(f"tenfold --workers {n} (one engine per node)", _subject(n, "ours")),
                 peer=Subject(
-                    f"quixstreams {_version('quixstreams')} ({n} consumers in one group)",
+                    f"quixstreams {dist_version('quixstreams')} ({n} consumers in one group)",
                     _subject(n, "peer"),
                 ),
-                seed=doc_seed("Horizontal Scaling", "Pipeline Engine", column=_NODES_COLUMN[n]),
+                seed=scaling_seed("Horizontal Scaling", "Pipeline Engine", n),
                 modes=("quick", "full") if n <= 2 else ("full",),
                 needs_root=True,
                 rounds=2,

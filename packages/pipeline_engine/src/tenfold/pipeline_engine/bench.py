@@ -11,6 +11,7 @@ Tables:
 * *Pipeline Comparison*: the same events through ours and a peer: Bytewax in
   memory (batched, the like-for-like row, and per-event), Quix Streams from the
   same Tansu topic into the same PostgreSQL, both through a consumer group.
+  These rows are declared as data, in ``bench.toml`` beside this module.
 
 Latency in the comparison rows is per event on both sides: each event is
 stamped when its source hands it over (a read batch's events share that moment)
@@ -19,14 +20,14 @@ and when the sink has it (after the COPY commit, for PostgreSQL).
 
 from __future__ import annotations
 
-import importlib.metadata
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
-from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject, doc_seed
+from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import declared_rows, dist_version
 from tenfold.core.errors import BenchError
 
 __all__ = ["Enriched", "Order", "kernel", "make_messages", "scenarios"]
@@ -58,16 +59,13 @@ USERS = 10_000
 KINDS = ("view", "click", "cart", "buy")
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
+def make_messages(n: int, seed: int = 1234, *, start: int = 0) -> list[bytes]:
+    """``n`` JSON orders, seeded; a quarter are filtered out (kind ``view``).
 
-
-def make_messages(n: int, seed: int = 1234) -> list[bytes]:
-    """``n`` JSON orders, seeded; a quarter are filtered out (kind ``view``)."""
-    rng = random.Random(seed)
+    ``start``: the first order id; a slice from ``start`` draws from its own seeded
+    stream, so both sides of a scaling row build the same slice independently.
+    """
+    rng = random.Random(seed + start)
     enc = msgspec.json.Encoder().encode
     return [
         enc(
@@ -79,7 +77,7 @@ def make_messages(n: int, seed: int = 1234) -> list[bytes]:
                 float(i),
             )
         )
-        for i in range(n)
+        for i in range(start, start + n)
     ]
 
 
@@ -724,74 +722,12 @@ def _kafka_source_alone(ctx: BenchContext) -> Op:
     return op
 
 
-_SAME_EVENTS = (
-    "each side's written count must equal the events that pass the filter (the row fails "
-    "otherwise), and the harness compares the two counts"
-)
-
-
 def scenarios() -> list[Scenario]:
-    bytewax = f"bytewax {_version('bytewax')}"
-    rows: list[Scenario] = [
-        Scenario(
-            name="in_memory_vs_bytewax_batched",
-            unit="events",
-            table="Pipeline Comparison",
-            row="JSON -> filter -> enrich -> sink, in memory (vs Bytewax batched)",
-            counts="events read from memory, decoded to msgspec Structs, filtered, joined; "
-            "Bytewax with 10K-event batches through flat_map_batch",
-            ours=Subject("tenfold (10K-event batches)", _ours_in_memory),
-            peer=Subject(f"{bytewax} (10K-event batches)", _bytewax(batched=True)),
-            seed=doc_seed("Quick Reference", "Pipeline Engine"),
-            headline=True,
-            rounds=3,
-            warmup=0,  # warmed up in prepare: a harness warm-up is a whole peer run
-            fairness="both decode, filter and enrich the same 300K JSON events in memory in "
-            "10K-event batches with the same msgspec decoder and lookup table; ours runs its "
-            "stages on threads with bounded buffers, Bytewax one worker",
-            checks=_SAME_EVENTS,
-        ),
-        Scenario(
-            name="in_memory_json_filter_enrich",
-            unit="events",
-            table="Pipeline Comparison",
-            row="JSON -> filter -> enrich -> sink, in memory (vs Bytewax per-event)",
-            counts="same events; Bytewax one event at a time through decode, filter and map "
-            "operators",
-            ours=Subject("tenfold (10K-event batches)", _ours_in_memory),
-            peer=Subject(f"{bytewax} (per event)", _bytewax(batched=False)),
-            seed=doc_seed("Quick Reference", "Pipeline Engine"),
-            rounds=2,
-            warmup=0,
-            like_for_like=False,
-            fairness="both process the same events, but ours in 10K-event batches and Bytewax "
-            "one event at a time through three operators: the batched row above is the like "
-            "for like one",
-            checks=_SAME_EVENTS,
-        ),
-    ]
-    quix = f"quixstreams {_version('quixstreams')}"
-    rows.append(
-        Scenario(
-            name="kafka_to_postgres",
-            unit="events",
-            table="Pipeline Comparison",
-            row="Kafka (Tansu) -> decode -> filter -> enrich -> Postgres COPY (vs Quix Streams)",
-            counts="events consumed from one Tansu topic (2 partitions) into PostgreSQL;"
-            " ours stores offsets in the COPY transaction, Quix is at least once",
-            ours=Subject("tenfold (consumer group, 10K-event batches)", _ours_kafka_pg),
-            peer=Subject(f"{quix} (consumer group)", _quix_kafka_pg),
-            seed=doc_seed("Quick Reference", "Pipeline Engine"),
-            rounds=2,
-            warmup=0,
-            fairness="both join a fresh consumer group on the same topic (the same short group "
-            "timeouts), decode, filter and enrich the same events and COPY them into a fresh "
-            "table of the same PostgreSQL; ours stores offsets in the COPY transaction, Quix "
-            "commits to Kafka (at least once)",
-            checks="each side's table must hold exactly the events that pass the filter (ours "
-            "with no duplicate), and the harness compares the two row counts",
-        )
-    )
+    rows = declared_rows(
+        __name__,
+        bytewax=f"bytewax {dist_version('bytewax')}",
+        quix=f"quixstreams {dist_version('quixstreams')}",
+    )["comparison"]
     for name, label, prepare in (
         ("stage_kafka_source", "Source (Kafka)", _kafka_source_alone),
         ("stage_json", "Transform (JSON)", _stage_alone(_json_stage)),

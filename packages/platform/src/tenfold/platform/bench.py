@@ -15,6 +15,7 @@ address in the set, and the call ends when every attacker is in.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -25,7 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import command_version
 from tenfold.core.errors import BenchError
+from tenfold.core.lifecycle import stop_processes
 
 TABLE = "Platform"
 _ELEMENT = re.compile(r"add element (?:inet|ip) \S+ \S+ \{ ([^}]*) \}")
@@ -174,16 +177,10 @@ failregex = Failed password for \\S+ from <HOST> port \\d+
 
 
 def fail2ban_version() -> str:
-    tool = shutil.which("fail2ban-server")
-    if tool is None:
+    out = command_version("fail2ban-server", "-V", timeout_s=20)
+    if out is None:
         return "(not installed)"
-    try:
-        out = subprocess.run(
-            [tool, "-V"], capture_output=True, text=True, timeout=20, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.strip().splitlines()[0].removeprefix("Fail2Ban v") if out.strip() else ""
+    return out.splitlines()[0].removeprefix("Fail2Ban v") if out else ""
 
 
 def _peer(ctx: BenchContext) -> Op:
@@ -211,15 +208,7 @@ def _peer(ctx: BenchContext) -> Op:
         start_new_session=True,
     )
 
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    ctx.callback(stop)
+    ctx.callback(functools.partial(stop_processes, [proc], 20))
     _wait_for(lambda: "Jail 'bench' started" in _text(d / "fail2ban.log"), proc, 60)
     monitor = _Monitor(ns)
     ctx.callback(monitor.close)

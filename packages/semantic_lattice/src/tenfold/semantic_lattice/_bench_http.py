@@ -13,7 +13,7 @@ from typing import Any
 
 from tenfold.core.bench import BenchContext, Scenario, Subject
 from tenfold.core.server import HttpError, Request, Route, Router
-from tenfold.core.server_load import LoadTarget, load_subject, served
+from tenfold.core.server_load import LoadTarget, http_load_row, load_subject, served
 
 EX = "http://example.org/load/"
 _CLASSES = 50
@@ -102,14 +102,13 @@ def _check(target: LoadTarget) -> None:
 
 
 def http_scenarios() -> list[Scenario]:
-    common = {"unit": "requests", "table": "HTTP Load", "rounds": 1, "full_rounds": 1, "warmup": 0}
     return [
-        Scenario(
-            name="http_sparql",
-            ours=Subject(
+        http_load_row(
+            "http_sparql",
+            Subject(
                 "tenfold lattice serve", load_subject(_ours(False), check=_check, modulo=_CLASSES)
             ),
-            peer=Subject(
+            Subject(
                 "pyoxigraph Store behind the same server",
                 load_subject(_peer, check=_check, modulo=_CLASSES),
             ),
@@ -124,22 +123,17 @@ def http_scenarios() -> list[Scenario]:
             "through the same server stack; ours from the lattice store, the peer from a "
             "pyoxigraph Store holding the same triples",
             checks="every response's rows are checked by the generator (the class's members)",
-            **common,  # type: ignore[arg-type]
         ),
-        Scenario(
-            name="http_sparql_mtls",
-            ours=Subject(
+        http_load_row(
+            "http_sparql_mtls",
+            Subject(
                 "tenfold lattice serve", load_subject(_ours(True), check=_check, modulo=_CLASSES)
             ),
-            peer=Subject(
-                "tenfold lattice serve (no TLS)", load_subject(_ours(False), modulo=_CLASSES)
-            ),
+            Subject("tenfold lattice serve (no TLS)", load_subject(_ours(False), modulo=_CLASSES)),
             row="SPARQL SELECT per request (mutual TLS vs none)",
             counts="the same queries with a client certificate checked on every connection; peer: no TLS",
+            mtls_overhead=True,
             fairness="the same server with and without mutual TLS, the same generator and queries",
-            comparison="overhead",
-            like_for_like=False,
             checks="ours' responses are checked by the generator; the baseline's are counted",
-            **common,  # type: ignore[arg-type]
         ),
     ]

@@ -15,12 +15,12 @@
   timed call, and before timing against each of our paths (index, DuckDB,
   evaluator) that answers the query. Latencies are per query.
 * Transitive closure and min-lattice single-source shortest paths, ours
-  (Datalog) vs DuckDB SQL written by hand and vs scipy's Dijkstra.
+  (Datalog) vs DuckDB SQL written by hand and vs scipy's Dijkstra; these rows
+  are declared as data, in ``bench.toml`` beside this module.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import declared_rows, dist_version
 from tenfold.core.errors import BenchError
 from tenfold.semantic_lattice._lubm import UB, generate_lubm, lubm_tbox
 from tenfold.semantic_lattice._rdf import OWL, RDF, Triple, literal, serialize_ntriples
@@ -39,13 +40,6 @@ __all__ = ["abox_projection", "from_rdflib", "oxigraph_rows", "scenarios"]
 
 # The document's rows: ontology size, facts -> (label, inferred facts, inference time ms).
 _INFERENCE_ROWS = {1_000: "Small", 10_000: "Medium", 100_000: "Large", 1_000_000: "Extra Large"}
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "?"
 
 
 def abox_projection(triples: Iterable[Triple], individuals: set[str]) -> set[Triple]:
@@ -549,7 +543,7 @@ def scenarios() -> list[Scenario]:
                     "tenfold (owl-rl-core, parses the file)",
                     _ours_inference(n, "owl-rl-core", parse=True),
                 ),
-                peer=Subject(f"reasonable {_version('reasonable')}", _reasonable_inference(n)),
+                peer=Subject(f"reasonable {dist_version('reasonable')}", _reasonable_inference(n)),
                 table="Inference Performance",
                 row=f"{label} ({n:,} facts)",
                 counts=(
@@ -579,7 +573,7 @@ def scenarios() -> list[Scenario]:
                         "tenfold (owl-rl, parsed triples)",
                         _ours_inference(n, "owl-rl", parse=False),
                     ),
-                    peer=Subject(f"owlrl {_version('owlrl')}", _owlrl_inference(n)),
+                    peer=Subject(f"owlrl {dist_version('owlrl')}", _owlrl_inference(n)),
                     table="Inference Performance",
                     row=f"{label} ({n:,} facts), full OWL 2 RL",
                     counts=(
@@ -609,7 +603,7 @@ def scenarios() -> list[Scenario]:
                     unit="queries",
                     ours=Subject("tenfold", _ours_query(row, n), sequential=True),
                     peer=Subject(
-                        f"pyoxigraph {_version('pyoxigraph')}",
+                        f"pyoxigraph {dist_version('pyoxigraph')}",
                         _oxigraph_query(row, n),
                         sequential=True,
                     ),
@@ -635,51 +629,10 @@ def scenarios() -> list[Scenario]:
                     "timed call",
                 )
             )
-    out += [
-        Scenario(
-            name="transitive_closure_vs_duckdb",
-            unit="edges",
-            ours=Subject("tenfold (Datalog)", _ours_tc),
-            peer=Subject(f"DuckDB {_version('duckdb')} recursive CTE by hand", _duckdb_tc),
-            table="Lattice Evaluation",
-            row="Transitive closure",
-            counts="edges of a forest of 10-node random DAGs, closure computed from scratch",
-            rounds=3,
-            full_rounds=5,
-            fairness="both compute the transitive closure of the same edges from scratch in "
-            "DuckDB (ours from Datalog rules, the peer a recursive CTE written by hand)",
-            checks="closure sizes compared equal before timing",
-        ),
-        Scenario(
-            name="shortest_path_vs_duckdb",
-            unit="edges",
-            ours=Subject("tenfold (min lattice)", _ours_sp),
-            peer=Subject(f"DuckDB {_version('duckdb')} USING KEY by hand", _duckdb_sp),
-            table="Lattice Evaluation",
-            row="Min-lattice shortest path",
-            counts="edges of a random weighted graph, single-source shortest paths",
-            rounds=3,
-            full_rounds=5,
-            fairness="both compute single-source shortest paths over the same edges in DuckDB "
-            "(ours from min-lattice rules, the peer USING KEY written by hand)",
-            checks="nodes reached and the sum of distances compared equal before timing",
-        ),
-        Scenario(
-            name="shortest_path_vs_scipy",
-            unit="edges",
-            ours=Subject("tenfold (min lattice)", _ours_sp),
-            peer=Subject(f"scipy {_version('scipy')} dijkstra", _scipy_sp),
-            table="Lattice Evaluation",
-            row="Min-lattice shortest path vs Dijkstra",
-            counts="edges of a random weighted graph, single-source shortest paths",
-            rounds=3,
-            full_rounds=5,
-            fairness="both compute single-source shortest paths over the same edges; ours "
-            "materialises rules in DuckDB, scipy runs Dijkstra over a CSR matrix it builds in the "
-            "timed call",
-            checks="nodes reached and the sum of distances compared equal before timing",
-        ),
-    ]
+    rows = declared_rows(
+        __name__, duckdb=f"DuckDB {dist_version('duckdb')}", scipy=f"scipy {dist_version('scipy')}"
+    )
+    out += rows["lattice"]
     from tenfold.semantic_lattice._bench_http import http_scenarios
 
     out.extend(http_scenarios())

@@ -13,6 +13,9 @@ against 50 subjects, ours (compiled many-to-one) against MatchPy's
 the AC rows MatchPy's ``+`` is declared commutative (multiset matching over the
 flattened arguments), because an *associative* MatchPy operation lets a plain
 wildcard absorb several operands, which is not our ``x_`` semantics.
+
+The rows declared one by one (numeric evaluation, saturation) are data, in
+``bench.toml`` beside this module.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tenfold.core.bench import BenchContext, Op, Outcome, Scenario, Subject
+from tenfold.core.declare import declared_rows
 from tenfold.core.errors import BenchError
 
 __all__ = ["scenarios"]
@@ -521,7 +525,7 @@ def _workers(n: int, sympy_side: bool) -> Callable[[BenchContext], Op]:
 
 
 def _vertical_scenarios() -> list[Scenario]:
-    from tenfold.core.bench import doc_seed
+    from tenfold.core.declare import scaling_seed
 
     return [
         Scenario(
@@ -533,9 +537,7 @@ def _vertical_scenarios() -> list[Scenario]:
             peer=Subject(
                 f"{_sympy_version()} ({n} worker process{'es' if n > 1 else ''})", _workers(n, True)
             ),
-            seed=doc_seed("Vertical Scaling", "Symbolic Modeler", column="2 Cores")
-            if n == 2
-            else None,
+            seed=scaling_seed("Vertical Scaling", "Symbolic Modeler", n),
             table="Vertical Scaling",
             row=f"{n} {'worker' if n == 1 else 'workers'}",
             counts=(
@@ -557,22 +559,8 @@ def _vertical_scenarios() -> list[Scenario]:
 
 
 def scenarios() -> list[Scenario]:
-    out: list[Scenario] = [
-        Scenario(
-            name="numeric_eval_500_ops",
-            unit="points",
-            ours=Subject("tenfold (llvmlite native, vectorized)", _numeric_ours),
-            peer=Subject("sympy.lambdify (numpy)", _numeric_peer),
-            table="Numeric Evaluation",
-            row="500-op expression over float64 arrays",
-            counts="evaluations of one compiled 500-operator expression, per point",
-            rounds=5,
-            full_rounds=10,
-            fairness="both evaluate the same compiled 500-operator expression over the same "
-            "float64 arrays (ours native code from llvmlite, the peer sympy.lambdify over numpy)",
-            checks="the values of both are compared before timing (the row fails when they differ)",
-        )
-    ]
+    rows = declared_rows(__name__)
+    out: list[Scenario] = list(rows["numeric"])
     for n_ops, (row,) in SIZES.items():
         out.append(
             Scenario(
@@ -615,19 +603,7 @@ def scenarios() -> list[Scenario]:
                 "of our reductions with SymPy is checked in the reduction rows)",
             )
         )
-    out.append(
-        Scenario(
-            name="saturate_20_ops",
-            unit="saturations",
-            ours=Subject("tenfold (own e-graph, default rules)", _saturate_ours(20)),
-            table="Equality Saturation",
-            row="20-op expression, factoring + trig + exp rules",
-            counts="parse + saturate (5,000 e-nodes, 10 iterations, 2 s) + extract, per expression;"
-            " egglog (PyPI) not in the peers group yet",
-            rounds=10,
-            full_rounds=20,
-        )
-    )
+    out += rows["saturation"]
     for count in PATTERNS:
         for ac in (False, True):
             out.append(

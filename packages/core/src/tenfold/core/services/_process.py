@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from tenfold.core.errors import ServiceError
+from tenfold.core.lifecycle import Closing
 
 _LIVE: set[_Process] = set()
 _LIVE_LOCK = threading.Lock()
@@ -191,7 +191,7 @@ def running_services() -> list[str]:
         return sorted(f"{p.name} (pid {p.pid})" for p in _LIVE if p.alive())
 
 
-class Service:
+class Service(Closing):
     """Base of every service: a context manager with its own data directory."""
 
     kind = "service"
@@ -219,14 +219,6 @@ class Service:
             self.close()
             raise
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start(self) -> None:
         raise NotImplementedError
