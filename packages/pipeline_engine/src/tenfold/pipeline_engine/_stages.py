@@ -45,6 +45,10 @@ class Stage(Generic[T, U]):
 
     name: str = "stage"
     stateful: bool = False
+    #: Waits on I/O for each batch (a database lookup): the engine gives it a
+    #: thread of its own so the stages around it run meanwhile. CPU-bound stages
+    #: in a row share one thread (under the GIL more threads would not add speed).
+    blocking: bool = False
 
     def process(self, batch: Batch[T]) -> Batch[U]:
         raise NotImplementedError
@@ -269,6 +273,7 @@ class Enrich(Stage[T, U]):
         self.on_missing = on_missing
         self.name = name
         self._table = lookup.rows if isinstance(lookup, TableLookup) else None
+        self.blocking = self._table is None
         self._cache: OrderedDict[Any, tuple[Any, ...]] = OrderedDict()
         self.hits = 0
         self.misses = 0

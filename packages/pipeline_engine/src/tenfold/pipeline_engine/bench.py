@@ -747,8 +747,9 @@ def scenarios() -> list[Scenario]:
             rounds=3,
             warmup=0,  # warmed up in prepare: a harness warm-up is a whole peer run
             fairness="both decode, filter and enrich the same 300K JSON events in memory in "
-            "10K-event batches with the same msgspec decoder and lookup table; ours runs its "
-            "stages on threads with bounded buffers, Bytewax one worker",
+            "10K-event batches with the same msgspec decoder and lookup table; ours runs source, "
+            "stages and sink on one thread (nothing in this row waits on I/O), Bytewax one "
+            "worker",
             checks=_SAME_EVENTS,
         ),
         Scenario(
