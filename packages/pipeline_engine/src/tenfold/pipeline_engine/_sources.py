@@ -117,6 +117,9 @@ class GeneratorSource(Source[Any]):
     """
 
     name = "generator"
+    # At a set rate read() sleeps only until the next event is due, when there is
+    # nothing for the steps after it to do: it shares their thread.
+    blocking = False
 
     def __init__(
         self,
@@ -133,8 +136,6 @@ class GeneratorSource(Source[Any]):
             raise ConnectorError(f"generator rate must be positive, got {rate}")
         self.schema = schema
         self.rate = rate
-        # At a set rate read() sleeps until events are due; at saturation it only computes.
-        self.blocking = rate is not None
         self.count = count
         self.encode = encode
         self.emitted = 0

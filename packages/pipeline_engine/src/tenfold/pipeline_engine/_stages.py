@@ -95,7 +95,7 @@ class DecodeJson(Stage[bytes | None, T]):
             # Fast path: every message is fine (None or oversized ones raise here too).
             if max(map(len, items), default=0) > self.max_bytes:  # type: ignore[arg-type]
                 raise ValueError
-            out = [decode(m) for m in items]  # type: ignore[arg-type]
+            out = list(map(decode, items))  # type: ignore[arg-type]  # a C loop: no frame per event
         except (msgspec.DecodeError, TypeError, ValueError):
             out = self._slow(batch)
         return batch.replace(out)
