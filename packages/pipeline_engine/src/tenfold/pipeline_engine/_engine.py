@@ -231,6 +231,7 @@ class Pipeline(Generic[T]):
             seq += 1
             read += n
             yield batch
+            del batch  # freed before the next read (see _run_lane)
 
     def _through(self, stages: Sequence[int], batch: Batch[Any], at: list[int]) -> Batch[Any]:
         """``batch`` through the stages ``stages`` in order, accounting each one;
@@ -331,6 +332,12 @@ class Pipeline(Generic[T]):
                             save(i)
                         last_saved = time.monotonic()
                 emit(result)
+                # Let go of this batch's events before the next is read: the
+                # allocator then reuses their warm memory for the next batch's
+                # events instead of mapping fresh arenas (and unmapping these a
+                # batch later), which measured as a third of the in-memory
+                # row's CPU per event.
+                del batch, result
             # The end: each stage's tail goes through the stages after it, in
             # order, before their own tails (as if it had arrived as a batch).
             for j, i in enumerate(stages):
@@ -353,16 +360,15 @@ class Pipeline(Generic[T]):
         queued (up to ``group_commit_events``) in one write."""
         group_max = self.group_commit_events if self.sink.group_commit else 0
         while True:
-            if group_max:
-                taken = inbuf.get_many(group_max)
-                end = taken[-1] is None
-                group = [b for b in taken if b is not None]
-            else:
-                one = inbuf.get()
-                end = one is None
-                group = [] if one is None else [one]
+            # get_many stops after the end marker (None), so it can only be last.
+            group = inbuf.get_many(group_max) if group_max else [inbuf.get()]
+            end = group[-1] is None
+            if end:
+                group.pop()
             if group:
-                self._write(group, m)
+                self._write(group, m)  # type: ignore[arg-type]
+            # Not held while waiting for the next (see _run_lane).
+            del group
             if end:
                 return
 
