@@ -32,6 +32,7 @@ from tenfold.pipeline_engine._stages import (
     MapBatch,
     Stage,
     Window,
+    filter_then_enrich,
     per_event,
 )
 from tenfold.pipeline_engine.errors import (
@@ -235,16 +236,33 @@ class Pipeline(Generic[T]):
 
     def _through(self, stages: Sequence[int], batch: Batch[Any], at: list[int]) -> Batch[Any]:
         """``batch`` through the stages ``stages`` in order, accounting each one;
-        ``at[0]`` is the step running (named in the error if it fails)."""
+        ``at[0]`` is the step running (named in the error if it fails).
+
+        A filter followed by an in-memory join runs as one pass when
+        :func:`filter_then_enrich` says that is the same thing; the filter then
+        reports its counts (events in, events kept) and the join the time of both.
+        """
         metrics = self._metrics
-        for i in stages:
+        k = 0
+        while k < len(stages):
+            i = stages[k]
             at[0] = i + 1
             m = metrics[i + 1]
             t0 = time.perf_counter()
             n_in, n_dead = len(batch.items), len(batch.dead)
+            if k + 1 < len(stages) and stages[k + 1] == i + 1:
+                fused = filter_then_enrich(self.stages[i], self.stages[i + 1], batch)
+                if fused is not None:
+                    batch = fused
+                    n_out = len(batch.items)
+                    m.record(n_in, n_out, 0.0)
+                    metrics[i + 2].record(n_out, n_out, time.perf_counter() - t0)
+                    k += 2
+                    continue
             batch = self.stages[i].process(batch)
             m.record(n_in, len(batch.items), time.perf_counter() - t0)
             m.dead_letters += len(batch.dead) - n_dead
+            k += 1
         return batch
 
     def _write(self, group: list[Batch[Any]], m: StageMetrics) -> None:
