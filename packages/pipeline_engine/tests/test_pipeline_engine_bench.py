@@ -65,3 +65,15 @@ def test_ours_refuses_to_report_a_wrong_count(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setattr(bench, "keep", lambda o: False)
     with pytest.raises(BenchError, match="expected"):
         op()
+
+
+def test_the_80pct_row_runs_at_four_fifths_of_a_measured_saturation(tmp_path: Path) -> None:
+    scenario = next(s for s in bench.scenarios() if s.name == "rate_80pct_saturation")
+    assert scenario.table == "Event Processing Performance"
+    result = scenario.ours.prepare(_ctx(tmp_path))()
+    assert isinstance(result, Outcome)
+    m = result.metrics
+    assert m["saturation_ev_per_s"] > 0
+    assert abs(m["target_ev_per_s"] - 0.8 * m["saturation_ev_per_s"]) <= 1
+    assert result.latencies_ms and result.ops > 0
+    assert m["p50_ms_first_third"] >= 0 and m["p50_ms_last_third"] >= 0

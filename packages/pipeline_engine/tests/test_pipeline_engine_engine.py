@@ -188,8 +188,16 @@ def test_stop_drains_what_was_read() -> None:
     assert report.events_read == sink.count > 0
 
 
+class WaitingNullSink(NullSink):
+    """A null sink declared as waiting on I/O: the engine gives it a thread and a buffer."""
+
+    blocking = True
+
+
 def test_prometheus_exposition_has_every_stage_and_buffer() -> None:
-    pipeline = Flow(MemorySource(_messages(100))).decode(Order).into(NullSink(), name="orders")
+    pipeline = (
+        Flow(MemorySource(_messages(100))).decode(Order).into(WaitingNullSink(), name="orders")
+    )
     pipeline.run()
     text = pipeline.prometheus()
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
@@ -198,7 +206,7 @@ def test_prometheus_exposition_has_every_stage_and_buffer() -> None:
         float(value)
         assert name_labels.startswith("tenfold_pipeline_")
     assert 'tenfold_pipeline_stage_events_total{pipeline="orders",stage="decode"} 100' in text
-    assert 'buffer="memory->decode"' in text
+    assert 'buffer="decode->null"' in text
     assert "# TYPE tenfold_pipeline_backpressure_episodes_total counter" in text
 
 
@@ -299,3 +307,105 @@ def test_governor_memory_bound_stops_a_growing_pipeline_with_a_clear_error() -> 
     # Stopped near the limit: about 48 one-megabyte batches, not a runaway.
     assert 10 <= len(sink.kept) <= 200
     sink.kept.clear()
+
+
+class _Recording:
+    """Stage and sink hooks noting the thread each step ran on."""
+
+    def __init__(self) -> None:
+        self.threads: dict[str, set[str]] = {}
+
+    def note(self, step: str) -> None:
+        self.threads.setdefault(step, set()).add(threading.current_thread().name)
+
+
+def test_cpu_bound_steps_share_one_thread_and_no_buffer() -> None:
+    seen = _Recording()
+
+    class Sink_(NullSink):
+        def write(self, batch: Batch[object]) -> None:
+            seen.note("sink")
+            super().write(batch)
+
+    def keep(o: Order) -> bool:
+        seen.note("filter")
+        return o.kind == "buy"
+
+    sink = Sink_()
+    report = (
+        Flow(MemorySource(_messages(5_000)))
+        .decode(Order)
+        .filter(keep)
+        .enrich(TableLookup({1: ("x",)}), key=lambda o: o.user_id, merge=lambda o, r: o)
+        .into(sink, batch_size=500)
+        .run()
+    )
+    assert sink.count == 2_500
+    assert report.buffers == []
+    assert len(seen.threads["filter"] | seen.threads["sink"]) == 1
+
+
+class _SlowLookup:
+    """A lookup that waits (as a database would) and notes its thread."""
+
+    def __init__(self, seen: _Recording) -> None:
+        self.seen = seen
+
+    def fetch(self, keys: object) -> dict[int, tuple[str]]:
+        self.seen.note("lookup")
+        time.sleep(0.001)
+        return {k: (f"C{k}",) for k in keys}  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_blocking_stage_gets_a_thread_of_its_own() -> None:
+    seen = _Recording()
+
+    def keep(o: Order) -> bool:
+        seen.note("filter")
+        return True
+
+    def after(o: object) -> object:
+        seen.note("map")
+        return o
+
+    sink = MemorySink[object]()
+    report = (
+        Flow(MemorySource(_messages(2_000)))
+        .decode(Order)
+        .filter(keep)
+        .enrich(_SlowLookup(seen), key=lambda o: o.user_id, merge=lambda o, r: (o.id, r))
+        .map(after)
+        .into(sink, batch_size=100)
+        .run()
+    )
+    assert sorted(i for i, _ in sink.events) == list(range(2_000))  # type: ignore[misc]
+    assert all(r == (f"C{i % 100}",) for i, r in sink.events)  # type: ignore[misc]
+    (filter_thread,) = seen.threads["filter"]
+    (lookup_thread,) = seen.threads["lookup"]
+    (map_thread,) = seen.threads["map"]
+    assert len({filter_thread, lookup_thread, map_thread}) == 3
+    assert [b["buffer"] for b in report.buffers] == ["filter->enrich", "enrich->map"]
+
+
+def test_a_window_tail_goes_through_the_stages_after_it_on_the_same_thread() -> None:
+    events = [Order(i, i % 3, "buy", 1.0, float(i)) for i in range(30)]
+    sink = MemorySink[object]()
+    report = (
+        Flow(MemorySource(events))
+        .window(
+            key=lambda o: o.user_id,
+            time=lambda o: o.ts,
+            size_s=100.0,
+            aggregates={"n": ("count", None)},
+        )
+        .map(lambda w: (w.key, w.n))
+        .into(sink, batch_size=7)
+        .run()
+    )
+    # Every window is still open when the stream ends: all come from the flush,
+    # and each went through the map after the window.
+    assert sorted(sink.events) == [(0, 10.0), (1, 10.0), (2, 10.0)]  # type: ignore[type-var]
+    assert report.buffers == []

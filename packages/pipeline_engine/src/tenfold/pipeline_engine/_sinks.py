@@ -40,6 +40,10 @@ class Sink(Generic[T]):
     """
 
     name: str = "sink"
+    #: ``write`` waits on I/O (a database, a broker, a file): the engine gives
+    #: the sink a thread of its own, so the next batches are processed while it
+    #: waits. A sink that only computes runs on the thread of the steps before it.
+    blocking: bool = True
     handles_dead_letters: bool = False
     group_commit: bool = False
 
@@ -65,6 +69,7 @@ class NullSink(Sink[Any]):
     """Counts events and drops them (benchmarks of the stages in front of it)."""
 
     name = "null"
+    blocking = False
 
     def __init__(self) -> None:
         self.count = 0
@@ -77,6 +82,7 @@ class MemorySink(Sink[T]):
     """Keeps events in memory; with ``key`` an upsert by key (idempotent on replay)."""
 
     name = "memory"
+    blocking = False
 
     def __init__(self, key: Callable[[T], Any] | None = None) -> None:
         self.key = key

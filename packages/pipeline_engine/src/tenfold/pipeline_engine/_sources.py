@@ -33,6 +33,10 @@ class Source(Generic[T]):
     """
 
     name: str = "source"
+    #: ``read`` waits on I/O or a timer (a broker, a socket, a schedule): the
+    #: engine gives the source a thread of its own. A source that only computes
+    #: (a list in memory) shares its thread with the CPU-bound stages after it.
+    blocking: bool = True
     # Set by the pipeline to its sink's ``stored_positions``: a source whose
     # partitions change while it runs (a consumer group) resumes new ones from
     # what the sink holds at that moment, not from the start-up snapshot.
@@ -61,6 +65,7 @@ class MemorySource(Source[T]):
     """A list of events, cut into batches; position ``memory/0`` is the index."""
 
     name = "memory"
+    blocking = False
 
     def __init__(self, items: Sequence[T]) -> None:
         self.items = items
@@ -75,7 +80,11 @@ class MemorySource(Source[T]):
             return None
         end = min(start + max_events, len(self.items))
         self._next = end
-        return Batch(list(self.items[start:end]), time.monotonic_ns(), {"memory/0": end})
+        # A list's slice is already a new list: copy once, not twice.
+        items = self.items[start:end]
+        if not isinstance(items, list):
+            items = list(items)
+        return Batch(items, time.monotonic_ns(), {"memory/0": end})
 
 
 _VOCAB = 64
@@ -108,6 +117,9 @@ class GeneratorSource(Source[Any]):
     """
 
     name = "generator"
+    # At a set rate read() sleeps only until the next event is due, when there is
+    # nothing for the steps after it to do: it shares their thread.
+    blocking = False
 
     def __init__(
         self,

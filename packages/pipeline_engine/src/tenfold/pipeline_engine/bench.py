@@ -299,33 +299,60 @@ def _bytewax(batched: bool) -> Callable[[BenchContext], Op]:
 # -- the rate table: open-loop generator ------------------------------------------
 
 
-def _rate_op(rate: float | None) -> Callable[[BenchContext], Op]:
-    def prepare(ctx: BenchContext) -> Op:
-        from tenfold.pipeline_engine import Flow, GeneratorSource, NullSink, TableLookup
+def _rate_run(ctx: BenchContext, rate: float | None, duration_s: float) -> tuple[Any, list[float]]:
+    """One open-loop run at ``rate`` (None: as fast as it goes): the report and the
+    per-batch latencies (oldest event's scheduled time to the sink)."""
+    from tenfold.pipeline_engine import Flow, GeneratorSource, NullSink, TableLookup
 
-        table = TableLookup(user_table())
+    source = GeneratorSource(Order, rate=rate, seed=ctx.seed, cardinality=USERS)
+    pipeline = (
+        Flow(source)
+        .decode(Order)
+        .filter(keep)
+        .enrich(TableLookup(_USERS), key=lambda o: o.user_id, merge=merge)
+        .into(NullSink(), batch_size=10_000, linger_ms=2.0)
+    )
+    report = pipeline.run(duration_s=duration_s)
+    return report, [float(x) for x in pipeline._e2e_ms]
+
+
+def _rate_op(
+    rate: float | None, *, of_saturation: float | None = None
+) -> Callable[[BenchContext], Op]:
+    """A rate row: a fixed ``rate``, saturation (None), or ``of_saturation`` times the
+    rate a saturation run reached just before (measured in prepare, outside the timer)."""
+
+    def prepare(ctx: BenchContext) -> Op:
         duration_s = ctx.size(0.3, 1.0, 5.0)
+        target = rate
+        saturation = None
+        if of_saturation is not None:
+            saturation = _rate_run(ctx, None, duration_s)[0].events_per_s
+            target = of_saturation * saturation
 
         def op() -> Outcome:
-            source = GeneratorSource(Order, rate=rate, seed=ctx.seed, cardinality=USERS)
-            sink = NullSink()
-            pipeline = (
-                Flow(source)
-                .decode(Order)
-                .filter(keep)
-                .enrich(table, key=lambda o: o.user_id, merge=merge)
-                .into(sink, batch_size=10_000, linger_ms=2.0)
-            )
-            report = pipeline.run(duration_s=duration_s)
-            lat = [float(x) for x in pipeline._e2e_ms]
+            from tenfold.pipeline_engine._metrics import percentile
+
+            report, lat = _rate_run(ctx, target, duration_s)
+            metrics: dict[str, Any] = {
+                "achieved_ev_per_s": round(report.events_per_s),
+                "backpressure_episodes": report.backpressure_episodes,
+                "peak_buffered_events": report.peak_buffered_events,
+                "latency": "oldest event of each batch, scheduled time -> sink",
+            }
+            if saturation is not None and target is not None:
+                # Bounded means no queue building up: the last third of the run's
+                # batches wait about as long as the first third.
+                third = max(len(lat) // 3, 1)
+                metrics |= {
+                    "saturation_ev_per_s": round(saturation),
+                    "target_ev_per_s": round(target),
+                    "p50_ms_first_third": round(percentile(lat[:third], 50), 2),
+                    "p50_ms_last_third": round(percentile(lat[-third:], 50), 2),
+                }
             return Outcome(
                 report.events_read,
-                metrics={
-                    "achieved_ev_per_s": round(report.events_per_s),
-                    "backpressure_episodes": report.backpressure_episodes,
-                    "peak_buffered_events": report.peak_buffered_events,
-                    "latency": "oldest event of each batch, scheduled time -> sink",
-                },
+                metrics=metrics,
                 latencies_ms=lat,
                 latency_kind="per_batch",
                 latency_unit="batch: its oldest event, scheduled time to sink",
@@ -769,6 +796,20 @@ def scenarios() -> list[Scenario]:
                 warmup=0,
             )
         )
+    rows.append(
+        Scenario(
+            name="rate_80pct_saturation",
+            unit="events",
+            table="Event Processing Performance",
+            row="80% of saturation",
+            counts="synthetic open-loop events at 0.8 times the rate a saturation run reached "
+            "just before (in prepare); latency per batch, its oldest event's scheduled time "
+            "to the sink",
+            ours=Subject("tenfold", _rate_op(None, of_saturation=0.8)),
+            rounds=1,
+            warmup=0,
+        )
+    )
     from tenfold.pipeline_engine._bench_http import http_scenarios
 
     rows.extend(http_scenarios())
