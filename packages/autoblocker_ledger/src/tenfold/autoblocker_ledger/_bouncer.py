@@ -1,8 +1,11 @@
 """An nftables bouncer, and the ledger's decisions as the one stream every bouncer reads.
 
 :class:`NftBouncer` implements :class:`tenfold.core.events.Bouncer`: it takes
-the stream decisions of ``tenfold.core.events`` one at a time (and, for the
-embedded loop of ``autoblock run --nft``, batches from :class:`DecisionStream`).
+the stream decisions of ``tenfold.core.events`` one at a time, or several at
+once (``apply_many``, which :func:`tenfold.core.events.follow` uses for what one
+read of the stream brings: their set additions go in as one ``nft`` transaction),
+and, for the embedded loop of ``autoblock run --nft``, batches from
+:class:`DecisionStream`.
 :func:`stream_decisions` turns the ledger's entries into that stream, each
 decision carrying the index of the entry that records it.
 
