@@ -233,6 +233,13 @@ def _run() -> FaultRun:
     return _RUN
 
 
+def _tail(log: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
 def _engine_url(plat: Any, deadline: float) -> str:
     while True:
         url = plat.engine_url()
@@ -268,6 +275,8 @@ def _verify(run: FaultRun, deadline: float) -> tuple[list[Any], list[str], Check
     decisions = [decode_decision(x, source=url) for x in body.splitlines() if x]
     last = max((d.index for d in decisions), default=-1)
     while plat._applied_index() < last:
+        if plat._pid() is None:  # it exited: say why, without waiting out the SLO
+            raise PlatformError(f"the bouncer is not running: {_tail(plat.log)}")
         if time.monotonic() > deadline:
             raise PlatformError(
                 f"the bouncer did not apply ledger index {last} within the SLO "
@@ -289,12 +298,14 @@ def _verify(run: FaultRun, deadline: float) -> tuple[list[Any], list[str], Check
         bundle = json.loads(fetch(f"{url}/proof?index={d.index}")[0])
         verify_bundle(bundle, key)  # raises on a bad proof or signature
     consistent = None
-    if run.sth is not None and 0 < run.sth["size"] <= sth["size"]:
+    if run.sth is not None and run.sth["size"] == 0:
+        consistent = 0  # the empty tree is a prefix of every tree
+    elif run.sth is not None and run.sth["size"] <= sth["size"]:
         old = run.sth
         proof = json.loads(fetch(f"{url}/consistency?old={old['size']}")[0])
         verify_bundle({"type": "consistency", "old": old, **proof}, key)
         consistent = int(old["size"])
-    elif run.sth is not None and run.sth["size"] > sth["size"]:
+    elif run.sth is not None:
         problems.append(f"the ledger shrank from {run.sth['size']} to {sth['size']} entries")
     run.sth = sth
     check = Check(
