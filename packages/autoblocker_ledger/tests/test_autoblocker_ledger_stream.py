@@ -238,6 +238,36 @@ def test_nft_bouncer_drops_a_banned_source_until_the_ban_lapses(netpair: tuple[s
     assert table not in tables
 
 
+def test_nft_bouncer_applies_many_decisions_in_one_transaction_in_order(
+    netpair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = netpair
+    far = time.time() + 600
+    with NftBouncer(f"tenfold_ledger_m{os.getpid()}", netns=b) as bouncer:
+        calls: list[str] = []
+        run = bouncer._run
+        monkeypatch.setattr(bouncer, "_run", lambda script: (calls.append(script), run(script))[1])
+        ds = [
+            Decision(action="ban", scope="ip", value=f"203.0.113.{i}", until=far, index=i)
+            for i in range(1, 31)
+        ]
+        bouncer.apply_many(ds)
+        assert len(calls) == 1  # 30 bans, one nft process
+        assert bouncer.blocked() == sorted(f"203.0.113.{i}" for i in range(1, 31))
+        calls.clear()
+        # An unban between two bans of the same address: the order holds.
+        bouncer.apply_many(
+            [
+                Decision(action="ban", scope="ip", value="198.18.0.1", until=far, index=40),
+                Decision(action="unban", scope="ip", value="198.18.0.1", until=0, index=41),
+                Decision(action="ban", scope="ip", value="198.18.0.3", until=far, index=42),
+            ]
+        )
+        assert "198.18.0.1" not in bouncer.blocked() and "198.18.0.3" in bouncer.blocked()
+        assert _delivered(a, b, "198.18.0.1") and not _delivered(a, b, "198.18.0.3")
+        assert len(calls) == 3  # the ban before the unban, the unban, the ban after
+
+
 def test_autoblock_run_piped_into_nft_follow(netpair: tuple[str, str], tmp_path: Path) -> None:
     """`tenfold autoblock run --format jsonl | tenfold autoblock nft-follow` on a real packet path."""
     a, b = netpair

@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -250,6 +251,58 @@ def test_follow_stops_at_a_bad_line_after_applying_what_came_before() -> None:
         follow(b, stream, source="stdin", linger=False)
     t.join()
     assert [d.value for d in b.applied] == ["192.0.2.1"]
+
+
+class BatchBouncer(ListBouncer):
+    """A bouncer that takes several decisions at once (as the nftables one does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[int]] = []
+
+    def apply_many(self, decisions: Sequence[Decision]) -> None:
+        self.calls.append([d.index for d in decisions])
+        for d in decisions:
+            super().apply(d)
+
+
+def test_decisions_read_together_are_applied_together_and_the_state_saved_once(
+    tmp_path: Path,
+) -> None:
+    state_file = tmp_path / "state.json"
+    state = FollowState.load(state_file)
+    state.index = 2  # applied by an earlier run: skipped, in the same read
+    b = BatchBouncer()
+    r, w = os.pipe()
+    os.write(w, b"".join(_ban(f"192.0.2.{i}", 4e9, i) for i in range(1, 7)))
+    os.close(w)
+    saves = []
+    save = state.save
+    state.save = lambda: (saves.append(state.index), save())  # type: ignore[method-assign]
+    with os.fdopen(r, "rb") as stream:
+        rep = follow(b, stream, state=state, linger=False)
+    assert (rep.applied, rep.skipped) == (4, 2)
+    assert b.calls == [[3, 4, 5, 6]]  # one call for the read, in stream order
+    assert saves[-1] == 6 and not {3, 4, 5} & set(saves)  # saved after the read, not per decision
+    assert json.loads(state_file.read_text())["index"] == 6
+
+    # A restart takes over the held bans in one call too.
+    again = BatchBouncer()
+    r, w = os.pipe()
+    os.close(w)
+    with os.fdopen(r, "rb") as stream:
+        follow(again, stream, state=FollowState.load(state_file), linger=False)
+    assert [len(c) for c in again.calls] == [4]
+
+
+def test_a_bad_line_in_a_batch_applies_what_came_before_it() -> None:
+    b = BatchBouncer()
+    r, w = os.pipe()
+    os.write(w, _ban("192.0.2.1", 1e9, 1) + _ban("192.0.2.2", 1e9, 2) + b"ban 192.0.2.3\n")
+    os.close(w)
+    with os.fdopen(r, "rb") as stream, pytest.raises(DecisionStreamError, match="s:3"):
+        follow(b, stream, source="s", linger=False)
+    assert b.calls == [[1, 2]]
 
 
 def test_bad_state_file_is_a_typed_error(tmp_path: Path) -> None:

@@ -55,6 +55,36 @@ def test_critical_assets_are_never_banned_and_three_hosts_escalate() -> None:
     policy.close()
 
 
+def test_one_call_or_one_ban_per_call_derive_the_same_decisions() -> None:
+    bans = [
+        _ban(v, t=1_700_000_000_000 + i)
+        for i, v in enumerate(
+            ["192.0.2.1", "203.0.113.1", "192.0.2.2", "10.0.0.5", "192.0.2.3", "192.0.2.4",
+             "10.0.0.6", "10.0.0.7", "10.0.0.8", "203.0.113.2"]
+        )
+    ]  # fmt: skip
+    one = LatticePolicy(ASSETS)
+    kept, refused = one(bans)
+    each = LatticePolicy(ASSETS)
+    kept_each, refused_each = [], []
+    for b in bans:
+        k, r = each([b])
+        kept_each += k
+        refused_each += r
+    assert kept == kept_each and refused == refused_each
+    # The escalation follows the ban that made its network due, mid-call.
+    values = [d.value for d in kept]
+    assert values.index("192.0.2.0/24") == values.index("192.0.2.3") + 1
+    (range_ban,) = [d for d in kept if d.scope == "range"]
+    assert range_ban.cause == "c-192.0.2.3"
+    assert [(e.subject, e.kind) for e in refused] == [
+        ("10.0.0.5", "policy.refused"),
+        ("10.0.0.0/24", "policy.refused"),  # three hosts, but it holds the critical asset
+    ]
+    one.close()
+    each.close()
+
+
 def test_through_the_sink_the_same_after_a_restart(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text(

@@ -201,6 +201,10 @@ def test_engine_killed_mid_stream_every_event_in_the_ledger_once(
         url = plat.engine_url()
         assert url is not None
         counts = json.loads(fetch(f"{url}/platform")[0])
+        # The chaos journal is followed on its own (every 0.2 s): wait for its two records.
+        while counts["events"] < len(expected) + 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            counts = json.loads(fetch(f"{url}/platform")[0])
         assert counts["transport"]["positions"] == {f"{topic}/0": n}
         # A ban per attacker, and the policy's one escalation: all 30 share a /24.
         assert (counts["events"], counts["decisions"]) == (len(expected) + 3, attackers + 1)

@@ -1,8 +1,11 @@
 """An nftables bouncer, and the ledger's decisions as the one stream every bouncer reads.
 
 :class:`NftBouncer` implements :class:`tenfold.core.events.Bouncer`: it takes
-the stream decisions of ``tenfold.core.events`` one at a time (and, for the
-embedded loop of ``autoblock run --nft``, batches from :class:`DecisionStream`).
+the stream decisions of ``tenfold.core.events`` one at a time, or several at
+once (``apply_many``, which :func:`tenfold.core.events.follow` uses for what one
+read of the stream brings: their set additions go in as one ``nft`` transaction),
+and, for the embedded loop of ``autoblock run --nft``, batches from
+:class:`DecisionStream`.
 :func:`stream_decisions` turns the ledger's entries into that stream, each
 decision carrying the index of the entry that records it.
 
@@ -23,7 +26,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tenfold.autoblocker_ledger._autoblock import Decision, DecisionStream, StreamBatch
@@ -169,6 +172,39 @@ class NftBouncer:
         elif change == "remove":
             self._remove(el)
 
+    def apply_many(self, decisions: Sequence[StreamDecision]) -> None:
+        """Several decisions of the stream, in order, with one ``nft`` for their additions.
+
+        The sets' new elements go in as one transaction (one process, not one per
+        decision); an unban flushes the additions before it, so order is kept.
+        """
+        now = self._clock()
+        pending: list[tuple[str, str]] = []
+        for d in decisions:
+            change = self.bans.apply(d, now)
+            el = self._place(d.value)
+            if el is None:
+                continue
+            if change == "add":
+                pending.append(el)
+            elif change == "remove":
+                self._add_all(pending)
+                self._remove(el)
+        self._add_all(pending)
+
+    def _add_all(self, elements: list[tuple[str, str]]) -> None:
+        by_set: dict[str, list[str]] = {}
+        for name, el in elements:
+            by_set.setdefault(name, []).append(el)
+        if by_set:
+            self._run(
+                "".join(
+                    f"add element inet {self.table} {name} {{ {', '.join(els)} }}\n"
+                    for name, els in by_set.items()
+                )
+            )
+        elements.clear()
+
     def _remove(self, el: tuple[str, str]) -> None:
         with contextlib.suppress(BouncerError):  # an element already gone is fine
             self._run(f"delete element inet {self.table} {el[0]} {{ {el[1]} }}\n")
@@ -189,17 +225,13 @@ class NftBouncer:
             el = self._element(d)
             if el:
                 lines.append(f"delete element inet {self.table} {el[0]} {{ {el[1]} }}")
-        adds = [el for d in batch.new if (el := self._element(d))]
-        for el in adds:
-            lines.append(f"add element inet {self.table} {el[0]} {{ {el[1]} }}")
         for line in lines:
-            try:
+            with contextlib.suppress(BouncerError):  # deleting one already gone is fine
                 self._run(line + "\n")
-            except BouncerError:
-                if not line.startswith("delete"):
-                    raise  # deleting an element that is already gone is fine
+        adds = [el for d in batch.new if (el := self._element(d))]
+        self._add_all(list(adds))  # one transaction for the additions
         self.position = batch.position
-        return len(lines)
+        return len(lines) + len(adds)
 
     def sync(self, stream: DecisionStream, now_ms: int) -> int:
         """Startup snapshot the first time, then the changes since the last position."""

@@ -25,7 +25,7 @@ import math
 import os
 import select
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal, Protocol, runtime_checkable
@@ -42,6 +42,7 @@ __all__ = [
     "FollowReport",
     "FollowState",
     "SecurityEvent",
+    "apply_all",
     "decode_decision",
     "decode_event",
     "encode_decision",
@@ -186,6 +187,18 @@ class Bouncer(Protocol):
         """Stop enforcing what this bouncer owns and release it."""
 
 
+def apply_all(bouncer: Bouncer, decisions: Sequence[Decision]) -> None:
+    """Apply ``decisions`` in order: through the bouncer's ``apply_many`` when it has
+    one (an nftables bouncer then makes one transaction, not one ``nft`` per
+    decision), else one :meth:`Bouncer.apply` each."""
+    many = getattr(bouncer, "apply_many", None)
+    if many is not None and len(decisions) > 1:
+        many(decisions)
+        return
+    for d in decisions:
+        bouncer.apply(d)
+
+
 @dataclass
 class BanTable:
     """The pure bookkeeping every bouncer shares: which value is banned until when.
@@ -277,13 +290,17 @@ def feed(
     if decision.index <= state.index:
         return False
     bouncer.apply(decision)
+    _record(decision, state, clock())
+    state.save()
+    return True
+
+
+def _record(decision: Decision, state: FollowState, now: float) -> None:
     state.index = decision.index
-    if decision.action == "ban" and decision.until > clock():
+    if decision.action == "ban" and decision.until > now:
         state.bans[decision.value] = max(state.bans.get(decision.value, 0.0), decision.until)
     elif decision.action == "unban":
         state.bans.pop(decision.value, None)
-    state.save()
-    return True
 
 
 @dataclass
@@ -307,7 +324,10 @@ def follow(
     """Apply a decision stream to ``bouncer`` until it ends, lifting bans as they lapse.
 
     Decisions at or below ``state.index`` were applied by an earlier run and are
-    skipped; each applied one advances the state (saved before the next is read).
+    skipped. The decisions that arrive together (one read of the stream) are
+    applied together (:func:`apply_all`), then the state is advanced past them and
+    saved before the next read: a follower killed in between applies them again
+    on restart, which every bouncer takes as a no-op, and never skips one.
     At the end of the stream, with ``linger`` the follower keeps lifting bans until
     none is left; without it, it returns at once and leaves them to the next run.
     A bad line raises :class:`DecisionStreamError` after everything before it is applied.
@@ -333,10 +353,11 @@ def follow(
     # is still in the kernel is a no-op), so they lapse on time from here too; one
     # that lapsed while nobody followed is lifted now.
     start = clock()
+    held = []
     for value, until in sorted(st.bans.items()):
         if until <= start:
             del st.bans[value]
-        bouncer.apply(
+        held.append(
             Decision(
                 action="ban" if until > start else "unban",
                 scope="range" if "/" in value else "ip",
@@ -346,6 +367,7 @@ def follow(
                 index=max(st.index, 0),
             )
         )
+    apply_all(bouncer, held)
     st.save()
 
     while True:
@@ -367,14 +389,32 @@ def follow(
                 continue
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
+        fresh: list[Decision] = []
+        bad: DecisionStreamError | None = None
+        last = st.index
         for line in lines:
             lineno += 1
             if not line.strip():
                 continue
-            decision = decode_decision(line, source=source, lineno=lineno)
-            if not feed(bouncer, decision, st, clock=clock):
+            try:
+                decision = decode_decision(line, source=source, lineno=lineno)
+            except DecisionStreamError as exc:
+                bad = exc  # raised once everything before it is applied
+                break
+            if decision.index <= last:
                 report.skipped += 1
                 continue
-            report.applied += 1
+            last = decision.index
+            fresh.append(decision)
+        if fresh:
+            apply_all(bouncer, fresh)
+            now = clock()
+            for decision in fresh:
+                _record(decision, st, now)
+            st.save()
+            report.applied += len(fresh)
             if on_change:
-                on_change("applied", decision)
+                for decision in fresh:
+                    on_change("applied", decision)
+        if bad is not None:
+            raise bad

@@ -10,12 +10,16 @@ signed tree heads, inclusion proofs) with two more routes:
   index ``N``; the ``x-ledger-size`` header says how far the ledger was read, so
   a follower passes that back as ``after`` once it has applied the lines and
   misses nothing and repeats nothing across reconnects;
+* ``GET /consistency?old=N``: the newest signed tree head and the proof that the
+  tree of size ``N`` is a prefix of it (a follower that kept an older head checks
+  the ledger was only appended to, across engine restarts);
 * ``GET /platform``: the engine's counts (entries, events, decisions, the
   transport's appended and duplicate events, the stored Kafka positions).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -59,7 +63,7 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
         stream_decisions,
     )
     from tenfold.core.events import encode_decision
-    from tenfold.core.server import Reply, Route, Router, ServerOptions
+    from tenfold.core.server import HttpError, Reply, Route, Router, ServerOptions
     from tenfold.pipeline_engine import PipelineEngineError
     from tenfold.platform._platform import Platform
     from tenfold.platform._transport import load_assets, transport_pipeline
@@ -106,6 +110,14 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
                 lines, content_type="application/x-ndjson", headers={"x-ledger-size": str(size)}
             )
 
+        def consistency(req: Any) -> dict[str, Any]:
+            head = led.tree_head()
+            old = req.query_int("old", minimum=1)
+            if old > head.size:
+                raise HttpError(404, f"the log has {head.size} entries, not {old}")
+            proof = led.consistency_proof(old, head.size)
+            return {"sth": head.to_dict(), "proof": [base64.b64encode(h).decode() for h in proof]}
+
         def counts(req: Any) -> dict[str, Any]:
             size = led.size
             decisions = sum(1 for i in range(size) if led.get(i).event.kind.startswith("decision."))
@@ -127,7 +139,11 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
         server, _ = ledger_server(led, ServerOptions(port=0))
         router = server.app
         assert isinstance(router, Router)
-        for route in (Route("GET", "/stream", stream), Route("GET", "/platform", counts)):
+        for route in (
+            Route("GET", "/stream", stream),
+            Route("GET", "/consistency", consistency),
+            Route("GET", "/platform", counts),
+        ):
             router.routes.append((route, *route.compiled()))
         server.start()
 

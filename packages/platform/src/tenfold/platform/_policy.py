@@ -67,6 +67,7 @@ class LatticePolicy:
         from tenfold.semantic_lattice import LatticeStore
 
         self.prefix = prefix
+        self.escalate_after = escalate_after
         self.store = LatticeStore(None)
         self.store.load_text(inventory_triples(assets), fmt="nt")
         self.store.add_rules(RULES.format(after=escalate_after))
@@ -75,6 +76,9 @@ class LatticePolicy:
         self.escalated: dict[str, int] = {}  # network -> until (ms)
         self.refused = 0
         self._refused_bans: set[str] = set()  # their unbans (at expiry) are dropped too
+        # The hosts banned per network, as the store holds them: which ban of a call
+        # brings its network to the threshold the rules name.
+        self._banned: dict[str, set[str]] = {}
 
     def _net(self, value: str) -> str:
         return str(ipaddress.ip_network(f"{value}/{self.prefix}", strict=False))
@@ -84,31 +88,54 @@ class LatticePolicy:
         return refusal_event(d, why)
 
     def __call__(self, decisions: list[Decision]) -> tuple[list[Decision], list[Any]]:
+        """Refuse protected bans, add escalations after the ban that makes a /24 due.
+
+        A call's bans go into the store together and are reasoned over once (not
+        once per ban: that was most of the engine's time on a burst). The rules
+        say which networks are due; a network becomes due at the ban that brings
+        its banned hosts to the threshold, so the escalation follows that ban, as
+        when the bans come one call each (a replay that batches differently
+        derives the same escalations, with the same ids).
+        """
         from tenfold.autoblocker_ledger import Decision
 
-        kept: list[Decision] = []
+        planned: list[tuple[Decision, str | None]] = []
         refusals: list[Any] = []
         for d in decisions:
             if d.action == "unban" and d.value in self._refused_bans:
                 self._refused_bans.discard(d.value)
                 continue
             if d.action != "ban" or d.scope != "ip":
-                kept.append(d)
+                planned.append((d, None))
                 continue
             if d.value in self.protected:
                 self._refused_bans.add(d.value)
                 refusals.append(self._refusal(d, "critical asset: never blocked"))
                 continue
-            kept.append(d)
-            if ipaddress.ip_address(d.value).version != 4:
-                continue
-            net = self._net(d.value)
+            v4 = ipaddress.ip_address(d.value).version == 4
+            planned.append((d, self._net(d.value) if v4 else None))
+        staged = [(d.value, net) for d, net in planned if net is not None]
+        due: set[str] = set()
+        if staged:
             self.store.load_text(
-                f"<{TF}host:{d.value}> <{TF}bannedIn> <{TF}net:{net}> .\n", fmt="nt"
+                "".join(
+                    f"<{TF}host:{value}> <{TF}bannedIn> <{TF}net:{net}> .\n"
+                    for value, net in staged
+                ),
+                fmt="nt",
             )
             self.store.reason()
             due = {_unquote(r[0]) for r in self.store.datalog("escalate(N)").rows}
-            if net not in due or self.escalated.get(net, 0) > d.time_ms:
+        kept: list[Decision] = []
+        for d, net in planned:
+            kept.append(d)
+            if net is None:
+                continue
+            hosts = self._banned.setdefault(net, set())
+            hosts.add(d.value)
+            if net not in due or len(hosts) < self.escalate_after:
+                continue  # not due, or due only from a later ban of this call
+            if self.escalated.get(net, 0) > d.time_ms:
                 continue
             escalation = Decision(
                 action="ban",

@@ -113,6 +113,8 @@ def up_cmd(
         topic=topic,
         model=model,
         enforce=enforce,
+        chaos=chaos,
+        allow=allow,
     )
     emit(status, as_json, lambda: _status_text(status))
 
