@@ -17,8 +17,10 @@ validation score, so the gap is visible), the ``valid_frac`` before it is the
 validation split. With a domain column and no time, whole domains are held out.
 
 Budget: every trial after the defaults stops at a deadline that leaves room for
-the final refit (estimated from the winner's own fit time); the refit is skipped
-and the validated model kept when it would still overrun.
+the final refit (estimated from the winner's own fit time). At ``REFIT_ALWAYS_ROWS``
+rows and more the refit is skipped, and the validated model kept, when it would
+still overrun; below that it always runs (a few seconds at most), so the floor
+does not depend on how loaded the machine is.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ DEFAULT_LGBM: dict[str, Any] = {
     "lambda_l2": 0.0,
 }
 PLAIN_ROUNDS = 100  # LightGBM's and HistGradientBoosting's default number of rounds
+# The floor under "never below the default" is built from the data's size, not the
+# clock, so a loaded machine can only make the search find less, never return less:
+# below REFIT_ALWAYS_ROWS rows the winner is always refitted on every row (the plain
+# default a user would train sees them all; a model on 70% of them loses to it), and
+# the plain LightGBM default never samples fewer than SAMPLE_MIN_ROWS rows per tree.
+REFIT_ALWAYS_ROWS = 100_000
+SAMPLE_MIN_ROWS = 50_000
 DEFAULT_HIST: dict[str, Any] = {
     "learning_rate": 0.1,
     "max_leaf_nodes": 31,
@@ -322,8 +331,12 @@ class AutoLearner:
         stop_at: float | None,
         overrun_at: float | None = None,
         fraction: float = 1.0,
+        plain: bool = False,
     ) -> tuple[lgb.Booster, Array, int]:
         """One LightGBM trial with early stopping on validation; its validation predictions.
+
+        ``plain``: no early stopping, every round kept: the plain default exactly as a
+        user would train it, so the floor the search must beat is that model's score.
 
         ``stop_at``: stop adding rounds at this clock time (the search's deadline).
         ``overrun_at``: when a must-finish trial's first five rounds project a finish
@@ -353,8 +366,12 @@ class AutoLearner:
                 raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
             if overrun_at is not None and it == 5 and fraction == 1.0:
                 projected = now + (now - started) / it * (rounds - it)
-                if projected > overrun_at:
-                    share = float(np.clip((overrun_at - now) / (projected - now), 0.1, 0.9))
+                # Never fewer than SAMPLE_MIN_ROWS rows per tree: below that the sample,
+                # not the machine's load, would decide the default's score, and a small
+                # split is cheap to train whole anyway.
+                floor = min(1.0, max(0.1, SAMPLE_MIN_ROWS / max(train.num_data(), 1)))
+                if projected > overrun_at and floor < 0.9:
+                    share = float(np.clip((overrun_at - now) / (projected - now), floor, 0.9))
                     env.model.reset_parameter({"bagging_fraction": share, "bagging_freq": 1})
                     self.last_fraction = share
 
@@ -362,10 +379,14 @@ class AutoLearner:
             params,
             train,
             num_boost_round=rounds,
-            valid_sets=[valid],
-            callbacks=[lgb.early_stopping(30, verbose=False), watch],
+            valid_sets=[] if plain else [valid],
+            callbacks=[watch] if plain else [lgb.early_stopping(30, verbose=False), watch],
         )
-        best_it = int(booster.best_iteration or booster.current_iteration())
+        best_it = int(
+            booster.current_iteration()
+            if plain
+            else (booster.best_iteration or booster.current_iteration())
+        )
         pred = np.asarray(booster.predict(x_va, num_iteration=best_it))
         if task == "binary":
             pred = np.column_stack([1 - pred, pred])
@@ -804,7 +825,7 @@ class AutoLearner:
             per_row = best.fit_s * n_all / max(best.rows, 1)
             if best.family == "linear":
                 return per_row
-            refit_rounds = max(10, int(best.iterations * 1.1))
+            refit_rounds = _refit_rounds(best)
             return per_row * refit_rounds / max(best.rounds_trained, 1)
 
         def reserve() -> float:
@@ -957,10 +978,17 @@ class AutoLearner:
             # A model fit on 70% of the rows loses to the plain default fit on all of
             # them: the refit may overrun by a quarter of the budget (on a loaded
             # machine trial times vary twofold, so the reserve alone is not enough).
-            if _now() + refit_cost() <= deadline + 0.25 * budget_s:
+            if n_all < REFIT_ALWAYS_ROWS or _now() + refit_cost() <= deadline + 0.25 * budget_s:
+                refit_started = _now()
                 with threadpool_limits(self.threads):
                     best_model = self._refit(best, x, y, task, n_classes, cat, seed)
                 refitted = True
+                if _now() > deadline + 0.25 * budget_s:
+                    notes.append(
+                        f"refit on all rows ran {_now() - max(deadline, refit_started):.1f} s past the "
+                        f"budget: below {REFIT_ALWAYS_ROWS:,} rows it always runs, so the model never "
+                        "sees fewer rows than the plain default would"
+                    )
             else:
                 notes.append(
                     f"refit on all rows skipped: it would take about {refit_cost():.1f} s "
@@ -1043,7 +1071,7 @@ class AutoLearner:
                 "seed": seed,
                 "num_threads": self.threads,
             }
-            rounds = max(10, int(best.iterations * 1.1))
+            rounds = _refit_rounds(best)
             return lgb.train(
                 params, lgb.Dataset(x, y, categorical_feature=cat), num_boost_round=rounds
             )
@@ -1181,6 +1209,14 @@ def _first_step_s(trials: list[Trial], family: str) -> float:
         return min(t.fit_s for t in own)
     per_round = min(t.fit_s / max(t.rounds_trained, 1) for t in own)
     return per_round * (10 if family == "lgbm" else 50)
+
+
+def _refit_rounds(best: Trial) -> int:
+    """LightGBM rounds for the refit on all rows: a tenth more than early stopping kept
+    on the smaller training split; the plain default keeps its own number of rounds."""
+    if best.source == "default":
+        return max(1, best.iterations)
+    return max(10, int(best.iterations * 1.1))
 
 
 def _now() -> float:

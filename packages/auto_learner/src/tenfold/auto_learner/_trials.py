@@ -150,6 +150,7 @@ def execute_trial(learner: Any, inputs: TrialInputs, spec: TrialSpec) -> TrialRu
                 seed,
                 spec.stop_at,
                 overrun_at=spec.overrun_at,
+                plain=spec.source == "default",
             )
             if learner.last_fraction < 1.0:
                 out.fraction = learner.last_fraction
