@@ -11,6 +11,11 @@ chosen on validation, is never a model that validation ranks below a default.
 The trial order does not depend on timing: a larger budget runs the same
 trials and more, so its validation score is never lower.
 
+Successive halving (``halving``, from ``HALVING_MIN_ROWS`` training rows): each
+search configuration first trains on a quarter of the rows and at most
+``RUNG_ROUNDS`` rounds; ASHA's rule promotes the top third of that rung to all
+the rows. Only full trials can win, so the validated floor is unchanged.
+
 Splits are never shuffled when the data has time: the last ``holdout_frac`` by
 time is a holdout that the search never sees (its score is reported beside the
 validation score, so the gap is visible), the ``valid_frac`` before it is the
@@ -53,7 +58,14 @@ from tenfold.auto_learner._model import FullProba, Model
 from tenfold.auto_learner._omp import available_cpus
 from tenfold.auto_learner._shift import shift_test
 from tenfold.auto_learner._store import RunStore, meta_features
-from tenfold.auto_learner._trials import TrialInputs, TrialPool, TrialRun, TrialSpec, execute_trial
+from tenfold.auto_learner._trials import (
+    TrialInputs,
+    TrialPool,
+    TrialRun,
+    TrialSpec,
+    balanced_weights,
+    execute_trial,
+)
 from tenfold.auto_learner.errors import BudgetError, DataError
 
 __all__ = ["AutoLearner", "FitResult", "Trial", "score_metrics"]
@@ -75,6 +87,11 @@ PLAIN_ROUNDS = 100  # LightGBM's and HistGradientBoosting's default number of ro
 # the plain LightGBM default never samples fewer than SAMPLE_MIN_ROWS rows per tree.
 REFIT_ALWAYS_ROWS = 100_000
 SAMPLE_MIN_ROWS = 50_000
+# Successive halving (one rung, ASHA's promotion rule): a search trial first trains on
+# a quarter of the rows; the top third of that rung's scores go on to all of them.
+HALVING_MIN_ROWS = 10_000
+HALVING_SHARE = 4
+HALVING_ETA = 3
 DEFAULT_HIST: dict[str, Any] = {
     "learning_rate": 0.1,
     "max_leaf_nodes": 31,
@@ -83,20 +100,29 @@ DEFAULT_HIST: dict[str, Any] = {
     "max_iter": PLAIN_ROUNDS,
 }
 FAMILIES = ("lgbm", "hist_gb", "linear")
+# Configuration keys that are the search's, not LightGBM parameters: the rounds cap,
+# shift importance weights, and balanced class weights (each a row weight).
+NOT_PARAMS = ("n_estimators", "reweight", "class_weight")
+# Class weights: with the smallest class under IMBALANCED_SHARE of an even share
+# (binary: under 25% of the rows), the LightGBM default with balanced class weights
+# (each class weighing the same in total) is queued as a search option; validation
+# keeps it only where the selection metric gains (balanced accuracy, macro-F1).
+IMBALANCED_SHARE = 0.5
 # The least budget for which a fit starts local trial workers itself: each loads
 # LightGBM and scikit-learn first, 4 to 6 s measured on this 2-core machine (far
 # more under load), which a smaller budget cannot repay. Workers already running
 # (``start_workers``) serve a fit of any budget.
 PARALLEL_MIN_BUDGET_S = 60.0
 METRICS: dict[str, tuple[str, ...]] = {
-    "binary": ("roc_auc", "log_loss", "accuracy"),
-    "multiclass": ("log_loss", "accuracy", "macro_f1"),
+    "binary": ("roc_auc", "log_loss", "accuracy", "balanced_accuracy", "macro_f1"),
+    "multiclass": ("log_loss", "accuracy", "macro_f1", "balanced_accuracy"),
     "regression": ("rmse", "mae", "r2"),
 }
 GREATER_IS_BETTER = {
     "roc_auc": True,
     "accuracy": True,
     "macro_f1": True,
+    "balanced_accuracy": True,
     "r2": True,
     "log_loss": False,
     "rmse": False,
@@ -117,6 +143,7 @@ class Trial:
     fit_s: float = 0.0  # of ``seconds``, the training itself (cached inputs excluded)
     rounds_trained: int = 0  # boosting rounds built (early stopping's patience included)
     worker: int = 0  # the process that ran it
+    partial: bool = False  # a successive-halving rung on a share of the rows: never the winner
 
 
 @dataclass
@@ -148,7 +175,7 @@ class FitResult:
         """(seconds since the start, best validation score so far), one point per improvement."""
         out: list[tuple[float, float]] = []
         sign = 1.0 if GREATER_IS_BETTER[self.metric] else -1.0
-        for t in sorted(self.trials, key=lambda t: t.finished_s):
+        for t in sorted((t for t in self.trials if not t.partial), key=lambda t: t.finished_s):
             if not out or sign * t.score > sign * out[-1][1]:
                 out.append((t.finished_s, t.score))
         return out
@@ -169,6 +196,10 @@ class FitResult:
             "trials": len(self.trials),
             "seconds": round(self.seconds, 2),
             "refit_on_all_rows": self.refit,
+            "halving": {
+                "rung_trials": sum(t.partial for t in self.trials),
+                "promoted": sum(t.source == "promoted" for t in self.trials),
+            },
             "best_over_time": [[round(s, 3), round(v, 5)] for s, v in self.best_over_time()],
             "shift": self.shift,
             "warnings": self.warnings,
@@ -193,6 +224,8 @@ def score_metrics(task: str, y: Array, pred: Array, metric: str) -> float:
         return float(m.log_loss(y, np.clip(pred, 1e-15, 1), labels=labels))
     if metric == "accuracy":
         return float(np.mean(pred.argmax(axis=1) == y))
+    if metric == "balanced_accuracy":
+        return float(m.balanced_accuracy_score(y, pred.argmax(axis=1)))
     if metric == "macro_f1":
         return float(m.f1_score(y, pred.argmax(axis=1), average="macro", labels=labels))
     if len(np.unique(y)) < 2:
@@ -346,7 +379,7 @@ class AutoLearner:
         budget kept on a loaded machine); ``self.last_fraction`` says which share was used.
         """
         train, valid = data
-        knobs = {k: v for k, v in cfg.items() if k not in ("n_estimators", "reweight")}
+        knobs = {k: v for k, v in cfg.items() if k not in NOT_PARAMS}
         params = {
             **DEFAULT_LGBM,
             **knobs,
@@ -567,6 +600,9 @@ class AutoLearner:
         refit: bool = True,
         task: str = "auto",
         metric: str | None = None,
+        halving: bool = True,
+        max_trials: int | None = None,
+        class_weight: str = "auto",
     ) -> FitResult:
         if (
             isinstance(budget_s, bool)
@@ -581,6 +617,12 @@ class AutoLearner:
             or not 0 <= seed < 2**31
         ):
             raise BudgetError(f"seed must be an integer from 0 to 2**31-1, got {seed!r}")
+        if max_trials is not None and (
+            isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1
+        ):
+            raise BudgetError(f"max_trials must be a positive integer or None, got {max_trials!r}")
+        if class_weight not in ("auto", "none"):
+            raise BudgetError(f"class_weight must be auto or none, got {class_weight!r}")
         if leakage not in ("drop", "warn", "keep"):
             raise BudgetError(f"leakage must be drop, warn or keep, got {leakage!r}")
         if inf_policy not in ("nan", "refuse"):
@@ -630,6 +672,9 @@ class AutoLearner:
             refit,
             task,
             metric,
+            halving,
+            max_trials,
+            class_weight,
             started,
             deadline,
             pool,
@@ -702,6 +747,9 @@ class AutoLearner:
         refit: bool,
         task: str,
         metric: str | None,
+        halving: bool,
+        max_trials: int | None,
+        class_weight: str,
         started: float,
         deadline: float,
         pool: TrialPool | None,
@@ -808,6 +856,16 @@ class AutoLearner:
             queue.append(("hist_gb", dict(DEFAULT_HIST), "default", True))
         if weights is not None and "lgbm" in families:
             queue.append(("lgbm", {**DEFAULT_LGBM, "reweight": True}, "shift weights", False))
+        if class_weight == "auto" and "lgbm" in families and task != "regression":
+            counts = np.bincount(y[tr], minlength=n_classes)
+            if counts.min() < IMBALANCED_SHARE * len(tr) / n_classes:
+                queue.append(
+                    ("lgbm", {**DEFAULT_LGBM, "class_weight": "balanced"}, "class weights", False)
+                )
+                notes.append(
+                    f"imbalanced classes (the smallest has {counts.min() / len(tr):.1%} of the "
+                    "training rows): balanced class weights tried as a search option"
+                )
         if "linear" in families:
             queue.append(("linear", {}, "family", False))
         rng = np.random.default_rng(seed)
@@ -817,6 +875,13 @@ class AutoLearner:
         broken: set[str] = set()
         n_all = len(x)
         step = 0
+        issued = 0  # trials started (the must-finish defaults always are)
+        trial_cap = max_trials if max_trials is not None else math.inf
+        # Successive halving: with HALVING_MIN_ROWS training rows or more, each new
+        # search configuration first trains on a 1/HALVING_SHARE of them; only those
+        # _promote ranks high go on to all the rows (and only those can win).
+        rung_rows = len(tr) // HALVING_SHARE if (halving and len(tr) >= HALVING_MIN_ROWS) else 0
+        rung_keys: list[float] = []
 
         def refit_cost() -> float:
             """Seconds the refit of the current best is expected to take."""
@@ -835,12 +900,12 @@ class AutoLearner:
 
         def next_spec() -> TrialSpec | None:
             """The next trial worth starting, or None when the budget is spent."""
-            nonlocal step
+            nonlocal step, issued
             while True:
                 if queue:
                     family, cfg, source, must_finish = queue.pop(0)
                 else:
-                    if _now() + reserve() >= deadline or step > 500:
+                    if _now() + reserve() >= deadline or step > 500 or issued >= trial_cap:
                         return None
                     live = [f for f in ("lgbm", "hist_gb") if f in families and f not in broken]
                     if not live:
@@ -854,6 +919,8 @@ class AutoLearner:
                         cfg = self._hist_neighbours(base.config if base else DEFAULT_HIST, rng)
                     source, must_finish = "search", False
                 step += 1
+                if not must_finish and issued >= trial_cap:
+                    continue
                 if family in broken:
                     continue
                 if not must_finish and _now() + reserve() >= deadline:
@@ -861,6 +928,7 @@ class AutoLearner:
                 stop_at = None if must_finish else deadline - reserve()
                 if stop_at is not None and _now() + 2 * _first_step_s(trials, family) > stop_at:
                     continue  # its first uninterruptible step would not end in time
+                issued += 1
                 return TrialSpec(
                     family,
                     cfg,
@@ -877,6 +945,7 @@ class AutoLearner:
                         if family == "hist_gb"
                         else 0
                     ),
+                    rung_rows=rung_rows if (source == "search" and rung_rows) else 0,
                 )
 
         def record(spec: TrialSpec, run: TrialRun) -> None:
@@ -908,8 +977,16 @@ class AutoLearner:
                 round(run.fit_s, 3),
                 run.rounds_trained,
                 worker=run.worker_pid,
+                partial=bool(spec.rung_rows),
             )
             trials.append(trial)
+            if trial.partial:
+                # ASHA's rule: the configuration goes on to all the rows when its score
+                # is in the top 1/HALVING_ETA of this rung's so far.
+                rung_keys.append(_key(metric, trial.score))
+                if _promote(rung_keys, HALVING_ETA):
+                    queue.insert(0, (spec.family, spec.config, "promoted", False))
+                return
             if best is None or _key(metric, trial.score) > _key(metric, best.score):
                 best = trial
                 models = {len(trials) - 1: run.model}
@@ -998,7 +1075,7 @@ class AutoLearner:
             best_model = _wrap(best_model, task, n_classes, cat if best.family == "hist_gb" else [])
         booster, estimator = (best_model, None) if best.family == "lgbm" else (None, best_model)
         if best.family == "lgbm":
-            knobs = {k: v for k, v in best.config.items() if k not in ("n_estimators", "reweight")}
+            knobs = {k: v for k, v in best.config.items() if k not in NOT_PARAMS}
             config: dict[str, Any] = {
                 "params": {
                     **DEFAULT_LGBM,
@@ -1033,7 +1110,8 @@ class AutoLearner:
                 # The three best distinct LightGBM configurations, each with the rounds
                 # early stopping kept: the next domain's warm start.
                 ranked = sorted(
-                    (t for t in trials if t.family == "lgbm"), key=lambda t: -_key(metric, t.score)
+                    (t for t in trials if t.family == "lgbm" and not t.partial),
+                    key=lambda t: -_key(metric, t.score),
                 )
                 kept: list[dict[str, Any]] = []
                 for t in ranked:
@@ -1062,7 +1140,7 @@ class AutoLearner:
         seed: int,
     ) -> Any:
         if best.family == "lgbm":
-            knobs = {k: v for k, v in best.config.items() if k not in ("n_estimators", "reweight")}
+            knobs = {k: v for k, v in best.config.items() if k not in NOT_PARAMS}
             params = {
                 **DEFAULT_LGBM,
                 **knobs,
@@ -1072,8 +1150,12 @@ class AutoLearner:
                 "num_threads": self.threads,
             }
             rounds = _refit_rounds(best)
+            balanced = best.config.get("class_weight") == "balanced" and task != "regression"
+            weight = balanced_weights(y, n_classes) if balanced else None
             return lgb.train(
-                params, lgb.Dataset(x, y, categorical_feature=cat), num_boost_round=rounds
+                params,
+                lgb.Dataset(x, y, weight=weight, categorical_feature=cat),
+                num_boost_round=rounds,
             )
         if best.family == "hist_gb":
             from sklearn.ensemble import (
@@ -1175,8 +1257,16 @@ def _cat_of(model: Any) -> list[int]:
 
 
 def _best_of(trials: list[Trial], family: str, metric: str) -> Trial | None:
-    own = [t for t in trials if t.family == family]
+    own = [t for t in trials if t.family == family and not t.partial]
     return max(own, key=lambda t: _key(metric, t.score)) if own else None
+
+
+def _promote(keys: list[float], eta: int) -> bool:
+    """Whether the newest rung score (the last of ``keys``, higher better) is in the top
+    1/``eta`` of the rung's scores so far (asynchronous successive halving, Li et al. 2020)."""
+    newest = keys[-1]
+    better = sum(1 for k in keys[:-1] if k > newest)
+    return better < math.ceil(len(keys) / eta)
 
 
 def _budget_rows(

@@ -131,7 +131,9 @@ def learn() -> None:
 )
 @click.option(
     "--metric",
-    type=click.Choice(["roc_auc", "log_loss", "accuracy", "macro_f1", "rmse", "mae", "r2"]),
+    type=click.Choice(
+        ["roc_auc", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "rmse", "mae", "r2"]
+    ),
     help="Selection metric (default: roc_auc binary, log_loss multiclass, rmse regression).",
 )
 @json_option
