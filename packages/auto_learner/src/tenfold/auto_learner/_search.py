@@ -30,6 +30,7 @@ does not depend on how loaded the machine is.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 import warnings
@@ -99,7 +100,12 @@ DEFAULT_HIST: dict[str, Any] = {
     "l2_regularization": 0.0,
     "max_iter": PLAIN_ROUNDS,
 }
-FAMILIES = ("lgbm", "hist_gb", "linear")
+KNOWN_FAMILIES = ("lgbm", "hist_gb", "linear", "xgboost")
+# XGBoost joins the default families when it is installed (it is not a dependency).
+FAMILIES = ("lgbm", "hist_gb", "linear") + (
+    ("xgboost",) if importlib.util.find_spec("xgboost") is not None else ()
+)
+DEFAULT_XGB: dict[str, Any] = {"max_depth": 6, "learning_rate": 0.1, "n_estimators": 1000}
 # Configuration keys that are the search's, not LightGBM parameters: the rounds cap,
 # shift importance weights, and balanced class weights (each a row weight).
 NOT_PARAMS = ("n_estimators", "reweight", "class_weight")
@@ -562,6 +568,41 @@ class AutoLearner:
         assert pred is not None
         return model, pred, int(model.n_iter_)
 
+    def _xgboost(
+        self,
+        cfg: dict[str, Any],
+        xs: tuple[Array, Array],
+        ys: tuple[Array, Array],
+        task: str,
+        n_classes: int,
+        seed: int,
+        stop_at: float | None,
+    ) -> tuple[Any, Array, int]:
+        """One XGBoost trial (histogram trees), early-stopped on our validation split and
+        stopped between rounds at ``stop_at``; category codes are taken as numbers."""
+        import xgboost as xgb
+
+        class Deadline(xgb.callback.TrainingCallback):
+            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                return stop_at is not None and epoch >= 10 and _now() > stop_at
+
+        kwargs = {
+            "n_estimators": int(cfg.get("n_estimators", 1000)),
+            "max_depth": int(cfg.get("max_depth", 6)),
+            "learning_rate": float(cfg.get("learning_rate", 0.1)),
+            "tree_method": "hist",
+            "early_stopping_rounds": 30,
+            "n_jobs": self.threads,
+            "random_state": seed,
+            "callbacks": [Deadline()],
+        }
+        model: Any = (
+            xgb.XGBRegressor(**kwargs) if task == "regression" else xgb.XGBClassifier(**kwargs)
+        )
+        model.fit(xs[0], ys[0], eval_set=[(xs[1], ys[1])], verbose=False)
+        iters = int(model.best_iteration) + 1
+        return model, _sk_predict(model, xs[1], task, n_classes), iters
+
     def _linear(
         self,
         xs: tuple[Array, Array],
@@ -627,10 +668,14 @@ class AutoLearner:
             raise BudgetError(f"leakage must be drop, warn or keep, got {leakage!r}")
         if inf_policy not in ("nan", "refuse"):
             raise BudgetError(f"inf_policy must be nan or refuse, got {inf_policy!r}")
-        unknown = [f for f in families if f not in FAMILIES]
+        unknown = [f for f in families if f not in KNOWN_FAMILIES]
         if not families or unknown:
             raise BudgetError(
-                f"families must be some of {', '.join(FAMILIES)}, got {', '.join(map(str, families)) or 'none'}"
+                f"families must be some of {', '.join(KNOWN_FAMILIES)}, got {', '.join(map(str, families)) or 'none'}"
+            )
+        if "xgboost" in families and "xgboost" not in FAMILIES:
+            raise BudgetError(
+                "the xgboost family needs the xgboost package, which is not installed"
             )
         if not isinstance(df, pd.DataFrame):
             raise DataError(f"data must be a pandas DataFrame, got {type(df).__name__}")
@@ -868,6 +913,8 @@ class AutoLearner:
                 )
         if "linear" in families:
             queue.append(("linear", {}, "family", False))
+        if "xgboost" in families:
+            queue.append(("xgboost", dict(DEFAULT_XGB), "family", False))
         rng = np.random.default_rng(seed)
         trials: list[Trial] = []
         models: dict[int, Any] = {}
@@ -1181,6 +1228,22 @@ class AutoLearner:
             )
             model.fit(_hist_codes(x, cat), y)
             return _wrap(model, task, n_classes, cat)
+        if best.family == "xgboost":
+            import xgboost as xgb
+
+            params = {
+                "n_estimators": max(10, int(best.iterations * 1.1)),
+                "max_depth": int(best.config.get("max_depth", 6)),
+                "learning_rate": float(best.config.get("learning_rate", 0.1)),
+                "tree_method": "hist",
+                "n_jobs": self.threads,
+                "random_state": seed,
+            }
+            model = (
+                xgb.XGBRegressor(**params) if task == "regression" else xgb.XGBClassifier(**params)
+            )
+            model.fit(x, y, verbose=False)
+            return _wrap(model, task, n_classes, [])
         model = self._linear((x, x[:1]), (y, y[:1]), task, n_classes)[0]
         return _wrap(model, task, n_classes, [])
 
@@ -1298,7 +1361,7 @@ def _first_step_s(trials: list[Trial], family: str) -> float:
     if family == "linear":
         return min(t.fit_s for t in own)
     per_round = min(t.fit_s / max(t.rounds_trained, 1) for t in own)
-    return per_round * (10 if family == "lgbm" else 50)
+    return per_round * (10 if family in ("lgbm", "xgboost") else 50)
 
 
 def _refit_rounds(best: Trial) -> int:

@@ -249,6 +249,13 @@ def execute_trial(learner: Any, inputs: TrialInputs, spec: TrialSpec) -> TrialRu
                 metric,
             )
             trained = iters
+        elif family == "xgboost":
+            x_tr = inputs.sized("x_train")
+            t_fit = time.monotonic()
+            model, pred, iters = learner._xgboost(
+                cfg, (x_tr, x_va), (y[tr], y_va), task, n_classes, seed, spec.stop_at
+            )
+            trained = int(model.get_booster().num_boosted_rounds())
         else:
             x_tr = inputs.sized("x_train")
             t_fit = time.monotonic()
