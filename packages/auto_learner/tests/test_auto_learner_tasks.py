@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import subprocess
 import sys
 import warnings
@@ -272,6 +273,25 @@ def test_cli_bad_input_gives_one_line_and_leaves_nothing(tmp_path: Path) -> None
         tmp_path, "fit", str(data), "--target", "target", "--budget", "1", "--task", "regression"
     )
     assert r.returncode == 0 and "regression" in r.stdout
+    r = _cli(
+        tmp_path,
+        "fit",
+        str(data),
+        "--target",
+        "target",
+        "--budget",
+        "60",
+        "--max-trials",
+        "3",
+        "--no-halving",
+        "--class-weight",
+        "none",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["trials"] == 3, report
+    assert report["halving"] == {"rung_trials": 0, "promoted": 0}
 
 
 def test_regression_never_below_the_default_per_row_either() -> None:

@@ -966,7 +966,9 @@ class AutoLearner:
                         cfg = self._hist_neighbours(base.config if base else DEFAULT_HIST, rng)
                     source, must_finish = "search", False
                 step += 1
-                if not must_finish and issued >= trial_cap:
+                # max_trials counts every trial; the plain defaults still queued keep
+                # their places (they always run), optional trials give way to them.
+                if not must_finish and issued + sum(q[3] for q in queue) >= trial_cap:
                     continue
                 if family in broken:
                     continue
