@@ -1299,6 +1299,9 @@ def _sk_predict(model: Any, x: Array, task: str, n_classes: int) -> Array:
     if task == "regression":
         return np.asarray(model.predict(x), dtype=float)
     p = np.asarray(model.predict_proba(x), dtype=float)
+    # Rows summing to one in float64: XGBoost's float32 probabilities are a few ulps off,
+    # which scikit-learn's log loss flags (and a caller summing them would see).
+    p /= p.sum(axis=1, keepdims=True)
     seen = np.asarray(model.classes_, dtype=int)
     if len(seen) == n_classes:
         return p
