@@ -96,3 +96,30 @@ def test_holdout_score_is_never_below_the_plain_default(
     upper = float(np.quantile(diffs, 0.975))
     # Ours may be level with the default; the whole 95% interval below zero is a loss.
     assert upper >= 0, (kind, metric(y, ours), metric(y, default), np.quantile(diffs, 0.025))
+
+
+@pytest.mark.parametrize("kind", ["binary", "regression"])
+def test_a_budget_spent_before_the_search_returns_the_plain_default_itself(kind: str) -> None:
+    """The floor is built, not timed: with no time left after the plain LightGBM default
+    (as on a machine too loaded to run anything else), the model is that default,
+    trained on every row for its own 100 rounds, exactly as a user would train it."""
+    df = _numeric(3_000, 7, kind)
+    features = [c for c in df.columns if c != "target"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = AutoLearner().fit(
+            df, "target", budget_s=0.01, seed=7, families=("lgbm",), holdout_frac=0.0
+        )
+        plain: Any = (
+            lgb.LGBMRegressor(verbose=-1, n_jobs=1)
+            if kind == "regression"
+            else lgb.LGBMClassifier(verbose=-1, n_jobs=1)
+        )
+        plain.fit(df[features], df["target"])
+    assert [t.source for t in result.trials] == ["default"]
+    assert result.refit
+    if kind == "regression":
+        ours, default = result.model.predict(df), plain.predict(df[features])
+    else:
+        ours, default = result.model.predict_proba(df), plain.predict_proba(df[features])
+    np.testing.assert_allclose(np.asarray(ours, dtype=float), default, atol=1e-6)

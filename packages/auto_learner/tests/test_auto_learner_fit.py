@@ -146,7 +146,7 @@ def test_multiclass() -> None:
         warnings.simplefilter("ignore")
         result = AutoLearner().fit(df, "target", time="t", budget_s=1.5)
     assert result.task == "multiclass" and result.metric == "log_loss"
-    assert set(result.holdout_metrics) == {"log_loss", "accuracy", "macro_f1"}
+    assert set(result.holdout_metrics) == {"log_loss", "accuracy", "macro_f1", "balanced_accuracy"}
     assert result.model.predict_proba(df.head(7)).shape == (7, 3)
     assert result.validation_score < np.log(3)  # better than the uniform guess
 

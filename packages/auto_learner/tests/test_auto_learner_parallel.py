@@ -96,3 +96,28 @@ def test_a_trial_over_the_governors_memory_limit_is_refused(tmp_path) -> None:
         assert fine.error is None and fine.pred is not None and fine.pred.shape == (100, 2)
     finally:
         _WORKER.clear()
+
+
+@pytest.mark.slow
+def test_trials_run_on_a_ray_cluster_given_its_address() -> None:
+    """``address``: the trials run in Ray's workers (a loopback cluster here), the
+    arrays travelling in the task graph, and the fit's result is the same kind."""
+    from tenfold.core.plugins import import_object
+
+    cluster_cls = import_object("tenfold.parallel_framework._raycluster:LocalRayCluster")
+    df = synthetic(4_000, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with cluster_cls(nodes=1, cpus_per_node=2) as cluster:
+            config = AutoLearnerConfig(performance=PerformanceConfig(num_workers=2))
+            with AutoLearner(config, address=cluster.address) as learner:
+                # A trial count, not the clock, bounds the search: Ray's start-up is slow.
+                result = learner.fit(df, "target", time="t", budget_s=300.0, seed=0, max_trials=6)
+    assert len(result.trials) == 6
+    # The LightGBM default runs here while the workers start; the rest ran in Ray's.
+    assert result.trials[0].worker == os.getpid() and result.trials[0].source == "default"
+    remote = {t.worker for t in result.trials[1:]}
+    assert remote and os.getpid() not in remote and 0 not in remote
+    assert result.validation_score >= result.trials[0].score
+    proba = result.model.predict_proba(df.head(50))
+    assert proba.shape == (50, 2)

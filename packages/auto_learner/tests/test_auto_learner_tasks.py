@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import subprocess
 import sys
 import warnings
@@ -104,7 +105,7 @@ def test_multiclass_selects_on_log_loss() -> None:
     assert result.validation_score == result.best.score
 
 
-@pytest.mark.parametrize("family", ["hist_gb", "linear"])
+@pytest.mark.parametrize("family", ["hist_gb", "linear", "xgboost"])
 def test_only_the_families_asked_for_run_and_every_winner_is_refitted(family: str) -> None:
     df = synthetic(1_500, features=5, seed=7)
     result = _quiet_fit(df, "target", time="t", budget_s=4, families=(family,))
@@ -272,6 +273,25 @@ def test_cli_bad_input_gives_one_line_and_leaves_nothing(tmp_path: Path) -> None
         tmp_path, "fit", str(data), "--target", "target", "--budget", "1", "--task", "regression"
     )
     assert r.returncode == 0 and "regression" in r.stdout
+    r = _cli(
+        tmp_path,
+        "fit",
+        str(data),
+        "--target",
+        "target",
+        "--budget",
+        "60",
+        "--max-trials",
+        "3",
+        "--no-halving",
+        "--class-weight",
+        "none",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["trials"] == 3, report
+    assert report["halving"] == {"rung_trials": 0, "promoted": 0}
 
 
 def test_regression_never_below_the_default_per_row_either() -> None:
@@ -319,3 +339,28 @@ def test_a_damaged_model_file_is_refused(tmp_path: Path) -> None:
     path.write_text('{"format": "tenfold-auto-learner/1", "schema": {}}')
     with pytest.raises(ModelFileError, match="damaged model file"):
         Model.load(path)
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "regression"])
+def test_an_xgboost_winner_is_refitted_and_survives_save_and_load(
+    kind: str, tmp_path: Path
+) -> None:
+    if kind == "regression":
+        df, target = _regression(1_500, seed=8), "y"
+    else:
+        df, target = synthetic(1_500, features=5, classes=3, seed=8), "target"
+    result = _quiet_fit(df, target, time="t", budget_s=60, families=("xgboost",), max_trials=1)
+    assert result.task == kind and result.model.family == "xgboost" and result.refit
+    assert 10 <= result.best.iterations < 1000  # early stopping on validation kept fewer
+    if kind == "regression":
+        assert result.holdout_metrics["r2"] > 0.5
+        before = result.model.predict(df.head(30))
+    else:
+        assert result.validation_score < np.log(3)  # better than the uniform guess
+        before = result.model.predict_proba(df.head(30))
+    result.model.save(tmp_path / "m.json")
+    loaded = Model.load(tmp_path / "m.json")
+    after = (
+        loaded.predict(df.head(30)) if kind == "regression" else loaded.predict_proba(df.head(30))
+    )
+    np.testing.assert_allclose(after, before)

@@ -39,6 +39,9 @@ class FullProba:
 
     def predict_proba(self, x: Array) -> Array:
         p = np.asarray(self.estimator.predict_proba(x), dtype=float)
+        # Rows summing to one in float64: XGBoost's float32 probabilities are a few ulps
+        # off, which scikit-learn's log loss flags (and a caller summing them would see).
+        p /= p.sum(axis=1, keepdims=True)
         seen = np.asarray(self.estimator.classes_, dtype=int)
         if len(seen) == self.n_classes:
             return p

@@ -11,18 +11,26 @@ chosen on validation, is never a model that validation ranks below a default.
 The trial order does not depend on timing: a larger budget runs the same
 trials and more, so its validation score is never lower.
 
+Successive halving (``halving``, from ``HALVING_MIN_ROWS`` training rows): each
+search configuration first trains on a quarter of the rows and at most
+``RUNG_ROUNDS`` rounds; ASHA's rule promotes the top third of that rung to all
+the rows. Only full trials can win, so the validated floor is unchanged.
+
 Splits are never shuffled when the data has time: the last ``holdout_frac`` by
 time is a holdout that the search never sees (its score is reported beside the
 validation score, so the gap is visible), the ``valid_frac`` before it is the
 validation split. With a domain column and no time, whole domains are held out.
 
 Budget: every trial after the defaults stops at a deadline that leaves room for
-the final refit (estimated from the winner's own fit time); the refit is skipped
-and the validated model kept when it would still overrun.
+the final refit (estimated from the winner's own fit time). At ``REFIT_ALWAYS_ROWS``
+rows and more the refit is skipped, and the validated model kept, when it would
+still overrun; below that it always runs (a few seconds at most), so the floor
+does not depend on how loaded the machine is.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 import warnings
@@ -51,7 +59,14 @@ from tenfold.auto_learner._model import FullProba, Model
 from tenfold.auto_learner._omp import available_cpus
 from tenfold.auto_learner._shift import shift_test
 from tenfold.auto_learner._store import RunStore, meta_features
-from tenfold.auto_learner._trials import TrialInputs, TrialPool, TrialRun, TrialSpec, execute_trial
+from tenfold.auto_learner._trials import (
+    TrialInputs,
+    TrialPool,
+    TrialRun,
+    TrialSpec,
+    balanced_weights,
+    execute_trial,
+)
 from tenfold.auto_learner.errors import BudgetError, DataError
 
 __all__ = ["AutoLearner", "FitResult", "Trial", "score_metrics"]
@@ -66,6 +81,18 @@ DEFAULT_LGBM: dict[str, Any] = {
     "lambda_l2": 0.0,
 }
 PLAIN_ROUNDS = 100  # LightGBM's and HistGradientBoosting's default number of rounds
+# The floor under "never below the default" is built from the data's size, not the
+# clock, so a loaded machine can only make the search find less, never return less:
+# below REFIT_ALWAYS_ROWS rows the winner is always refitted on every row (the plain
+# default a user would train sees them all; a model on 70% of them loses to it), and
+# the plain LightGBM default never samples fewer than SAMPLE_MIN_ROWS rows per tree.
+REFIT_ALWAYS_ROWS = 100_000
+SAMPLE_MIN_ROWS = 50_000
+# Successive halving (one rung, ASHA's promotion rule): a search trial first trains on
+# a quarter of the rows; the top third of that rung's scores go on to all of them.
+HALVING_MIN_ROWS = 10_000
+HALVING_SHARE = 4
+HALVING_ETA = 3
 DEFAULT_HIST: dict[str, Any] = {
     "learning_rate": 0.1,
     "max_leaf_nodes": 31,
@@ -73,21 +100,35 @@ DEFAULT_HIST: dict[str, Any] = {
     "l2_regularization": 0.0,
     "max_iter": PLAIN_ROUNDS,
 }
-FAMILIES = ("lgbm", "hist_gb", "linear")
+KNOWN_FAMILIES = ("lgbm", "hist_gb", "linear", "xgboost")
+# XGBoost joins the default families when it is installed (it is not a dependency).
+FAMILIES = ("lgbm", "hist_gb", "linear") + (
+    ("xgboost",) if importlib.util.find_spec("xgboost") is not None else ()
+)
+DEFAULT_XGB: dict[str, Any] = {"max_depth": 6, "learning_rate": 0.1, "n_estimators": 1000}
+# Configuration keys that are the search's, not LightGBM parameters: the rounds cap,
+# shift importance weights, and balanced class weights (each a row weight).
+NOT_PARAMS = ("n_estimators", "reweight", "class_weight")
+# Class weights: with the smallest class under IMBALANCED_SHARE of an even share
+# (binary: under 25% of the rows), the LightGBM default with balanced class weights
+# (each class weighing the same in total) is queued as a search option; validation
+# keeps it only where the selection metric gains (balanced accuracy, macro-F1).
+IMBALANCED_SHARE = 0.5
 # The least budget for which a fit starts local trial workers itself: each loads
 # LightGBM and scikit-learn first, 4 to 6 s measured on this 2-core machine (far
 # more under load), which a smaller budget cannot repay. Workers already running
 # (``start_workers``) serve a fit of any budget.
 PARALLEL_MIN_BUDGET_S = 60.0
 METRICS: dict[str, tuple[str, ...]] = {
-    "binary": ("roc_auc", "log_loss", "accuracy"),
-    "multiclass": ("log_loss", "accuracy", "macro_f1"),
+    "binary": ("roc_auc", "log_loss", "accuracy", "balanced_accuracy", "macro_f1"),
+    "multiclass": ("log_loss", "accuracy", "macro_f1", "balanced_accuracy"),
     "regression": ("rmse", "mae", "r2"),
 }
 GREATER_IS_BETTER = {
     "roc_auc": True,
     "accuracy": True,
     "macro_f1": True,
+    "balanced_accuracy": True,
     "r2": True,
     "log_loss": False,
     "rmse": False,
@@ -108,6 +149,7 @@ class Trial:
     fit_s: float = 0.0  # of ``seconds``, the training itself (cached inputs excluded)
     rounds_trained: int = 0  # boosting rounds built (early stopping's patience included)
     worker: int = 0  # the process that ran it
+    partial: bool = False  # a successive-halving rung on a share of the rows: never the winner
 
 
 @dataclass
@@ -139,7 +181,7 @@ class FitResult:
         """(seconds since the start, best validation score so far), one point per improvement."""
         out: list[tuple[float, float]] = []
         sign = 1.0 if GREATER_IS_BETTER[self.metric] else -1.0
-        for t in sorted(self.trials, key=lambda t: t.finished_s):
+        for t in sorted((t for t in self.trials if not t.partial), key=lambda t: t.finished_s):
             if not out or sign * t.score > sign * out[-1][1]:
                 out.append((t.finished_s, t.score))
         return out
@@ -160,6 +202,10 @@ class FitResult:
             "trials": len(self.trials),
             "seconds": round(self.seconds, 2),
             "refit_on_all_rows": self.refit,
+            "halving": {
+                "rung_trials": sum(t.partial for t in self.trials),
+                "promoted": sum(t.source == "promoted" for t in self.trials),
+            },
             "best_over_time": [[round(s, 3), round(v, 5)] for s, v in self.best_over_time()],
             "shift": self.shift,
             "warnings": self.warnings,
@@ -184,6 +230,8 @@ def score_metrics(task: str, y: Array, pred: Array, metric: str) -> float:
         return float(m.log_loss(y, np.clip(pred, 1e-15, 1), labels=labels))
     if metric == "accuracy":
         return float(np.mean(pred.argmax(axis=1) == y))
+    if metric == "balanced_accuracy":
+        return float(m.balanced_accuracy_score(y, pred.argmax(axis=1)))
     if metric == "macro_f1":
         return float(m.f1_score(y, pred.argmax(axis=1), average="macro", labels=labels))
     if len(np.unique(y)) < 2:
@@ -322,8 +370,12 @@ class AutoLearner:
         stop_at: float | None,
         overrun_at: float | None = None,
         fraction: float = 1.0,
+        plain: bool = False,
     ) -> tuple[lgb.Booster, Array, int]:
         """One LightGBM trial with early stopping on validation; its validation predictions.
+
+        ``plain``: no early stopping, every round kept: the plain default exactly as a
+        user would train it, so the floor the search must beat is that model's score.
 
         ``stop_at``: stop adding rounds at this clock time (the search's deadline).
         ``overrun_at``: when a must-finish trial's first five rounds project a finish
@@ -333,7 +385,7 @@ class AutoLearner:
         budget kept on a loaded machine); ``self.last_fraction`` says which share was used.
         """
         train, valid = data
-        knobs = {k: v for k, v in cfg.items() if k not in ("n_estimators", "reweight")}
+        knobs = {k: v for k, v in cfg.items() if k not in NOT_PARAMS}
         params = {
             **DEFAULT_LGBM,
             **knobs,
@@ -353,8 +405,12 @@ class AutoLearner:
                 raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
             if overrun_at is not None and it == 5 and fraction == 1.0:
                 projected = now + (now - started) / it * (rounds - it)
-                if projected > overrun_at:
-                    share = float(np.clip((overrun_at - now) / (projected - now), 0.1, 0.9))
+                # Never fewer than SAMPLE_MIN_ROWS rows per tree: below that the sample,
+                # not the machine's load, would decide the default's score, and a small
+                # split is cheap to train whole anyway.
+                floor = min(1.0, max(0.1, SAMPLE_MIN_ROWS / max(train.num_data(), 1)))
+                if projected > overrun_at and floor < 0.9:
+                    share = float(np.clip((overrun_at - now) / (projected - now), floor, 0.9))
                     env.model.reset_parameter({"bagging_fraction": share, "bagging_freq": 1})
                     self.last_fraction = share
 
@@ -362,10 +418,14 @@ class AutoLearner:
             params,
             train,
             num_boost_round=rounds,
-            valid_sets=[valid],
-            callbacks=[lgb.early_stopping(30, verbose=False), watch],
+            valid_sets=[] if plain else [valid],
+            callbacks=[watch] if plain else [lgb.early_stopping(30, verbose=False), watch],
         )
-        best_it = int(booster.best_iteration or booster.current_iteration())
+        best_it = int(
+            booster.current_iteration()
+            if plain
+            else (booster.best_iteration or booster.current_iteration())
+        )
         pred = np.asarray(booster.predict(x_va, num_iteration=best_it))
         if task == "binary":
             pred = np.column_stack([1 - pred, pred])
@@ -508,6 +568,41 @@ class AutoLearner:
         assert pred is not None
         return model, pred, int(model.n_iter_)
 
+    def _xgboost(
+        self,
+        cfg: dict[str, Any],
+        xs: tuple[Array, Array],
+        ys: tuple[Array, Array],
+        task: str,
+        n_classes: int,
+        seed: int,
+        stop_at: float | None,
+    ) -> tuple[Any, Array, int]:
+        """One XGBoost trial (histogram trees), early-stopped on our validation split and
+        stopped between rounds at ``stop_at``; category codes are taken as numbers."""
+        import xgboost as xgb
+
+        class Deadline(xgb.callback.TrainingCallback):
+            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+                return stop_at is not None and epoch >= 10 and _now() > stop_at
+
+        kwargs = {
+            "n_estimators": int(cfg.get("n_estimators", 1000)),
+            "max_depth": int(cfg.get("max_depth", 6)),
+            "learning_rate": float(cfg.get("learning_rate", 0.1)),
+            "tree_method": "hist",
+            "early_stopping_rounds": 30,
+            "n_jobs": self.threads,
+            "random_state": seed,
+            "callbacks": [Deadline()],
+        }
+        model: Any = (
+            xgb.XGBRegressor(**kwargs) if task == "regression" else xgb.XGBClassifier(**kwargs)
+        )
+        model.fit(xs[0], ys[0], eval_set=[(xs[1], ys[1])], verbose=False)
+        iters = int(model.best_iteration) + 1
+        return model, _sk_predict(model, xs[1], task, n_classes), iters
+
     def _linear(
         self,
         xs: tuple[Array, Array],
@@ -546,6 +641,9 @@ class AutoLearner:
         refit: bool = True,
         task: str = "auto",
         metric: str | None = None,
+        halving: bool = True,
+        max_trials: int | None = None,
+        class_weight: str = "auto",
     ) -> FitResult:
         if (
             isinstance(budget_s, bool)
@@ -560,14 +658,24 @@ class AutoLearner:
             or not 0 <= seed < 2**31
         ):
             raise BudgetError(f"seed must be an integer from 0 to 2**31-1, got {seed!r}")
+        if max_trials is not None and (
+            isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1
+        ):
+            raise BudgetError(f"max_trials must be a positive integer or None, got {max_trials!r}")
+        if class_weight not in ("auto", "none"):
+            raise BudgetError(f"class_weight must be auto or none, got {class_weight!r}")
         if leakage not in ("drop", "warn", "keep"):
             raise BudgetError(f"leakage must be drop, warn or keep, got {leakage!r}")
         if inf_policy not in ("nan", "refuse"):
             raise BudgetError(f"inf_policy must be nan or refuse, got {inf_policy!r}")
-        unknown = [f for f in families if f not in FAMILIES]
+        unknown = [f for f in families if f not in KNOWN_FAMILIES]
         if not families or unknown:
             raise BudgetError(
-                f"families must be some of {', '.join(FAMILIES)}, got {', '.join(map(str, families)) or 'none'}"
+                f"families must be some of {', '.join(KNOWN_FAMILIES)}, got {', '.join(map(str, families)) or 'none'}"
+            )
+        if "xgboost" in families and "xgboost" not in FAMILIES:
+            raise BudgetError(
+                "the xgboost family needs the xgboost package, which is not installed"
             )
         if not isinstance(df, pd.DataFrame):
             raise DataError(f"data must be a pandas DataFrame, got {type(df).__name__}")
@@ -609,6 +717,9 @@ class AutoLearner:
             refit,
             task,
             metric,
+            halving,
+            max_trials,
+            class_weight,
             started,
             deadline,
             pool,
@@ -681,6 +792,9 @@ class AutoLearner:
         refit: bool,
         task: str,
         metric: str | None,
+        halving: bool,
+        max_trials: int | None,
+        class_weight: str,
         started: float,
         deadline: float,
         pool: TrialPool | None,
@@ -787,8 +901,20 @@ class AutoLearner:
             queue.append(("hist_gb", dict(DEFAULT_HIST), "default", True))
         if weights is not None and "lgbm" in families:
             queue.append(("lgbm", {**DEFAULT_LGBM, "reweight": True}, "shift weights", False))
+        if class_weight == "auto" and "lgbm" in families and task != "regression":
+            counts = np.bincount(y[tr], minlength=n_classes)
+            if counts.min() < IMBALANCED_SHARE * len(tr) / n_classes:
+                queue.append(
+                    ("lgbm", {**DEFAULT_LGBM, "class_weight": "balanced"}, "class weights", False)
+                )
+                notes.append(
+                    f"imbalanced classes (the smallest has {counts.min() / len(tr):.1%} of the "
+                    "training rows): balanced class weights tried as a search option"
+                )
         if "linear" in families:
             queue.append(("linear", {}, "family", False))
+        if "xgboost" in families:
+            queue.append(("xgboost", dict(DEFAULT_XGB), "family", False))
         rng = np.random.default_rng(seed)
         trials: list[Trial] = []
         models: dict[int, Any] = {}
@@ -796,6 +922,13 @@ class AutoLearner:
         broken: set[str] = set()
         n_all = len(x)
         step = 0
+        issued = 0  # trials started (the must-finish defaults always are)
+        trial_cap = max_trials if max_trials is not None else math.inf
+        # Successive halving: with HALVING_MIN_ROWS training rows or more, each new
+        # search configuration first trains on a 1/HALVING_SHARE of them; only those
+        # _promote ranks high go on to all the rows (and only those can win).
+        rung_rows = len(tr) // HALVING_SHARE if (halving and len(tr) >= HALVING_MIN_ROWS) else 0
+        rung_keys: list[float] = []
 
         def refit_cost() -> float:
             """Seconds the refit of the current best is expected to take."""
@@ -804,7 +937,7 @@ class AutoLearner:
             per_row = best.fit_s * n_all / max(best.rows, 1)
             if best.family == "linear":
                 return per_row
-            refit_rounds = max(10, int(best.iterations * 1.1))
+            refit_rounds = _refit_rounds(best)
             return per_row * refit_rounds / max(best.rounds_trained, 1)
 
         def reserve() -> float:
@@ -814,12 +947,12 @@ class AutoLearner:
 
         def next_spec() -> TrialSpec | None:
             """The next trial worth starting, or None when the budget is spent."""
-            nonlocal step
+            nonlocal step, issued
             while True:
                 if queue:
                     family, cfg, source, must_finish = queue.pop(0)
                 else:
-                    if _now() + reserve() >= deadline or step > 500:
+                    if _now() + reserve() >= deadline or step > 500 or issued >= trial_cap:
                         return None
                     live = [f for f in ("lgbm", "hist_gb") if f in families and f not in broken]
                     if not live:
@@ -833,6 +966,10 @@ class AutoLearner:
                         cfg = self._hist_neighbours(base.config if base else DEFAULT_HIST, rng)
                     source, must_finish = "search", False
                 step += 1
+                # max_trials counts every trial; the plain defaults still queued keep
+                # their places (they always run), optional trials give way to them.
+                if not must_finish and issued + sum(q[3] for q in queue) >= trial_cap:
+                    continue
                 if family in broken:
                     continue
                 if not must_finish and _now() + reserve() >= deadline:
@@ -840,6 +977,7 @@ class AutoLearner:
                 stop_at = None if must_finish else deadline - reserve()
                 if stop_at is not None and _now() + 2 * _first_step_s(trials, family) > stop_at:
                     continue  # its first uninterruptible step would not end in time
+                issued += 1
                 return TrialSpec(
                     family,
                     cfg,
@@ -856,6 +994,7 @@ class AutoLearner:
                         if family == "hist_gb"
                         else 0
                     ),
+                    rung_rows=rung_rows if (source == "search" and rung_rows) else 0,
                 )
 
         def record(spec: TrialSpec, run: TrialRun) -> None:
@@ -887,8 +1026,16 @@ class AutoLearner:
                 round(run.fit_s, 3),
                 run.rounds_trained,
                 worker=run.worker_pid,
+                partial=bool(spec.rung_rows),
             )
             trials.append(trial)
+            if trial.partial:
+                # ASHA's rule: the configuration goes on to all the rows when its score
+                # is in the top 1/HALVING_ETA of this rung's so far.
+                rung_keys.append(_key(metric, trial.score))
+                if _promote(rung_keys, HALVING_ETA):
+                    queue.insert(0, (spec.family, spec.config, "promoted", False))
+                return
             if best is None or _key(metric, trial.score) > _key(metric, best.score):
                 best = trial
                 models = {len(trials) - 1: run.model}
@@ -957,10 +1104,17 @@ class AutoLearner:
             # A model fit on 70% of the rows loses to the plain default fit on all of
             # them: the refit may overrun by a quarter of the budget (on a loaded
             # machine trial times vary twofold, so the reserve alone is not enough).
-            if _now() + refit_cost() <= deadline + 0.25 * budget_s:
+            if n_all < REFIT_ALWAYS_ROWS or _now() + refit_cost() <= deadline + 0.25 * budget_s:
+                refit_started = _now()
                 with threadpool_limits(self.threads):
                     best_model = self._refit(best, x, y, task, n_classes, cat, seed)
                 refitted = True
+                if _now() > deadline + 0.25 * budget_s:
+                    notes.append(
+                        f"refit on all rows ran {_now() - max(deadline, refit_started):.1f} s past the "
+                        f"budget: below {REFIT_ALWAYS_ROWS:,} rows it always runs, so the model never "
+                        "sees fewer rows than the plain default would"
+                    )
             else:
                 notes.append(
                     f"refit on all rows skipped: it would take about {refit_cost():.1f} s "
@@ -970,7 +1124,7 @@ class AutoLearner:
             best_model = _wrap(best_model, task, n_classes, cat if best.family == "hist_gb" else [])
         booster, estimator = (best_model, None) if best.family == "lgbm" else (None, best_model)
         if best.family == "lgbm":
-            knobs = {k: v for k, v in best.config.items() if k not in ("n_estimators", "reweight")}
+            knobs = {k: v for k, v in best.config.items() if k not in NOT_PARAMS}
             config: dict[str, Any] = {
                 "params": {
                     **DEFAULT_LGBM,
@@ -1005,7 +1159,8 @@ class AutoLearner:
                 # The three best distinct LightGBM configurations, each with the rounds
                 # early stopping kept: the next domain's warm start.
                 ranked = sorted(
-                    (t for t in trials if t.family == "lgbm"), key=lambda t: -_key(metric, t.score)
+                    (t for t in trials if t.family == "lgbm" and not t.partial),
+                    key=lambda t: -_key(metric, t.score),
                 )
                 kept: list[dict[str, Any]] = []
                 for t in ranked:
@@ -1034,7 +1189,7 @@ class AutoLearner:
         seed: int,
     ) -> Any:
         if best.family == "lgbm":
-            knobs = {k: v for k, v in best.config.items() if k not in ("n_estimators", "reweight")}
+            knobs = {k: v for k, v in best.config.items() if k not in NOT_PARAMS}
             params = {
                 **DEFAULT_LGBM,
                 **knobs,
@@ -1043,9 +1198,13 @@ class AutoLearner:
                 "seed": seed,
                 "num_threads": self.threads,
             }
-            rounds = max(10, int(best.iterations * 1.1))
+            rounds = _refit_rounds(best)
+            balanced = best.config.get("class_weight") == "balanced" and task != "regression"
+            weight = balanced_weights(y, n_classes) if balanced else None
             return lgb.train(
-                params, lgb.Dataset(x, y, categorical_feature=cat), num_boost_round=rounds
+                params,
+                lgb.Dataset(x, y, weight=weight, categorical_feature=cat),
+                num_boost_round=rounds,
             )
         if best.family == "hist_gb":
             from sklearn.ensemble import (
@@ -1071,6 +1230,22 @@ class AutoLearner:
             )
             model.fit(_hist_codes(x, cat), y)
             return _wrap(model, task, n_classes, cat)
+        if best.family == "xgboost":
+            import xgboost as xgb
+
+            params = {
+                "n_estimators": max(10, int(best.iterations * 1.1)),
+                "max_depth": int(best.config.get("max_depth", 6)),
+                "learning_rate": float(best.config.get("learning_rate", 0.1)),
+                "tree_method": "hist",
+                "n_jobs": self.threads,
+                "random_state": seed,
+            }
+            model = (
+                xgb.XGBRegressor(**params) if task == "regression" else xgb.XGBClassifier(**params)
+            )
+            model.fit(x, y, verbose=False)
+            return _wrap(model, task, n_classes, [])
         model = self._linear((x, x[:1]), (y, y[:1]), task, n_classes)[0]
         return _wrap(model, task, n_classes, [])
 
@@ -1124,6 +1299,9 @@ def _sk_predict(model: Any, x: Array, task: str, n_classes: int) -> Array:
     if task == "regression":
         return np.asarray(model.predict(x), dtype=float)
     p = np.asarray(model.predict_proba(x), dtype=float)
+    # Rows summing to one in float64: XGBoost's float32 probabilities are a few ulps off,
+    # which scikit-learn's log loss flags (and a caller summing them would see).
+    p /= p.sum(axis=1, keepdims=True)
     seen = np.asarray(model.classes_, dtype=int)
     if len(seen) == n_classes:
         return p
@@ -1147,8 +1325,16 @@ def _cat_of(model: Any) -> list[int]:
 
 
 def _best_of(trials: list[Trial], family: str, metric: str) -> Trial | None:
-    own = [t for t in trials if t.family == family]
+    own = [t for t in trials if t.family == family and not t.partial]
     return max(own, key=lambda t: _key(metric, t.score)) if own else None
+
+
+def _promote(keys: list[float], eta: int) -> bool:
+    """Whether the newest rung score (the last of ``keys``, higher better) is in the top
+    1/``eta`` of the rung's scores so far (asynchronous successive halving, Li et al. 2020)."""
+    newest = keys[-1]
+    better = sum(1 for k in keys[:-1] if k > newest)
+    return better < math.ceil(len(keys) / eta)
 
 
 def _budget_rows(
@@ -1180,7 +1366,15 @@ def _first_step_s(trials: list[Trial], family: str) -> float:
     if family == "linear":
         return min(t.fit_s for t in own)
     per_round = min(t.fit_s / max(t.rounds_trained, 1) for t in own)
-    return per_round * (10 if family == "lgbm" else 50)
+    return per_round * (10 if family in ("lgbm", "xgboost") else 50)
+
+
+def _refit_rounds(best: Trial) -> int:
+    """LightGBM rounds for the refit on all rows: a tenth more than early stopping kept
+    on the smaller training split; the plain default keeps its own number of rounds."""
+    if best.source == "default":
+        return max(1, best.iterations)
+    return max(10, int(best.iterations * 1.1))
 
 
 def _now() -> float:

@@ -39,10 +39,32 @@ import numpy as np
 from tenfold.auto_learner._cache import TrialCache
 from tenfold.core.errors import ResourceLimitExceeded
 
-__all__ = ["TrialInputs", "TrialPool", "TrialRun", "TrialSpec", "execute_trial", "run_trial"]
+__all__ = [
+    "TrialInputs",
+    "TrialPool",
+    "TrialRun",
+    "TrialSpec",
+    "balanced_weights",
+    "execute_trial",
+    "run_trial",
+]
 
 Array = np.ndarray[Any, Any]
 _ARRAYS = ("x", "y", "tr", "va", "weights")
+# A halving rung trains at most this many boosting rounds (a quarter of a search
+# trial's 1000) on its quarter of the rows: ASHA's resource is rows and rounds both,
+# so a rung costs about a sixteenth of a full trial, not a third.
+RUNG_ROUNDS = 250
+
+
+def balanced_weights(y: Array, n_classes: int) -> Array:
+    """Row weights giving every class the same total weight (scikit-learn's "balanced":
+    n_rows / (n_classes_present * class_count)); the mean weight is one."""
+    counts = np.bincount(y.astype(np.int64), minlength=n_classes).astype(float)
+    present = int((counts > 0).sum())
+    per_class = np.where(counts > 0, len(y) / (present * np.maximum(counts, 1)), 0.0)
+    out: Array = per_class[y.astype(np.int64)]
+    return out
 
 
 @dataclass
@@ -72,8 +94,13 @@ class TrialInputs:
         value: Array = self.cache.get(name, build)
         return value
 
-    def binned(self, learner: Any, reweighted: bool) -> tuple[lgb.Dataset, lgb.Dataset]:
+    def binned(
+        self, learner: Any, reweighted: bool, balanced: bool = False
+    ) -> tuple[lgb.Dataset, lgb.Dataset]:
         w = self.weights if reweighted else None
+        if balanced:
+            cw = balanced_weights(self.y[self.tr], self.n_classes)
+            w = cw if w is None else w * cw
 
         def build() -> tuple[tuple[lgb.Dataset, lgb.Dataset], int]:
             built: tuple[tuple[lgb.Dataset, lgb.Dataset], int] = learner._binned(
@@ -86,7 +113,32 @@ class TrialInputs:
             )
             return built
 
-        value: tuple[lgb.Dataset, lgb.Dataset] = self.cache.get(("lgbm_binned", reweighted), build)
+        value: tuple[lgb.Dataset, lgb.Dataset] = self.cache.get(
+            ("lgbm_binned", reweighted, balanced), build
+        )
+        return value
+
+    def binned_rows(
+        self, learner: Any, reweighted: bool, rows: int, balanced: bool = False
+    ) -> tuple[lgb.Dataset, lgb.Dataset]:
+        """The binned pair with the training side cut to ``rows`` rows (a halving rung).
+
+        The cut is a LightGBM subset of the full binned set: the same bin edges, so
+        the validation set binned against the full set serves it too. The rows are
+        the first ``rows`` of one seeded permutation, the same for every trial.
+        """
+        full = self.binned(learner, reweighted, balanced)
+        if rows <= 0 or rows >= len(self.tr):
+            return full
+
+        def build() -> tuple[tuple[lgb.Dataset, lgb.Dataset], int]:
+            pick = np.sort(np.random.default_rng(self.seed).permutation(len(self.tr))[:rows])
+            sub = full[0].subset(pick.tolist()).construct()
+            return (sub, full[1]), rows * (self.x.shape[1] + 8)
+
+        value: tuple[lgb.Dataset, lgb.Dataset] = self.cache.get(
+            ("lgbm_binned", reweighted, balanced, rows), build
+        )
         return value
 
 
@@ -101,6 +153,7 @@ class TrialSpec:
     stop_at: float | None  # time.monotonic() after which no round is added
     overrun_at: float | None = None  # a must-finish LightGBM trial switches to row sampling
     hist_rows: int = 0  # HistGradientBoosting's training rows (0: all of them)
+    rung_rows: int = 0  # a successive-halving rung: train on this many rows (0: all)
 
 
 @dataclass
@@ -135,11 +188,21 @@ def execute_trial(learner: Any, inputs: TrialInputs, spec: TrialSpec) -> TrialRu
     y, tr, va = inputs.y, inputs.tr, inputs.va
     task, n_classes, seed, metric = inputs.task, inputs.n_classes, inputs.seed, inputs.metric
     cfg, family = spec.config, spec.family
+    if spec.rung_rows:
+        rounds_key = "n_estimators" if family == "lgbm" else "max_iter"
+        cfg = {**cfg, rounds_key: min(int(cfg.get(rounds_key, 1000)), RUNG_ROUNDS)}
     try:
         x_va = inputs.sized("x_valid")
         y_va = y[va]
         if family == "lgbm":
-            data = inputs.binned(learner, bool(cfg.get("reweight")))
+            data = inputs.binned_rows(
+                learner,
+                bool(cfg.get("reweight")),
+                spec.rung_rows,
+                balanced=cfg.get("class_weight") == "balanced" and task != "regression",
+            )
+            if 0 < spec.rung_rows < len(tr):
+                out.fraction = spec.rung_rows / len(tr)
             t_fit = time.monotonic()
             model, pred, iters = learner._lgbm(
                 cfg,
@@ -150,9 +213,10 @@ def execute_trial(learner: Any, inputs: TrialInputs, spec: TrialSpec) -> TrialRu
                 seed,
                 spec.stop_at,
                 overrun_at=spec.overrun_at,
+                plain=spec.source == "default",
             )
             if learner.last_fraction < 1.0:
-                out.fraction = learner.last_fraction
+                out.fraction *= learner.last_fraction
                 out.notes.append(
                     "the plain LightGBM default would overrun the budget: after five "
                     f"rounds each tree grew on a {out.fraction:.0%} row sample"
@@ -160,14 +224,16 @@ def execute_trial(learner: Any, inputs: TrialInputs, spec: TrialSpec) -> TrialRu
             trained = int(model.current_iteration())
         elif family == "hist_gb":
             x_tr = inputs.sized("x_train")
-            rows = spec.hist_rows or len(tr)
+            affordable = spec.hist_rows or len(tr)
+            rows = min(affordable, spec.rung_rows or len(tr))
             if rows < len(tr):
                 out.fraction = rows / len(tr)
                 pick = np.random.default_rng(seed).permutation(len(tr))[:rows]
                 x_tr, y_tr = x_tr[pick], y[tr][pick]
-                out.notes.append(
-                    f"HistGradientBoosting {spec.source} trained on {rows:,} of {len(tr):,} rows to fit the budget"
-                )
+                if affordable < min(len(tr), spec.rung_rows or len(tr)):
+                    out.notes.append(
+                        f"HistGradientBoosting {spec.source} trained on {rows:,} of {len(tr):,} rows to fit the budget"
+                    )
             else:
                 y_tr = y[tr]
             t_fit = time.monotonic()
@@ -183,6 +249,13 @@ def execute_trial(learner: Any, inputs: TrialInputs, spec: TrialSpec) -> TrialRu
                 metric,
             )
             trained = iters
+        elif family == "xgboost":
+            x_tr = inputs.sized("x_train")
+            t_fit = time.monotonic()
+            model, pred, iters = learner._xgboost(
+                cfg, (x_tr, x_va), (y[tr], y_va), task, n_classes, seed, spec.stop_at
+            )
+            trained = int(model.get_booster().num_boosted_rounds())
         else:
             x_tr = inputs.sized("x_train")
             t_fit = time.monotonic()

@@ -158,7 +158,7 @@ def _data_for(ctx: BenchContext, rows: int, kind: str) -> tuple[pd.DataFrame, pd
 
 
 def _train_ours(
-    rows: int, budget: tuple[float, float, float], kind: str = "binary"
+    rows: int, budget: tuple[float, float, float], kind: str = "binary", halving: bool = True
 ) -> Callable[[BenchContext], Op]:
     def prepare(ctx: BenchContext) -> Op:
         from tenfold.auto_learner._search import AutoLearner
@@ -173,7 +173,13 @@ def _train_ours(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = AutoLearner().fit(
-                    train, "late", time="time_hour", budget_s=budget_s, seed=ctx.seed, task=kind
+                    train,
+                    "late",
+                    time="time_hour",
+                    budget_s=budget_s,
+                    seed=ctx.seed,
+                    task=kind,
+                    halving=halving,
                 )
             used = time.perf_counter() - t0
             model = result.model
@@ -189,6 +195,8 @@ def _train_ours(
                     "validation_test_gap": round(result.validation_score - score, 4),
                     f"default_lightgbm_test_{metric}": default,
                     "trials": len(result.trials),
+                    "full_row_trials": sum(not t.partial for t in result.trials),
+                    "halving_rung_trials": sum(t.partial for t in result.trials),
                     "winner": f"{result.best.family} ({result.best.source})",
                     "refit": str(result.refit),
                 },
@@ -741,6 +749,27 @@ def scenarios() -> list[Scenario]:
             full_rounds=3,
             warmup=0,
             fairness=_TRAIN_FAIRNESS,
+            unchecked_reason=_TRAIN_UNCHECKED,
+            modes=("quick", "full"),
+        )
+    )
+    # Successive halving on and off, same budget and split (FLAML's figure for this size
+    # is the train_100k row of the same run).
+    out.append(
+        Scenario(
+            "train_100k_halving",
+            "samples",
+            Subject("tenfold (halving)", _train_ours(100_000, (2.0, 10.0, 60.0))),
+            Subject("tenfold (no halving)", _train_ours(100_000, (2.0, 10.0, 60.0), halving=False)),
+            None,
+            TRAIN,
+            "100K samples, successive halving on vs off",
+            train_counts.replace("FLAML imported outside the timer; ", "")
+            + "; the peer is our own search with halving off",
+            rounds=1,
+            full_rounds=3,
+            warmup=0,
+            fairness="the same search, budget, seed and time split; only halving differs",
             unchecked_reason=_TRAIN_UNCHECKED,
             modes=("quick", "full"),
         )

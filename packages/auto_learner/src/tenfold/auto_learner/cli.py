@@ -131,8 +131,29 @@ def learn() -> None:
 )
 @click.option(
     "--metric",
-    type=click.Choice(["roc_auc", "log_loss", "accuracy", "macro_f1", "rmse", "mae", "r2"]),
+    type=click.Choice(
+        ["roc_auc", "log_loss", "accuracy", "balanced_accuracy", "macro_f1", "rmse", "mae", "r2"]
+    ),
     help="Selection metric (default: roc_auc binary, log_loss multiclass, rmse regression).",
+)
+@click.option(
+    "--halving/--no-halving",
+    default=True,
+    show_default=True,
+    help="Successive halving: new configurations first train on a quarter of the rows "
+    "(from 10,000 training rows).",
+)
+@click.option(
+    "--class-weight",
+    type=click.Choice(["auto", "none"]),
+    default="auto",
+    show_default=True,
+    help="auto: balanced class weights are a search option when a class is rare.",
+)
+@click.option(
+    "--max-trials",
+    type=click.IntRange(1),
+    help="Stop the search after this many trials, whatever budget is left.",
 )
 @json_option
 def fit(
@@ -149,6 +170,9 @@ def fit(
     seed: int,
     task: str,
     metric: str | None,
+    halving: bool,
+    class_weight: str,
+    max_trials: int | None,
     as_json: bool,
 ) -> None:
     """Search models for DATA's TARGET within the budget; save the winner."""
@@ -181,6 +205,9 @@ def fit(
             dataset=Path(data).stem,
             task=task,
             metric=metric,
+            halving=halving,
+            class_weight=class_weight,
+            max_trials=max_trials,
         )
     result.model.report = {**result.summary(), "trial_log": [asdict(t) for t in result.trials]}
     # The report first: if it cannot be written, no model file is left behind either.
