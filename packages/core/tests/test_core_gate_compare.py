@@ -127,6 +127,8 @@ def test_driver_answers_the_protocol_and_survives_a_bad_request() -> None:
         child.ask({"cmd": "prepare", "scenario": "probe_lcg"})
         out = child.ask({"cmd": "run", "calls": 3})
         assert out["units"] == 3 * 5_000 and out["calls"] == 3
+        # The sample ran pinned to one CPU; the driver has every CPU back afterwards.
+        assert os.sched_getaffinity(child.proc.pid) == os.sched_getaffinity(0)
         assert out["ns"] > 0 and out["cpu_ns"] > 0
         if Path("/proc/thread-self/schedstat").exists():
             assert 0 <= out["delay_ns"] <= out["ns"]

@@ -134,6 +134,23 @@ class _Side:
         calls = max(1, int(req.get("calls", 1)))
         units = 0
         gc_was = gc.isenabled()
+        # The calling thread on the CPU the gate names (the same for both sides), for
+        # the sample only; threads and processes started before keep their CPUs.
+        cpu = req.get("cpu")
+        saved = None
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            try:
+                saved = os.sched_getaffinity(0)
+                os.sched_setaffinity(0, {int(cpu)})
+            except OSError:
+                saved = None
+        try:
+            return self._timed(op, calls, units, gc_was)
+        finally:
+            if saved is not None:
+                os.sched_setaffinity(0, saved)
+
+    def _timed(self, op: Any, calls: int, units: int, gc_was: bool) -> dict[str, Any]:
         # The run-queue reads sit inside the timed window, so every wait they count
         # happened within it: 0 <= delay <= dt.
         cpu0 = time.process_time_ns()

@@ -374,6 +374,21 @@ class _SideFailed(Exception):
         self.side = side
 
 
+def _sample_cpu() -> int | None:
+    """The one CPU both sides' timed calls run on (``TENFOLD_COMPARE_PIN=0``: none).
+
+    Both drivers' calling threads are pinned to the same CPU while they time a
+    sample (workers they started earlier keep every CPU). Left to the scheduler,
+    A and B tend to stay on different CPUs for their whole lives, and on a virtual
+    machine one virtual CPU can lose time to the host (steal, which no run-queue
+    reading sees) for seconds at a time: an A/A run then showed one side 25-40%
+    slower in every round of one scenario.
+    """
+    if os.environ.get("TENFOLD_COMPARE_PIN", "1") == "0" or not hasattr(os, "sched_getaffinity"):
+        return None
+    return max(os.sched_getaffinity(0))
+
+
 class _Child:
     """A running driver (:mod:`tenfold.core._abchild`) for one side and one system."""
 
@@ -426,6 +441,8 @@ class _Child:
 
     def ask(self, request: dict[str, Any], timeout_s: float = 1800.0) -> dict[str, Any]:
         assert self.proc.stdin is not None
+        if request.get("cmd") == "run" and "cpu" not in request:
+            request = {**request, "cpu": _sample_cpu()}
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
