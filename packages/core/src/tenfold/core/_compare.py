@@ -381,8 +381,8 @@ def _sample_cpu() -> int | None:
     sample (workers they started earlier keep every CPU). Left to the scheduler,
     A and B tend to stay on different CPUs for their whole lives, and on a virtual
     machine one virtual CPU can lose time to the host (steal, which no run-queue
-    reading sees) for seconds at a time: an A/A run then showed one side 25-40%
-    slower in every round of one scenario.
+    reading sees) for seconds at a time, the likely cause of an A/A run that once
+    showed one side 12-50% slower in every round of one scenario.
     """
     if os.environ.get("TENFOLD_COMPARE_PIN", "1") == "0" or not hasattr(os, "sched_getaffinity"):
         return None
