@@ -64,6 +64,33 @@ def stream_decisions(ledger: Any, after: int = -1) -> Iterator[StreamDecision]:
 _TABLE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,30}$")
 
 
+def set_elements(listing: dict[str, Any]) -> list[str]:
+    """Every element of every set in an ``nft -j list`` document, canonical and sorted.
+
+    Addresses and prefixes as ``ipaddress`` writes them; an element with options
+    (a timeout) by its value; an interval as the prefixes that cover it.
+    Duplicates are kept, so a caller can tell an element held twice.
+    """
+    out: list[str] = []
+    for item in listing.get("nftables", []):
+        for listed in (item.get("set") or {}).get("elem", []):
+            el = listed
+            if isinstance(el, dict) and "elem" in el:  # an element with options
+                el = el["elem"]["val"]
+            if isinstance(el, str):
+                out.append(str(ipaddress.ip_address(el)))
+            elif isinstance(el, dict) and "prefix" in el:
+                p = el["prefix"]
+                out.append(str(ipaddress.ip_network(f"{p['addr']}/{p['len']}")))
+            elif isinstance(el, dict) and "range" in el:
+                lo, hi = el["range"]
+                nets = ipaddress.summarize_address_range(
+                    ipaddress.ip_address(lo), ipaddress.ip_address(hi)
+                )
+                out += [str(n) for n in nets]
+    return sorted(out)
+
+
 class NftBouncer:
     """Keeps an nftables table in step with a decision stream."""
 
@@ -249,11 +276,4 @@ class NftBouncer:
         )
         if proc.returncode != 0:
             raise BouncerError(f"nft list failed: {proc.stderr.strip()}")
-        out: list[str] = []
-        for item in json.loads(proc.stdout)["nftables"]:
-            for el in item.get("set", {}).get("elem", []):
-                if isinstance(el, str):
-                    out.append(el)
-                elif "prefix" in el:
-                    out.append(f"{el['prefix']['addr']}/{el['prefix']['len']}")
-        return sorted(out)
+        return set_elements(json.loads(proc.stdout))

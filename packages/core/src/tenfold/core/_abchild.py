@@ -132,8 +132,6 @@ class _Side:
         if op is None:
             raise RuntimeError("run before prepare")
         calls = max(1, int(req.get("calls", 1)))
-        units = 0
-        gc_was = gc.isenabled()
         # The calling thread on the CPU the gate names (the same for both sides), for
         # the sample only; threads and processes started before keep their CPUs.
         cpu = req.get("cpu")
@@ -145,12 +143,15 @@ class _Side:
             except OSError:
                 saved = None
         try:
-            return self._timed(op, calls, units, gc_was)
+            return self._timed(op, calls)
         finally:
             if saved is not None:
                 os.sched_setaffinity(0, saved)
 
-    def _timed(self, op: Any, calls: int, units: int, gc_was: bool) -> dict[str, Any]:
+    @staticmethod
+    def _timed(op: Any, calls: int) -> dict[str, Any]:
+        units = 0
+        gc_was = gc.isenabled()
         # The run-queue reads sit inside the timed window, so every wait they count
         # happened within it: 0 <= delay <= dt.
         cpu0 = time.process_time_ns()

@@ -24,7 +24,6 @@ import asyncio
 import ipaddress
 import json
 import re
-import subprocess
 import threading
 import time
 import tomllib
@@ -79,36 +78,13 @@ def load_experiment(values: dict[str, Any], path: Path = EXPERIMENT) -> Any:
 
 def nft_elements(netns: str, table: str) -> list[str]:
     """Every element of every set of ``table`` in ``netns``, canonical (hosts, prefixes)."""
-    proc = subprocess.run(
-        ["ip", "netns", "exec", netns, "nft", "-j", "list", "table", "inet", table],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise PlatformError(f"nft list table inet {table} in {netns}: {proc.stderr.strip()}")
-    out: list[str] = []
-    for item in json.loads(proc.stdout).get("nftables", []):
-        s = item.get("set")
-        if not s:
-            continue
-        for item_el in s.get("elem", []):
-            el = item_el
-            if isinstance(el, dict) and "elem" in el:  # an element with options
-                el = el["elem"]["val"]
-            if isinstance(el, str):
-                out.append(str(ipaddress.ip_address(el)))
-            elif isinstance(el, dict) and "prefix" in el:
-                p = el["prefix"]
-                out.append(str(ipaddress.ip_network(f"{p['addr']}/{p['len']}")))
-            elif isinstance(el, dict) and "range" in el:
-                lo, hi = el["range"]
-                nets = ipaddress.summarize_address_range(
-                    ipaddress.ip_address(lo), ipaddress.ip_address(hi)
-                )
-                out += [str(n) for n in nets]
-    return out
+    from tenfold.autoblocker_ledger._bouncer import NftBouncer
+    from tenfold.autoblocker_ledger.errors import BouncerError
+
+    try:
+        return NftBouncer(table, netns=netns).blocked()
+    except BouncerError as exc:
+        raise PlatformError(f"nft list table inet {table} in {netns}: {exc}") from None
 
 
 def _canonical(value: str) -> str:
