@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from tenfold.core._fuzz import OPT_OUT, Case, commands, fuzz_cases
 from tenfold.core.cli import _register_core_commands, cli
+from tenfold.core.testing import TENFOLD_ARGV
 
 pytestmark = pytest.mark.slow
 
@@ -62,9 +62,9 @@ def _run(case: Case, folder: Path) -> Outcome:
     for name in case.dirs:
         (folder / name).mkdir()
     before = _snapshot(folder)
-    argv = [sys.executable, "-m", "tenfold.core", *case.command.split(), *case.argv]
-    env = {**os.environ, "HOME": str(folder), "TENFOLD_CONFIG": ""}
-    env.pop("TENFOLD_CONFIG")
+    argv = [*TENFOLD_ARGV, *case.command.split(), *case.argv]
+    env = {k: v for k, v in os.environ.items() if k != "TENFOLD_CONFIG"}
+    env["HOME"] = str(folder)
     start = time.monotonic()
     try:
         proc = subprocess.run(

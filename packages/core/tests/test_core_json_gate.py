@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tenfold.core._fuzz import Case, commands, fuzz_cases
 from tenfold.core.cli import _register_core_commands, cli
+from tenfold.core.testing import run_cli
 
 # Commands without --json, each with the reason. Keep it short.
 NO_JSON: dict[str, str] = {
@@ -71,12 +70,14 @@ def _run(case: Case, folder: Path) -> subprocess.CompletedProcess[str]:
     folder.mkdir(parents=True)
     for name, data in case.files.items():
         (folder / name).write_bytes(data)
-    env = {k: v for k, v in os.environ.items() if k != "TENFOLD_CONFIG"}
-    env["HOME"] = str(folder)
     # --json before the case's arguments: those may end options with "--".
-    argv = [sys.executable, "-m", "tenfold.core", *case.command.split(), "--json", *case.argv]
-    return subprocess.run(
-        argv, cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False
+    return run_cli(
+        *case.command.split(),
+        "--json",
+        *case.argv,
+        cwd=folder,
+        env={"HOME": str(folder), "TENFOLD_CONFIG": None},
+        timeout=60,
     )
 
 

@@ -7,7 +7,9 @@ A server that fails to start fails the test with the server's own log lines.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,42 @@ def needs_root(reason: str) -> pytest.MarkDecorator:
     "needs root: REASON"; CI runs as root, so it always runs there.
     """
     return pytest.mark.root(reason=reason)
+
+
+#: The ``tenfold`` command as a user runs it, with this interpreter (no script on PATH needed).
+TENFOLD_ARGV: tuple[str, ...] = (sys.executable, "-m", "tenfold.core")
+
+
+def run_cli(
+    *args: str,
+    input: str | None = None,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str | None] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tenfold ARGS`` in a child process and return what it printed and its exit code.
+
+    The child inherits this process's environment with ``env`` laid over it; a ``None``
+    value removes that variable (``env={"TENFOLD_CONFIG": None}`` runs without the
+    caller's configuration file). A non-zero exit is returned, not raised: tests
+    assert on it.
+    """
+    child_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            child_env.pop(key, None)
+        else:
+            child_env[key] = value
+    return subprocess.run(
+        [*TENFOLD_ARGV, *args],
+        input=input,
+        cwd=cwd,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def run_both_sides(
