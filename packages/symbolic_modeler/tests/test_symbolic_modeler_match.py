@@ -1,12 +1,11 @@
 """Pattern matching (one-to-one, many-to-one compiled), budgets, shipped rules, the CLI."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tenfold.core.testing import run_cli
 from tenfold.symbolic_modeler import parse_expression, parse_pattern, reduce
 from tenfold.symbolic_modeler._evaluate import compare
 from tenfold.symbolic_modeler._match import ManyToOneMatcher, MatchBudget, match
@@ -88,31 +87,21 @@ def test_each_shipped_rule_is_sound(rule: str) -> None:
     assert compare(subject, rewritten, points=4) == "equal"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.core", "symbolic", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_reduce_match_and_errors(tmp_path: Path) -> None:
-    out = run_cli("reduce", "x + x + 2*y - y", "--json")
+    out = run_cli("symbolic", "reduce", "x + x + 2*y - y", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert reduce(E(doc["result"])) is reduce(E("2*x + y"))
     rules = tmp_path / "trig.rules"
     rules.write_text("# trig\nsin(x_)**2 + cos(x_)**2 -> 1\n")
-    out = run_cli("reduce", "sin(t)**2 + cos(t)**2", "--rules", str(rules))
+    out = run_cli("symbolic", "reduce", "sin(t)**2 + cos(t)**2", "--rules", str(rules))
     assert out.stdout.strip() == "1"
-    out = run_cli("match", "f(x_, y_)", "f(a, b)", "--json")
+    out = run_cli("symbolic", "match", "f(x_, y_)", "f(a, b)", "--json")
     assert json.loads(out.stdout)["matches"] == [{"x": "a", "y": "b"}]
-    bad = run_cli("reduce", "x + * y")
+    bad = run_cli("symbolic", "reduce", "x + * y")
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("tenfold: error: col 5: expected a number")
     assert "Traceback" not in bad.stderr
     rules.write_text("f(x_) -> g(y_)\n")
-    bad = run_cli("reduce", "f(a)", "--rules", str(rules))
+    bad = run_cli("symbolic", "reduce", "f(a)", "--rules", str(rules))
     assert bad.returncode == 2 and "does not bind" in bad.stderr

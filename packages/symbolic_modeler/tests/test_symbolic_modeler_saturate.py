@@ -1,14 +1,13 @@
 """saturate: the e-graph (hash-consing, congruence closure, e-matching), extraction, limits, CLI."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tenfold.core.testing import run_cli
 from tenfold.symbolic_modeler import (
     ALGEBRA_RULES,
     RuleSet,
@@ -176,26 +175,16 @@ def test_default_rules_are_equations_and_unbound_variables_are_rejected() -> Non
         saturate(P("f(a)"), ["f(x_) -> g(y_)"])
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.core", "symbolic", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_saturate(tmp_path: Path) -> None:
-    out = run_cli("saturate", "x*y + x*z - x*(y + z)", "--json")
+    out = run_cli("symbolic", "saturate", "x*y + x*z - x*(y + z)", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["result"] == "0" and doc["stop_reason"] == "saturated"
     assert doc["size_after"] <= doc["size_before"]
     rules = tmp_path / "exp.rules"
     rules.write_text("# product of exponentials\nexp(x_)*exp(y_)*r___ -> exp(x_ + y_)*r___\n")
-    out = run_cli("saturate", "exp(a)*exp(b)*exp(c)", "--rules", str(rules))
+    out = run_cli("symbolic", "saturate", "exp(a)*exp(b)*exp(c)", "--rules", str(rules))
     assert out.returncode == 0, out.stderr
     assert reduce(P(out.stdout.strip())) is reduce(P("exp(a + b + c)"))
-    bad = run_cli("saturate", "a*b + a*c + a*d", "--node-limit", "9", "--strict")
+    bad = run_cli("symbolic", "saturate", "a*b + a*c + a*d", "--node-limit", "9", "--strict")
     assert bad.returncode == 2 and "node_limit" in bad.stderr and "Traceback" not in bad.stderr
