@@ -56,6 +56,9 @@ def test_redis_roundtrip() -> None:
         client.xadd("s", {"k": "v"})
         assert client.xlen("s") == 1
         client.close()
+        pid = server.pid
+        server.kill()  # a crash: SIGKILL, reaped, and no longer listed as running
+        assert _gone(pid) and running_services() == []
     assert running_services() == []
 
 

@@ -235,6 +235,30 @@ class Service(Closing):
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+class OneProcessService(Service):
+    """A service that is one server process: its pid, and stopping or killing it.
+
+    ``start()`` sets ``_proc``; ``stop()`` sends ``stop_signal`` and kills the server
+    after ``stop_grace_s``; ``kill()`` is a crash (SIGKILL), for fault tests.
+    """
+
+    stop_signal: int = signal.SIGTERM
+    stop_grace_s: float = 10.0
+    _proc: _Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop(grace_s=self.stop_grace_s, sig=self.stop_signal)
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+
+
 # --------------------------------------------------------------------------
 # PostgreSQL
 # --------------------------------------------------------------------------

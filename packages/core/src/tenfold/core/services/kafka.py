@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tenfold.core.errors import ServiceError
 from tenfold.core.services._process import (
-    Service,
+    OneProcessService,
     _port_open,
     _Process,
     _require_port_free,
@@ -29,7 +29,7 @@ def tansu_binary() -> str:
     return _which("tansu")
 
 
-class KafkaBroker(Service):
+class KafkaBroker(OneProcessService):
     """A Kafka-protocol broker (Tansu). Storage is in memory unless ``storage_engine`` is given
     (e.g. a ``postgres://`` URL, which makes topics survive a broker restart).
 
@@ -51,7 +51,6 @@ class KafkaBroker(Service):
         self.host = host
         self.port = port or 0
         self.storage_engine = storage_engine
-        self._proc: _Process | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -79,18 +78,6 @@ class KafkaBroker(Service):
         self._proc.wait_ready(
             lambda: _port_open(self.port, self.host), 30, f"kafka broker on {self.bootstrap}"
         )
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-
-    def kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
 
 
 # --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tenfold.core.errors import ServiceError
 from tenfold.core.services._process import (
-    Service,
+    OneProcessService,
     _port_open,
     _Process,
     _require_port_free,
@@ -39,7 +39,7 @@ def _world_traversable(path: Path) -> bool:
     return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents])
 
 
-class Postgres(Service):
+class Postgres(OneProcessService):
     """A PostgreSQL server with trust authentication for user ``postgres``.
 
     PostgreSQL refuses to run as root: when we are root, the server runs as the
@@ -52,6 +52,8 @@ class Postgres(Service):
     """
 
     kind = "postgres"
+    stop_signal = signal.SIGINT  # fast shutdown: roll back open transactions, then exit
+    stop_grace_s = 20.0
 
     def __init__(
         self,
@@ -75,7 +77,6 @@ class Postgres(Service):
             "shared_buffers": "128MB",
             **(settings or {}),
         }
-        self._proc: _Process | None = None
         self._user: str | None = None
         self._initialized = False
 
@@ -179,19 +180,10 @@ class Postgres(Service):
             reply = sock.recv(1)
             return reply == b"R"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT: roll back open transactions, then exit)."""
-        if self._proc is not None:
-            self._proc.stop(grace_s=20, sig=signal.SIGINT)
-
     def kill(self) -> None:
         """SIGKILL the postmaster (a crash, for fault tests); restart with :meth:`start`."""
         if self._proc is not None:
-            self._proc.kill()
+            super().kill()
             # Children of a killed postmaster exit when they notice; wait for the port.
             deadline = time.monotonic() + 10
             while _port_open(self.port, self.host) and time.monotonic() < deadline:

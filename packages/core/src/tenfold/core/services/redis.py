@@ -5,10 +5,16 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from tenfold.core.services._process import Service, _Process, _require_port_free, _which, free_port
+from tenfold.core.services._process import (
+    OneProcessService,
+    _Process,
+    _require_port_free,
+    _which,
+    free_port,
+)
 
 
-class Redis(Service):
+class Redis(OneProcessService):
     """A Redis server, no persistence (``--save ''``), bound to 127.0.0.1."""
 
     kind = "redis"
@@ -16,7 +22,6 @@ class Redis(Service):
     def __init__(self, workdir: Path | None = None, *, port: int | None = None) -> None:
         super().__init__(workdir)
         self.port = port or 0
-        self._proc: _Process | None = None
 
     @property
     def url(self) -> str:
@@ -52,10 +57,6 @@ class Redis(Service):
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
 
 
 # --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tenfold.core.errors import ServiceError
 from tenfold.core.services._process import (
-    Service,
+    OneProcessService,
     _adjacent_free_ports,
     _port_open,
     _Process,
@@ -15,7 +15,7 @@ from tenfold.core.services._process import (
 )
 
 
-class Swtpm(Service):
+class Swtpm(OneProcessService):
     """A software TPM 2.0 (swtpm) on a loopback socket; not a hardware TPM.
 
     ``tcti`` is the string tpm2-pytss and tpm2-tools take (``swtpm:host=...,port=...``).
@@ -28,7 +28,6 @@ class Swtpm(Service):
         super().__init__(workdir)
         self.port = 0
         self.ctrl_port = 0
-        self._proc: _Process | None = None
 
     @property
     def tcti(self) -> str:
@@ -77,11 +76,3 @@ class Swtpm(Service):
             )
         except ServiceError as exc:
             raise ServiceError(f"{exc} {_tail(internal, 4)}") from None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
