@@ -3,22 +3,8 @@ cannot import a conftest module)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tenfold.core.testing import needs_root, run_cli
 
-from tenfold.core.testing import needs_root
+__all__ = ["root_only", "run_cli"]
 
 root_only = needs_root("loading BPF programs")
-
-
-def run_cli(
-    *args: str, input: str | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.core", *args],
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=timeout,
-        check=False,
-    )
