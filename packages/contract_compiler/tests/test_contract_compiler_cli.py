@@ -6,10 +6,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tenfold.core.testing import run_cli
 
 ESCROW = """contract Escrow {
   party buyer;
@@ -25,20 +26,6 @@ ESCROW = """contract Escrow {
   fn ok(x: bool) -> bool { return !x; }
 }
 """
-
-
-def _subprocess(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop("TENFOLD_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.core", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -143,7 +130,7 @@ def test_a_real_process_prints_one_error_and_no_traceback(tmp_path: Path) -> Non
     (tmp_path / "bad.ct").write_text(
         "contract C {\n  fn f() { let x = 1 +; }\n  fn g() -> u8 { return @; }\n"
     )
-    out = _subprocess(tmp_path, "compile", "bad.ct")
+    out = run_cli("compile", "bad.ct", cwd=tmp_path, env={"TENFOLD_CONFIG": None})
     code, expected = 2, "bad.ct:2:23: error: expected an expression, found ';'"
     assert "bad.ct:3:25: error: stray character '@'" in out.stderr
     assert out.returncode == code
