@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +11,7 @@ import pytest
 
 from tenfold.core.server import Credentials, Server
 from tenfold.core.server_abuse import ATTACKS, AbuseTarget, abuse_options, run_attack
+from tenfold.core.testing import run_cli
 from tenfold.semantic_lattice import Budget, LatticeStore, SemanticLatticeError
 from tenfold.semantic_lattice._protocol import ProtocolBudget, sparql_app
 
@@ -111,13 +110,7 @@ def test_reason_refuses_bad_budgets_before_opening_the_store(
     store = tmp_path / "s.duckdb"
     with LatticeStore(store) as s:
         s.load_text(f"<{EX}a> <{EX}p> <{EX}b> .", fmt="nt")
-    r = subprocess.run(
-        [sys.executable, "-m", "tenfold.core", "lattice", "reason", "--store", str(store), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    r = run_cli("lattice", "reason", "--store", str(store), *args, timeout=60)
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
