@@ -25,6 +25,9 @@ from tenfold.core._config_path import set_config_path
 from tenfold.core.errors import TenfoldError
 
 if TYPE_CHECKING:
+    from typing import IO
+
+    from tenfold.core.events import Bouncer
     from tenfold.core.plugins import CommandRef
 
 __all__ = [
@@ -34,6 +37,8 @@ __all__ = [
     "cli",
     "emit",
     "fail",
+    "follow_decisions",
+    "follow_options",
     "json_option",
     "main",
     "run",
@@ -135,6 +140,61 @@ def emit(obj: Any, as_json: bool, text: str | Callable[[], str] | None = None) -
         click.echo(json.dumps(obj, indent=2, default=str))
     else:
         click.echo(text() if callable(text) else text)
+
+
+def follow_options(f: F) -> F:
+    """``--decisions FILE``, ``--state FILE`` and ``--exit-at-eof``: a bouncer command's options.
+
+    Every command that applies a decision stream (``autoblock nft-follow``, ``kernel xdp
+    follow``) takes these three, passed to :func:`follow_decisions`.
+    """
+    f = click.option(
+        "--exit-at-eof",
+        is_flag=True,
+        help="Return when the stream ends instead of staying to lift bans as they lapse.",
+    )(f)
+    f = click.option(
+        "--state",
+        "state_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Resume file: decisions at or below its ledger index are skipped; its bans still "
+        "lapse.",
+    )(f)
+    return click.option(
+        "--decisions",
+        type=click.File("rb"),
+        default="-",
+        help="The decision stream: JSON lines, one decision each (default: stdin).",
+    )(f)
+
+
+def follow_decisions(
+    bouncer: Bouncer, decisions: IO[bytes], state_path: Path | None, exit_at_eof: bool
+) -> None:
+    """Apply the stream to ``bouncer`` (:func:`tenfold.core.events.follow`), a line per change.
+
+    Prints each ban, unban and lapse as it happens, flushed, so a pipe reader sees it at once.
+    """
+    from tenfold.core.events import Decision, FollowState, follow
+
+    def show(what: str, item: Decision | str) -> None:
+        if isinstance(item, Decision):
+            click.echo(
+                f"{item.action} {item.value} until {item.until:.0f} (ledger index {item.index})"
+            )
+        else:
+            click.echo(f"expired {item}")
+        sys.stdout.flush()
+
+    follow(
+        bouncer,
+        decisions,
+        state=FollowState.load(state_path),
+        source=str(getattr(decisions, "name", "<stdin>")),
+        linger=not exit_at_eof,
+        on_change=show,
+    )
 
 
 def fail(message: str, code: int = 2) -> None:
