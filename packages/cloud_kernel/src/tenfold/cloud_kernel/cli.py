@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import click
 
 from tenfold.cloud_kernel.errors import CloudKernelError, NotPermitted
-from tenfold.core.cli import Finite, emit, json_option
+from tenfold.core.cli import Finite, emit, follow_decisions, follow_options, json_option
 
 if TYPE_CHECKING:
     from tenfold.cloud_kernel._trace import SyscallStats
@@ -176,24 +176,7 @@ def xdp_stats(interface: str, as_json: bool) -> None:
 
 @xdp.command("follow")
 @click.argument("interface", type=_INTERFACE)
-@click.option(
-    "--decisions",
-    type=click.File("rb"),
-    default="-",
-    help="The decision stream: JSON lines, one decision each (default: stdin).",
-)
-@click.option(
-    "--state",
-    "state_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Resume file: decisions at or below its ledger index are skipped; its bans still lapse.",
-)
-@click.option(
-    "--exit-at-eof",
-    is_flag=True,
-    help="Return when the stream ends instead of staying to lift bans as they lapse.",
-)
+@follow_options
 def xdp_follow(
     interface: str, decisions: BinaryIO, state_path: Path | None, exit_at_eof: bool
 ) -> None:
@@ -205,30 +188,11 @@ def xdp_follow(
     """
     from tenfold.cloud_kernel._bouncer import XdpBouncer
     from tenfold.cloud_kernel._xdp import XdpBlockList
-    from tenfold.core.events import Decision, FollowState, follow
 
     _root()
-
-    def show(what: str, item: Decision | str) -> None:
-        if isinstance(item, Decision):
-            click.echo(
-                f"{item.action} {item.value} until {item.until:.0f} (ledger index {item.index})"
-            )
-        else:
-            click.echo(f"expired {item}")
-        sys.stdout.flush()
-
-    name = getattr(decisions, "name", "<stdin>")
     bouncer = XdpBouncer(XdpBlockList.open_pinned(interface))
     try:
-        follow(
-            bouncer,
-            decisions,
-            state=FollowState.load(state_path),
-            source=str(name),
-            linger=not exit_at_eof,
-            on_change=show,
-        )
+        follow_decisions(bouncer, decisions, state_path, exit_at_eof)
     finally:
         bouncer.close()
 
