@@ -9,34 +9,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tenfold.autoblocker_ledger._testing import EVENTS
 from tenfold.autoblocker_ledger.cli import autoblock, ledger
 from tenfold.core.errors import TenfoldError
-
-EVENTS = [
-    {
-        "event_id": "a1",
-        "domain": "auth",
-        "kind": "ssh_failed_login",
-        "subject": "203.0.113.7",
-        "time_ms": 1,
-        "evidence": {"user": "root"},
-    },
-    {
-        "event_id": "a2",
-        "domain": "network",
-        "kind": "port_scan",
-        "subject": "198.51.100.4",
-        "time_ms": 2,
-        "evidence": {"ports": 120},
-    },
-    {
-        "event_id": "a3",
-        "domain": "cloud",
-        "kind": "xdp_drop_spike",
-        "subject": "203.0.113.7",
-        "time_ms": 3,
-    },
-]
 
 
 @dataclass

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from tenfold.autoblocker_ledger._autoblock import Autoblocker, Rule, load_rules
 from tenfold.autoblocker_ledger._events import SecurityEvent
 from tenfold.autoblocker_ledger._store import EmbeddedLedger
+from tenfold.autoblocker_ledger._testing import EVENTS
 from tenfold.autoblocker_ledger.errors import (
     AutoblockerLedgerError,
     EntryOutOfRange,
@@ -35,25 +36,6 @@ from tenfold.autoblocker_ledger.errors import (
 )
 
 PKG_SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-EVENTS = [
-    {
-        "event_id": "a1",
-        "domain": "auth",
-        "kind": "ssh_failed_login",
-        "subject": "203.0.113.7",
-        "time_ms": 1,
-        "evidence": {"user": "root"},
-    },
-    {
-        "event_id": "a2",
-        "domain": "network",
-        "kind": "port_scan",
-        "subject": "198.51.100.4",
-        "time_ms": 2,
-    },
-]
 
 
 def _ev(i: int, **over: object) -> SecurityEvent:

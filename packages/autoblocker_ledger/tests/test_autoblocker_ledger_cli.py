@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tenfold.core.testing import run_cli
+
 
 @pytest.mark.slow
 def test_the_real_entry_point_maps_bad_input_to_one_line_exit_2(
     cli: Callable[..., Any], events: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tenfold.core", "ledger", "verify", "--public-key", "ab" * 32],
-        input="{}",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_cli("ledger", "verify", "--public-key", "ab" * 32, input="{}")
     assert proc.returncode == 2 and proc.stderr.startswith("tenfold: error: a proof bundle")
     assert "Traceback" not in proc.stderr
 

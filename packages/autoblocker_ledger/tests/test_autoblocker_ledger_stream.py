@@ -20,17 +20,9 @@ from tenfold.autoblocker_ledger._autoblock import Autoblocker, Rule
 from tenfold.autoblocker_ledger._bouncer import NftBouncer, stream_decisions
 from tenfold.autoblocker_ledger._events import SecurityEvent
 from tenfold.autoblocker_ledger._store import EmbeddedLedger
+from tenfold.autoblocker_ledger._testing import SSHD
 from tenfold.core.events import Bouncer, Decision, iter_decisions
 
-SSHD = Rule(
-    name="sshd",
-    domain="auth",
-    kind="ssh_failed_login",
-    pattern=r"Failed password for \S+ from (?P<subject>[0-9.]+)",
-    max_retry=3,
-    find_time_s=60,
-    ban_time_s=600,
-)
 USERS = Rule(name="users", domain="auth", kind="bad_user", max_retry=1, scope="subject")
 RULES_TOML = """
 [[rule]]

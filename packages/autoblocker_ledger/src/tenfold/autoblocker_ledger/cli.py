@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import click
 
-from tenfold.core.cli import Finite, emit, json_option
+from tenfold.core.cli import Finite, emit, follow_decisions, follow_options, json_option
 from tenfold.core.server import server_cli_options
 
 STORE = click.option(
@@ -646,25 +646,8 @@ def decisions_cmd(store: Path | None, after: int) -> None:
 
 
 @autoblock.command("nft-follow")
-@click.option(
-    "--decisions",
-    type=click.File("rb"),
-    default="-",
-    help="The decision stream: JSON lines, one decision each (default: stdin).",
-)
+@follow_options
 @click.option("--table", default=None, help="nftables table name (default tenfold_ledger_<pid>).")
-@click.option(
-    "--state",
-    "state_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Resume file: decisions at or below its ledger index are skipped.",
-)
-@click.option(
-    "--exit-at-eof",
-    is_flag=True,
-    help="Return when the stream ends instead of staying to lift bans as they lapse.",
-)
 def nft_follow_cmd(
     decisions: IO[bytes], table: str | None, state_path: Path | None, exit_at_eof: bool
 ) -> None:
@@ -675,23 +658,6 @@ def nft_follow_cmd(
         shown = table if len(table) <= 40 else table[:40] + "..."
         raise click.BadParameter(f"{shown!r}: 1-64 letters, digits or '_'", param_hint="--table")
     from tenfold.autoblocker_ledger._bouncer import NftBouncer
-    from tenfold.core.events import Decision, FollowState, follow
-
-    def show(what: str, item: Decision | str) -> None:
-        if isinstance(item, Decision):
-            click.echo(
-                f"{item.action} {item.value} until {item.until:.0f} (ledger index {item.index})"
-            )
-        else:
-            click.echo(f"expired {item}")
-        sys.stdout.flush()
 
     with NftBouncer(table) as bouncer:
-        follow(
-            bouncer,
-            decisions,
-            state=FollowState.load(state_path),
-            source=str(getattr(decisions, "name", "<stdin>")),
-            linger=not exit_at_eof,
-            on_change=show,
-        )
+        follow_decisions(bouncer, decisions, state_path, exit_at_eof)
