@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tenfold.core._guides import matches, parse_guide
+from tenfold.core.testing import run_cli
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 GENERATED = {"benchmarks.md"}
@@ -39,6 +42,32 @@ def test_blocks_and_their_needs_are_read() -> None:
 
 def test_every_guide_is_covered() -> None:
     assert len(GUIDES) >= 10
+
+
+def _readme_commands() -> list[list[str]]:
+    """The ``tenfold`` command lines of the README's ``bash`` blocks, without ``uv run``."""
+    text = (DOCS.parent / "README.md").read_text()
+    found = []
+    for body in re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M):
+        for line in body.splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:3] == ["uv", "run", "tenfold"]:
+                found.append(words[3:])
+    return found
+
+
+def test_readme_commands_name_real_commands_and_options() -> None:
+    """The README's commands (a tour, not a guide: they run whole benchmarks) all parse.
+
+    Each is run with ``--help`` added: click parses every word first, so a renamed
+    command or option fails with exit 2, and nothing heavy runs.
+    """
+    commands = _readme_commands()
+    assert len(commands) >= 10
+    for words in commands:
+        r = run_cli(*words, "--help", timeout=120)
+        assert r.returncode == 0, (words, r.stderr)
+        assert r.stdout.startswith("Usage: tenfold"), (words, r.stdout)
 
 
 @pytest.mark.slow
