@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import warnings
@@ -28,6 +27,7 @@ from tenfold.auto_learner import (
     flights,
     synthetic,
 )
+from tenfold.core.testing import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -246,14 +246,7 @@ def test_cli_fit_predict_report(tmp_path: Path, small: pd.DataFrame) -> None:
     small.to_csv(data, index=False)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tenfold.core", "learn", *args],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=300,
-            check=False,
-        )
+        return run_cli("learn", *args, cwd=tmp_path)
 
     r = cli(
         "fit",

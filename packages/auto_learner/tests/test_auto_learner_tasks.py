@@ -6,7 +6,6 @@ import datetime as dt
 import itertools
 import json
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tenfold.auto_learner import (
 )
 from tenfold.auto_learner._frame import Schema
 from tenfold.auto_learner._guards import detect_task
+from tenfold.core.testing import run_cli
 
 
 def _quiet_fit(df: pd.DataFrame, target: str, **kw: object):  # type: ignore[no-untyped-def]
@@ -241,14 +241,7 @@ def test_more_budget_never_gives_a_worse_validation_score() -> None:
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.core", "learn", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    return run_cli("learn", *args, cwd=tmp_path)
 
 
 def test_cli_bad_input_gives_one_line_and_leaves_nothing(tmp_path: Path) -> None:
