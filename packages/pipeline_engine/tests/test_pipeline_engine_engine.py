@@ -20,23 +20,7 @@ from tenfold.pipeline_engine import (
     Source,
     TableLookup,
 )
-
-
-class Order(msgspec.Struct):
-    id: int
-    user_id: int
-    kind: str
-    amount: float
-    ts: float
-
-
-class Enriched(msgspec.Struct):
-    id: int
-    user_id: int
-    kind: str
-    amount: float
-    ts: float
-    country: str | None
+from tenfold.pipeline_engine.bench import Enriched, Order
 
 
 def _messages(n: int) -> list[bytes | None]:
@@ -61,7 +45,7 @@ def test_json_filter_enrich_sink_counts_every_event_once() -> None:
             table,
             key=lambda o: o.user_id,
             merge=lambda o, row: Enriched(
-                o.id, o.user_id, o.kind, o.amount, o.ts, row[0] if row else None
+                o.id, o.user_id, o.kind, o.amount, o.ts, row[0] if row else None, None
             ),
         )
         .into(sink, batch_size=1000, dead_letters=dead)

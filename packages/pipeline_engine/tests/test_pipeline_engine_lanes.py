@@ -11,24 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tenfold.pipeline_engine import Flow, MemoryDeadLetters, MemorySink, MemorySource, TableLookup
-
-
-class Order(msgspec.Struct):
-    id: int
-    user_id: int
-    kind: str
-    amount: float
-    ts: float
-
-
-class Enriched(msgspec.Struct):
-    id: int
-    user_id: int
-    kind: str
-    amount: float
-    ts: float
-    country: str | None
-
+from tenfold.pipeline_engine.bench import Enriched, Order
 
 KINDS = ("view", "click", "buy")
 TABLE = {u: (f"C{u}",) for u in range(0, 20, 2)}  # odd users have no row
@@ -40,7 +23,7 @@ def keep(o: Order) -> bool:
 
 
 def merge(o: Order, row: tuple[Any, ...] | None) -> Enriched:
-    return Enriched(o.id, o.user_id, o.kind, o.amount, o.ts, row[0] if row else None)
+    return Enriched(o.id, o.user_id, o.kind, o.amount, o.ts, row[0] if row else None, None)
 
 
 def tag(e: Enriched) -> tuple[int, str | None]:

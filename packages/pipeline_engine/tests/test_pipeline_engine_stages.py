@@ -18,14 +18,7 @@ from tenfold.pipeline_engine import (
     Window,
     per_event,
 )
-
-
-class Order(msgspec.Struct):
-    id: int
-    user_id: int
-    kind: str
-    amount: float
-    ts: float
+from tenfold.pipeline_engine.bench import Order
 
 
 def _batch(items: list) -> Batch:
