@@ -34,13 +34,6 @@ POLICY = f"sha256:0-6 = {ZERO}\nsha256:7 = *\nsha256:16 = replay\nsha256:23 = {Z
 ALL = (0, 1, 2, 3, 4, 5, 6, 7, 16, 23)
 
 
-def enroll(agent: Agent, registrar: Registrar, agent_id: str) -> None:
-    registrar.allow_ek(agent.ek_public)
-    challenge = registrar.register(agent_id, agent.ek_public, agent.ak_public)
-    secret = agent.activate_credential(challenge.credential_blob, challenge.encrypted_secret)
-    registrar.activate(agent_id, secret)
-
-
 @pytest.fixture
 def agent(swtpm: Swtpm):
     from tpm2_pytss import ESYS_TR
@@ -54,7 +47,7 @@ def agent(swtpm: Swtpm):
 @pytest.fixture
 def setup(agent: Agent):
     registrar = Registrar()
-    enroll(agent, registrar, "node-1")
+    registrar.enroll(agent, "node-1")
     verifier = Verifier(registrar, parse_policy(POLICY))
     agent.extend(16, b"debug kernel command line")
     return agent, registrar, verifier
@@ -336,7 +329,7 @@ def test_quote_after_a_pcr_changed_behind_the_agent_carries_the_new_values(agent
     assert second.pcrs == encode_tools_pcrs(current)
     assert second.pcrs != first.pcrs
     registrar = Registrar()
-    enroll(agent, registrar, "node-2")
+    registrar.enroll(agent, "node-2")
     verifier = Verifier(registrar, parse_policy(f"sha256:0 = {ZERO}\nsha256:23 = *\n"))
     nonce = verifier.generate_nonce("node-2")
     assert verifier.verify_quote("node-2", agent.quote(nonce, selection)).ok

@@ -162,11 +162,7 @@ def test_poll_schedule_checks_each_agent_once_per_period(tls) -> None:
 
 def test_push_mode_nonce_then_evidence(agent, tls) -> None:
     registrar = Registrar()
-    registrar.allow_ek(agent.ek_public)
-    challenge = registrar.register("node-1", agent.ek_public, agent.ak_public)
-    registrar.activate(
-        "node-1", agent.activate_credential(challenge.credential_blob, challenge.encrypted_secret)
-    )
+    registrar.enroll(agent, "node-1")
     verifier = Verifier(registrar, parse_policy(POLICY))
     poller = Poller(verifier, tls=tls["verifier"])
     try:

@@ -64,12 +64,7 @@ def ima_setup():
     # PCR 10 cannot be reset: each test gets its own TPM.
     with Swtpm() as tpm, Agent(tpm.tcti) as agent:
         registrar = Registrar()
-        registrar.allow_ek(agent.ek_public)
-        challenge = registrar.register("node-1", agent.ek_public, agent.ak_public)
-        registrar.activate(
-            "node-1",
-            agent.activate_credential(challenge.credential_blob, challenge.encrypted_secret),
-        )
+        registrar.enroll(agent, "node-1")
         for path, data in FILES.items():
             agent.measure_file(path, data)
         text = "".join(f"{hashlib.sha256(d).hexdigest()}  {p}\n" for p, d in FILES.items())

@@ -18,12 +18,7 @@ POLICY = "sha256:0-7 = *\nsha1:0 = *\n"
 def genuine(swtpm):
     with Agent(swtpm.tcti) as agent:
         registrar = Registrar()
-        registrar.allow_ek(agent.ek_public)
-        challenge = registrar.register("node-1", agent.ek_public, agent.ak_public)
-        registrar.activate(
-            "node-1",
-            agent.activate_credential(challenge.credential_blob, challenge.encrypted_secret),
-        )
+        registrar.enroll(agent, "node-1")
         policy = parse_policy(POLICY)
         nonce = os.urandom(20)
         evidence = agent.quote(nonce, policy.selection)

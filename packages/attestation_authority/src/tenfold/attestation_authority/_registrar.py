@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -82,6 +83,17 @@ def check_ak_attributes(ak: PublicKey) -> None:
         raise RegistrationError(
             "AK has no signing scheme; a quote's scheme must be fixed by the key"
         )
+
+
+class Enrollee(Protocol):
+    """What :meth:`Registrar.enroll` needs of an agent: its public areas and its TPM."""
+
+    ek_public: bytes
+    ak_public: bytes
+
+    def activate_credential(self, credential_blob: bytes, encrypted_secret: bytes) -> bytes:
+        """TPM2_ActivateCredential: the secret, recoverable only by the TPM holding the EK."""
+        ...
 
 
 class Registrar:
@@ -196,6 +208,14 @@ class Registrar:
         self._bindings[agent_id] = binding
         logger.info("agent %s: AK bound to EK %s", agent_id, binding.ek_hash[:16])
         return binding
+
+    def enroll(self, agent: Enrollee, agent_id: str) -> Binding:
+        """Both ends of enrollment in one process (tests, the bench): allow the agent's EK,
+        register it, and activate the credential with the agent's own TPM."""
+        self.allow_ek(agent.ek_public)
+        challenge = self.register(agent_id, agent.ek_public, agent.ak_public)
+        secret = agent.activate_credential(challenge.credential_blob, challenge.encrypted_secret)
+        return self.activate(agent_id, secret)
 
     def ak_for(self, agent_id: str) -> PublicKey | None:
         """The AK bound for ``agent_id``, from the cache; ``None`` when not bound."""

@@ -65,12 +65,7 @@ def record_quotes(
         for k in range(agents):
             agent_id = f"agent-{k:05d}"
             with Agent(tpm.tcti, ak_label=agent_id.encode(), ak_type=ak_type) as agent:
-                registrar.allow_ek(agent.ek_public)
-                challenge = registrar.register(agent_id, agent.ek_public, agent.ak_public)
-                secret = agent.activate_credential(
-                    challenge.credential_blob, challenge.encrypted_secret
-                )
-                registrar.activate(agent_id, secret)
+                registrar.enroll(agent, agent_id)
                 ak_public[agent_id] = agent.ak_public
                 for _ in range(per_agent):
                     nonce = nonces.generate_nonce(agent_id)
