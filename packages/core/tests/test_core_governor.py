@@ -110,16 +110,22 @@ def test_cpu_quota_holds_a_busy_child() -> None:
         child = cg.spawn([sys.executable, "-c", "while True: pass"])
         time.sleep(0.3)
         s0, t0 = cg.stats(), time.monotonic()
-        time.sleep(2.0)
-        s1, t1 = cg.stats(), time.monotonic()
+        # At least 2 s, and until the kernel has throttled the child once: on a loaded
+        # machine the child may wait a while for a period in which it gets 40% of a CPU.
+        while True:
+            time.sleep(0.5)
+            s1, t1 = cg.stats(), time.monotonic()
+            throttled = s1["cpu_nr_throttled"] > s0["cpu_nr_throttled"]
+            if (throttled and t1 - t0 >= 2.0) or t1 - t0 > 120:
+                break
         share = 100 * (s1["cpu_usage_ns"] - s0["cpu_usage_ns"]) / 1e9 / (t1 - t0)
         # Never more than the quota (plus one period's slack)...
         assert share <= 45, share
         # ...and the quota, not the machine, is what held it back: the kernel throttled it.
-        # (How close it gets to 40% depends on how busy the other core is; that accuracy
-        # is measured by the benchmarks, not asserted here.)
-        assert s1["cpu_nr_throttled"] > s0["cpu_nr_throttled"]
-        assert share > 5, share
+        # (How close it gets to 40% depends on how busy the machine is; that accuracy is
+        # measured by the benchmarks, not asserted here.)
+        assert throttled, (share, s1)
+        assert s1["cpu_usage_ns"] > s0["cpu_usage_ns"]  # it ran
     assert child.wait(5) == -9
     assert name not in leftover_cgroups()
 
