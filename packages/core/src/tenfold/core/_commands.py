@@ -18,6 +18,7 @@ import click
 from tenfold.core.bench import Mode
 from tenfold.core.cli import Finite, emit, json_option
 from tenfold.core.errors import BenchError, CheckFailed, ServiceError
+from tenfold.core.files import replace_file
 
 
 def _system_names() -> list[str]:
@@ -499,9 +500,7 @@ def _read_state() -> dict[str, Any]:
 
 def _write_state(state: dict[str, Any]) -> None:
     path = _state_file()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(path)
+    replace_file(path, json.dumps(state, indent=2))
 
 
 def _pid_alive(pid: int) -> bool:

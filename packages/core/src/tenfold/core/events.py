@@ -33,6 +33,7 @@ from typing import IO, Literal, Protocol, runtime_checkable
 import msgspec
 
 from tenfold.core.errors import DecisionStreamError
+from tenfold.core.files import replace_file
 
 __all__ = [
     "BanTable",
@@ -265,12 +266,9 @@ class FollowState:
     def save(self) -> None:
         if self.path is None:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps({"index": self.index, "bans": self.bans}))
-            os.replace(tmp, self.path)
+            replace_file(self.path, json.dumps({"index": self.index, "bans": self.bans}))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise DecisionStreamError(f"cannot save state {self.path}: {exc.strerror}") from None
 
 

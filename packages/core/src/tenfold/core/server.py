@@ -47,7 +47,6 @@ import ipaddress
 import json
 import logging
 import math
-import os
 import re
 import secrets
 import socket
@@ -62,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from tenfold.core.errors import ServerError, TenfoldError
+from tenfold.core.files import replace_file
 from tenfold.core.tls import TlsFiles, make_tls_bundle, peer_common_name
 
 if TYPE_CHECKING:
@@ -178,16 +178,9 @@ class Credentials:
             ]
         }
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, indent=2)
-                f.write("\n")
-            os.replace(tmp, path)
+            replace_file(path, json.dumps(doc, indent=2) + "\n", mode=0o600)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise ServerError(f"cannot write credentials file {path}: {exc.strerror}") from None
 
     def issue(self, name: str, roles: Iterable[str]) -> str:
