@@ -29,24 +29,12 @@ def _read(path: Path) -> bytes:
 
 def _write(path: Path, data: bytes) -> None:
     """Write all of ``data`` or nothing: a temporary file beside ``path``, then a rename."""
-    import os
-    import tempfile
-
     from tenfold.contract_compiler.errors import ContractCompilerError
+    from tenfold.core.files import replace_file
 
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+        replace_file(path, data)
     except OSError as exc:
-        raise ContractCompilerError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would create it
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise ContractCompilerError(f"cannot write {path}: {exc.strerror}") from None
 
 
