@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -355,14 +354,11 @@ def _emit_bundle(bundle: dict[str, Any], out: Path | None, as_json: bool) -> Non
 def _write_atomically(out: Path, text: str) -> None:
     """Write ``out`` through a temporary file; an unwritable path is one clear error."""
     from tenfold.autoblocker_ledger.errors import AutoblockerLedgerError
+    from tenfold.core.files import replace_file
 
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        tmp.write_text(text)
-        tmp.replace(out)
+        replace_file(out, text)  # nothing half-written is left behind
     except OSError as exc:
-        with contextlib.suppress(OSError):  # nothing half-written is left behind
-            tmp.unlink(missing_ok=True)
         raise AutoblockerLedgerError(f"cannot write {out}: {exc.strerror}") from None
 
 
