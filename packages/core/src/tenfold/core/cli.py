@@ -42,6 +42,7 @@ __all__ = [
     "json_option",
     "main",
     "run",
+    "server_cli_options",
     "shorten",
 ]
 
@@ -195,6 +196,71 @@ def follow_decisions(
         linger=not exit_at_eof,
         on_change=show,
     )
+
+
+def server_cli_options(default_port: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every ``serve`` command takes: where to listen, credentials, limits.
+
+    Their values go to :func:`tenfold.core.server.options_from_cli`.
+    """
+    from tenfold.core._server_limits import MAX_BODY_BYTES, RATE_PER_S
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        opts = [
+            click.option(
+                "--host",
+                default="127.0.0.1",
+                show_default=True,
+                help="Address to bind; beyond loopback needs credentials.",
+            ),
+            click.option(
+                "--port", type=click.IntRange(0, 65535), default=default_port, show_default=True
+            ),
+            click.option(
+                "--credentials",
+                "credentials_file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                default=None,
+                help="API keys file (tenfold credentials issue).",
+            ),
+            click.option(
+                "--tls-cert",
+                type=click.Path(path_type=Path, dir_okay=False),
+                default=None,
+                help="Server certificate (PEM) for mutual TLS.",
+            ),
+            click.option(
+                "--tls-key",
+                type=click.Path(path_type=Path, dir_okay=False),
+                default=None,
+                help="Server key (PEM).",
+            ),
+            click.option(
+                "--tls-ca",
+                type=click.Path(path_type=Path, dir_okay=False),
+                default=None,
+                help="CA whose client certificates are accepted.",
+            ),
+            click.option(
+                "--rate",
+                "rate_per_s",
+                type=Finite(0.0, 1e9, open_min=True, unit="/s"),
+                default=RATE_PER_S,
+                show_default=True,
+                help="Requests per second per client (burst: twice that).",
+            ),
+            click.option(
+                "--max-body-bytes",
+                type=click.IntRange(min=1),
+                default=MAX_BODY_BYTES,
+                show_default=True,
+            ),
+        ]
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+
+    return decorate
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from tenfold.core._server_limits import MAX_BODY_BYTES, RATE_PER_S
 from tenfold.core.errors import ServerError, TenfoldError
 from tenfold.core.files import replace_file
 from tenfold.core.tls import TlsFiles, make_tls_bundle, peer_common_name
@@ -243,14 +244,14 @@ class ServerOptions:
     port: int = 0
     tls: TlsFiles | None = None
     credentials: Credentials | None = None
-    max_body_bytes: int = 1 << 20
+    max_body_bytes: int = MAX_BODY_BYTES
     max_header_bytes: int = 16 * 1024
     max_url_bytes: int = 8 * 1024
     read_timeout_s: float = 10.0
     write_timeout_s: float = 10.0
     keepalive_s: float = 5.0
     max_connections: int = 1024
-    rate_per_s: float = 1000.0
+    rate_per_s: float = RATE_PER_S
     rate_burst: float = 2000.0
     workers: int = 8
     graceful_s: float = 5.0
@@ -1032,72 +1033,8 @@ def with_options(options: ServerOptions, **changes: Any) -> ServerOptions:
 # -- the command line -------------------------------------------------------------------------
 
 
-def server_cli_options(default_port: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The options every ``serve`` command takes: where to listen, credentials, limits."""
-    import click
-
-    from tenfold.core.cli import Finite
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        opts = [
-            click.option(
-                "--host",
-                default="127.0.0.1",
-                show_default=True,
-                help="Address to bind; beyond loopback needs credentials.",
-            ),
-            click.option(
-                "--port", type=click.IntRange(0, 65535), default=default_port, show_default=True
-            ),
-            click.option(
-                "--credentials",
-                "credentials_file",
-                type=click.Path(path_type=Path, dir_okay=False),
-                default=None,
-                help="API keys file (tenfold credentials issue).",
-            ),
-            click.option(
-                "--tls-cert",
-                type=click.Path(path_type=Path, dir_okay=False),
-                default=None,
-                help="Server certificate (PEM) for mutual TLS.",
-            ),
-            click.option(
-                "--tls-key",
-                type=click.Path(path_type=Path, dir_okay=False),
-                default=None,
-                help="Server key (PEM).",
-            ),
-            click.option(
-                "--tls-ca",
-                type=click.Path(path_type=Path, dir_okay=False),
-                default=None,
-                help="CA whose client certificates are accepted.",
-            ),
-            click.option(
-                "--rate",
-                "rate_per_s",
-                type=Finite(0.0, 1e9, open_min=True, unit="/s"),
-                default=ServerOptions.rate_per_s,
-                show_default=True,
-                help="Requests per second per client (burst: twice that).",
-            ),
-            click.option(
-                "--max-body-bytes",
-                type=click.IntRange(min=1),
-                default=ServerOptions.max_body_bytes,
-                show_default=True,
-            ),
-        ]
-        for opt in reversed(opts):
-            fn = opt(fn)
-        return fn
-
-    return decorate
-
-
 def options_from_cli(values: Mapping[str, Any], **defaults: Any) -> ServerOptions:
-    """A :class:`ServerOptions` from :func:`server_cli_options` values (checked)."""
+    """A :class:`ServerOptions` from :func:`tenfold.core.cli.server_cli_options` values (checked)."""
     tls_parts = [values.get("tls_cert"), values.get("tls_key"), values.get("tls_ca")]
     tls = None
     if any(p is not None for p in tls_parts):
