@@ -11,8 +11,14 @@ from typing import IO, Any
 
 import click
 
-from tenfold.core.cli import Finite, emit, follow_decisions, follow_options, json_option
-from tenfold.core.server import server_cli_options
+from tenfold.core.cli import (
+    Finite,
+    emit,
+    follow_decisions,
+    follow_options,
+    json_option,
+    server_cli_options,
+)
 
 STORE = click.option(
     "--store",
