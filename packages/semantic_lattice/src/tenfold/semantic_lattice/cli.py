@@ -8,8 +8,7 @@ from typing import Any
 
 import click
 
-from tenfold.core.cli import Finite, emit, json_option
-from tenfold.core.server import server_cli_options
+from tenfold.core.cli import Finite, emit, json_option, server_cli_options
 from tenfold.semantic_lattice.errors import SemanticLatticeError
 
 __all__ = ["lattice"]
