@@ -18,6 +18,7 @@ import pandas as pd
 
 from tenfold.auto_learner._frame import Schema
 from tenfold.auto_learner.errors import ModelFileError, SchemaMismatch
+from tenfold.core.files import replace_file
 
 __all__ = ["Model", "Predictor"]
 
@@ -200,12 +201,9 @@ class Model:
         else:
             doc["estimator_pickle"] = base64.b64encode(pickle.dumps(self.estimator)).decode()
         text = json.dumps(doc, default=str)
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(text)
-            tmp.replace(path)
+            replace_file(path, text)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise ModelFileError(f"cannot write model file {path}: {exc.strerror or exc}") from None
 
     @classmethod

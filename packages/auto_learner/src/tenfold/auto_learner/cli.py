@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tenfold.auto_learner.errors import DataError
-from tenfold.core.cli import emit, json_option
-from tenfold.core.server import ServerOptions, server_cli_options
+from tenfold.core.cli import emit, json_option, server_cli_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,12 +67,11 @@ def _check_writable(what: str, path: Path) -> None:
 
 
 def _write_text(what: str, path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    from tenfold.core.files import replace_file
+
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        replace_file(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
 
 
@@ -316,9 +314,10 @@ def serve(model_path: Path, max_batch_rows: int, **server: Any) -> None:
     """
     from tenfold.auto_learner._model import Model
     from tenfold.auto_learner._serve import MAX_BODY, ModelServer
+    from tenfold.core._server_limits import MAX_BODY_BYTES
     from tenfold.core.server import options_from_cli
 
-    if server.get("max_body_bytes") == ServerOptions.max_body_bytes:
+    if server.get("max_body_bytes") == MAX_BODY_BYTES:
         server["max_body_bytes"] = MAX_BODY  # predictions batch many rows: a larger default
     options = options_from_cli(server)
     model = ModelServer(Model.load(model_path), options=options, max_batch_rows=max_batch_rows)
