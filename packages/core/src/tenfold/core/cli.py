@@ -223,23 +223,18 @@ def server_cli_options(default_port: int) -> Callable[[Callable[..., Any]], Call
                 default=None,
                 help="API keys file (tenfold credentials issue).",
             ),
-            click.option(
-                "--tls-cert",
-                type=click.Path(path_type=Path, dir_okay=False),
-                default=None,
-                help="Server certificate (PEM) for mutual TLS.",
-            ),
-            click.option(
-                "--tls-key",
-                type=click.Path(path_type=Path, dir_okay=False),
-                default=None,
-                help="Server key (PEM).",
-            ),
-            click.option(
-                "--tls-ca",
-                type=click.Path(path_type=Path, dir_okay=False),
-                default=None,
-                help="CA whose client certificates are accepted.",
+            *(
+                click.option(
+                    f"--tls-{part}",
+                    type=click.Path(path_type=Path, dir_okay=False),
+                    default=None,
+                    help=text,
+                )
+                for part, text in (
+                    ("cert", "Server certificate (PEM) for mutual TLS."),
+                    ("key", "Server key (PEM)."),
+                    ("ca", "CA whose client certificates are accepted."),
+                )
             ),
             click.option(
                 "--rate",
