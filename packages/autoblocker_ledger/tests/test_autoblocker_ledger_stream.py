@@ -40,6 +40,16 @@ def _line(ip: str) -> str:
     return f"Dec  6 01:00:00 host sshd[42]: Failed password for root from {ip} port 22 ssh2"
 
 
+def _nft_tables(netns: str) -> str:
+    """``nft list tables`` inside ``netns`` (a bouncer's table must be gone after it)."""
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "list", "tables"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "tenfold.core", *args]
 
@@ -221,13 +231,7 @@ def test_nft_bouncer_drops_a_banned_source_until_the_ban_lapses(netpair: tuple[s
         assert not _delivered(a, b, "198.18.0.1") and _delivered(a, b, "198.18.0.3")
         bouncer.apply(Decision(action="unban", scope="ip", value="198.18.0.1", until=0, index=10))
         assert _delivered(a, b, "198.18.0.1")
-    tables = subprocess.run(
-        ["ip", "netns", "exec", b, "nft", "list", "tables"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    assert table not in tables
+    assert table not in _nft_tables(b)
 
 
 def test_nft_bouncer_applies_many_decisions_in_one_transaction_in_order(
@@ -310,10 +314,4 @@ def test_autoblock_run_piped_into_nft_follow(netpair: tuple[str, str], tmp_path:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    tables = subprocess.run(
-        ["ip", "netns", "exec", b, "nft", "list", "tables"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    assert table not in tables
+    assert table not in _nft_tables(b)
