@@ -173,28 +173,26 @@ def test_another_process_cannot_append_while_a_holder_has_the_store(
         "    print(exc)\n"
         "    sys.exit(2)\n"
     )
-    with EmbeddedLedger(store) as led:
-        led.append(_ev(0))
-        led.tree_head()
-        proc = subprocess.run(
+
+    def append_from_another_process() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-c", child, str(store), json.dumps(EVENTS[1])],
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
+
+    with EmbeddedLedger(store) as led:
+        led.append(_ev(0))
+        led.tree_head()
+        proc = append_from_another_process()
         assert proc.returncode == 2, proc.stderr
         assert f"store is in use by pid {os.getpid()}" in proc.stdout
         led.append(_ev(1))
         led.tree_head()
     # Once the holder is gone the other process can write, and the store reopens.
-    proc = subprocess.run(
-        [sys.executable, "-c", child, str(store), json.dumps(EVENTS[1])],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = append_from_another_process()
     assert proc.returncode == 0 and "appended 1" in proc.stdout, proc.stderr
     with EmbeddedLedger(store) as led:
         assert [e.event.event_id for e in led.entries()] == ["e0", "e1", "a2"]
