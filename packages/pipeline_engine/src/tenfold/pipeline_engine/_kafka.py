@@ -27,7 +27,7 @@ from confluent_kafka import (
 
 from tenfold.pipeline_engine._batch import Batch
 from tenfold.pipeline_engine._sinks import Sink
-from tenfold.pipeline_engine._sources import Source
+from tenfold.pipeline_engine._sources import Source, idle_read
 from tenfold.pipeline_engine.errors import ConnectorError
 
 __all__ = ["KafkaSink", "KafkaSource"]
@@ -239,12 +239,7 @@ class KafkaSource(Source[bytes | None]):
                         break
         now = time.monotonic()
         if not values:
-            if (
-                self.stop_when_idle_s is not None
-                and now - self._last_message >= self.stop_when_idle_s
-            ):
-                return None
-            return Batch([], time.monotonic_ns())
+            return idle_read(self.stop_when_idle_s, self._last_message, now)
         self._last_message = now
 
         def where(i: int) -> str:

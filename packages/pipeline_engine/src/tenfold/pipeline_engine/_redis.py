@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from tenfold.pipeline_engine._batch import Batch
-from tenfold.pipeline_engine._sources import Source
+from tenfold.pipeline_engine._sources import Source, idle_read
 from tenfold.pipeline_engine.errors import ConnectorError
 
 __all__ = ["RedisStreamSource"]
@@ -101,12 +101,7 @@ class RedisStreamSource(Source[bytes | None]):
             raise ConnectorError(f"redis {self.url}: {exc}") from None
         now = time.monotonic()
         if not entries:
-            if (
-                self.stop_when_idle_s is not None
-                and now - self._last_message >= self.stop_when_idle_s
-            ):
-                return None
-            return Batch([], time.monotonic_ns())
+            return idle_read(self.stop_when_idle_s, self._last_message, now)
         self._last_message = now
         field = self.field
         ids = [eid for eid, _ in entries]

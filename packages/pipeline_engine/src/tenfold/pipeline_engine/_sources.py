@@ -21,6 +21,17 @@ T = TypeVar("T")
 __all__ = ["CsvSource", "GeneratorSource", "MemorySource", "NdjsonSource", "Source"]
 
 
+def idle_read(stop_when_idle_s: float | None, idle_since: float, now: float) -> Batch[Any] | None:
+    """What a broker source's ``read`` returns when a poll brought nothing.
+
+    ``None`` (the stream has ended) once nothing has arrived for ``stop_when_idle_s``
+    since ``idle_since`` (monotonic seconds), else an empty batch (keep polling).
+    """
+    if stop_when_idle_s is not None and now - idle_since >= stop_when_idle_s:
+        return None
+    return Batch([], time.monotonic_ns())
+
+
 class Source(Generic[T]):
     """Where events come from.
 
