@@ -249,3 +249,56 @@ def test_ek_certificate_from_nv_is_accepted_by_the_manufacturer_ca(tls) -> None:
         ):
             enroll_over_http(agent_url, registrar_url, "node-1", tls["admin"])
         assert registrar.ak_for("node-1") is not None
+
+
+class _OneAgent:
+    """A registrar that binds every agent id to one agent's AK."""
+
+    def __init__(self, agent: Agent) -> None:
+        from tenfold.attestation_authority._structs import parse_public
+
+        self.ak = parse_public(agent.ak_public)
+
+    def ak_for(self, agent_id: str):
+        return self.ak
+
+
+def test_poller_reconnects_when_an_agent_closed_its_keep_alive(agent, tls) -> None:
+    """A restarted agent has dropped the poller's idle connection: the next poll opens
+    a new one and attests, and every check of a round is accepted."""
+    verifier = Verifier(_OneAgent(agent), parse_policy(POLICY))
+    poller = Poller(verifier, period_s=10, tls=tls["verifier"], timeout_s=10, workers=2)
+    try:
+        with serve(agent_app(agent), tls=tls["agent"]) as url:
+            for name in ("a", "b", "c"):
+                poller.enroll(name, url, now=0.0)
+            assert [v.ok for v in poller.poll_due(now=10)] == [True] * 3
+        port = int(url.rsplit(":", 1)[1])
+        with serve(agent_app(agent), port=port, tls=tls["agent"]) as again:
+            assert again == url
+            verdicts = poller.poll_due(now=20)
+            assert [v.ok for v in verdicts] == [True] * 3, [v.detail for v in verdicts]
+    finally:
+        poller.close()
+
+
+def test_poller_records_an_agent_error_status_as_not_attested(tls) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def busy(request):
+        return JSONResponse({"error": "busy"}, status_code=503)
+
+    verifier = Verifier(Registrar(), parse_policy(POLICY))
+    poller = Poller(verifier, period_s=10, tls=tls["verifier"], timeout_s=10)
+    try:
+        with serve(
+            Starlette(routes=[Route("/quote", busy, methods=["POST"])]), tls=tls["agent"]
+        ) as url:
+            poller.enroll("a", url, now=0.0)
+            (verdict,) = poller.poll_due(now=10)
+            assert not verdict.ok and verdict.reason.value == "agent-unreachable"
+            assert "HTTP 503" in verdict.detail
+    finally:
+        poller.close()

@@ -78,3 +78,45 @@ def test_two_shard_row_runs_both_sides_and_checks_them(tmp_path: Path) -> None:
         assert ours.ops == peer.ops == 2000
         assert ours.result == peer.result and len(ours.result) == 2  # type: ignore[arg-type]
         assert all(n > 0 for n in ours.result)  # type: ignore[union-attr]
+
+
+def test_peer_transactions_are_retried_when_etcd_times_out() -> None:
+    """The peer's batched puts retry etcd's "request timed out" as our side does."""
+    import asyncio
+
+    import aetcd.exceptions
+
+    from tenfold.autoblocker_ledger.bench import txn_puts
+
+    class Event:
+        def __init__(self, n: int) -> None:
+            self.event_id = f"e{n}"
+
+        def canonical(self) -> bytes:
+            return self.event_id.encode()
+
+    class FlakyEtcd:
+        class transactions:  # aetcd names its put builders so
+            @staticmethod
+            def put(key: bytes, value: bytes) -> tuple[bytes, bytes]:
+                return key, value
+
+        def __init__(self) -> None:
+            self.calls = 0
+            self.stored: dict[bytes, bytes] = {}
+
+        async def transaction(self, compare: list, success: list, failure: list) -> bool:
+            self.calls += 1
+            if self.calls == 1:
+                raise aetcd.exceptions.ConnectionFailedError("etcdserver: request timed out")
+            self.stored.update(success)
+            return True
+
+    etcd = FlakyEtcd()
+
+    async def main() -> None:
+        await asyncio.gather(*txn_puts(etcd, b"/p/", [Event(n) for n in range(200)]))
+
+    asyncio.run(main())
+    assert etcd.calls == 3  # two transactions of up to 128 puts, the first tried twice
+    assert sorted(etcd.stored) == sorted(f"/p/e{n}".encode() for n in range(200))

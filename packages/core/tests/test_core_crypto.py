@@ -88,6 +88,15 @@ def test_aes_gcm_frames_as_raw_aesgcm_with_a_fresh_nonce(plaintext: bytes, aad: 
     assert aes.decrypt(nonce + raw.encrypt(nonce, plaintext, aad or None), aad) == plaintext
 
 
+def test_aes_gcm_no_aad_is_the_empty_aad() -> None:
+    """Leaving the AAD out (``None`` on the hot path) and passing ``b""`` seal alike."""
+    aes = AesGcm(b"\x04" * 32)
+    assert aes.decrypt(aes.encrypt(b"data"), b"") == b"data"
+    assert aes.decrypt(aes.encrypt(b"data", b"")) == b"data"
+    with pytest.raises(CryptoError, match="authentication failed"):
+        aes.decrypt(aes.encrypt(b"data"), b"x")
+
+
 def test_aes_gcm_short_messages_are_named_short() -> None:
     aes = AesGcm(b"\x02" * 32)
     for n in range(28):

@@ -25,6 +25,8 @@ import base64
 import binascii
 import contextlib
 import heapq
+import http.client
+import json
 import logging
 import ssl
 import threading
@@ -32,6 +34,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -311,6 +314,83 @@ def enroll_over_http(
 # -- continuous attestation ---------------------------------------------------------------
 
 
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class _AgentConnections:
+    """Keep-alive connections to agents, one per polling thread and agent address.
+
+    The polling path uses the standard library's ``http.client`` rather than httpx:
+    with the same TLS context and keep-alive, a quote request costs the polling
+    thread 0.25 ms of CPU against httpx's 0.72-0.89 ms (one swtpm agent over mutual
+    TLS, 150 requests a side, interleaved), and that CPU is the verifier's own
+    share of a check. Invariant: a connection is used by the thread that opened it
+    only (``http.client`` is not thread-safe); ``close`` runs once the threads are done.
+    """
+
+    def __init__(self, context: ssl.SSLContext, timeout_s: float) -> None:
+        self._context = context
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def post_json(self, url: str, path: str, doc: dict[str, Any]) -> Any:
+        """POST ``doc`` to ``url + path``; the reply's JSON, or an ``OSError``,
+        ``http.client.HTTPException`` or ``ValueError`` saying why not."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname, parts.port)
+        pool: dict[tuple[str, str | None, int | None], http.client.HTTPConnection]
+        pool = self._local.__dict__.setdefault("pool", {})
+        body = json.dumps(doc).encode()
+        while True:
+            conn = pool.pop(key, None)
+            reused = conn is not None
+            if conn is None:
+                conn = self._open(parts.scheme, parts.hostname or "", parts.port)
+            try:
+                conn.request("POST", parts.path + path, body=body, headers=_JSON_HEADERS)
+                reply = conn.getresponse()
+                raw = reply.read()
+            except TimeoutError:
+                conn.close()
+                raise
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                if reused:  # the agent closed an idle keep-alive: once more, on a new one
+                    continue
+                raise
+            if reply.will_close:
+                conn.close()
+            else:
+                pool[key] = conn
+            if reply.status != 200:
+                raise http.client.HTTPException(
+                    f"HTTP {reply.status} {reply.reason} from {url}{path}"
+                )
+            return json.loads(raw)
+
+    def _open(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(
+                host, port, timeout=self._timeout_s, context=self._context
+            )
+        elif scheme == "http":
+            conn = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
+        else:
+            raise ValueError(f"agent URL scheme must be http or https, got {scheme!r}")
+        with self._lock:
+            self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+
+
 class Poller:
     """Continuous attestation: each enrolled agent is quoted every ``period_s`` seconds.
 
@@ -335,19 +415,14 @@ class Poller:
     ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        import httpx
-
         self.verifier = verifier
         self.authority = authority
         self.period_s = period_s
         self._urls: dict[str, str] = {}
         self._heap: list[tuple[float, str]] = []
         self.results: dict[str, tuple[Verdict, str | None]] = {}
-        self._client = httpx.Client(
-            verify=tls.client_context() if tls else True,
-            timeout=timeout_s,
-            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
-        )
+        context = tls.client_context() if tls else ssl.create_default_context()
+        self._agents = _AgentConnections(context, timeout_s)
         self._lock = threading.Lock()
         self._authority_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenfold-poll")
@@ -360,20 +435,17 @@ class Poller:
 
     def check(self, agent_id: str) -> Verdict:
         """Quote one agent now, verify, record the verdict and its EAR."""
-        import httpx
-
         from tenfold.attestation_authority._verifier import Reason
 
         url = self._urls[agent_id]
         nonce = self.verifier.generate_nonce(agent_id)
         selection = format_selection(self.verifier.policy_for(agent_id).selection)
         try:
-            reply = self._client.post(
-                f"{url}/quote", json={"nonce": nonce.hex(), "selection": selection}
+            reply = self._agents.post_json(
+                url, "/quote", {"nonce": nonce.hex(), "selection": selection}
             )
-            reply.raise_for_status()
-            evidence = Evidence.from_json(reply.json())
-        except (httpx.HTTPError, ValueError, MalformedStructure) as exc:
+            evidence = Evidence.from_json(reply)
+        except (OSError, http.client.HTTPException, ValueError, MalformedStructure) as exc:
             # An unreachable agent is not attested: the refusal is recorded, never silent.
             verdict = Verdict(agent_id, False, Reason.AGENT_UNREACHABLE, f"no quote: {exc}")
             logger.warning("agent %s: no quote: %s", agent_id, exc)
@@ -415,7 +487,7 @@ class Poller:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self._client.close()
+        self._agents.close()
 
 
 def verifier_app(verifier: Verifier, poller: Poller) -> Any:

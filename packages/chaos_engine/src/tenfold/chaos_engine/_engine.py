@@ -42,6 +42,7 @@ from tenfold.chaos_engine.errors import (
     JournalError,
 )
 
+_INLINE_REPLAY_BYTES = 64 * 1024  # a journal read on the event loop's thread at open
 _EXPERIMENT = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
 DEFAULT_JOURNAL_DIR = Path(".tenfold/chaos")
 
@@ -263,7 +264,10 @@ class ChaosEngine:
         )
         engine.journal.open()
         try:
-            engine.recovered = await asyncio.to_thread(engine._recover_or_compact)
+            clean = engine._compact_if_clean()
+            engine.recovered = (
+                clean if clean is not None else await asyncio.to_thread(engine._recover_or_compact)
+            )
             # Never fsync'd: no fault depends on it (with journal_fsync, the first
             # inject record's fsync makes it durable too: same file).
             engine.journal.append(
@@ -273,6 +277,27 @@ class ChaosEngine:
             engine.journal.close()
             raise
         return engine
+
+    def _compact_if_clean(self) -> list[str] | None:
+        """Start a small journal with nothing outstanding afresh, on the caller's thread.
+
+        A clean run leaves a record or two: reading them costs microseconds, less
+        than the worker thread ``_recover_or_compact`` runs in (its start, the
+        pool's import, and its join when the loop closes). ``None``: the journal
+        is large or holds faults to undo, for ``_recover_or_compact``.
+        """
+        from tenfold.chaos_engine._journal import replay
+
+        try:
+            if self.journal.path.stat().st_size > _INLINE_REPLAY_BYTES:
+                return None
+        except FileNotFoundError:
+            pass
+        state = replay(self.journal.path)
+        if state.faults or state.resources:
+            return None
+        self.journal.truncate()
+        return []
 
     def _recover_or_compact(self) -> list[str]:
         """Undo what a dead predecessor left in this journal, or start it afresh.

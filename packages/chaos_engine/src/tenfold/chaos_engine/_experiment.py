@@ -22,16 +22,17 @@ import dataclasses
 import importlib
 import json
 import math
-import random
 import re
 import signal
 import subprocess
 import time
-import tomllib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import random
 
 from tenfold.chaos_engine.errors import (
     ChaosEngineError,
@@ -512,6 +513,8 @@ def select_targets(step: FaultStep, rng: random.Random) -> list[dict[str, Any]]:
 def parse_document(text: str, suffix: str, source: str) -> dict[str, Any]:
     try:
         if suffix == ".toml":
+            import tomllib  # only for TOML files: JSON and YAML runs start without it
+
             data: Any = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
             import yaml  # only for YAML files: it is a tenth of `chaos run`'s start-up
@@ -526,7 +529,7 @@ def parse_document(text: str, suffix: str, source: str) -> dict[str, Any]:
             raise ExperimentError(
                 f"{source}: unknown experiment format {suffix!r} (toml, yaml, json)"
             )
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
+    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
         first = str(exc).splitlines()[0]
         raise ExperimentError(f"{source}: malformed {suffix[1:].upper()}: {first}") from None
     except RecursionError:
@@ -767,6 +770,12 @@ async def _ask(probe: Probe) -> Any:
         raise ProbeFailed(f"probe {probe.name!r} raised {type(exc).__name__}: {exc}") from None
 
 
+def _seeded(seed: int | None) -> random.Random:
+    import random
+
+    return random.Random(seed)
+
+
 async def run_experiment(
     experiment: Experiment, engine: Any, *, seed: int | None = None
 ) -> RunReport:
@@ -777,7 +786,8 @@ async def run_experiment(
     fails, raises after the cleanup.
     """
     report = RunReport(experiment.title)
-    rng = random.Random(seed)
+    # Seeded choices are made for fault steps only: a run of actions never loads `random`.
+    rng = _seeded(seed) if experiment.fault_steps else None
     start = time.perf_counter()
     violation: dict[str, float | str] = {}
     loop = asyncio.get_running_loop()
@@ -791,6 +801,7 @@ async def run_experiment(
                 await asyncio.sleep(0)
                 yielded = t0
             if isinstance(step, FaultStep):
+                assert rng is not None  # set whenever the method has a fault step
                 if step.probability < 1 and rng.random() >= step.probability:
                     report.steps.append(StepRecord(step.id, "fault", 0.0, True, "skipped"))
                     continue

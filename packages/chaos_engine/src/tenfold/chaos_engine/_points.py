@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from tenfold.chaos_engine.errors import InjectedFault
 
 if TYPE_CHECKING:
+    import random
+
     from tenfold.chaos_engine._faults import PointFault
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +72,8 @@ class FaultPoints:
     known: set[str] = field(default_factory=set)
 
     def activate(self, fault: PointFault) -> ActiveRule:
+        import random  # only once a point fault is live: a run without one never loads it
+
         rule = ActiveRule(fault, random.Random(self.seed))
         self._active.setdefault(fault.point, []).append(rule)
         self.stats.setdefault(fault.point, PointStats())

@@ -96,11 +96,14 @@ class AesGcm:
 
     The hot path is the raw ``cryptography`` call plus the framing: the AEAD's
     bound methods are kept (no attribute lookups per call), the AAD goes through
-    as given (an empty AAD and none are the same to GCM), and a short or
-    tampered message is told apart only once the AEAD has refused it. Sealing
-    costs one copy (nonce and ciphertext joined), opening one (the ciphertext
-    cut from the nonce): ``cryptography`` reads only ``bytes`` without a
-    detour through the buffer protocol, which costs more than the copies.
+    as given, and no AAD is ``None``, not ``b""``: the same to GCM, but
+    ``cryptography`` takes a buffer view of an empty ``bytes`` (about 600 of
+    the 24K instructions of opening 4 KiB, under callgrind) and skips it for
+    ``None``. A short or tampered message is told apart only once the AEAD has
+    refused it. Sealing costs one copy (nonce and ciphertext joined), opening
+    one (the ciphertext cut from the nonce): ``cryptography`` reads only
+    ``bytes`` without a detour through the buffer protocol, which costs more
+    than the copies.
     """
 
     __slots__ = ("_decrypt", "_encrypt")
@@ -116,11 +119,11 @@ class AesGcm:
     def generate_key() -> bytes:
         return secrets.token_bytes(32)
 
-    def encrypt(self, plaintext: bytes, aad: bytes = b"") -> bytes:
-        nonce = _urandom(_NONCE_BYTES)
+    def encrypt(self, plaintext: bytes, aad: bytes | None = None) -> bytes:
+        nonce = _urandom(12)  # _NONCE_BYTES, inlined
         return nonce + self._encrypt(nonce, plaintext, aad)
 
-    def decrypt(self, blob: bytes, aad: bytes = b"") -> bytes:
+    def decrypt(self, blob: bytes, aad: bytes | None = None) -> bytes:
         try:
             return self._decrypt(blob[:12], blob[12:], aad)  # _NONCE_BYTES, inlined
         except (InvalidTag, ValueError):
