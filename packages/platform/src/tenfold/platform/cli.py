@@ -84,6 +84,19 @@ def platform() -> None:
     default=None,
     help="A learned detector (tenfold platform train-detector) scoring every event; needs --kafka.",
 )
+@click.option(
+    "--attested",
+    is_flag=True,
+    help="Only attested nodes take part: the node's bouncer attests with its TPM (swtpm) and "
+    "reads the ledger over mutual TLS with the authority's short-lived certificate; needs --kafka.",
+)
+@click.option(
+    "--attest-period",
+    type=click.FloatRange(0.1, 3600),
+    default=2.0,
+    show_default=True,
+    help="Seconds between a node's quotes (a failed one cuts its stream within this period).",
+)
 @json_option
 def up_cmd(
     home: Path,
@@ -97,6 +110,8 @@ def up_cmd(
     enforce: str,
     chaos: Path | None,
     allow: tuple[str, ...],
+    attested: bool,
+    attest_period: float,
     as_json: bool,
 ) -> None:
     """Create the namespaces and start the XDP bouncer (root); with --kafka and
@@ -115,6 +130,8 @@ def up_cmd(
         enforce=enforce,
         chaos=chaos,
         allow=allow,
+        attested=attested,
+        attest_period_s=attest_period,
     )
     emit(status, as_json, lambda: _status_text(status))
 
