@@ -213,6 +213,91 @@ def train_cmd(out: Path, sources: int, budget: float, seed: int, as_json: bool) 
     )
 
 
+@platform.command("backfill")
+@HOME
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The detector model to re-score with (tenfold platform train-detector).",
+)
+@click.option(
+    "--start", default=0, show_default=True, type=click.IntRange(0), help="First ledger index."
+)
+@click.option(
+    "--end",
+    default=None,
+    type=click.IntRange(0),
+    help="Ledger index after the last (default: all).",
+)
+@click.option(
+    "--parquet",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read the events from this Parquet export instead of the platform's ledger.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write one row per scored event here (Parquet).",
+)
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(1, 1024))
+@click.option(
+    "--backend",
+    type=click.Choice(["inline", "threads", "processes", "ray", "dask"]),
+    default=None,
+    help="The parallel framework's backend (default: its configured one).",
+)
+@click.option("--workers", default=None, type=click.IntRange(1, 1024))
+@json_option
+def backfill_cmd(
+    home: Path,
+    model: Path,
+    start: int,
+    end: int | None,
+    parquet: Path | None,
+    out: Path | None,
+    partitions: int,
+    backend: str | None,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Re-score a window of ledger events with a detector model, as a parallel graph;
+    print what it would ban and how that differs from the ledger's learned bans."""
+    from tenfold.platform._backfill import backfill, load_window
+    from tenfold.platform._platform import Platform
+
+    if parquet is not None:
+        rows = load_window(parquet=parquet, start=start, end=end)
+    else:
+        url = Platform(home).engine_url()  # the engine holds the ledger while it runs
+        rows = (
+            load_window(url=url, start=start, end=end)
+            if url
+            else load_window(ledger=home / "ledger", start=start, end=end)
+        )
+    r = backfill(model, rows, partitions=partitions, backend=backend, workers=workers, out=out)
+    emit(
+        r,
+        as_json,
+        lambda: "\n".join(
+            [
+                f"window [{r['window']['start']}, {r['window']['end']}): {r['events']} events, "
+                f"{r['scored']} scored in {r['partitions']} partitions ({r['backend']})",
+                "would ban: "
+                + (
+                    ", ".join(f"{w['subject']} (at {w['at_index']})" for w in r["would_ban"])
+                    or "none"
+                ),
+                f"differs from the ledger's learned bans: added {', '.join(r['differ']['added']) or 'none'}; "
+                f"dropped {', '.join(r['differ']['dropped']) or 'none'}",
+            ]
+            + ([f"rows: {r['out']}"] if r["out"] else [])
+        ),
+    )
+
+
 @platform.command("_engine", hidden=True)
 @HOME
 def engine_cmd(home: Path) -> None:
