@@ -23,7 +23,7 @@ from tenfold.core.testing import needs_root
 from tenfold.platform import Platform, PlatformError
 from tenfold.platform._engine import fetch
 from tenfold.platform._platform import ATTACKER, NETNS_DIR, VICTIM
-from tenfold.platform._trust import TrustPaths, explain_refusal
+from tenfold.platform._trust import TrustPaths, client_context, explain_refusal
 
 pytestmark = [pytest.mark.service, pytest.mark.slow, needs_root("network namespaces and XDP")]
 
@@ -43,6 +43,31 @@ def _burst(path: Path, ip: str, n: int = 6) -> Path:
         )
     )
     return path
+
+
+def st_node(home: Path, cwd: Path) -> tuple[bool, int]:
+    """The node as ``platform status`` shows it: attested, and how many refusals."""
+    st = _cli("platform", "status", "--home", str(home), "--json", cwd=cwd)
+    assert st.returncode == 0, st.stderr
+    node = json.loads(st.stdout)["engine"]["trust"]["nodes"]["victim"]
+    return node["attested"], node["refusals"]
+
+
+def _append(url: str, ctx: ssl.SSLContext, tag: str) -> int:
+    """POST one event as the node (a signal source on it); the HTTP status."""
+    import urllib.error
+    import urllib.request
+
+    line = json.dumps(
+        {"event_id": f"node-victim-{tag}", "domain": "kernel", "kind": "unexpected_execve",
+         "subject": "victim", "time_ms": int(time.time() * 1000), "evidence": {"path": "/bin/x"}}
+    )  # fmt: skip
+    req = urllib.request.Request(f"{url}/events", line.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 @pytest.mark.root
@@ -76,6 +101,12 @@ def test_attested_node_follows_over_mtls_and_is_cut_when_attestation_fails(
         assert d["decision"]["value"] == "203.0.113.7" and d["proof"]["verified"]
         assert d["enforced"]["frame_dropped"] is True
 
+        assert st_node(home, tmp_path) == (True, 0)
+
+        # The node's signals are appended with the same certificate.
+        node_ctx = client_context(node_cert, None, TrustPaths(home).tls_dir / "ca.pem")
+        assert _append(url, node_ctx, "before") == 200
+
         # A client with no certificate is refused at the handshake, with a clear error.
         bare = ssl.create_default_context(cafile=str(TrustPaths(home).tls_dir / "ca.pem"))
         import urllib.request
@@ -108,6 +139,14 @@ def test_attested_node_follows_over_mtls_and_is_cut_when_attestation_fails(
         # The node still presents its (revoked) certificate, as a compromised node would:
         # the gate refused it (the second event); it is not renewed (checked below).
         revoked = node_cert.read_bytes()
+        assert st_node(home, tmp_path) == (False, 1)
+        # ... and its events are refused as well.
+        assert (
+            _append(
+                url, client_context(node_cert, None, TrustPaths(home).tls_dir / "ca.pem"), "after"
+            )
+            == 403
+        )
 
         # The ledger says the same, read as a third party: kind node_refused, source attestation.
         for x in refusals:

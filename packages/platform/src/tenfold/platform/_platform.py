@@ -400,6 +400,11 @@ class Platform:
             transport = counts.pop("transport")
             ledger = counts
             engine = {"running": True, "pid": self._engine_pid(), "url": url, **transport}
+            from tenfold.platform._trust import trust_status
+
+            trust = trust_status(self.home, self.engine_ready)
+            if trust is not None:
+                engine["trust"] = trust
         elif self.transport_conf.exists():
             engine = {"running": False, "pid": None}
         if url is None and self.ledger_dir.exists():

@@ -13,7 +13,7 @@ Three parties, all on this machine:
   first comes), and the ledger served with mutual TLS: a client must present a
   certificate the authority issued (or the operator's, from the platform's TLS
   CA). Each request of a node passes a gate: the node's latest verdict must
-  affirm and be younger than its lease (two periods and a second). A failed
+  affirm and be younger than its lease (three periods and 10 s). A failed
   verdict revokes the node's certificates, its requests are refused with 403
   from then on, and the refusal is recorded in the ledger (domain
   ``attestation``, kind ``node_refused``): once for the verdict, once for the
@@ -227,10 +227,10 @@ def context_for(url: str) -> ssl.SSLContext | None:
 
 
 def client_context(cert: Path | None, key: Path | None, server_ca: Path) -> ssl.SSLContext:
-    """Trust the engine's certificate (platform TLS CA); present ``cert`` if given."""
+    """Trust the engine's certificate (platform TLS CA); present ``cert`` (and ``key``) if given."""
     ctx = ssl.create_default_context(cafile=str(server_ca))
-    if cert is not None and key is not None:
-        ctx.load_cert_chain(str(cert), str(key))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert), None if key is None else str(key))
     return ctx
 
 
@@ -278,7 +278,8 @@ class TrustAnchor:
 
         self.paths = TrustPaths(home)
         self.period_s = self.paths.period_s()
-        self.lease_s = 2 * self.period_s + 1.0
+        # Generous: a loaded machine delays quotes; a failed quote needs no lease to be refused.
+        self.lease_s = 3 * self.period_s + 10.0
         key = serialization.load_pem_private_key(self.paths.authority_key.read_bytes(), None)
         self.authority = Authority(
             key,  # type: ignore[arg-type]
@@ -351,6 +352,7 @@ class TrustAnchor:
             return self.observe(verdict, doc.get("public_key"))
 
         return [
+            Route("GET", "/attest/nodes", lambda req: self.nodes()),
             Route("POST", "/attest/{agent}/register", register),
             Route("POST", "/attest/{agent}/activate", activate),
             Route("POST", "/attest/{agent}/nonce", nonce),
@@ -482,8 +484,32 @@ class TrustAnchor:
             self._server.stop()
 
     def nodes(self) -> dict[str, dict[str, Any]]:
+        """Each node: attested or not (and why), seconds since its last good quote, refusals."""
+        now = time.monotonic()
         with self._lock:
-            return {n: {"attested": s.ok, "detail": s.detail} for n, s in self._nodes.items()}
+            return {
+                n: {
+                    "attested": s.ok and now - s.last_ok <= self.lease_s,
+                    "detail": s.detail,
+                    "last_ok_s_ago": round(now - s.last_ok, 1) if s.last_ok else None,
+                    "refusals": s.episode,
+                }
+                for n, s in self._nodes.items()
+            }
+
+
+def trust_status(home: Path, engine_ready: Path) -> dict[str, Any] | None:
+    """For ``platform status``: the nodes' attestation as the engine sees it (None when off)."""
+    paths = TrustPaths(home)
+    if not paths.enabled():
+        return None
+    try:
+        url = str(json.loads(engine_ready.read_text())["attest_url"])
+        with urllib.request.urlopen(f"{url}/attest/nodes", timeout=5) as resp:
+            nodes = json.loads(resp.read())
+    except (OSError, ValueError, KeyError) as exc:
+        return {"period_s": paths.period_s(), "nodes": None, "error": str(exc)}
+    return {"period_s": paths.period_s(), "nodes": nodes}
 
 
 # -- the node ------------------------------------------------------------------------------------
@@ -497,8 +523,7 @@ class NodeAttester:
         self.node = node
         self.engine_ready = engine_ready
         self.dir = self.paths.node_dir(node)
-        self.cert = self.dir / "node.pem"
-        self.key_file = self.dir / "node.key"
+        self.cert = self.dir / "node.pem"  # the certificate, then its key (mode 0600)
         self._ctx: ssl.SSLContext | None = None
         self._issued = 0.0
         self._ttl = 30.0
@@ -515,8 +540,7 @@ class NodeAttester:
 
         self.dir.mkdir(parents=True, exist_ok=True)
         self.paths.spool(self.node).mkdir(exist_ok=True)
-        for stale in (self.cert, self.key_file):
-            stale.unlink(missing_ok=True)
+        self.cert.unlink(missing_ok=True)
         self._tpm = Swtpm(workdir=self.dir / "tpm")
         self._tpm.__enter__()
         (self.dir / "swtpm.pid").write_text(f"{self._tpm.pid}\n")
@@ -624,16 +648,21 @@ class NodeAttester:
             return None
         self.refused = None
         if key is not None and "certificate" in reply:
-            self.key_file.touch(mode=0o600)
-            self.key_file.write_bytes(
-                key.private_bytes(
+            # Certificate and key in one file, replaced at once: a reader never pairs
+            # a new key with an old certificate.
+            tmp = self.cert.with_suffix(".tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.touch(mode=0o600)
+            tmp.write_bytes(
+                reply["certificate"].encode()
+                + key.private_bytes(
                     serialization.Encoding.PEM,
                     serialization.PrivateFormat.PKCS8,
                     serialization.NoEncryption(),
                 )
             )
-            self.cert.write_text(reply["certificate"])
-            self._ctx = client_context(self.cert, self.key_file, self.paths.tls_dir / "ca.pem")
+            tmp.replace(self.cert)
+            self._ctx = client_context(self.cert, None, self.paths.tls_dir / "ca.pem")
             self._issued = time.monotonic()
             from cryptography import x509
 

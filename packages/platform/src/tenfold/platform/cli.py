@@ -331,9 +331,16 @@ def _engine_text(e: dict[str, Any] | None) -> list[str]:
     if not e["running"]:
         return ["engine: stopped (tenfold platform up restarts it)"]
     pos = ", ".join(f"{k} at {v}" for k, v in (e.get("positions") or {}).items()) or "nothing read"
+    trust = e.get("trust")
+    nodes = (trust or {}).get("nodes") or {}
     return [
         f"engine: running (pid {e['pid']}, ledger served at {e['url']}); "
         f"{e['topic']}: {pos}; {e['appended']} appended, {e['duplicates']} duplicates skipped"
+    ] + [
+        f"node {n}: {'attested' if v['attested'] else 'REFUSED (' + v['detail'] + ')'}"
+        f" (quotes every {trust['period_s']:g} s)"
+        for n, v in nodes.items()
+        if trust
     ]
 
 
