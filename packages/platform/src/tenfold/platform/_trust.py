@@ -541,6 +541,9 @@ class NodeAttester:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.paths.spool(self.node).mkdir(exist_ok=True)
         self.cert.unlink(missing_ok=True)
+        # A node killed outright left its TPM running: stop it. (Without the orderly
+        # TPM2_Shutdown its clock is unsafe now, and the verifier will say so.)
+        _stop_swtpm(self.dir)
         self._tpm = Swtpm(workdir=self.dir / "tpm")
         self._tpm.__enter__()
         (self.dir / "swtpm.pid").write_text(f"{self._tpm.pid}\n")
@@ -702,23 +705,28 @@ class _Unregistered(PlatformError):
 
 def stop_orphans(home: Path) -> None:
     """``down``: a node killed without its clean exit leaves its swtpm: stop it by its pid."""
+    _stop_swtpm(TrustPaths(home).node_dir())
+    shutil.rmtree(TrustPaths(home).spool(), ignore_errors=True)
+
+
+def _stop_swtpm(node_dir: Path) -> None:
+    """Stop the swtpm whose pid ``node_dir/swtpm.pid`` names, if it is still that swtpm."""
     import os
     import signal
 
-    pid_file = TrustPaths(home).node_dir() / "swtpm.pid"
+    pid_file = node_dir / "swtpm.pid"
     try:
         pid = int(pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         pid_file.unlink(missing_ok=True)
         return
-    if b"swtpm" in cmdline and str(TrustPaths(home).node_dir()).encode() in cmdline:
+    if b"swtpm" in cmdline and str(node_dir).encode() in cmdline:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
-    shutil.rmtree(TrustPaths(home).spool(), ignore_errors=True)
 
 
 def _b64(data: bytes) -> str:
