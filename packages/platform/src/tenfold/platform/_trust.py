@@ -670,7 +670,9 @@ class NodeAttester:
             from cryptography import x509
 
             c = x509.load_pem_x509_certificate(reply["certificate"].encode())
-            self._ttl = (c.not_valid_after_utc - c.not_valid_before_utc).total_seconds()
+            # Its life from now (not_valid_before is back-dated for clock skew): renewed
+            # at half of it, so a valid certificate is always presented.
+            self._ttl = c.not_valid_after_utc.timestamp() - time.time()
         return None
 
     def _selection(self) -> Any:
