@@ -119,6 +119,17 @@ class Agent:
         esapi.close()
         self._esapi = None
 
+    def shutdown(self) -> None:
+        """TPM2_Shutdown(CLEAR): an orderly stop before the TPM loses power (swtpm stops).
+
+        Without it the TPM's clock is no longer "safe" when it starts again, and a
+        verifier refuses every quote as clock-unsafe.
+        """
+        from tpm2_pytss import TPM2_SU
+
+        with _tss("Shutdown"):
+            self.esapi.shutdown(TPM2_SU.CLEAR)
+
     @property
     def esapi(self) -> Any:
         if self._esapi is None:

@@ -38,13 +38,17 @@ __all__ = ["fetch", "run_engine", "stream_after"]
 
 def fetch(url: str, *, timeout_s: float = 5.0) -> tuple[bytes, dict[str, str]]:
     """GET ``url`` from the engine; a refusal or an unreachable engine is a PlatformError."""
+    from tenfold.platform._trust import context_for, explain_refusal
+
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(url, timeout=timeout_s, context=context_for(url)) as resp:
             return resp.read(), {k.lower(): v for k, v in resp.headers.items()}
     except urllib.error.HTTPError as exc:
         raise PlatformError(f"{url}: HTTP {exc.code}: {exc.read()[:200]!r}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise PlatformError(f"the platform engine at {url} is not reachable: {exc}") from None
+        raise explain_refusal(url, exc) or PlatformError(
+            f"the platform engine at {url} is not reachable: {exc}"
+        ) from None
 
 
 def stream_after(base: str, after: int) -> tuple[bytes, int]:
@@ -136,7 +140,12 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
 
         # The ledger's own server (its routes, and repeated refusals recorded as
         # events), with the platform's two routes added to its router.
-        server, _ = ledger_server(led, ServerOptions(port=0))
+        trust = None
+        if conf.get("attested"):  # mutual TLS, and only attested nodes (tenfold.platform._trust)
+            from tenfold.platform._trust import TrustAnchor
+
+            trust = TrustAnchor(p.home, led).start()
+        server, _ = ledger_server(led, ServerOptions(port=0, tls=trust.tls if trust else None))
         router = server.app
         assert isinstance(router, Router)
         for route in (
@@ -145,6 +154,8 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
             Route("GET", "/platform", counts),
         ):
             router.routes.append((route, *route.compiled()))
+        if trust is not None:
+            trust.gate(router)
         server.start()
 
         def on_term(signum: int, frame: object) -> None:
@@ -168,7 +179,10 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
         try:
-            p.engine_ready.write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
+            ready = {"url": server.url, "pid": os.getpid()}
+            p.engine_ready.write_text(
+                json.dumps({**ready, "attest_url": trust.url} if trust else ready)
+            )
             announce(
                 f"engine: ledger {p.ledger_dir} served at {server.url}; reading {conf['topic']}"
             )
@@ -182,3 +196,5 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
                     stop.wait(1.0)
         finally:
             server.stop()
+            if trust is not None:
+                trust.stop()

@@ -188,9 +188,14 @@ class Platform:
         if self._engine_pid() is None:
             return None
         try:
-            return str(json.loads(self.engine_ready.read_text())["url"])
+            url = str(json.loads(self.engine_ready.read_text())["url"])
         except (OSError, ValueError, KeyError):
             return None
+        if url.startswith("https://"):  # up --attested: the operator's certificate
+            from tenfold.platform._trust import remember_operator
+
+            remember_operator(url, self.home)
+        return url
 
     def is_up(self) -> bool:
         return self._pid() is not None and self.ready.exists()
@@ -207,6 +212,8 @@ class Platform:
         enforce: str = "xdp",
         chaos: Path | None = None,
         allow: tuple[str, ...] = (),
+        attested: bool = False,
+        attest_period_s: float = 2.0,
         timeout_s: float = 120.0,
     ) -> dict[str, Any]:
         """Create the namespaces, start the engine (with ``kafka`` and ``postgres``) and the bouncer.
@@ -239,6 +246,10 @@ class Platform:
             raise PlatformError("chaos journals are followed by the engine: it needs --kafka")
         if model is not None and kafka is None:
             raise PlatformError("the learned detector runs in the engine: it needs --kafka")
+        if attested and kafka is None:
+            raise PlatformError(
+                "attested nodes talk to the engine's ledger: --attested needs --kafka"
+            )
         present = [(NETNS_DIR / ns).exists() for ns in (ATTACKER, VICTIM)]
         if all(present) and self.fifo.exists() and self._pid() is None:
             # The bouncer (or the engine) died: start it again. The engine resumes
@@ -286,6 +297,11 @@ class Platform:
                     conf["chaos"] = str(chaos.resolve())
                 if allow:
                     conf["allow"] = list(allow)
+                if attested:
+                    from tenfold.platform._trust import provision
+
+                    provision(self.home, attest_period_s)
+                    conf["attested"] = True
                 self.transport_conf.write_text(json.dumps(conf))
                 self._start_engine(timeout_s)
             self._start_bouncer(timeout_s)
@@ -337,6 +353,9 @@ class Platform:
         engine = self._engine_pid()
         if engine is not None:
             _stop(engine, b"_engine")
+        from tenfold.platform._trust import stop_orphans
+
+        stop_orphans(self.home)
         removed = []
         for ns in (ATTACKER, VICTIM):
             if (NETNS_DIR / ns).exists():
@@ -381,6 +400,11 @@ class Platform:
             transport = counts.pop("transport")
             ledger = counts
             engine = {"running": True, "pid": self._engine_pid(), "url": url, **transport}
+            from tenfold.platform._trust import trust_status
+
+            trust = trust_status(self.home, self.engine_ready)
+            if trust is not None:
+                engine["trust"] = trust
         elif self.transport_conf.exists():
             engine = {"running": False, "pid": None}
         if url is None and self.ledger_dir.exists():
@@ -422,6 +446,11 @@ class Platform:
             lines = path.read_text().splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise PlatformError(f"cannot read {path}: {exc}") from None
+        from tenfold.platform._trust import attestation_attack, replay_attestation
+
+        attack = attestation_attack(path, lines)
+        if attack is not None:
+            return replay_attestation(self, path, attack, timeout_s)
         if self.transport_conf.exists():
             url = self.engine_url()
             if url is None:
@@ -756,6 +785,14 @@ def run_bouncer(home: Path) -> None:
         for d in missed:
             if feed(bouncer, d, state):
                 print(f"caught up: {d.action} {d.value} (ledger index {d.index})", flush=True)
+    node = None
+    if url is not None and url.startswith("https://"):
+        # up --attested: this node attests (its TPM, a quote every period) and follows
+        # the stream with the short-lived certificate the authority issues it.
+        from tenfold.platform._trust import NodeAttester, use_node
+
+        node = NodeAttester(p.home, p.engine_ready).start()
+        use_node(node.context)
     # Opened read-write: this process is also a writer, so the stream never ends
     # when a replay closes its end.
     fd = os.open(p.fifo, os.O_RDWR)
@@ -789,3 +826,5 @@ def run_bouncer(home: Path) -> None:
             )
     finally:
         bouncer.close()
+        if node is not None:
+            node.close()

@@ -84,6 +84,19 @@ def platform() -> None:
     default=None,
     help="A learned detector (tenfold platform train-detector) scoring every event; needs --kafka.",
 )
+@click.option(
+    "--attested",
+    is_flag=True,
+    help="Only attested nodes take part: the node's bouncer attests with its TPM (swtpm) and "
+    "reads the ledger over mutual TLS with the authority's short-lived certificate; needs --kafka.",
+)
+@click.option(
+    "--attest-period",
+    type=click.FloatRange(0.1, 3600),
+    default=2.0,
+    show_default=True,
+    help="Seconds between a node's quotes (a failed one cuts its stream within this period).",
+)
 @json_option
 def up_cmd(
     home: Path,
@@ -97,6 +110,8 @@ def up_cmd(
     enforce: str,
     chaos: Path | None,
     allow: tuple[str, ...],
+    attested: bool,
+    attest_period: float,
     as_json: bool,
 ) -> None:
     """Create the namespaces and start the XDP bouncer (root); with --kafka and
@@ -115,6 +130,8 @@ def up_cmd(
         enforce=enforce,
         chaos=chaos,
         allow=allow,
+        attested=attested,
+        attest_period_s=attest_period,
     )
     emit(status, as_json, lambda: _status_text(status))
 
@@ -196,6 +213,91 @@ def train_cmd(out: Path, sources: int, budget: float, seed: int, as_json: bool) 
     )
 
 
+@platform.command("backfill")
+@HOME
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The detector model to re-score with (tenfold platform train-detector).",
+)
+@click.option(
+    "--start", default=0, show_default=True, type=click.IntRange(0), help="First ledger index."
+)
+@click.option(
+    "--end",
+    default=None,
+    type=click.IntRange(0),
+    help="Ledger index after the last (default: all).",
+)
+@click.option(
+    "--parquet",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read the events from this Parquet export instead of the platform's ledger.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write one row per scored event here (Parquet).",
+)
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(1, 1024))
+@click.option(
+    "--backend",
+    type=click.Choice(["inline", "threads", "processes", "ray", "dask"]),
+    default=None,
+    help="The parallel framework's backend (default: its configured one).",
+)
+@click.option("--workers", default=None, type=click.IntRange(1, 1024))
+@json_option
+def backfill_cmd(
+    home: Path,
+    model: Path,
+    start: int,
+    end: int | None,
+    parquet: Path | None,
+    out: Path | None,
+    partitions: int,
+    backend: str | None,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Re-score a window of ledger events with a detector model, as a parallel graph;
+    print what it would ban and how that differs from the ledger's learned bans."""
+    from tenfold.platform._backfill import backfill, load_window
+    from tenfold.platform._platform import Platform
+
+    if parquet is not None:
+        rows = load_window(parquet=parquet, start=start, end=end)
+    else:
+        url = Platform(home).engine_url()  # the engine holds the ledger while it runs
+        rows = (
+            load_window(url=url, start=start, end=end)
+            if url
+            else load_window(ledger=home / "ledger", start=start, end=end)
+        )
+    r = backfill(model, rows, partitions=partitions, backend=backend, workers=workers, out=out)
+    emit(
+        r,
+        as_json,
+        lambda: "\n".join(
+            [
+                f"window [{r['window']['start']}, {r['window']['end']}): {r['events']} events, "
+                f"{r['scored']} scored in {r['partitions']} partitions ({r['backend']})",
+                "would ban: "
+                + (
+                    ", ".join(f"{w['subject']} (at {w['at_index']})" for w in r["would_ban"])
+                    or "none"
+                ),
+                f"differs from the ledger's learned bans: added {', '.join(r['differ']['added']) or 'none'}; "
+                f"dropped {', '.join(r['differ']['dropped']) or 'none'}",
+            ]
+            + ([f"rows: {r['out']}"] if r["out"] else [])
+        ),
+    )
+
+
 @platform.command("_engine", hidden=True)
 @HOME
 def engine_cmd(home: Path) -> None:
@@ -229,9 +331,16 @@ def _engine_text(e: dict[str, Any] | None) -> list[str]:
     if not e["running"]:
         return ["engine: stopped (tenfold platform up restarts it)"]
     pos = ", ".join(f"{k} at {v}" for k, v in (e.get("positions") or {}).items()) or "nothing read"
+    trust = e.get("trust")
+    nodes = (trust or {}).get("nodes") or {}
     return [
         f"engine: running (pid {e['pid']}, ledger served at {e['url']}); "
         f"{e['topic']}: {pos}; {e['appended']} appended, {e['duplicates']} duplicates skipped"
+    ] + [
+        f"node {n}: {'attested' if v['attested'] else 'REFUSED (' + v['detail'] + ')'}"
+        f" (quotes every {trust['period_s']:g} s)"
+        for n, v in nodes.items()
+        if trust
     ]
 
 
