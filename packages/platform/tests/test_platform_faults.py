@@ -28,7 +28,12 @@ from tenfold.autoblocker_ledger import EmbeddedLedger
 from tenfold.core.testing import needs_root
 from tenfold.platform import Platform
 from tenfold.platform._faults import AttackStream, _verify, run_faults
-from tenfold.platform._platform import ATTACKER, NETNS_DIR, VICTIM
+from tenfold.platform._platform import NETNS_DIR, PREFIX_ENV
+
+# This run's instance (tests/conftest.py sets the prefix).
+PREFIX = os.environ[PREFIX_ENV]
+ATTACKER, VICTIM = f"{PREFIX}-attacker", f"{PREFIX}-victim"
+
 
 pytestmark = [pytest.mark.service, pytest.mark.slow, needs_root("network namespaces and nftables")]
 

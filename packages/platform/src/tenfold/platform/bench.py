@@ -133,7 +133,7 @@ def _outcome(attackers: list[str], t0: float, seen: dict[str, float]) -> Outcome
 def _ours(ctx: BenchContext) -> Op:
     _root(ctx)
     from tenfold.core.services import KafkaBroker, Postgres
-    from tenfold.platform._platform import VICTIM, Platform
+    from tenfold.platform._platform import Platform
     from tenfold.platform._transport import produce
 
     broker = ctx.enter(KafkaBroker())
@@ -145,7 +145,7 @@ def _ours(ctx: BenchContext) -> Op:
     ctx.callback(plat.down)
     plat.up(rules, kafka=broker.bootstrap, postgres=pg.dsn, enforce="nft")
     topic = "tenfold.signals"
-    monitor = _Monitor(VICTIM)
+    monitor = _Monitor(plat.victim)
     ctx.callback(monitor.close)
     bursts = ctx.once("bursts", lambda: _Bursts(ctx.size(5, 50, 200)))
     mine = _Bursts(bursts.n)
@@ -164,7 +164,7 @@ def _ours_faults(ctx: BenchContext) -> Op:
     _root(ctx)
     from tenfold.core.services import KafkaBroker, Postgres
     from tenfold.platform._faults import AttackStream, run_faults
-    from tenfold.platform._platform import VICTIM, Platform
+    from tenfold.platform._platform import Platform
 
     broker = ctx.enter(KafkaBroker())
     pg = ctx.enter(Postgres())
@@ -176,7 +176,7 @@ def _ours_faults(ctx: BenchContext) -> Op:
     plat.down()
     ctx.callback(plat.down)
     plat.up(rules, kafka=broker.bootstrap, postgres=pg.dsn, enforce="nft", chaos=chaos)
-    monitor = _Monitor(VICTIM)
+    monitor = _Monitor(plat.victim)
     ctx.callback(monitor.close)
     per_s = 5.0
     state = {"calls": 0, "lost": 0}
