@@ -10,8 +10,8 @@ banned exactly once, the bouncer applied no decision twice (but the one a
 SIGKILL may have caught between applying it and saving its place), and each
 fault is in the ledger as a chaos event.
 
-The etcd faults of the issue (the leader SIGKILLed, a member partitioned) need
-``platform up --replicated``, which does not exist yet; they are not here.
+The etcd faults (the leader SIGKILLed, a member cut off) run against
+``platform up --replicated`` in test_platform_etcd_faults.py.
 """
 
 from __future__ import annotations
