@@ -10,8 +10,8 @@ banned exactly once, the bouncer applied no decision twice (but the one a
 SIGKILL may have caught between applying it and saving its place), and each
 fault is in the ledger as a chaos event.
 
-The etcd faults of the issue (the leader SIGKILLed, a member partitioned) need
-``platform up --replicated``, which does not exist yet; they are not here.
+The etcd faults (the leader SIGKILLed, a member cut off) run against
+``platform up --replicated`` in test_platform_etcd_faults.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ from tenfold.autoblocker_ledger import EmbeddedLedger
 from tenfold.core.testing import needs_root
 from tenfold.platform import Platform
 from tenfold.platform._faults import AttackStream, _verify, run_faults
-from tenfold.platform._platform import ATTACKER, NETNS_DIR, VICTIM
+from tenfold.platform._platform import NETNS_DIR, PREFIX_ENV
+
+# This run's instance (tests/conftest.py sets the prefix).
+PREFIX = os.environ[PREFIX_ENV]
+ATTACKER, VICTIM = f"{PREFIX}-attacker", f"{PREFIX}-victim"
+
 
 pytestmark = [pytest.mark.service, pytest.mark.slow, needs_root("network namespaces and nftables")]
 

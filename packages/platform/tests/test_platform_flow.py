@@ -13,7 +13,13 @@ import pytest
 
 from tenfold.core.testing import needs_root
 from tenfold.platform import NotUp, Platform
-from tenfold.platform._platform import ATTACKER, DEV_V, NETNS_DIR, VICTIM, _alive, _delivered
+from tenfold.platform._platform import NETNS_DIR, PREFIX_ENV, _alive, _delivered
+
+# This run's instance (tests/conftest.py sets the prefix).
+PREFIX = os.environ[PREFIX_ENV]
+ATTACKER, VICTIM = f"{PREFIX}-attacker", f"{PREFIX}-victim"
+DEV_V = f"{PREFIX}-v0"
+
 
 root_only = needs_root("network namespaces and XDP")
 
@@ -335,3 +341,24 @@ def test_the_nft_bouncer_enforces_the_same_stream(tmp_path: Path) -> None:
     finally:
         plat.down()
     _nothing_left(None)
+
+
+def test_instance_names_follow_the_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tenfold.platform import PlatformError
+    from tenfold.platform._platform import DEFAULT_PREFIX
+
+    monkeypatch.delenv(PREFIX_ENV, raising=False)
+    assert Platform(tmp_path).victim == f"{DEFAULT_PREFIX}-victim"  # tfp-victim, as documented
+    monkeypatch.setenv(PREFIX_ENV, "run42")
+    plat = Platform(tmp_path)
+    assert (plat.attacker, plat.victim, plat.dev_a, plat.dev_v) == (
+        "run42-attacker", "run42-victim", "run42-a0", "run42-v0",
+    )  # fmt: skip
+    longest = Platform(tmp_path, prefix="a" * 12)
+    assert len(longest.dev_v) == 15  # IFNAMSIZ - 1
+    for bad in ("a" * 13, "Tfp", "t-p", "1tfp", ""):
+        with pytest.raises(PlatformError, match="platform prefix"):
+            Platform(tmp_path, prefix=bad)
+    # A started platform keeps its names: status and down find it whatever the environment.
+    (tmp_path / "prefix").write_text("other\n")
+    assert Platform(tmp_path).victim == "other-victim"

@@ -14,7 +14,12 @@ import pytest
 
 from tenfold.core.testing import needs_root
 from tenfold.platform import Platform
-from tenfold.platform._platform import ATTACKER, NETNS_DIR, VICTIM, _alive, _delivered
+from tenfold.platform._platform import NETNS_DIR, PREFIX_ENV, _alive, _delivered
+
+# This run's instance (tests/conftest.py sets the prefix).
+PREFIX = os.environ[PREFIX_ENV]
+ATTACKER, VICTIM = f"{PREFIX}-attacker", f"{PREFIX}-victim"
+
 
 pytestmark = [pytest.mark.service, pytest.mark.slow, needs_root("network namespaces and XDP")]
 

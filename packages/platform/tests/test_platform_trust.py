@@ -22,8 +22,11 @@ import pytest
 from tenfold.core.testing import needs_root
 from tenfold.platform import Platform, PlatformError
 from tenfold.platform._engine import fetch
-from tenfold.platform._platform import ATTACKER, NETNS_DIR, VICTIM
+from tenfold.platform._platform import NETNS_DIR, PREFIX_ENV
 from tenfold.platform._trust import TrustPaths, client_context, explain_refusal
+
+PREFIX = os.environ[PREFIX_ENV]
+ATTACKER, VICTIM = f"{PREFIX}-attacker", f"{PREFIX}-victim"
 
 pytestmark = [pytest.mark.service, pytest.mark.slow, needs_root("network namespaces and XDP")]
 

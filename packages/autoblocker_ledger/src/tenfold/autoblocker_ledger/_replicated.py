@@ -676,8 +676,8 @@ class ReplicatedLedger(LogReader):
             return list(range(min(limit, self.tree.size)))
         return candidates[:limit]
 
-    def raw_entries(self) -> list[bytes]:
-        return list(self._datas)
+    def raw_entries(self, start: int = 0, end: int | None = None) -> list[bytes]:
+        return self._datas[start:end]
 
     def tree_head(self, key: LogKey | None = None) -> SignedTreeHead:
         signer = key or self.key

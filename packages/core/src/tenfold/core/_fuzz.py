@@ -109,6 +109,8 @@ OPT_OUT: Mapping[str, str] = {
     "platform down": "tears down what platform up made in its home folder",
     "platform status": "reports on a home folder; its only input is that folder",
     "platform _bouncer": "internal: the bouncer process platform up starts",
+    "platform faults": "brings up a platform and runs its chaos experiment (root, a minute); "
+    "test_platform_faults_cli feeds it bad files and numbers",
 }
 
 

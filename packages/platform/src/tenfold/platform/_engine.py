@@ -61,7 +61,6 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
     """Open the ledger, serve it, run the pipeline until SIGTERM (the ``_engine`` process)."""
     from tenfold.autoblocker_ledger import (
         Autoblocker,
-        EmbeddedLedger,
         ledger_server,
         load_rules,
         stream_decisions,
@@ -92,7 +91,9 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
     policy = chained(
         LatticePolicy(inventory(conf["postgres"])), ContractPolicy(conf.get("allow", []))
     )
-    with EmbeddedLedger(p.ledger_dir) as led:
+    from tenfold.platform._replicated import open_ledger
+
+    with open_ledger(p) as led:
         pipeline, sink = transport_pipeline(
             led,
             blocker,

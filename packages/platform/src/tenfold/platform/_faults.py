@@ -1,9 +1,12 @@
-"""The platform under faults: its chaos experiment, run against the live parts.
+"""The platform under faults: its chaos experiments, run against the live parts.
 
 ``platform_faults.toml`` (next to this module) is a chaos-engine experiment: it
 SIGKILLs the pipeline engine and the bouncer, stops PostgreSQL for 10 s and
 freezes the Kafka broker, each fault injected (and journaled) by the chaos
-engine, each followed by the part's recovery and a :func:`check`. The file names
+engine, each followed by the part's recovery and a :func:`check`.
+``platform_etcd_faults.toml`` does the same for the replicated ledger's etcd
+cluster (``up --replicated``): SIGKILLs the leader, then cuts the next leader
+off (frozen; see the file for why not a network partition). The files name
 the parts by ``${...}`` placeholders (their process ids, the SLO), which
 :func:`run_faults` fills in from the running platform before the chaos engine
 validates and runs it.
@@ -24,6 +27,7 @@ import asyncio
 import ipaddress
 import json
 import re
+import sys
 import threading
 import time
 import tomllib
@@ -35,9 +39,17 @@ from typing import Any, Protocol
 
 from tenfold.platform.errors import PlatformError
 
-__all__ = ["EXPERIMENT", "AttackStream", "FaultRun", "nft_elements", "run_faults"]
+__all__ = [
+    "ETCD_EXPERIMENT",
+    "EXPERIMENT",
+    "AttackStream",
+    "FaultRun",
+    "nft_elements",
+    "run_faults",
+]
 
 EXPERIMENT = Path(__file__).with_name("platform_faults.toml")
+ETCD_EXPERIMENT = Path(__file__).with_name("platform_etcd_faults.toml")
 _PLACEHOLDER = re.compile(r"^\$\{([a-z_]+)\}$")
 
 
@@ -71,7 +83,7 @@ def load_experiment(values: dict[str, Any], path: Path = EXPERIMENT) -> Any:
 
     try:
         doc = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PlatformError(f"cannot read the fault experiment {path}: {exc}") from None
     return experiment_from_dict(_fill(doc, values), str(path))
 
@@ -185,6 +197,7 @@ class Check:
     proofs_verified: int
     consistent_with: int | None
     recovered_s: float  # from the check's start until every decision was enforced
+    etcd_replica: int | None = None  # entries a replica rebuilt from etcd held (replicated)
 
 
 @dataclass
@@ -231,7 +244,7 @@ def _verify(run: FaultRun, deadline: float) -> tuple[list[Any], list[str], Check
     from tenfold.autoblocker_ledger import verify_bundle
     from tenfold.core.events import decode_decision
     from tenfold.platform._engine import fetch, stream_after
-    from tenfold.platform._platform import NFT_TABLE, VICTIM
+    from tenfold.platform._platform import NFT_TABLE
 
     plat = run.platform
     t0 = time.monotonic()
@@ -262,7 +275,7 @@ def _verify(run: FaultRun, deadline: float) -> tuple[list[Any], list[str], Check
     recovered = time.monotonic() - t0
     problems: list[str] = []
     now = time.time()
-    held = Counter(nft_elements(VICTIM, NFT_TABLE))
+    held = Counter(nft_elements(plat.victim, NFT_TABLE))
     for d in decisions:
         if d.action == "ban" and d.until > now and held[_canonical(d.value)] != 1:
             problems.append(f"{d.value} (ledger index {d.index}) is not in the nftables sets")
@@ -283,10 +296,23 @@ def _verify(run: FaultRun, deadline: float) -> tuple[list[Any], list[str], Check
         consistent = int(old["size"])
     elif run.sth is not None:
         problems.append(f"the ledger shrank from {run.sth['size']} to {sth['size']} entries")
+    replica = None
+    if plat.etcd_file.exists():
+        # The record is etcd's: a replica rebuilt from it alone (walking the hash
+        # chain) holds the tree the engine signed, at that size.
+        from tenfold.autoblocker_ledger import SignedTreeHead
+        from tenfold.platform._replicated import open_ledger
+
+        with open_ledger(plat) as fresh:
+            replica = fresh.size
+            if replica < sth["size"]:
+                problems.append(f"etcd holds {replica} entries, the engine signed {sth['size']}")
+            elif fresh.root(sth["size"]) != SignedTreeHead.from_dict(sth).root:
+                problems.append(f"etcd's tree at size {sth['size']} is not the one signed")
     run.sth = sth
     check = Check(
         "", len(decisions), len(decisions) - len(problems), int(sth["size"]),
-        len(decisions), consistent, recovered,
+        len(decisions), consistent, recovered, replica,
     )  # fmt: skip
     return decisions, problems, check
 
@@ -309,6 +335,8 @@ async def gap(slo_s: float) -> int:
     """The steady-state probe: decisions recorded but not enforced or recorded twice (0)."""
     run = _run()
     _, problems, _ = await asyncio.to_thread(_verify, run, time.monotonic() + slo_s)
+    for p in problems[:5]:  # the report carries the count; the reasons go to the log
+        print(f"steady state: {p}", file=sys.stderr, flush=True)
     return len(problems)
 
 
@@ -324,9 +352,15 @@ def _wait_gone(pid: int | None, role: bytes | None, timeout_s: float = 60.0) -> 
         time.sleep(0.02)
 
 
-def _recover(run: FaultRun, part: str, pids: dict[str, int | None]) -> None:
+def _recover(run: FaultRun, part: str, pids: dict[str, int | None], leader: str = "") -> None:
     plat = run.platform
-    if part in ("engine", "bouncer"):
+    if part == "etcd":
+        from tenfold.platform._replicated import restart_dead, transfer_leadership
+
+        restart_dead(plat.etcd_file)  # every member down, on its data and ports
+        if leader:
+            transfer_leadership(plat.etcd_file, leader)
+    elif part in ("engine", "bouncer"):
         _wait_gone(pids[part], b"_" + part.encode())
         plat.up()  # restarts the dead part in place (tenfold platform up)
     elif part == "postgres":
@@ -338,7 +372,7 @@ def _recover(run: FaultRun, part: str, pids: dict[str, int | None]) -> None:
             time.sleep(0.05)
         pg.start()
     else:
-        raise PlatformError(f"no part {part!r} to recover (engine, bouncer, postgres)")
+        raise PlatformError(f"no part {part!r} to recover (engine, bouncer, postgres, etcd)")
 
 
 def _zombie_or_alive(pid: int) -> bool:
@@ -352,10 +386,28 @@ def _zombie_or_alive(pid: int) -> bool:
 _PIDS: dict[str, int | None] = {}
 
 
-async def recover(part: str) -> None:
-    """Bring ``part`` back: the engine or bouncer through ``platform up``, PostgreSQL started."""
+def _etcd_values(path: Path) -> dict[str, Any]:
+    """The etcd placeholders: the leader's pid, and the member to lead next (name, pid)."""
+    from tenfold.platform._replicated import leader, member_health
+
+    lead = leader(path)
+    members = member_health(path) or []
+    if not all(m["healthy"] for m in members):
+        down = [m["name"] for m in members if not m["healthy"]]
+        raise PlatformError(f"etcd members not healthy before the faults: {', '.join(down)}")
+    nxt = members[(lead + 1) % len(members)]
+    return {
+        "etcd_leader_pid": members[lead]["pid"],
+        "etcd_next": nxt["name"],
+        "etcd_next_pid": nxt["pid"],
+    }
+
+
+async def recover(part: str, leader: str = "") -> None:
+    """Bring ``part`` back: the engine or bouncer through ``platform up``, PostgreSQL started,
+    etcd's dead members started (then ``leader``, a member's name, made the leader)."""
     run = _run()
-    await asyncio.to_thread(_recover, run, part, _PIDS)
+    await asyncio.to_thread(_recover, run, part, _PIDS, leader)
 
 
 def run_faults(
@@ -397,7 +449,10 @@ def run_faults(
     missing = [k for k, v in pids.items() if v is None]
     if missing:
         raise PlatformError(f"not running: {', '.join(missing)}")
-    exp = load_experiment({**{f"{k}_pid": v for k, v in pids.items()}, "slo_s": slo_s}, experiment)
+    values: dict[str, Any] = {**{f"{k}_pid": v for k, v in pids.items()}, "slo_s": slo_s}
+    if platform.etcd_file.exists():
+        values.update(_etcd_values(platform.etcd_file))
+    exp = load_experiment(values, experiment)
     if _RUN is not None:
         raise PlatformError("a platform fault run is already in progress in this process")
     run = FaultRun(platform, kafka, postgres, stream, on_check=on_check)
@@ -423,3 +478,82 @@ def run_faults(
     finally:
         _RUN = None
         _PIDS.clear()
+
+
+def fault_experiment(
+    *,
+    replicated: bool = False,
+    experiment: Path | None = None,
+    slo_s: float = 120.0,
+    per_s: float = 4.0,
+) -> dict[str, Any]:
+    """Bring up a platform of its own, run a fault experiment against it, take it all down.
+
+    What ``tenfold platform faults`` runs: Kafka and PostgreSQL (core services),
+    the platform with the transport, nftables and the chaos journals (and with
+    ``replicated`` its etcd cluster), under a prefix of its own so a platform the
+    user runs is left alone; an attack stream flows throughout. The default
+    experiment is ``platform_etcd_faults.toml`` with ``replicated``, else
+    ``platform_faults.toml``. ``passed`` is true when the experiment completed
+    and, after it, every attacker Kafka acknowledged is banned exactly once.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from tenfold.core.errors import ServiceError
+    from tenfold.core.services import KafkaBroker, Postgres, run_dir
+    from tenfold.platform._platform import Platform
+
+    path = experiment or (ETCD_EXPERIMENT if replicated else EXPERIMENT)
+    # Bad input is refused before anything starts: the file is validated with
+    # stand-in values for the live parts' placeholders.
+    parts = ("engine", "bouncer", "postgres", "kafka", "etcd_leader", "etcd_next")
+    load_experiment({f"{p}_pid": 2 for p in parts} | {"etcd_next": "m1", "slo_s": slo_s}, path)
+    if os.geteuid() != 0:
+        raise PlatformError("the fault experiment creates namespaces and nft tables: it needs root")
+    work = Path(tempfile.mkdtemp(prefix="platform-faults-", dir=run_dir()))
+    plat = Platform(work / "home", prefix=f"tfx{os.getpid():x}"[:12])
+    out: dict[str, Any] = {"experiment": str(path), "replicated": replicated}
+    try:
+        with KafkaBroker() as kafka, Postgres() as pg:
+            chaos = work / "chaos"
+            chaos.mkdir()
+            topic = "tenfold.signals"
+            plat.up(
+                kafka=kafka.bootstrap, postgres=pg.dsn, topic=topic, enforce="nft", chaos=chaos,
+                replicated=replicated,
+            )  # fmt: skip
+            stream = AttackStream(kafka.bootstrap, topic, per_s=per_s)
+            stream.start()
+            try:
+                report, run = run_faults(
+                    plat, kafka=kafka, postgres=pg, stream=stream, slo_s=slo_s, experiment=path
+                )
+            finally:
+                stream.stop()
+            try:
+                decisions, problems, _ = _verify(run, time.monotonic() + slo_s)
+            except PlatformError as exc:  # a part did not come back: a failed check
+                decisions, problems = [], [str(exc)]
+            banned = Counter(d.value for d in decisions if d.action == "ban")
+            missing = sorted(set(stream.acked) - set(banned))
+            problems += [f"{ip}: acknowledged by Kafka, never banned" for ip in missing[:5]]
+            problems += [f"{ip} banned {n} times" for ip, n in banned.items() if n > 1]
+            out |= {
+                "report": report,
+                "checks": [c.__dict__ for c in run.checks],
+                "attackers": len(stream.acked),
+                "banned": len(banned),
+                "problems": problems,
+                "etcd": plat.status().get("etcd"),
+                "passed": report["status"] == "completed" and not problems,
+            }
+    except ServiceError as exc:
+        raise PlatformError(f"a service the experiment needs did not start: {exc}") from None
+    finally:
+        try:
+            plat.down()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return out

@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,8 +35,14 @@ from tenfold.platform.errors import NotUp, PlatformError
 
 __all__ = ["Platform", "ReplayResult", "run_bouncer", "services_endpoints"]
 
+# The default instance's names. Another prefix (``TENFOLD_PLATFORM_PREFIX`` or
+# ``Platform(home, prefix=...)``) gives another instance its own namespaces and
+# interfaces, so two runs on one machine never delete each other's.
+PREFIX_ENV, DEFAULT_PREFIX = "TENFOLD_PLATFORM_PREFIX", "tfp"
 ATTACKER, VICTIM = "tfp-attacker", "tfp-victim"
 DEV_A, DEV_V = "tfp-a0", "tfp-v0"
+# An interface name has at most 15 characters (IFNAMSIZ - 1): prefix + "-a0" fits.
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 ADDR_A, ADDR_V = "198.18.0.1", "198.18.0.2"
 NETNS_DIR = Path("/var/run/netns")
 NFT_TABLE = "tenfold_platform"
@@ -136,11 +143,40 @@ class ReplayResult:
         }
 
 
-class Platform:
-    """The platform's parts, all under ``home`` (state) and two named namespaces."""
+def _check_prefix(prefix: str, where: str) -> str:
+    if not _PREFIX.match(prefix):
+        raise PlatformError(
+            f"{where}: platform prefix {prefix!r} is not 1-12 lower-case letters and digits "
+            "starting with a letter"
+        )
+    return prefix
 
-    def __init__(self, home: Path) -> None:
+
+class Platform:
+    """The platform's parts, all under ``home`` (state) and two named namespaces.
+
+    The namespaces and interfaces are named after ``prefix``: the one given, else
+    the one the platform in ``home`` was started with, else ``$TENFOLD_PLATFORM_PREFIX``,
+    else ``tfp`` (``tfp-attacker``, ``tfp-victim``).
+    """
+
+    def __init__(self, home: Path, *, prefix: str | None = None) -> None:
         self.home = home
+        self.prefix_file = home / "prefix"
+        if prefix is not None:
+            self.prefix = _check_prefix(prefix, "prefix")
+        else:
+            try:
+                recorded = self.prefix_file.read_text().strip()
+            except OSError:
+                recorded = ""
+            if recorded:
+                self.prefix = _check_prefix(recorded, str(self.prefix_file))
+            else:
+                env = os.environ.get(PREFIX_ENV, "").strip()
+                self.prefix = _check_prefix(env, PREFIX_ENV) if env else DEFAULT_PREFIX
+        self.attacker, self.victim = f"{self.prefix}-attacker", f"{self.prefix}-victim"
+        self.dev_a, self.dev_v = f"{self.prefix}-a0", f"{self.prefix}-v0"
         self.ledger_dir = home / "ledger"
         self.rules = home / "rules.toml"
         self.fifo = home / "decisions.fifo"
@@ -155,6 +191,9 @@ class Platform:
         self.engine_ready = home / "engine.ready"
         self.engine_log = home / "engine.log"
         self.enforce_file = home / "enforce"
+        # ``up --replicated``: the etcd cluster that orders the ledger (see _replicated).
+        self.etcd_file = home / "etcd.json"
+        self.etcd_dir = home / "etcd"
 
     def enforcement(self) -> str:
         """Which bouncer enforces: ``xdp`` (the default) or ``nft``."""
@@ -165,8 +204,8 @@ class Platform:
 
     def where(self) -> str:
         if self.enforcement() == "nft":
-            return f"nftables table inet {NFT_TABLE} in netns {VICTIM}"
-        return f"XDP on {DEV_V} in netns {VICTIM}"
+            return f"nftables table inet {NFT_TABLE} in netns {self.victim}"
+        return f"XDP on {self.dev_v} in netns {self.victim}"
 
     # -- lifecycle ----------------------------------------------------------------
     def _pid(self) -> int | None:
@@ -214,6 +253,7 @@ class Platform:
         allow: tuple[str, ...] = (),
         attested: bool = False,
         attest_period_s: float = 2.0,
+        replicated: bool = False,
         timeout_s: float = 120.0,
     ) -> dict[str, Any]:
         """Create the namespaces, start the engine (with ``kafka`` and ``postgres``) and the bouncer.
@@ -221,6 +261,8 @@ class Platform:
         With the transport, the engine process runs the pipeline Kafka -> decode ->
         asset enrichment -> ledger and serves the ledger; the bouncer follows its
         decision stream over HTTP. Without it, ``replay`` writes the ledger itself.
+        ``replicated``: the ledger is ordered by a three-member etcd cluster that
+        ``up`` starts (and ``down`` stops), not the embedded store.
         """
         if os.geteuid() != 0:
             raise PlatformError("the platform creates namespaces and loads XDP: it needs root")
@@ -250,7 +292,7 @@ class Platform:
             raise PlatformError(
                 "attested nodes talk to the engine's ledger: --attested needs --kafka"
             )
-        present = [(NETNS_DIR / ns).exists() for ns in (ATTACKER, VICTIM)]
+                present = [(NETNS_DIR / ns).exists() for ns in (self.attacker, self.victim)]
         if all(present) and self.fifo.exists() and self._pid() is None:
             # The bouncer (or the engine) died: start it again. The engine resumes
             # from its stored Kafka positions; the bouncer catches up from the ledger
@@ -261,7 +303,7 @@ class Platform:
             return self.status()
         if any(present):
             raise PlatformError(
-                f"namespace {ATTACKER} or {VICTIM} exists: run tenfold platform down first"
+                f"namespace {self.attacker} or {self.victim} exists: run tenfold platform down first"
             )
         from tenfold.autoblocker_ledger import load_rules
 
@@ -274,7 +316,13 @@ class Platform:
 
             LearnedDetector(Model.load(model))  # refused here, before anything is created
         self.home.mkdir(parents=True, exist_ok=True)
+        from tenfold.platform._replicated import start_cluster, stop_cluster
+
+        stop_cluster(self.etcd_file)  # one left by a platform that was never taken down
         try:
+            self.prefix_file.write_text(self.prefix + "\n")
+            if replicated:
+                start_cluster(self.etcd_file, self.etcd_dir)
             self._make_network()
             if rules is not None:
                 self.rules.write_text(rules.read_text())
@@ -311,19 +359,20 @@ class Platform:
         return self.status()
 
     def _make_network(self) -> None:
-        _ip("netns", "add", ATTACKER)
-        _ip("netns", "add", VICTIM)
+        _ip("netns", "add", self.attacker)
+        _ip("netns", "add", self.victim)
         _ip(
-            "link", "add", DEV_A, "netns", ATTACKER, "type", "veth",
-            "peer", "name", DEV_V, "netns", VICTIM,
+            "link", "add", self.dev_a, "netns", self.attacker, "type", "veth",
+            "peer", "name", self.dev_v, "netns", self.victim,
         )  # fmt: skip
-        for ns, dev, addr in ((ATTACKER, DEV_A, ADDR_A), (VICTIM, DEV_V, ADDR_V)):
+        pairs = ((self.attacker, self.dev_a, ADDR_A), (self.victim, self.dev_v, ADDR_V))
+        for ns, dev, addr in pairs:
             _ip("-n", ns, "addr", "add", f"{addr}/15", "dev", dev)
             _ip("-n", ns, "link", "set", dev, "up")
             _ip("-n", ns, "link", "set", "lo", "up")
         # The victim takes frames from any source the replay uses (no route back needed).
-        for key in ("all", "default", DEV_V):
-            _ip("netns", "exec", VICTIM, "sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter=0")
+        for key in ("all", "default", self.dev_v):
+            _ip("netns", "exec", self.victim, "sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter=0")
 
     def _start_bouncer(self, timeout_s: float) -> None:
         for p in (self.ready, self.pid_file):
@@ -356,21 +405,26 @@ class Platform:
         from tenfold.platform._trust import stop_orphans
 
         stop_orphans(self.home)
+        from tenfold.platform._replicated import stop_cluster
+
+        etcd = stop_cluster(self.etcd_file)  # after the engine: it writes until it stops
         removed = []
-        for ns in (ATTACKER, VICTIM):
+        for ns in (self.attacker, self.victim):
             if (NETNS_DIR / ns).exists():
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
                 removed.append(ns)
         for p in (
             self.fifo, self.pid_file, self.ready, self.state,
             self.engine_pid_file, self.engine_ready, self.transport_conf, self.enforce_file,
+            self.prefix_file,
         ):  # fmt: skip
             p.unlink(missing_ok=True)
         return {
             "bouncer_stopped": stopped,
             "engine_stopped": engine,
             "namespaces_removed": removed,
-            "ledger_kept": str(self.ledger_dir) if self.ledger_dir.exists() else None,
+            "etcd_stopped": etcd,
+            "ledger_kept": str(self.ledger_dir) if self.ledger_dir.exists() and not etcd else None,
         }
 
     # -- status --------------------------------------------------------------------
@@ -407,10 +461,11 @@ class Platform:
                 engine["trust"] = trust
         elif self.transport_conf.exists():
             engine = {"running": False, "pid": None}
-        if url is None and self.ledger_dir.exists():
-            from tenfold.autoblocker_ledger import EmbeddedLedger
+        from tenfold.platform._replicated import member_health, open_ledger
 
-            with EmbeddedLedger(self.ledger_dir) as led:
+        etcd = member_health(self.etcd_file)
+        if url is None and (self.ledger_dir.exists() or etcd is not None):
+            with open_ledger(self) as led:
                 kinds = [led.get(i).event.kind for i in range(led.size)]
                 ledger = {
                     "entries": led.size,
@@ -420,10 +475,11 @@ class Platform:
                 }
         return {
             "home": str(self.home),
-            "namespaces": {ns: (NETNS_DIR / ns).exists() for ns in (ATTACKER, VICTIM)},
+            "namespaces": {ns: (NETNS_DIR / ns).exists() for ns in (self.attacker, self.victim)},
             "bouncer": bouncer,
             "engine": engine,
             "ledger": ledger,
+            "etcd": etcd,
             "enforced": {"last_index": state.get("index", -1), "bans": state.get("bans", {})},
         }
 
@@ -432,7 +488,6 @@ class Platform:
         """Push a recorded burst through the flow; see the module docstring."""
         from tenfold.autoblocker_ledger import (
             Autoblocker,
-            EmbeddedLedger,
             inclusion_bundle,
             load_rules,
             stream_decision,
@@ -460,7 +515,9 @@ class Platform:
         result = ReplayResult(str(path), len(lines), 0)
         found = []
         recorded = _recorded_events(path, lines)
-        with EmbeddedLedger(self.ledger_dir) as led:
+        from tenfold.platform._replicated import open_ledger
+
+        with open_ledger(self) as led:
             for n, line in enumerate(lines):
                 now_ms = int(time.time() * 1000)
                 if recorded is not None:
@@ -570,6 +627,7 @@ class Platform:
             time.sleep(0.02)
         for d, bundle in zip(found, bundles, strict=True):
             probe = _probe_address(d.value) if d.action == "ban" else None
+            dropped = (not _delivered(probe, plat=self)) if probe else None
             result.decisions.append(
                 {
                     "decision": {
@@ -590,7 +648,7 @@ class Platform:
                     "enforced": {
                         "where": self.where(),
                         "probe_from": probe,
-                        "frame_dropped": (not _delivered(probe)) if probe else None,
+                        "frame_dropped": dropped,
                     },
                 }
             )
@@ -692,17 +750,20 @@ def _probe_address(value: str) -> str | None:
     return str(addr)
 
 
-def _delivered(src: str, *, tries: int = 3) -> bool:
+def _delivered(src: str, *, tries: int = 3, plat: Platform | None = None) -> bool:
     """Send a datagram from ``src`` (added for the probe on the attacker side) to the victim."""
     from tenfold.cloud_kernel import in_netns
 
+    if plat is None:  # the instance named by $TENFOLD_PLATFORM_PREFIX (or the default)
+        plat = Platform(NETNS_DIR / "-")
+    attacker, victim, dev_a = plat.attacker, plat.victim, plat.dev_a
     added = src != ADDR_A
     if added:
-        _ip("-n", ATTACKER, "addr", "add", f"{src}/32", "dev", DEV_A)
+        _ip("-n", attacker, "addr", "add", f"{src}/32", "dev", dev_a)
     try:
-        with in_netns(VICTIM):
+        with in_netns(victim):
             rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        with in_netns(ATTACKER):
+        with in_netns(attacker):
             tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with rx, tx:
             rx.bind((ADDR_V, 0))
@@ -721,7 +782,7 @@ def _delivered(src: str, *, tries: int = 3) -> bool:
         return False
     finally:
         if added:
-            _ip("-n", ATTACKER, "addr", "del", f"{src}/32", "dev", DEV_A)
+            _ip("-n", attacker, "addr", "del", f"{src}/32", "dev", dev_a)
 
 
 def _poll_engine(p: Platform, url: str, after: int, fd: int, *, every_s: float = 0.02) -> None:
@@ -764,23 +825,24 @@ def run_bouncer(home: Path) -> None:
     if p.enforcement() == "nft":
         from tenfold.autoblocker_ledger import NftBouncer
 
-        bouncer = NftBouncer(NFT_TABLE, netns=VICTIM).open()
+        bouncer = NftBouncer(NFT_TABLE, netns=p.victim).open()
         mode = "nftables"
     else:
-        with in_netns(VICTIM):
+        with in_netns(p.victim):
             blocklist = XdpBlockList()
-            mode = blocklist.attach(DEV_V)
+            mode = blocklist.attach(p.dev_v)
         bouncer = XdpBouncer(blocklist)
     state = FollowState.load(p.state)
     url = p.engine_url() if p.transport_conf.exists() else None
     if p.transport_conf.exists() and url is None:
         raise PlatformError("the platform engine is not running: tenfold platform up starts it")
-    if url is None and p.ledger_dir.exists():
+    if url is None and (p.ledger_dir.exists() or p.etcd_file.exists()):
         # Catch up: every decision the ledger recorded after the last one applied
         # (those a replay wrote while this bouncer was down).
-        from tenfold.autoblocker_ledger import EmbeddedLedger, stream_decisions
+        from tenfold.autoblocker_ledger import stream_decisions
+        from tenfold.platform._replicated import open_ledger
 
-        with EmbeddedLedger(p.ledger_dir) as led:
+        with open_ledger(p) as led:
             missed = list(stream_decisions(led, state.index))
         for d in missed:
             if feed(bouncer, d, state):

@@ -133,7 +133,7 @@ def _outcome(attackers: list[str], t0: float, seen: dict[str, float]) -> Outcome
 def _ours(ctx: BenchContext) -> Op:
     _root(ctx)
     from tenfold.core.services import KafkaBroker, Postgres
-    from tenfold.platform._platform import VICTIM, Platform
+    from tenfold.platform._platform import Platform
     from tenfold.platform._transport import produce
 
     broker = ctx.enter(KafkaBroker())
@@ -145,7 +145,7 @@ def _ours(ctx: BenchContext) -> Op:
     ctx.callback(plat.down)
     plat.up(rules, kafka=broker.bootstrap, postgres=pg.dsn, enforce="nft")
     topic = "tenfold.signals"
-    monitor = _Monitor(VICTIM)
+    monitor = _Monitor(plat.victim)
     ctx.callback(monitor.close)
     bursts = ctx.once("bursts", lambda: _Bursts(ctx.size(5, 50, 200)))
     mine = _Bursts(bursts.n)
@@ -159,12 +159,16 @@ def _ours(ctx: BenchContext) -> Op:
     return op
 
 
-def _ours_faults(ctx: BenchContext) -> Op:
-    """The platform's fault experiment per call, with bursts flowing through it."""
+def _ours_faults(ctx: BenchContext, *, replicated: bool = False) -> Op:
+    """The platform's fault experiment per call, with bursts flowing through it.
+
+    ``replicated``: the platform records into the etcd-ordered ledger and the
+    experiment is the etcd one (the leader SIGKILLed, the next leader frozen).
+    """
     _root(ctx)
     from tenfold.core.services import KafkaBroker, Postgres
-    from tenfold.platform._faults import AttackStream, run_faults
-    from tenfold.platform._platform import VICTIM, Platform
+    from tenfold.platform._faults import ETCD_EXPERIMENT, EXPERIMENT, AttackStream, run_faults
+    from tenfold.platform._platform import Platform
 
     broker = ctx.enter(KafkaBroker())
     pg = ctx.enter(Postgres())
@@ -175,9 +179,13 @@ def _ours_faults(ctx: BenchContext) -> Op:
     plat = Platform(ctx.workdir / "platform")
     plat.down()
     ctx.callback(plat.down)
-    plat.up(rules, kafka=broker.bootstrap, postgres=pg.dsn, enforce="nft", chaos=chaos)
-    monitor = _Monitor(VICTIM)
+    plat.up(
+        rules, kafka=broker.bootstrap, postgres=pg.dsn, enforce="nft", chaos=chaos,
+        replicated=replicated,
+    )  # fmt: skip
+    monitor = _Monitor(plat.victim)
     ctx.callback(monitor.close)
+    experiment = ETCD_EXPERIMENT if replicated else EXPERIMENT
     per_s = 5.0
     state = {"calls": 0, "lost": 0}
 
@@ -187,7 +195,9 @@ def _ours_faults(ctx: BenchContext) -> Op:
         stream = AttackStream(broker.bootstrap, "tenfold.signals", per_s=per_s, net=net)
         stream.start()
         try:
-            report, run = run_faults(plat, kafka=broker, postgres=pg, stream=stream, slo_s=120)
+            report, run = run_faults(
+                plat, kafka=broker, postgres=pg, stream=stream, slo_s=120, experiment=experiment
+            )
         finally:
             stream.stop()
         if report["status"] != "completed":
@@ -352,5 +362,31 @@ def scenarios() -> list[Scenario]:
             checks="every attacker whose five lines Kafka acknowledged must reach the nftables "
             "set; the experiment's own checks (each decision enforced once, proofs and tree "
             "head consistency) must pass",
+        ),
+        Scenario(
+            "signal_to_enforcement_during_faults_replicated",
+            "attackers banned during etcd faults",
+            Subject(
+                "tenfold platform --replicated under platform_etcd_faults.toml",
+                functools.partial(_ours_faults, replicated=True),
+            ),
+            None,
+            None,
+            TABLE,
+            "Signal to enforcement during etcd faults (replicated ledger: leader SIGKILLed, "
+            "next leader frozen 4 s)",
+            counts="per call, one run of the etcd chaos experiment while bursts of 5 failed "
+            "logins arrive at a fixed pace of 5 attackers/s (attackers/s is the pace, not a "
+            "capacity); the latency is per attacker, from its burst handed to the Kafka "
+            "producer to its address in the bouncer's nftables set, through a ledger that a "
+            "3-member etcd cluster orders; decisions_lost counts acknowledged bursts never "
+            "enforced (must be 0); no peer: fail2ban has no replicated record to fault",
+            rounds=1,
+            full_rounds=3,
+            warmup=0,
+            needs_root=True,
+            checks="every attacker whose five lines Kafka acknowledged must reach the nftables "
+            "set; the experiment's own checks (each decision enforced once, proofs, tree head "
+            "consistency, etcd's replica equal to the signed tree) must pass",
         ),
     ]

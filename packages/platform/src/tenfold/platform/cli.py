@@ -96,6 +96,10 @@ def platform() -> None:
     default=2.0,
     show_default=True,
     help="Seconds between a node's quotes (a failed one cuts its stream within this period).",
+    "--replicated",
+    is_flag=True,
+    help="Record into the replicated ledger: a 3-member etcd cluster on 127.0.0.1 that up "
+    "starts and down stops (default: the embedded ledger, no etcd).",
 )
 @json_option
 def up_cmd(
@@ -112,6 +116,7 @@ def up_cmd(
     allow: tuple[str, ...],
     attested: bool,
     attest_period: float,
+    replicated: bool,
     as_json: bool,
 ) -> None:
     """Create the namespaces and start the XDP bouncer (root); with --kafka and
@@ -132,6 +137,7 @@ def up_cmd(
         allow=allow,
         attested=attested,
         attest_period_s=attest_period,
+        replicated=replicated,
     )
     emit(status, as_json, lambda: _status_text(status))
 
@@ -164,7 +170,9 @@ def replay_cmd(home: Path, file: Path, as_json: bool) -> None:
 @HOME
 @json_option
 def down_cmd(home: Path, as_json: bool) -> None:
-    """Stop the bouncer and delete the namespaces (the ledger is kept)."""
+    """Stop the bouncer and delete the namespaces; stop the etcd members of --replicated.
+
+    The embedded ledger is kept; the replicated one goes with its cluster's data."""
     from tenfold.platform._platform import Platform
 
     out = Platform(home).down()
@@ -174,9 +182,73 @@ def down_cmd(home: Path, as_json: bool) -> None:
         lambda: (
             f"bouncer: {'stopped pid ' + str(out['bouncer_stopped']) if out['bouncer_stopped'] else 'not running'}\n"
             f"namespaces removed: {', '.join(out['namespaces_removed']) or 'none'}\n"
-            f"ledger kept: {out['ledger_kept'] or 'none'}"
+            + (f"etcd members stopped: pids {out['etcd_stopped']}\n" if out["etcd_stopped"] else "")
+            + f"ledger kept: {out['ledger_kept'] or 'none (the replicated ledger lived in etcd)'}"
         ),
     )
+
+
+@platform.command("faults")
+@click.option(
+    "--replicated",
+    is_flag=True,
+    help="Run the etcd faults (the leader SIGKILLed, a member cut off) against a platform "
+    "with the replicated ledger.",
+)
+@click.option(
+    "--experiment",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Another experiment file (the chaos engine's format, ${...} placeholders as in "
+    "platform_faults.toml).",
+)
+@click.option(
+    "--slo",
+    "slo_s",
+    type=click.FloatRange(1, 3600),
+    default=120.0,
+    show_default=True,
+    help="Seconds within which every acknowledged decision must be enforced after a fault.",
+)
+@json_option
+def faults_cmd(replicated: bool, experiment: Path | None, slo_s: float, as_json: bool) -> None:
+    """Run the platform's chaos experiment (root): bring up Kafka, PostgreSQL and a platform
+    of its own (its own namespaces), inject each fault while an attack flows, check after
+    each, take it all down. Exit 0 when every check passes, 1 when one fails."""
+    import math
+    import sys
+
+    from tenfold.platform._faults import fault_experiment
+
+    if not math.isfinite(slo_s):
+        raise click.BadParameter(f"{slo_s} is not a number of seconds", param_hint="--slo")
+
+    out = fault_experiment(replicated=replicated, experiment=experiment, slo_s=slo_s)
+    emit(out, as_json, lambda: _faults_text(out))
+    if not out["passed"]:
+        sys.exit(1)
+
+
+def _faults_text(r: dict[str, Any]) -> str:
+    rep = r["report"]
+    lines = [f"{rep['title']}: {rep['status']}" + (f" ({rep['reason']})" if rep["reason"] else "")]
+    for step in rep["steps_detail"]:
+        mark = "ok" if step["ok"] else "FAILED"
+        detail = f": {step['detail']}" if step["detail"] else ""
+        lines.append(f"  {step['kind']:6} {step['id']}: {mark} in {step['s']:.2f} s{detail}")
+    for c in r["checks"]:
+        lines.append(
+            f"  after {c['after']}: {c['enforced']}/{c['decisions']} decisions enforced once "
+            f"within {c['recovered_s']:.2f} s, {c['proofs_verified']} proofs verified, tree of "
+            f"{c['tree_size']} consistent with {c['consistent_with']}"
+            + (f", etcd replica {c['etcd_replica']}" if c.get("etcd_replica") is not None else "")
+        )
+    lines.append(f"attack: {r['attackers']} attackers acknowledged by Kafka, {r['banned']} banned")
+    if r.get("etcd"):
+        lines += ["etcd after the faults:", *_etcd_text(r["etcd"])]
+    lines += [f"  problem: {p}" for p in r["problems"]]
+    lines.append("passed" if r["passed"] else "FAILED")
+    return "\n".join(lines)
 
 
 @platform.command("_bouncer", hidden=True)
@@ -318,11 +390,29 @@ def _status_text(s: dict[str, Any]) -> str:
             f"bouncer: {'running' if b['running'] else 'stopped'}"
             + (f" (pid {b['pid']}, {b['where']})" if b["running"] else ""),
             *_engine_text(s.get("engine")),
-            f"ledger: {led['entries']} entries, {led['events']} events, {led['decisions']} decisions",
+            f"ledger: {led['entries']} entries, {led['events']} events, {led['decisions']} decisions"
+            + (" (replicated: etcd)" if s.get("etcd") is not None else ""),
+            *_etcd_text(s.get("etcd")),
             f"enforced: {len(bans)} bans, last ledger index applied {enf['last_index']}"
             + "".join(f"\n  {v} for {max(0.0, u - now):.0f} s more" for v, u in bans.items()),
         ]
     )
+
+
+def _etcd_text(members: list[dict[str, Any]] | None) -> list[str]:
+    if members is None:
+        return []
+    return [
+        f"  etcd {m['name']} {m['endpoint']}: "
+        + (
+            ("leader" if m["leader"] else "follower")
+            + f", term {m['raft_term']}, raft index {m['raft_index']}"
+            if m["healthy"]
+            else ("running, not answering" if m["running"] else "DOWN")
+        )
+        + (f" (pid {m['pid']})" if m["running"] else "")
+        for m in members
+    ]
 
 
 def _engine_text(e: dict[str, Any] | None) -> list[str]:

@@ -152,6 +152,11 @@ class _Process:
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
+    def detach(self) -> None:
+        """Let the process outlive this one: off the at-exit stop list (its owner stops it)."""
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
     def kill(self) -> None:
         """SIGKILL, for fault tests: no clean shutdown."""
         if self.proc is not None and self.proc.poll() is None:

@@ -150,6 +150,23 @@ class Etcd(Service):
         """SIGKILL member ``i`` (a crash)."""
         self._procs[i].kill()
 
+    def argv(self, i: int) -> list[str]:
+        """The command line of member ``i``: run again, it rejoins on its data and ports."""
+        return self._argv(i, "new")
+
+    def detach(self) -> list[int]:
+        """Let the members outlive this process (a background cluster); their pids.
+
+        Whoever keeps the pids stops them; :meth:`stop` here no longer does.
+        """
+        pids = []
+        for proc in self._procs:
+            proc.detach()
+            if proc.pid is not None:
+                pids.append(proc.pid)
+        self._procs = []
+        return pids
+
     def restart(self, i: int) -> None:
         """Start member ``i`` again on its old data directory and ports."""
         proc = self._procs[i]
