@@ -58,7 +58,7 @@ from tenfold.auto_learner._guards import check_target, detect_task, find_leaks
 from tenfold.auto_learner._model import FullProba, Model
 from tenfold.auto_learner._omp import available_cpus
 from tenfold.auto_learner._shift import shift_test
-from tenfold.auto_learner._store import RunStore, meta_features
+from tenfold.auto_learner._store import RunStore, adapt, meta_features
 from tenfold.auto_learner._trials import (
     TrialInputs,
     TrialPool,
@@ -884,19 +884,22 @@ class AutoLearner:
         inputs = TrialInputs(x, y, tr, va, weights, cat, task, n_classes, seed, metric, cache)
 
         # The queue: (family, config, source, must_finish). The plain LightGBM default
-        # first, then what won on the most similar past datasets, each bounded by the
-        # rounds early stopping kept there (twice as many, at least 50: a new domain may
-        # want more, a configuration with a small learning rate must not run away).
+        # first, then what beat the default on the most similar past datasets, of any
+        # family, its tree size scaled to these rows and its rounds bounded by what
+        # early stopping kept there (see _store.adapt).
         queue: list[tuple[str, dict[str, Any], str, bool]] = []
         if "lgbm" in families:
             queue.append(("lgbm", {**DEFAULT_LGBM, "n_estimators": PLAIN_ROUNDS}, "default", True))
-            for suggested in suggestions:
-                rounds = suggested.get("rounds")
-                cfg = {k: v for k, v in suggested.items() if k != "rounds"}
-                if cfg != DEFAULT_LGBM:
-                    if isinstance(rounds, int) and rounds > 0:
-                        cfg["n_estimators"] = max(50, 2 * rounds)
-                    queue.append(("lgbm", cfg, "warm start", False))
+        warm_families: set[str] = set()
+        for suggested in suggestions:
+            family, cfg = adapt(suggested, len(tr))
+            plain = {"lgbm": DEFAULT_LGBM, "hist_gb": DEFAULT_HIST, "xgboost": DEFAULT_XGB}
+            if family == "xgboost" and family in families and cfg == DEFAULT_XGB:
+                # XGBoost's one trial won there: it runs now, not after the others.
+                warm_families.add(family)
+            elif family not in families or family not in plain or cfg == plain[family]:
+                continue
+            queue.append((family, cfg, "warm start", False))
         if "hist_gb" in families:
             queue.append(("hist_gb", dict(DEFAULT_HIST), "default", True))
         if weights is not None and "lgbm" in families:
@@ -913,7 +916,7 @@ class AutoLearner:
                 )
         if "linear" in families:
             queue.append(("linear", {}, "family", False))
-        if "xgboost" in families:
+        if "xgboost" in families and "xgboost" not in warm_families:
             queue.append(("xgboost", dict(DEFAULT_XGB), "family", False))
         rng = np.random.default_rng(seed)
         trials: list[Trial] = []
@@ -1156,23 +1159,40 @@ class AutoLearner:
         result.model.report = result.summary()
         if store is not None:
             try:
-                # The three best distinct LightGBM configurations, each with the rounds
-                # early stopping kept: the next domain's warm start.
+                # The three best distinct configurations that beat the plain LightGBM
+                # default (any family but the linear one), each with its family, the
+                # rows it trained on, the rounds early stopping kept, and its margin
+                # over the default: the next domain's warm start.
+                floor = next(
+                    (t for t in trials if t.family == "lgbm" and t.source == "default"), None
+                )
                 ranked = sorted(
-                    (t for t in trials if t.family == "lgbm" and not t.partial),
+                    (t for t in trials if t.family != "linear" and not t.partial),
                     key=lambda t: -_key(metric, t.score),
                 )
                 kept: list[dict[str, Any]] = []
                 for t in ranked:
-                    cfg = {k: v for k, v in t.config.items() if k != "n_estimators"}
-                    if cfg not in kept and len(kept) < 3:
+                    margin = _key(metric, t.score) - (
+                        _key(metric, floor.score) if floor is not None else 0.0
+                    )
+                    if len(kept) == 3 or (floor is not None and margin <= 0):
+                        break
+                    cfg = {
+                        "family": t.family,
+                        **{
+                            k: v
+                            for k, v in t.config.items()
+                            if not (t.family == "lgbm" and k == "n_estimators")
+                        },
+                    }
+                    if cfg not in kept:
                         kept.append(cfg)
                         store.record(
                             dataset,
                             str(domain or ""),
                             meta,
-                            {**cfg, "rounds": int(t.iterations)},
-                            _key(metric, t.score),
+                            {**cfg, "rounds": int(t.iterations), "train_rows": int(t.rows)},
+                            margin,
                         )
             finally:
                 store.close()
