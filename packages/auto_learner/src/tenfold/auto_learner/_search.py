@@ -490,6 +490,27 @@ class AutoLearner:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in cfg.items()}
 
     @staticmethod
+    def _xgb_neighbours(best: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """An XGBoost configuration near ``best`` (searched only while XGBoost leads)."""
+        cfg = dict(DEFAULT_XGB, **best)
+        cfg["max_depth"] = int(np.clip(int(cfg["max_depth"]) + int(rng.choice([-1, 0, 1])), 2, 12))
+        cfg["learning_rate"] = round(
+            float(np.clip(cfg["learning_rate"] * math.exp(rng.normal(-0.1, 0.4)), 0.01, 0.3)), 5
+        )
+        cfg["min_child_weight"] = round(
+            float(
+                np.clip(cfg.get("min_child_weight", 1.0) * math.exp(rng.normal(0, 0.7)), 0.1, 100)
+            ),
+            4,
+        )
+        for knob in ("subsample", "colsample_bytree"):
+            cfg[knob] = round(float(np.clip(cfg.get(knob, 1.0) + rng.normal(0, 0.15), 0.4, 1.0)), 4)
+        cfg["reg_lambda"] = round(
+            float(np.clip(cfg.get("reg_lambda", 1.0) + abs(rng.normal(0, 1.0)), 0.0, 50.0)), 4
+        )
+        return cfg
+
+    @staticmethod
     def _hist_neighbours(best: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         cfg = dict(DEFAULT_HIST, **best)
         cfg["max_leaf_nodes"] = int(
@@ -587,10 +608,8 @@ class AutoLearner:
                 return stop_at is not None and epoch >= 10 and _now() > stop_at
 
         kwargs = {
+            **_xgb_params(cfg),
             "n_estimators": int(cfg.get("n_estimators", 1000)),
-            "max_depth": int(cfg.get("max_depth", 6)),
-            "learning_rate": float(cfg.get("learning_rate", 0.1)),
-            "tree_method": "hist",
             "early_stopping_rounds": 30,
             "n_jobs": self.threads,
             "random_state": seed,
@@ -958,10 +977,19 @@ class AutoLearner:
                     if _now() + reserve() >= deadline or step > 500 or issued >= trial_cap:
                         return None
                     live = [f for f in ("lgbm", "hist_gb") if f in families and f not in broken]
-                    if not live:
+                    # XGBoost is searched only while it leads (its trials cost several
+                    # LightGBM ones): then every other search trial explores around it.
+                    xgb_leads = best is not None and best.family == "xgboost"
+                    if not live and not xgb_leads:
                         return None
-                    family = live[step % 4 == 3 and len(live) > 1]
-                    if family == "lgbm":
+                    if xgb_leads and (step % 2 == 0 or not live):
+                        family = "xgboost"
+                    else:
+                        family = live[step % 4 == 3 and len(live) > 1]
+                    if family == "xgboost":
+                        base = _best_of(trials, "xgboost", metric)
+                        cfg = self._xgb_neighbours(base.config if base else DEFAULT_XGB, rng)
+                    elif family == "lgbm":
                         base = _best_of(trials, "lgbm", metric)
                         cfg = self._neighbours(base.config if base else DEFAULT_LGBM, rng, step)
                     else:
@@ -997,7 +1025,13 @@ class AutoLearner:
                         if family == "hist_gb"
                         else 0
                     ),
-                    rung_rows=rung_rows if (source == "search" and rung_rows) else 0,
+                    # (XGBoost trials always take every row: the rung's sample is
+                    # LightGBM's and HistGradientBoosting's.)
+                    rung_rows=(
+                        rung_rows
+                        if (source == "search" and rung_rows and family != "xgboost")
+                        else 0
+                    ),
                 )
 
         def record(spec: TrialSpec, run: TrialRun) -> None:
@@ -1254,10 +1288,8 @@ class AutoLearner:
             import xgboost as xgb
 
             params = {
+                **_xgb_params(best.config),
                 "n_estimators": max(10, int(best.iterations * 1.1)),
-                "max_depth": int(best.config.get("max_depth", 6)),
-                "learning_rate": float(best.config.get("learning_rate", 0.1)),
-                "tree_method": "hist",
                 "n_jobs": self.threads,
                 "random_state": seed,
             }
@@ -1387,6 +1419,19 @@ def _first_step_s(trials: list[Trial], family: str) -> float:
         return min(t.fit_s for t in own)
     per_round = min(t.fit_s / max(t.rounds_trained, 1) for t in own)
     return per_round * (10 if family in ("lgbm", "xgboost") else 50)
+
+
+def _xgb_params(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The XGBoost model parameters of a configuration (the search's and the refit's)."""
+    params: dict[str, Any] = {
+        "max_depth": int(cfg.get("max_depth", 6)),
+        "learning_rate": float(cfg.get("learning_rate", 0.1)),
+        "tree_method": "hist",
+    }
+    for knob in ("min_child_weight", "subsample", "colsample_bytree", "reg_lambda"):
+        if knob in cfg:
+            params[knob] = float(cfg[knob])
+    return params
 
 
 def _refit_rounds(best: Trial) -> int:
