@@ -66,8 +66,10 @@ def test_warm_start_uses_the_store(fitted, small: pd.DataFrame) -> None:
         warnings.simplefilter("ignore")
         again = AutoLearner(store=store).fit(small.iloc[:2_000], "target", time="t", budget_s=1.5)
     sources = [t.source for t in again.trials]
-    assert sources[0] == "default"
-    assert "warm start" in sources or again.trials[0].config == fitted[0].best.config
+    # The nearest run's best configuration first, when it stored one (it beat its
+    # default there), then the plain default, which always runs.
+    assert "default" in sources[:2]
+    assert sources[0] == "warm start" or fitted[0].best.source == "default"
 
 
 def test_predictions_are_the_same_through_every_path(

@@ -902,13 +902,11 @@ class AutoLearner:
         self.cache_stats = cache.stats
         inputs = TrialInputs(x, y, tr, va, weights, cat, task, n_classes, seed, metric, cache)
 
-        # The queue: (family, config, source, must_finish). The plain LightGBM default
-        # first, then what beat the default on the most similar past datasets, of any
-        # family, its tree size scaled to these rows and its rounds bounded by what
-        # early stopping kept there (see _store.adapt).
+        # The queue: (family, config, source, must_finish). What beat the default on the
+        # most similar past datasets (of any family, its tree size scaled to these rows
+        # and its rounds bounded by what early stopping kept there: _store.adapt), the
+        # best of them first and the plain LightGBM default second.
         queue: list[tuple[str, dict[str, Any], str, bool]] = []
-        if "lgbm" in families:
-            queue.append(("lgbm", {**DEFAULT_LGBM, "n_estimators": PLAIN_ROUNDS}, "default", True))
         warm_families: set[str] = set()
         for suggested in suggestions:
             family, cfg = adapt(suggested, len(tr))
@@ -919,6 +917,13 @@ class AutoLearner:
             elif family not in families or family not in plain or cfg == plain[family]:
                 continue
             queue.append((family, cfg, "warm start", False))
+        if "lgbm" in families:
+            # The best configuration of the nearest past run is the first guess (the warm
+            # start's point: when it is right, nothing before it spends the time); the
+            # plain LightGBM default follows at once and always finishes, so the floor
+            # under "never below the default" is the same with or without a store.
+            plain_lgbm = ("lgbm", {**DEFAULT_LGBM, "n_estimators": PLAIN_ROUNDS}, "default", True)
+            queue.insert(min(1, len(queue)), plain_lgbm)
         if "hist_gb" in families:
             queue.append(("hist_gb", dict(DEFAULT_HIST), "default", True))
         if weights is not None and "lgbm" in families:
