@@ -27,6 +27,7 @@ from tenfold.auto_learner import (
     flights,
     synthetic,
 )
+from tenfold.auto_learner._store import RunStore, adapt, meta_features
 from tenfold.core.testing import run_cli
 
 
@@ -65,8 +66,10 @@ def test_warm_start_uses_the_store(fitted, small: pd.DataFrame) -> None:
         warnings.simplefilter("ignore")
         again = AutoLearner(store=store).fit(small.iloc[:2_000], "target", time="t", budget_s=1.5)
     sources = [t.source for t in again.trials]
-    assert sources[0] == "default"
-    assert "warm start" in sources or again.trials[0].config == fitted[0].best.config
+    # The nearest run's best configuration first, when it stored one (it beat its
+    # default there), then the plain default, which always runs.
+    assert "default" in sources[:2]
+    assert sources[0] == "warm start" or fitted[0].best.source == "default"
 
 
 def test_predictions_are_the_same_through_every_path(
@@ -296,3 +299,81 @@ def test_search_neighbours_stay_in_the_space(seed: int, step: int) -> None:
     assert 4 <= cfg["num_leaves"] <= 1024
     assert 0.01 <= cfg["learning_rate"] <= 0.3
     assert 0.3 <= cfg["feature_fraction"] <= 1.0
+
+
+def test_stored_configurations_are_scaled_to_the_new_rows() -> None:
+    stored = {
+        "family": "lgbm",
+        "num_leaves": 124,
+        "learning_rate": 0.03,
+        "min_child_samples": 11,
+        "rounds": 31,
+        "train_rows": 16_000,
+    }
+    family, cfg = adapt(stored, 4_000)
+    # Leaves per row kept (124 leaves on 16K rows: 31 on 4K); at least LightGBM's 100
+    # rounds where early stopping kept 31 on a noisy validation.
+    assert family == "lgbm"
+    assert cfg == {
+        "num_leaves": 31,
+        "learning_rate": 0.03,
+        "min_child_samples": 11,
+        "n_estimators": 100,
+    }
+    # The ratio is clipped (a 64x smaller domain: a quarter), and other families adapt too.
+    assert adapt(stored, 250)[1]["num_leaves"] == 31
+    hist = {"family": "hist_gb", "max_leaf_nodes": 31, "max_iter": 500, "rounds": 300}
+    assert adapt({**hist, "train_rows": 2_000}, 8_000) == (
+        "hist_gb",
+        {"max_leaf_nodes": 124, "max_iter": 600},
+    )
+    # A row written before families were stored is LightGBM's, unscaled.
+    assert adapt({"num_leaves": 62}, 1_000) == ("lgbm", {"num_leaves": 62})
+
+
+def test_the_store_suggests_the_best_of_each_near_run_first(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    meta = {k: 1.0 for k in ("log_rows", "log_features", "frac_categorical", "classes")}
+    meta |= {"class_entropy": 1.0, "missing": 0.0}
+    for domain, leaves, margin, family in (
+        ("a", 1, 0.02, "hist_gb"),
+        ("a", 2, 0.01, "lgbm"),
+        ("b", 3, 0.03, "lgbm"),
+    ):
+        store.record("d", domain, meta, {"family": family, "num_leaves": leaves}, margin)
+    store.record("d", "c", {**meta, "log_rows": 3.0}, {"family": "xgboost"}, 0.5)
+    # Each run's best (largest margin over its default) first, nearest run first;
+    # then each run's second best.
+    assert store.suggest(meta, k=4) == [
+        {"family": "lgbm", "num_leaves": 3},
+        {"family": "hist_gb", "num_leaves": 1},
+        {"family": "xgboost"},
+        {"family": "lgbm", "num_leaves": 2},
+    ]
+    assert store.suggest(meta, k=2, exclude_domain="b") == [
+        {"family": "hist_gb", "num_leaves": 1},
+        {"family": "xgboost"},
+    ]
+    store.close()
+
+
+def test_a_fit_stores_only_what_beat_its_default(small: pd.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = AutoLearner(store=path).fit(
+            small, "target", time="t", budget_s=2, seed=1, max_trials=8
+        )
+    store = RunStore(path)
+    try:
+        stored = store.suggest(meta_features(np.zeros((10, 2)), np.array([0, 1] * 5), []), k=9)
+    finally:
+        store.close()
+    floor = next(t for t in result.trials if t.source == "default" and t.family == "lgbm")
+    winners = [
+        t for t in result.trials if not t.partial and t.family != "linear" and t.score > floor.score
+    ]
+    assert len(stored) == min(3, len({json.dumps(t.config, sort_keys=True) for t in winners}))
+    assert all(
+        c["family"] in ("lgbm", "hist_gb", "xgboost") and c["train_rows"] > 0 for c in stored
+    )

@@ -357,3 +357,18 @@ def test_an_xgboost_winner_is_refitted_and_survives_save_and_load(
         loaded.predict(df.head(30)) if kind == "regression" else loaded.predict_proba(df.head(30))
     )
     np.testing.assert_allclose(after, before)
+
+
+def test_the_search_explores_around_a_leading_xgboost(tmp_path: Path) -> None:
+    df = synthetic(1_500, features=5, seed=9)
+    result = _quiet_fit(df, "target", time="t", budget_s=30, families=("xgboost",), max_trials=4)
+    # One plain XGBoost trial, then neighbours of the best one (XGBoost leads: the only family).
+    assert [t.source for t in result.trials] == ["family", "search", "search", "search"]
+    assert all(t.family == "xgboost" for t in result.trials)
+    searched = [t.config for t in result.trials[1:]]
+    assert all({"min_child_weight", "subsample", "colsample_bytree"} <= set(c) for c in searched)
+    assert len({json.dumps(c, sort_keys=True) for c in searched}) == 3
+    assert result.refit and result.model.family == "xgboost"
+    before = result.model.predict_proba(df.head(30))
+    result.model.save(tmp_path / "m.json")
+    np.testing.assert_allclose(Model.load(tmp_path / "m.json").predict_proba(df.head(30)), before)

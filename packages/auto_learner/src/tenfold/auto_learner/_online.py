@@ -129,9 +129,10 @@ class OnlineLearner:
         *,
         label_delay: float = 0.0,
         window: int = 20_000,
-        update_every: int = 2_000,
+        update_every: int = 4_000,
         retrain_gap: int | None = None,
         update_rounds: int = 10,
+        update_window: int | None = None,
         adwin_delta: float = 0.002,
         background: bool = True,
         categorical: Sequence[int] = (),
@@ -174,12 +175,23 @@ class OnlineLearner:
         self.on_learn = on_learn
         self.params = {**params, "verbose": -1, "num_threads": 1}
         self.label_delay = label_delay
+        # Labels between two boosting updates. Each update predicts its window (twice
+        # this many rows) with every tree for the init scores and rebuilds the model,
+        # which was ~30% of the stream's time at 2,000. Measured on the flights stream
+        # (60K rows, 256-row batches): 4,000 gave prequential AUC 0.8062 / 0.7324 at
+        # 0 / 6 h delay against 0.8061 / 0.7271 at 2,000, in half the update time;
+        # the per-row blend, not the booster, follows what changes from hour to hour.
         self.update_every = update_every
         # Fewest labels between two drift retrains. The default is five update intervals:
         # the per-row blend follows short changes (an hour of bad weather), so a fresh
         # booster is for lasting ones, and each costs a full boosting run.
         self.retrain_gap = 5 * update_every if retrain_gap is None else retrain_gap
         self.update_rounds = update_rounds
+        # Rows each update boosts on: the newest labelled ones, one interval's worth by
+        # default. Two intervals' worth (the old default) cost twice the binning, the
+        # init-score predictions and the training for the same AUC on the flights
+        # stream (0.8062 / 0.7324 at 0 / 6 h delay against 0.8058 / 0.7338).
+        self.update_window = update_every if update_window is None else update_window
         self.adwin = Adwin(adwin_delta)
         self.stats = OnlineStats()
         self.background = background
@@ -285,7 +297,7 @@ class OnlineLearner:
         """Continue boosting a few rounds on the recent labelled rows."""
         if self._retrain is not None and self._retrain.is_alive():
             return
-        n = min(len(self._xs), self.update_every * 2)
+        n = min(len(self._xs), self.update_window)
         x = np.vstack(list(self._xs)[-n:])
         y = np.fromiter(list(self._ys)[-n:], dtype=np.int32)
         if len(np.unique(y)) < 2:

@@ -58,7 +58,7 @@ from tenfold.auto_learner._guards import check_target, detect_task, find_leaks
 from tenfold.auto_learner._model import FullProba, Model
 from tenfold.auto_learner._omp import available_cpus
 from tenfold.auto_learner._shift import shift_test
-from tenfold.auto_learner._store import RunStore, meta_features
+from tenfold.auto_learner._store import RunStore, adapt, meta_features
 from tenfold.auto_learner._trials import (
     TrialInputs,
     TrialPool,
@@ -490,6 +490,27 @@ class AutoLearner:
         return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in cfg.items()}
 
     @staticmethod
+    def _xgb_neighbours(best: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """An XGBoost configuration near ``best`` (searched only while XGBoost leads)."""
+        cfg = dict(DEFAULT_XGB, **best)
+        cfg["max_depth"] = int(np.clip(int(cfg["max_depth"]) + int(rng.choice([-1, 0, 1])), 2, 12))
+        cfg["learning_rate"] = round(
+            float(np.clip(cfg["learning_rate"] * math.exp(rng.normal(-0.1, 0.4)), 0.01, 0.3)), 5
+        )
+        cfg["min_child_weight"] = round(
+            float(
+                np.clip(cfg.get("min_child_weight", 1.0) * math.exp(rng.normal(0, 0.7)), 0.1, 100)
+            ),
+            4,
+        )
+        for knob in ("subsample", "colsample_bytree"):
+            cfg[knob] = round(float(np.clip(cfg.get(knob, 1.0) + rng.normal(0, 0.15), 0.4, 1.0)), 4)
+        cfg["reg_lambda"] = round(
+            float(np.clip(cfg.get("reg_lambda", 1.0) + abs(rng.normal(0, 1.0)), 0.0, 50.0)), 4
+        )
+        return cfg
+
+    @staticmethod
     def _hist_neighbours(best: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         cfg = dict(DEFAULT_HIST, **best)
         cfg["max_leaf_nodes"] = int(
@@ -587,10 +608,8 @@ class AutoLearner:
                 return stop_at is not None and epoch >= 10 and _now() > stop_at
 
         kwargs = {
+            **_xgb_params(cfg),
             "n_estimators": int(cfg.get("n_estimators", 1000)),
-            "max_depth": int(cfg.get("max_depth", 6)),
-            "learning_rate": float(cfg.get("learning_rate", 0.1)),
-            "tree_method": "hist",
             "early_stopping_rounds": 30,
             "n_jobs": self.threads,
             "random_state": seed,
@@ -883,20 +902,28 @@ class AutoLearner:
         self.cache_stats = cache.stats
         inputs = TrialInputs(x, y, tr, va, weights, cat, task, n_classes, seed, metric, cache)
 
-        # The queue: (family, config, source, must_finish). The plain LightGBM default
-        # first, then what won on the most similar past datasets, each bounded by the
-        # rounds early stopping kept there (twice as many, at least 50: a new domain may
-        # want more, a configuration with a small learning rate must not run away).
+        # The queue: (family, config, source, must_finish). What beat the default on the
+        # most similar past datasets (of any family, its tree size scaled to these rows
+        # and its rounds bounded by what early stopping kept there: _store.adapt), the
+        # best of them first and the plain LightGBM default second.
         queue: list[tuple[str, dict[str, Any], str, bool]] = []
+        warm_families: set[str] = set()
+        for suggested in suggestions:
+            family, cfg = adapt(suggested, len(tr))
+            plain = {"lgbm": DEFAULT_LGBM, "hist_gb": DEFAULT_HIST, "xgboost": DEFAULT_XGB}
+            if family == "xgboost" and family in families and cfg == DEFAULT_XGB:
+                # XGBoost's one trial won there: it runs now, not after the others.
+                warm_families.add(family)
+            elif family not in families or family not in plain or cfg == plain[family]:
+                continue
+            queue.append((family, cfg, "warm start", False))
         if "lgbm" in families:
-            queue.append(("lgbm", {**DEFAULT_LGBM, "n_estimators": PLAIN_ROUNDS}, "default", True))
-            for suggested in suggestions:
-                rounds = suggested.get("rounds")
-                cfg = {k: v for k, v in suggested.items() if k != "rounds"}
-                if cfg != DEFAULT_LGBM:
-                    if isinstance(rounds, int) and rounds > 0:
-                        cfg["n_estimators"] = max(50, 2 * rounds)
-                    queue.append(("lgbm", cfg, "warm start", False))
+            # The best configuration of the nearest past run is the first guess (the warm
+            # start's point: when it is right, nothing before it spends the time); the
+            # plain LightGBM default follows at once and always finishes, so the floor
+            # under "never below the default" is the same with or without a store.
+            plain_lgbm = ("lgbm", {**DEFAULT_LGBM, "n_estimators": PLAIN_ROUNDS}, "default", True)
+            queue.insert(min(1, len(queue)), plain_lgbm)
         if "hist_gb" in families:
             queue.append(("hist_gb", dict(DEFAULT_HIST), "default", True))
         if weights is not None and "lgbm" in families:
@@ -913,7 +940,7 @@ class AutoLearner:
                 )
         if "linear" in families:
             queue.append(("linear", {}, "family", False))
-        if "xgboost" in families:
+        if "xgboost" in families and "xgboost" not in warm_families:
             queue.append(("xgboost", dict(DEFAULT_XGB), "family", False))
         rng = np.random.default_rng(seed)
         trials: list[Trial] = []
@@ -955,10 +982,19 @@ class AutoLearner:
                     if _now() + reserve() >= deadline or step > 500 or issued >= trial_cap:
                         return None
                     live = [f for f in ("lgbm", "hist_gb") if f in families and f not in broken]
-                    if not live:
+                    # XGBoost is searched only while it leads (its trials cost several
+                    # LightGBM ones): then every other search trial explores around it.
+                    xgb_leads = best is not None and best.family == "xgboost"
+                    if not live and not xgb_leads:
                         return None
-                    family = live[step % 4 == 3 and len(live) > 1]
-                    if family == "lgbm":
+                    if xgb_leads and (step % 2 == 0 or not live):
+                        family = "xgboost"
+                    else:
+                        family = live[step % 4 == 3 and len(live) > 1]
+                    if family == "xgboost":
+                        base = _best_of(trials, "xgboost", metric)
+                        cfg = self._xgb_neighbours(base.config if base else DEFAULT_XGB, rng)
+                    elif family == "lgbm":
                         base = _best_of(trials, "lgbm", metric)
                         cfg = self._neighbours(base.config if base else DEFAULT_LGBM, rng, step)
                     else:
@@ -994,7 +1030,13 @@ class AutoLearner:
                         if family == "hist_gb"
                         else 0
                     ),
-                    rung_rows=rung_rows if (source == "search" and rung_rows) else 0,
+                    # (XGBoost trials always take every row: the rung's sample is
+                    # LightGBM's and HistGradientBoosting's.)
+                    rung_rows=(
+                        rung_rows
+                        if (source == "search" and rung_rows and family != "xgboost")
+                        else 0
+                    ),
                 )
 
         def record(spec: TrialSpec, run: TrialRun) -> None:
@@ -1156,23 +1198,40 @@ class AutoLearner:
         result.model.report = result.summary()
         if store is not None:
             try:
-                # The three best distinct LightGBM configurations, each with the rounds
-                # early stopping kept: the next domain's warm start.
+                # The three best distinct configurations that beat the plain LightGBM
+                # default (any family but the linear one), each with its family, the
+                # rows it trained on, the rounds early stopping kept, and its margin
+                # over the default: the next domain's warm start.
+                floor = next(
+                    (t for t in trials if t.family == "lgbm" and t.source == "default"), None
+                )
                 ranked = sorted(
-                    (t for t in trials if t.family == "lgbm" and not t.partial),
+                    (t for t in trials if t.family != "linear" and not t.partial),
                     key=lambda t: -_key(metric, t.score),
                 )
                 kept: list[dict[str, Any]] = []
                 for t in ranked:
-                    cfg = {k: v for k, v in t.config.items() if k != "n_estimators"}
-                    if cfg not in kept and len(kept) < 3:
+                    margin = _key(metric, t.score) - (
+                        _key(metric, floor.score) if floor is not None else 0.0
+                    )
+                    if len(kept) == 3 or (floor is not None and margin <= 0):
+                        break
+                    cfg = {
+                        "family": t.family,
+                        **{
+                            k: v
+                            for k, v in t.config.items()
+                            if not (t.family == "lgbm" and k == "n_estimators")
+                        },
+                    }
+                    if cfg not in kept:
                         kept.append(cfg)
                         store.record(
                             dataset,
                             str(domain or ""),
                             meta,
-                            {**cfg, "rounds": int(t.iterations)},
-                            _key(metric, t.score),
+                            {**cfg, "rounds": int(t.iterations), "train_rows": int(t.rows)},
+                            margin,
                         )
             finally:
                 store.close()
@@ -1234,10 +1293,8 @@ class AutoLearner:
             import xgboost as xgb
 
             params = {
+                **_xgb_params(best.config),
                 "n_estimators": max(10, int(best.iterations * 1.1)),
-                "max_depth": int(best.config.get("max_depth", 6)),
-                "learning_rate": float(best.config.get("learning_rate", 0.1)),
-                "tree_method": "hist",
                 "n_jobs": self.threads,
                 "random_state": seed,
             }
@@ -1367,6 +1424,19 @@ def _first_step_s(trials: list[Trial], family: str) -> float:
         return min(t.fit_s for t in own)
     per_round = min(t.fit_s / max(t.rounds_trained, 1) for t in own)
     return per_round * (10 if family in ("lgbm", "xgboost") else 50)
+
+
+def _xgb_params(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The XGBoost model parameters of a configuration (the search's and the refit's)."""
+    params: dict[str, Any] = {
+        "max_depth": int(cfg.get("max_depth", 6)),
+        "learning_rate": float(cfg.get("learning_rate", 0.1)),
+        "tree_method": "hist",
+    }
+    for knob in ("min_child_weight", "subsample", "colsample_bytree", "reg_lambda"):
+        if knob in cfg:
+            params[knob] = float(cfg[knob])
+    return params
 
 
 def _refit_rounds(best: Trial) -> int:

@@ -2,6 +2,12 @@
 
 A new search asks for the configurations that did best on the most similar
 past datasets (nearest by meta-features) and tries them first: the warm start.
+
+What is stored is what transfers between domains of different sizes: each
+configuration with its family, the training rows it was fitted on, the rounds
+early stopping kept, and its margin over that run's plain default (raw scores of
+two domains are not comparable; "beat the default there, by this much" is).
+:func:`adapt` rescales a stored configuration's capacity to the new data's rows.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import numpy as np
 
 from tenfold.auto_learner.errors import DataError
 
-__all__ = ["RunStore", "meta_features"]
+__all__ = ["RunStore", "adapt", "meta_features"]
 
 
 def meta_features(
@@ -43,6 +49,40 @@ def meta_features(
 
 _KEYS = ("log_rows", "log_features", "frac_categorical", "classes", "class_entropy", "missing")
 _SCALE = np.array([1.0, 1.0, 0.5, 2.0, 0.5, 0.2])
+
+
+# The capacity knobs that grow with the rows a tree sees (leaves per row held constant
+# between domains: 124 leaves fitted on 15K rows overfit 4K rows), per family.
+_LEAF_KNOBS = {"lgbm": ("num_leaves", 4, 1024), "hist_gb": ("max_leaf_nodes", 4, 255)}
+# A stored configuration keeps at least this many rounds (LightGBM's default number):
+# early stopping on a noisy validation may have kept only a few dozen, and the cap
+# is twice that; early stopping still ends a trial sooner on the new data.
+_MIN_ROUNDS = 100
+
+
+def adapt(stored: dict[str, Any], rows: int) -> tuple[str, dict[str, Any]]:
+    """A stored configuration made ready for ``rows`` training rows: (family, config).
+
+    The tree size scales with the rows (the ratio clipped to 1/4..4), the rounds
+    cap is twice what early stopping kept (at least ``_MIN_ROUNDS``), and the
+    bookkeeping keys go. Rows written before families were stored are LightGBM's.
+    """
+    cfg = dict(stored)
+    family = str(cfg.pop("family", "lgbm"))
+    rounds = cfg.pop("rounds", None)
+    source_rows = cfg.pop("train_rows", None)
+    knob = _LEAF_KNOBS.get(family)
+    if knob is not None and isinstance(source_rows, int) and source_rows > 0 and knob[0] in cfg:
+        name, low, high = knob
+        ratio = min(4.0, max(0.25, rows / source_rows))
+        cfg[name] = int(min(high, max(low, round(int(cfg[name]) * ratio))))
+    if isinstance(rounds, int) and rounds > 0:
+        cap = max(_MIN_ROUNDS, 2 * rounds)
+        if family == "lgbm":
+            cfg["n_estimators"] = cap
+        elif family == "hist_gb":
+            cfg["max_iter"] = cap
+    return family, cfg
 
 
 class RunStore:
@@ -90,14 +130,17 @@ class RunStore:
     def suggest(
         self, meta: dict[str, float], k: int = 3, exclude_domain: str | None = None
     ) -> list[dict[str, Any]]:
-        """The winning configurations of the ``k`` most similar past runs, nearest first."""
+        """The winning configurations of the ``k`` most similar past runs, nearest first
+        (within a run, the largest margin over its default first)."""
         try:
-            rows = self._db.execute("select domain, meta, config, score from runs").fetchall()
+            rows = self._db.execute(
+                "select dataset, domain, meta, config, score from runs"
+            ).fetchall()
         except sqlite3.Error as exc:
             raise DataError(f"run store {self.path} cannot be read: {exc}") from None
         target = np.array([meta[k_] for k_ in _KEYS]) / _SCALE
-        scored = []
-        for domain, meta_json, config_json, score in rows:
+        runs: dict[tuple[str, str, str], list[tuple[float, float, dict[str, Any]]]] = {}
+        for dataset, domain, meta_json, config_json, score in rows:
             if exclude_domain is not None and domain == exclude_domain:
                 continue
             try:
@@ -107,12 +150,20 @@ class RunStore:
             except (TypeError, ValueError, AttributeError):
                 continue  # a row another version wrote: not a suggestion
             if isinstance(config, dict):
-                scored.append(
-                    (round(float(np.linalg.norm(vec - target)), 6), -float(score), config)
+                distance = round(float(np.linalg.norm(vec - target)), 6)
+                runs.setdefault((dataset, domain, meta_json), []).append(
+                    (distance, -float(score), config)
                 )
-        scored.sort(key=lambda t: (t[0], t[1]))  # nearest run first, its best config first
+        # The best configuration of each of the nearest runs first, then each run's
+        # second best, ...: a configuration that won on one domain is a guess for
+        # another, and guesses from several domains fail less often together.
+        ranked = []
+        for configs in runs.values():
+            configs.sort(key=lambda t: t[1])
+            ranked += [(rank, d, s_, c) for rank, (d, s_, c) in enumerate(configs)]
+        ranked.sort(key=lambda t: (t[0], t[1], t[2]))
         out: list[dict[str, Any]] = []
-        for _, _, config in scored:
+        for _, _, _, config in ranked:
             if config not in out:
                 out.append(config)
             if len(out) == k:
