@@ -292,7 +292,7 @@ class Platform:
             raise PlatformError(
                 "attested nodes talk to the engine's ledger: --attested needs --kafka"
             )
-                present = [(NETNS_DIR / ns).exists() for ns in (self.attacker, self.victim)]
+        present = [(NETNS_DIR / ns).exists() for ns in (self.attacker, self.victim)]
         if all(present) and self.fifo.exists() and self._pid() is None:
             # The bouncer (or the engine) died: start it again. The engine resumes
             # from its stored Kafka positions; the bouncer catches up from the ledger

@@ -96,6 +96,8 @@ def platform() -> None:
     default=2.0,
     show_default=True,
     help="Seconds between a node's quotes (a failed one cuts its stream within this period).",
+)
+@click.option(
     "--replicated",
     is_flag=True,
     help="Record into the replicated ledger: a 3-member etcd cluster on 127.0.0.1 that up "
