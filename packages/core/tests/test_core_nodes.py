@@ -15,6 +15,7 @@ import pytest
 
 from tenfold.core import NodeError, NodeSet, leftover_nodes, recover_nodes
 from tenfold.core.governor import leftover_cgroups
+from tenfold.core.nodes import SUBNET_BASE, host_addresses
 from tenfold.core.testing import needs_root
 
 PY = sys.executable
@@ -98,6 +99,21 @@ def test_nodes_reach_each_other_and_the_host(prefix: str) -> None:
         assert probe.communicate(timeout=10)[0].strip() == nodes.host_address
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", 7000), timeout=1).close()
+        # By its default route, a node reaches the host's other addresses too.
+        for address in host_addresses():
+            if address.startswith(SUBNET_BASE + "."):
+                continue
+            with socket.socket() as server:
+                server.bind((address, 0))
+                server.listen()
+                code = (
+                    f"import socket;socket.create_connection(({address!r}, "
+                    f"{server.getsockname()[1]}), timeout=5)"
+                )
+                client = nodes[1].spawn([PY, "-c", code])
+                conn, (peer, _) = server.accept()
+                conn.close()
+                assert client.wait(10) == 0 and peer == nodes[1].address
 
 
 @needs_root("network namespaces and cgroups")
@@ -209,3 +225,4 @@ def test_recover_by_prefix_removes_a_live_owners_nodes(prefix: str) -> None:
             with NodeSet(count=1, prefix=prefix):
                 pass
     _gone(prefix)
+
