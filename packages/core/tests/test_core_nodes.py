@@ -226,3 +226,26 @@ def test_recover_by_prefix_removes_a_live_owners_nodes(prefix: str) -> None:
                 pass
     _gone(prefix)
 
+
+@needs_root("network namespaces and cgroups")
+def test_an_etcd_member_runs_inside_its_node_and_answers_on_the_node_address(
+    prefix: str, tmp_path: Path
+) -> None:
+    from tenfold.core.services import Etcd
+
+    with (
+        NodeSet(count=1, cpu=0.25, memory_mb=256, prefix=prefix) as nodes,
+        Etcd(members=1, workdir=tmp_path / "etcd", place=nodes[0]) as etcd,
+    ):
+        assert etcd.endpoints[0].startswith(nodes[0].address + ":")
+        pid = etcd.pid(0)
+        assert pid is not None and pid in nodes[0].pids()  # in the node's cgroup and namespace
+        port = int(etcd.endpoints[0].rsplit(":", 1)[1])
+        # Its gRPC gateway answers at the node's address (a leader: itself).
+        status = etcd.status(0)
+        assert status["leader"] == status["header"]["member_id"]
+        assert etcd.leader_index() == 0
+        # From the host's loopback the member is not there: it listens in the node only.
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    _gone(prefix)
