@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tenfold.chaos_engine._experiment import experiment_from_dict
+from tenfold.chaos_engine._os_net import KERNEL_TTL_GRACE_S
 from tenfold.chaos_engine.errors import AgentError, AgentLost, ExperimentError
 from tenfold.core.testing import needs_root
 
@@ -269,6 +270,108 @@ def test_a_whole_node_killed_is_cleaned_by_chaos_recover_on_it(
     reverted = json.loads(out)["journals"][0]["faults_reverted"]
     assert len(reverted) == 1 and _tables(node.netns) == []
     _restart_agent(an, 2)
+
+
+NODE_TTL_S = 30.0
+_LOOPBACK_PROBE = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(1.0)
+try:
+    s.sendto(b"x", s.getsockname())
+    s.recv(1)
+    print("pass")
+except OSError:
+    print("blocked")
+"""
+
+
+def _loopback(netns: str) -> str:
+    """'pass' when a datagram to the namespace's own loopback arrives, else 'blocked'."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, PY, "-S", "-c", _LOOPBACK_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def _ttl_elements(netns: str, table: str) -> str:
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "list", "set", "inet", table, "ttl"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return "".join(line for line in out.splitlines() if "elements" in line)
+
+
+@needs_root("network namespaces, cgroups and nftables")
+def test_a_whole_node_killed_mid_experiment_loses_its_faults_at_their_ttl(
+    tmp_path: Path, agent_nodes: object
+) -> None:
+    """Every process of a node dies (agent, watchdog, delayer): nobody is left there to
+    revert, yet its fault stops acting at its TTL, because the TTL is also in the kernel.
+    The controller reports the node lost and the abort reverts the other nodes' faults."""
+    an = agent_nodes
+    nodes = an.nodes  # type: ignore[attr-defined]
+    refs = an.refs  # type: ignore[attr-defined]
+    agents = "\n".join(f'{r.name} = "{r.url}"' for r in refs)
+    targets = ", ".join(f'{{agent = "n{i}", netns = "{n.netns}"}}' for i, n in enumerate(nodes))
+    exp = tmp_path / "exp.toml"
+    exp.write_text(  # every datagram on each node's loopback dropped, for NODE_TTL_S
+        f'title = "node dies"\n[agents]\n{agents}\n'
+        '[[method]]\nid = "loss"\nfault = "packet_loss"\n'
+        f'params = {{percent = 100, interface = "lo", duration_s = {NODE_TTL_S}}}\n'
+        f'targets = [{targets}]\n[[method]]\nid = "hold"\npause_s = 120\n'
+    )
+    started = time.monotonic()  # the kernel's timers start later than this
+    run = _cli_run(an, exp, tmp_path / "journal")
+    _wait(lambda: all(_tables(n.netns) for n in nodes), 60, "faults on every node")
+    victim = nodes[1]
+    victim.kill()  # the whole node: agent, watchdog and every helper process
+    _wait(lambda: not victim.pids(), 30, "every process of the node gone")
+    out, err = run.communicate(timeout=120)
+    report = json.loads(out)
+    assert run.returncode == 1, err
+    assert report["status"] == "failed" and "agent 'n1' lost" in report["reason"]
+    assert list(report["agents_lost"]) == ["n1"]
+    assert _tables(nodes[0].netns) == [] and _tables(nodes[2].netns) == []  # the abort
+    (table,) = _tables(victim.netns)  # nobody on the node reverted it ...
+    if time.monotonic() - started < NODE_TTL_S - 5:  # surely before its TTL
+        assert _loopback(victim.netns) == "blocked"  # ... and it still acts
+        assert "ipv4" in _ttl_elements(victim.netns, table)
+    assert _loopback(nodes[0].netns) == "pass"
+    # The kernel's timer ends it (its TTL plus a second's grace; ample slack for a
+    # loaded machine), with no process on the node.
+    _wait(
+        lambda: _loopback(victim.netns) == "pass",
+        NODE_TTL_S + KERNEL_TTL_GRACE_S + 30,
+        "the fault ending at its kernel TTL",
+    )
+    assert time.monotonic() - started >= NODE_TTL_S  # not before its TTL
+    assert victim.pids() == [] and _ttl_elements(victim.netns, table) == ""
+    # The inert table is still there; chaos recover on the node removes it from the journal.
+    assert _tables(victim.netns) == [table]
+    recover = victim.spawn(
+        [
+            PY,
+            "-m",
+            "tenfold.chaos_engine",
+            "recover",
+            "--json",
+            "--journal-dir",
+            str(an.journal_dir(1)),
+        ],  # type: ignore[attr-defined]
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out, _ = recover.communicate(timeout=120)
+    assert recover.returncode == 0 and _tables(victim.netns) == []
+    _restart_agent(an, 1)
 
 
 @needs_root("network namespaces, cgroups and nftables")

@@ -15,6 +15,7 @@ import pytest
 
 from tenfold.core import NodeError, NodeSet, leftover_nodes, recover_nodes
 from tenfold.core.governor import leftover_cgroups
+from tenfold.core.nodes import SUBNET_BASE, host_addresses
 from tenfold.core.testing import needs_root
 
 PY = sys.executable
@@ -98,6 +99,21 @@ def test_nodes_reach_each_other_and_the_host(prefix: str) -> None:
         assert probe.communicate(timeout=10)[0].strip() == nodes.host_address
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", 7000), timeout=1).close()
+        # By its default route, a node reaches the host's other addresses too.
+        for address in host_addresses():
+            if address.startswith(SUBNET_BASE + "."):
+                continue
+            with socket.socket() as server:
+                server.bind((address, 0))
+                server.listen()
+                code = (
+                    f"import socket;socket.create_connection(({address!r}, "
+                    f"{server.getsockname()[1]}), timeout=5)"
+                )
+                client = nodes[1].spawn([PY, "-c", code])
+                conn, (peer, _) = server.accept()
+                conn.close()
+                assert client.wait(10) == 0 and peer == nodes[1].address
 
 
 @needs_root("network namespaces and cgroups")
@@ -208,4 +224,28 @@ def test_recover_by_prefix_removes_a_live_owners_nodes(prefix: str) -> None:
         with NodeSet(count=1, prefix=prefix):
             with NodeSet(count=1, prefix=prefix):
                 pass
+    _gone(prefix)
+
+
+@needs_root("network namespaces and cgroups")
+def test_an_etcd_member_runs_inside_its_node_and_answers_on_the_node_address(
+    prefix: str, tmp_path: Path
+) -> None:
+    from tenfold.core.services import Etcd
+
+    with (
+        NodeSet(count=1, cpu=0.25, memory_mb=256, prefix=prefix) as nodes,
+        Etcd(members=1, workdir=tmp_path / "etcd", place=nodes[0]) as etcd,
+    ):
+        assert etcd.endpoints[0].startswith(nodes[0].address + ":")
+        pid = etcd.pid(0)
+        assert pid is not None and pid in nodes[0].pids()  # in the node's cgroup and namespace
+        port = int(etcd.endpoints[0].rsplit(":", 1)[1])
+        # Its gRPC gateway answers at the node's address (a leader: itself).
+        status = etcd.status(0)
+        assert status["leader"] == status["header"]["member_id"]
+        assert etcd.leader_index() == 0
+        # From the host's loopback the member is not there: it listens in the node only.
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
     _gone(prefix)

@@ -80,6 +80,28 @@ def test_horizontal_table_fills_cells_from_nodes_rows() -> None:
     assert any("a shard is an etcd cluster" in n for n in notes)
 
 
+def test_the_note_under_a_table_says_which_sizes_ran_and_describes_only_those() -> None:
+    """Quick mode declares the 4- and 8-node rows (skipped, with their own counts text):
+    the note must describe the largest row that ran, never a skipped one."""
+    horizontal = SCALING_TABLES[0]
+    scenarios = [
+        _row("faults_1_nodes", 10.0, 5.0, counts="1 agent in 1 node"),
+        _row("faults_2_nodes", 18.0, 9.0, counts="2 agents in 2 nodes"),
+        _row("faults_4_nodes", 0.0, counts="4 agents in 4 nodes", skipped="runs only in full"),
+        _row("faults_8_nodes", 0.0, counts="8 agents in 8 nodes", skipped="runs only in full"),
+    ]
+    systems = {"chaos_engine": {"title": "Chaos Engine", "scenarios": scenarios}}
+    _headers, _rows, notes = scaling_rows(horizontal, systems, 2)
+    (note,) = notes
+    assert note.startswith("- **Chaos Engine (faults)**, measured at 1 and 2 nodes (not at 4, 8)")
+    assert "2 agents in 2 nodes" in note and "8 agents" not in note and "4 agents" not in note
+    for sc in scenarios[2:]:
+        del sc["skipped"]
+    (note,) = scaling_rows(horizontal, systems, 2)[2]
+    assert "measured at 1, 2, 4 and 8 nodes;" in note and "8 agents in 8 nodes" in note
+    assert "not at" not in note
+
+
 def test_vertical_table_marks_counts_beyond_the_cores() -> None:
     vertical = SCALING_TABLES[1]
     _h, rows, _n = scaling_rows(vertical, _result()["systems"], 2)

@@ -185,7 +185,16 @@ def _alive(pid: int) -> bool:
 class Supervised:
     """``python -m tenfold.pipeline_engine run --workers N`` in its own session, its stderr watched."""
 
-    def __init__(self, tmp_path: Path, broker, topic: str, dsn: str, workers: int, idle) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        broker,
+        topic: str,
+        dsn: str,
+        workers: int,
+        idle,
+        args: tuple[str, ...] = (),
+    ) -> None:
         path = tmp_path / f"{topic}.toml"
         path.write_text(
             PIPELINE_TOML.format(
@@ -203,8 +212,7 @@ class Supervised:
                 "tenfold.pipeline_engine",
                 "run",
                 str(path),
-                "--workers",
-                str(workers),
+                *(args or ("--workers", str(workers))),
                 "--json",
             ],
             stdout=subprocess.PIPE,
@@ -214,6 +222,7 @@ class Supervised:
         )
         self.lines: list[str] = []
         self.pids: dict[int, list[int]] = {}
+        self.places: dict[int, str] = {}
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -221,9 +230,13 @@ class Supervised:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line)
-            m = re.search(r"worker (\d+) started: pid (\d+)", line)
+            m = re.search(
+                r"worker (\d+) started: pid (\d+), partitions \[[\d, ]*\]( in (\S+))?", line
+            )
             if m:
                 self.pids.setdefault(int(m.group(1)), []).append(int(m.group(2)))
+                if m.group(4):
+                    self.places[int(m.group(1))] = m.group(4)
 
     def all_pids(self) -> list[int]:
         return [p for pids in list(self.pids.values()) for p in pids]
@@ -466,3 +479,100 @@ def test_a_killed_engine_whose_place_is_gone_rebalances_and_every_row_lands_once
         f"{topic}/{p}": n // PARTITIONS for p in range(PARTITIONS)
     }
     assert not [p for w in sup.workers for p in w.pids if _alive(p)]
+
+
+def test_nodes_refuse_a_pipeline_whose_services_are_on_loopback(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(
+        PIPELINE_TOML.format(
+            name="t",
+            bootstrap="127.0.0.1:9092",
+            topic="t",
+            dsn="postgresql://postgres@localhost:5432/postgres",
+            idle="",
+        )
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "tenfold.pipeline_engine", "run", str(path), "--nodes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "tenfold: error: --nodes: kafka bootstrap 127.0.0.1:9092, postgres host localhost is"
+        " this host's loopback, which no node reaches (a node's 127.0.0.1 is its own); let the"
+        " service listen on another address of this host and name that address in the"
+        " pipeline file"
+    ]
+
+
+@pytest.fixture(scope="module")
+def host_services():
+    """Tansu and PostgreSQL on an address of this host that nodes reach (not loopback)."""
+    from tenfold.core.nodes import SUBNET_BASE, host_addresses
+    from tenfold.core.services import KafkaBroker, Postgres
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: nodes are network namespaces and cgroups")
+    routable = [a for a in host_addresses() if not a.startswith(SUBNET_BASE + ".")]
+    if not routable:
+        pytest.skip("this host has no address besides loopback for the nodes to reach")
+    with (
+        KafkaBroker(host=routable[0]) as broker,
+        Postgres(host=routable[0], trusted_networks=[f"{SUBNET_BASE}.0.0/16"]) as pg,
+    ):
+        yield broker, pg
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_engines_in_nodes_rebalance_when_one_node_is_killed_and_every_row_lands_once(
+    tmp_path, host_services
+) -> None:
+    """``run --nodes 2 --rebalance``: an engine per measured node, one consumer group; every
+    process of one node is SIGKILLed mid-stream, the group rebalances, no row twice."""
+    from tenfold.core.nodes import leftover_nodes
+
+    broker, pg = host_services
+    topic = _topic(broker)
+    n = 16_000
+    _produce(broker, topic, 0, 2_000)
+    sup = Supervised(
+        tmp_path, broker, topic, pg.dsn, workers=2, idle=None, args=("--nodes", "2", "--rebalance")
+    )
+    expected = _kept(n)
+    trickle = threading.Thread(target=_produce, args=(broker, topic, 2_000, n, 4_000), daemon=True)
+    try:
+        sup.wait_for(lambda: len(sup.places) == 2 and _count(pg.dsn, topic)[0] > 0, 120)
+        netns = sup.places[0]
+        assert netns != sup.places[1] and re.fullmatch(r"tfn[0-9a-f]{6}-0", netns)
+        trickle.start()
+        sup.wait_for(lambda: _count(pg.dsn, topic)[0] > 3_000, 120)
+        inside = subprocess.run(
+            ["ip", "netns", "pids", netns], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert str(sup.pids[0][-1]) in inside  # the engine runs inside its node
+        for pid in inside:  # the whole node: every process in it
+            os.kill(int(pid), signal.SIGKILL)
+        # The group changes at once (eager, stop-the-world); the node can start processes
+        # again, so its engine rejoins there (a node that stays gone is the
+        # _LosablePlace test's case).
+        sup.wait_for(lambda: "rebalance 1: " in "".join(sup.lines), 120)
+        sup.wait_for(lambda: len(sup.pids[0]) >= 2, 120)
+        assert sup.places[0] == netns
+        trickle.join(120)
+        sup.wait_for(lambda: _count(pg.dsn, topic)[0] >= len(expected), timeout_s=180)
+        time.sleep(0.5)  # a duplicate, if any, would land now
+        sup.proc.send_signal(signal.SIGTERM)
+        summary = sup.finish()
+    finally:
+        sup.cleanup()
+    log = "".join(sup.lines)
+    assert summary["rebalances"] >= 1 and summary["workers"][0]["exit_codes"][0] == -signal.SIGKILL
+    assert _count(pg.dsn, topic) == (len(expected), len(expected)), log
+    assert _ids(pg.dsn, topic) == expected
+    assert _offsets(pg.dsn, topic) == {f"{topic}/{p}": n // PARTITIONS for p in range(PARTITIONS)}
+    assert not [p for p in sup.all_pids() if _alive(p)]
+    assert leftover_nodes(netns.rsplit("-", 1)[0]) == []  # the nodes went with the supervisor

@@ -1,10 +1,14 @@
 """Horizontal scaling by shards: events/s at 1/2/4/8 shards, one etcd cluster per shard.
 
 A shard here is a one-member etcd 3.4 cluster of its own (its own process,
-data directory and fsynced Raft log) on 127.0.0.1; every shard of a row shares
-this machine's two cores with the client, so the rows show what routing and
-per-shard commits cost and how far shards overlap on two cores, not what eight
-machines would give. Both sides route each event to ``shard_for(subject, N)``
+data directory and fsynced Raft log) running inside a measured node
+(:class:`tenfold.core.nodes.NodeSet`: a network namespace with its own address
+and a cgroup of ``NODE_CPU`` cores and ``NODE_MEMORY_MB`` MiB), the same budget
+at every N, so each added shard brings the same CPU and the scaling factor is
+not bent by the first shard having the whole machine. The one client process
+runs on the host, outside the nodes, and reaches each shard at its node's
+address; the disk is this machine's one disk for all shards. Both sides route
+each event to ``shard_for(subject, N)``
 and write the same events from one client process: ours through
 :class:`ShardedLedger` (hash-chained blocks in head-CAS transactions, one Merkle
 log per shard, a signed checkpoint after the run), the peer as plain etcd puts
@@ -24,15 +28,24 @@ from tenfold.core.declare import scaling_seed
 
 SHARD_COUNTS = (1, 2, 4, 8)
 _PER_SHARD_BATCH = 1_000  # events per shard in one submitted batch
+NODE_CPU = 0.25  # cores per shard's node: 8 nodes fill this machine's 2 cores
+NODE_MEMORY_MB = 512
 
 
 def _clusters(ctx: BenchContext, shards: int) -> list[Any]:
+    """One single-member etcd per shard, each inside its own node (made once per row)."""
+    from tenfold.core.nodes import NodeSet
     from tenfold.core.services import Etcd
 
-    def start(i: int) -> Any:
-        return ctx.enter(Etcd(members=1, workdir=ctx.workdir / f"shard{i}"))
+    nodes = ctx.once(
+        f"shard-nodes{shards}",
+        lambda: ctx.enter(NodeSet(shards, cpu=NODE_CPU, memory_mb=NODE_MEMORY_MB)),
+    )
 
-    return [ctx.once(f"shard-etcd{i}", functools.partial(start, i)) for i in range(shards)]
+    def start(i: int) -> Any:
+        return ctx.enter(Etcd(members=1, workdir=ctx.workdir / f"shard{i}", place=nodes[i]))
+
+    return [ctx.once(f"shard-etcd{shards}-{i}", functools.partial(start, i)) for i in range(shards)]
 
 
 def _batches(ctx: BenchContext, shards: int) -> list[list[Any]]:
@@ -171,12 +184,16 @@ def shard_scenarios() -> list[Scenario]:
             counts=(
                 f"security events durably committed across {n} shard(s); a shard (our 'node') "
                 "is a one-member etcd 3.4 cluster of its own (own process, data directory, "
-                "fsync) on 127.0.0.1, and every shard shares this machine's 2 cores with the one "
-                f"client process; events routed by blake2b-64(subject) mod {n}, submitted "
-                f"{_PER_SHARD_BATCH:,} per shard per batch, latency per event = its batch's"
+                f"fsync) inside a node: a network namespace with its own address and a cgroup "
+                f"of {NODE_CPU:g} core and {NODE_MEMORY_MB} MiB, the same at every N; the one "
+                "client process runs on the host outside the nodes, and every shard writes to "
+                f"this machine's one disk; events routed by blake2b-64(subject) mod {n}, "
+                f"submitted {_PER_SHARD_BATCH:,} per shard per batch, latency per event = its "
+                "batch's"
             ),
             rounds=3,
             full_rounds=3,
+            needs_root=True,
             modes=("smoke", "quick", "full") if n <= 2 else ("full",),
             fairness="both route the same events by the same hash to the same clusters from one "
             "client process and commit each shard's share in batched etcd transactions, all "

@@ -12,7 +12,11 @@ safety the engine keeps on one host holds on each node:
   controller died, or the network between them did), the agent reverts every
   fault by itself;
 * if the agent process dies, its watchdog process reverts from the journal;
-  if the whole node dies, ``tenfold chaos recover --journal-dir DIR`` on it does.
+* if every process of the node dies (agent and watchdog alike), the network
+  faults still end at their TTL, which their nft tables carry into the kernel
+  (see :mod:`tenfold.chaos_engine._os_net`); ``tenfold chaos recover
+  --journal-dir DIR`` on the node removes what is left (the inert tables, and
+  the faults with no kernel timer: bandwidth, disk, throttle, pause).
 
 Routes (all need the controller's certificate):
 

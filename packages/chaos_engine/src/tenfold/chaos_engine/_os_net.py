@@ -1,12 +1,24 @@
 """Network faults: nft tables per fault (loss, partition, reset, latency through the
 namespace's NFQUEUE delayer) and tbf qdiscs (bandwidth). The rule builders are pure
-functions, testable without root."""
+functions, testable without root.
+
+Every nft fault also carries its TTL into the kernel: its table holds a set
+``ttl`` whose two elements (``ipv4``, ``ipv6``) time out ``KERNEL_TTL_GRACE_S``
+after the fault's ``duration_s``, and every rule of the table first matches
+``meta nfproto @ttl``. Once the elements expire the rules match nothing, so the
+fault stops acting at its TTL even when every process that could revert it
+(engine, watchdog, agent: a whole node's processes) is dead. The inert table
+stays until the engine, its watchdog or ``recover`` deletes it. The engine's
+own timer stays the normal path; the kernel's is the last dead-man switch.
+A tbf qdisc (bandwidth) has no such timer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -37,31 +49,47 @@ if TYPE_CHECKING:
 from tenfold.chaos_engine._os_common import _qdisc_handle, _StepsApplied
 from tenfold.core.lifecycle import reap
 
+KERNEL_TTL_GRACE_S = 1.0
+"""The kernel's TTL runs this much past the fault's: the engine's revert comes first."""
+TTL_GATE = "meta nfproto @ttl"
+"""What every rule of an nft fault matches first: true until the table's TTL elements expire."""
+
+
+def _ttl_set(table: str, duration_s: float) -> str:
+    """The table's ``ttl`` set: two elements that the kernel drops ``duration_s`` (+ grace) on."""
+    timeout_ms = math.ceil((duration_s + KERNEL_TTL_GRACE_S) * 1000)
+    return (
+        f"add set inet {table} ttl {{ type nf_proto; flags timeout; }}\n"
+        f"add element inet {table} ttl {{ ipv4 timeout {timeout_ms}ms, "
+        f"ipv6 timeout {timeout_ms}ms }}\n"
+    )
+
 
 def _nft_rules(fault: PacketLoss | Partition | ConnectionReset, table: str) -> str:
     head = (
         f"add table inet {table}\n"
-        f"add chain inet {table} out {{ type filter hook output priority 0; policy accept; }}\n"
+        + _ttl_set(table, fault.duration_s)
+        + f"add chain inet {table} out {{ type filter hook output priority 0; policy accept; }}\n"
         f"add chain inet {table} in {{ type filter hook input priority 0; policy accept; }}\n"
     )
+    out, in_ = f"add rule inet {table} out {TTL_GATE}", f"add rule inet {table} in {TTL_GATE}"
     if isinstance(fault, PacketLoss):
-        match = f'oifname "{fault.interface}" ' if fault.interface else ""
+        match = f' oifname "{fault.interface}"' if fault.interface else ""
         threshold = round(fault.percent * 100)
         if threshold >= 10000:
-            return head + f"add rule inet {table} out {match}drop\n"
-        rule = f"{match}numgen random mod 10000 < {threshold} drop"
-        return head + f"add rule inet {table} out {rule}\n"
+            return head + f"{out}{match} drop\n"
+        return head + f"{out}{match} numgen random mod 10000 < {threshold} drop\n"
     if isinstance(fault, Partition):
         family = "ip6" if ":" in fault.peer else "ip"
         return (
             head
-            + f"add rule inet {table} in {family} saddr {fault.peer} drop\n"
-            + f"add rule inet {table} out {family} daddr {fault.peer} drop\n"
+            + f"{in_} {family} saddr {fault.peer} drop\n"
+            + f"{out} {family} daddr {fault.peer} drop\n"
         )
     return (
         head
-        + f"add rule inet {table} in tcp dport {fault.port} reject with tcp reset\n"
-        + f"add rule inet {table} out tcp dport {fault.port} reject with tcp reset\n"
+        + f"{in_} tcp dport {fault.port} reject with tcp reset\n"
+        + f"{out} tcp dport {fault.port} reject with tcp reset\n"
     )
 
 
@@ -232,11 +260,12 @@ def _latency_rules(fault: NetworkLatency, table: str) -> str:
     """
     head = (
         f"add table inet {table}\n"
-        f"add chain inet {table} post {{ type filter hook postrouting priority -150; "
+        + _ttl_set(table, fault.duration_s)
+        + f"add chain inet {table} post {{ type filter hook postrouting priority -150; "
         "policy accept; }\n"
         f"add chain inet {table} delay\n"
     )
-    out = f'add rule inet {table} post oifname "{fault.interface}"'
+    out = f'add rule inet {table} post {TTL_GATE} oifname "{fault.interface}"'
     if not fault.port:
         return head + f"{out} jump delay\n"
     l4 = "meta l4proto { tcp, udp }"

@@ -133,6 +133,36 @@ def _cell(
     return "; ".join(parts), f_ours, f_peer
 
 
+def _what_ran(
+    title: str, op: str, by_n: dict[int, dict[str, Any]], table: ScalingTable
+) -> str | None:
+    """The note under a table for one operation: the sizes that ran, and what a node
+    (or worker) was in the largest of them that says so, in its row's own words.
+
+    Only rows that were measured count: a row skipped in this mode (quick mode
+    declares the 4- and 8-node rows too) never describes what ran.
+    """
+    ran = sorted(n for n, sc in by_n.items() if "skipped" not in sc and "error" not in sc)
+    if not ran:
+        return None
+    described = [n for n in ran if by_n[n].get("counts")]
+    unit = table.kind if len(ran) > 1 or ran[0] != 1 else table.kind[:-1]
+    sizes = ", ".join(str(n) for n in ran[:-1])
+    sizes = f"{sizes} and {ran[-1]}" if sizes else str(ran[-1])
+    not_run = [n for n, _label in table.columns if n not in ran]
+    head = f"- **{title} ({op})**, measured at {sizes} {unit}"
+    if not_run:
+        head += f" (not at {', '.join(str(n) for n in not_run)})"
+    if not described:
+        return head
+    largest = by_n[described[-1]]
+    peer_name = (largest.get("peer") or {}).get("name", "-")
+    return (
+        f"{head}; at {described[-1]}: {largest['counts']} (ours: "
+        f"{(largest.get('ours') or {}).get('name', '?')}; peer: {peer_name})"
+    )
+
+
 def scaling_rows(
     table: ScalingTable, systems: dict[str, Any], cores: int
 ) -> tuple[list[str], list[list[str]], list[str]]:
@@ -173,17 +203,9 @@ def scaling_rows(
                     factor += f"; peer {f_peer:.2f}"
                 factor += f"; doc {doc_factor}"
             rows.append([title, op, *cells, factor])
-            counted = max(
-                (sc for sc in by_n.values() if sc.get("counts")),
-                key=lambda sc: int(_NAME.match(sc["name"]).group("n")),  # type: ignore[union-attr]
-                default=None,
-            )
-            if counted is not None:
-                peer_name = (counted.get("peer") or {}).get("name", "-")
-                notes.append(
-                    f"- **{title} ({op})**: {counted['counts']} (ours: "
-                    f"{(counted.get('ours') or {}).get('name', '?')}; peer: {peer_name})"
-                )
+            note = _what_ran(title, op, by_n, table)
+            if note:
+                notes.append(note)
     return headers, rows, notes
 
 

@@ -7,9 +7,12 @@ A *node* is
   on the set's bridge ``<prefix>br`` in the host namespace, which holds
   :attr:`NodeSet.host_address` (``10.201.X.1``). Nodes reach each other and the
   host over that bridge; the host reaches every node at :attr:`Node.address`.
+  A node's default route goes to the host's bridge address, so a node reaches
+  the host at any of the host's own addresses too (its LAN address, say), as a
+  machine reaches a server on its network; the host does not forward further.
   A node's ``127.0.0.1`` is its own loopback, not the host's: a service the
-  nodes must reach listens on :attr:`NodeSet.host_address` (or on all
-  addresses), never on the host's loopback.
+  nodes must reach listens on :attr:`NodeSet.host_address`, on another address
+  of the host, or on all addresses, never on the host's loopback alone.
 * a cgroup (:class:`tenfold.core.governor.Cgroup`, ``tenfold/node-<prefix>-<i>``
   under the cpu, cpuacct, memory, pids and freezer controllers) with a CPU quota
   (``cpu`` cores: ``cpu.cfs_quota_us`` over a 100 ms period, the cgroup-v1 form of
@@ -51,7 +54,7 @@ from tenfold.core.errors import CgroupError, NodeError
 from tenfold.core.governor import Cgroup, cgroups_available, leftover_cgroups
 from tenfold.core.lifecycle import Closing
 
-__all__ = ["Node", "NodeSet", "leftover_nodes", "recover_nodes"]
+__all__ = ["Node", "NodeSet", "host_addresses", "leftover_nodes", "recover_nodes"]
 
 NETNS_DIR = Path("/var/run/netns")
 STATE_DIR = Path(os.environ.get("TENFOLD_NODES_STATE", "/run/tenfold-nodes"))
@@ -72,6 +75,12 @@ def _ip(*argv: str, check: bool = True) -> str:
         message = (proc.stderr or proc.stdout).strip().splitlines()
         raise NodeError(f"ip {' '.join(argv)}: {message[0] if message else 'failed'}")
     return proc.stdout
+
+
+def host_addresses() -> list[str]:
+    """This host's global-scope IPv4 addresses (what a node may reach besides the bridge)."""
+    out = _ip("-4", "-o", "addr", "show", "scope", "global", check=False)
+    return re.findall(r"\binet (\d+\.\d+\.\d+\.\d+)/", out)
 
 
 def _start_time(pid: int) -> int | None:
@@ -236,6 +245,7 @@ class NodeSet(Closing):
             _ip("-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
             _ip("-n", netns, "link", "set", "eth0", "up")
             _ip("-n", netns, "link", "set", "lo", "up")
+            _ip("-n", netns, "route", "add", "default", "via", self.host_address)
             try:
                 cgroup.create()
             except CgroupError as exc:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,67 @@ def _kafka_source(p: Any, option: str) -> Any:
     return p.source
 
 
+def _loopback_endpoints(p: Any) -> list[str]:
+    """The pipeline's broker and database endpoints that name this host's loopback."""
+    import ipaddress
+
+    def loopback(host: str) -> bool:
+        host = host.strip().strip("[]")
+        if host in ("", "localhost") or host.startswith("/"):  # a Unix socket is local too
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    found: list[str] = []
+    for part in str(getattr(p.source, "bootstrap", "") or "").split(","):
+        if part.strip() and loopback(part.strip().rsplit(":", 1)[0]):
+            found.append(f"kafka bootstrap {part.strip()}")
+    for end in (*p.stages, p.sink):
+        dsn = getattr(end, "dsn", None)
+        if not isinstance(dsn, str):
+            continue
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            hosts = str(conninfo_to_dict(dsn).get("host") or "")
+        except psycopg.Error:
+            continue  # a bad DSN is the engine's to report
+        if any(loopback(h) for h in hosts.split(",")):
+            found.append(f"postgres host {hosts or '(none: a local socket)'}")
+    return found
+
+
+def _nodes(
+    stack: contextlib.ExitStack, p: Any, count: int, cpu: float, memory_mb: int
+) -> list[Any]:
+    """``count`` measured nodes for ``--nodes``, removed when ``stack`` closes.
+
+    Refused first when the pipeline names this host's loopback: a node's own
+    127.0.0.1 is not the host's, so its engine would find nothing there.
+    """
+    from tenfold.core.nodes import NodeSet
+    from tenfold.pipeline_engine.errors import SupervisorError
+
+    _kafka_source(p, "--nodes")
+    local = _loopback_endpoints(p)
+    if local:
+        raise SupervisorError(
+            f"--nodes: {', '.join(local)} is this host's loopback, which no node reaches"
+            " (a node's 127.0.0.1 is its own); let the service listen on another address"
+            " of this host and name that address in the pipeline file"
+        )
+    node_set = stack.enter_context(NodeSet(count, cpu=cpu, memory_mb=memory_mb))
+    click.echo(
+        f"supervisor: {count} node(s) {node_set.prefix}-0..{count - 1} on"
+        f" {node_set.host_address}/24, {cpu:g} core and {memory_mb} MiB each",
+        err=True,
+    )
+    return list(node_set)
+
+
 def _supervise(
     pipeline_file: Path,
     p: Any,
@@ -82,10 +145,11 @@ def _supervise(
     max_restarts: int,
     rebalance: bool,
     as_json: bool,
+    places: Sequence[Any] = (),
 ) -> None:
     from tenfold.pipeline_engine._supervisor import Supervisor, split_partitions
 
-    source = _kafka_source(p, "--workers")
+    source = _kafka_source(p, "--nodes" if places else "--workers")
     all_parts = source.partitions or source.topic_partitions()
     shares = split_partitions(all_parts, workers)
     args: list[str] = []
@@ -101,6 +165,7 @@ def _supervise(
         metrics_port=metrics_port,
         on_event=lambda line: click.echo(f"supervisor: {line}", err=True),
         rebalance=rebalance,
+        places=places,
     )
     in_main = threading.current_thread() is threading.main_thread()
     restore = sup.install_signal_handlers() if in_main else None
@@ -169,6 +234,28 @@ def _supervise(
     help="With --workers: when a worker dies, the others take over its partitions until it is"
     " back (a stop-the-world rebalance each time) instead of waiting for its restart.",
 )
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 250),
+    default=None,
+    help="Run the engines in N measured nodes on this machine (a network namespace and a"
+    " cgroup each; root): one engine per node, or --workers engines spread over them. The"
+    " broker and database must listen on an address of this host other than loopback.",
+)
+@click.option(
+    "--node-cpu",
+    type=Finite(0.01, 1024.0),
+    default=0.25,
+    show_default=True,
+    help="With --nodes: each node's CPU quota, in cores.",
+)
+@click.option(
+    "--node-memory-mb",
+    type=click.IntRange(min=16),
+    default=768,
+    show_default=True,
+    help="With --nodes: each node's memory limit, in MiB.",
+)
 @json_option
 def run_cmd(
     pipeline_file: Path,
@@ -180,6 +267,9 @@ def run_cmd(
     partitions: str | None,
     max_restarts: int,
     rebalance: bool,
+    nodes: int | None,
+    node_cpu: float,
+    node_memory_mb: int,
     as_json: bool,
 ) -> None:
     """Run PIPELINE (a TOML file) until its source ends, a limit is hit, or SIGINT/SIGTERM."""
@@ -187,23 +277,27 @@ def run_cmd(
     from tenfold.pipeline_engine.errors import SupervisorError
 
     p = load_pipeline(pipeline_file)
-    if workers is not None:
+    if nodes is not None or workers is not None:
+        option = "--nodes" if nodes is not None else "--workers"
         if partitions is not None:
-            raise SupervisorError("--workers splits the partitions itself; drop --partitions")
-        _supervise(
-            pipeline_file,
-            p,
-            workers,
-            max_events=max_events,
-            duration_s=duration_s,
-            metrics_port=metrics_port,
-            max_restarts=max_restarts,
-            rebalance=rebalance,
-            as_json=as_json,
-        )
+            raise SupervisorError(f"{option} splits the partitions itself; drop --partitions")
+        with contextlib.ExitStack() as stack:
+            places = [] if nodes is None else _nodes(stack, p, nodes, node_cpu, node_memory_mb)
+            _supervise(
+                pipeline_file,
+                p,
+                workers or len(places),
+                max_events=max_events,
+                duration_s=duration_s,
+                metrics_port=metrics_port,
+                max_restarts=max_restarts,
+                rebalance=rebalance,
+                as_json=as_json,
+                places=places,
+            )
         return
     if rebalance:
-        raise SupervisorError("--rebalance needs --workers")
+        raise SupervisorError("--rebalance needs --workers or --nodes")
     if partitions is not None:
         _kafka_source(p, "--partitions").use_partitions(_parse_partitions(partitions))
     server = None

@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
-from tenfold.core.errors import ServiceError
+from tenfold.core.errors import ServiceError, TenfoldError
 from tenfold.core.lifecycle import Closing
 
 _LIVE: set[_Process] = set()
@@ -100,6 +100,7 @@ class _Process:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         user: str | None = None,
+        place: Any = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -107,12 +108,14 @@ class _Process:
         self.cwd = cwd
         self.env = env
         self.user = user
+        self.place = place  # a tenfold.core.placement.Place to start in (a node), or this host
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        popen: Any = subprocess.Popen if self.place is None else self.place.spawn
         with self.log.open("ab") as out:
             try:
-                self.proc = subprocess.Popen(
+                self.proc = popen(
                     self.argv,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -122,7 +125,7 @@ class _Process:
                     user=self.user,
                     start_new_session=True,
                 )
-            except OSError as exc:
+            except (OSError, TenfoldError) as exc:
                 raise ServiceError(f"{self.name}: cannot start {self.argv[0]}: {exc}") from None
         with _LIVE_LOCK:
             _LIVE.add(self)

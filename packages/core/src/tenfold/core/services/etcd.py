@@ -1,4 +1,4 @@
-"""An etcd cluster (Debian etcd-server) of 1-9 members on 127.0.0.1."""
+"""An etcd cluster (Debian etcd-server) of 1-9 members on 127.0.0.1, or inside a node."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from tenfold.core.errors import ServiceError
 from tenfold.core.services._process import Service, _Process, _which, free_port
 
 
-def _http_json(port: int, method: str, path: str, body: Any = None) -> Any:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+def _http_json(port: int, method: str, path: str, body: Any = None, host: str = "127.0.0.1") -> Any:
+    conn = http.client.HTTPConnection(host, port, timeout=2)
     try:
         payload = json.dumps(body).encode() if body is not None else None
         conn.request(method, path, body=payload)
@@ -34,6 +34,10 @@ class Etcd(Service):
 
     Election timing is tuned for loopback (10 ms heartbeat, 100 ms election
     timeout) so a leader is elected in well under the document's 150 ms.
+
+    With ``place`` (a :class:`tenfold.core.placement.Place`, e.g. a node of
+    :class:`tenfold.core.nodes.NodeSet`) every member starts there, inside its CPU
+    and memory budget, and listens on the place's address instead of 127.0.0.1.
     """
 
     kind = "etcd"
@@ -45,6 +49,7 @@ class Etcd(Service):
         *,
         heartbeat_ms: int = 10,
         election_ms: int = 100,
+        place: Any = None,
     ) -> None:
         if not 1 <= members <= 9:
             raise ServiceError(f"etcd members must be between 1 and 9, got {members}")
@@ -56,17 +61,20 @@ class Etcd(Service):
         self.peer_ports: list[int] = []
         self._procs: list[_Process] = []
         self.token = f"tenfold-{os.getpid()}-{time.monotonic_ns()}"
+        self.place = place
+        self.host: str = place.address if place is not None else "127.0.0.1"
 
     @property
     def endpoints(self) -> list[str]:
-        return [f"127.0.0.1:{p}" for p in self.client_ports]
+        return [f"{self.host}:{p}" for p in self.client_ports]
 
     @property
     def client_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{p}" for p in self.client_ports]
+        return [f"http://{self.host}:{p}" for p in self.client_ports]
 
     def _argv(self, i: int, state: str) -> list[str]:
-        cluster = ",".join(f"m{j}=http://127.0.0.1:{p}" for j, p in enumerate(self.peer_ports))
+        h = self.host
+        cluster = ",".join(f"m{j}=http://{h}:{p}" for j, p in enumerate(self.peer_ports))
         return [
             _which("etcd"),
             "--name",
@@ -74,13 +82,13 @@ class Etcd(Service):
             "--data-dir",
             str(self.workdir / f"m{i}"),
             "--listen-client-urls",
-            f"http://127.0.0.1:{self.client_ports[i]}",
+            f"http://{h}:{self.client_ports[i]}",
             "--advertise-client-urls",
-            f"http://127.0.0.1:{self.client_ports[i]}",
+            f"http://{h}:{self.client_ports[i]}",
             "--listen-peer-urls",
-            f"http://127.0.0.1:{self.peer_ports[i]}",
+            f"http://{h}:{self.peer_ports[i]}",
             "--initial-advertise-peer-urls",
-            f"http://127.0.0.1:{self.peer_ports[i]}",
+            f"http://{h}:{self.peer_ports[i]}",
             "--initial-cluster",
             cluster,
             "--initial-cluster-state",
@@ -109,20 +117,22 @@ class Etcd(Service):
         self.client_ports = ordered[: self.members]
         self.peer_ports = ordered[self.members :]
         for i in range(self.members):
-            proc = _Process(f"etcd-m{i}", self._argv(i, "new"), self.workdir / f"m{i}.log")
+            proc = _Process(
+                f"etcd-m{i}", self._argv(i, "new"), self.workdir / f"m{i}.log", place=self.place
+            )
             self._procs.append(proc)
             proc.start()
         for i, proc in enumerate(self._procs):
             proc.wait_ready(functools.partial(self._healthy, i), 60, f"etcd member m{i}")
 
     def _healthy(self, i: int) -> bool:
-        data = _http_json(self.client_ports[i], "GET", "/health")
+        data = _http_json(self.client_ports[i], "GET", "/health", host=self.host)
         return bool(data.get("health") in ("true", True))
 
     def status(self, i: int) -> dict[str, Any]:
         """The member's maintenance status (member id, leader id, raft index)."""
         result: dict[str, Any] = _http_json(
-            self.client_ports[i], "POST", "/v3/maintenance/status", {}
+            self.client_ports[i], "POST", "/v3/maintenance/status", {}, host=self.host
         )
         return result
 

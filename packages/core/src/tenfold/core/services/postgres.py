@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import pwd
@@ -47,8 +48,9 @@ class Postgres(OneProcessService):
     it owns.
 
     It listens on ``host`` (127.0.0.1 unless given; e.g. the host-side address of a
-    set of nodes) and trusts clients from 127.0.0.1 and from the networks in
-    ``trusted_networks`` (CIDR, e.g. the nodes' ``10.77.0.0/16``).
+    set of nodes) and trusts clients from 127.0.0.1, from ``host`` itself (this
+    machine's own clients, the readiness check included, connect from it) and
+    from the networks in ``trusted_networks`` (CIDR, e.g. the nodes' ``10.77.0.0/16``).
     """
 
     kind = "postgres"
@@ -70,6 +72,10 @@ class Postgres(OneProcessService):
         self.trusted_networks = [
             str(ipaddress.ip_network(n, strict=False)) for n in trusted_networks
         ]
+        with contextlib.suppress(ValueError):  # a host name: nothing to add
+            own = ipaddress.ip_address(host)
+            if not (own.is_loopback or own.is_unspecified):
+                self.trusted_networks.append(str(ipaddress.ip_network(own)))
         self.port = port or 0
         self.settings = {
             "fsync": "on",
