@@ -26,6 +26,7 @@ from tenfold.pipeline_engine import (
     PostgresSink,
     Sink,
 )
+from tenfold.pipeline_engine._testing import ORDERS_KAFKA_TO_POSTGRES
 
 pytestmark = pytest.mark.service
 
@@ -244,46 +245,17 @@ def test_broker_frozen_mid_stream_loses_and_duplicates_nothing(kafka_broker, pos
     assert _count(postgres.dsn, topic) == (len(expected), len(expected))
 
 
-PIPELINE_TOML = """
-[pipeline]
-name = "{name}"
-batch_size = 1000
-linger_ms = 20
-
-[schemas.Order]
-id = "int"
-user_id = "int"
-kind = "str"
-amount = "float"
-
-[source]
-type = "kafka"
-bootstrap = "{bootstrap}"
-topic = "{topic}"
-stop_when_idle_s = {idle}
-
-[[stages]]
-type = "decode"
-schema = "Order"
-
-[[stages]]
-type = "filter"
-where = "kind == 'buy'"
-
-[sink]
-type = "postgres"
-dsn = "{dsn}"
-table = "{topic}"
-"""
-
-
 def _engine(
     tmp_path: Path, broker, topic: str, dsn: str, idle: float, *extra: str
 ) -> subprocess.Popen:
     path = tmp_path / f"p-{idle}.toml"
     path.write_text(
-        PIPELINE_TOML.format(
-            name=topic, bootstrap=broker.bootstrap, topic=topic, dsn=dsn, idle=idle
+        ORDERS_KAFKA_TO_POSTGRES.format(
+            name=topic,
+            bootstrap=broker.bootstrap,
+            topic=topic,
+            dsn=dsn,
+            idle=f"stop_when_idle_s = {idle}",
         )
     )
     return subprocess.Popen(

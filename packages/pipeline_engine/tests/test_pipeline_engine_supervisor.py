@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from tenfold.core.placement import LocalPlace
 from tenfold.pipeline_engine import Supervisor, SupervisorError, split_partitions
+from tenfold.pipeline_engine._testing import ORDERS_KAFKA_TO_POSTGRES
 
 
 @given(
@@ -86,38 +87,6 @@ def _order(i: int) -> bytes:
 def _kept(n: int) -> list[int]:
     return [i for i in range(n) if i % 3 != 0]
 
-
-PIPELINE_TOML = """
-[pipeline]
-name = "{name}"
-batch_size = 1000
-linger_ms = 20
-
-[schemas.Order]
-id = "int"
-user_id = "int"
-kind = "str"
-amount = "float"
-
-[source]
-type = "kafka"
-bootstrap = "{bootstrap}"
-topic = "{topic}"
-{idle}
-
-[[stages]]
-type = "decode"
-schema = "Order"
-
-[[stages]]
-type = "filter"
-where = "kind == 'buy'"
-
-[sink]
-type = "postgres"
-dsn = "{dsn}"
-table = "{topic}"
-"""
 
 PARTITIONS = 4
 
@@ -197,7 +166,7 @@ class Supervised:
     ) -> None:
         path = tmp_path / f"{topic}.toml"
         path.write_text(
-            PIPELINE_TOML.format(
+            ORDERS_KAFKA_TO_POSTGRES.format(
                 name=topic,
                 bootstrap=broker.bootstrap,
                 topic=topic,
@@ -358,7 +327,7 @@ def test_a_worker_that_keeps_failing_stops_the_supervisor_after_max_restarts(
 ) -> None:
     topic = _topic(kafka_broker)
     path = tmp_path / "unreachable.toml"
-    toml = PIPELINE_TOML.format(
+    toml = ORDERS_KAFKA_TO_POSTGRES.format(
         name=topic,
         bootstrap=kafka_broker.bootstrap,
         topic=topic,
@@ -422,7 +391,7 @@ def test_a_killed_engine_whose_place_is_gone_rebalances_and_every_row_lands_once
     _produce(kafka_broker, topic, 0, 2_000)
     path = tmp_path / f"{topic}.toml"
     path.write_text(
-        PIPELINE_TOML.format(
+        ORDERS_KAFKA_TO_POSTGRES.format(
             name=topic, bootstrap=kafka_broker.bootstrap, topic=topic, dsn=postgres.dsn, idle=""
         )
     )
@@ -484,7 +453,7 @@ def test_a_killed_engine_whose_place_is_gone_rebalances_and_every_row_lands_once
 def test_nodes_refuse_a_pipeline_whose_services_are_on_loopback(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     path.write_text(
-        PIPELINE_TOML.format(
+        ORDERS_KAFKA_TO_POSTGRES.format(
             name="t",
             bootstrap="127.0.0.1:9092",
             topic="t",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tenfold.core.testing import needs_root
+from tenfold.core.testing import needs_root, run_cli
 from tenfold.platform import NotUp, Platform
 from tenfold.platform._platform import NETNS_DIR, PREFIX_ENV, _alive, _delivered
 
@@ -47,17 +47,6 @@ def _burst(tmp_path: Path, ip: str, n: int = 4) -> Path:
     return p
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.core", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=180,
-        check=False,
-    )
-
-
 def _nothing_left(pid: int | None) -> None:
     assert not (NETNS_DIR / ATTACKER).exists() and not (NETNS_DIR / VICTIM).exists()
     assert pid is None or not _alive(pid)
@@ -72,7 +61,7 @@ def test_up_replay_status_down(tmp_path: Path) -> None:
     plat = Platform(home)
     pid = None
     try:
-        up = _cli(
+        up = run_cli(
             "platform", "up", "--home", str(home), "--rules", str(rules), "--json", cwd=tmp_path
         )
         assert up.returncode == 0, up.stderr
@@ -82,11 +71,11 @@ def test_up_replay_status_down(tmp_path: Path) -> None:
             ATTACKER: True,
             VICTIM: True,
         }
-        again = _cli("platform", "up", "--home", str(home), cwd=tmp_path)
+        again = run_cli("platform", "up", "--home", str(home), cwd=tmp_path)
         assert again.returncode == 2 and "already up" in again.stderr
 
         assert _delivered("203.0.113.7") and _delivered("203.0.113.8")  # before: both pass
-        r = _cli(
+        r = run_cli(
             "platform",
             "replay",
             str(_burst(tmp_path, "203.0.113.7")),
@@ -109,7 +98,7 @@ def test_up_replay_status_down(tmp_path: Path) -> None:
         assert _delivered("203.0.113.8")  # the neighbour is not banned
 
         st = json.loads(
-            _cli("platform", "status", "--home", str(home), "--json", cwd=tmp_path).stdout
+            run_cli("platform", "status", "--home", str(home), "--json", cwd=tmp_path).stdout
         )
         assert st["ledger"] | {"root": None} == {
             "entries": 5,
@@ -122,7 +111,7 @@ def test_up_replay_status_down(tmp_path: Path) -> None:
 
         # The decision is a ledger entry whose proof a third party checks with the CLI.
         store = home / "ledger"
-        proof = _cli(
+        proof = run_cli(
             "ledger",
             "proof",
             "--store",
@@ -133,7 +122,7 @@ def test_up_replay_status_down(tmp_path: Path) -> None:
         )
         bundle = tmp_path / "proof.json"
         bundle.write_text(proof.stdout)
-        ok = _cli(
+        ok = run_cli(
             "ledger", "verify", str(bundle), "--public-key", d["proof"]["public_key"], cwd=tmp_path
         )
         assert ok.returncode == 0, ok.stderr
@@ -147,11 +136,11 @@ def test_up_replay_status_down(tmp_path: Path) -> None:
         assert time.time() >= until
         assert _delivered("203.0.113.7")
     finally:
-        down = _cli("platform", "down", "--home", str(home), "--json", cwd=tmp_path)
+        down = run_cli("platform", "down", "--home", str(home), "--json", cwd=tmp_path)
     assert down.returncode == 0, down.stderr
     assert json.loads(down.stdout)["namespaces_removed"] == [ATTACKER, VICTIM]
     _nothing_left(pid)
-    again = _cli("platform", "down", "--home", str(home), cwd=tmp_path)
+    again = run_cli("platform", "down", "--home", str(home), cwd=tmp_path)
     assert again.returncode == 0 and "none" in again.stdout
 
 
@@ -159,7 +148,7 @@ def test_replay_without_up_and_bad_rules_are_one_line_errors(tmp_path: Path) -> 
     home = tmp_path / "home"
     with pytest.raises(NotUp):
         Platform(home).replay(_burst(tmp_path, "203.0.113.7"))
-    r = _cli(
+    r = run_cli(
         "platform",
         "replay",
         str(_burst(tmp_path, "203.0.113.7")),
@@ -171,7 +160,7 @@ def test_replay_without_up_and_bad_rules_are_one_line_errors(tmp_path: Path) -> 
     if os.geteuid() == 0:
         bad = tmp_path / "bad.toml"
         bad.write_text('[[rule]]\nname = "x"\nkind = "k"\npattern = "(unclosed"\n')
-        up = _cli("platform", "up", "--home", str(home), "--rules", str(bad), cwd=tmp_path)
+        up = run_cli("platform", "up", "--home", str(home), "--rules", str(bad), cwd=tmp_path)
         assert up.returncode == 2 and up.stderr.count("\n") == 1, up.stderr
         _nothing_left(None)
 
@@ -257,14 +246,14 @@ def test_a_killed_bouncer_catches_up_from_the_ledger_exactly_once(tmp_path: Path
         assert _delivered("203.0.113.7")
 
         # A decision made while the bouncer is down is recorded; the replay says so.
-        r = _cli(
+        r = run_cli(
             "platform", "replay", str(_burst(tmp_path, "198.51.100.4")), "--home", str(home),
             cwd=tmp_path,
         )  # fmt: skip
         assert r.returncode == 2 and "recorded at ledger index 8" in r.stderr, r.stderr
         assert r.stderr.count("\n") == 1
 
-        up = _cli("platform", "up", "--home", str(home), "--json", cwd=tmp_path)  # recovers
+        up = run_cli("platform", "up", "--home", str(home), "--json", cwd=tmp_path)  # recovers
         assert up.returncode == 0, up.stderr
         st = json.loads(up.stdout)
         assert st["bouncer"]["running"] and st["enforced"]["last_index"] == 8
@@ -312,7 +301,7 @@ def test_replay_of_recorded_security_events_a_port_scan(tmp_path: Path) -> None:
         assert d["enforced"]["frame_dropped"] is True
         bad = tmp_path / "bad.jsonl"
         bad.write_text(scan.read_text().splitlines()[0] + '\n{"source": "x"}\n')
-        r = _cli("platform", "replay", str(bad), "--home", str(home), cwd=tmp_path)
+        r = run_cli("platform", "replay", str(bad), "--home", str(home), cwd=tmp_path)
         assert r.returncode == 2 and f"{bad}:2: bad security event" in r.stderr
     finally:
         plat.down()

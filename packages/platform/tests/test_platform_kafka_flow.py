@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tenfold.core.testing import needs_root
+from tenfold.core.testing import needs_root, run_cli
 from tenfold.platform import Platform
 from tenfold.platform._platform import NETNS_DIR, PREFIX_ENV, _alive, _delivered
+from tenfold.platform._testing import sshd_failures
 
 # This run's instance (tests/conftest.py sets the prefix).
 PREFIX = os.environ[PREFIX_ENV]
@@ -33,23 +32,6 @@ network = "198.18.0.0/15"
 """
 
 
-def _burst(path: Path, ip: str, n: int = 6) -> Path:
-    path.write_text(
-        "".join(
-            f"Dec  6 01:00:0{i} web sshd[{i}]: Failed password for root from {ip} port 4{i} ssh2\n"
-            for i in range(n)
-        )
-    )
-    return path
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.core", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=180, check=False,
-    )  # fmt: skip
-
-
 @pytest.mark.root
 def test_kafka_to_xdp_with_policy_and_a_killed_engine(
     tmp_path: Path, kafka_broker, postgres
@@ -60,7 +42,7 @@ def test_kafka_to_xdp_with_policy_and_a_killed_engine(
     plat = Platform(home)
     topic = f"signals-{os.getpid()}-{time.monotonic_ns()}"
     try:
-        up = _cli(
+        up = run_cli(
             "platform", "up", "--home", str(home), "--kafka", kafka_broker.bootstrap,
             "--postgres", postgres.dsn, "--assets", str(assets), "--topic", topic, "--json",
             cwd=tmp_path,
@@ -69,8 +51,8 @@ def test_kafka_to_xdp_with_policy_and_a_killed_engine(
         st = json.loads(up.stdout)
         assert st["engine"]["running"] and st["bouncer"]["running"]
 
-        r = _cli(
-            "platform", "replay", str(_burst(tmp_path / "a.log", "203.0.113.7")),
+        r = run_cli(
+            "platform", "replay", str(sshd_failures(tmp_path / "a.log", "203.0.113.7")),
             "--home", str(home), "--json", cwd=tmp_path,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -82,8 +64,8 @@ def test_kafka_to_xdp_with_policy_and_a_killed_engine(
         assert _delivered("203.0.113.8")
 
         # The critical asset is never banned: the refusal is recorded instead.
-        r = _cli(
-            "platform", "replay", str(_burst(tmp_path / "b.log", "198.18.0.2")),
+        r = run_cli(
+            "platform", "replay", str(sshd_failures(tmp_path / "b.log", "198.18.0.2")),
             "--home", str(home), "--json", cwd=tmp_path,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -95,23 +77,23 @@ def test_kafka_to_xdp_with_policy_and_a_killed_engine(
         os.kill(pid, signal.SIGKILL)
         while _alive(pid, b"_engine"):
             time.sleep(0.05)
-        again = _cli("platform", "up", "--home", str(home), "--json", cwd=tmp_path)
+        again = run_cli("platform", "up", "--home", str(home), "--json", cwd=tmp_path)
         assert again.returncode == 0, again.stderr  # the bouncer lives: only the engine starts
         assert json.loads(again.stdout)["engine"]["running"]
-        r = _cli(
-            "platform", "replay", str(_burst(tmp_path / "c.log", "198.51.100.4")),
+        r = run_cli(
+            "platform", "replay", str(sshd_failures(tmp_path / "c.log", "198.51.100.4")),
             "--home", str(home), "--json", cwd=tmp_path,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
         (d2,) = json.loads(r.stdout)["decisions"]
         assert d2["enforced"]["frame_dropped"] is True and d2["ledger_index"] > d["ledger_index"]
         st = json.loads(
-            _cli("platform", "status", "--home", str(home), "--json", cwd=tmp_path).stdout
+            run_cli("platform", "status", "--home", str(home), "--json", cwd=tmp_path).stdout
         )
         assert st["ledger"]["decisions"] == 2 and st["engine"]["duplicates"] >= 0
         assert sorted(st["enforced"]["bans"]) == ["198.51.100.4", "203.0.113.7"]
     finally:
-        down = _cli("platform", "down", "--home", str(home), "--json", cwd=tmp_path)
+        down = run_cli("platform", "down", "--home", str(home), "--json", cwd=tmp_path)
     assert down.returncode == 0, down.stderr
     assert not (NETNS_DIR / ATTACKER).exists() and not (NETNS_DIR / VICTIM).exists()
     with pytest.raises(FileNotFoundError):

