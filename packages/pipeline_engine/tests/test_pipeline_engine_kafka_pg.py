@@ -10,7 +10,6 @@ import time
 import uuid
 from pathlib import Path
 
-import msgspec
 import psycopg
 import pytest
 from confluent_kafka import Producer
@@ -26,20 +25,9 @@ from tenfold.pipeline_engine import (
     PostgresSink,
     Sink,
 )
-from tenfold.pipeline_engine._testing import ORDERS_KAFKA_TO_POSTGRES
+from tenfold.pipeline_engine._testing import ORDERS_KAFKA_TO_POSTGRES, Order, order
 
 pytestmark = pytest.mark.service
-
-
-class Order(msgspec.Struct):
-    id: int
-    user_id: int
-    kind: str
-    amount: float
-
-
-def _order(i: int) -> bytes:
-    return msgspec.json.encode(Order(i, i % 50, ("buy", "view")[i % 3 == 0], float(i)))
 
 
 def _kept(ids) -> list[int]:
@@ -90,7 +78,7 @@ class Trickle(threading.Thread):
             )
             t0 = time.monotonic()
             for i in range(start, stop):
-                producer.produce(topic, _order(i), partition=i % 2)
+                producer.produce(topic, order(i), partition=i % 2)
                 if i % 500 == 0:
                     producer.poll(0)
                     lag = (i - start) / rate - (time.monotonic() - t0)
@@ -136,7 +124,7 @@ def _pipeline(
 
 def test_kafka_to_postgres_effectively_once_with_poison_messages(kafka_broker, postgres) -> None:
     topic = _topic(kafka_broker)
-    values: list[bytes | None] = [_order(i) for i in range(20_000)]
+    values: list[bytes | None] = [order(i) for i in range(20_000)]
     poison = {
         101: b'{"id": 1, "user_id":',
         202: b"\x89PNG\r\n\x1a\n\x00\x00binary",
@@ -285,7 +273,7 @@ def test_engine_sigkilled_and_restarted_resumes_from_committed_offsets(
     n = 30_000
     # The stream only starts once the engine has written its first rows, and then
     # trickles at 5K/s: the kill lands mid-stream however slow the engine's start.
-    _produce(kafka_broker, topic, [_order(i) for i in range(1_000)])
+    _produce(kafka_broker, topic, [order(i) for i in range(1_000)])
     trickle = Trickle(kafka_broker, topic, 1_000, n, rate=5_000)
     first = _engine(tmp_path, kafka_broker, topic, postgres.dsn, idle=60)
     try:
@@ -335,7 +323,7 @@ class SlowSink(Sink[object]):
 
 def test_slow_sink_pauses_the_kafka_source_and_keeps_buffers_bounded(kafka_broker) -> None:
     topic = _topic(kafka_broker)
-    _produce(kafka_broker, topic, [_order(i) for i in range(30_000)])
+    _produce(kafka_broker, topic, [order(i) for i in range(30_000)])
     source = KafkaSource(kafka_broker.bootstrap, topic, stop_when_idle_s=1.0)
     sink = SlowSink()
     pipeline = Flow(source).decode(Order).into(sink, batch_size=500, buffer_events=2_000)
@@ -440,7 +428,7 @@ def _scale_out_pipeline(broker, topic: str, dsn: str, table: str, **source_optio
 
 def test_two_engines_share_the_partitions_and_their_offsets(kafka_broker, postgres) -> None:
     topic = _topic(kafka_broker)
-    _produce(kafka_broker, topic, [_order(i) for i in range(4_000)])
+    _produce(kafka_broker, topic, [order(i) for i in range(4_000)])
     engines = [
         _scale_out_pipeline(kafka_broker, topic, postgres.dsn, topic, partitions=[p])
         for p in (0, 1)
@@ -463,7 +451,7 @@ def test_two_engines_share_the_partitions_and_their_offsets(kafka_broker, postgr
 
 def test_consumer_group_subscription_reads_every_partition(kafka_broker, postgres) -> None:
     topic = _topic(kafka_broker)
-    _produce(kafka_broker, topic, [_order(i) for i in range(2_000)])
+    _produce(kafka_broker, topic, [order(i) for i in range(2_000)])
     # Short group timeouts: Tansu completes a join only after the rebalance timeout.
     fast_group = {
         "session.timeout.ms": 1000,
@@ -517,7 +505,7 @@ def test_a_partition_moving_between_group_members_resumes_from_the_stored_offset
         while sorted(p for s in sources for p in s.assignment) != [0, 1]:  # type: ignore[attr-defined]
             assert time.monotonic() < deadline, "the group never settled"
             time.sleep(0.05)
-        _produce(kafka_broker, topic, [_order(i) for i in range(2_000)])
+        _produce(kafka_broker, topic, [order(i) for i in range(2_000)])
         _wait_rows(postgres.dsn, topic, 2_000)
         engines[0].stop()  # drains, commits, leaves the group
         threads[0].join(60)
@@ -527,7 +515,7 @@ def test_a_partition_moving_between_group_members_resumes_from_the_stored_offset
             assert time.monotonic() < deadline + 60, "the partition never moved"
             assert threads[1].is_alive()
             time.sleep(0.05)
-        _produce(kafka_broker, topic, [_order(i) for i in range(2_000, 3_000)])
+        _produce(kafka_broker, topic, [order(i) for i in range(2_000, 3_000)])
         _wait_rows(postgres.dsn, topic, 3_000, timeout_s=60)
         time.sleep(0.5)  # a replay, if any, would land now
         held = list(sources[1].assignment)  # type: ignore[attr-defined]
@@ -558,7 +546,7 @@ def test_broker_restarted_under_a_running_engine(tmp_path, kafka_broker, postgre
     # Tansu keeps topics in memory here, so the restart comes once everything is
     # consumed, and the test puts the topic back as a durable broker would keep it.
     topic = _topic(kafka_broker)
-    _produce(kafka_broker, topic, [_order(i) for i in range(6_000)])
+    _produce(kafka_broker, topic, [order(i) for i in range(6_000)])
     engine = _engine(
         tmp_path, kafka_broker, topic, postgres.dsn, 8, "--workers", "1", "--max-restarts", "5"
     )
@@ -578,7 +566,7 @@ def test_broker_restarted_under_a_running_engine(tmp_path, kafka_broker, postgre
         # Tansu lost the topic with the restart; a durable broker would still have it,
         # at the same offsets: put it back as it was.
         _topic(kafka_broker, name=topic)
-        _produce(kafka_broker, topic, [_order(i) for i in range(6_000)])
+        _produce(kafka_broker, topic, [order(i) for i in range(6_000)])
         if crash:
             for pid in _workers(engine):
                 os.kill(pid, signal.SIGSEGV)

@@ -11,7 +11,6 @@ import time
 import uuid
 from pathlib import Path
 
-import msgspec
 import psycopg
 import pytest
 from confluent_kafka import Producer
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 
 from tenfold.core.placement import LocalPlace
 from tenfold.pipeline_engine import Supervisor, SupervisorError, split_partitions
-from tenfold.pipeline_engine._testing import ORDERS_KAFKA_TO_POSTGRES
+from tenfold.pipeline_engine._testing import ORDERS_KAFKA_TO_POSTGRES, order
 
 
 @given(
@@ -73,17 +72,6 @@ def test_workers_and_partitions_need_a_kafka_source(tmp_path: Path, capsys) -> N
 # -- with the real broker and database ----------------------------------------------
 
 
-class Order(msgspec.Struct):
-    id: int
-    user_id: int
-    kind: str
-    amount: float
-
-
-def _order(i: int) -> bytes:
-    return msgspec.json.encode(Order(i, i % 50, ("buy", "view")[i % 3 == 0], float(i)))
-
-
 def _kept(n: int) -> list[int]:
     return [i for i in range(n) if i % 3 != 0]
 
@@ -106,7 +94,7 @@ def _produce(broker, topic: str, start: int, stop: int, rate: float | None = Non
     for i in range(start, stop):
         while True:
             try:
-                producer.produce(topic, _order(i), partition=i % PARTITIONS)
+                producer.produce(topic, order(i), partition=i % PARTITIONS)
                 break
             except BufferError:
                 producer.poll(0.05)

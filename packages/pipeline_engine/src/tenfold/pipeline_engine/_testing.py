@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+import msgspec
+
+
+class Order(msgspec.Struct):
+    """The test pipelines' event: one in three is a view, the rest buys."""
+
+    id: int
+    user_id: int
+    kind: str
+    amount: float
+
+
+def order(i: int) -> bytes:
+    """Order ``i`` as the JSON bytes a producer sends (``i % 3 == 0`` is a view)."""
+    return msgspec.json.encode(Order(i, i % 50, ("buy", "view")[i % 3 == 0], float(i)))
+
+
 #: Orders from a Kafka topic, decoded, filtered to buys, into a Postgres table of the
 #: topic's name. Slots: name, bootstrap, topic, dsn, and idle: a whole source line
 #: (``stop_when_idle_s = N``) or "".
