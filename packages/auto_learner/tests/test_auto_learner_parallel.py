@@ -37,6 +37,9 @@ def _workers() -> set[int]:
 @pytest.mark.slow
 def test_two_workers_run_trials_at_once_in_two_processes() -> None:
     df = synthetic(6_000, seed=3)
+    # Only this test's segments count: /dev/shm is the machine's, and a run killed
+    # elsewhere (another checkout's timeout) may have left its own behind.
+    shm_before = set(_trial_segments())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with _learner(2) as learner:
@@ -59,7 +62,11 @@ def test_two_workers_run_trials_at_once_in_two_processes() -> None:
     assert proba.shape == (50, 2)
     # Every worker is gone once the learner is closed (each fit's shared inputs at its end).
     assert not _workers()
-    assert not [p for p in os.listdir("/dev/shm") if p.startswith("tenfold-trials-")]
+    assert not set(_trial_segments()) - shm_before
+
+
+def _trial_segments() -> list[str]:
+    return [p for p in os.listdir("/dev/shm") if p.startswith("tenfold-trials-")]
 
 
 def test_a_trial_over_the_governors_memory_limit_is_refused(tmp_path) -> None:
