@@ -504,6 +504,7 @@ def fault_experiment(
     from tenfold.core.errors import ServiceError
     from tenfold.core.services import KafkaBroker, Postgres, run_dir
     from tenfold.platform._platform import Platform
+    from tenfold.platform._replicated import settled_health
 
     path = experiment or (ETCD_EXPERIMENT if replicated else EXPERIMENT)
     # Bad input is refused before anything starts: the file is validated with
@@ -546,7 +547,7 @@ def fault_experiment(
                 "attackers": len(stream.acked),
                 "banned": len(banned),
                 "problems": problems,
-                "etcd": plat.status().get("etcd"),
+                "etcd": settled_health(plat.etcd_file, slo_s) if replicated else None,
                 "passed": report["status"] == "completed" and not problems,
             }
     except ServiceError as exc:

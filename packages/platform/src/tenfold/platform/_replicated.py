@@ -251,6 +251,21 @@ def member_health(path: Path) -> list[dict[str, Any]] | None:
     return out
 
 
+def settled_health(path: Path, timeout_s: float) -> list[dict[str, Any]] | None:
+    """``member_health`` once every member answers, or as it stands after ``timeout_s``.
+
+    A member just thawed or restarted can miss a status probe while it catches up
+    with the leader; a report of the cluster after faults shows it recovered, not
+    caught mid-step.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = member_health(path)
+        if rows is None or all(r["healthy"] for r in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
 def leader(path: Path, timeout_s: float = 30.0) -> int:
     """The index of the member that leads (waiting out an election)."""
     deadline = time.monotonic() + timeout_s
