@@ -25,7 +25,7 @@ from tenfold.autoblocker_ledger import ReplicatedLedger
 from tenfold.core.testing import needs_root
 from tenfold.platform import Platform
 from tenfold.platform._faults import ETCD_EXPERIMENT, AttackStream, _verify, run_faults
-from tenfold.platform._replicated import LOG_NAME, _is_member, member_health
+from tenfold.platform._replicated import LOG_NAME, _is_member, settled_health
 
 pytestmark = [pytest.mark.service, pytest.mark.slow, needs_root("network namespaces and nftables")]
 
@@ -63,7 +63,7 @@ def test_every_acknowledged_decision_survives_the_etcd_faults(
         assert all(c.etcd_replica is not None and c.etcd_replica >= c.tree_size for c in run.checks)
         assert run.checks[-1].decisions > run.checks[0].decisions > 0  # bans kept coming
 
-        health = member_health(plat.etcd_file) or []
+        health = settled_health(plat.etcd_file, 60) or []  # a thawed member catches up
         assert [m["healthy"] for m in health] == [True, True, True]  # the killed one is back
         assert (
             health[0]["pid"] != members[0]["pid"]
