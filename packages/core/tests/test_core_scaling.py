@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tenfold.core._report import markdown_report
+from tenfold.core._runner import merge_results
 from tenfold.core._scaling import SCALING_TABLES, scaling_factor, scaling_markdown, scaling_rows
+from tenfold.core.errors import BenchError
+from tenfold.core.testing import run_cli
 
 
 def _row(name: str, ours: float, peer: float | None = None, **extra: Any) -> dict[str, Any]:
@@ -122,3 +127,80 @@ def test_report_carries_both_tables() -> None:
     assert "## Scalability Analysis" in text
     assert text.index("### Horizontal Scaling") < text.index("### Vertical Scaling")
     assert scaling_markdown(_result()).count("| Autoblocker Ledger | append |") == 1
+
+
+def _full_run() -> dict[str, Any]:
+    """A --full run of the ledger's scaling rows only, as `tenfold bench --json` saves it."""
+    rows = [
+        _row(f"append_{n}_nodes", rate, 2.0 * n, mode="full", counts="a shard in a node")
+        for n, rate in ((1, 100.0), (2, 180.0), (4, 320.0), (8, 480.0))
+    ]
+    return {
+        "machine": {"cores": 2, "cpu": "test", "python": "3.11"},
+        "mode": "full",
+        "systems": {"autoblocker_ledger": {"title": "Autoblocker Ledger", "scenarios": rows}},
+        "runs": [
+            {
+                "mode": "full",
+                "systems": ["autoblocker_ledger"],
+                "scenarios": [r["name"] for r in rows],
+                "start": "2026-12-06 15:40 UTC",
+                "end": "2026-12-06 16:00 UTC",
+                "load_start": 0.5,
+                "load_end": 1.5,
+            }
+        ],
+    }
+
+
+def test_a_later_run_replaces_the_same_rows_and_keeps_the_others() -> None:
+    quick = _result() | {"memory": [{"system": "autoblocker_ledger", "baseline_mb": 9.0}]}
+    full = _full_run() | {"memory": [{"system": "autoblocker_ledger", "baseline_mb": 1.0}]}
+    merged = merge_results([quick, full])
+    names = [sc["name"] for sc in merged["systems"]["autoblocker_ledger"]["scenarios"]]
+    # The quick run's order holds; the row only the full run has comes last.
+    assert names == [
+        "append_1_nodes",
+        "append_2_nodes",
+        "append_8_nodes",
+        "write_3_nodes",
+        "write_3_nodes_vs_txn",
+        "append_4_nodes",
+    ]
+    rates = {
+        sc["name"]: sc["ops_per_s"] for sc in merged["systems"]["autoblocker_ledger"]["scenarios"]
+    }
+    assert rates["append_1_nodes"] == 100.0 and rates["write_3_nodes"] == 99.0
+    assert merged["systems"]["contract_compiler"] == _result()["systems"]["contract_compiler"]
+    assert merged["memory"] == [{"system": "autoblocker_ledger", "baseline_mb": 1.0}]
+    assert merged["mode"] == "quick" and len(merged["runs"]) == 2
+    # The factor at 8 comes from the full run's own 1-node row, not the quick one's.
+    text = markdown_report({k: v for k, v in merged.items() if k != "memory"})
+    assert "ours 0.60 at 8; peer 1.00" in text
+    assert (
+        "2. full run of autoblocker_ledger (4 rows), 2026-12-06 15:40 UTC to 15:00 UTC" not in text
+    )
+    assert "2. full run of autoblocker_ledger (4 rows), 2026-12-06 15:40 UTC to 16:00 UTC" in text
+    assert "load average 0.5 -> 1.5" in text
+
+
+def test_merging_nothing_is_refused() -> None:
+    with pytest.raises(BenchError, match="no saved results"):
+        merge_results([])
+
+
+def test_bench_reports_on_several_saved_runs(tmp_path: Path) -> None:
+    (tmp_path / "quick.json").write_text(json.dumps(_result()))
+    (tmp_path / "full.json").write_text(json.dumps(_full_run()))
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    out = tmp_path / "report.md"
+    args = ["bench", "--from-json", str(tmp_path / "quick.json")]
+    result = run_cli(*args, "--from-json", str(tmp_path / "full.json"), "--report", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "**Runs**" in text and "ours 480/s [--full]" in text
+    result = run_cli(*args, "--from-json", str(tmp_path / "bad.json"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"tenfold: error: {tmp_path / 'bad.json'}: not a saved bench result (no 'systems' object)"
+    ]

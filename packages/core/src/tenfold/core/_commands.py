@@ -110,8 +110,11 @@ def _print_tables(result: dict[str, Any]) -> None:
 )
 @click.option(
     "--from-json",
+    "from_json",
+    multiple=True,
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="Report on a saved --json result instead of running.",
+    help="Report on saved --json results instead of running (repeatable: a later "
+    "file's rows replace the same rows of an earlier one).",
 )
 @click.option(
     "--compare",
@@ -171,7 +174,7 @@ def bench_command(
     baseline: Path | None,
     save_baseline: Path | None,
     callgrind: bool | None,
-    from_json: Path | None,
+    from_json: tuple[Path, ...],
     compare: str | None,
     rounds: int,
     max_rounds: int,
@@ -208,7 +211,7 @@ def bench_command(
                 ("--report", report),
                 ("--baseline", baseline),
                 ("--save-baseline", save_baseline),
-                ("--from-json", from_json),
+                ("--from-json", from_json or None),
             )
             if value is not None
         ]
@@ -226,8 +229,8 @@ def bench_command(
             max_rounds=max_rounds,
         )
         return
-    if from_json is not None:
-        result = json.loads(from_json.read_text())
+    if from_json:
+        result = _load_saved(from_json)
     else:
         known = _system_names()
         systems = list(packages) if packages and not workspace else known
@@ -258,7 +261,7 @@ def bench_command(
         # Timings can be unlucky; instruction counts cannot. Confirm a timing regression
         # with a re-run of the affected systems (keeping each row's best) before failing.
         timing = [p for p in check.problems if not p.split(": ", 1)[0].endswith("/kernel")]
-        if timing and from_json is None:
+        if timing and not from_json:
             again = sorted({p.split("/")[0] for p in timing})
             click.echo(
                 f"possible regression in {', '.join(again)}: re-running to confirm", err=True
@@ -317,7 +320,7 @@ def bench_command(
         click.echo(f"tenfold: scenario failed: {line}", err=True)
     if problems:
         raise CheckFailed("regression over 10%: " + "; ".join(problems))
-    if errors and from_json is None:
+    if errors and not from_json:
         sys.exit(1)
 
 
@@ -385,6 +388,22 @@ def _machine() -> dict[str, Any]:
     from tenfold.core._harness import machine_info
 
     return machine_info()
+
+
+def _load_saved(paths: Sequence[Path]) -> dict[str, Any]:
+    """Saved ``--json`` results, merged in the order given (one file: as it was)."""
+    from tenfold.core._runner import merge_results
+
+    results = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BenchError(f"{path}: not a saved bench result ({e})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("systems"), dict):
+            raise BenchError(f"{path}: not a saved bench result (no 'systems' object)")
+        results.append(data)
+    return results[0] if len(results) == 1 else merge_results(results)
 
 
 def _run_with_progress(

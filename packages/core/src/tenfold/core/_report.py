@@ -312,9 +312,39 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _run_text(run: dict[str, Any]) -> str:
+    what = ", ".join(run.get("systems") or []) or "every system"
+    if run.get("scenarios"):
+        n = len(run["scenarios"])
+        what += f" ({n} row{'s' if n != 1 else ''})"
+    when = run.get("start", "?")
+    if run.get("end"):
+        end = str(run["end"])
+        when += f" to {end[11:] if end[:10] == when[:10] else end}"
+    load = ""
+    if run.get("load_start") is not None:
+        load = f", load average {run['load_start']}"
+        if run.get("load_end") is not None:
+            load += f" -> {run['load_end']}"
+    return f"{run.get('mode', '?')} run of {what}, {when}{load}"
+
+
+def _runs_text(runs: list[dict[str, Any]]) -> str:
+    """When the figures were measured: each saved run, or the report's own time."""
+    if not runs:
+        return f"**Run:** {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}."
+    if len(runs) == 1:
+        return f"**Run:** {_run_text(runs[0])}."
+    return (
+        "**Runs** (a later run's rows replace the same rows of an earlier one; rows from a"
+        " --full run are marked [--full]): "
+        + "; ".join(f"{i}. {_run_text(r)}" for i, r in enumerate(runs, 1))
+        + "."
+    )
+
+
 def markdown_report(result: dict[str, Any]) -> str:
     m = result["machine"]
-    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# tenfold benchmarks",
         "",
@@ -322,7 +352,7 @@ def markdown_report(result: dict[str, Any]) -> str:
         "",
         f"**Machine:** {m['cores']} cores ({m['cpu']}), {m.get('memory_gib', '?')} GiB, "
         f"Python {m['python']}, Linux {m.get('kernel', '?')}. **Mode:** {result.get('mode', '?')}. "
-        f"**Run:** {when}.",
+        + _runs_text(result.get("runs") or []),
         "",
         "Ours and the peer run on the same input in the same process, interleaved (A B, B A, ...),"
         " after a warm-up. Rates are units per second over all timed calls. The *latency* column"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import re
@@ -68,6 +69,7 @@ def run_systems(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine_info(), "mode": mode, "systems": {}}
+    run = run_stamp(mode, systems, only)
     for i, system in enumerate(systems):
         if progress:
             progress(system, i, len(systems))
@@ -77,7 +79,77 @@ def run_systems(
         result["systems"][system] = data
     if progress:
         progress("", len(systems), len(systems))
+    run.update(end=_utc_now(), load_end=_load_average())
+    result["runs"] = [run]
     return result
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average, printed beside a run's figures (None off Linux)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def run_stamp(mode: str, systems: Sequence[str], only: Sequence[str] = ()) -> dict[str, Any]:
+    """When a run started, in which mode, of what, and the machine's load at its start.
+
+    A report merged from several saved runs lists each one, so a reader can tell
+    which rows came from which run and how busy the machine was.
+    """
+    return {
+        "mode": mode,
+        "systems": list(systems),
+        "scenarios": list(only),
+        "start": _utc_now(),
+        "load_start": _load_average(),
+    }
+
+
+def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several saved runs, for one report.
+
+    A later run's row replaces an earlier row of the same system and name (so a
+    ``--full`` run of a few rows can stand beside the quick run of everything); the
+    other rows are kept in their first run's order. Memory rows are replaced per
+    system the same way. The machine and mode are the first run's; every run's stamp
+    is kept, so the report can say which rows came from which run.
+    """
+    if not results:
+        raise BenchError("no saved results to report on")
+    merged: dict[str, Any] = {
+        "machine": results[0].get("machine", {}),
+        "mode": results[0].get("mode"),
+        "systems": {},
+    }
+    runs: list[dict[str, Any]] = []
+    memory: dict[str, dict[str, Any]] = {}
+    for result in results:
+        runs += result.get("runs") or [{"mode": result.get("mode"), "systems": []}]
+        for system, data in (result.get("systems") or {}).items():
+            into = merged["systems"].setdefault(system, {"scenarios": []})
+            rows = {sc.get("name"): i for i, sc in enumerate(into["scenarios"])}
+            for key, value in data.items():
+                if key != "scenarios":
+                    into[key] = value
+            for sc in data.get("scenarios") or []:
+                if sc.get("name") in rows:
+                    into["scenarios"][rows[sc["name"]]] = sc
+                else:
+                    rows[sc.get("name")] = len(into["scenarios"])
+                    into["scenarios"].append(sc)
+        for row in result.get("memory") or []:
+            memory[str(row.get("system"))] = row
+    if memory:
+        merged["memory"] = list(memory.values())
+    if len(results) > 1 or runs:
+        merged["runs"] = runs
+    return merged
 
 
 # -- baselines (kept here for callers; the format and the rules live in _baseline) ---------------
