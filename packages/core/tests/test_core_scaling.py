@@ -204,3 +204,10 @@ def test_bench_reports_on_several_saved_runs(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"tenfold: error: {tmp_path / 'bad.json'}: not a saved bench result (no 'systems' object)"
     ]
+
+
+def test_a_run_saved_without_a_stamp_still_says_its_mode_and_systems() -> None:
+    old = {k: v for k, v in _full_run().items() if k != "runs"}
+    merged = merge_results([_result(), old])
+    assert merged["runs"][1] == {"mode": "full", "systems": ["autoblocker_ledger"]}
+    assert "2. full run of autoblocker_ledger, time not recorded" in markdown_report(merged)

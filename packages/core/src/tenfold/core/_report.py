@@ -317,7 +317,7 @@ def _run_text(run: dict[str, Any]) -> str:
     if run.get("scenarios"):
         n = len(run["scenarios"])
         what += f" ({n} row{'s' if n != 1 else ''})"
-    when = run.get("start", "?")
+    when = run.get("start", "time not recorded")
     if run.get("end"):
         end = str(run["end"])
         when += f" to {end[11:] if end[:10] == when[:10] else end}"

@@ -130,7 +130,10 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     memory: dict[str, dict[str, Any]] = {}
     for result in results:
-        runs += result.get("runs") or [{"mode": result.get("mode"), "systems": []}]
+        # A result saved before runs were stamped still says its mode and systems.
+        runs += result.get("runs") or [
+            {"mode": result.get("mode"), "systems": list(result.get("systems") or {})}
+        ]
         for system, data in (result.get("systems") or {}).items():
             into = merged["systems"].setdefault(system, {"scenarios": []})
             rows = {sc.get("name"): i for i, sc in enumerate(into["scenarios"])}
