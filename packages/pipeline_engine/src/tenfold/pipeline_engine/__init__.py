@@ -38,7 +38,9 @@ if TYPE_CHECKING:
     from tenfold.pipeline_engine._stages import MapBatch as MapBatch
     from tenfold.pipeline_engine._stages import Stage as Stage
     from tenfold.pipeline_engine._stages import TableLookup as TableLookup
+    from tenfold.pipeline_engine._stages import Where as Where
     from tenfold.pipeline_engine._stages import Window as Window
+    from tenfold.pipeline_engine._stages import column_join as column_join
     from tenfold.pipeline_engine._stages import per_event as per_event
     from tenfold.pipeline_engine._supervisor import Supervisor as Supervisor
     from tenfold.pipeline_engine._supervisor import split_partitions as split_partitions
@@ -97,8 +99,10 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "TableLookup",
+    "Where",
     "Window",
     "build_pipeline",
+    "column_join",
     "load_pipeline",
     "parse_schema",
     "per_event",
@@ -134,7 +138,9 @@ __getattr__, __dir__ = lazy_exports(
             "MapBatch",
             "Stage",
             "TableLookup",
+            "Where",
             "Window",
+            "column_join",
             "per_event",
         ],
         "._supervisor": ["Supervisor", "split_partitions"],

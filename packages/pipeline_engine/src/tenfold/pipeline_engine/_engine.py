@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from tenfold.core.governor import Governor
 from tenfold.pipeline_engine._buffer import BoundedBuffer, Closed
 from tenfold.pipeline_engine._checkpoint import CheckpointStore
+from tenfold.pipeline_engine._fused import DecodeFilterJoin, decode_filter_join
 from tenfold.pipeline_engine._metrics import StageMetrics, percentile, prometheus_text
 from tenfold.pipeline_engine._sinks import DeadLetterSink, MemoryDeadLetters, Sink
 from tenfold.pipeline_engine._sources import Source
@@ -31,7 +32,9 @@ from tenfold.pipeline_engine._stages import (
     Map,
     MapBatch,
     Stage,
+    Where,
     Window,
+    column_join,
     filter_then_enrich,
     per_event,
 )
@@ -151,6 +154,12 @@ class Pipeline(Generic[T]):
             n = seen.get(stage.name, 0) + 1
             seen[stage.name] = n
             self._stage_names.append(stage.name if n == 1 else f"{stage.name}#{n}")
+        # Stage i starting a decode -> Where filter -> column join run: its fused pass.
+        self._fused: dict[int, DecodeFilterJoin] = {}
+        for i in range(len(self.stages) - 2):
+            fused = decode_filter_join(*self.stages[i : i + 3])
+            if fused is not None:
+                self._fused[i] = fused
         self._stop = threading.Event()
         self._error: tuple[str, BaseException] | None = None
         self._buffers: list[BoundedBuffer[Batch[Any]]] = []
@@ -241,6 +250,9 @@ class Pipeline(Generic[T]):
         A filter followed by an in-memory join runs as one pass when
         :func:`filter_then_enrich` says that is the same thing; the filter then
         reports its counts (events in, events kept) and the join the time of both.
+        A decode, a :class:`Where` filter and a :func:`column_join` in a row run as
+        one compiled pass (``_fused``) when it vouches for the batch; the join then
+        reports the time of the three.
         """
         metrics = self._metrics
         k = 0
@@ -250,6 +262,17 @@ class Pipeline(Generic[T]):
             m = metrics[i + 1]
             t0 = time.perf_counter()
             n_in, n_dead = len(batch.items), len(batch.dead)
+            triple = self._fused.get(i)
+            if triple is not None and k + 2 < len(stages) and stages[k + 2] == i + 2:
+                done = triple(batch)
+                if done is not None:
+                    batch, n_kept = done
+                    m.record(n_in, n_in, 0.0)
+                    metrics[i + 2].record(n_in, n_kept, 0.0)
+                    n_out = len(batch.items)
+                    metrics[i + 3].record(n_kept, n_out, time.perf_counter() - t0)
+                    k += 3
+                    continue
             if k + 1 < len(stages) and stages[k + 1] == i + 1:
                 fused = filter_then_enrich(self.stages[i], self.stages[i + 1], batch)
                 if fused is not None:
@@ -546,21 +569,51 @@ class Flow(Generic[T]):
 
     Each step returns a new ``Flow`` whose type parameter is the event type
     flowing at that point, so a type checker catches a stage fed the wrong type.
+    The flow also knows the Struct flowing at run time after a decode (kept through
+    filters and joins), which :meth:`where` and :meth:`join` check their fields against.
     """
 
-    def __init__(self, source: Source[T], stages: Sequence[Stage[Any, Any]] = ()) -> None:
+    def __init__(
+        self,
+        source: Source[T],
+        stages: Sequence[Stage[Any, Any]] = (),
+        schema: type[msgspec.Struct] | None = None,
+    ) -> None:
         self.source = source
         self.stages = list(stages)
+        self.schema = schema
 
-    def then(self, stage: Stage[T, U]) -> Flow[U]:
-        """Append any stage (a user :class:`Stage` subclass included)."""
-        return Flow(self.source, [*self.stages, stage])  # type: ignore[arg-type]
+    def then(self, stage: Stage[T, U], *, schema: type[msgspec.Struct] | None = None) -> Flow[U]:
+        """Append any stage (a user :class:`Stage` subclass included); ``schema``: the
+        Struct it emits, when known."""
+        return Flow(self.source, [*self.stages, stage], schema)  # type: ignore[arg-type]
 
     def decode(self: Flow[Any], schema: type[S], *, max_bytes: int = 1 << 20) -> Flow[S]:
-        return self.then(DecodeJson(schema, max_bytes=max_bytes))
+        return self.then(DecodeJson(schema, max_bytes=max_bytes), schema=schema)
 
     def filter(self, predicate: Callable[[T], bool], *, name: str = "filter") -> Flow[T]:
-        return self.then(Filter(predicate, name=name))
+        return self.then(Filter(predicate, name=name), schema=self.schema)
+
+    def where(self, *conditions: str, name: str = "filter") -> Flow[T]:
+        """Keep the events for which every ``"field OP literal"`` condition holds
+        (a :class:`Where` filter: the engine can fuse it with a decode and a join)."""
+        return self.filter(Where(*conditions, schema=self.schema), name=name)
+
+    def join(
+        self,
+        lookup: Lookup[Any],
+        key: str,
+        columns: Mapping[str, type] | Sequence[tuple[str, type]],
+        **options: Any,
+    ) -> Flow[Any]:
+        """Join each event on its field ``key`` with the lookup's rows, as new optional
+        ``columns`` (see :func:`column_join`); needs a decode before it."""
+        if self.schema is None:
+            raise PipelineDefinitionError(
+                "join needs a known input schema (put a decode stage before it)"
+            )
+        stage, out = column_join(self.schema, lookup, key, columns, **options)
+        return self.then(stage, schema=out)
 
     def map(self, fn: Callable[[T], U], *, name: str = "map") -> Flow[U]:
         return self.then(Map(fn, name=name))

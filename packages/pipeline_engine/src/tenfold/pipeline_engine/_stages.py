@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import heapq
 import math
+import operator
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
@@ -26,7 +29,9 @@ __all__ = [
     "MapBatch",
     "Stage",
     "TableLookup",
+    "Where",
     "Window",
+    "column_join",
     "filter_then_enrich",
     "per_event",
 ]
@@ -156,6 +161,71 @@ class Filter(Stage[T, T]):
             return batch.replace(out)
 
 
+_CONDITION = re.compile(r"^\s*([A-Za-z_]\w*)\s*(==|!=|<=|>=|<|>|not in|in)\s*(.+?)\s*$")
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "in": lambda a, b: a in b,
+    "not in": lambda a, b: a not in b,
+}
+
+
+class Where:
+    """A filter predicate written as data: ``"field OP literal"`` conditions, all of which
+    must hold (OP one of ``== != < <= > >= in not in``; the literal a Python literal).
+
+    Called on an event it tests the conditions in order, stopping at the first false
+    one, as ``all(...)`` does. Being data, the engine can also compile it into the one
+    pass it makes over a batch for decode -> filter -> join (see ``_fused``); both give
+    the same events. With ``schema`` the fields are checked when the filter is built.
+    """
+
+    def __init__(self, *conditions: str, schema: type[msgspec.Struct] | None = None) -> None:
+        if not conditions:
+            raise PipelineDefinitionError("a where filter needs at least one condition")
+        parsed: list[tuple[str, str, Any]] = []
+        for expr in conditions:
+            m = _CONDITION.match(expr) if isinstance(expr, str) else None
+            if m is None:
+                raise PipelineDefinitionError(
+                    f"cannot parse condition {expr!r} (expected: field OP literal)"
+                )
+            fname, op, raw = m.groups()
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                raise PipelineDefinitionError(
+                    f"condition {expr!r}: {raw!r} is not a literal"
+                ) from None
+            if op in ("in", "not in") and isinstance(value, list | tuple | set):
+                value = frozenset(value)
+            field_getter(schema, fname, "filter")
+            parsed.append((fname, op, value))
+        #: ``(field, op, value)`` per condition, in order.
+        self.conditions: tuple[tuple[str, str, Any], ...] = tuple(parsed)
+        tests = [(operator.attrgetter(f), _OPS[op], v) for f, op, v in parsed]
+        if len(tests) == 1:
+            ((g, f, v),) = tests
+            if f is operator.ne:
+                self._test: Callable[[Any], bool] = lambda e: g(e) != v
+            elif f is operator.eq:
+                self._test = lambda e: g(e) == v
+            else:
+                self._test = lambda e: f(g(e), v)
+        else:
+            self._test = lambda e: all(f(g(e), v) for g, f, v in tests)
+
+    def __call__(self, event: Any) -> bool:
+        return self._test(event)
+
+    def __repr__(self) -> str:
+        return f"Where({', '.join(f'{f} {op} {v!r}' for f, op, v in self.conditions)})"
+
+
 class Map(Stage[T, U]):
     """Apply ``fn`` to each event; an event for which ``fn`` raises becomes a dead letter."""
 
@@ -276,6 +346,9 @@ class Enrich(Stage[T, U]):
         self._table = lookup.rows if isinstance(lookup, TableLookup) else None
         self.blocking = self._table is None
         self._cache: OrderedDict[Any, tuple[Any, ...]] = OrderedDict()
+        #: Set by :func:`column_join`: (key field, column names, output Struct); the
+        #: engine may then run this stage fused with a decode and a :class:`Where` filter.
+        self.join: tuple[str, tuple[str, ...], type[msgspec.Struct]] | None = None
         self.hits = 0
         self.misses = 0
 
@@ -542,3 +615,25 @@ def extend_schema(
     fields: list[Any] = [(f.name, f.type) for f in hints]
     fields += [(c, t | None, None) for c, t in columns]
     return msgspec.defstruct(name, fields)
+
+
+def column_join(
+    schema: type[msgspec.Struct],
+    lookup: Lookup[Any],
+    key: str,
+    columns: Mapping[str, type] | Sequence[tuple[str, type]],
+    **options: Any,
+) -> tuple[Enrich[Any, Any], type[msgspec.Struct]]:
+    """An :class:`Enrich` written as data: events of ``schema`` joined on their field
+    ``key`` with the lookup's rows, whose values become ``columns`` (optional, None when
+    there is no row). Returns the stage and its output Struct (``schema``'s fields, then
+    the columns); ``options`` go to :class:`Enrich` (``cache_size``, ``on_missing``, ``name``).
+    """
+    cols = list(columns.items()) if isinstance(columns, Mapping) else list(columns)
+    if not cols:
+        raise PipelineDefinitionError("a join needs at least one column")
+    getter = field_getter(schema, key, "join")
+    out = extend_schema(schema, cols, f"{schema.__name__}Enriched")
+    stage: Enrich[Any, Any] = Enrich(lookup, getter, merge_into(out, len(cols)), **options)
+    stage.join = (key, tuple(c for c, _ in cols), out)
+    return stage, out

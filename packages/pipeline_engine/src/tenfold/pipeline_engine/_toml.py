@@ -15,9 +15,7 @@ field is a :class:`PipelineDefinitionError` that names the file and the place.
 
 from __future__ import annotations
 
-import ast
 import importlib
-import operator
 import re
 import tomllib
 from collections.abc import Callable
@@ -38,15 +36,14 @@ from tenfold.pipeline_engine._sinks import (
 from tenfold.pipeline_engine._sources import CsvSource, GeneratorSource, NdjsonSource, Source
 from tenfold.pipeline_engine._stages import (
     DecodeJson,
-    Enrich,
     Filter,
     MapBatch,
     Stage,
     TableLookup,
+    Where,
     Window,
-    extend_schema,
+    column_join,
     field_getter,
-    merge_into,
     per_event,
 )
 from tenfold.pipeline_engine.errors import PipelineDefinitionError, SchemaError
@@ -121,46 +118,13 @@ def parse_schema(name: str, fields: dict[str, Any], origin: str = "<schema>") ->
     return msgspec.defstruct(name, specs)
 
 
-_COMPARE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(==|!=|<=|>=|<|>|not in|in)\s*(.+?)\s*$")
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "in": lambda a, b: a in b,
-    "not in": lambda a, b: a not in b,
-}
-
-
-def _predicate(
-    ctx: _Ctx, where: str, exprs: list[str], schema: Schema | None
-) -> Callable[[Any], bool]:
-    tests: list[tuple[Callable[[Any], Any], Callable[[Any, Any], bool], Any]] = []
-    for expr in exprs:
-        m = _COMPARE.match(expr) if isinstance(expr, str) else None
-        if m is None:
-            raise ctx.err(where, f"cannot parse condition {expr!r} (expected: field OP literal)")
-        fname, op, raw = m.groups()
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            raise ctx.err(where, f"condition {expr!r}: {raw!r} is not a literal") from None
-        getter = field_getter(schema, fname, where)
-        if op in ("in", "not in"):
-            value = frozenset(value) if isinstance(value, list | tuple | set) else value
-        tests.append((getter, _OPS[op], value))
-    if len(tests) == 1:
-        ((g, f, v),) = tests
-        if f is operator.ne:
-            return lambda e: g(e) != v
-        if f is operator.eq:
-            return lambda e: g(e) == v
-        if f is operator.gt:
-            return lambda e: g(e) > v
-        return lambda e: f(g(e), v)
-    return lambda e: all(f(g(e), v) for g, f, v in tests)
+def _predicate(ctx: _Ctx, where: str, exprs: list[str], schema: Schema | None) -> Where:
+    try:
+        return Where(*exprs, schema=schema)
+    except SchemaError as exc:
+        raise SchemaError(str(exc).replace("filter:", f"{where}:", 1)) from None
+    except PipelineDefinitionError as exc:
+        raise ctx.err(where, str(exc)) from None
 
 
 def _import(ctx: _Ctx, where: str, spec: Any) -> Any:
@@ -261,7 +225,7 @@ def _enrich(
 ) -> tuple[Stage[Any, Any], Schema]:
     if schema is None:
         raise ctx.err(where, "enrich needs a known input schema (put a decode stage before it)")
-    key = field_getter(schema, t["key"], where)
+    field_getter(schema, t["key"], where)
     cols = t["columns"]
     if not isinstance(cols, dict) or not cols:
         raise ctx.err(where, "columns must be a table of name = type")
@@ -309,15 +273,14 @@ def _enrich(
             {"dsn", "table", "key_column"},
         )
         lookup = PostgresLookup(pg["dsn"], pg["table"], pg["key_column"], [c for c, _ in columns])
-    out = extend_schema(schema, columns, f"{schema.__name__}Enriched")
-    stage = Enrich(
+    return column_join(
+        schema,
         lookup,
-        key,
-        merge_into(out, len(columns)),
+        t["key"],
+        columns,
         cache_size=t.get("cache_size", 100_000),
         on_missing=t.get("on_missing", "keep"),
     )
-    return stage, out
 
 
 _AGG = re.compile(r"^\s*(count|sum|min|max|mean)\s*\(\s*([A-Za-z_]\w*)?\s*\)\s*$")
