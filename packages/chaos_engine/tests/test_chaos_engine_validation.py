@@ -8,6 +8,7 @@ each kind of problem, at every position a document can hold one.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
@@ -165,6 +166,12 @@ def test_positional_construction_matches_the_fields() -> None:
         id="a2", action=Provider(type="process", path="/bin/true", arguments=["-a", "b"])
     )
     assert Experiment.model_validate(exp.model_dump()) == exp
+    # Provider and ActionStep fill their own dicts in __init__: still frozen, hashable, replaceable.
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        step.pause_s = 1.0  # type: ignore[misc]
+    assert hash(ActionStep("x")) == hash(ActionStep("x", None, 0.0))
+    assert dataclasses.replace(step, pause_s=2.0) == ActionStep("a1", step.action, 2.0)
+    assert Provider().arguments == {} and Provider().arguments is not Provider().arguments
 
 
 def test_chaostoolkit_import_errors_name_the_activity() -> None:
@@ -183,3 +190,28 @@ def test_chaostoolkit_import_errors_name_the_activity() -> None:
     ctk["method"][1] = {"type": "action", "name": "r", "ref": "ok"}
     with pytest.raises(ExperimentError, match=r"^c\.json: method\.1: activity references"):
         from_chaostoolkit(ctk, "c.json")
+
+
+@pytest.mark.parametrize(
+    ("place", "value", "message"),
+    [
+        (("action", "timeout_s"), 0, "action.timeout_s: must be > 0, got 0"),
+        (("action", "timeout_s"), float("nan"), "action.timeout_s: must be finite"),
+        (("action", "timeout_s"), float("inf"), "action.timeout_s: must be finite"),
+        (("action", "timeout_s"), True, "action.timeout_s: must be a number, got True"),
+        (("action", "timeout_s"), 1e9, "action.timeout_s: must be <= 604800, got 1e+09"),
+        (("pause_s",), 3601, "pause_s: must be <= 3600, got 3601"),
+        (("pause_s",), -0.5, "pause_s: must be >= 0, got -0.5"),
+        (("pause_s",), False, "pause_s: must be a number, got False"),
+        (("id",), "a b", "id: must be 1-64 letters, digits, '_', '.' or '-', got 'a b'"),
+        (("id",), "x" * 65, "id: must be 1-64 letters"),
+    ],
+)
+def test_values_a_step_accepts_inline_are_bounded_as_the_checks_say(
+    place: tuple[str, ...], value: object, message: str
+) -> None:
+    """A step's id, pause and provider timeout are accepted inline when plain and in
+    range; anything else must get the checks' own one-line error."""
+    doc = _document()
+    _at(doc, ("method", 1, *place[:-1]))[place[-1]] = value
+    assert _error(doc).startswith(f"x.json: method.1.{message}")

@@ -117,6 +117,10 @@ def _number(
     return out
 
 
+_PLAIN_NUMBERS = (int, float)
+"""Exact types a hot path accepts inline (``type(x) in``: a bool is not one)."""
+
+
 def _seconds(value: Any, loc: Loc, key: str) -> float:
     return _number(value, loc, key, gt=0, le=_WEEK_S)
 
@@ -179,7 +183,7 @@ class _Model:
 _PROVIDER_KEYS = frozenset(("type", "module", "func", "arguments", "path", "timeout_s"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Provider(_Model):
     """What a probe or action calls: a Python function, or a process."""
 
@@ -189,6 +193,27 @@ class Provider(_Model):
     arguments: dict[str, Any] | list[str] = field(default_factory=dict)
     path: str = ""
     timeout_s: float = 10.0
+
+    def __init__(
+        self,
+        type: Literal["python", "process"] = "python",
+        module: str = "",
+        func: str = "",
+        arguments: dict[str, Any] | list[str] | None = None,
+        path: str = "",
+        timeout_s: float = 10.0,
+    ) -> None:
+        # There is one per step. A frozen dataclass's generated __init__ stores each
+        # field with object.__setattr__: 11.1K instructions for these six under
+        # callgrind, against 4.9K filling the new instance's dict (no setter to bypass:
+        # frozen only refuses assignments after construction).
+        fields = self.__dict__
+        fields["type"] = type
+        fields["module"] = module
+        fields["func"] = func
+        fields["arguments"] = {} if arguments is None else arguments
+        fields["path"] = path
+        fields["timeout_s"] = timeout_s
 
     @classmethod
     def _from(cls, data: Any, loc: Loc) -> Provider:
@@ -202,16 +227,20 @@ class Provider(_Model):
             args = [_text(a, at, i) for i, a in enumerate(args)]
         else:
             args = _dict_of_any(args, loc, "arguments")
-        # Positional, in field order: a frozen dataclass called with keywords costs twice
-        # as much, and there is one of these per step.
-        out = cls(
-            kind,
-            _text(d.get("module", ""), loc, "module"),
-            _text(d.get("func", ""), loc, "func"),
-            args,
-            _text(d.get("path", ""), loc, "path"),
-            _seconds(d.get("timeout_s", 10.0), loc, "timeout_s"),
-        )
+        # The common case is accepted inline; anything else goes to the checks, which
+        # accept the same values (str subclasses, numbers that are not plain) or name the
+        # first bad one in field order, so errors are theirs alone.
+        module, func, path = d.get("module", ""), d.get("func", ""), d.get("path", "")
+        if type(module) is not str or type(func) is not str or type(path) is not str:
+            module = _text(module, loc, "module")
+            func = _text(func, loc, "func")
+            path = _text(path, loc, "path")
+        timeout = d.get("timeout_s", 10.0)
+        if type(timeout) in _PLAIN_NUMBERS and 0 < timeout <= _WEEK_S:
+            timeout = float(timeout)
+        else:
+            timeout = _seconds(timeout, loc, "timeout_s")
+        out = cls(kind, module, func, args, path, timeout)  # positional, in field order
         if out.type == "python" and not (out.module and out.func):
             raise _Invalid(_where(loc), "a python provider needs module and func")
         if out.type == "process" and not out.path:
@@ -381,7 +410,7 @@ class FaultStep(_Model):
 _ACTION_STEP_KEYS = frozenset(("id", "action", "pause_s"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ActionStep(_Model):
     """Call a provider (a Python function or a process); ``pause_s`` waits after it."""
 
@@ -389,15 +418,25 @@ class ActionStep(_Model):
     action: Provider | None = None
     pause_s: float = 0.0
 
+    def __init__(self, id: str, action: Provider | None = None, pause_s: float = 0.0) -> None:
+        fields = self.__dict__  # one per step: as Provider's __init__
+        fields["id"] = id
+        fields["action"] = action
+        fields["pause_s"] = pause_s
+
     @classmethod
     def _from(cls, data: Any, loc: Loc) -> ActionStep:
         d = _table(data, loc, _ACTION_STEP_KEYS, ("id",))
-        action = d.get("action")
-        return cls(  # positional, in field order (as Provider's)
-            _step_id(d["id"], loc),
-            None if action is None else Provider._from(action, (*loc, "action")),
-            _number(d.get("pause_s", 0.0), loc, "pause_s", ge=0, le=3600),
-        )
+        step_id, action, pause = d["id"], d.get("action"), d.get("pause_s", 0.0)
+        if type(step_id) is not str or not _ID.match(step_id):  # inline as in Provider._from
+            step_id = _step_id(step_id, loc)
+        if action is not None:
+            action = Provider._from(action, (*loc, "action"))
+        if type(pause) in _PLAIN_NUMBERS and 0 <= pause <= 3600:
+            pause = float(pause)
+        else:
+            pause = _number(pause, loc, "pause_s", ge=0, le=3600)
+        return cls(step_id, action, pause)
 
 
 @dataclass(frozen=True)
