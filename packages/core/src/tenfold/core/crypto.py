@@ -94,26 +94,26 @@ def blake3(data: bytes) -> bytes:
 class AesGcm:
     """AES-256-GCM with a random 96-bit nonce per message: ``nonce || ciphertext || tag``.
 
-    The hot path is the raw ``cryptography`` call plus the framing: the AEAD's
-    bound methods are kept (no attribute lookups per call), the AAD goes through
-    as given, and no AAD is ``None``, not ``b""``: the same to GCM, but
+    The hot path is the raw ``cryptography`` call plus the framing. The AEAD is
+    called as its users call it, ``aead.decrypt(...)``: under callgrind that is
+    about 110 instructions a call fewer than a stored bound method. The AAD goes
+    through as given, and no AAD is ``None``, not ``b""``: the same to GCM, but
     ``cryptography`` takes a buffer view of an empty ``bytes`` (about 600 of
-    the 24K instructions of opening 4 KiB, under callgrind) and skips it for
-    ``None``. A short or tampered message is told apart only once the AEAD has
-    refused it. Sealing costs one copy (nonce and ciphertext joined), opening
-    one (the ciphertext cut from the nonce): ``cryptography`` reads only
-    ``bytes`` without a detour through the buffer protocol, which costs more
-    than the copies.
+    the 24K instructions of opening 4 KiB) and skips it for ``None``. A short
+    or tampered message is told apart only once the AEAD has refused it.
+    Sealing costs one copy (nonce and ciphertext joined), opening one (the
+    ciphertext cut from the nonce): ``cryptography`` reads only ``bytes``
+    without a detour through the buffer protocol, which costs more than the
+    copies. What remains over the raw call is this method's own frame, about
+    400 of the 23.6K instructions of opening 4 KiB.
     """
 
-    __slots__ = ("_decrypt", "_encrypt")
+    __slots__ = ("_aead",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise CryptoError(f"AES-256-GCM key must be 32 bytes, got {len(key)}")
-        aead = AESGCM(key)
-        self._encrypt = aead.encrypt
-        self._decrypt = aead.decrypt
+        self._aead = AESGCM(key)
 
     @staticmethod
     def generate_key() -> bytes:
@@ -121,11 +121,11 @@ class AesGcm:
 
     def encrypt(self, plaintext: bytes, aad: bytes | None = None) -> bytes:
         nonce = _urandom(12)  # _NONCE_BYTES, inlined
-        return nonce + self._encrypt(nonce, plaintext, aad)
+        return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def decrypt(self, blob: bytes, aad: bytes | None = None) -> bytes:
         try:
-            return self._decrypt(blob[:12], blob[12:], aad)  # _NONCE_BYTES, inlined
+            return self._aead.decrypt(blob[:12], blob[12:], aad)  # _NONCE_BYTES, inlined
         except (InvalidTag, ValueError):
             if len(blob) < _NONCE_BYTES + 16:
                 raise CryptoError(f"AES-GCM message too short ({len(blob)} bytes)") from None

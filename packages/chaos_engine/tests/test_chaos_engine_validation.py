@@ -1,0 +1,217 @@
+"""Experiment validation: every problem is one line naming its place in the document.
+
+Validation carries locations as key tuples and renders them only for an error
+(a valid document formats none), so these tests pin the rendered place for
+each kind of problem, at every position a document can hold one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tenfold.chaos_engine._experiment import (
+    ActionStep,
+    Experiment,
+    Provider,
+    experiment_from_dict,
+    from_chaostoolkit,
+)
+from tenfold.chaos_engine.errors import ExperimentError
+
+
+def _document() -> dict[str, Any]:
+    """A valid experiment that uses every table and field kind the validator checks."""
+    python = {"type": "python", "module": "m", "func": "f", "arguments": {"i": 1}, "timeout_s": 2}
+    process = {"type": "process", "path": "/bin/true", "arguments": ["-a", "b"]}
+    return {
+        "title": "t",
+        "description": "d",
+        "steady_state": {
+            "probes": [
+                {
+                    "name": "p",
+                    "provider": copy.deepcopy(python),
+                    "tolerance": {"min": 0, "max": 5},
+                    "timeout_s": 1,
+                },
+                {"name": "q", "provider": copy.deepcopy(process), "tolerance": {"equals": 0}},
+            ],
+            "interval_s": 0.5,
+            "continuous": True,
+            "tolerated_failures": 1,
+        },
+        "method": [
+            {
+                "id": "f0",
+                "fault": "point",
+                "params": {"point": "p"},
+                "mode": "all",
+                "value": 100,
+                "probability": 1,
+                "duration_s": 1,
+                "wait": False,
+                "agent": "",
+            },
+            {"id": "a1", "action": copy.deepcopy(python), "pause_s": 0},
+            {"id": "a2", "action": copy.deepcopy(process)},
+        ],
+        "rollbacks": [{"id": "r0", "action": copy.deepcopy(python)}],
+        "safety": {"max_faults": 10, "max_duration_s": 60},
+    }
+
+
+def _checked(key: str | int, value: Any) -> bool:
+    """Whether the validator types what is under ``key`` (a fault's params and a python
+    provider's arguments are free-form; a process's argument list holds strings)."""
+    return key != "params" and not (key == "arguments" and isinstance(value, dict))
+
+
+def _places(node: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every scalar the validator types, as its path from the root."""
+    if isinstance(node, dict):
+        items = list(node.items())
+    elif isinstance(node, list):
+        items = list(enumerate(node))
+    else:
+        return [path]
+    return [p for key, value in items if _checked(key, value) for p in _places(value, (*path, key))]
+
+
+def _tables(node: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every table whose keys the validator checks, as its path from the root."""
+    if isinstance(node, list):
+        return [p for i, value in enumerate(node) for p in _tables(value, (*path, i))]
+    if not isinstance(node, dict):
+        return []
+    inner = [p for k, v in node.items() if _checked(k, v) for p in _tables(v, (*path, k))]
+    return [path, *inner]
+
+
+def _at(doc: dict[str, Any], path: tuple[str | int, ...]) -> Any:
+    node: Any = doc
+    for key in path:
+        node = node[key]
+    return node
+
+
+def _error(doc: dict[str, Any]) -> str:
+    with pytest.raises(ExperimentError) as info:
+        experiment_from_dict(doc, "x.json")
+    text = str(info.value)
+    assert "\n" not in text
+    return text
+
+
+def test_the_document_is_valid() -> None:
+    exp = experiment_from_dict(_document())
+    assert [s.id for s in exp.method] == ["f0", "a1", "a2"] and exp.fault_steps == 1
+
+
+@pytest.mark.parametrize("index", range(len(_places(_document()))))
+def test_a_wrong_type_is_named_by_its_place(index: int) -> None:
+    doc = _document()
+    path = _places(doc)[index]
+    _at(doc, path[:-1])[path[-1]] = [[]]  # a list of lists: no field of any kind takes it
+    expected = {
+        "equals": "must be a number, string or boolean",
+        "type": "must be 'python' or 'process'",
+        "mode": "must be one of 'one', 'all', 'count', 'percent'",
+    }.get(str(path[-1]), "must be ")
+    dotted = ".".join(str(p) for p in path)
+    text = _error(doc)
+    assert text.startswith(f"x.json: {dotted}: {expected}"), text
+
+
+def _required(table: tuple[str | int, ...]) -> tuple[str, ...]:
+    """The keys a table must have: the root's title and method, a probe's three, a step's id."""
+    if not table:
+        return ("title", "method")
+    parent = table[-2] if len(table) >= 2 else None
+    if parent in ("method", "rollbacks"):
+        return ("id",)
+    return ("name", "provider", "tolerance") if parent == "probes" else ()
+
+
+@given(data=st.data())
+@settings(max_examples=80, deadline=None)
+def test_an_unknown_or_missing_key_is_named_by_its_place(data: st.DataObject) -> None:
+    doc = _document()
+    table = data.draw(st.sampled_from(_tables(doc)))
+    required = _required(table)
+    if required and data.draw(st.booleans(), label="delete a required key") is True:
+        key = data.draw(st.sampled_from(required))
+        del _at(doc, table)[key]
+        assert _error(doc) == f"x.json: missing key '{'.'.join(map(str, (*table, key)))}'"
+    else:
+        _at(doc, table)["zz"] = 1
+        assert _error(doc) == f"x.json: unknown key '{'.'.join(map(str, (*table, 'zz')))}'"
+
+
+def test_positional_construction_matches_the_fields() -> None:
+    """Hot steps are built positionally: each value must land in its own field."""
+    exp = experiment_from_dict(_document())
+    step = exp.method[1]
+    assert step == ActionStep(
+        id="a1",
+        action=Provider(type="python", module="m", func="f", arguments={"i": 1}, timeout_s=2.0),
+        pause_s=0.0,
+    )
+    assert exp.method[2] == ActionStep(
+        id="a2", action=Provider(type="process", path="/bin/true", arguments=["-a", "b"])
+    )
+    assert Experiment.model_validate(exp.model_dump()) == exp
+    # Provider and ActionStep fill their own dicts in __init__: still frozen, hashable, replaceable.
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        step.pause_s = 1.0  # type: ignore[misc]
+    assert hash(ActionStep("x")) == hash(ActionStep("x", None, 0.0))
+    assert dataclasses.replace(step, pause_s=2.0) == ActionStep("a1", step.action, 2.0)
+    assert Provider().arguments == {} and Provider().arguments is not Provider().arguments
+
+
+def test_chaostoolkit_import_errors_name_the_activity() -> None:
+    ctk: dict[str, Any] = {
+        "title": "c",
+        "method": [
+            {"type": "action", "name": "ok", "provider": {"type": "python", "module": "m"}},
+            {"type": "action", "name": "bad", "provider": {"type": "http", "url": "u"}},
+        ],
+    }
+    with pytest.raises(ExperimentError) as info:
+        from_chaostoolkit(copy.deepcopy(ctk), "c.json")
+    assert str(info.value) == (
+        "c.json: method.1: Chaos Toolkit provider type 'http' is not supported"
+    )
+    ctk["method"][1] = {"type": "action", "name": "r", "ref": "ok"}
+    with pytest.raises(ExperimentError, match=r"^c\.json: method\.1: activity references"):
+        from_chaostoolkit(ctk, "c.json")
+
+
+@pytest.mark.parametrize(
+    ("place", "value", "message"),
+    [
+        (("action", "timeout_s"), 0, "action.timeout_s: must be > 0, got 0"),
+        (("action", "timeout_s"), float("nan"), "action.timeout_s: must be finite"),
+        (("action", "timeout_s"), float("inf"), "action.timeout_s: must be finite"),
+        (("action", "timeout_s"), True, "action.timeout_s: must be a number, got True"),
+        (("action", "timeout_s"), 1e9, "action.timeout_s: must be <= 604800, got 1e+09"),
+        (("pause_s",), 3601, "pause_s: must be <= 3600, got 3601"),
+        (("pause_s",), -0.5, "pause_s: must be >= 0, got -0.5"),
+        (("pause_s",), False, "pause_s: must be a number, got False"),
+        (("id",), "a b", "id: must be 1-64 letters, digits, '_', '.' or '-', got 'a b'"),
+        (("id",), "x" * 65, "id: must be 1-64 letters"),
+    ],
+)
+def test_values_a_step_accepts_inline_are_bounded_as_the_checks_say(
+    place: tuple[str, ...], value: object, message: str
+) -> None:
+    """A step's id, pause and provider timeout are accepted inline when plain and in
+    range; anything else must get the checks' own one-line error."""
+    doc = _document()
+    _at(doc, ("method", 1, *place[:-1]))[place[-1]] = value
+    assert _error(doc).startswith(f"x.json: method.1.{message}")
