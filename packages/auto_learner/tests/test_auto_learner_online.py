@@ -120,8 +120,8 @@ def test_bad_settings_are_refused() -> None:
         OnlineLearner(three, {})
 
 
-@pytest.mark.parametrize("delay", [0.0, 1.0, 2.5])
-def test_batches_predict_as_rows_sent_one_at_a_time(delay: float) -> None:
+@pytest.mark.parametrize(("delay", "jitter"), [(0.0, 0.0), (1.0, 0.0), (2.5, 0.0), (1.0, 0.7)])
+def test_batches_predict_as_rows_sent_one_at_a_time(delay: float, jitter: float) -> None:
     # The blend takes a batch in one numpy pass, yet each row must see exactly the
     # labels due before it, as when rows come one at a time. The booster is held
     # fixed (no updates, no retrains), since it scores a batch with the model
@@ -129,6 +129,8 @@ def test_batches_predict_as_rows_sent_one_at_a_time(delay: float) -> None:
     t, x, y = _hourly_coin_stream(4)
     n = 1_500
     t, x, y = t[:n], x[:n], y[:n]
+    # Jittered times arrive out of order, so labels fall due out of queue order too.
+    t = t + np.random.default_rng(5).uniform(0.0, jitter, n)
 
     def run(batch: int) -> tuple[np.ndarray, OnlineLearner]:
         learner = OnlineLearner(
