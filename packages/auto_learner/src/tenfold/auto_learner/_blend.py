@@ -39,6 +39,9 @@ Array = np.ndarray[Any, Any]
 # exp(300) ~ 2e130: scaled sums stay far from float64's overflow (1.8e308).
 _MAX_EXPONENT = 300.0
 
+# Category codes below this take a slot from a lookup array (others go through a dict).
+_MAX_CODE = 1 << 20
+
 # A key group is a tuple of column indices; () is the whole stream.
 KeyGroup = tuple[int, ...]
 
@@ -89,6 +92,8 @@ class RecencyBlend:
             np.array([1.0 / tau for g, tau in specs if g == grp]) for grp in self._groups
         ]
         self._slot_of: list[dict[Any, int]] = [{0: 0}] + [{} for _ in self._groups[1:]]
+        # Per single-column group: slot by category code + 1 (-1: not seen yet).
+        self._lookup = [np.full(1, -1, dtype=np.int64) for _ in self._groups]
         self._tables = [np.zeros((1, 2 * len(c))) for c in self._group_cols]
         self._learned = [np.zeros(1, dtype=bool) for _ in self._groups]
         self._max_inv = max((1.0 / tau for _, tau in specs), default=0.0)
@@ -134,18 +139,36 @@ class RecencyBlend:
                 continue
             codes = x[:, list(g)]
             ints = np.where(np.isnan(codes), -1, codes).astype(np.int64)
-            keys: list[Any]
-            if len(g) == 1:
-                uniq, inverse = np.unique(ints[:, 0], return_inverse=True)
-                keys = uniq.tolist()
-            else:
-                uniq, inverse = np.unique(ints, axis=0, return_inverse=True)
-                keys = list(map(tuple, uniq.tolist()))
             slot_of = self._slot_of[gi]
-            ids = np.fromiter(
-                (slot_of.setdefault(k, len(slot_of)) for k in keys), dtype=np.int64, count=len(keys)
-            )
-            out[:, gi] = ids[inverse.reshape(-1)]
+            if len(g) == 1 and ints.min() >= -1 and ints.max() < _MAX_CODE:
+                # A category code: its slot from a lookup array, and the dict only
+                # for codes not seen before.
+                lookup = self._lookup[gi]
+                codes1 = ints[:, 0] + 1
+                if codes1.max() >= len(lookup):
+                    grown = max(2 * len(lookup), int(codes1.max()) + 1)
+                    lookup = np.concatenate([lookup, np.full(grown - len(lookup), -1)])
+                    self._lookup[gi] = lookup
+                found = lookup[codes1]
+                if (found < 0).any():
+                    for c in np.unique(codes1[found < 0]).tolist():
+                        lookup[c] = slot_of.setdefault(c - 1, len(slot_of))
+                    found = lookup[codes1]
+                out[:, gi] = found
+            else:
+                keys: list[Any]
+                if len(g) == 1:
+                    uniq, inverse = np.unique(ints[:, 0], return_inverse=True)
+                    keys = uniq.tolist()
+                else:
+                    uniq, inverse = np.unique(ints, axis=0, return_inverse=True)
+                    keys = list(map(tuple, uniq.tolist()))
+                ids = np.fromiter(
+                    (slot_of.setdefault(k, len(slot_of)) for k in keys),
+                    dtype=np.int64,
+                    count=len(keys),
+                )
+                out[:, gi] = ids[inverse.reshape(-1)]
             table = self._tables[gi]
             if len(slot_of) > len(table):
                 grown = max(2 * len(table), len(slot_of))

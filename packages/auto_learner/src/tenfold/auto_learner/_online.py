@@ -192,7 +192,10 @@ class Adwin:
         values = self.window
         n = len(values)
         prefix = np.cumsum(values)
-        cut = self._find_cut(prefix, float(prefix[-1]), n, float(np.var(values)))
+        total = float(prefix[-1])
+        # The variance from the sum of squares (one pass, not np.var's two).
+        variance = max(0.0, float(values @ values) / n - (total / n) ** 2)
+        cut = self._find_cut(prefix, total, n, variance)
         if cut is None:
             return False
         self._window.drop_oldest(cut)
