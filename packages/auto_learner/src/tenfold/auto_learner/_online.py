@@ -253,7 +253,7 @@ class OnlineLearner:
         window: int = 20_000,
         update_every: int = 4_000,
         retrain_gap: int | None = None,
-        update_rounds: int = 10,
+        update_rounds: int = 5,
         update_window: int | None = None,
         adwin_delta: float = 0.002,
         background: bool = True,
@@ -308,6 +308,10 @@ class OnlineLearner:
         # the per-row blend follows short changes (an hour of bad weather), so a fresh
         # booster is for lasting ones, and each costs a full boosting run.
         self.retrain_gap = 5 * update_every if retrain_gap is None else retrain_gap
+        # Boosting rounds per update. Five instead of ten: on the flights stream (60K rows,
+        # 256-row batches) prequential AUC 0.8059 / 0.7903 / 0.7317 at 0 / 1 / 6 h delay
+        # against 0.8061 / 0.7900 / 0.7302, and the model grows half as fast, so each
+        # batch's scoring and each update's starting scores cost less.
         self.update_rounds = update_rounds
         # Rows each update boosts on: the newest labelled ones, one interval's worth by
         # default. Two intervals' worth (the old default) cost twice the binning, the
