@@ -118,3 +118,42 @@ def test_bad_settings_are_refused() -> None:
     )
     with pytest.raises(BudgetError, match="two-class"):
         OnlineLearner(three, {})
+
+
+@pytest.mark.parametrize(("delay", "jitter"), [(0.0, 0.0), (1.0, 0.0), (2.5, 0.0), (1.0, 0.7)])
+def test_batches_predict_as_rows_sent_one_at_a_time(delay: float, jitter: float) -> None:
+    # The blend takes a batch in one numpy pass, yet each row must see exactly the
+    # labels due before it, as when rows come one at a time. The booster is held
+    # fixed (no updates, no retrains), since it scores a batch with the model
+    # current at the batch's start; what remains may differ only by rounding.
+    t, x, y = _hourly_coin_stream(4)
+    n = 1_500
+    t, x, y = t[:n], x[:n], y[:n]
+    # Jittered times arrive out of order, so labels fall due out of queue order too.
+    t = t + np.random.default_rng(5).uniform(0.0, jitter, n)
+
+    def run(batch: int) -> tuple[np.ndarray, OnlineLearner]:
+        learner = OnlineLearner(
+            _noise_booster(4),
+            {"objective": "binary"},
+            label_delay=delay,
+            background=False,
+            categorical=[3],
+            key_groups=[(2, 3)],  # a float column in a group: many keys, most seen once
+            update_every=10**9,
+            retrain_gap=10**19,
+        )
+        out = [
+            learner.process(t[i : i + batch], x[i : i + batch], y[i : i + batch])
+            for i in range(0, n, batch)
+        ]
+        learner.finish()
+        return np.concatenate(out), learner
+
+    one, single = run(1)
+    for batch in (7, 256, n):
+        batched, learner = run(batch)
+        np.testing.assert_allclose(batched, one, rtol=1e-9, atol=1e-12)
+        assert learner.stats.labelled == single.stats.labelled == n
+        assert learner.stats.drifts == single.stats.drifts
+        assert learner.stats.probabilities == pytest.approx(single.stats.probabilities, rel=1e-9)

@@ -11,18 +11,23 @@ adds that, on top of the booster's raw score, with three kinds of inputs:
 - the raw numeric columns, standardised with running moments of the rows seen.
 
 The statistics take each label as soon as it is due; the weights are learnt by
-logistic regression with AdaGrad steps over the last few dozen due labels. Invariant (no leakage): a statistic or weight changes only in
-:meth:`RecencyBlend.learn` (and :meth:`RecencyBlend.flush` over rows given to it), which the caller invokes for a row only once its
-label is due (its time plus the label delay); :meth:`RecencyBlend.features`
-reads state and never changes it, and the numeric moments a batch is
-standardised with are those of earlier batches.
+logistic regression with AdaGrad steps over every ``step_rows`` due labels.
+
+Each row is predicted with the state it would have if the rows came one at a
+time: every label released before it (and only those) is in the statistics and
+the weight steps, and its numeric columns are standardised with the moments of
+the rows before it. The work is done per batch in numpy: the caller says, for
+each released label, how many of the batch's rows were predicted before it
+(``before``), and per-key running sums over the batch give each row its
+statistics. Invariant (no leakage): a statistic or weight changes only through
+released labels, which the caller releases for a row only once its label is due
+(its time plus the label delay).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from operator import mul
 from typing import Any
 
 import numpy as np
@@ -34,8 +39,18 @@ Array = np.ndarray[Any, Any]
 # exp(300) ~ 2e130: scaled sums stay far from float64's overflow (1.8e308).
 _MAX_EXPONENT = 300.0
 
+# Category codes below this take a slot from a lookup array (others go through a dict).
+_MAX_CODE = 1 << 20
+
 # A key group is a tuple of column indices; () is the whole stream.
 KeyGroup = tuple[int, ...]
+
+
+def _sigmoid(score: Array) -> Array:
+    s = np.clip(score, -35.0, 35.0)
+    e = np.exp(-np.abs(s))
+    out: Array = np.where(s >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return out
 
 
 class RecencyBlend:
@@ -63,30 +78,38 @@ class RecencyBlend:
         specs += [((c,), tau) for c in cats for tau in key_timescales]
         specs += [(tuple(g), max(key_timescales, default=24.0)) for g in key_groups]
         self.specs = specs
-        # Each table maps a key to [sum of labels, count], both decayed and scaled by
-        # exp((t - ref) / tau) for the row's time t: decaying everything to a moment
-        # is then one factor per timescale, not one exp per cell. `_rebase` moves
-        # `ref` forward before the scale could overflow.
-        self._tables: list[dict[Any, list[float]]] = [{} for _ in specs]
-        taus = sorted({tau for _, tau in specs})
-        self._inv_taus = [1.0 / tau for tau in taus]
-        self._spec_scale = [taus.index(tau) for _, tau in specs]
-        self._max_inv = max(self._inv_taus, default=0.0)
+        # One table per key group: a row per key (its slot), and per statistic of the
+        # group two columns, [decayed sum of labels | decayed count], both scaled by
+        # exp((t - ref) / tau) for the label's row time t, so that decaying everything
+        # to a moment is one factor per column. `_rebase` moves `ref` forward before
+        # the scale could overflow.
+        self._groups: list[KeyGroup] = [(), *sorted({g for g, _ in specs if g})]
+        self._group_cols = [
+            np.array([2 + s for s, (g, _) in enumerate(specs) if g == grp], dtype=np.int64)
+            for grp in self._groups
+        ]
+        self._group_inv = [
+            np.array([1.0 / tau for g, tau in specs if g == grp]) for grp in self._groups
+        ]
+        self._slot_of: list[dict[Any, int]] = [{0: 0}] + [{} for _ in self._groups[1:]]
+        # Per single-column group: slot by category code + 1 (-1: not seen yet).
+        self._lookup = [np.full(1, -1, dtype=np.int64) for _ in self._groups]
+        self._tables = [np.zeros((1, 2 * len(c))) for c in self._group_cols]
+        self._learned = [np.zeros(1, dtype=bool) for _ in self._groups]
+        self._max_inv = max((1.0 / tau for _, tau in specs), default=0.0)
         self._ref: float | None = None
-        self._scale_memo: dict[tuple[float, float, float], list[float]] = {}
-        self._groups = sorted({g for g, _ in specs if g})
         self.prior_rows = prior_rows
         self.l2 = l2
         n_dense = 2 + len(specs)  # bias, margin, one per statistic
         self.n_inputs = n_dense + len(self.numeric)
         self._w = np.zeros(self.n_inputs)
         self._w[1] = 1.0  # start as the booster alone
-        self.w: list[float] = self._w.tolist()  # the same weights, for the per-row dot product
         self._g2 = np.full(self.n_inputs, 1e-6)
         self._lr = np.array([learning_rate] * n_dense + [raw_learning_rate] * len(self.numeric))
         self.step_rows = step_rows
-        self._buf_f: list[list[float]] = []
-        self._buf_y: list[int] = []
+        # Due labels not yet in a weight step: their inputs and labels.
+        self._buf_f = np.empty((0, self.n_inputs))
+        self._buf_y = np.empty(0)
         self._label_sum = 0.0
         self._label_n = 0
         # Running moments of the numeric columns (features only, never labels).
@@ -94,153 +117,243 @@ class RecencyBlend:
         self._mom_mean = np.zeros(len(self.numeric))
         self._mom_m2 = np.zeros(len(self.numeric))
 
-    # -- reading (no state changes) ----------------------------------------------------
-    def batch_inputs(self, x: Array) -> tuple[list[list[Any]], list[list[float]]]:
-        """Per row: its key for each statistic, and its standardised numeric columns.
+    @property
+    def batch_span(self) -> float:
+        """The most time one call of :meth:`features` should span.
 
-        The moments used are those of earlier batches; this batch's rows are added
-        to them afterwards (label-free, so this is not a leak either way).
+        Per key, a row's sum is a difference of two running sums over the batch's
+        labels of all keys; labels up to this span after the row weigh up to e^10
+        times its own, so rounding stays below 1e-9 of a label.
         """
-        keys_by_group: dict[KeyGroup, list[Any]] = {}
-        for g in self._groups:
+        keyed = [1.0 / tau for g, tau in self.specs if g]
+        limits = [_MAX_EXPONENT / 3 / self._max_inv] if self._max_inv else []
+        limits += [10.0 / max(keyed)] if keyed else []
+        return min(limits, default=math.inf)
+
+    # -- keys (label-free) -------------------------------------------------------------
+    def slots(self, x: Array) -> Array:
+        """Per row and key group, the row's slot in that group's table (new keys get new slots)."""
+        out = np.zeros((len(x), len(self._groups)), dtype=np.int64)
+        for gi, g in enumerate(self._groups):
+            if not g or not len(x):
+                continue
             codes = x[:, list(g)]
             ints = np.where(np.isnan(codes), -1, codes).astype(np.int64)
-            keys_by_group[g] = ints[:, 0].tolist() if len(g) == 1 else list(map(tuple, ints))
-        n = len(x)
-        keys = [[keys_by_group[g][i] if g else 0 for g, _ in self.specs] for i in range(n)]
-        raw = np.nan_to_num(x[:, self.numeric].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        if self._mom_n > 1:
-            sd = np.sqrt(np.maximum(self._mom_m2 / self._mom_n, 1e-12))
-            z = np.clip((raw - self._mom_mean) / sd, -5.0, 5.0)
-        else:
-            z = np.zeros_like(raw)
-        self._add_moments(raw)
-        return keys, z.tolist()
+            slot_of = self._slot_of[gi]
+            if len(g) == 1 and ints.min() >= -1 and ints.max() < _MAX_CODE:
+                # A category code: its slot from a lookup array, and the dict only
+                # for codes not seen before.
+                lookup = self._lookup[gi]
+                codes1 = ints[:, 0] + 1
+                if codes1.max() >= len(lookup):
+                    grown = max(2 * len(lookup), int(codes1.max()) + 1)
+                    lookup = np.concatenate([lookup, np.full(grown - len(lookup), -1)])
+                    self._lookup[gi] = lookup
+                found = lookup[codes1]
+                if (found < 0).any():
+                    for c in np.unique(codes1[found < 0]).tolist():
+                        lookup[c] = slot_of.setdefault(c - 1, len(slot_of))
+                    found = lookup[codes1]
+                out[:, gi] = found
+            else:
+                keys: list[Any]
+                if len(g) == 1:
+                    uniq, inverse = np.unique(ints[:, 0], return_inverse=True)
+                    keys = uniq.tolist()
+                else:
+                    uniq, inverse = np.unique(ints, axis=0, return_inverse=True)
+                    keys = list(map(tuple, uniq.tolist()))
+                ids = np.fromiter(
+                    (slot_of.setdefault(k, len(slot_of)) for k in keys),
+                    dtype=np.int64,
+                    count=len(keys),
+                )
+                out[:, gi] = ids[inverse.reshape(-1)]
+            table = self._tables[gi]
+            if len(slot_of) > len(table):
+                grown = max(2 * len(table), len(slot_of))
+                self._tables[gi] = np.vstack(
+                    [table, np.zeros((grown - len(table), table.shape[1]))]
+                )
+                self._learned[gi] = np.concatenate(
+                    [self._learned[gi], np.zeros(grown - len(table), dtype=bool)]
+                )
+        return out
 
-    def features(self, now: float, margin: float, keys: list[Any], z: list[float]) -> list[float]:
-        """The blend's inputs for one row predicted at time ``now``."""
-        prior = (self._label_sum + 1.0) / (self._label_n + 5.0)
-        a_pos = self.prior_rows * prior
+    # -- inputs, and the statistics' learning ------------------------------------------
+    def features(
+        self,
+        now: Array,
+        margin: Array,
+        slots: Array,
+        x: Array,
+        released: tuple[Array, Array, Array],
+        before: Array,
+    ) -> Array:
+        """The inputs of rows predicted at times ``now``; then their released labels join the statistics.
+
+        ``released`` is (row times, slots, labels) of the labels released during
+        the batch, in release order, and ``before[j]`` the number of the batch's
+        rows predicted before label ``j`` (non-decreasing). Row ``i`` sees exactly
+        the labels with ``before <= i``, as if the rows had come one at a time.
+        """
+        rel_time, rel_slots, rel_y = released
+        n, m = len(now), len(rel_y)
+        f = np.empty((n, self.n_inputs))
+        f[:, 0] = 1.0
+        f[:, 1] = margin
+        y = rel_y.astype(np.float64)
+        # Labels released before each row: counts and sums, for the long-run rate.
+        per_row = np.bincount(before, minlength=n + 1)
+        n_before = self._label_n + np.cumsum(per_row)[:n]
+        sum_before = (
+            self._label_sum + np.cumsum(np.bincount(before, weights=y, minlength=n + 1))[:n]
+        )
+        a_pos = self.prior_rows * (sum_before + 1.0) / (n_before + 5.0)
         a_neg = self.prior_rows - a_pos
-        base = math.log(a_pos / a_neg)
-        f = [1.0, margin]
-        ref = self._ref
-        if ref is None:
-            f.extend([0.0] * len(self.specs))
-            f.extend(z)
-            return f
-        if (now - ref) * self._max_inv > _MAX_EXPONENT:
-            self._rebase(now)  # a change of representation only: every rate stays the same
-            ref = now
-        scales = self._scales(ref, now, -1.0)
-        log = math.log
-        for table, key, si in zip(self._tables, keys, self._spec_scale, strict=True):
-            cell = table.get(key)
-            if cell is None:
-                f.append(0.0)
+        base = np.log(a_pos / a_neg)
+        self._move_ref(now, rel_time)
+        ref = self._ref if self._ref is not None else 0.0
+        since = rel_time - ref
+        for gi, cols in enumerate(self._group_cols):
+            k = len(cols)
+            if not k:
                 continue
-            k = scales[si]
-            pos = cell[0] * k
-            # Smoothed log-odds of the decayed rate, relative to the long-run rate.
-            f.append(log((pos + a_pos) / (cell[1] * k - pos + a_neg)) - base)
-        f.extend(z)
+            inv = self._group_inv[gi]
+            table = self._tables[gi]
+            sp = slots[:, gi]
+            cur = table[sp]  # the state at the batch's start, per row (a copy)
+            if m:
+                scale = np.exp(since[:, None] * inv)
+                contrib = np.concatenate([y[:, None] * scale, scale], axis=1)
+                sr = rel_slots[:, gi]
+                if n:
+                    # Per row: the sum over the labels of its key released before it. The
+                    # labels sorted by key (release order kept) make each key's labels
+                    # one run, in which `before` does not decrease; a running sum
+                    # over the sorted labels, read at the run's start and at the
+                    # row's place in it, gives the sum.
+                    order = np.argsort(sr, kind="stable")
+                    keyed = sr[order] * (n + 1) + before[order]
+                    running = np.zeros((m + 1, 2 * k))
+                    np.cumsum(contrib[order], axis=0, out=running[1:])
+                    lo = np.searchsorted(keyed, sp * (n + 1), side="left")
+                    hi = np.searchsorted(keyed, sp * (n + 1) + np.arange(n), side="right")
+                    cur += running[hi] - running[lo]
+                np.add.at(table, sr, contrib)
+                self._learned[gi][sr] = True
+            if n:
+                decay = np.exp(-(now - ref)[:, None] * inv)
+                pos = cur[:, :k] * decay
+                # Smoothed log-odds of the decayed rate, relative to the long-run rate.
+                f[:, cols] = (
+                    np.log((pos + a_pos[:, None]) / (cur[:, k:] * decay - pos + a_neg[:, None]))
+                    - base[:, None]
+                )
+        self._label_n += m
+        self._label_sum += float(y.sum())
+        if self.numeric:
+            f[:, 2 + len(self.specs) :] = self._standardise(x)
         return f
 
-    def predict(self, f: list[float]) -> float:
-        score = sum(map(mul, self.w, f))
-        if score >= 0:
-            return 1.0 / (1.0 + math.exp(-min(score, 35.0)))
-        e = math.exp(max(score, -35.0))
-        return e / (1.0 + e)
+    def _standardise(self, x: Array) -> Array:
+        """Each row's numeric columns standardised with the moments of the rows before it."""
+        raw = np.nan_to_num(x[:, self.numeric].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        n = len(raw)
+        if not n:
+            return raw
+        n0 = self._mom_n
+        # Sums of deviations from a shift (the running mean, or the first row): with
+        # them a prefix's mean and squared deviations follow without cancellation.
+        shift = self._mom_mean if n0 else raw[0]
+        dev = raw - shift
+        s1 = np.cumsum(dev, axis=0)
+        s2 = np.cumsum(dev * dev, axis=0)
+        zero = np.zeros((1, raw.shape[1]))
+        s1b = np.vstack([zero, s1[:-1]])
+        s2b = np.vstack([zero, s2[:-1]])
+        count = (n0 + np.arange(n, dtype=np.float64))[:, None]
+        safe = np.maximum(count, 1.0)
+        mean = shift + s1b / safe
+        var = (self._mom_m2 + s2b - s1b * s1b / safe) / safe
+        z: Array = np.clip((raw - mean) / np.sqrt(np.maximum(var, 1e-12)), -5.0, 5.0)
+        z[count[:, 0] <= 1] = 0.0
+        total = n0 + n
+        self._mom_mean = shift + s1[-1] / total
+        self._mom_m2 = self._mom_m2 + s2[-1] - s1[-1] * s1[-1] / total
+        self._mom_n = total
+        return z
 
-    # -- learning (only for labels that are due) ---------------------------------------
-    def learn(self, row_time: float, keys: list[Any], f: list[float], y: int) -> None:
-        """A due label: it joins the recency statistics now, and the weight step's buffer.
-
-        ``f`` are the inputs the row was predicted with (the statistics as they were
-        then), so the weights learn the mapping that prediction-time inputs need.
-        """
-        self._label_sum += y
-        self._label_n += 1
-        ref = self._ref
-        if ref is None:
-            ref = self._ref = row_time
-        elif (row_time - ref) * self._max_inv > _MAX_EXPONENT:
-            self._rebase(row_time)
-            ref = row_time
-        # Labels may arrive out of order: an older one simply gets a smaller scale.
-        scales = self._scales(ref, row_time, 1.0)
-        for table, key, si in zip(self._tables, keys, self._spec_scale, strict=True):
-            k = scales[si]
-            cell = table.get(key)
-            if cell is None:
-                table[key] = [y * k, k]
-            else:
-                cell[0] += y * k
-                cell[1] += k
-        self._buf_f.append(f)
-        self._buf_y.append(y)
-        if len(self._buf_y) >= self.step_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        """One AdaGrad step on the buffered labelled rows (weights frozen within the step).
-
-        The weights drift slowly; what moves from row to row lives in the statistics,
-        which :meth:`learn` updates at once. Stepping on a few dozen rows at a time
-        keeps the per-row cost to the statistics and one dot product.
-        """
-        if not self._buf_y:
+    def _move_ref(self, now: Array, rel_time: Array) -> None:
+        """Keep every scale exponent of this batch within bounds (a change of representation only)."""
+        if not len(now) and not len(rel_time):
             return
-        f = np.asarray(self._buf_f)
-        y = np.asarray(self._buf_y, dtype=np.float64)
-        self._buf_f.clear()
-        self._buf_y.clear()
-        score = np.clip(f @ self._w, -35.0, 35.0)
-        err = 1.0 / (1.0 + np.exp(-score)) - y
-        # AdaGrad accumulates each row's squared gradient, as per-row steps would.
-        rows = err[:, None] * f + self.l2 * self._w
-        self._g2 += (rows * rows).sum(axis=0)
-        self._w -= self._lr * rows.sum(axis=0) / np.sqrt(self._g2)
-        self.w = self._w.tolist()
-
-    def _scales(self, ref: float, t: float, sign: float) -> list[float]:
-        """exp(sign * (t - ref) / tau) per timescale; rows arrive many to a timestamp
-        (flights are stamped by the hour), so the last few are remembered."""
-        key = (ref, t, sign)
-        hit = self._scale_memo.get(key)
-        if hit is None:
-            hit = [math.exp(sign * (t - ref) * inv) for inv in self._inv_taus]
-            if len(self._scale_memo) >= 8:
-                self._scale_memo.clear()
-            self._scale_memo[key] = hit
-        return hit
+        latest = max(
+            float(now.max()) if len(now) else -np.inf, float(rel_time.max(initial=-np.inf))
+        )
+        if self._ref is None:
+            self._ref = float(now.min()) if len(now) else latest
+        elif (latest - self._ref) * self._max_inv > _MAX_EXPONENT:
+            self._rebase(float(now.min()) if len(now) else latest)
 
     def _rebase(self, new_ref: float) -> None:
         assert self._ref is not None
-        shrink = [math.exp((self._ref - new_ref) * inv) for inv in self._inv_taus]
-        for table, si in zip(self._tables, self._spec_scale, strict=True):
-            k = shrink[si]
-            for cell in table.values():
-                cell[0] *= k
-                cell[1] *= k
+        for gi, inv in enumerate(self._group_inv):
+            shrink = np.exp((self._ref - new_ref) * inv)
+            self._tables[gi] *= np.concatenate([shrink, shrink])
         self._ref = new_ref
 
-    def _add_moments(self, raw: Array) -> None:
-        # Chan et al.'s parallel update of count, mean and sum of squared deviations.
-        nb = len(raw)
-        if not nb:
-            return
-        mb = raw.mean(axis=0)
-        m2b = ((raw - mb) ** 2).sum(axis=0)
-        na = self._mom_n
-        n = na + nb
-        delta = mb - self._mom_mean
-        self._mom_mean = self._mom_mean + delta * (nb / n)
-        self._mom_m2 = self._mom_m2 + m2b + delta**2 * (na * nb / n)
-        self._mom_n = n
+    # -- the weights -------------------------------------------------------------------
+    def weigh(self, f: Array, released: tuple[Array, Array], before: Array) -> Array:
+        """Probabilities for rows with inputs ``f``; then an AdaGrad step per ``step_rows`` released labels.
+
+        ``released`` is (inputs the row was predicted with, label) per released
+        label, in release order, and ``before`` as in :meth:`features`: row ``i``
+        is scored with the weights after the steps taken on labels with
+        ``before <= i``.
+        """
+        rel_f, rel_y = released
+        b0 = len(self._buf_y)
+        buf_f = np.vstack([self._buf_f, rel_f])
+        buf_y = np.concatenate([self._buf_y, rel_y.astype(np.float64)])
+        steps = len(buf_y) // self.step_rows
+        weights = [self._w]
+        for s in range(steps):
+            rows = slice(s * self.step_rows, (s + 1) * self.step_rows)
+            self._step(buf_f[rows], buf_y[rows])
+            weights.append(self._w)
+        self._buf_f = buf_f[steps * self.step_rows :]
+        self._buf_y = buf_y[steps * self.step_rows :]
+        n = len(f)
+        if not n:
+            return np.empty(0)
+        n_before = np.cumsum(np.bincount(before, minlength=n + 1))[:n]
+        epoch = (b0 + n_before) // self.step_rows
+        return _sigmoid(np.einsum("ij,ij->i", f, np.asarray(weights)[epoch]))
+
+    def flush(self) -> None:
+        """A weight step on the labels still buffered (the end of a stream)."""
+        if len(self._buf_y):
+            self._step(self._buf_f, self._buf_y)
+            self._buf_f = self._buf_f[:0]
+            self._buf_y = self._buf_y[:0]
+
+    def _step(self, f: Array, y: Array) -> None:
+        """One AdaGrad step on labelled rows (weights frozen within the step).
+
+        The weights drift slowly; what moves from row to row lives in the
+        statistics. AdaGrad accumulates each row's squared gradient, as per-row
+        steps would.
+        """
+        err = _sigmoid(f @ self._w) - y
+        rows = err[:, None] * f + self.l2 * self._w
+        self._g2 = self._g2 + (rows * rows).sum(axis=0)
+        self._w = self._w - self._lr * rows.sum(axis=0) / np.sqrt(self._g2)
 
     @property
     def table_entries(self) -> int:
-        """How many (statistic, key) cells are held (bounded by the categories seen)."""
-        return sum(len(t) for t in self._tables)
+        """How many (statistic, key) cells hold labels (bounded by the categories seen)."""
+        return sum(
+            int(learned.sum()) * len(cols)
+            for learned, cols in zip(self._learned, self._group_cols, strict=True)
+        )

@@ -80,6 +80,19 @@ DEFAULT_LGBM: dict[str, Any] = {
     "feature_fraction": 1.0,
     "lambda_l2": 0.0,
 }
+# A small, regularised LightGBM tried early: the local search starts at the default
+# and seldom walks this far in a short budget, yet when the test period differs from
+# the training one (a shift in class priors) the less confident model wins. On 50K
+# flights delay classes (time split, 10 s) it won on validation (1.1098 against the
+# default's 1.1422) and scored test log loss 0.9705 against the default's 1.0011
+# (FLAML's winner, a LightGBM of the same size: 0.9733).
+SMALL_LGBM: dict[str, Any] = {
+    "num_leaves": 10,
+    "learning_rate": 0.05,
+    "min_child_samples": 40,
+    "feature_fraction": 0.8,
+    "lambda_l2": 1.0,
+}
 PLAIN_ROUNDS = 100  # LightGBM's and HistGradientBoosting's default number of rounds
 # The floor under "never below the default" is built from the data's size, not the
 # clock, so a loaded machine can only make the search find less, never return less:
@@ -926,6 +939,8 @@ class AutoLearner:
             queue.insert(min(1, len(queue)), plain_lgbm)
         if "hist_gb" in families:
             queue.append(("hist_gb", dict(DEFAULT_HIST), "default", True))
+        if "lgbm" in families:
+            queue.append(("lgbm", dict(SMALL_LGBM), "small model", False))
         if weights is not None and "lgbm" in families:
             queue.append(("lgbm", {**DEFAULT_LGBM, "reweight": True}, "shift weights", False))
         if class_weight == "auto" and "lgbm" in families and task != "regression":

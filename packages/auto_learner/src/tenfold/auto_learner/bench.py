@@ -509,8 +509,9 @@ def _online_ours(delay_h: float) -> Callable[[BenchContext], Op]:
         y = stream["late"].to_numpy()
         # Rows arrive in batches of 256: the booster scores a batch in one call with the
         # model as it was at the batch's start (a prediction made before any of these
-        # rows is learned, so still test-then-train); the blend still predicts and
-        # learns row by row, each row after every label due before it.
+        # rows is learned, so still test-then-train); the blend gives each row what it
+        # would give rows sent one at a time (every label due before the row, none
+        # after), computed for the batch in numpy.
         batch = 256
 
         def op() -> Outcome:
