@@ -352,11 +352,27 @@ def _wait_gone(pid: int | None, role: bytes | None, timeout_s: float = 60.0) -> 
         time.sleep(0.02)
 
 
+def _wait_member_gone(path: Path, pid: int | None, timeout_s: float) -> None:
+    from tenfold.platform._replicated import _is_member, read_state
+
+    state = read_state(path)
+    if pid is None or state is None:
+        return
+    members = [m for m in state["members"] if m["pid"] == pid]
+    deadline = time.monotonic() + timeout_s
+    while members and _is_member(pid, members[0]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _recover(run: FaultRun, part: str, pids: dict[str, int | None], leader: str = "") -> None:
     plat = run.platform
     if part == "etcd":
         from tenfold.platform._replicated import restart_dead, transfer_leadership
 
+        # A member killed a moment ago can still be finishing an fsync (state D): SIGKILL
+        # lands only when it returns, and until then the member looks alive and would not
+        # be restarted. Give the killed leader up to 10 s to be gone first.
+        _wait_member_gone(plat.etcd_file, pids.get("etcd_leader"), 10.0)
         restart_dead(plat.etcd_file)  # every member down, on its data and ports
         if leader:
             transfer_leadership(plat.etcd_file, leader)
@@ -459,6 +475,8 @@ def run_faults(
     _RUN = run
     _PIDS.clear()
     _PIDS.update(pids)
+    if "etcd_leader_pid" in values:
+        _PIDS["etcd_leader"] = values["etcd_leader_pid"]
 
     async def main() -> dict[str, Any]:
         engine = await ChaosEngine.create(
