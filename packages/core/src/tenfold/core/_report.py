@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections import defaultdict
 from typing import Any
 
@@ -332,7 +331,9 @@ def _run_text(run: dict[str, Any]) -> str:
 def _runs_text(runs: list[dict[str, Any]]) -> str:
     """When the figures were measured: each saved run, or the report's own time."""
     if not runs:
-        return f"**Run:** {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}."
+        from tenfold.core._runner import utc_now
+
+        return f"**Run:** {utc_now()}."
     if len(runs) == 1:
         return f"**Run:** {_run_text(runs[0])}."
     return (

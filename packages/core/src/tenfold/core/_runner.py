@@ -79,12 +79,12 @@ def run_systems(
         result["systems"][system] = data
     if progress:
         progress("", len(systems), len(systems))
-    run.update(end=_utc_now(), load_end=_load_average())
+    run.update(end=utc_now(), load_end=_load_average())
     result["runs"] = [run]
     return result
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -106,7 +106,7 @@ def run_stamp(mode: str, systems: Sequence[str], only: Sequence[str] = ()) -> di
         "mode": mode,
         "systems": list(systems),
         "scenarios": list(only),
-        "start": _utc_now(),
+        "start": utc_now(),
         "load_start": _load_average(),
     }
 

@@ -34,11 +34,9 @@ from typing import Any
 import msgspec
 
 from tenfold.pipeline_engine._batch import Batch
-from tenfold.pipeline_engine._stages import DecodeJson, Enrich, Filter, Stage, Where
+from tenfold.pipeline_engine._stages import _OPS, DecodeJson, Enrich, Filter, Stage, Where
 
 __all__ = ["DecodeFilterJoin", "decode_filter_join"]
-
-_PY_OPS = {"==", "!=", "<", "<=", ">", ">=", "in", "not in"}
 
 
 class _ColumnSetByMessage(Exception):
@@ -161,7 +159,7 @@ def decode_filter_join(
         return None
     if key not in fields or any(f not in fields for f, _, _ in where.conditions):
         return None
-    if any(op not in _PY_OPS for _, op, _ in where.conditions):
+    if any(op not in _OPS for _, op, _ in where.conditions):  # each one Python spells alike
         return None
     if not _decodes_alike(schema, out, columns):
         return None
