@@ -843,8 +843,8 @@ def scenarios() -> list[Scenario]:
                 "AUC first reaches the cold search's final one (-1: never); FLAML gets the same "
                 "budget and rows; test AUC on the domain's later 70%",
                 fairness="both fit the held-out domain's rows under the same budget; ours "
-                "warm-starts from the store filled by the earlier domains (only the warm fit is "
-                "timed), FLAML starts cold",
+                "warm-starts from a fresh copy of the store filled by the earlier domains (the warm "
+                "fit and that copy of a few KiB are timed), FLAML starts cold",
                 unchecked_reason=_TRAIN_UNCHECKED,
                 rounds=1,
                 full_rounds=3,
