@@ -458,3 +458,103 @@ def test_an_action_only_run_loads_neither_pydantic_nor_the_fault_models(tmp_path
         text=True,
     )
     assert bad.returncode != 0 and "fault_queue_size" in bad.stderr
+
+
+# -- python -m tenfold.chaos_engine: a plain `run --json` skips click and ends as click would --
+
+_STEP = {
+    "type": "action",
+    "name": "s",
+    "provider": {
+        "type": "python",
+        "module": "os.path",
+        "func": "exists",
+        "arguments": {"path": "/"},
+    },
+}
+_FILES = {
+    "ok.json": json.dumps({"title": "ok", "method": [_STEP, {**_STEP, "name": "t"}]}),
+    "noprov.json": json.dumps({"title": "x", "method": [{"type": "action", "name": "a"}]}),
+    "notjson.json": "not json",
+    "held.toml": 'title = "held"\n[[method]]\nid = "w"\npause_s = 0\n',
+    "broken.toml": 'title = "v"\n[[steady_state.probes]]\nname = "p"\n'
+    'provider = { type = "python", module = "os.path", func = "exists", '
+    'arguments = { path = "/no/such/path" } }\ntolerance = { equals = true }\n'
+    '[[method]]\nid = "w"\npause_s = 0\n',
+    "rb.toml": 'title = "rb"\n[[method]]\nid = "wait"\npause_s = 0\n[[rollbacks]]\n'
+    'id = "restore-db"\naction = { type = "process", path = "/no/such/restore-command" }\n',
+    "afile": "",
+}
+_ARGVS = [
+    "run ok.json --json --journal-dir j",
+    "run ok.json --json",
+    "run --json ok.json --seed 3 --journal-dir j --seed -4",
+    "run held.toml --json --journal-dir j",
+    "run noprov.json --json --journal-dir j",
+    "run notjson.json --json --journal-dir j",
+    "run missing.json --json --journal-dir j",
+    "run broken.toml --json --journal-dir j",
+    "run rb.toml --json --journal-dir j",
+    "run adir --json --journal-dir j",
+    "run ok.json --json --journal-dir afile",
+    "run ok.json --json --journal-dir nope/j",
+    "run ok.json --json --seed x --journal-dir j",
+    "run ok.json --json --seed 1e3 --journal-dir j",
+    "run ok.json --json --journal-dir",
+    "run ok.json ok.json --json",
+    "run ok.json --json --seed=4 --journal-dir=j",
+    "run ok.json --json --sede 3",
+    "run ok.json --json -- --journal-dir j",
+    "run ok.json",
+    "validate ok.json --json",
+]
+_TIMES = re.compile(r'"(duration_s|violation_to_reverted_s)": [-0-9.e]+')
+
+
+def _call(entry: str, args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """``python -m tenfold.chaos_engine ARGS`` (``module``) or ``tenfold chaos ARGS``, in process."""
+    done = tenfold("chaos", *args, cwd=cwd, core=entry != "module")
+    return done.returncode, _TIMES.sub(r'"\1": T', done.stdout), done.stderr
+
+
+@pytest.fixture
+def entry_dir(tmp_path: Path) -> Path:
+    for name, text in _FILES.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "adir").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv", _ARGVS)
+def test_the_module_entry_says_what_the_click_command_says(entry_dir: Path, argv: str) -> None:
+    args = argv.split()
+    click_side = _call("click", args, entry_dir)
+    assert _call("module", args, entry_dir) == click_side
+    assert "Traceback" not in click_side[2]
+
+
+def test_the_plain_runs_cover_every_ending(entry_dir: Path) -> None:
+    """The differential above covers a completed run, each error kind and a failed run."""
+    codes = {a: _call("module", a.split(), entry_dir)[0] for a in _ARGVS}
+    assert codes["run ok.json --json --journal-dir j"] == 0
+    assert codes["run broken.toml --json --journal-dir j"] == 1
+    assert codes["run noprov.json --json --journal-dir j"] == 2
+    assert codes["run adir --json --journal-dir j"] == 2
+
+
+def test_a_plain_json_run_does_not_import_click(entry_dir: Path) -> None:
+    script = (
+        "import runpy, sys\n"
+        "sys.argv = ['x', 'run', 'ok.json', '--json', '--journal-dir', 'j']\n"
+        "try:\n"
+        "    runpy.run_module('tenfold.chaos_engine', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('click' in sys.modules, 'tenfold.core.cli' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=entry_dir, capture_output=True, text=True, check=True
+    )
+    report, imported = proc.stdout.splitlines()
+    assert json.loads(report)["status"] == "completed"
+    assert imported == "False False"
