@@ -393,12 +393,10 @@ def test_reading_commands_create_no_folders(tmp_path: Path) -> None:
 
 def test_configured_performance_defaults_match_the_section_model() -> None:
     """The start-up fast path's defaults are the configuration model's, field for field."""
-    import dataclasses
-
     from tenfold.chaos_engine._config import PerformanceConfig
     from tenfold.chaos_engine._engine import _DefaultPerformance
 
-    fast = dataclasses.asdict(_DefaultPerformance())
+    fast = _DefaultPerformance().to_dict()
     assert fast == PerformanceConfig.model_validate({}).model_dump()
 
 

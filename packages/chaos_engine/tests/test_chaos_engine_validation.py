@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import pickle
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from tenfold.chaos_engine._experiment import (
     experiment_from_dict,
     from_chaostoolkit,
 )
+from tenfold.chaos_engine._record import Frozen, Record
 from tenfold.chaos_engine.errors import ExperimentError
 
 
@@ -168,9 +170,10 @@ def test_positional_construction_matches_the_fields() -> None:
     assert Experiment.model_validate(exp.model_dump()) == exp
     # Provider and ActionStep fill their own dicts in __init__: still frozen, hashable, replaceable.
     with pytest.raises(dataclasses.FrozenInstanceError):
-        step.pause_s = 1.0  # type: ignore[misc]
+        step.pause_s = 1.0
     assert hash(ActionStep("x")) == hash(ActionStep("x", None, 0.0))
-    assert dataclasses.replace(step, pause_s=2.0) == ActionStep("a1", step.action, 2.0)
+    assert isinstance(step, ActionStep)
+    assert step.replace(pause_s=2.0) == ActionStep("a1", step.action, 2.0)
     assert Provider().arguments == {} and Provider().arguments is not Provider().arguments
 
 
@@ -215,3 +218,159 @@ def test_values_a_step_accepts_inline_are_bounded_as_the_checks_say(
     doc = _document()
     _at(doc, ("method", 1, *place[:-1]))[place[-1]] = value
     assert _error(doc).startswith(f"x.json: method.1.{message}")
+
+
+# -- the run path's records: plain classes that behave as the dataclasses they replaced --
+
+
+def _records() -> list[tuple[type[Record], tuple[Any, ...], tuple[str, ...]]]:
+    """Each record class with a full set of field values and its fields hidden from repr."""
+    from tenfold.chaos_engine._engine import (
+        FaultHandle,
+        _CallbackApplied,
+        _DefaultPerformance,
+        _PointActuator,
+        _PointApplied,
+    )
+    from tenfold.chaos_engine._experiment import (
+        FaultStep,
+        Probe,
+        RunReport,
+        Safety,
+        SteadyState,
+        StepRecord,
+        Tolerance,
+    )
+    from tenfold.chaos_engine._journal import Outstanding
+    from tenfold.chaos_engine._monitor import MetricsSnapshot, Sample
+    from tenfold.chaos_engine._points import ActiveRule, FaultPoints, PointStats
+    from tenfold.chaos_engine._runner import Cluster
+
+    provider = Provider("python", "m", "f", {"i": 1}, "", 2.0)
+    probe = Probe("p", provider, Tolerance(0.0, 1.0, None), 5.0)
+    step = ActionStep("a", provider, 0.5)
+    points = FaultPoints(3)
+    hidden = ("_engine", "_applied", "_release", "_timer")
+    return [
+        (Provider, ("process", "", "", ["-a"], "/bin/true", 1.0), ()),
+        (Tolerance, (None, 2.5, "up"), ()),
+        (Probe, ("p", provider, Tolerance(), 3.0), ()),
+        (SteadyState, ([probe], 0.2, False, 2), ()),
+        (
+            FaultStep,
+            ("f", "point", {"point": "p"}, [{"a": 1}], "count", 2.0, 0.5, 1.0, True, "n"),
+            (),
+        ),
+        (ActionStep, ("a", provider, 0.5), ()),
+        (Safety, (7, 60.0), ()),
+        (Experiment, ("t", [step], "d", SteadyState([probe]), [step], Safety(), {"n": "x"}), ()),
+        (StepRecord, ("a", "action", 0.1, True, "ok"), ()),
+        (
+            RunReport,
+            ("t", "deviated", "why", [StepRecord("a", "action", 0.1, True)], 1, 2, 0.3, 4.0),
+            (),
+        ),
+        (_DefaultPerformance, (1, 2, 3), ()),
+        (_PointApplied, (points, "rule"), ()),
+        (_PointActuator, (points,), ()),
+        (_CallbackApplied, (print, True), ()),
+        (FaultHandle, ("h1", "fault", 1.0, 2.0, "engine", "applied", None, None, True), hidden),
+        (Outstanding, ({"f": {"op": "inject"}}, {"r": {}}, 42, True), ()),
+        (Sample, (1.0, "probe", "p", 2.0), ()),
+        (MetricsSnapshot, ({"c": 1.0}, {"g": 2.0}, [Sample(1.0, "probe", "p", 2.0)]), ()),
+        (ActiveRule, ("fault", "rng", 3, 1), ()),
+        (PointStats, (1, 2, 3), ()),
+        (FaultPoints, (5, {"p": []}, {"p": PointStats()}, {"p"}), ()),
+        (Cluster, ({"n": "https://h:1"}, "tls"), ()),
+    ]
+
+
+def _holds_record(value: Any) -> bool:
+    if isinstance(value, Record):
+        return True
+    if isinstance(value, dict):
+        value = list(value.values())
+    return isinstance(value, list | tuple) and any(_holds_record(v) for v in value)
+
+
+@pytest.mark.parametrize("index", range(22))
+def test_a_record_compares_prints_hashes_and_freezes_as_its_dataclass_did(index: int) -> None:
+    cls, values, hidden = _records()[index]
+    frozen = issubclass(cls, Frozen)
+    names = cls._fields
+    ref = dataclasses.make_dataclass(
+        cls.__qualname__,
+        [(n, Any, dataclasses.field(repr=n not in hidden)) for n in names],
+        frozen=frozen,
+    )
+    ours, theirs = cls(*values), ref(*values)
+    assert [getattr(ours, n) for n in names] == list(values)
+    assert cls(**dict(zip(names, values, strict=True))) == ours
+    assert repr(ours) == repr(theirs).replace(ref.__qualname__, cls.__qualname__)
+    # equal by class and fields, in order; another class (even with the same fields) is not
+    assert ours == cls(*copy.deepcopy(values)) and ours != theirs
+    assert copy.deepcopy(ours) == ours and pickle.loads(pickle.dumps(ours)) == ours
+    changed = ours.replace(**{names[-1]: "other"})
+    assert changed != ours and getattr(changed, names[-1]) == "other"
+    assert [getattr(changed, n) for n in names[:-1]] == list(values[:-1])
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        ours.replace(nope=1)
+    if not _holds_record(values):  # asdict copies our records whole: compared below
+        assert ours.to_dict() == dataclasses.asdict(theirs)
+    if not frozen:
+        assert cls.__hash__ is None and ref.__hash__ is None
+        setattr(ours, names[0], "set")
+        assert getattr(ours, names[0]) == "set"
+        return
+    try:
+        expected: Any = hash(theirs)
+    except TypeError as exc:
+        expected = str(exc)
+        with pytest.raises(TypeError, match=expected):
+            hash(ours)
+    else:
+        assert hash(ours) == expected
+    for name in (names[0], "unknown"):
+        with pytest.raises(dataclasses.FrozenInstanceError) as ours_error:
+            setattr(ours, name, 1)
+        with pytest.raises(dataclasses.FrozenInstanceError) as their_error:
+            setattr(theirs, name, 1)
+        assert str(ours_error.value) == str(their_error.value)
+        with pytest.raises(dataclasses.FrozenInstanceError) as ours_error:
+            delattr(ours, name)
+        with pytest.raises(dataclasses.FrozenInstanceError) as their_error:
+            delattr(theirs, name)
+        assert str(ours_error.value) == str(their_error.value)
+
+
+def test_the_records_defaults_and_nested_dumps() -> None:
+    from tenfold.chaos_engine._experiment import FaultStep, RunReport, Safety, SteadyState
+    from tenfold.chaos_engine._journal import Outstanding
+    from tenfold.chaos_engine._points import FaultPoints
+
+    exp = Experiment("t", [ActionStep("a")])
+    assert (exp.description, exp.steady_state, exp.rollbacks, exp.safety, exp.agents) == (
+        "",
+        SteadyState([], 0.1, True, 0),
+        [],
+        Safety(100, 3600.0),
+        {},
+    )
+    # every mutable default is the instance's own, as a default_factory made it
+    assert FaultStep("f", "p").params is not FaultStep("f", "p").params
+    assert RunReport("t").steps is not RunReport("t").steps
+    assert Outstanding().faults is not Outstanding().faults
+    assert FaultPoints().known is not FaultPoints().known
+    assert RunReport("t") == RunReport("t", "completed", "", [], 0, 0, None, 0.0)
+    # model_dump is dataclasses.asdict: nested records become dicts, copied
+    doc = experiment_from_dict(_document())
+    dumped = doc.model_dump()
+    assert isinstance(dumped["steady_state"]["probes"][0]["tolerance"], dict)
+    assert dumped["method"][1]["action"]["arguments"] == {"i": 1}
+    dumped["method"][1]["action"]["arguments"]["i"] = 9
+    action = doc.method[1]
+    assert isinstance(action, ActionStep) and action.action is not None
+    assert action.action.arguments == {"i": 1}
+    assert Experiment.model_validate(dumped) != doc
+    # the cached fault count sits beside the frozen fields
+    assert doc.fault_steps == 1 and doc == experiment_from_dict(_document())

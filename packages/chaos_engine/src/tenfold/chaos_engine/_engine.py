@@ -21,7 +21,6 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 from tenfold.chaos_engine._journal import Journal
 from tenfold.chaos_engine._monitor import MetricsSnapshot, Monitor
 from tenfold.chaos_engine._points import ActiveRule, FaultPoints, chaos
+from tenfold.chaos_engine._record import Frozen, Record
 from tenfold.chaos_engine.errors import (
     ChaosEngineError,
     ConcurrencyLimit,
@@ -47,13 +47,24 @@ _EXPERIMENT = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
 DEFAULT_JOURNAL_DIR = Path(".tenfold/chaos")
 
 
-@dataclass(frozen=True)
-class _DefaultPerformance:
+class _DefaultPerformance(Frozen):
     """``[chaos_engine.performance]``'s defaults, without importing the configuration models."""
 
-    max_concurrent_faults: int = 5000
-    fault_queue_size: int = 1000
-    monitoring_buffer_size: int = 1000
+    _fields = ("max_concurrent_faults", "fault_queue_size", "monitoring_buffer_size")
+    max_concurrent_faults: int
+    fault_queue_size: int
+    monitoring_buffer_size: int
+
+    def __init__(
+        self,
+        max_concurrent_faults: int = 5000,
+        fault_queue_size: int = 1000,
+        monitoring_buffer_size: int = 1000,
+    ) -> None:
+        fields = self.__dict__
+        fields["max_concurrent_faults"] = max_concurrent_faults
+        fields["fault_queue_size"] = fault_queue_size
+        fields["monitoring_buffer_size"] = monitoring_buffer_size
 
 
 def configured_performance() -> PerformanceConfig:
@@ -94,18 +105,22 @@ class Actuator(Protocol):
     async def apply(self, fault: Any, name: str) -> Applied: ...
 
 
-@dataclass
-class _PointApplied:
-    points: FaultPoints
-    rule: ActiveRule
+class _PointApplied(Record):
+    _fields = ("points", "rule")
+
+    def __init__(self, points: FaultPoints, rule: ActiveRule) -> None:
+        self.points = points
+        self.rule = rule
 
     async def revert(self) -> None:
         self.points.deactivate(self.rule)
 
 
-@dataclass
-class _PointActuator:
-    points: FaultPoints
+class _PointActuator(Record):
+    _fields = ("points",)
+
+    def __init__(self, points: FaultPoints) -> None:
+        self.points = points
 
     def undo_steps(self, fault: PointFault, name: str) -> list[dict[str, Any]]:
         return []
@@ -114,10 +129,12 @@ class _PointActuator:
         return _PointApplied(self.points, self.points.activate(fault))
 
 
-@dataclass
-class _CallbackApplied:
-    undo: Callable[[], Awaitable[None]]
-    done: bool = False
+class _CallbackApplied(Record):
+    _fields = ("undo", "done")
+
+    def __init__(self, undo: Callable[[], Awaitable[None]], done: bool = False) -> None:
+        self.undo = undo
+        self.done = done
 
     async def revert(self) -> None:
         if not self.done:
@@ -125,19 +142,43 @@ class _CallbackApplied:
             await self.undo()
 
 
-@dataclass
-class FaultHandle:
+class FaultHandle(Record):
     """A fault the engine injected: ``await handle.revert()`` takes it out (idempotent)."""
 
-    fault_id: str
-    fault: Fault
-    injected_at: float
-    deadline: float
-    _engine: ChaosEngine = field(repr=False)
-    _applied: Applied = field(repr=False)
-    _release: Callable[[], None] | None = field(default=None, repr=False)
-    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
-    reverted: bool = False
+    _fields = (
+        "fault_id",
+        "fault",
+        "injected_at",
+        "deadline",
+        "_engine",
+        "_applied",
+        "_release",
+        "_timer",
+        "reverted",
+    )
+    _repr_fields = ("fault_id", "fault", "injected_at", "deadline", "reverted")
+
+    def __init__(
+        self,
+        fault_id: str,
+        fault: Fault,
+        injected_at: float,
+        deadline: float,
+        _engine: ChaosEngine,
+        _applied: Applied,
+        _release: Callable[[], None] | None = None,
+        _timer: asyncio.TimerHandle | None = None,
+        reverted: bool = False,
+    ) -> None:
+        self.fault_id = fault_id
+        self.fault = fault
+        self.injected_at = injected_at
+        self.deadline = deadline
+        self._engine = _engine
+        self._applied = _applied
+        self._release = _release
+        self._timer = _timer
+        self.reverted = reverted
 
     @property
     def active(self) -> bool:

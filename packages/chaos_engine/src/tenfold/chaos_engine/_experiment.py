@@ -18,7 +18,6 @@ Run order, and what always happens:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import importlib
 import json
@@ -28,13 +27,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import random
 
+from tenfold.chaos_engine._record import Frozen, Record
 from tenfold.chaos_engine.errors import (
     ChaosEngineError,
     ExperimentError,
@@ -161,8 +160,8 @@ def _dict_of_any(value: Any, loc: Loc, key: str | int) -> dict[str, Any]:
     raise _Invalid(_where(loc, key), f"must be a table, got {type(value).__name__}")
 
 
-class _Model:
-    """Frozen dataclasses built from a parsed document by :meth:`model_validate`."""
+class _Model(Frozen):
+    """Frozen records built from a parsed document by :meth:`model_validate`."""
 
     @classmethod
     def _from(cls, data: Any, loc: Loc) -> Any:
@@ -177,22 +176,22 @@ class _Model:
             raise ValueError(exc.line()) from None
 
     def model_dump(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+        return self.to_dict()
 
 
 _PROVIDER_KEYS = frozenset(("type", "module", "func", "arguments", "path", "timeout_s"))
 
 
-@dataclass(frozen=True, init=False)
 class Provider(_Model):
     """What a probe or action calls: a Python function, or a process."""
 
-    type: Literal["python", "process"] = "python"
-    module: str = ""
-    func: str = ""
-    arguments: dict[str, Any] | list[str] = field(default_factory=dict)
-    path: str = ""
-    timeout_s: float = 10.0
+    _fields = ("type", "module", "func", "arguments", "path", "timeout_s")
+    type: Literal["python", "process"]
+    module: str
+    func: str
+    arguments: dict[str, Any] | list[str]
+    path: str
+    timeout_s: float
 
     def __init__(
         self,
@@ -203,10 +202,9 @@ class Provider(_Model):
         path: str = "",
         timeout_s: float = 10.0,
     ) -> None:
-        # There is one per step. A frozen dataclass's generated __init__ stores each
+        # There is one per step. A frozen dataclass's generated __init__ stored each
         # field with object.__setattr__: 11.1K instructions for these six under
-        # callgrind, against 4.9K filling the new instance's dict (no setter to bypass:
-        # frozen only refuses assignments after construction).
+        # callgrind, against 4.9K filling the new instance's dict.
         fields = self.__dict__
         fields["type"] = type
         fields["module"] = module
@@ -248,13 +246,24 @@ class Provider(_Model):
         return out
 
 
-@dataclass(frozen=True)
 class Tolerance(_Model):
     """Accept a value within [min, max], or equal to ``equals``."""
 
-    min: float | None = None
-    max: float | None = None
-    equals: bool | int | float | str | None = None
+    _fields = ("min", "max", "equals")
+    min: float | None
+    max: float | None
+    equals: bool | int | float | str | None
+
+    def __init__(
+        self,
+        min: float | None = None,
+        max: float | None = None,
+        equals: bool | int | float | str | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["min"] = min
+        fields["max"] = max
+        fields["equals"] = equals
 
     @classmethod
     def _from(cls, data: Any, loc: Loc) -> Tolerance:
@@ -283,12 +292,21 @@ class Tolerance(_Model):
         return f"in [{self.min if self.min is not None else '-inf'}, {self.max if self.max is not None else 'inf'}]"
 
 
-@dataclass(frozen=True)
 class Probe(_Model):
+    _fields = ("name", "provider", "tolerance", "timeout_s")
     name: str
     provider: Provider
     tolerance: Tolerance
-    timeout_s: float = 5.0
+    timeout_s: float
+
+    def __init__(
+        self, name: str, provider: Provider, tolerance: Tolerance, timeout_s: float = 5.0
+    ) -> None:
+        fields = self.__dict__
+        fields["name"] = name
+        fields["provider"] = provider
+        fields["tolerance"] = tolerance
+        fields["timeout_s"] = timeout_s
 
     @classmethod
     def _from(cls, data: Any, loc: Loc) -> Probe:
@@ -306,7 +324,6 @@ class Probe(_Model):
         )
 
 
-@dataclass(frozen=True)
 class SteadyState(_Model):
     """The hypothesis: probes, how often they are re-checked, how many misses in a row count.
 
@@ -315,10 +332,24 @@ class SteadyState(_Model):
     not abort an experiment on one bad sample).
     """
 
-    probes: list[Probe] = field(default_factory=list)
-    interval_s: float = 0.1
-    continuous: bool = True
-    tolerated_failures: int = 0
+    _fields = ("probes", "interval_s", "continuous", "tolerated_failures")
+    probes: list[Probe]
+    interval_s: float
+    continuous: bool
+    tolerated_failures: int
+
+    def __init__(
+        self,
+        probes: list[Probe] | None = None,
+        interval_s: float = 0.1,
+        continuous: bool = True,
+        tolerated_failures: int = 0,
+    ) -> None:
+        fields = self.__dict__
+        fields["probes"] = [] if probes is None else probes
+        fields["interval_s"] = interval_s
+        fields["continuous"] = continuous
+        fields["tolerated_failures"] = tolerated_failures
 
     @classmethod
     def _from(cls, data: Any, loc: Loc) -> SteadyState:
@@ -345,36 +376,60 @@ def _step_id(value: Any, loc: Loc) -> str:
     return text
 
 
-_FAULT_STEP_KEYS = frozenset(
-    (
-        "id",
-        "fault",
-        "params",
-        "targets",
-        "mode",
-        "value",
-        "probability",
-        "duration_s",
-        "wait",
-        "agent",
-    )
+_FAULT_STEP_FIELDS = (
+    "id",
+    "fault",
+    "params",
+    "targets",
+    "mode",
+    "value",
+    "probability",
+    "duration_s",
+    "wait",
+    "agent",
 )
+_FAULT_STEP_KEYS = frozenset(_FAULT_STEP_FIELDS)
 
 
-@dataclass(frozen=True)
 class FaultStep(_Model):
     """Inject a fault (optionally over several targets, chosen by ``mode``)."""
 
+    _fields = _FAULT_STEP_FIELDS
     id: str
     fault: str
-    params: dict[str, Any] = field(default_factory=dict)
-    targets: list[dict[str, Any]] = field(default_factory=list)
-    mode: Literal["one", "all", "count", "percent"] = "all"
-    value: float = 100.0
-    probability: float = 1.0
-    duration_s: float | None = None
-    wait: bool = False
-    agent: str = ""
+    params: dict[str, Any]
+    targets: list[dict[str, Any]]
+    mode: Literal["one", "all", "count", "percent"]
+    value: float
+    probability: float
+    duration_s: float | None
+    wait: bool
+    agent: str
+
+    def __init__(
+        self,
+        id: str,
+        fault: str,
+        params: dict[str, Any] | None = None,
+        targets: list[dict[str, Any]] | None = None,
+        mode: Literal["one", "all", "count", "percent"] = "all",
+        value: float = 100.0,
+        probability: float = 1.0,
+        duration_s: float | None = None,
+        wait: bool = False,
+        agent: str = "",
+    ) -> None:
+        fields = self.__dict__
+        fields["id"] = id
+        fields["fault"] = fault
+        fields["params"] = {} if params is None else params
+        fields["targets"] = [] if targets is None else targets
+        fields["mode"] = mode
+        fields["value"] = value
+        fields["probability"] = probability
+        fields["duration_s"] = duration_s
+        fields["wait"] = wait
+        fields["agent"] = agent
 
     @classmethod
     def _from(cls, data: Any, loc: Loc) -> FaultStep:
@@ -410,13 +465,13 @@ class FaultStep(_Model):
 _ACTION_STEP_KEYS = frozenset(("id", "action", "pause_s"))
 
 
-@dataclass(frozen=True, init=False)
 class ActionStep(_Model):
     """Call a provider (a Python function or a process); ``pause_s`` waits after it."""
 
+    _fields = ("id", "action", "pause_s")
     id: str
-    action: Provider | None = None
-    pause_s: float = 0.0
+    action: Provider | None
+    pause_s: float
 
     def __init__(self, id: str, action: Provider | None = None, pause_s: float = 0.0) -> None:
         fields = self.__dict__  # one per step: as Provider's __init__
@@ -439,10 +494,15 @@ class ActionStep(_Model):
         return cls(step_id, action, pause)
 
 
-@dataclass(frozen=True)
 class Safety(_Model):
-    max_faults: int = 100
-    max_duration_s: float = 3600.0
+    _fields = ("max_faults", "max_duration_s")
+    max_faults: int
+    max_duration_s: float
+
+    def __init__(self, max_faults: int = 100, max_duration_s: float = 3600.0) -> None:
+        fields = self.__dict__
+        fields["max_faults"] = max_faults
+        fields["max_duration_s"] = max_duration_s
 
     @classmethod
     def _from(cls, data: Any, loc: Loc) -> Safety:
@@ -458,18 +518,47 @@ _EXPERIMENT_KEYS = frozenset(
 )
 
 
-@dataclass(frozen=True)
 class Experiment(_Model):
-    """A validated experiment."""
+    """A validated experiment.
 
+    ``agents``: chaos agents by name, where each listens (``https://HOST:PORT``).
+    """
+
+    _fields = (
+        "title",
+        "method",
+        "description",
+        "steady_state",
+        "rollbacks",
+        "safety",
+        "agents",
+    )
     title: str
     method: list[FaultStep | ActionStep]
-    description: str = ""
-    steady_state: SteadyState = field(default_factory=SteadyState)
-    rollbacks: list[ActionStep] = field(default_factory=list)
-    safety: Safety = field(default_factory=Safety)
-    agents: dict[str, str] = field(default_factory=dict)
-    """Chaos agents by name: where each listens (``https://HOST:PORT``)."""
+    description: str
+    steady_state: SteadyState
+    rollbacks: list[ActionStep]
+    safety: Safety
+    agents: dict[str, str]
+
+    def __init__(
+        self,
+        title: str,
+        method: list[FaultStep | ActionStep],
+        description: str = "",
+        steady_state: SteadyState | None = None,
+        rollbacks: list[ActionStep] | None = None,
+        safety: Safety | None = None,
+        agents: dict[str, str] | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["title"] = title
+        fields["method"] = method
+        fields["description"] = description
+        fields["steady_state"] = SteadyState() if steady_state is None else steady_state
+        fields["rollbacks"] = [] if rollbacks is None else rollbacks
+        fields["safety"] = Safety() if safety is None else safety
+        fields["agents"] = {} if agents is None else agents
 
     @classmethod
     def _from(cls, data: Any, loc: Loc) -> Experiment:
@@ -788,27 +877,53 @@ def call_python(provider: Provider) -> Any:
     return fn(**args) if isinstance(args, dict) else fn()
 
 
-@dataclass
-class StepRecord:
-    id: str
-    kind: str
-    duration_s: float
-    ok: bool
-    detail: str = ""
+class StepRecord(Record):
+    _fields = ("id", "kind", "duration_s", "ok", "detail")
+
+    def __init__(self, id: str, kind: str, duration_s: float, ok: bool, detail: str = "") -> None:
+        self.id = id
+        self.kind = kind
+        self.duration_s = duration_s
+        self.ok = ok
+        self.detail = detail
 
 
-@dataclass
-class RunReport:
+Status = Literal["completed", "deviated", "aborted", "failed", "interrupted"]
+
+
+class RunReport(Record):
     """What :func:`run_experiment` did."""
 
-    title: str
-    status: Literal["completed", "deviated", "aborted", "failed", "interrupted"] = "completed"
-    reason: str = ""
-    steps: list[StepRecord] = field(default_factory=list)
-    faults_injected: int = 0
-    rollbacks_run: int = 0
-    violation_to_reverted_s: float | None = None
-    duration_s: float = 0.0
+    _fields = (
+        "title",
+        "status",
+        "reason",
+        "steps",
+        "faults_injected",
+        "rollbacks_run",
+        "violation_to_reverted_s",
+        "duration_s",
+    )
+
+    def __init__(
+        self,
+        title: str,
+        status: Status = "completed",
+        reason: str = "",
+        steps: list[StepRecord] | None = None,
+        faults_injected: int = 0,
+        rollbacks_run: int = 0,
+        violation_to_reverted_s: float | None = None,
+        duration_s: float = 0.0,
+    ) -> None:
+        self.title = title
+        self.status: Status = status
+        self.reason = reason
+        self.steps: list[StepRecord] = [] if steps is None else steps
+        self.faults_injected = faults_injected
+        self.rollbacks_run = rollbacks_run
+        self.violation_to_reverted_s = violation_to_reverted_s
+        self.duration_s = duration_s
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -31,10 +31,10 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tenfold.chaos_engine._record import Record
 from tenfold.chaos_engine.errors import JournalError, JournalLocked
 
 
@@ -67,14 +67,22 @@ def read_records(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int
     return records, offset + consumed
 
 
-@dataclass
-class Outstanding:
+class Outstanding(Record):
     """What a journal says is still in place: faults not reverted, resources not released."""
 
-    faults: dict[str, dict[str, Any]] = field(default_factory=dict)
-    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    owner_pid: int = 0
-    closed: bool = False
+    _fields = ("faults", "resources", "owner_pid", "closed")
+
+    def __init__(
+        self,
+        faults: dict[str, dict[str, Any]] | None = None,
+        resources: dict[str, dict[str, Any]] | None = None,
+        owner_pid: int = 0,
+        closed: bool = False,
+    ) -> None:
+        self.faults: dict[str, dict[str, Any]] = {} if faults is None else faults
+        self.resources: dict[str, dict[str, Any]] = {} if resources is None else resources
+        self.owner_pid = owner_pid
+        self.closed = closed
 
     def apply(self, record: dict[str, Any]) -> None:
         op = record.get("op")

@@ -12,32 +12,48 @@ import collections
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
+
+from tenfold.chaos_engine._record import Frozen
 
 PSI_ROOT = Path("/proc/pressure")
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(Frozen):
     """One observation: when, what kind, of what, and its value."""
 
+    __slots__ = _fields = ("t", "kind", "name", "value")
     t: float
     kind: str
     name: str
     value: float
 
+    def __init__(self, t: float, kind: str, name: str, value: float) -> None:
+        setter = object.__setattr__  # frozen, with slots: as the generated __init__ did
+        setter(self, "t", t)
+        setter(self, "kind", kind)
+        setter(self, "name", name)
+        setter(self, "value", value)
+
     def as_dict(self) -> dict[str, float | str]:
         return {"t": self.t, "kind": self.kind, "name": self.name, "value": self.value}
 
 
-@dataclass(frozen=True)
-class MetricsSnapshot:
+class MetricsSnapshot(Frozen):
     """What :meth:`ChaosEngine.collect_metrics` returns."""
 
+    _fields = ("counters", "gauges", "samples")
     counters: dict[str, float]
     gauges: dict[str, float]
     samples: list[Sample]
+
+    def __init__(
+        self, counters: dict[str, float], gauges: dict[str, float], samples: list[Sample]
+    ) -> None:
+        fields = self.__dict__
+        fields["counters"] = counters
+        fields["gauges"] = gauges
+        fields["samples"] = samples
 
     def prometheus(self) -> str:
         """Prometheus text exposition format (version 0.0.4)."""

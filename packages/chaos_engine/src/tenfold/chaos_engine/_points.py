@@ -13,9 +13,9 @@ import functools
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from tenfold.chaos_engine._record import Record
 from tenfold.chaos_engine.errors import InjectedFault
 
 if TYPE_CHECKING:
@@ -45,31 +45,45 @@ def corrupt(value: Any) -> Any:
     return None
 
 
-@dataclass
-class ActiveRule:
+class ActiveRule(Record):
     """One fault live at a point, with its own counters."""
 
-    fault: PointFault
-    rng: random.Random
-    decisions: int = 0
-    hits: int = 0
+    _fields = ("fault", "rng", "decisions", "hits")
+
+    def __init__(
+        self, fault: PointFault, rng: random.Random, decisions: int = 0, hits: int = 0
+    ) -> None:
+        self.fault = fault
+        self.rng = rng
+        self.decisions = decisions
+        self.hits = hits
 
 
-@dataclass
-class PointStats:
-    calls: int = 0
-    decisions: int = 0
-    hits: int = 0
+class PointStats(Record):
+    _fields = ("calls", "decisions", "hits")
+
+    def __init__(self, calls: int = 0, decisions: int = 0, hits: int = 0) -> None:
+        self.calls = calls
+        self.decisions = decisions
+        self.hits = hits
 
 
-@dataclass
-class FaultPoints:
+class FaultPoints(Record):
     """A registry of fault points and the faults active at each."""
 
-    seed: int | None = None
-    _active: dict[str, list[ActiveRule]] = field(default_factory=dict)
-    stats: dict[str, PointStats] = field(default_factory=dict)
-    known: set[str] = field(default_factory=set)
+    _fields = ("seed", "_active", "stats", "known")
+
+    def __init__(
+        self,
+        seed: int | None = None,
+        _active: dict[str, list[ActiveRule]] | None = None,
+        stats: dict[str, PointStats] | None = None,
+        known: set[str] | None = None,
+    ) -> None:
+        self.seed = seed
+        self._active: dict[str, list[ActiveRule]] = {} if _active is None else _active
+        self.stats: dict[str, PointStats] = {} if stats is None else stats
+        self.known: set[str] = set() if known is None else known
 
     def activate(self, fault: PointFault) -> ActiveRule:
         import random  # only once a point fault is live: a run without one never loads it

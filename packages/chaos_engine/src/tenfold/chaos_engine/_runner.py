@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tenfold.chaos_engine._record import Frozen
 
 
 def experiment_name(path: Path) -> str:
@@ -19,12 +20,17 @@ def experiment_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)[:24] or "experiment"
 
 
-@dataclass(frozen=True)
-class Cluster:
+class Cluster(Frozen):
     """What the command line says about agents: URL overrides and the controller's TLS files."""
 
-    agents: dict[str, str] = field(default_factory=dict)
-    tls: Any = None
+    _fields = ("agents", "tls")
+    agents: dict[str, str]
+    tls: Any
+
+    def __init__(self, agents: dict[str, str] | None = None, tls: Any = None) -> None:
+        fields = self.__dict__
+        fields["agents"] = {} if agents is None else agents
+        fields["tls"] = tls
 
     @classmethod
     def from_cli(
