@@ -374,3 +374,81 @@ def test_the_records_defaults_and_nested_dumps() -> None:
     assert Experiment.model_validate(dumped) != doc
     # the cached fault count sits beside the frozen fields
     assert doc.fault_steps == 1 and doc == experiment_from_dict(_document())
+
+
+# -- Chaos Toolkit documents: plain python activities are built at once, as the checks build them --
+
+_ODD = st.sampled_from(
+    [0, -1, 0.5, 2, 3600, 3601, 1e9, float("nan"), float("inf"), True, None, "1"]
+)
+
+
+@st.composite
+def _ctk_activity(draw: st.DrawFn) -> dict[str, Any]:
+    provider: dict[str, Any] = {
+        "type": draw(st.sampled_from(["python", "python", "process", "http"])),
+        "module": draw(st.sampled_from(["m", "", 3])),
+        "func": draw(st.sampled_from(["f", "", None])),
+    }
+    if draw(st.booleans()):
+        provider["arguments"] = draw(
+            st.sampled_from([{"i": 1}, {}, {1: 2}, ["-a"], "x y", None, {"nested": {"k": [1]}}])
+        )
+    if draw(st.booleans()):
+        provider["timeout"] = draw(_ODD)
+    if provider["type"] == "process":
+        provider["path"] = draw(st.sampled_from(["/bin/true", "", 5]))
+    activity: dict[str, Any] = {"type": "action", "name": "a", "provider": provider}
+    if draw(st.booleans()):
+        activity["pauses"] = {"after": draw(_ODD)}
+    if draw(st.integers(0, 9)) == 0:
+        del activity["provider"]
+    return activity
+
+
+def _outcome(build: Any) -> Any:
+    try:
+        return build()
+    except ExperimentError as exc:
+        return str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ctk_activity(), max_size=4), st.lists(_ctk_activity(), max_size=2))
+def test_a_chaostoolkit_document_builds_as_its_conversion_checks(
+    method: list[dict[str, Any]], rollbacks: list[dict[str, Any]]
+) -> None:
+    doc = {"title": "c", "steady-state-hypothesis": {}, "method": method, "rollbacks": rollbacks}
+    direct = _outcome(lambda: experiment_from_dict(copy.deepcopy(doc), "x.json"))
+
+    def converted() -> Any:
+        try:
+            return Experiment.model_validate(from_chaostoolkit(copy.deepcopy(doc), "x.json"))
+        except ValueError as exc:
+            raise ExperimentError(f"x.json: {exc}") from None
+
+    assert direct == _outcome(converted)
+
+
+def test_a_built_chaostoolkit_step_is_the_checked_one() -> None:
+    activity = {
+        "type": "action",
+        "name": "a",
+        "provider": {"type": "python", "module": "m", "func": "f", "arguments": {"i": 1}},
+        "pauses": {"after": 1},
+    }
+    doc = {"title": "c", "method": [activity], "rollbacks": [activity]}
+    exp = experiment_from_dict(doc)
+    step = ActionStep("method-0", Provider("python", "m", "f", {"i": 1}, "", 10.0), 1.0)
+    assert exp.method == [step] and exp.rollbacks == [step.replace(id="rollbacks-0")]
+    # the built step's arguments are its own copy, as the checks' copy was
+    assert exp.rollbacks[0].action is not None
+    assert exp.rollbacks[0].action.arguments is not activity["provider"]["arguments"]  # type: ignore[index]
+    # a document of our own never takes an already-built step
+    with pytest.raises(ExperimentError, match="method.0: must be a table, got ActionStep"):
+        experiment_from_dict({"title": "t", "method": [step]})
+    # a process activity's arguments that are neither a list nor a string: one line, no traceback
+    bad = {"type": "action", "name": "p", "provider": {"type": "process", "path": "/bin/true"}}
+    bad["provider"]["arguments"] = None  # type: ignore[index]
+    with pytest.raises(ExperimentError, match="^x.json: method.0: process arguments must be a"):
+        experiment_from_dict({"title": "c", "method": [bad]}, "x.json")

@@ -561,16 +561,22 @@ class Experiment(_Model):
         fields["agents"] = {} if agents is None else agents
 
     @classmethod
-    def _from(cls, data: Any, loc: Loc) -> Experiment:
+    def _from(cls, data: Any, loc: Loc, *, built: bool = False) -> Experiment:
+        """``built``: the document comes from :func:`_from_chaostoolkit`, whose steps may
+        already be :class:`ActionStep` (each one the checks below would accept)."""
         d = _table(data, loc, _EXPERIMENT_KEYS, ("title", "method"))
         method: list[FaultStep | ActionStep] = []
         for i, step in enumerate(_list(d["method"], loc, "method")):
-            if isinstance(step, dict) and "fault" in step:
+            if built and type(step) is ActionStep:
+                method.append(step)
+            elif isinstance(step, dict) and "fault" in step:
                 method.append(FaultStep._from(step, (*loc, "method", i)))
             else:
                 method.append(ActionStep._from(step, (*loc, "method", i)))
         rollbacks = [
-            ActionStep._from(step, (*loc, "rollbacks", i))
+            step
+            if built and type(step) is ActionStep
+            else ActionStep._from(step, (*loc, "rollbacks", i))
             for i, step in enumerate(_list(d.get("rollbacks", []), loc, "rollbacks"))
         ]
         exp = cls(
@@ -712,10 +718,11 @@ def is_chaostoolkit(data: dict[str, Any]) -> bool:
 
 
 def experiment_from_dict(data: dict[str, Any], source: str = "<experiment>") -> Experiment:
-    if is_chaostoolkit(data):
-        data = from_chaostoolkit(data, source)
+    built = is_chaostoolkit(data)
+    if built:
+        data = _from_chaostoolkit(data, source, build=True)
     try:
-        exp: Experiment = Experiment._from(data, ())
+        exp: Experiment = Experiment._from(data, (), built=built)
     except _Invalid as exc:
         raise ExperimentError(f"{source}: {exc.line()}") from None
     return exp
@@ -757,6 +764,11 @@ def _ctk_provider(activity: dict[str, Any], source: str, loc: Loc) -> dict[str, 
         args = provider.get("arguments", [])
         if isinstance(args, str):
             args = args.split()
+        elif not hasattr(args, "__iter__"):  # list() would raise a TypeError: a traceback
+            raise ExperimentError(
+                f"{_ctk_where(source, loc)}: process arguments must be a list or a string, "
+                f"got {type(args).__name__}"
+            )
         out = {"type": "process", "path": provider.get("path", ""), "arguments": list(args)}
     else:
         raise ExperimentError(
@@ -782,8 +794,42 @@ def _ctk_tolerance(value: Any, source: str, loc: Loc) -> dict[str, Any]:
     )
 
 
+def _ctk_action(activity: dict[str, Any], step_id: str, after: Any) -> ActionStep | None:
+    """The step of a plain python activity, built as the checks would build it from its
+    converted table; None for anything else (converted, then checked, errors and all)."""
+    provider = activity.get("provider")
+    if type(provider) is not dict or provider.get("type") != "python":
+        return None
+    module, func = provider.get("module", ""), provider.get("func", "")
+    args = provider.get("arguments", {})
+    timeout = provider.get("timeout", 10.0)
+    if (
+        type(module) is not str
+        or type(func) is not str
+        or not (module and func)
+        or type(args) is not dict
+        or type(timeout) not in _PLAIN_NUMBERS
+        or not 0 < timeout <= _WEEK_S
+        or type(after) not in _PLAIN_NUMBERS
+        or not 0 <= after <= 3600
+    ):
+        return None
+    for key in args:
+        if type(key) is not str:
+            return None
+    action = Provider("python", module, func, dict(args), "", float(timeout))
+    return ActionStep(step_id, action, float(after))
+
+
 def from_chaostoolkit(data: dict[str, Any], source: str = "<ctk>") -> dict[str, Any]:
     """Convert a Chaos Toolkit experiment into ours (python and process providers)."""
+    return _from_chaostoolkit(data, source, build=False)
+
+
+def _from_chaostoolkit(data: dict[str, Any], source: str, *, build: bool) -> dict[str, Any]:
+    """:func:`from_chaostoolkit`; with ``build``, a plain python activity becomes its
+    :class:`ActionStep` at once (a 2,000-step document is mostly these), for
+    ``Experiment._from(..., built=True)``."""
     hypothesis = data.get("steady-state-hypothesis") or {}
     probes = []
     for i, probe in enumerate(hypothesis.get("probes", [])):
@@ -796,8 +842,8 @@ def from_chaostoolkit(data: dict[str, Any], source: str = "<ctk>") -> dict[str, 
             }
         )
 
-    def steps(items: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
-        out = []
+    def steps(items: list[dict[str, Any]], prefix: str) -> list[dict[str, Any] | ActionStep]:
+        out: list[dict[str, Any] | ActionStep] = []
         for i, activity in enumerate(items):
             if "ref" in activity:
                 raise ExperimentError(
@@ -807,11 +853,16 @@ def from_chaostoolkit(data: dict[str, Any], source: str = "<ctk>") -> dict[str, 
             pauses = activity.get("pauses", {})
             if pauses.get("before"):
                 out.append({"id": f"{prefix}-{i}-before", "pause_s": pauses["before"]})
+            step_id, after = f"{prefix}-{i}", pauses.get("after", 0)
+            step = _ctk_action(activity, step_id, after) if build else None
+            if step is not None:
+                out.append(step)
+                continue
             out.append(
                 {
-                    "id": f"{prefix}-{i}",
+                    "id": step_id,
                     "action": _ctk_provider(activity, source, (prefix, i)),
-                    "pause_s": pauses.get("after", 0),
+                    "pause_s": after,
                 }
             )
         return out
