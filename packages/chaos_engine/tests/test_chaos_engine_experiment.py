@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -541,18 +542,46 @@ def test_the_plain_runs_cover_every_ending(entry_dir: Path) -> None:
 
 
 def test_a_plain_json_run_does_not_import_click(entry_dir: Path) -> None:
+    """In a process of its own, without click; what loading made is frozen, and the cycle
+    collector is on again for the run (a probe sees it on)."""
+    (entry_dir / "gc_probe.py").write_text("import gc\n\ndef on():\n    return gc.isenabled()\n")
+    (entry_dir / "gc.json").write_text(
+        json.dumps(
+            {
+                "title": "gc",
+                "steady_state": {
+                    "probes": [
+                        {
+                            "name": "collector",
+                            "provider": {"module": "gc_probe", "func": "on"},
+                            "tolerance": {"equals": True},
+                        }
+                    ]
+                },
+                "method": [{"id": "a", "action": {"module": "gc_probe", "func": "on"}}],
+            }
+        )
+    )
     script = (
-        "import runpy, sys\n"
-        "sys.argv = ['x', 'run', 'ok.json', '--json', '--journal-dir', 'j']\n"
+        "import gc, runpy, sys\n"
+        "sys.argv = ['x', 'run', sys.argv[1], '--json', '--journal-dir', 'j']\n"
         "try:\n"
         "    runpy.run_module('tenfold.chaos_engine', run_name='__main__')\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
         "print('click' in sys.modules, 'tenfold.core.cli' in sys.modules)\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 1000)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=entry_dir, capture_output=True, text=True, check=True
-    )
-    report, imported = proc.stdout.splitlines()
-    assert json.loads(report)["status"] == "completed"
-    assert imported == "False False"
+    for name in ("ok.json", "gc.json"):
+        proc = subprocess.run(
+            [sys.executable, "-c", script, name],
+            cwd=entry_dir,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(entry_dir)},
+        )
+        report, imported, collector = proc.stdout.splitlines()
+        assert json.loads(report)["status"] == "completed"
+        assert imported == "False False"
+        assert collector == "True True"

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     plain = _plain_json_run(args)
     if plain is not None:
-        _run_plain(*plain)
+        _run_plain(*plain, own_process=argv is None)
         return 0
     from tenfold.chaos_engine.cli import chaos
     from tenfold.core.cli import run
@@ -82,12 +82,31 @@ def _plain_json_run(args: list[str]) -> tuple[Path, Path, int | None] | None:
     return Path(experiment), journal, seed
 
 
-def _run_plain(experiment: Path, journal_dir: Path, seed: int | None) -> None:
-    """``cli.run`` with ``--json`` and no events or agents, without click when it completes."""
+def _run_plain(experiment: Path, journal_dir: Path, seed: int | None, *, own_process: bool) -> None:
+    """``cli.run`` with ``--json`` and no events or agents, without click when it completes.
+
+    In a process of its own (``own_process``), the cycle collector is off while the
+    modules load and the experiment is read, and what they made is then frozen
+    (:func:`gc.freeze`): it lives until the process exits, and neither the run's
+    collections nor the one at exit traverse it again. Those traversals were a tenth of
+    a 2,000-step run's instructions (395M -> 354M under callgrind).
+    """
+    import gc
+
+    collecting = own_process and gc.isenabled()
+    if collecting:
+        gc.disable()
     try:
         from tenfold.chaos_engine._runner import run_file
 
-        title, result = run_file(experiment, journal_dir, seed, None, cluster=None)
+        title, result = run_file(
+            experiment,
+            journal_dir,
+            seed,
+            None,
+            cluster=None,
+            loaded=_freeze if collecting else None,
+        )
         if result["status"] == "completed":
             import json
 
@@ -96,7 +115,18 @@ def _run_plain(experiment: Path, journal_dir: Path, seed: int | None) -> None:
             return
     except BaseException as exc:  # raised again under the core's runner
         _as_click_command(exc, None)
+    finally:
+        if collecting:
+            gc.enable()
     _as_click_command(None, (title, result))
+
+
+def _freeze() -> None:
+    """The experiment is loaded: freeze what exists, collect cycles again for the run."""
+    import gc
+
+    gc.freeze()
+    gc.enable()
 
 
 def _as_click_command(

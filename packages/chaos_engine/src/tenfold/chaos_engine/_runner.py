@@ -79,16 +79,20 @@ def run_file(
     on_event: Callable[[Any], None] | None = None,
     *,
     cluster: Cluster | None = None,
+    loaded: Callable[[], None] | None = None,
 ) -> tuple[str, dict[str, object]]:
     """Run the experiment in ``experiment``; return its title and the report as a dict.
 
     An experiment that declares agents runs their steps through a controller
-    (``cluster`` gives its TLS files and URL overrides).
+    (``cluster`` gives its TLS files and URL overrides). ``loaded`` is called once
+    the experiment is read and valid, before the run.
     """
     from tenfold.chaos_engine._engine import ChaosEngine
     from tenfold.chaos_engine._experiment import load_experiment, run_experiment
 
     exp = load_experiment(experiment)
+    if loaded is not None:
+        loaded()
     controller = None
     if exp.agents:
         controller = (cluster or Cluster()).controller(exp.agents)
