@@ -31,7 +31,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "chaos_engine.md"
 def doc_experiment() -> str:
     """The guide's experiment file, as its first command session writes it."""
     (text,) = re.findall(r"\$ cat > experiment\.toml <<'EOF'\n(.*?)\nEOF\n", DOC.read_text(), re.S)
-    return text + "\n"
+    return str(text) + "\n"
 
 
 def tenfold(*args: str, cwd: Path, core: bool = False) -> subprocess.CompletedProcess[str]:
@@ -131,7 +131,9 @@ state: dict[str, object] = {}
 
 
 def _healthy() -> int:
-    return int(state.get("errors", 0))  # type: ignore[call-overload]
+    errors = state.get("errors", 0)
+    assert isinstance(errors, int)
+    return errors
 
 
 async def _hang() -> int:
@@ -320,7 +322,7 @@ probes.flap = _flap  # type: ignore[attr-defined]
 @pytest.mark.parametrize(("tolerated", "status"), [(0, "deviated"), (1, "completed")])
 def test_flapping_probe_and_tolerated_failures(tmp_path: Path, tolerated: int, status: str) -> None:
     state.clear()
-    exp = {
+    exp: dict[str, object] = {
         "title": "flap",
         "steady_state": {
             "interval_s": 0.01,
