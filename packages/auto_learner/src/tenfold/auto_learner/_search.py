@@ -31,6 +31,7 @@ does not depend on how loaded the machine is.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import time
 import warnings
@@ -95,7 +96,8 @@ SMALL_LGBM: dict[str, Any] = {
 }
 # The queue's mark for a warm-start fallback (RunStore.family_bests): another family's
 # best configuration on the nearest runs, tried only when the runs' winners, tried
-# first, do not beat this data's plain default (weak transfer).
+# first, do not beat this data's plain default by half their margin there (weak
+# transfer).
 WARM_IF_WEAK = "warm start, if weak"
 PLAIN_ROUNDS = 100  # LightGBM's and HistGradientBoosting's default number of rounds
 # The floor under "never below the default" is built from the data's size, not the
@@ -908,8 +910,11 @@ class AutoLearner:
         meta = meta_features(x[tr], y[tr] if task != "regression" else None, cat)
         store = RunStore(self.store_path) if self.store_path is not None else None
         try:
-            suggestions = store.suggest(meta) if (store is not None and warm_start) else []
-            # Tried only when none of the suggestions beats this data's plain default.
+            suggestions = (
+                store.suggest(meta, margins=True) if (store is not None and warm_start) else []
+            )
+            # Tried only when no suggestion beats this data's plain default by half its
+            # margin where it was stored (_transfer_holds).
             fallbacks = (
                 store.family_bests(meta, {str(c.get("family", "lgbm")) for c in suggestions})
                 if (store is not None and warm_start)
@@ -932,6 +937,8 @@ class AutoLearner:
         queue: list[tuple[str, dict[str, Any], str, bool]] = []
         warm_families: set[str] = set()
         warm_points: list[tuple[str, dict[str, Any]]] = []
+        # Each warm guess's margin over its default where it was stored, by its config.
+        expected: dict[str, float] = {}
         for suggested in suggestions + fallbacks:
             family, cfg = adapt(suggested, len(tr))
             # Two stored configurations scaled to the same tree size are one guess here.
@@ -952,6 +959,8 @@ class AutoLearner:
             elif family not in families or family not in plain or cfg == plain[family]:
                 continue
             source = WARM_IF_WEAK if fallback else "warm start"
+            if not fallback:
+                expected[_config_key(family, cfg)] = float(suggested.get("margin", 0.0))
             queue.append((family, cfg, source, False))
         if "lgbm" in families:
             # The best configuration of the nearest past run is the first guess (the warm
@@ -1041,9 +1050,9 @@ class AutoLearner:
                     source, must_finish = "search", False
                 if source == WARM_IF_WEAK:
                     # Another family's best on the nearest runs: worth a trial only
-                    # when no warm-start guess so far beats a plain default here (a
-                    # skipped one leaves the search's steps as they were).
-                    if _warm_beats_default(trials, metric):
+                    # when no warm-start guess so far clearly beats a plain default
+                    # here (a skipped one leaves the search's steps as they were).
+                    if _transfer_holds(trials, metric, expected):
                         continue
                     source = "warm start"
                 step += 1
@@ -1372,11 +1381,24 @@ class AutoLearner:
         return _predict(trial, model, x, task, n_classes)
 
 
-def _warm_beats_default(trials: list[Trial], metric: str) -> bool:
-    """Whether a warm-start trial so far scores above every plain default so far."""
-    warm = [_key(metric, t.score) for t in trials if t.source == "warm start" and not t.partial]
+def _config_key(family: str, config: dict[str, Any]) -> str:
+    return json.dumps([family, config], sort_keys=True, default=str)
+
+
+def _transfer_holds(trials: list[Trial], metric: str, expected: dict[str, float]) -> bool:
+    """Whether a warm-start guess beats every plain default so far by at least half the
+    margin it had over its own default where it was stored (a guess that only ties
+    the default here, within the validation's noise, is weak transfer)."""
     floor = [_key(metric, t.score) for t in trials if t.source == "default"]
-    return bool(warm) and bool(floor) and max(warm) > max(floor)
+    if not floor:
+        return False
+    for t in trials:
+        if t.source == "warm start" and not t.partial:
+            gain = _key(metric, t.score) - max(floor)
+            there = max(0.0, expected.get(_config_key(t.family, t.config), 0.0))
+            if gain > 0 and gain >= 0.5 * there:
+                return True
+    return False
 
 
 def _close_pools(pools: list[TrialPool]) -> None:

@@ -12,8 +12,9 @@ two domains are not comparable; "beat the default there, by this much" is).
 A run stores a neighbourhood, not only its winner: the best few configurations of
 each family (``STORE_PER_FAMILY``). The winner of one domain is often not the
 best guess for another: when none of the near runs' winners (:meth:`RunStore.suggest`)
-beats the new data's plain default, the transfer is weak, and the search tries each
-family they leave out at its best on the nearest run (:meth:`RunStore.family_bests`).
+beats the new data's plain default by half its margin there, the transfer is weak,
+and the search tries each family they leave out at its best on the nearest run
+(:meth:`RunStore.family_bests`).
 """
 
 from __future__ import annotations
@@ -65,12 +66,13 @@ _LEAF_KNOBS = {"lgbm": ("num_leaves", 4, 1024), "hist_gb": ("max_leaf_nodes", 4,
 _DEPTH_KNOB = ("max_depth", 2, 12)
 # Per run, the best configurations of each family that beat its default are stored;
 # a warm start tries the nearest runs' SUGGESTIONS best, and when none of those beats
-# the new data's default, one per family missing from them (RunStore.family_bests).
+# the new data's default by half its margin there, one per family missing from them
+# (RunStore.family_bests).
 STORE_PER_FAMILY = 3
 SUGGESTIONS = 3
 # What a stored configuration says about its run rather than the point it is: two
 # with the same other keys are one guess.
-_BOOKKEEPING = ("rounds", "train_rows", "max_iter", "n_estimators")
+_BOOKKEEPING = ("rounds", "train_rows", "max_iter", "n_estimators", "margin")
 # A stored configuration keeps at least this many rounds (LightGBM's default number):
 # early stopping on a noisy validation may have kept only a few dozen, and the cap
 # is twice that; early stopping still ends a trial sooner on the new data.
@@ -88,6 +90,7 @@ def adapt(stored: dict[str, Any], rows: int) -> tuple[str, dict[str, Any]]:
     cfg = dict(stored)
     family = str(cfg.pop("family", "lgbm"))
     rounds = cfg.pop("rounds", None)
+    cfg.pop("margin", None)
     source_rows = cfg.pop("train_rows", None)
     knob = _LEAF_KNOBS.get(family)
     if knob is not None and isinstance(source_rows, int) and source_rows > 0 and knob[0] in cfg:
@@ -150,20 +153,26 @@ class RunStore:
         return int(self._db.execute("select count(*) from runs").fetchone()[0])
 
     def suggest(
-        self, meta: dict[str, float], k: int = SUGGESTIONS, exclude_domain: str | None = None
+        self,
+        meta: dict[str, float],
+        k: int = SUGGESTIONS,
+        exclude_domain: str | None = None,
+        *,
+        margins: bool = False,
     ) -> list[dict[str, Any]]:
         """The winning configurations of the ``k`` most similar past runs, nearest first
-        (within a run, the largest margin over its default first)."""
+        (within a run, the largest margin over its default first); ``margins``: each
+        with its margin there under ``"margin"``."""
         out: list[dict[str, Any]] = []
         # The best configuration of each of the nearest runs first, then each run's
         # second best, ...: a configuration that won on one domain is a guess for
         # another, and guesses from several domains fail less often together.
-        for *_, config in sorted(
+        for *_, minus_margin, config in sorted(
             self._ranked(meta, exclude_domain), key=lambda t: (t[0], t[2], t[3])
         ):
             if len(out) == k:
                 break
-            _take(out, config)
+            _take(out, {**config, "margin": -minus_margin} if margins else config)
         return out
 
     def family_bests(
@@ -171,7 +180,8 @@ class RunStore:
     ) -> list[dict[str, Any]]:
         """For each family not in ``skip``, its best configuration on the nearest run
         that stored one (nearest family first): the guesses to try when the winners
-        :meth:`suggest` gives do not beat this data's default."""
+        :meth:`suggest` gives do not beat this data's default (by half their margin
+        there)."""
         out: list[dict[str, Any]] = []
         families = set(skip)
         for _, family_rank, _, _, config in sorted(
