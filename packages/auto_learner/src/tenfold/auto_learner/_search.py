@@ -31,6 +31,7 @@ does not depend on how loaded the machine is.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import time
 import warnings
@@ -58,7 +59,7 @@ from tenfold.auto_learner._guards import check_target, detect_task, find_leaks
 from tenfold.auto_learner._model import FullProba, Model
 from tenfold.auto_learner._omp import available_cpus
 from tenfold.auto_learner._shift import shift_test
-from tenfold.auto_learner._store import RunStore, adapt, meta_features
+from tenfold.auto_learner._store import STORE_PER_FAMILY, RunStore, adapt, meta_features
 from tenfold.auto_learner._trials import (
     TrialInputs,
     TrialPool,
@@ -93,6 +94,11 @@ SMALL_LGBM: dict[str, Any] = {
     "feature_fraction": 0.8,
     "lambda_l2": 1.0,
 }
+# The queue's mark for a warm-start fallback (RunStore.family_bests): another family's
+# best configuration on the nearest runs, tried only when the runs' winners, tried
+# first, do not beat this data's plain default by half their margin there (weak
+# transfer).
+WARM_IF_WEAK = "warm start, if weak"
 PLAIN_ROUNDS = 100  # LightGBM's and HistGradientBoosting's default number of rounds
 # The floor under "never below the default" is built from the data's size, not the
 # clock, so a loaded machine can only make the search find less, never return less:
@@ -904,7 +910,16 @@ class AutoLearner:
         meta = meta_features(x[tr], y[tr] if task != "regression" else None, cat)
         store = RunStore(self.store_path) if self.store_path is not None else None
         try:
-            suggestions = store.suggest(meta) if (store is not None and warm_start) else []
+            suggestions = (
+                store.suggest(meta, margins=True) if (store is not None and warm_start) else []
+            )
+            # Tried only when no suggestion beats this data's plain default by half its
+            # margin where it was stored (_transfer_holds).
+            fallbacks = (
+                store.family_bests(meta, {str(c.get("family", "lgbm")) for c in suggestions})
+                if (store is not None and warm_start)
+                else []
+            )
         except BaseException:
             if store is not None:
                 store.close()
@@ -921,15 +936,32 @@ class AutoLearner:
         # best of them first and the plain LightGBM default second.
         queue: list[tuple[str, dict[str, Any], str, bool]] = []
         warm_families: set[str] = set()
-        for suggested in suggestions:
+        warm_points: list[tuple[str, dict[str, Any]]] = []
+        # Each warm guess's margin over its default where it was stored, by its config.
+        expected: dict[str, float] = {}
+        for suggested in suggestions + fallbacks:
             family, cfg = adapt(suggested, len(tr))
+            # Two stored configurations scaled to the same tree size are one guess here.
+            point = (
+                family,
+                {k: v for k, v in cfg.items() if k not in ("n_estimators", "max_iter")},
+            )
+            if point in warm_points:
+                continue
+            warm_points.append(point)
             plain = {"lgbm": DEFAULT_LGBM, "hist_gb": DEFAULT_HIST, "xgboost": DEFAULT_XGB}
+            fallback = suggested in fallbacks
+            if fallback and cfg == plain.get(family):
+                continue  # a family's plain default: its own trial runs it anyway
             if family == "xgboost" and family in families and cfg == DEFAULT_XGB:
                 # XGBoost's one trial won there: it runs now, not after the others.
                 warm_families.add(family)
             elif family not in families or family not in plain or cfg == plain[family]:
                 continue
-            queue.append((family, cfg, "warm start", False))
+            source = WARM_IF_WEAK if fallback else "warm start"
+            if not fallback:
+                expected[_config_key(family, cfg)] = float(suggested.get("margin", 0.0))
+            queue.append((family, cfg, source, False))
         if "lgbm" in families:
             # The best configuration of the nearest past run is the first guess (the warm
             # start's point: when it is right, nothing before it spends the time); the
@@ -1016,6 +1048,13 @@ class AutoLearner:
                         base = _best_of(trials, "hist_gb", metric)
                         cfg = self._hist_neighbours(base.config if base else DEFAULT_HIST, rng)
                     source, must_finish = "search", False
+                if source == WARM_IF_WEAK:
+                    # Another family's best on the nearest runs: worth a trial only
+                    # when no warm-start guess so far clearly beats a plain default
+                    # here (a skipped one leaves the search's steps as they were).
+                    if _transfer_holds(trials, metric, expected):
+                        continue
+                    source = "warm start"
                 step += 1
                 # max_trials counts every trial; the plain defaults still queued keep
                 # their places (they always run), optional trials give way to them.
@@ -1046,10 +1085,22 @@ class AutoLearner:
                         else 0
                     ),
                     # (XGBoost trials always take every row: the rung's sample is
-                    # LightGBM's and HistGradientBoosting's.)
+                    # LightGBM's and HistGradientBoosting's.) Warm-start guesses after
+                    # the first go through the rung too: one that does not transfer
+                    # then costs a quarter of a trial.
                     rung_rows=(
                         rung_rows
-                        if (source == "search" and rung_rows and family != "xgboost")
+                        if (
+                            rung_rows
+                            and family != "xgboost"
+                            and (
+                                source == "search"
+                                or (
+                                    source == "warm start"
+                                    and any(t.source == "warm start" for t in trials)
+                                )
+                            )
+                        )
                         else 0
                     ),
                 )
@@ -1213,10 +1264,12 @@ class AutoLearner:
         result.model.report = result.summary()
         if store is not None:
             try:
-                # The three best distinct configurations that beat the plain LightGBM
-                # default (any family but the linear one), each with its family, the
-                # rows it trained on, the rounds early stopping kept, and its margin
-                # over the default: the next domain's warm start.
+                # The best STORE_PER_FAMILY distinct configurations of each family (but
+                # the linear one) that beat the plain LightGBM default, each with its
+                # family, the rows it trained on, the rounds early stopping kept, and
+                # its margin over the default: the next domain's warm start. A
+                # neighbourhood per family, not the winner alone: another domain's
+                # best is often a runner-up here, or another family's.
                 floor = next(
                     (t for t in trials if t.family == "lgbm" and t.source == "default"), None
                 )
@@ -1229,8 +1282,10 @@ class AutoLearner:
                     margin = _key(metric, t.score) - (
                         _key(metric, floor.score) if floor is not None else 0.0
                     )
-                    if len(kept) == 3 or (floor is not None and margin <= 0):
+                    if floor is not None and margin <= 0:
                         break
+                    if sum(c["family"] == t.family for c in kept) == STORE_PER_FAMILY:
+                        continue
                     cfg = {
                         "family": t.family,
                         **{
@@ -1324,6 +1379,26 @@ class AutoLearner:
     @staticmethod
     def _predict(trial: Trial, model: Any, x: Array, task: str, n_classes: int) -> Array:
         return _predict(trial, model, x, task, n_classes)
+
+
+def _config_key(family: str, config: dict[str, Any]) -> str:
+    return json.dumps([family, config], sort_keys=True, default=str)
+
+
+def _transfer_holds(trials: list[Trial], metric: str, expected: dict[str, float]) -> bool:
+    """Whether a warm-start guess beats every plain default so far by at least half the
+    margin it had over its own default where it was stored (a guess that only ties
+    the default here, within the validation's noise, is weak transfer)."""
+    floor = [_key(metric, t.score) for t in trials if t.source == "default"]
+    if not floor:
+        return False
+    for t in trials:
+        if t.source == "warm start" and not t.partial:
+            gain = _key(metric, t.score) - max(floor)
+            there = max(0.0, expected.get(_config_key(t.family, t.config), 0.0))
+            if gain > 0 and gain >= 0.5 * there:
+                return True
+    return False
 
 
 def _close_pools(pools: list[TrialPool]) -> None:
