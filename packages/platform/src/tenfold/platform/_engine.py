@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tenfold.core.files import replace_file
 from tenfold.platform.errors import PlatformError
 
 __all__ = ["fetch", "run_engine", "stream_after"]
@@ -181,8 +182,9 @@ def run_engine(home: Path, *, announce: Callable[[str], None] = print) -> None:
         signal.signal(signal.SIGINT, on_term)
         try:
             ready = {"url": server.url, "pid": os.getpid()}
-            p.engine_ready.write_text(
-                json.dumps({**ready, "attest_url": trust.url} if trust else ready)
+            # Whole or not at all: `up` goes on as soon as the file exists.
+            replace_file(
+                p.engine_ready, json.dumps({**ready, "attest_url": trust.url} if trust else ready)
             )
             announce(
                 f"engine: ledger {p.ledger_dir} served at {server.url}; reading {conf['topic']}"

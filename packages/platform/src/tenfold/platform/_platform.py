@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tenfold.core.files import replace_file
 from tenfold.platform.errors import NotUp, PlatformError
 
 __all__ = ["Platform", "ReplayResult", "run_bouncer", "services_endpoints"]
@@ -877,7 +878,9 @@ def run_bouncer(home: Path) -> None:
 
     try:
         with os.fdopen(fd, "rb", buffering=0) as stream:
-            p.ready.write_text(json.dumps({"pid": os.getpid(), "mode": mode}))
+            # Whole or not at all: `up` returns once the file exists, and its status
+            # reads it at once (a file created but not yet written read as "stopped").
+            replace_file(p.ready, json.dumps({"pid": os.getpid(), "mode": mode}))
             print(f"{p.where()} ({mode}): following {url or p.fifo}", flush=True)
             follow(
                 bouncer,
