@@ -37,7 +37,7 @@ async def _bans_in_etcd(endpoints: list[str]) -> Counter[str]:
 
 @pytest.mark.root
 def test_every_acknowledged_decision_survives_the_etcd_faults(
-    tmp_path: Path, kafka_broker, postgres
+    tmp_path: Path, kafka_broker, postgres, first_decision
 ) -> None:
     home, chaos = tmp_path / "home", tmp_path / "chaos"
     chaos.mkdir()
@@ -51,6 +51,7 @@ def test_every_acknowledged_decision_survives_the_etcd_faults(
     stream = AttackStream(kafka_broker.bootstrap, topic, per_s=4)
     stream.start()
     try:
+        first_decision(plat)  # the first check counts bans made before it
         report, run = run_faults(
             plat, kafka=kafka_broker, postgres=postgres, stream=stream, slo_s=60,
             experiment=ETCD_EXPERIMENT,
